@@ -1,0 +1,66 @@
+/**
+ * The closed set of reasons a receiver gives when it refuses a frame or a connection.
+ * PROTOCOL.md §7 documents each one with how to solve it; the gateway counts every
+ * rejection under exactly one of these codes, and the test vectors name them.
+ */
+export const FRAME_REASONS = {
+  // §3 decoding: the bytes are not a canonical v1 frame
+  FRAME_TOO_SHORT: 'fewer bytes than a header, one sample and a signature',
+  FRAME_OVERSIZED: 'frame is longer than MAX_FRAME_BYTES',
+  UNKNOWN_VERSION: 'version byte is not a version this receiver implements',
+  UNKNOWN_SENSOR: 'sensor code is not in the sensor catalogue',
+  BAD_SCALE: 'scale exponent is outside the allowed range',
+  BAD_SAMPLE_COUNT: 'sample count is zero',
+  BAD_INTERVAL: 'sample interval is zero while the frame has more than one sample',
+  LENGTH_MISMATCH: 'frame length does not match the length its header implies',
+  SAMPLE_OUT_OF_RANGE: 'a sample is outside the physical range of its sensor',
+  // §5 authenticity and freshness, checked by the receiver
+  BAD_SEQUENCE: 'sequence number 0, which is reserved',
+  UNKNOWN_DEVICE: 'device id is not enrolled',
+  DEVICE_REVOKED: 'device was revoked at or before the frame time',
+  DEVICE_MISMATCH: 'frame device id differs from the authenticated sender',
+  BAD_SIGNATURE: 'Ed25519 signature does not verify under the enrolled key',
+  REPLAY: 'sequence number at or below the last accepted one, and not a retransmission of that frame',
+  CLOCK_SKEW: 'device timestamp is too far in the future, or older than the backlog bound',
+  TIME_OVERLAP: 'frame starts before the previous accepted frame of the same sensor ended',
+} as const;
+
+export type FrameReason = keyof typeof FRAME_REASONS;
+
+/** Reasons for refusing an MQTT CONNECT (PROTOCOL.md §6.1). */
+export const CONNECT_REASONS = {
+  CONNECT_MALFORMED: 'username is not a device id, or the password is not a connect token',
+  CONNECT_UNKNOWN_DEVICE: 'device id is not enrolled',
+  CONNECT_REVOKED: 'device is revoked',
+  CONNECT_BAD_SIGNATURE: 'connect token signature does not verify',
+  CONNECT_STALE: 'connect token timestamp is outside the accepted window',
+  CONNECT_REPLAYED: 'connect token was already used',
+} as const;
+
+export type ConnectReason = keyof typeof CONNECT_REASONS;
+
+export const ALL_FRAME_REASONS = Object.keys(FRAME_REASONS) as FrameReason[];
+export const ALL_CONNECT_REASONS = Object.keys(CONNECT_REASONS) as ConnectReason[];
+
+/**
+ * A coded protocol failure: what was expected and what was found travel with it.
+ * Decoders throw it; verification returns a verdict carrying the same code.
+ */
+export class ProtocolError extends Error {
+  readonly code: FrameReason;
+  readonly detail: Readonly<Record<string, unknown>>;
+  constructor(code: FrameReason, detail: Record<string, unknown> = {}) {
+    super(`${code}: ${FRAME_REASONS[code]}${Object.keys(detail).length ? ` ${JSON.stringify(detail, bigintJson)}` : ''}`);
+    this.name = 'ProtocolError';
+    this.code = code;
+    this.detail = detail;
+  }
+}
+
+export function isProtocolError(e: unknown, code?: FrameReason): e is ProtocolError {
+  return e instanceof ProtocolError && (code === undefined || e.code === code);
+}
+
+function bigintJson(_k: string, v: unknown): unknown {
+  return typeof v === 'bigint' ? v.toString() : v;
+}

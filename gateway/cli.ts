@@ -1,0 +1,113 @@
+#!/usr/bin/env node
+/**
+ * vitalproof: the gateway's command line.
+ *
+ *   vitalproof run     [--config FILE] [--<key> VALUE ...]   run the gateway
+ *   vitalproof enrol   FILE [--dataDir DIR]                  enrol devices from an enrolment file
+ *   vitalproof revoke  DEVICE_ID [--at ISO_TIME]             revoke a device (frames from then on are refused)
+ *   vitalproof devices                                       list enrolled devices
+ *   vitalproof status  [--url URL]                           print a running gateway's status
+ *
+ * Any configuration key can be given as a flag (--mqtt.port 1884), an environment
+ * variable (VP_MQTT_PORT=1884) or in the --config file; see docs/operations.md.
+ */
+import { readFileSync } from 'node:fs';
+import { ConfigError, loadConfig, type GatewayConfig } from './config.js';
+import { createLogger } from './log.js';
+import { parseArgv } from './util/argv.js';
+import { registryPath, startGateway } from './gateway.js';
+import { FileRegistry } from './registry/file-registry.js';
+import { parseEnrolmentFile } from './registry/registry.js';
+import { formatStatus } from './status/format.js';
+import type { StatusSnapshot } from './status/http.js';
+
+const USAGE = `usage: vitalproof <run|enrol|revoke|devices|status> [options]
+  run                 run the gateway (embedded MQTT broker, spool, InfluxDB writer, status endpoint)
+  enrol FILE          enrol the devices listed in an enrolment file (e.g. from "vp-sim export")
+  revoke DEVICE_ID    revoke a device; --at ISO_TIME (default now)
+  devices             list enrolled devices
+  status              print a running gateway's status; --url http://127.0.0.1:8080
+options: --config FILE, and any config key as --key value (e.g. --dataDir ./data --mqtt.port 1883 --influx.url http://...)`;
+
+function configFrom(flags: Record<string, string>, own: string[] = []): GatewayConfig {
+  const { config, ...rest } = flags;
+  for (const k of own) delete rest[k];
+  return loadConfig({ ...(config ? { file: config } : {}), flags: rest });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, flags } = parseArgv(argv);
+  const cmd = positionals[0];
+  if (!cmd || flags.help) {
+    console.log(USAGE);
+    return cmd ? 0 : 2;
+  }
+  switch (cmd) {
+    case 'run': {
+      const cfg = configFrom(flags);
+      const log = createLogger(cfg.log.level, cfg.log.file || undefined);
+      const gw = await startGateway(cfg, log);
+      const stop = async (sig: string): Promise<void> => {
+        log.info({ event: 'stopping', signal: sig }, 'stopping');
+        await gw.stop();
+        log.flush();
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void stop('SIGINT'));
+      process.once('SIGTERM', () => void stop('SIGTERM'));
+      const err = await gw.fatal;
+      log.fatal({ err: err.message }, 'fatal fault; exiting');
+      await gw.stop();
+      return 1;
+    }
+    case 'enrol': {
+      const file = positionals[1];
+      if (!file) throw new ConfigError('enrol needs an enrolment file');
+      const cfg = configFrom(flags);
+      const reg = new FileRegistry(registryPath(cfg.dataDir));
+      const res = await reg.enrol(parseEnrolmentFile(readFileSync(file, 'utf8')));
+      console.log(`enrolled ${res.enrolled.length}, already enrolled ${res.unchanged.length}, refused ${res.refused.length}`);
+      for (const r of res.refused) console.log(`  refused ${r.deviceId}: ${r.reason} (${r.detail})`);
+      return res.refused.length ? 1 : 0;
+    }
+    case 'revoke': {
+      const id = positionals[1];
+      if (!id) throw new ConfigError('revoke needs a device id');
+      const cfg = configFrom(flags, ['at']);
+      const at = flags.at ? Date.parse(flags.at) : Date.now();
+      if (!Number.isFinite(at)) throw new ConfigError(`--at "${flags.at}" is not a time`);
+      const reg = new FileRegistry(registryPath(cfg.dataDir));
+      const rec = await reg.revoke(id, at);
+      console.log(`revoked ${rec.deviceId} (patient ${rec.patient}) from ${new Date(rec.revokedAtMs!).toISOString()}`);
+      return 0;
+    }
+    case 'devices': {
+      const cfg = configFrom(flags);
+      const reg = new FileRegistry(registryPath(cfg.dataDir));
+      for (const d of reg.list()) {
+        console.log(`${d.deviceId}  ${d.patient.padEnd(16)}  ${d.revokedAtMs ? `revoked ${new Date(d.revokedAtMs).toISOString()}` : 'active'}  ${d.sensors.join(',')}`);
+      }
+      return 0;
+    }
+    case 'status': {
+      const cfg = configFrom(flags, ['url']);
+      const url = flags.url ?? `http://${cfg.http.host}:${cfg.http.port}`;
+      const res = await fetch(`${url}/status`);
+      console.log(formatStatus((await res.json()) as StatusSnapshot));
+      return 0;
+    }
+    default:
+      console.error(USAGE);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: Error) => {
+    console.error(e instanceof ConfigError ? `error: ${e.message}` : e.stack ?? String(e));
+    process.exitCode = e instanceof ConfigError ? 2 : 1;
+  },
+);

@@ -1,0 +1,109 @@
+/**
+ * Gateway configuration: built-in defaults, then a JSON file, then environment variables,
+ * then command-line flags; each later source overrides the earlier ones. The defaults run
+ * a complete gateway on one box: embedded broker, embedded influxd, data in ./data.
+ *
+ * Every key has one environment variable (VP_ + path in upper snake case, e.g.
+ * VP_MQTT_PORT, VP_INFLUX_URL) and one flag (--mqtt.port, --influx.url); docs/operations.md
+ * has the table.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+export interface GatewayConfig {
+  /** Spool, registry, quarantine, embedded influxd data: everything the gateway writes. */
+  dataDir: string;
+  /** Names this gateway in stored points and (later) on chain. */
+  gatewayId: string;
+  mqtt: { host: string; port: number; connectWindowMs: number };
+  http: { host: string; port: number };
+  influx: {
+    /** Empty: start an embedded influxd in dataDir/influxdb on a free loopback port. */
+    url: string;
+    database: string;
+    username: string;
+    password: string;
+    timeoutMs: number;
+  };
+  spool: { quotaBytes: number; alarmRatio: number; segmentBytes: number };
+  ingest: { maxFutureSkewMs: number; maxBacklogMs: number; verifyWorkers: number };
+  storage: { batchFrames: number; retryMinMs: number; retryMaxMs: number };
+  log: { level: string; file: string };
+}
+
+export const DEFAULTS: GatewayConfig = {
+  dataDir: './data',
+  gatewayId: 'gw-local',
+  mqtt: { host: '127.0.0.1', port: 1883, connectWindowMs: 30_000 },
+  http: { host: '127.0.0.1', port: 8080 },
+  influx: { url: '', database: 'vitalproof', username: '', password: '', timeoutMs: 10_000 },
+  spool: { quotaBytes: 1024 * 1024 * 1024, alarmRatio: 0.8, segmentBytes: 64 * 1024 * 1024 },
+  ingest: { maxFutureSkewMs: 30_000, maxBacklogMs: 7 * 24 * 3600_000, verifyWorkers: 2 },
+  storage: { batchFrames: 1000, retryMinMs: 200, retryMaxMs: 10_000 },
+  log: { level: 'info', file: '' },
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Leaf = string | number;
+
+/** Every dotted key of the config with its default, e.g. ['mqtt.port', 1883]. */
+export function configKeys(obj: object = DEFAULTS, prefix = ''): [string, Leaf][] {
+  return Object.entries(obj).flatMap(([k, v]) =>
+    typeof v === 'object' && v !== null ? configKeys(v as object, `${prefix}${k}.`) : [[`${prefix}${k}`, v as Leaf] as [string, Leaf]],
+  );
+}
+
+export function envName(key: string): string {
+  return `VP_${key.replace(/([a-z])([A-Z])/g, '$1_$2').replace(/\./g, '_').toUpperCase()}`;
+}
+
+/**
+ * Builds the configuration.
+ * @param flags dotted keys from the command line, e.g. { 'mqtt.port': '1884' }
+ * @throws ConfigError for an unknown key, a value of the wrong type, or an unreadable file.
+ */
+export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags?: Record<string, string> } = {}): GatewayConfig {
+  const env = opts.env ?? process.env;
+  const cfg = structuredClone(DEFAULTS);
+  const file = opts.file ?? env.VP_CONFIG;
+  if (file) {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
+    }
+    for (const [k, v] of configKeys(doc as object)) set(cfg, k, v, `file ${file}`);
+  }
+  for (const [k] of configKeys()) {
+    const v = env[envName(k)];
+    if (v !== undefined) set(cfg, k, v, `environment ${envName(k)}`);
+  }
+  for (const [k, v] of Object.entries(opts.flags ?? {})) set(cfg, k, v, `flag --${k}`);
+  cfg.dataDir = resolve(cfg.dataDir);
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(cfg.gatewayId)) throw new ConfigError(`gatewayId "${cfg.gatewayId}" must be 1-64 characters [A-Za-z0-9._-]`);
+  return cfg;
+}
+
+function set(cfg: GatewayConfig, key: string, value: Leaf, source: string): void {
+  const path = key.split('.');
+  let node = cfg as unknown as Record<string, unknown>;
+  for (const p of path.slice(0, -1)) {
+    const next = node[p];
+    if (typeof next !== 'object' || next === null) throw new ConfigError(`unknown config key "${key}" (${source})`);
+    node = next as Record<string, unknown>;
+  }
+  const leaf = path[path.length - 1]!;
+  if (!(leaf in node) || typeof node[leaf] === 'object') throw new ConfigError(`unknown config key "${key}" (${source})`);
+  if (typeof node[leaf] === 'number') {
+    const n = typeof value === 'number' ? value : Number(value);
+    if (!Number.isFinite(n) || (typeof value === 'string' && value.trim() === '')) throw new ConfigError(`config key "${key}" must be a number, got "${value}" (${source})`);
+    node[leaf] = n;
+  } else node[leaf] = String(value);
+}

@@ -1,0 +1,190 @@
+/**
+ * The composition root: wires transports, pipeline, spool, storage and status together,
+ * and owns start-up and shutdown order. Start-up recovers before it listens: the spool's
+ * torn tail is cut, device state is rebuilt from the checkpoint plus the spool tail, and
+ * only then do devices get to connect.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Server } from 'node:http';
+import type { GatewayConfig } from './config.js';
+import type { Logger } from './log.js';
+import { Wal } from './spool/wal.js';
+import { DeviceStates } from './ingest/device-state.js';
+import { Drainer, readCheckpoint } from './ingest/drainer.js';
+import { IngestPipeline } from './ingest/pipeline.js';
+import { Quarantine } from './ingest/quarantine.js';
+import { decodeSpoolRecord } from './ingest/spool-record.js';
+import { FileRegistry } from './registry/file-registry.js';
+import type { DeviceRegistry } from './registry/registry.js';
+import { Metrics } from './status/metrics.js';
+import { startStatusServer, type StatusSnapshot } from './status/http.js';
+import { startInfluxd, type InfluxdHandle } from './storage/influxd.js';
+import { InfluxSink } from './storage/influx-sink.js';
+import { MqttTransport } from './transport/mqtt/broker.js';
+import { VerifyPool } from './verify/pool.js';
+
+export interface Gateway {
+  config: GatewayConfig;
+  metrics: Metrics;
+  registry: DeviceRegistry;
+  pipeline: IngestPipeline;
+  mqttPort: number;
+  httpPort: number;
+  influxUrl: string;
+  snapshot(): StatusSnapshot;
+  /** Resolves when a fatal fault stops the gateway (e.g. a corrupt spool). */
+  fatal: Promise<Error>;
+  stop(): Promise<void>;
+}
+
+export function registryPath(dataDir: string): string {
+  return join(dataDir, 'registry.json');
+}
+
+export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
+  mkdirSync(config.dataDir, { recursive: true });
+  const metrics = new Metrics();
+  const cleanups: (() => Promise<void>)[] = [];
+  const stopAll = async (): Promise<void> => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch((e: Error) => log.warn({ err: e.message }, 'shutdown step failed'));
+  };
+  try {
+    let influxd: InfluxdHandle | undefined;
+    let influxUrl = config.influx.url;
+    if (!influxUrl) {
+      influxd = await startInfluxd({ dataDir: join(config.dataDir, 'influxdb') });
+      influxUrl = influxd.url;
+      cleanups.push(() => influxd!.stop());
+      log.info({ event: 'influxd_started', url: influxUrl }, 'embedded influxd started');
+    }
+
+    const registry = new FileRegistry(registryPath(config.dataDir), { watch: true });
+    cleanups.push(() => registry.close());
+
+    const wal = await Wal.open(join(config.dataDir, 'spool'), { quotaBytes: config.spool.quotaBytes, segmentBytes: config.spool.segmentBytes });
+    cleanups.push(() => wal.close());
+    const checkpointPath = join(config.dataDir, 'spool', 'checkpoint.json');
+    const checkpoint = readCheckpoint(checkpointPath);
+    const states = DeviceStates.fromCheckpoint(checkpoint);
+    // Rebuild the live view: everything durable after the checkpoint.
+    const tail = wal.reader();
+    let replayed = 0;
+    const ckLsn = BigInt(checkpoint?.lsn ?? '0');
+    for (let recs = tail.read(5000); recs.length > 0; recs = tail.read(5000)) {
+      for (const r of recs) {
+        if (r.lsn <= ckLsn) continue;
+        const f = decodeSpoolRecord(r.lsn, r.payload);
+        states.apply(f.frame, f.sha256);
+        replayed++;
+      }
+    }
+    tail.close();
+    log.info({ event: 'spool_recovered', backlog: Number(wal.backlog), replayed, truncatedBytes: wal.recovered.truncatedBytes }, 'spool recovered');
+
+    const sink = new InfluxSink({ url: influxUrl, database: config.influx.database, gatewayId: config.gatewayId, username: config.influx.username, password: config.influx.password, timeoutMs: config.influx.timeoutMs });
+    const verifier = new VerifyPool(config.ingest.verifyWorkers);
+    cleanups.push(() => verifier.close());
+    const quarantine = new Quarantine(join(config.dataDir, 'quarantine'));
+    cleanups.push(() => quarantine.flush());
+
+    let spoolAlarm = false;
+    const checkSpool = (): void => {
+      const ratio = wal.bytes / wal.quotaBytes;
+      const alarm = ratio >= config.spool.alarmRatio;
+      if (alarm !== spoolAlarm) {
+        spoolAlarm = alarm;
+        if (alarm) log.error({ event: 'spool_alarm', bytes: wal.bytes, quotaBytes: wal.quotaBytes }, 'spool is near its disk quota: storage is not keeping up');
+        else log.info({ event: 'spool_alarm_cleared', bytes: wal.bytes }, 'spool back under its alarm level');
+      }
+    };
+    const drainer = new Drainer(wal, sink, checkpointPath, metrics, {
+      batchFrames: config.storage.batchFrames,
+      retryMinMs: config.storage.retryMinMs,
+      retryMaxMs: config.storage.retryMaxMs,
+      onError: (e, attempt) => {
+        if (attempt === 1 || attempt % 10 === 0) log.warn({ event: 'storage_down', attempt, err: e.message }, 'InfluxDB write failed; frames stay in the spool');
+      },
+      onRecovered: (attempts) => log.info({ event: 'storage_recovered', attempts }, 'InfluxDB writes resumed'),
+    });
+    let fatalResolve!: (e: Error) => void;
+    const fatal = new Promise<Error>((res) => (fatalResolve = res));
+    drainer.start().catch((e: Error) => {
+      log.fatal({ event: 'drainer_failed', err: e.message }, 'spool drain failed');
+      fatalResolve(e);
+    });
+    cleanups.push(() => drainer.stop());
+
+    const pipeline = new IngestPipeline({
+      registry,
+      verifier,
+      wal,
+      states,
+      quarantine,
+      metrics,
+      rules: { maxFutureSkewMs: config.ingest.maxFutureSkewMs, maxBacklogMs: config.ingest.maxBacklogMs },
+      onDurable: checkSpool,
+      onSpoolFull: checkSpool,
+    });
+
+    const mqtt = new MqttTransport({ host: config.mqtt.host, port: config.mqtt.port, pipeline, registry, metrics, log, connectWindowMs: config.mqtt.connectWindowMs });
+    await mqtt.start();
+    cleanups.push(() => mqtt.stop());
+
+    const snapshot = (): StatusSnapshot => {
+      const nonzero = <T extends Record<string, number>>(o: T): Record<string, number> => Object.fromEntries(Object.entries(o).filter(([, n]) => n > 0));
+      return {
+        gatewayId: config.gatewayId,
+        uptimeS: Math.round((Date.now() - metrics.startedAtMs) / 1000),
+        frames: {
+          receivedPerS: metrics.receivedRate.rate(),
+          acceptedPerS: metrics.acceptedRate.rate(),
+          received: metrics.received,
+          accepted: metrics.accepted,
+          duplicates: metrics.duplicates,
+          rejected: metrics.rejected,
+          rejectedBy: nonzero(metrics.rejectedBy),
+          seqGaps: metrics.seqGaps,
+        },
+        mqtt: { port: mqtt.port, devicesConnected: mqtt.connectedDevices, connectRefusedBy: nonzero(metrics.connectRefusedBy) },
+        spool: { backlogFrames: Number(wal.backlog), bytes: wal.bytes, quotaBytes: wal.quotaBytes, usedRatio: wal.bytes / wal.quotaBytes, alarm: spoolAlarm },
+        storage: {
+          up: drainer.storageUp,
+          lagMs: drainer.lagMs(),
+          ...(drainer.lastError ? { lastError: drainer.lastError } : {}),
+          framesWritten: metrics.framesWritten,
+          pointsWritten: metrics.pointsWritten,
+          errors: metrics.storageErrors,
+          url: influxUrl,
+        },
+      };
+    };
+
+    const http = await startStatusServer(config.http.host, config.http.port, { snapshot });
+    cleanups.push(() => closeServer(http.server));
+
+    log.info({ event: 'ready', mqttPort: mqtt.port, httpPort: http.port, influxUrl, gatewayId: config.gatewayId, devices: registry.list().length }, 'gateway ready');
+    return {
+      config,
+      metrics,
+      registry,
+      pipeline,
+      mqttPort: mqtt.port,
+      httpPort: http.port,
+      influxUrl,
+      snapshot,
+      fatal,
+      stop: stopAll,
+    };
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+}
+
+function closeServer(s: Server): Promise<void> {
+  return new Promise((res) => {
+    s.close(() => res());
+    s.closeAllConnections();
+  });
+}

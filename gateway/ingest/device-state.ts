@@ -1,0 +1,76 @@
+/**
+ * What the gateway remembers per device to judge freshness (PROTOCOL.md §5.3): the highest
+ * accepted sequence number, the end time of the last accepted frame per sensor, and the
+ * hashes of the most recent frames (to recognise an honest retransmission).
+ *
+ * The same `apply` builds the live view (at acceptance) and the checkpoint view (as frames
+ * are drained), so a restart rebuilds exactly the durable state: checkpoint + spool tail.
+ */
+import type { Frame } from '../../firmware-proto/frame.js';
+import { frameEndMs } from '../../firmware-proto/frame.js';
+
+/** How many recent frames per device are remembered for duplicate detection. */
+export const DEDUP_WINDOW = 256;
+
+export interface DeviceState {
+  highestSeq: bigint;
+  /** sensor code → end time (ms) of the last accepted frame of that sensor */
+  lastEndMs: Map<number, bigint>;
+  /** seq → sha256 hex, the last DEDUP_WINDOW accepted frames */
+  recent: Map<bigint, string>;
+}
+
+export interface Checkpoint {
+  version: 1;
+  lsn: string;
+  devices: Record<string, { highestSeq: string; lastEndMs: Record<string, string> }>;
+}
+
+export class DeviceStates {
+  private readonly states = new Map<string, DeviceState>();
+
+  get(deviceId: string): DeviceState | undefined {
+    return this.states.get(deviceId);
+  }
+
+  /** Records an accepted frame. Returns how many sequence numbers it skipped (0 when none). */
+  apply(frame: Frame, sha256: string): bigint {
+    let s = this.states.get(frame.deviceId);
+    if (!s) {
+      s = { highestSeq: 0n, lastEndMs: new Map(), recent: new Map() };
+      this.states.set(frame.deviceId, s);
+    }
+    const gap = frame.seq > s.highestSeq + 1n && s.highestSeq > 0n ? frame.seq - s.highestSeq - 1n : 0n;
+    if (frame.seq > s.highestSeq) s.highestSeq = frame.seq;
+    const end = frameEndMs(frame);
+    // Monotonic: re-applying an older frame (a re-drain after a crash) never moves time back.
+    if ((s.lastEndMs.get(frame.sensor) ?? -1n) < end) s.lastEndMs.set(frame.sensor, end);
+    s.recent.set(frame.seq, sha256);
+    if (s.recent.size > DEDUP_WINDOW) s.recent.delete(s.recent.keys().next().value as bigint);
+    return gap;
+  }
+
+  toCheckpoint(lsn: bigint): Checkpoint {
+    const devices: Checkpoint['devices'] = {};
+    for (const [id, s] of this.states) {
+      devices[id] = {
+        highestSeq: s.highestSeq.toString(),
+        lastEndMs: Object.fromEntries([...s.lastEndMs].map(([k, v]) => [String(k), v.toString()])),
+      };
+    }
+    return { version: 1, lsn: lsn.toString(), devices };
+  }
+
+  static fromCheckpoint(c: Checkpoint | undefined): DeviceStates {
+    const d = new DeviceStates();
+    if (!c) return d;
+    for (const [id, s] of Object.entries(c.devices)) {
+      d.states.set(id, {
+        highestSeq: BigInt(s.highestSeq),
+        lastEndMs: new Map(Object.entries(s.lastEndMs).map(([k, v]) => [Number(k), BigInt(v)])),
+        recent: new Map(),
+      });
+    }
+    return d;
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Moves accepted frames from the spool to storage, in spool order, in batches, retrying
+ * with exponential backoff while storage is down. A record is released from the spool only
+ * after storage confirmed the batch that holds it, and only after the device-state
+ * checkpoint that covers it is on disk. A crash re-sends at most the unreleased batches;
+ * storage writes are idempotent (same series, same time, same values), so nothing is
+ * stored twice.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { writeAtomic, type Wal } from '../spool/wal.js';
+import type { Metrics } from '../status/metrics.js';
+import { DeviceStates, type Checkpoint } from './device-state.js';
+import { decodeSpoolRecord } from './spool-record.js';
+import type { FrameSink } from './types.js';
+
+export interface DrainerOptions {
+  /** Frames per storage write. */
+  batchFrames?: number;
+  retryMinMs?: number;
+  retryMaxMs?: number;
+  /** Write the checkpoint and release the spool at most this often while busy. */
+  releaseEveryMs?: number;
+  onError?: (e: Error, attempt: number) => void;
+  onRecovered?: (afterAttempts: number) => void;
+}
+
+export function readCheckpoint(path: string): Checkpoint | undefined {
+  if (!existsSync(path)) return undefined;
+  return JSON.parse(readFileSync(path, 'utf8')) as Checkpoint;
+}
+
+export class Drainer {
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | undefined;
+  private readonly ckStates: DeviceStates;
+  private lastRelease = 0;
+  private pendingRelease: bigint | undefined;
+  /** Receive time of the oldest record not yet in storage; undefined when caught up. */
+  oldestPendingMs: number | undefined;
+  storageUp = true;
+  lastError: string | undefined;
+  private readonly batchFrames: number;
+  private readonly retryMinMs: number;
+  private readonly retryMaxMs: number;
+  private readonly releaseEveryMs: number;
+
+  constructor(
+    private readonly wal: Wal,
+    private readonly sink: FrameSink,
+    private readonly checkpointPath: string,
+    private readonly metrics: Metrics,
+    private readonly opts: DrainerOptions = {},
+  ) {
+    this.ckStates = DeviceStates.fromCheckpoint(readCheckpoint(checkpointPath));
+    this.batchFrames = opts.batchFrames ?? 1000;
+    this.retryMinMs = opts.retryMinMs ?? 200;
+    this.retryMaxMs = opts.retryMaxMs ?? 10_000;
+    this.releaseEveryMs = opts.releaseEveryMs ?? 500;
+  }
+
+  /** Starts draining; the promise rejects only on a fault that must stop the gateway (a corrupt spool). */
+  start(): Promise<void> {
+    this.loop ??= this.run();
+    return this.loop;
+  }
+
+  /** Storage lag: how long the oldest accepted-but-unstored frame has waited (ms). */
+  lagMs(now = Date.now()): number {
+    return this.oldestPendingMs === undefined ? 0 : Math.max(0, now - this.oldestPendingMs);
+  }
+
+  private async run(): Promise<void> {
+    const reader = this.wal.reader();
+    const signal = this.abort.signal;
+    try {
+      while (!signal.aborted) {
+        const recs = reader.read(this.batchFrames);
+        if (recs.length === 0) {
+          this.oldestPendingMs = undefined;
+          this.releaseNow();
+          await this.wal.waitForDurableAfter(reader.position - 1n, signal);
+          continue;
+        }
+        const frames = recs.map((r) => decodeSpoolRecord(r.lsn, r.payload));
+        this.oldestPendingMs = frames[0]!.receivedAtMs;
+        let attempt = 0;
+        for (;;) {
+          try {
+            await this.sink.write(frames);
+            break;
+          } catch (e) {
+            attempt++;
+            this.storageUp = false;
+            this.lastError = (e as Error).message;
+            this.metrics.storageErrors++;
+            this.opts.onError?.(e as Error, attempt);
+            const delay = Math.min(this.retryMaxMs, this.retryMinMs * 2 ** Math.min(attempt - 1, 16));
+            await sleep(delay * (0.75 + Math.random() * 0.5), undefined, { signal });
+          }
+        }
+        if (!this.storageUp) this.opts.onRecovered?.(attempt);
+        this.storageUp = true;
+        this.lastError = undefined;
+        for (const f of frames) {
+          this.ckStates.apply(f.frame, f.sha256);
+          this.metrics.pointsWritten += f.frame.samples.length / f.frame.spec.channels.length;
+        }
+        this.metrics.framesWritten += frames.length;
+        this.pendingRelease = frames[frames.length - 1]!.lsn;
+        if (Date.now() - this.lastRelease >= this.releaseEveryMs) this.releaseNow();
+      }
+    } catch (e) {
+      if (!signal.aborted) throw e;
+    } finally {
+      reader.close();
+    }
+  }
+
+  private releaseNow(): void {
+    if (this.pendingRelease === undefined) return;
+    writeAtomic(this.checkpointPath, JSON.stringify(this.ckStates.toCheckpoint(this.pendingRelease)));
+    this.wal.release(this.pendingRelease);
+    this.pendingRelease = undefined;
+    this.lastRelease = Date.now();
+  }
+
+  /** Stops after the write in flight (if storage is up) and releases what was stored. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop?.catch(() => undefined);
+    this.releaseNow();
+  }
+}

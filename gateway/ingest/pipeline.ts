@@ -1,0 +1,163 @@
+/**
+ * The one ingest pipeline. Every transport (MQTT, BLE) hands it raw frame bytes with what it
+ * knows of the sender; it answers with an outcome once it is safe to acknowledge:
+ *
+ *   accepted   verified, fresh, durable in the spool (fsynced)
+ *   duplicate  an honest retransmission of a frame already accepted: acknowledge, store nothing
+ *   rejected   refused under one reason code, quarantined, counted: acknowledge at the
+ *              transport level too, since resending would not change the verdict
+ *
+ * Checks follow PROTOCOL.md §3.2 and §5.3, in this order: decode, device known, sender,
+ * signature, revocation, sequence (duplicate / replay), clock skew, time overlap.
+ * Frames of one device are decided in arrival order; different devices run in parallel.
+ */
+import { decodeFrame, frameEndMs, peekDeviceId, type Frame } from '../../firmware-proto/frame.js';
+import { FRAME_TAG, concat } from '../../firmware-proto/signing.js';
+import { ProtocolError, type FrameReason } from '../../firmware-proto/reasons.js';
+import type { DeviceRegistry } from '../registry/registry.js';
+import { revokedAt } from '../registry/registry.js';
+import type { Verifier } from '../verify/pool.js';
+import type { Wal } from '../spool/wal.js';
+import type { Metrics } from '../status/metrics.js';
+import type { Quarantine } from './quarantine.js';
+import type { DeviceStates } from './device-state.js';
+import { encodeSpoolRecord, sha256Hex } from './spool-record.js';
+import type { Transport } from './types.js';
+
+export interface IngestContext {
+  transport: Transport;
+  /** The device the transport authenticated (MQTT CONNECT, BLE connection to an enrolled device). */
+  sender: string;
+  /** The device named by the channel the bytes came on (MQTT topic), when the transport has one. */
+  channelDevice?: string;
+  /** The transport marked this as a retransmission (MQTT DUP flag, BLE retransmit bit). */
+  retransmission: boolean;
+}
+
+export type Outcome =
+  | { status: 'accepted'; lsn: bigint; deviceId: string; seq: bigint }
+  | { status: 'duplicate'; deviceId: string; seq: bigint }
+  | { status: 'rejected'; reason: FrameReason; detail: Record<string, unknown> };
+
+export interface FreshnessRules {
+  /** How far a device timestamp may run ahead of the gateway clock (ms). */
+  maxFutureSkewMs: number;
+  /** How old a frame may be when it arrives (store-and-forward backlog bound, ms). */
+  maxBacklogMs: number;
+}
+
+export const DEFAULT_FRESHNESS: FreshnessRules = { maxFutureSkewMs: 30_000, maxBacklogMs: 7 * 24 * 3600_000 };
+
+export interface PipelineDeps {
+  registry: DeviceRegistry;
+  verifier: Verifier;
+  wal: Wal;
+  states: DeviceStates;
+  quarantine: Quarantine;
+  metrics: Metrics;
+  rules?: FreshnessRules;
+  now?: () => number;
+  /** Called for each accepted frame once durable (e.g. to wake the storage writer). */
+  onDurable?: () => void;
+  /** Called when the spool is full and frames wait for space (alarm). */
+  onSpoolFull?: () => void;
+}
+
+export class IngestPipeline {
+  private readonly tails = new Map<string, Promise<unknown>>();
+  private readonly rules: FreshnessRules;
+  private readonly now: () => number;
+
+  constructor(private readonly d: PipelineDeps) {
+    this.rules = d.rules ?? DEFAULT_FRESHNESS;
+    this.now = d.now ?? Date.now;
+  }
+
+  /** Resolves when the transport may acknowledge the frame; never rejects for bad input. */
+  async submit(raw: Uint8Array, ctx: IngestContext): Promise<Outcome> {
+    const { metrics } = this.d;
+    metrics.countReceived(ctx.transport);
+    let frame: Frame;
+    try {
+      frame = decodeFrame(raw);
+    } catch (e) {
+      if (e instanceof ProtocolError) return this.reject(raw, ctx, e.code, { ...e.detail });
+      throw e;
+    }
+    const rec = this.d.registry.get(frame.deviceId);
+    if (!rec) return this.reject(raw, ctx, 'UNKNOWN_DEVICE', { device: frame.deviceId });
+    if (frame.deviceId !== ctx.sender || (ctx.channelDevice !== undefined && ctx.channelDevice !== ctx.sender)) {
+      return this.reject(raw, ctx, 'DEVICE_MISMATCH', { expected: ctx.sender, got: frame.deviceId, channel: ctx.channelDevice });
+    }
+    const verified = this.d.verifier.verify({ key: rec.publicKey, message: concat(FRAME_TAG, frame.body), signature: frame.signature });
+    // Decide in arrival order per device: wait for the previous frame's decision, not its fsync.
+    const prev = (this.tails.get(frame.deviceId) ?? Promise.resolve()).catch(() => undefined);
+    const decision = prev.then(async () => {
+      const ok = await verified;
+      if (!ok) return { reason: 'BAD_SIGNATURE' as const, detail: { seq: frame.seq } };
+      if (revokedAt(rec, Number(frame.timestampMs))) return { reason: 'DEVICE_REVOKED' as const, detail: { revokedAtMs: rec.revokedAtMs, timestampMs: frame.timestampMs } };
+      if (this.d.wal.overQuota) {
+        this.d.onSpoolFull?.();
+        await this.d.wal.waitForSpace();
+      }
+      return this.decide(frame, rec.patient, raw, ctx);
+    });
+    this.tails.set(frame.deviceId, decision);
+    void decision.finally(() => {
+      if (this.tails.get(frame.deviceId) === decision) this.tails.delete(frame.deviceId);
+    });
+    const result = await decision;
+    if ('reason' in result) return this.reject(raw, ctx, result.reason, result.detail);
+    if (result.status === 'accepted') {
+      await result.durable;
+      metrics.countAccepted(ctx.transport);
+      this.d.onDurable?.();
+      return { status: 'accepted', lsn: result.lsn, deviceId: frame.deviceId, seq: frame.seq };
+    }
+    metrics.duplicates++;
+    return result;
+  }
+
+  /** Synchronous: the freshness checks and the spool append happen in one step per frame. */
+  private decide(
+    frame: Frame,
+    patient: string,
+    raw: Uint8Array,
+    ctx: IngestContext,
+  ):
+    | { status: 'accepted'; lsn: bigint; durable: Promise<bigint> }
+    | { status: 'duplicate'; deviceId: string; seq: bigint }
+    | { reason: FrameReason; detail: Record<string, unknown> } {
+    const state = this.d.states.get(frame.deviceId);
+    const sha = sha256Hex(raw);
+    if (state && frame.seq <= state.highestSeq) {
+      if (ctx.retransmission && state.recent.get(frame.seq) === sha) return { status: 'duplicate', deviceId: frame.deviceId, seq: frame.seq };
+      return { reason: 'REPLAY', detail: { highestAccepted: state.highestSeq, got: frame.seq, retransmission: ctx.retransmission } };
+    }
+    const now = this.now();
+    const ts = Number(frame.timestampMs);
+    if (ts > now + this.rules.maxFutureSkewMs || ts < now - this.rules.maxBacklogMs) {
+      return { reason: 'CLOCK_SKEW', detail: { gatewayMs: now, timestampMs: ts, maxFutureSkewMs: this.rules.maxFutureSkewMs, maxBacklogMs: this.rules.maxBacklogMs } };
+    }
+    const lastEnd = state?.lastEndMs.get(frame.sensor);
+    if (lastEnd !== undefined && frame.timestampMs <= lastEnd) {
+      return { reason: 'TIME_OVERLAP', detail: { previousEndMs: lastEnd, timestampMs: frame.timestampMs, endMs: frameEndMs(frame) } };
+    }
+    const { lsn, durable } = this.d.wal.append(encodeSpoolRecord(now, ctx.transport, patient, raw));
+    const gap = this.d.states.apply(frame, sha);
+    if (gap > 0n) this.d.metrics.seqGaps += Number(gap);
+    return { status: 'accepted', lsn, durable };
+  }
+
+  private async reject(raw: Uint8Array, ctx: IngestContext, reason: FrameReason, detail: Record<string, unknown>): Promise<Outcome> {
+    this.d.metrics.countRejected(ctx.transport, reason);
+    const claimed = peekDeviceId(raw);
+    await this.d.quarantine.add({ reason, transport: ctx.transport, sender: ctx.sender, ...(claimed ? { claimedDevice: claimed } : {}), detail }, raw);
+    return { status: 'rejected', reason, detail };
+  }
+
+  /** Resolves when every frame submitted so far is decided. */
+  async idle(): Promise<void> {
+    while (this.tails.size > 0) await Promise.allSettled([...this.tails.values()]);
+  }
+}

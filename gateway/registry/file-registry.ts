@@ -1,0 +1,136 @@
+/**
+ * Device registry kept in one JSON file in the data dir. The running gateway watches the
+ * file, so `vitalproof enrol` and `vitalproof revoke` from another process take effect
+ * without a restart. Writes are atomic (write, fsync, rename).
+ */
+import { EventEmitter } from 'node:events';
+import { existsSync, readFileSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { writeAtomic } from '../spool/wal.js';
+import { checkEnrolment, type DeviceRecord, type DeviceRegistry, type EnrolResult, type EnrolmentEntry } from './registry.js';
+
+interface StoredRecord {
+  deviceId: string;
+  publicKey: string;
+  patient: string;
+  sensors: string[];
+  firmware?: string;
+  enrolledAtMs: number;
+  revokedAtMs?: number;
+}
+
+export class FileRegistry extends EventEmitter<{ revoked: [DeviceRecord]; changed: [] }> implements DeviceRegistry {
+  private devices = new Map<string, DeviceRecord>();
+  private watcher: FSWatcher | undefined;
+  private lastText = '';
+
+  constructor(
+    readonly path: string,
+    opts: { watch?: boolean } = {},
+  ) {
+    super();
+    this.load();
+    if (opts.watch) {
+      // Watch the directory: an atomic rename replaces the file's inode.
+      this.watcher = watch(dirname(path), (_ev, name) => {
+        if (name === basename(path)) this.load();
+      });
+      this.watcher.unref();
+    }
+  }
+
+  private load(): void {
+    if (!existsSync(this.path)) return;
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'utf8');
+    } catch {
+      return;
+    }
+    if (text === this.lastText) return;
+    let doc: { devices: StoredRecord[] };
+    try {
+      doc = JSON.parse(text) as { devices: StoredRecord[] };
+    } catch {
+      return; // half-written by a non-atomic editor; the next change event reloads it
+    }
+    this.lastText = text;
+    const next = new Map<string, DeviceRecord>();
+    for (const s of doc.devices) next.set(s.deviceId, fromStored(s));
+    const before = this.devices;
+    this.devices = next;
+    for (const rec of next.values()) {
+      const old = before.get(rec.deviceId);
+      if (rec.revokedAtMs !== undefined && old?.revokedAtMs === undefined) this.emit('revoked', rec);
+    }
+    this.emit('changed');
+  }
+
+  get(deviceId: string): DeviceRecord | undefined {
+    return this.devices.get(deviceId);
+  }
+
+  list(): DeviceRecord[] {
+    return [...this.devices.values()];
+  }
+
+  async enrol(entries: EnrolmentEntry[]): Promise<EnrolResult> {
+    this.load();
+    const result: EnrolResult = { enrolled: [], unchanged: [], refused: [] };
+    for (const e of entries) {
+      const bad = checkEnrolment(e);
+      if (bad) {
+        result.refused.push({ deviceId: e.deviceId, ...bad });
+        continue;
+      }
+      const existing = this.devices.get(e.deviceId);
+      if (existing) {
+        if (Buffer.from(existing.publicKey).toString('hex') !== e.publicKey) {
+          result.refused.push({ deviceId: e.deviceId, reason: 'KEY_CONFLICT', detail: 'device id already enrolled with another key' });
+        } else result.unchanged.push(e.deviceId);
+        continue;
+      }
+      this.devices.set(e.deviceId, {
+        deviceId: e.deviceId,
+        publicKey: Buffer.from(e.publicKey, 'hex'),
+        patient: e.patient,
+        sensors: e.sensors ?? [],
+        ...(e.firmware ? { firmware: e.firmware } : {}),
+        enrolledAtMs: Date.now(),
+      });
+      result.enrolled.push(e.deviceId);
+    }
+    if (result.enrolled.length) this.save();
+    return result;
+  }
+
+  async revoke(deviceId: string, atMs: number): Promise<DeviceRecord> {
+    this.load();
+    const rec = this.devices.get(deviceId);
+    if (!rec) throw new Error(`device ${deviceId} is not enrolled`);
+    if (rec.revokedAtMs !== undefined) return rec;
+    rec.revokedAtMs = atMs;
+    this.save();
+    this.emit('revoked', rec);
+    return rec;
+  }
+
+  private save(): void {
+    const doc = { version: 1, devices: [...this.devices.values()].map(toStored) };
+    const text = `${JSON.stringify(doc, null, 2)}\n`;
+    writeAtomic(this.path, text);
+    this.lastText = text;
+  }
+
+  async close(): Promise<void> {
+    this.watcher?.close();
+  }
+}
+
+function toStored(r: DeviceRecord): StoredRecord {
+  return { ...r, publicKey: Buffer.from(r.publicKey).toString('hex') };
+}
+
+function fromStored(s: StoredRecord): DeviceRecord {
+  return { ...s, publicKey: Buffer.from(s.publicKey, 'hex') };
+}

@@ -1,0 +1,82 @@
+/**
+ * The device registry seam. Ingest reads it synchronously from a local view and never
+ * waits on its backing store; the file registry backs it here, the on-chain
+ * DeviceRegistry contract will back it behind the same interface.
+ */
+import { EventEmitter } from 'node:events';
+import { checkPublicKey, deviceIdFromKey, type KeyProblem } from '../../firmware-proto/signing.js';
+import { isDeviceId } from '../../firmware-proto/frame.js';
+
+export interface DeviceRecord {
+  deviceId: string;
+  /** Raw 32-byte Ed25519 public key. */
+  publicKey: Uint8Array;
+  /** Patient pseudonym: never a name or a medical record number. */
+  patient: string;
+  sensors: string[];
+  firmware?: string;
+  enrolledAtMs: number;
+  /** Frames timestamped at or after this instant are refused (DEVICE_REVOKED). */
+  revokedAtMs?: number;
+}
+
+export interface DeviceRegistry extends EventEmitter<{ revoked: [DeviceRecord]; changed: [] }> {
+  get(deviceId: string): DeviceRecord | undefined;
+  list(): DeviceRecord[];
+  enrol(records: EnrolmentEntry[]): Promise<EnrolResult>;
+  revoke(deviceId: string, atMs: number): Promise<DeviceRecord>;
+  close(): Promise<void>;
+}
+
+export interface EnrolmentEntry {
+  deviceId: string;
+  publicKey: string;
+  patient: string;
+  sensors?: string[];
+  firmware?: string;
+}
+
+export interface EnrolResult {
+  enrolled: string[];
+  unchanged: string[];
+  refused: { deviceId: string; reason: EnrolRefusal; detail: string }[];
+}
+
+export type EnrolRefusal = 'BAD_DEVICE_ID' | 'DEVICE_ID_MISMATCH' | 'BAD_PSEUDONYM' | 'KEY_CONFLICT' | `KEY_${KeyProblem}`;
+
+/**
+ * A patient pseudonym: 3 to 64 characters of [A-Za-z0-9._-]. The rule keeps names with
+ * spaces and anything shaped like free text out; it cannot tell a pseudonym from an MRN,
+ * so the hospital's enrolment process must supply pseudonyms.
+ */
+export const PSEUDONYM = /^[A-Za-z0-9._-]{3,64}$/;
+
+/** Checks one enrolment entry; undefined when acceptable. */
+export function checkEnrolment(e: EnrolmentEntry): { reason: EnrolRefusal; detail: string } | undefined {
+  if (!isDeviceId(e.deviceId)) return { reason: 'BAD_DEVICE_ID', detail: `"${e.deviceId}" is not 16 lowercase hex digits` };
+  if (!/^[0-9a-f]{64}$/.test(e.publicKey)) return { reason: 'KEY_WRONG_LENGTH', detail: 'publicKey must be 64 lowercase hex digits' };
+  const key = Buffer.from(e.publicKey, 'hex');
+  const problem = checkPublicKey(key);
+  if (problem) return { reason: `KEY_${problem}`, detail: `public key refused: ${problem}` };
+  if (deviceIdFromKey(key) !== e.deviceId) return { reason: 'DEVICE_ID_MISMATCH', detail: `device id must be ${deviceIdFromKey(key)} for this key` };
+  if (!PSEUDONYM.test(e.patient)) return { reason: 'BAD_PSEUDONYM', detail: 'patient must be a pseudonym of 3-64 characters [A-Za-z0-9._-]' };
+  return undefined;
+}
+
+/** Reads an enrolment file (the simulator's `export`, or a hospital's own list). */
+export function parseEnrolmentFile(text: string): EnrolmentEntry[] {
+  const doc = JSON.parse(text) as { version?: number; devices?: unknown };
+  if (doc.version !== 1 || !Array.isArray(doc.devices)) throw new TypeError('enrolment file must be { "version": 1, "devices": [...] }');
+  return doc.devices.map((d, i) => {
+    const e = d as Partial<EnrolmentEntry>;
+    if (typeof e.deviceId !== 'string' || typeof e.publicKey !== 'string' || typeof e.patient !== 'string') {
+      throw new TypeError(`devices[${i}] needs string deviceId, publicKey and patient`);
+    }
+    return { deviceId: e.deviceId, publicKey: e.publicKey.toLowerCase(), patient: e.patient, sensors: e.sensors ?? [], ...(e.firmware ? { firmware: e.firmware } : {}) };
+  });
+}
+
+/** Whether a frame with this device timestamp is refused because the device was revoked. */
+export function revokedAt(rec: DeviceRecord, timestampMs: number): boolean {
+  return rec.revokedAtMs !== undefined && timestampMs >= rec.revokedAtMs;
+}

@@ -1,0 +1,428 @@
+/**
+ * A write-ahead log of opaque records on local disk, with group commit.
+ *
+ * Knows nothing of frames. Records get a log sequence number (LSN) from 1 upwards;
+ * `append` resolves only after the record is on disk (fdatasync), and every append that
+ * arrives while a sync is in flight joins the next one (group commit: one sync for many
+ * records, no timer). A consumer reads records in LSN order and `release`s them once they
+ * are safe elsewhere; whole segments below the release point are deleted.
+ *
+ * On-disk record: u32 BE payload length ‖ u32 BE CRC-32 of (lsn ‖ payload) ‖ u64 BE lsn ‖ payload.
+ * Segment files are named after the LSN of their first record. A torn tail (a crash in
+ * the middle of a write) is detected by length or CRC and cut off at open: the records
+ * before it were synced, the torn one was never acknowledged.
+ */
+import { mkdirSync, openSync, readdirSync, readSync, closeSync, statSync, ftruncateSync, fsyncSync, writeFileSync, renameSync, readFileSync, unlinkSync, existsSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+
+const HEADER = 16;
+/** WARNING: a length above this is treated as corruption, not as a huge record. */
+export const MAX_RECORD_BYTES = 1 << 20;
+
+export interface WalOptions {
+  /** Start a new segment once the active one is larger than this. */
+  segmentBytes?: number;
+  /** Appends wait (back-pressure) while the log holds more than this many bytes. */
+  quotaBytes?: number;
+}
+
+export interface WalRecord {
+  lsn: bigint;
+  payload: Buffer;
+}
+
+interface Segment {
+  firstLsn: bigint;
+  path: string;
+  bytes: number;
+}
+
+interface PendingAppend {
+  buf: Buffer;
+  lsn: bigint;
+  resolve: (lsn: bigint) => void;
+  reject: (e: Error) => void;
+}
+
+export class WalError extends Error {
+  constructor(
+    message: string,
+    readonly code: 'WAL_CLOSED' | 'WAL_RECORD_TOO_LARGE' | 'WAL_IO',
+  ) {
+    super(message);
+    this.name = 'WalError';
+  }
+}
+
+export class Wal {
+  private readonly segments: Segment[] = [];
+  private active!: FileHandle;
+  private nextLsn = 1n;
+  private durable = 0n;
+  private released = 0n;
+  private pending: PendingAppend[] = [];
+  private flushing: Promise<void> | undefined;
+  private closed = false;
+  private readonly durableWaiters = new Set<() => void>();
+  private readonly quotaWaiters: (() => void)[] = [];
+  private readonly segmentBytes: number;
+  readonly quotaBytes: number;
+  /** Records found on disk at open that were not yet released: the consumer's backlog. */
+  readonly recovered: { records: number; truncatedBytes: number };
+
+  private constructor(
+    readonly dir: string,
+    opts: WalOptions,
+  ) {
+    this.segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
+    this.quotaBytes = opts.quotaBytes ?? 1024 * 1024 * 1024;
+    this.recovered = { records: 0, truncatedBytes: 0 };
+  }
+
+  /** Opens (or creates) the log in `dir`, cutting off a torn tail. */
+  static async open(dir: string, opts: WalOptions = {}): Promise<Wal> {
+    const wal = new Wal(dir, opts);
+    await wal.init();
+    return wal;
+  }
+
+  private async init(): Promise<void> {
+    mkdirSync(this.dir, { recursive: true });
+    this.released = readReleased(this.dir);
+    const names = readdirSync(this.dir).filter((n) => /^seg-\d{20}\.wal$/.test(n)).sort();
+    for (const name of names) {
+      const path = join(this.dir, name);
+      this.segments.push({ firstLsn: BigInt(name.slice(4, 24)), path, bytes: statSync(path).size });
+    }
+    // Scan every segment: find the last good record, cut any torn tail.
+    let last = this.released;
+    for (let i = 0; i < this.segments.length; i++) {
+      const seg = this.segments[i]!;
+      const { goodBytes, lastLsn, count } = scanSegment(seg.path, seg.firstLsn);
+      if (goodBytes < seg.bytes) {
+        this.recovered.truncatedBytes += seg.bytes - goodBytes;
+        const fd = openSync(seg.path, 'r+');
+        ftruncateSync(fd, goodBytes);
+        fsyncSync(fd);
+        closeSync(fd);
+        seg.bytes = goodBytes;
+        // Anything after a torn record was written after it and never acknowledged.
+        for (const later of this.segments.splice(i + 1)) unlinkSync(later.path);
+      }
+      if (count > 0) last = lastLsn;
+    }
+    if (last < this.released) last = this.released;
+    this.nextLsn = last + 1n;
+    this.durable = last;
+    this.recovered.records = Number(last - this.released);
+    await this.openActive();
+    this.dropReleasedSegments();
+  }
+
+  private async openActive(): Promise<void> {
+    let seg = this.segments[this.segments.length - 1];
+    if (!seg || seg.bytes >= this.segmentBytes) {
+      seg = { firstLsn: this.nextLsn, path: join(this.dir, segName(this.nextLsn)), bytes: 0 };
+      this.segments.push(seg);
+    }
+    this.active = await open(seg.path, 'a');
+    fsyncDir(this.dir);
+  }
+
+  /** Highest LSN known to be on disk. */
+  get durableLsn(): bigint {
+    return this.durable;
+  }
+  get releasedLsn(): bigint {
+    return this.released;
+  }
+  /** Records appended and durable but not yet released by the consumer. */
+  get backlog(): bigint {
+    return this.durable - this.released;
+  }
+  get bytes(): number {
+    return this.segments.reduce((n, s) => n + s.bytes, 0) + this.pending.reduce((n, p) => n + p.buf.length, 0);
+  }
+  get overQuota(): boolean {
+    return this.bytes >= this.quotaBytes;
+  }
+
+  /**
+   * Appends one record and resolves with its LSN once it is on disk. The LSN is assigned
+   * synchronously, in call order. While the log is over quota, the call waits for space.
+   * @throws WalError WAL_RECORD_TOO_LARGE for a payload over MAX_RECORD_BYTES.
+   */
+  append(payload: Uint8Array): { lsn: bigint; durable: Promise<bigint> } {
+    if (this.closed) throw new WalError('write-ahead log is closed', 'WAL_CLOSED');
+    if (payload.length > MAX_RECORD_BYTES) throw new WalError(`record of ${payload.length} bytes exceeds ${MAX_RECORD_BYTES}`, 'WAL_RECORD_TOO_LARGE');
+    const lsn = this.nextLsn++;
+    const buf = encodeRecord(lsn, payload);
+    let resolve!: (l: bigint) => void;
+    let reject!: (e: Error) => void;
+    const durable = new Promise<bigint>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    this.pending.push({ buf, lsn, resolve, reject });
+    this.flush();
+    return { lsn, durable };
+  }
+
+  /** Resolves when the log is below its quota (at once when it already is). */
+  waitForSpace(): Promise<void> {
+    if (!this.overQuota || this.closed) return Promise.resolve();
+    return new Promise((res) => this.quotaWaiters.push(res));
+  }
+
+  private flush(): void {
+    if (!this.flushing && this.pending.length > 0) this.flushing = this.flushLoop();
+  }
+
+  /** One write + one datasync per group of appends; a group never straddles two segments. */
+  private async flushLoop(): Promise<void> {
+    // `flushing` is cleared in the same synchronous step that finds `pending` empty, so an
+    // append made by a waiter this loop woke up starts a new loop instead of being stranded.
+    while (this.pending.length > 0) {
+      const seg = this.segments[this.segments.length - 1]!;
+      let room = this.segmentBytes - seg.bytes;
+      let n = 0;
+      while (n < this.pending.length && (n === 0 || room >= this.pending[n]!.buf.length)) {
+        room -= this.pending[n]!.buf.length;
+        n++;
+      }
+      const group = this.pending.splice(0, n);
+      try {
+        await this.active.writev(group.map((p) => p.buf));
+        await this.active.datasync();
+      } catch (e) {
+        const err = new WalError(`spool write failed: ${(e as Error).message}`, 'WAL_IO');
+        for (const p of group) p.reject(err);
+        continue;
+      }
+      for (const p of group) seg.bytes += p.buf.length;
+      this.durable = group[group.length - 1]!.lsn;
+      for (const p of group) p.resolve(p.lsn);
+      for (const w of [...this.durableWaiters]) w();
+      if (seg.bytes >= this.segmentBytes) {
+        try {
+          await this.rotate();
+        } catch (e) {
+          for (const p of this.pending.splice(0)) p.reject(new WalError(`spool rotation failed: ${(e as Error).message}`, 'WAL_IO'));
+        }
+      }
+    }
+    this.flushing = undefined;
+  }
+
+  private async rotate(): Promise<void> {
+    await this.active.close();
+    const seg = { firstLsn: this.durable + 1n, path: join(this.dir, segName(this.durable + 1n)), bytes: 0 };
+    this.segments.push(seg);
+    this.active = await open(seg.path, 'a');
+    fsyncDir(this.dir);
+  }
+
+  /** Resolves when durableLsn > lsn, or at once when it already is. */
+  waitForDurableAfter(lsn: bigint, signal?: AbortSignal): Promise<void> {
+    if (this.durable > lsn || this.closed || signal?.aborted) return Promise.resolve();
+    return new Promise((res) => {
+      const done = (): void => {
+        if (this.durable > lsn || this.closed || signal?.aborted) {
+          this.durableWaiters.delete(done);
+          signal?.removeEventListener('abort', done);
+          res();
+        }
+      };
+      this.durableWaiters.add(done);
+      signal?.addEventListener('abort', done);
+    });
+  }
+
+  /** A reader positioned after the released point: it sees every record not yet released. */
+  reader(): WalReader {
+    return new WalReader(this, this.released + 1n);
+  }
+
+  /** @internal for WalReader */
+  segmentsSnapshot(): readonly Segment[] {
+    return this.segments;
+  }
+
+  /**
+   * Marks every record ≤ lsn as safely consumed: persists the release point atomically and
+   * deletes segments that hold nothing newer.
+   */
+  release(lsn: bigint): void {
+    if (lsn <= this.released) return;
+    if (lsn > this.durable) throw new RangeError(`cannot release ${lsn}: only ${this.durable} is durable`);
+    writeAtomic(join(this.dir, 'released'), `${lsn}\n`);
+    this.released = lsn;
+    this.dropReleasedSegments();
+    if (!this.overQuota) for (const w of this.quotaWaiters.splice(0)) w();
+  }
+
+  private dropReleasedSegments(): void {
+    // A segment can go when the next one starts at or below released + 1 (all its records are released).
+    while (this.segments.length > 1 && this.segments[1]!.firstLsn <= this.released + 1n) {
+      const seg = this.segments.shift()!;
+      try {
+        unlinkSync(seg.path);
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    while (this.flushing) await this.flushing;
+    this.closed = true;
+    for (const w of [...this.durableWaiters]) w();
+    for (const w of this.quotaWaiters.splice(0)) w();
+    await this.active.close();
+  }
+}
+
+/** Reads records in LSN order, up to what is durable, across segment boundaries. */
+export class WalReader {
+  private segIndex = -1;
+  private offset = 0;
+  private fd: number | undefined;
+  private fdPath = '';
+
+  constructor(
+    private readonly wal: Wal,
+    private next: bigint,
+  ) {}
+
+  get position(): bigint {
+    return this.next;
+  }
+
+  /** Up to `max` records from the current position that are already durable. */
+  read(max: number, maxBytes = 8 * 1024 * 1024): WalRecord[] {
+    const out: WalRecord[] = [];
+    let bytes = 0;
+    while (out.length < max && bytes < maxBytes && this.next <= this.wal.durableLsn) {
+      if (!this.seek()) break;
+      const rec = this.readOne();
+      if (!rec) {
+        // end of this segment: move to the next one
+        this.segIndex++;
+        this.offset = 0;
+        continue;
+      }
+      if (rec.lsn < this.next) continue; // before our position (first segment after a release)
+      if (rec.lsn !== this.next) throw new WalError(`spool LSN gap: expected ${this.next}, found ${rec.lsn}`, 'WAL_IO');
+      out.push(rec);
+      bytes += rec.payload.length;
+      this.next++;
+    }
+    return out;
+  }
+
+  private seek(): boolean {
+    const segs = this.wal.segmentsSnapshot();
+    if (this.segIndex < 0 || this.segIndex >= segs.length || segs[this.segIndex]!.path !== this.fdPath) {
+      // (re)locate the segment that holds `next`
+      let idx = -1;
+      for (let i = 0; i < segs.length; i++) if (segs[i]!.firstLsn <= this.next) idx = i;
+      if (idx < 0) return false;
+      if (idx !== this.segIndex || segs[idx]!.path !== this.fdPath) {
+        this.segIndex = idx;
+        this.offset = 0;
+      }
+      this.openFd(segs[idx]!.path);
+    }
+    return true;
+  }
+
+  private openFd(path: string): void {
+    if (this.fdPath === path && this.fd !== undefined) return;
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = openSync(path, 'r');
+    this.fdPath = path;
+  }
+
+  private readOne(): WalRecord | undefined {
+    const segs = this.wal.segmentsSnapshot();
+    const seg = segs[this.segIndex]!;
+    if (this.offset + HEADER > seg.bytes) return undefined;
+    const head = Buffer.alloc(HEADER);
+    readSync(this.fd!, head, 0, HEADER, this.offset);
+    const len = head.readUInt32BE(0);
+    const payload = Buffer.alloc(len);
+    readSync(this.fd!, payload, 0, len, this.offset + HEADER);
+    const lsn = head.readBigUInt64BE(8);
+    this.offset += HEADER + len;
+    return { lsn, payload };
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+    this.fdPath = '';
+  }
+}
+
+function segName(firstLsn: bigint): string {
+  return `seg-${firstLsn.toString().padStart(20, '0')}.wal`;
+}
+
+function encodeRecord(lsn: bigint, payload: Uint8Array): Buffer {
+  const buf = Buffer.allocUnsafe(HEADER + payload.length);
+  buf.writeUInt32BE(payload.length, 0);
+  buf.writeBigUInt64BE(lsn, 8);
+  buf.set(payload, HEADER);
+  buf.writeUInt32BE(crc32(buf.subarray(8)), 4);
+  return buf;
+}
+
+/** Finds the end of the last intact record of a segment. */
+function scanSegment(path: string, firstLsn: bigint): { goodBytes: number; lastLsn: bigint; count: number } {
+  const data = readFileSync(path);
+  let off = 0;
+  let expect = firstLsn;
+  let count = 0;
+  while (off + HEADER <= data.length) {
+    const len = data.readUInt32BE(off);
+    if (len > MAX_RECORD_BYTES || off + HEADER + len > data.length) break;
+    const crc = data.readUInt32BE(off + 4);
+    if (crc32(data.subarray(off + 8, off + HEADER + len)) !== crc) break;
+    const lsn = data.readBigUInt64BE(off + 8);
+    if (lsn !== expect) break;
+    off += HEADER + len;
+    expect++;
+    count++;
+  }
+  return { goodBytes: off, lastLsn: expect - 1n, count };
+}
+
+function readReleased(dir: string): bigint {
+  const p = join(dir, 'released');
+  if (!existsSync(p)) return 0n;
+  const s = readFileSync(p, 'utf8').trim();
+  return /^\d+$/.test(s) ? BigInt(s) : 0n;
+}
+
+/** Writes a small file so that a crash leaves either the old or the new content. */
+export function writeAtomic(path: string, content: string): void {
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, content);
+  const fd = openSync(tmp, 'r');
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, path);
+  fsyncDir(join(path, '..'));
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,16 @@
+/** Renders a status snapshot for a terminal: the demo's live view and `vitalproof status`. */
+import type { StatusSnapshot } from './http.js';
+
+export function formatStatus(s: StatusSnapshot): string {
+  const rej = Object.entries(s.frames.rejectedBy).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
+  const refused = Object.entries(s.mqtt.connectRefusedBy).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
+  const mb = (b: number): string => `${(b / 1048576).toFixed(1)} MiB`;
+  return [
+    `gateway ${s.gatewayId}  up ${s.uptimeS}s  MQTT :${s.mqtt.port}  devices connected ${s.mqtt.devicesConnected}`,
+    `frames   ${s.frames.receivedPerS.toFixed(1)}/s in, ${s.frames.acceptedPerS.toFixed(1)}/s accepted | received ${s.frames.received}  accepted ${s.frames.accepted}  duplicates ${s.frames.duplicates}  rejected ${s.frames.rejected}  seq gaps ${s.frames.seqGaps}`,
+    `rejected ${rej}`,
+    `connect  refused ${refused}`,
+    `spool    backlog ${s.spool.backlogFrames} frames, ${mb(s.spool.bytes)} of ${mb(s.spool.quotaBytes)}${s.spool.alarm ? '  ALARM: near quota' : ''}`,
+    `influxdb ${s.storage.up ? 'up' : `DOWN (${s.storage.lastError ?? 'unknown'})`}  lag ${(s.storage.lagMs / 1000).toFixed(1)}s  frames written ${s.storage.framesWritten}  points ${s.storage.pointsWritten}`,
+  ].join('\n');
+}

@@ -1,0 +1,71 @@
+/** The local status endpoint: GET /status (JSON), GET /metrics (Prometheus text), GET /healthz. */
+import { createServer, type Server } from 'node:http';
+
+export interface StatusSource {
+  snapshot(): StatusSnapshot;
+}
+
+export interface StatusSnapshot {
+  gatewayId: string;
+  uptimeS: number;
+  frames: {
+    receivedPerS: number;
+    acceptedPerS: number;
+    received: number;
+    accepted: number;
+    duplicates: number;
+    rejected: number;
+    rejectedBy: Record<string, number>;
+    seqGaps: number;
+  };
+  mqtt: { port: number; devicesConnected: number; connectRefusedBy: Record<string, number> };
+  spool: { backlogFrames: number; bytes: number; quotaBytes: number; usedRatio: number; alarm: boolean };
+  storage: { up: boolean; lagMs: number; lastError?: string; framesWritten: number; pointsWritten: number; errors: number; url: string };
+}
+
+export async function startStatusServer(host: string, port: number, src: StatusSource): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') {
+      res.writeHead(405).end();
+      return;
+    }
+    if (url === '/status') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(src.snapshot(), null, 2));
+    } else if (url === '/metrics') {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(prometheus(src.snapshot()));
+    } else if (url === '/healthz') {
+      const s = src.snapshot();
+      const ok = s.storage.up && !s.spool.alarm;
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, storageUp: s.storage.up, spoolAlarm: s.spool.alarm }));
+    } else res.writeHead(404).end();
+  });
+  await new Promise<void>((res, rej) => {
+    server.once('error', rej);
+    server.listen(port, host, () => res());
+  });
+  const addr = server.address();
+  return { server, port: typeof addr === 'object' && addr ? addr.port : port };
+}
+
+function prometheus(s: StatusSnapshot): string {
+  const lines: string[] = [];
+  const g = (name: string, v: number, labels = ''): void => {
+    lines.push(`vitalproof_${name}${labels ? `{${labels}}` : ''} ${v}`);
+  };
+  g('frames_received_total', s.frames.received);
+  g('frames_accepted_total', s.frames.accepted);
+  g('frames_duplicate_total', s.frames.duplicates);
+  for (const [r, n] of Object.entries(s.frames.rejectedBy)) g('frames_rejected_total', n, `reason="${r}"`);
+  g('seq_gaps_total', s.frames.seqGaps);
+  for (const [r, n] of Object.entries(s.mqtt.connectRefusedBy)) g('connect_refused_total', n, `reason="${r}"`);
+  g('mqtt_devices_connected', s.mqtt.devicesConnected);
+  g('spool_backlog_frames', s.spool.backlogFrames);
+  g('spool_bytes', s.spool.bytes);
+  g('spool_quota_bytes', s.spool.quotaBytes);
+  g('storage_up', s.storage.up ? 1 : 0);
+  g('storage_lag_ms', s.storage.lagMs);
+  g('storage_errors_total', s.storage.errors);
+  g('points_written_total', s.storage.pointsWritten);
+  return `${lines.join('\n')}\n`;
+}
