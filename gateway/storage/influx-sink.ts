@@ -1,0 +1,157 @@
+/**
+ * The gateway's FrameSink: accepted frames into InfluxDB 1.x, in the schema of schema.ts.
+ * A write either stores every point or throws a StorageError; the spool drainer retries
+ * with backoff, and because points depend only on the frames, a retry overwrites rather
+ * than duplicates.
+ */
+import { sensorByName } from '../../firmware-proto/catalogue.js';
+import type { AcceptedFrame, FrameSink, Transport } from '../ingest/types.js';
+import { isStorageError } from './errors.js';
+import { InfluxHttp, type Series } from './influx-http.js';
+import { FRAMES_MEASUREMENT, frameToLines, fromStoredUint64, type StoredFrame, type StoredPoint } from './schema.js';
+
+/** Points per HTTP write: InfluxDB's documented sweet spot for 1.x. */
+export const MAX_POINTS_PER_WRITE = 5000;
+
+export interface InfluxSinkOptions {
+  url: string;
+  database: string;
+  /** Tag on every point: which gateway accepted the frame. */
+  gatewayId: string;
+  /** Default: the database's default policy. */
+  retentionPolicy?: string;
+  username?: string;
+  password?: string;
+  /** Per HTTP request. Default 10 s. */
+  timeoutMs?: number;
+  /** Default and maximum MAX_POINTS_PER_WRITE. */
+  pointsPerWrite?: number;
+}
+
+export class InfluxSink implements FrameSink {
+  private readonly http: InfluxHttp;
+  private readonly pointsPerWrite: number;
+  /** Set once the database is known to exist; cleared when a write says it is gone. */
+  private dbReady = false;
+
+  constructor(private readonly opts: InfluxSinkOptions) {
+    if (!opts.database) throw new TypeError('database must be a non-empty name');
+    const n = opts.pointsPerWrite ?? MAX_POINTS_PER_WRITE;
+    if (!Number.isInteger(n) || n < 1 || n > MAX_POINTS_PER_WRITE) throw new TypeError(`pointsPerWrite must be 1 … ${MAX_POINTS_PER_WRITE}, got ${n}`);
+    this.pointsPerWrite = n;
+    this.http = new InfluxHttp({ url: opts.url, username: opts.username, password: opts.password, timeoutMs: opts.timeoutMs });
+  }
+
+  /**
+   * Creates the database when it is missing. Looks first, so a user with write but no
+   * admin rights on an existing database does not need CREATE.
+   * @throws StorageError
+   */
+  async ensureDatabase(): Promise<void> {
+    const series = await this.http.query('SHOW DATABASES');
+    const names = series.flatMap((s) => s.values.map((v) => String(v[0])));
+    if (!names.includes(this.opts.database)) await this.http.query(`CREATE DATABASE ${ident(this.opts.database)}`);
+    this.dbReady = true;
+  }
+
+  /**
+   * Stores every sample and frame point, in writes of at most pointsPerWrite points.
+   * Creates the database on first use.
+   * @throws StorageError on any failure (some chunks may be stored: retrying is safe);
+   *   TypeError for a frame the schema cannot represent (see frameToLines).
+   */
+  async write(frames: readonly AcceptedFrame[]): Promise<void> {
+    const lines = frames.flatMap((f) => frameToLines(f, this.opts.gatewayId));
+    if (lines.length === 0) return;
+    if (!this.dbReady) await this.ensureDatabase();
+    for (let i = 0; i < lines.length; i += this.pointsPerWrite) {
+      try {
+        await this.http.write(this.opts.database, lines.slice(i, i + this.pointsPerWrite), this.opts.retentionPolicy);
+      } catch (e) {
+        if (isStorageError(e, 'INFLUX_REJECTED') && e.detail['status'] === 404) this.dbReady = false; // dropped under us: recreate on retry
+        throw e;
+      }
+    }
+  }
+
+  /** True when InfluxDB answers /ping; never throws. */
+  ping(): Promise<boolean> {
+    return this.http.ping();
+  }
+
+  /**
+   * `frames` points, oldest first, optionally of one device and within [fromMs, toMs)
+   * of frame time.
+   * @throws StorageError
+   */
+  async queryFrames(device?: string, fromMs?: number, toMs?: number): Promise<StoredFrame[]> {
+    const where: string[] = [];
+    const params: Record<string, string> = {};
+    if (device !== undefined) {
+      where.push('"device" = $device');
+      params['device'] = device;
+    }
+    if (fromMs !== undefined) where.push(`time >= ${msToNs(fromMs)}`);
+    if (toMs !== undefined) where.push(`time < ${msToNs(toMs)}`);
+    const rows = toRows(await this.select(FRAMES_MEASUREMENT, where, params));
+    return rows.map((r) => ({
+      timeNs: BigInt(r['time'] as string | number),
+      device: tag(r['device']),
+      patient: tag(r['patient']),
+      gateway: tag(r['gateway']),
+      sensor: tag(r['sensor']),
+      seq: fromStoredUint64(BigInt(r['seq'] as string | number)),
+      sha256: String(r['sha256']),
+      raw: new Uint8Array(Buffer.from(String(r['raw']), 'base64')),
+      count: Number(r['count']),
+      intervalUs: Number(r['interval_us']),
+      receivedAtMs: Number(r['received_at']),
+      transport: String(r['transport']) as Transport,
+      lsn: fromStoredUint64(BigInt(r['lsn'] as string | number)),
+    }));
+  }
+
+  /**
+   * Sample points of one sensor (a catalogue name), oldest first, optionally of one device.
+   * @throws TypeError for a sensor name not in the catalogue; StorageError
+   */
+  async queryPoints(sensor: string, device?: string): Promise<StoredPoint[]> {
+    const spec = sensorByName(sensor);
+    const params: Record<string, string> = {};
+    if (device !== undefined) params['device'] = device;
+    const rows = toRows(await this.select(spec.name, device === undefined ? [] : ['"device" = $device'], params));
+    return rows.map((r) => ({
+      timeNs: BigInt(r['time'] as string | number),
+      device: tag(r['device']),
+      patient: tag(r['patient']),
+      gateway: tag(r['gateway']),
+      seq: fromStoredUint64(BigInt(r['seq'] as string | number)),
+      values: Object.fromEntries(spec.channels.map((ch) => [ch, Number(r[ch])])),
+    }));
+  }
+
+  private select(measurement: string, where: string[], params: Record<string, string>): Promise<Series[]> {
+    const from = this.opts.retentionPolicy ? `${ident(this.opts.retentionPolicy)}.${ident(measurement)}` : ident(measurement);
+    const q = `SELECT * FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY time ASC`;
+    return this.http.query(q, { database: this.opts.database, params });
+  }
+}
+
+/** InfluxQL double-quoted identifier. */
+function ident(name: string): string {
+  return `"${name.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+function msToNs(ms: number): bigint {
+  if (!Number.isSafeInteger(ms)) throw new TypeError(`time bound must be an integer number of ms, got ${ms}`);
+  return BigInt(ms) * 1_000_000n;
+}
+
+/** An absent tag reads back as null; line protocol cannot store an empty one. */
+function tag(v: unknown): string {
+  return v === null || v === undefined ? '' : String(v);
+}
+
+function toRows(series: Series[]): Record<string, unknown>[] {
+  return series.flatMap((s) => s.values.map((v) => Object.fromEntries(s.columns.map((c, i) => [c, v[i]]))));
+}
