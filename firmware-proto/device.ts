@@ -40,13 +40,19 @@ export class SequenceCounter {
   }
   take(): bigint {
     if (this.next >= this.reservedUpTo) {
-      this.reservedUpTo = this.next + this.block;
-      this.store.save(this.reservedUpTo);
+      const upTo = this.next + this.block;
+      this.store.save(upTo); // persist first: a number is handed out only once it is covered
+      this.reservedUpTo = upTo;
     }
     return this.next++;
   }
   peek(): bigint {
     return this.next;
+  }
+  /** On a clean shutdown: persist the exact next number, so that a clean restart skips none. */
+  persistExact(): void {
+    this.store.save(this.next);
+    this.reservedUpTo = this.next;
   }
 }
 
@@ -66,32 +72,37 @@ export interface OutboxEntry {
 export class Outbox {
   private readonly entries = new Map<bigint, OutboxEntry>();
   private bytes = 0;
-  dropped = 0;
+  private droppedCount = 0;
   constructor(readonly maxBytes = 4 * 1024 * 1024) {}
 
   get size(): number {
     return this.entries.size;
+  }
+  /** Frames dropped (oldest first) because the buffer was full. */
+  get dropped(): number {
+    return this.droppedCount;
   }
   get byteSize(): number {
     return this.bytes;
   }
 
   push(seq: bigint, raw: Uint8Array): void {
+    this.remove(seq);
     this.entries.set(seq, { seq, raw, sent: false });
     this.bytes += raw.length;
     while (this.bytes > this.maxBytes && this.entries.size > 1) {
       const oldest = this.entries.keys().next().value as bigint;
       this.remove(oldest);
-      this.dropped++;
+      this.droppedCount++;
     }
   }
 
-  /** Frames not yet sent on the current connection, oldest first. */
+  /** Frames never sent on any connection, oldest first. */
   unsent(): OutboxEntry[] {
     return [...this.entries.values()].filter((e) => !e.sent);
   }
 
-  /** All frames still waiting for an acknowledgement, oldest first. */
+  /** All frames still waiting for an acknowledgement, oldest first: after a reconnect, all are sent again. */
   unacked(): OutboxEntry[] {
     return [...this.entries.values()];
   }
@@ -111,11 +122,6 @@ export class Outbox {
     let n = 0;
     for (const s of [...this.entries.keys()]) if (s <= seq && this.remove(s)) n++;
     return n;
-  }
-
-  /** After a reconnect: everything unacknowledged is to be sent again. */
-  requeueAll(): OutboxEntry[] {
-    return [...this.entries.values()];
   }
 
   private remove(seq: bigint): boolean {

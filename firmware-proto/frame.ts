@@ -12,7 +12,7 @@
  *   27   4          interval         uint32 BE, µs between samples
  *   31   2          count            uint16 BE, samples per channel, ≥ 1
  *   33   4·count·ch samples          int32 BE, channel-interleaved
- *   …    64         signature        Ed25519 over SIGNING_TAG ‖ bytes[0 … 33+4·count·ch)
+ *   …    64         signature        Ed25519 over FRAME_TAG ‖ bytes[0 … 33+4·count·ch)
  */
 import { sensorByCode, type SensorSpec } from './catalogue.js';
 import { ProtocolError } from './reasons.js';

@@ -61,11 +61,12 @@ export function checkPublicKey(pub: Uint8Array): KeyProblem | null {
   if (pub.length !== 32) return 'WRONG_LENGTH';
   let p: ed.Point;
   try {
-    p = ed.Point.fromBytes(pub, false);
+    // zip215 mode accepts non-canonical encodings (y ≥ p, x = 0 with the sign bit set), so
+    // that the re-encoding check below can name them instead of calling them off-curve.
+    p = ed.Point.fromBytes(pub, true);
   } catch {
     return 'NOT_ON_CURVE';
   }
-  // fromBytes accepts y ≥ p (and x = 0 with the sign bit set) only under zip215; re-encode to be sure.
   if (Buffer.compare(Buffer.from(p.toBytes()), Buffer.from(pub)) !== 0) return 'NON_CANONICAL';
   if (p.isSmallOrder()) return 'SMALL_ORDER';
   if (!p.isTorsionFree()) return 'MIXED_ORDER';

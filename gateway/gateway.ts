@@ -125,6 +125,10 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       rules: { maxFutureSkewMs: config.ingest.maxFutureSkewMs, maxBacklogMs: config.ingest.maxBacklogMs },
       onDurable: checkSpool,
       onSpoolFull: checkSpool,
+      onFatal: (e) => {
+        log.fatal({ event: 'spool_failed', err: e.message }, 'spool write failed; stopping so that a restart rebuilds state from disk');
+        fatalResolve(e);
+      },
     });
 
     const mqtt = new MqttTransport({ host: config.mqtt.host, port: config.mqtt.port, pipeline, registry, metrics, log, connectWindowMs: config.mqtt.connectWindowMs });

@@ -61,6 +61,11 @@ export interface PipelineDeps {
   onDurable?: () => void;
   /** Called when the spool is full and frames wait for space (alarm). */
   onSpoolFull?: () => void;
+  /**
+   * Called when the spool cannot write. The live device state already counts the frame
+   * that failed, so the gateway must stop and rebuild it from what is durable.
+   */
+  onFatal?: (e: Error) => void;
 }
 
 export class IngestPipeline {
@@ -109,7 +114,12 @@ export class IngestPipeline {
     const result = await decision;
     if ('reason' in result) return this.reject(raw, ctx, result.reason, result.detail);
     if (result.status === 'accepted') {
-      await result.durable;
+      try {
+        await result.durable;
+      } catch (e) {
+        this.d.onFatal?.(e as Error);
+        throw e; // the transport withholds the acknowledgement: the device keeps the frame
+      }
       metrics.countAccepted(ctx.transport);
       this.d.onDurable?.();
       return { status: 'accepted', lsn: result.lsn, deviceId: frame.deviceId, seq: frame.seq };

@@ -4,7 +4,7 @@
  * without a restart. Writes are atomic (write, fsync, rename).
  */
 import { EventEmitter } from 'node:events';
-import { existsSync, readFileSync, watch, type FSWatcher } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { writeAtomic } from '../spool/wal.js';
 import { checkEnrolment, type DeviceRecord, type DeviceRegistry, type EnrolResult, type EnrolmentEntry } from './registry.js';
@@ -29,6 +29,7 @@ export class FileRegistry extends EventEmitter<{ revoked: [DeviceRecord]; change
     opts: { watch?: boolean } = {},
   ) {
     super();
+    mkdirSync(dirname(path), { recursive: true });
     this.load();
     if (opts.watch) {
       // Watch the directory: an atomic rename replaces the file's inode.

@@ -1,0 +1,153 @@
+#!/usr/bin/env node
+/**
+ * vp-sim: a fleet of simulated wearables.
+ *
+ *   vp-sim run --broker mqtt://127.0.0.1:1883 --devices 20 --seed 42 --duration 60s --faults tamper=0.01,skew=0.01
+ *   vp-sim run --devices 5 --frames 200 --report out.json
+ *   vp-sim export --devices 20 --seed 42 --out fleet.json     (then: vitalproof enrol fleet.json)
+ */
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { FAULT_KINDS, parseFaultRates } from './faults.js';
+import { assignSensors, fleetDevices, writeEnrolmentFile } from './fleet.js';
+import { progressLine, summary } from './format.js';
+import { checkBrokerUrl } from './mqtt-link.js';
+import { runFleet, type FleetProgress } from './run.js';
+
+const USAGE = `usage: vp-sim <run|export> [options]
+  run     run the fleet against an MQTT broker (the gateway)
+  export  write the fleet's enrolment file, for "vitalproof enrol FILE"
+common:
+  --devices N         fleet size (default 20)
+  --seed S            fleet seed (default 42): the same seed gives the same keys, patients and faults
+  --sensors SPEC      mix (default) | all | heart_rate,spo2 | heart_rate,spo2;ecg  (";" sets are dealt in turn)
+run:
+  --broker URL        default mqtt://127.0.0.1:1883
+  --duration D        stop after D (500ms, 90s, 5m, 1h); with neither this nor --frames, run until Ctrl-C
+  --frames N          N frames per device, as fast as the gateway acknowledges, timestamped in the past
+  --speed X           simulated time runs X times as fast (X > 1 needs --duration)
+  --faults SPEC       kind=probability per frame, comma-separated; kinds: ${FAULT_KINDS.join(' ')}
+  --state DIR         per-device sequence numbers, sensor clocks and unacknowledged frames (default .vp-sim-state)
+  --report FILE       write the run report as JSON
+  --max-inflight N    unacknowledged publishes per device (default 32)
+  --drain-timeout D   at the end, wait this long for acknowledgements (default 30s)
+export:
+  --out FILE          default fleet.json`;
+
+class UsageError extends Error {}
+
+/** Runs an option parser; its TypeError or RangeError becomes a usage error (no stack trace). */
+function option<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    if (e instanceof TypeError || e instanceof RangeError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+/** "90s" → 90000; a bare number is seconds. */
+function parseDuration(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
+  if (!m) throw new UsageError(`"${s}" is not a duration (e.g. 500ms, 90s, 5m, 1h)`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  return Number(m[1]) * unit;
+}
+
+function positiveInt(name: string, s: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} must be a positive integer, got "${s}"`);
+  return n;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values: v, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' },
+      devices: { type: 'string', default: '20' },
+      seed: { type: 'string', default: '42' },
+      sensors: { type: 'string', default: 'mix' },
+      duration: { type: 'string' },
+      frames: { type: 'string' },
+      speed: { type: 'string', default: '1' },
+      faults: { type: 'string', default: '' },
+      state: { type: 'string', default: '.vp-sim-state' },
+      report: { type: 'string' },
+      'max-inflight': { type: 'string' },
+      'drain-timeout': { type: 'string', default: '30s' },
+      out: { type: 'string', default: 'fleet.json' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const cmd = positionals[0];
+  if (v.help || !cmd) {
+    console.log(USAGE);
+    return cmd || v.help ? 0 : 2;
+  }
+  const devices = positiveInt('devices', v.devices);
+  option(() => assignSensors(v.sensors, devices, v.seed));
+  if (cmd === 'export') {
+    const doc = writeEnrolmentFile(v.out, fleetDevices(v.seed, devices, v.sensors));
+    console.log(`wrote ${doc.devices.length} devices to ${v.out}; enrol them with: vitalproof enrol ${v.out}`);
+    return 0;
+  }
+  if (cmd !== 'run') throw new UsageError(`unknown command "${cmd}"`);
+
+  option(() => checkBrokerUrl(v.broker));
+  const speed = Number(v.speed);
+  if (!(speed > 0)) throw new UsageError(`--speed must be a number > 0, got "${v.speed}"`);
+  const durationMs = v.duration !== undefined ? parseDuration(v.duration) : undefined;
+  if (speed > 1 && durationMs === undefined && v.frames === undefined) throw new UsageError('--speed above 1 needs --duration');
+  const stop = new AbortController();
+  let interrupts = 0;
+  process.on('SIGINT', () => {
+    if (++interrupts > 1) process.exit(130);
+    process.stderr.write('\nstopping: waiting for outstanding acknowledgements (Ctrl-C again to quit at once)\n');
+    stop.abort();
+  });
+  const tty = process.stderr.isTTY === true;
+  let lastPlain = 0;
+  const onProgress = (p: FleetProgress): void => {
+    if (tty) process.stderr.write(`\r\x1b[2K${progressLine(p)}${p.phase === 'done' ? '\n' : ''}`);
+    else if (p.phase === 'done' || p.elapsedMs - lastPlain >= 5000) {
+      lastPlain = p.elapsedMs;
+      process.stderr.write(`${progressLine(p)}\n`);
+    }
+  };
+  const report = await runFleet({
+    brokerUrl: v.broker,
+    devices,
+    seed: v.seed,
+    sensors: v.sensors,
+    ...(v.frames !== undefined ? { frames: positiveInt('frames', v.frames) } : {}),
+    ...(durationMs !== undefined ? { durationMs } : {}),
+    speed,
+    faults: option(() => parseFaultRates(v.faults)),
+    stateDir: v.state,
+    signal: stop.signal,
+    drainTimeoutMs: parseDuration(v['drain-timeout']),
+    ...(v['max-inflight'] !== undefined ? { maxInFlight: positiveInt('max-inflight', v['max-inflight']) } : {}),
+    onProgress,
+    progressIntervalMs: tty ? 250 : 1000,
+  });
+  console.log(summary(report));
+  if (v.report) {
+    writeFileSync(v.report, `${JSON.stringify(report, null, 2)}\n`);
+    console.log(`report written to ${v.report}`);
+  }
+  return report.drained && report.faults.unexpected === 0 ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: Error) => {
+    // Option errors are the user's to fix: no stack trace.
+    const userError = e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true;
+    console.error(userError ? `vp-sim: ${e.message}\n${USAGE}` : (e.stack ?? String(e)));
+    process.exitCode = userError ? 2 : 1;
+  },
+);

@@ -1,0 +1,204 @@
+/**
+ * Fault injection: which faults a wearable commits, what each does to the bytes, and what
+ * the gateway is expected to answer. Every injection is tallied by kind and expectation, so
+ * a test can hold the tally against the gateway's counters.
+ *
+ * Rule: a fault never costs an honest reading. Each kind either sends a corrupted COPY of
+ * the honest frame in addition to it, or is a frame with its OWN sequence number:
+ *
+ * | kind           | how                                            | expected at the gateway       |
+ * | -------------- | ---------------------------------------------- | ----------------------------- |
+ * | tamper         | copy, one sample changed by ±1 after signing    | BAD_SIGNATURE                 |
+ * | bad_signature  | copy, one signature bit flipped                | BAD_SIGNATURE                 |
+ * | malformed      | copy, truncated / extended / a header field bad | the decode reason (see below) |
+ * | oversized      | copy padded past MAX_FRAME_BYTES               | FRAME_OVERSIZED               |
+ * | wrong_topic    | copy, published on another device's topic      | DEVICE_MISMATCH               |
+ * | replay         | an already acknowledged frame, sent again without DUP | REPLAY                 |
+ * | skew           | own seq, timestamp 10 min ahead of the real clock | CLOCK_SKEW (and a seq gap)  |
+ * | gap            | extra numbers taken from the counter           | accepted, gap in the seqs     |
+ * | unknown_device | a non-enrolled device tries to connect         | CONNECT_UNKNOWN_DEVICE (rc 5) |
+ * | disconnect     | socket destroyed mid-stream, then reconnect    | nothing lost                  |
+ *
+ * Copies may share the honest frame's seq because the gateway checks structure, sender and
+ * signature before the sequence (PROTOCOL.md §5.3), so the copy is refused for its own fault
+ * whether it arrives before or after the honest frame, and never moves the device's state.
+ * A skewed frame cannot be a copy: it is correctly signed, so under the honest frame's seq it
+ * would be a second, different frame for one number (refused as REPLAY if it came second, or
+ * displacing nothing only by luck of ordering). A device with a bad clock numbers its frames
+ * as usual, so the skewed frame takes its own number, sent before the next honest frame; the
+ * refused number then shows as a gap, which is what an audit should see.
+ */
+import { sensorByCode } from '../firmware-proto/catalogue.js';
+import { HEADER_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES, SIGNATURE_BYTES } from '../firmware-proto/frame.js';
+import type { ConnectReason, FrameReason } from '../firmware-proto/reasons.js';
+import type { Rng } from './rng.js';
+
+/**
+ * WARNING: the order is part of the seed contract: each frame draws once per kind, in this
+ * order, whatever the rates. Append new kinds at the end, or old seeds choose differently.
+ */
+export const FAULT_KINDS = ['gap', 'skew', 'tamper', 'bad_signature', 'malformed', 'oversized', 'wrong_topic', 'replay', 'unknown_device', 'disconnect'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/** What the gateway should make of an injection. */
+export type Expectation = FrameReason | ConnectReason | 'ACCEPTED_WITH_GAP' | 'NOTHING_LOST';
+
+/** How far ahead of the real clock a skewed frame claims to be. */
+export const SKEW_AHEAD_MS = 10 * 60_000;
+
+export type FaultRates = Partial<Record<FaultKind, number>>;
+
+export function isFaultKind(s: string): s is FaultKind {
+  return (FAULT_KINDS as readonly string[]).includes(s);
+}
+
+/**
+ * Parses `tamper=0.01,skew=0.02`: a probability per frame for each kind.
+ * @throws TypeError for an unknown kind or a rate outside [0, 1].
+ */
+export function parseFaultRates(spec: string): FaultRates {
+  const rates: FaultRates = {};
+  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [kind, value, ...rest] = part.split('=');
+    const rate = Number(value);
+    if (!kind || !isFaultKind(kind)) throw new TypeError(`unknown fault "${kind}"; known: ${FAULT_KINDS.join(', ')}`);
+    if (rest.length || value === undefined || value.trim() === '' || !Number.isFinite(rate) || rate < 0 || rate > 1) {
+      throw new TypeError(`fault rate for ${kind} must be a probability in [0, 1], got "${part}"`);
+    }
+    rates[kind] = rate;
+  }
+  return rates;
+}
+
+/** Decides, frame by frame, which faults to commit. */
+export class FaultPlanner {
+  constructor(
+    private readonly rates: FaultRates,
+    private readonly rng: Rng,
+  ) {}
+
+  /**
+   * The faults for the next frame. Draws once per kind even when its rate is 0, so one
+   * kind's choices do not shift when another kind's rate changes.
+   */
+  next(): FaultKind[] {
+    const out: FaultKind[] = [];
+    for (const kind of FAULT_KINDS) {
+      const draw = this.rng.float();
+      if (draw < (this.rates[kind] ?? 0)) out.push(kind);
+    }
+    return out;
+  }
+}
+
+// ---- corruptions of a signed frame (raw = body ‖ signature). Each returns a new array. ----
+
+interface Layout {
+  count: number;
+  channels: number;
+  lo: number;
+  hi: number;
+}
+
+/** The fields a corruption needs, read from a well-formed frame this simulator signed. */
+function layout(raw: Uint8Array): Layout {
+  const v = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const spec = sensorByCode(v.getUint8(25));
+  if (!spec) throw new TypeError('layout of a frame with an unknown sensor');
+  const scale = v.getInt8(26);
+  return { count: v.getUint16(31), channels: spec.channels.length, lo: Math.ceil(spec.min / 10 ** scale), hi: Math.floor(spec.max / 10 ** scale) };
+}
+
+/** Changes one sample by ±1 after signing, staying inside the sensor's range so only the signature can catch it. */
+export function tamperSample(raw: Uint8Array, rng: Rng): Uint8Array {
+  const { count, channels, hi } = layout(raw);
+  const out = raw.slice();
+  const v = new DataView(out.buffer);
+  const off = HEADER_BYTES + 4 * rng.int(0, count * channels - 1);
+  const s = v.getInt32(off);
+  v.setInt32(off, s + 1 <= hi ? s + 1 : s - 1);
+  return out;
+}
+
+/** Flips one bit of the signature. */
+export function flipSignatureBit(raw: Uint8Array, rng: Rng): Uint8Array {
+  const out = raw.slice();
+  const bit = rng.int(0, SIGNATURE_BYTES * 8 - 1);
+  const i = raw.length - SIGNATURE_BYTES + (bit >> 3);
+  out[i] = out[i]! ^ (1 << (bit & 7));
+  return out;
+}
+
+/** Pads a frame past the size limit; the receiver must refuse it before reading it. */
+export function oversize(raw: Uint8Array, rng: Rng): Uint8Array {
+  const out = new Uint8Array(MAX_FRAME_BYTES + 1 + rng.int(0, 511));
+  out.set(raw);
+  return out;
+}
+
+export const MALFORMATIONS = ['truncate', 'append', 'version', 'sensor', 'scale', 'count_zero', 'interval_zero', 'seq_zero', 'sample_range'] as const;
+export type Malformation = (typeof MALFORMATIONS)[number];
+
+export interface Malformed {
+  bytes: Uint8Array;
+  variant: Malformation;
+  /** The reason a strict decoder gives (PROTOCOL.md §3.2: the first rule the bytes break). */
+  expected: FrameReason;
+}
+
+/**
+ * A structurally broken copy of a frame: one variant, chosen by `rng` among those that
+ * apply to this frame (a zero interval is legal for a single sample).
+ */
+export function malform(raw: Uint8Array, rng: Rng): Malformed {
+  const { count, channels } = layout(raw);
+  const variants = MALFORMATIONS.filter((m) => m !== 'interval_zero' || count > 1);
+  const variant = rng.pick(variants);
+  const sized = (bytes: Uint8Array): Malformed => ({
+    bytes,
+    variant,
+    expected: bytes.length > MAX_FRAME_BYTES ? 'FRAME_OVERSIZED' : bytes.length < MIN_FRAME_BYTES ? 'FRAME_TOO_SHORT' : 'LENGTH_MISMATCH',
+  });
+  switch (variant) {
+    case 'truncate':
+      return sized(raw.slice(0, raw.length - rng.int(1, 64)));
+    case 'append': {
+      const out = new Uint8Array(raw.length + rng.int(1, 64));
+      out.set(raw);
+      for (let i = raw.length; i < out.length; i++) out[i] = rng.int(0, 255);
+      return sized(out);
+    }
+    default: {
+      const out = raw.slice();
+      const v = new DataView(out.buffer);
+      const expected = rewriteField(v, variant, rng, count * channels);
+      return { bytes: out, variant, expected };
+    }
+  }
+}
+
+function rewriteField(v: DataView, variant: Exclude<Malformation, 'truncate' | 'append'>, rng: Rng, samples: number): FrameReason {
+  switch (variant) {
+    case 'version':
+      v.setUint8(0, rng.pick([0, 2, 0xff]));
+      return 'UNKNOWN_VERSION';
+    case 'sensor':
+      v.setUint8(25, rng.pick([0, 0x63, 0xff]));
+      return 'UNKNOWN_SENSOR';
+    case 'scale':
+      v.setInt8(26, rng.pick([10, -10, 127, -128]));
+      return 'BAD_SCALE';
+    case 'count_zero':
+      v.setUint16(31, 0);
+      return 'BAD_SAMPLE_COUNT';
+    case 'interval_zero':
+      v.setUint32(27, 0);
+      return 'BAD_INTERVAL';
+    case 'seq_zero':
+      v.setBigUint64(9, 0n);
+      return 'BAD_SEQUENCE';
+    case 'sample_range':
+      v.setInt32(HEADER_BYTES + 4 * rng.int(0, samples - 1), rng.pick([0x7fff_ffff, -0x8000_0000]));
+      return 'SAMPLE_OUT_OF_RANGE';
+  }
+}

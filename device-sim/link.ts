@@ -1,0 +1,78 @@
+/**
+ * The seam between a simulated wearable and its transport. MQTT implements it now
+ * (mqtt-link.ts); a BLE GATT link will implement the same contract. The wearable decides
+ * what to send; the link owns delivery: order, acknowledgement, reconnection, resending.
+ */
+export interface LinkCounters {
+  /** Successful connections (CONNACK accepted). */
+  connects: number;
+  /** CONNECT refusals by CONNACK return code. */
+  refusals: Record<string, number>;
+  /** Connection attempts that failed without a CONNACK (refused socket, timeout). */
+  connectErrors: number;
+  /** Honest frames published, including retransmissions. */
+  sent: number;
+  /** Honest frames acknowledged (and removed from the outbox). */
+  acked: number;
+  /** Honest frames published again after a reconnect with the DUP flag. */
+  retransmitted: number;
+  /** One-shot publications (faults): sent, acknowledged, lost with their connection. */
+  extrasSent: number;
+  extrasAcked: number;
+  extrasLost: number;
+  /** Connections ended by the disconnect fault. */
+  abruptDisconnects: number;
+}
+
+export function newLinkCounters(): LinkCounters {
+  return { connects: 0, refusals: {}, connectErrors: 0, sent: 0, acked: 0, retransmitted: 0, extrasSent: 0, extrasAcked: 0, extrasLost: 0, abruptDisconnects: 0 };
+}
+
+/** MQTT 3.1.1 CONNACK return code 5, which the gateway gives unknown and revoked devices. */
+export const CONNACK_NOT_AUTHORIZED = 5;
+
+/** The result of one connection attempt. */
+export interface ConnectAttempt {
+  connected: boolean;
+  /** The CONNACK return code of a refusal; undefined when no CONNACK came (unreachable, timeout). */
+  returnCode?: number;
+  error?: string;
+}
+
+export interface FrameLink {
+  readonly deviceId: string;
+  readonly connected: boolean;
+  readonly counters: LinkCounters;
+  /** Frames recorded but not yet acknowledged, plus one-shot publications not yet settled. */
+  readonly backlog: number;
+
+  /** Starts connecting (and reconnecting after every loss) until stop(). */
+  start(): void;
+  /** Ends the connection politely; unacknowledged frames stay in the device's outbox. */
+  stop(): Promise<void>;
+
+  /**
+   * A frame DeviceCore recorded (it is in the outbox): deliver it in recording order, with
+   * at-least-once semantics, until acknowledged. `sentBefore`: it went out on an earlier
+   * connection (a frame restored from the device's state), so it is resent as a retransmission.
+   */
+  enqueueFrame(seq: bigint, raw: Uint8Array, sentBefore?: boolean): void;
+  /**
+   * A one-shot publication in order with the frames, never resent: resolves true when
+   * acknowledged, false when its connection dropped first (or the link stopped).
+   * `asDevice` publishes on another device's channel (the wrong_topic fault).
+   */
+  sendExtra(payload: Uint8Array, opts?: { asDevice?: string }): Promise<boolean>;
+  /**
+   * Destroys the connection abruptly at the next moment when only honest frames are in
+   * flight, then reconnects as after any loss. Resolves true once reconnected, false if the
+   * link stopped first.
+   */
+  abruptDisconnect(): Promise<boolean>;
+  /** Called for every acknowledged honest frame. */
+  onAck(listener: (seq: bigint, raw: Uint8Array) => void): void;
+  /** Resolves true once the backlog is below the link's high-water mark, false if aborted. */
+  waitForRoom(signal?: AbortSignal): Promise<boolean>;
+  /** Resolves true once the backlog is empty, false if aborted. */
+  idle(signal?: AbortSignal): Promise<boolean>;
+}
