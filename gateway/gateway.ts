@@ -106,6 +106,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         if (attempt === 1 || attempt % 10 === 0) log.warn({ event: 'storage_down', attempt, err: e.message }, 'InfluxDB write failed; frames stay in the spool');
       },
       onRecovered: (attempts) => log.info({ event: 'storage_recovered', attempts }, 'InfluxDB writes resumed'),
+      onReleased: () => checkSpool(),
     });
     let fatalResolve!: (e: Error) => void;
     const fatal = new Promise<Error>((res) => (fatalResolve = res));

@@ -23,6 +23,8 @@ export interface DrainerOptions {
   releaseEveryMs?: number;
   onError?: (e: Error, attempt: number) => void;
   onRecovered?: (afterAttempts: number) => void;
+  /** After spool records were released (space freed). */
+  onReleased?: () => void;
 }
 
 export function readCheckpoint(path: string): Checkpoint | undefined {
@@ -123,6 +125,7 @@ export class Drainer {
     this.wal.release(this.pendingRelease);
     this.pendingRelease = undefined;
     this.lastRelease = Date.now();
+    this.opts.onReleased?.();
   }
 
   /** Stops after the write in flight (if storage is up) and releases what was stored. */

@@ -76,8 +76,10 @@ export class Wal {
     readonly dir: string,
     opts: WalOptions,
   ) {
-    this.segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
     this.quotaBytes = opts.quotaBytes ?? 1024 * 1024 * 1024;
+    // Only whole segments are deleted, and the active one never is: keep it at most an
+    // eighth of the quota so that a fully released log is always far below the quota.
+    this.segmentBytes = Math.min(opts.segmentBytes ?? 64 * 1024 * 1024, Math.max(64 * 1024, Math.floor(this.quotaBytes / 8)));
     this.recovered = { records: 0, truncatedBytes: 0 };
   }
 

@@ -5,19 +5,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { createPublicKey, verify } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeFrame, sampleValue, sampleTimeNs } from '../../firmware-proto/frame.js';
-import { FRAME_TAG } from '../../firmware-proto/signing.js';
 import { fleetDevices, writeEnrolmentFile, type SimDevice } from '../../device-sim/fleet.js';
 import { runFleet, type FleetOptions, type FleetReport } from '../../device-sim/run.js';
 import { InfluxSink } from '../../gateway/storage/influx-sink.js';
-import { sha256Hex } from '../../gateway/ingest/spool-record.js';
-import type { StatusSnapshot } from '../../gateway/status/http.js';
 import { useInfluxd } from '../support/influxd.js';
 import { CLI, GatewayProcess } from '../support/gateway-process.js';
+import { drained, expectStoredExactly } from '../support/stored.js';
 
 const influx = useInfluxd();
 const FLEETS = { path: 5, faults: 6, influxDown: 4, sigkill: 4 } as const;
@@ -69,53 +65,6 @@ function fleet(seed: keyof typeof FLEETS, o: Partial<FleetOptions>): Promise<Fle
   });
 }
 
-/** Waits until everything the gateway accepted is in InfluxDB and the spool is empty. */
-function drained(g: GatewayProcess): Promise<StatusSnapshot> {
-  return g.until((s) => s.storage.up && s.spool.backlogFrames === 0 && s.storage.framesWritten >= s.frames.accepted, 60_000, 'spool drained into InfluxDB');
-}
-
-/**
- * For every device of a fleet: InfluxDB holds exactly the frames the device had
- * acknowledged, once each; each stored frame verifies under the device's key; each point
- * equals the sample its signed frame carries.
- */
-async function expectStoredExactly(seed: keyof typeof FLEETS, report: FleetReport): Promise<number> {
-  const devices = fleets.get(seed)!;
-  let points = 0;
-  for (const d of report.perDevice) {
-    const dev = devices.find((x) => x.deviceId === d.deviceId)!;
-    const key = createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), Buffer.from(dev.keys.publicKey)]), format: 'der', type: 'spki' });
-    const stored = await sink.queryFrames(d.deviceId);
-    expect(stored.length, `frames stored for ${d.deviceId}`).toBe(d.acked);
-    expect(new Set(stored.map((f) => f.seq)).size).toBe(stored.length);
-    const bySensor = new Map<string, Map<bigint, ReturnType<typeof decodeFrame>>>();
-    for (const s of stored) {
-      const f = decodeFrame(s.raw);
-      expect(verify(null, Buffer.concat([FRAME_TAG, f.body]), key, f.signature)).toBe(true);
-      expect(s.sha256).toBe(sha256Hex(s.raw));
-      expect(f.seq).toBe(s.seq);
-      expect(s.patient).toBe(dev.patient);
-      const m = bySensor.get(f.spec.name) ?? new Map<bigint, ReturnType<typeof decodeFrame>>();
-      m.set(f.seq, f);
-      bySensor.set(f.spec.name, m);
-    }
-    for (const [sensor, frames] of bySensor) {
-      const pts = await sink.queryPoints(sensor, d.deviceId);
-      const expected = [...frames.values()].reduce((n, f) => n + f.count, 0);
-      expect(pts.length, `${sensor} points of ${d.deviceId}`).toBe(expected);
-      for (const p of pts) {
-        const f = frames.get(p.seq)!;
-        expect(f, `point traces to a stored frame`).toBeDefined();
-        const i = Number((p.timeNs - sampleTimeNs(f, 0)) / (BigInt(f.intervalUs || 1) * 1000n));
-        expect(p.timeNs).toBe(sampleTimeNs(f, i));
-        f.spec.channels.forEach((ch, c) => expect(p.values[ch]).toBe(sampleValue(f, i, c)));
-      }
-      points += pts.length;
-    }
-  }
-  return points;
-}
-
 describe('ingest end to end', () => {
   it('stores every reading of a simulated fleet exactly as it was signed', async () => {
     const report = await fleet('path', { frames: 40, sensors: 'all' });
@@ -123,7 +72,7 @@ describe('ingest end to end', () => {
     expect(report.frames.acked).toBe(FLEETS.path * 40);
     const s = await drained(gw);
     expect(s.frames.accepted).toBeGreaterThanOrEqual(report.frames.acked);
-    const points = await expectStoredExactly('path', report);
+    const points = await expectStoredExactly(sink, fleets.get('path')!, report);
     expect(points).toBeGreaterThan(report.frames.acked);
   });
 
@@ -145,7 +94,7 @@ describe('ingest end to end', () => {
     expect(delta(after.mqtt.connectRefusedBy, before.mqtt.connectRefusedBy)).toEqual(report.faults.expectedConnectRefusals);
     expect(after.frames.seqGaps - before.frames.seqGaps).toBe(report.faults.expectedSeqGaps);
     expect(report.frames.acked).toBe(report.frames.recorded);
-    await expectStoredExactly('faults', report);
+    await expectStoredExactly(sink, fleets.get('faults')!, report);
   });
 
   it('keeps acknowledging while InfluxDB is down and stores everything once when it returns', async () => {
@@ -165,7 +114,7 @@ describe('ingest end to end', () => {
     expect(down.storage.lagMs).toBeGreaterThan(0);
     await influx.handle.restart();
     await drained(gw);
-    await expectStoredExactly('influxDown', report);
+    await expectStoredExactly(sink, fleets.get('influxDown')!, report);
   });
 
   it('loses nothing and stores nothing twice when the gateway is SIGKILLed mid-run', async () => {
@@ -190,6 +139,6 @@ describe('ingest end to end', () => {
     const recovered = await gw.waitFor((l) => l.event === 'spool_recovered');
     expect(recovered.event).toBe('spool_recovered');
     await drained(gw);
-    await expectStoredExactly('sigkill', report);
+    await expectStoredExactly(sink, fleets.get('sigkill')!, report);
   });
 });
