@@ -61,6 +61,10 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
 
     const registry = new FileRegistry(registryPath(config.dataDir), { watch: true });
     cleanups.push(() => registry.close());
+    registry.on('changed', () => {
+      const all = registry.list();
+      log.info({ event: 'registry_changed', devices: all.length, revoked: all.filter((d) => d.revokedAtMs !== undefined).length }, 'device registry reloaded');
+    });
 
     const wal = await Wal.open(join(config.dataDir, 'spool'), { quotaBytes: config.spool.quotaBytes, segmentBytes: config.spool.segmentBytes });
     cleanups.push(() => wal.close());

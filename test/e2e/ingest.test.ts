@@ -10,13 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fleetDevices, writeEnrolmentFile, type SimDevice } from '../../device-sim/fleet.js';
 import { runFleet, type FleetOptions, type FleetReport } from '../../device-sim/run.js';
+import { connectOnce } from '../../device-sim/mqtt-link.js';
 import { InfluxSink } from '../../gateway/storage/influx-sink.js';
 import { useInfluxd } from '../support/influxd.js';
 import { CLI, GatewayProcess } from '../support/gateway-process.js';
 import { drained, expectStoredExactly } from '../support/stored.js';
 
 const influx = useInfluxd();
-const FLEETS = { path: 5, faults: 6, influxDown: 4, sigkill: 4 } as const;
+const FLEETS = { path: 5, faults: 6, influxDown: 4, sigkill: 4, late: 3 } as const;
 let dir: string;
 let gw: GatewayProcess;
 let sink: InfluxSink;
@@ -37,7 +38,7 @@ function gatewayFlags(extra: Record<string, string | number> = {}): Record<strin
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'vp-e2e-'));
-  for (const [seed, n] of Object.entries(FLEETS)) {
+  for (const [seed, n] of Object.entries(FLEETS).filter(([s]) => s !== 'late')) {
     const devices = fleetDevices(seed, n, 'mix');
     fleets.set(seed, devices);
     const file = join(dir, `${seed}.json`);
@@ -115,6 +116,30 @@ describe('ingest end to end', () => {
     await influx.handle.restart();
     await drained(gw);
     await expectStoredExactly(sink, fleets.get('influxDown')!, report);
+  });
+
+  it('takes enrolments and revocations from the CLI while running', async () => {
+    const devices = fleetDevices('late', FLEETS.late, 'mix');
+    fleets.set('late', devices);
+    const file = join(dir, 'late.json');
+    writeEnrolmentFile(file, devices);
+    const total = (FLEETS.path + FLEETS.faults + FLEETS.influxDown + FLEETS.sigkill + FLEETS.late) as number;
+    execFileSync(process.execPath, [CLI, 'enrol', file, '--dataDir', join(dir, 'gw')]);
+    await gw.waitFor((l) => l.event === 'registry_changed' && l.devices === total);
+    const report = await fleet('late', { frames: 10 });
+    expect(report.frames.acked).toBe(FLEETS.late * 10);
+    const victim = devices[0]!;
+    const before = await gw.status();
+    execFileSync(process.execPath, [CLI, 'revoke', victim.deviceId, '--dataDir', join(dir, 'gw')]);
+    await gw.waitFor((l) => l.event === 'registry_changed' && l.revoked === 1);
+    const attempt = await connectOnce(`mqtt://127.0.0.1:${gw.mqttPort}`, victim.deviceId, victim.keys.secretKey);
+    expect(attempt).toMatchObject({ connected: false, returnCode: 5 });
+    const after = await gw.status();
+    expect((after.mqtt.connectRefusedBy.CONNECT_REVOKED ?? 0) - (before.mqtt.connectRefusedBy.CONNECT_REVOKED ?? 0)).toBe(1);
+    const other = await connectOnce(`mqtt://127.0.0.1:${gw.mqttPort}`, devices[1]!.deviceId, devices[1]!.keys.secretKey);
+    expect(other).toMatchObject({ connected: true });
+    await drained(gw);
+    await expectStoredExactly(sink, devices, report);
   });
 
   it('loses nothing and stores nothing twice when the gateway is SIGKILLed mid-run', async () => {
