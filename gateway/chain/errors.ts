@@ -1,0 +1,38 @@
+/**
+ * The closed set of chain-runtime failures (embedded anvil, deployment). Callers branch on
+ * `code`, never on the message; docs/contracts.md has the table with how to solve each one.
+ * Reverts of the contracts themselves are not here: they are the contracts' custom errors,
+ * decoded by `decodeRevert` (gateway/chain/contracts.ts).
+ */
+export const CHAIN_ERRORS = {
+  ANVIL_NOT_FOUND: 'the anvil binary was not found: install the npm package @foundry-rs/anvil (its platform package holds the binary), or pass `binary`',
+  ANVIL_PORT_IN_USE: 'anvil could not bind its port: another process holds it',
+  ANVIL_START_FAILED: 'anvil exited before it answered eth_chainId',
+  ANVIL_START_TIMEOUT: 'anvil did not answer eth_chainId before the deadline',
+  ANVIL_STATE_CORRUPT: 'the persisted anvil state file is not a readable state dump; anvil would refuse it, and starting empty would lose every anchor',
+  ANVIL_CHAIN_ID_MISMATCH: 'the chain id asked for differs from the one this data dir was created with',
+  DEPLOYMENT_RECORD_INVALID: 'the deployment record file is not a valid VitalProof deployment record',
+  DEPLOYMENT_CHAIN_MISMATCH: 'the deployment record is for another chain id than the RPC endpoint serves',
+  DEPLOYMENT_MISSING: 'there is no contract code at a recorded address: the chain was reset or is another chain, and every earlier anchor is gone from it',
+  DEPLOYMENT_CODE_MISMATCH: 'the code at a recorded address is not the contract this build expects',
+  DEPLOYMENT_CHAIN_REPLACED: 'the block that deployed the contracts is not on this chain any more: the chain was reset and the contracts redeployed at the same addresses',
+} as const;
+
+export type ChainErrorCode = keyof typeof CHAIN_ERRORS;
+
+/** A coded chain failure; `detail` carries what was expected and what was found. */
+export class ChainError extends Error {
+  readonly code: ChainErrorCode;
+  readonly detail: Readonly<Record<string, unknown>>;
+  constructor(code: ChainErrorCode, detail: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    const extra = Object.keys(detail).length ? ` ${JSON.stringify(detail, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}` : '';
+    super(`${code}: ${CHAIN_ERRORS[code]}${extra}`, options);
+    this.name = 'ChainError';
+    this.code = code;
+    this.detail = detail;
+  }
+}
+
+export function isChainError(e: unknown, code?: ChainErrorCode): e is ChainError {
+  return e instanceof ChainError && (code === undefined || e.code === code);
+}
