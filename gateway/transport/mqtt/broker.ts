@@ -3,7 +3,8 @@
  *
  * - CONNECT: a device proves possession of its key with a fresh signed token
  *   (PROTOCOL.md §6.1); unknown and revoked devices are refused with return code 5,
- *   bad, stale or replayed tokens with 4.
+ *   bad, stale or replayed tokens with 4. The decision is ConnectAuthenticator's
+ *   (connect-auth.ts); the broker counts, logs and answers it.
  * - PUBLISH on a frame topic goes through the ingest pipeline inside authorizePublish, so
  *   aedes sends PUBACK only after the pipeline has a verdict: durable, duplicate, or
  *   rejected and quarantined. A bad frame is never an MQTT error: aedes would disconnect
@@ -15,14 +16,12 @@
 import { Aedes, type AedesOptions, type Client } from 'aedes';
 import { createServer, type Server } from 'node:net';
 import type { Logger } from 'pino';
-import { parseConnectPassword, connectSigningMessage } from '../../../firmware-proto/connect.js';
 import { isDeviceId } from '../../../firmware-proto/frame.js';
-import { deviceClientId, deviceOfFrameTopic, TOPIC_PREFIX } from '../../../firmware-proto/topics.js';
-import type { ConnectReason } from '../../../firmware-proto/reasons.js';
+import { deviceOfFrameTopic, TOPIC_PREFIX } from '../../../firmware-proto/topics.js';
 import type { IngestPipeline } from '../../ingest/pipeline.js';
 import type { DeviceRegistry } from '../../registry/registry.js';
 import type { Metrics } from '../../status/metrics.js';
-import { KeyCache, verifyEd25519 } from '../../verify/ed25519.js';
+import { CONNACK_REFUSAL_CODE, ConnectAuthenticator } from './connect-auth.js';
 
 export interface MqttTransportOptions {
   host: string;
@@ -36,50 +35,35 @@ export interface MqttTransportOptions {
   now?: () => number;
 }
 
-const BAD_CREDENTIALS = 4;
-const NOT_AUTHORIZED = 5;
-
-const REFUSAL_CODE: Record<ConnectReason, number> = {
-  CONNECT_MALFORMED: BAD_CREDENTIALS,
-  CONNECT_BAD_SIGNATURE: BAD_CREDENTIALS,
-  CONNECT_STALE: BAD_CREDENTIALS,
-  CONNECT_REPLAYED: BAD_CREDENTIALS,
-  CONNECT_UNKNOWN_DEVICE: NOT_AUTHORIZED,
-  CONNECT_REVOKED: NOT_AUTHORIZED,
-};
-
 type DeviceClient = Client & { vpDevice?: string };
 
 export class MqttTransport {
   private broker!: Aedes;
   private server!: Server;
-  private readonly keys = new KeyCache();
-  /** nonce hex → token time: each token is accepted once within the window. */
-  private readonly usedNonces = new Map<string, number>();
-  private readonly startedAtMs: number;
-  private readonly windowMs: number;
-  private readonly now: () => number;
+  private readonly auth: ConnectAuthenticator;
   readonly devices = new Map<string, DeviceClient>();
   port = 0;
 
   constructor(private readonly o: MqttTransportOptions) {
-    this.now = o.now ?? Date.now;
-    this.windowMs = o.connectWindowMs ?? 30_000;
+    const now = o.now ?? Date.now;
     // A token made before this process started cannot be replayed after a restart.
-    this.startedAtMs = this.now();
+    this.auth = new ConnectAuthenticator(o.registry, { windowMs: o.connectWindowMs ?? 30_000, startedAtMs: now(), now });
   }
 
   async start(): Promise<void> {
     const opts: AedesOptions = {
       id: 'vitalproof',
       authenticate: (client, username, password, done) => {
-        const refusal = this.authenticate(client as DeviceClient, username, password);
-        if (refusal) {
+        const verdict = this.auth.check(client.id, username, password);
+        if (!verdict.ok) {
+          const refusal = verdict.reason;
           this.o.metrics.countConnectRefused(refusal);
           this.o.log.warn({ event: 'connect_refused', reason: refusal, device: isDeviceId(username ?? '') ? username : undefined }, 'CONNECT refused');
-          const err = Object.assign(new Error(refusal), { returnCode: REFUSAL_CODE[refusal] });
+          const err = Object.assign(new Error(refusal), { returnCode: CONNACK_REFUSAL_CODE[refusal] });
           return done(err, false);
         }
+        // The connection is bound to the device: every frame on it is judged against this sender (§5.3 step 2).
+        (client as DeviceClient).vpDevice = verdict.deviceId;
         done(null, true);
       },
       authorizePublish: (client, packet, cb) => {
@@ -128,32 +112,6 @@ export class MqttTransport {
     });
     const addr = this.server.address();
     this.port = typeof addr === 'object' && addr ? addr.port : this.o.port;
-  }
-
-  /** Returns the refusal reason, or undefined when the device may connect. */
-  private authenticate(client: DeviceClient, username: string | undefined, password: Buffer | undefined): ConnectReason | undefined {
-    if (!username || !isDeviceId(username) || !password) return 'CONNECT_MALFORMED';
-    const token = parseConnectPassword(password);
-    if (!token || client.id !== deviceClientId(username)) return 'CONNECT_MALFORMED';
-    const rec = this.o.registry.get(username);
-    if (!rec) return 'CONNECT_UNKNOWN_DEVICE';
-    if (rec.revokedAtMs !== undefined && rec.revokedAtMs <= this.now()) return 'CONNECT_REVOKED';
-    const msg = connectSigningMessage(username, client.id, token.timestampMs, token.nonce);
-    if (!verifyEd25519(this.keys.get(rec.publicKey), msg, token.signature)) return 'CONNECT_BAD_SIGNATURE';
-    const now = this.now();
-    const ts = Number(token.timestampMs);
-    if (Math.abs(ts - now) > this.windowMs || ts < this.startedAtMs) return 'CONNECT_STALE';
-    this.pruneNonces(now);
-    const nonce = Buffer.from(token.nonce).toString('hex');
-    if (this.usedNonces.has(nonce)) return 'CONNECT_REPLAYED';
-    this.usedNonces.set(nonce, ts);
-    client.vpDevice = username;
-    return undefined;
-  }
-
-  private pruneNonces(now: number): void {
-    if (this.usedNonces.size < 1024) return;
-    for (const [n, ts] of this.usedNonces) if (ts < now - this.windowMs) this.usedNonces.delete(n);
   }
 
   get connectedDevices(): number {
