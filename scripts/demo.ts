@@ -1,0 +1,328 @@
+/**
+ * `npm run demo`: the whole system on one box with nothing configured.
+ *
+ *   npm run demo                              run until Ctrl-C
+ *   npm run demo -- --duration 60s            stop by itself after 60 s
+ *   npm run demo -- --devices 5 --faults tamper=0.05,skew=0.02
+ *
+ * The gateway runs in this process on its embedded defaults (aedes broker, embedded
+ * influxd, spool), with its data in ./data/demo (kept across runs). A fleet of simulated
+ * wearables (seed "demo") is enrolled and runs against it at real-time pace with a few
+ * faults injected; the terminal shows the gateway's status and the simulator's progress.
+ * At the end it compares what the gateway refused with what the simulator expects it to
+ * refuse. Gateway logs go to ./data/demo/gateway.log.
+ */
+import { setMaxListeners } from 'node:events';
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../gateway/config.js';
+import { startGateway, type Gateway } from '../gateway/gateway.js';
+import { createLogger } from '../gateway/log.js';
+import { formatStatus } from '../gateway/status/format.js';
+import type { StatusSnapshot } from '../gateway/status/http.js';
+import { findFreePorts, isAddrInUse } from '../gateway/util/net.js';
+import { FAULT_KINDS, parseFaultRates } from '../device-sim/faults.js';
+import { enrolmentFile, fleetDevices } from '../device-sim/fleet.js';
+import { progressLine } from '../device-sim/format.js';
+import { runFleet, type FleetProgress, type FleetReport } from '../device-sim/run.js';
+import { parseDuration, positiveInt } from './lib/duration.js';
+
+const DATA_DIR = resolve('data', 'demo');
+const SEED = 'demo';
+const SENSORS = 'mix';
+const DEFAULT_MQTT_PORT = 1883;
+const DEFAULT_HTTP_PORT = 8080;
+/** About 1 % per frame for each frame fault, 0.5 % for the connection faults. */
+const DEFAULT_FAULTS = 'tamper=0.01,bad_signature=0.01,malformed=0.01,replay=0.01,skew=0.01,wrong_topic=0.01,unknown_device=0.005,disconnect=0.005';
+/** How long the end waits for the simulator's outstanding acknowledgements, then for InfluxDB to catch up. */
+const FLEET_DRAIN_MS = 20_000;
+const STORAGE_DRAIN_MS = 15_000;
+
+const USAGE = `usage: npm run demo -- [--duration D] [--devices N] [--faults SPEC]
+  --duration D   stop after D (e.g. 20s, 5m, 1h); default: run until Ctrl-C
+  --devices N    simulated wearables (default 20, seed "${SEED}", sensors "${SENSORS}")
+  --faults SPEC  kind=probability per frame, comma-separated, or "none"
+                 default: ${DEFAULT_FAULTS}
+                 kinds: ${FAULT_KINDS.join(' ')}
+Everything listens on 127.0.0.1: MQTT on ${DEFAULT_MQTT_PORT} and HTTP status on ${DEFAULT_HTTP_PORT}, or free ports when
+those are taken. Data (gateway, embedded InfluxDB, simulator state) stays in ${rel(DATA_DIR)} across runs;
+delete that directory to start over. Gateway logs: ${rel(join(DATA_DIR, 'gateway.log'))}.`;
+
+class UsageError extends Error {}
+
+function rel(p: string): string {
+  const r = relative(process.cwd(), p);
+  return r.startsWith('..') ? p : `./${r}`;
+}
+
+interface Options {
+  durationMs: number | undefined;
+  devices: number;
+  faults: string;
+}
+
+function options(argv: string[]): Options | undefined {
+  let v;
+  try {
+    ({ values: v } = parseArgs({
+      args: argv,
+      options: { duration: { type: 'string' }, devices: { type: 'string', default: '20' }, faults: { type: 'string', default: DEFAULT_FAULTS }, help: { type: 'boolean', short: 'h' } },
+    }));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (v.help) return undefined;
+  try {
+    const faults = v.faults.trim() === 'none' ? '' : v.faults;
+    parseFaultRates(faults);
+    return { durationMs: v.duration !== undefined ? parseDuration(v.duration) : undefined, devices: positiveInt('devices', v.devices), faults };
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** True when nothing listens on host:port (checked by listening on it for a moment). */
+function portFree(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((res) => {
+    const s = createServer();
+    s.once('error', () => res(false));
+    s.listen({ port, host, exclusive: true }, () => s.close(() => res(true)));
+  });
+}
+
+/** The default ports when they are free, else free ones; retried when a port is taken between the check and the listen. */
+async function startOnPorts(log: ReturnType<typeof createLogger>): Promise<{ gw: Gateway; fallback: string[] }> {
+  let mqttPort = (await portFree(DEFAULT_MQTT_PORT)) ? DEFAULT_MQTT_PORT : 0;
+  let httpPort = (await portFree(DEFAULT_HTTP_PORT)) ? DEFAULT_HTTP_PORT : 0;
+  for (let attempt = 1; ; attempt++) {
+    const fallback: string[] = [];
+    if (mqttPort === 0 || httpPort === 0) {
+      const [a, b] = await findFreePorts(2);
+      if (mqttPort === 0) {
+        mqttPort = a!;
+        fallback.push(`MQTT port ${DEFAULT_MQTT_PORT} is busy: using ${mqttPort}`);
+      }
+      if (httpPort === 0) {
+        httpPort = b!;
+        fallback.push(`HTTP port ${DEFAULT_HTTP_PORT} is busy: using ${httpPort}`);
+      }
+    }
+    // Built-in defaults only (no VP_* environment, no config file): the demo is the same everywhere.
+    const config = loadConfig({
+      env: {},
+      flags: { dataDir: DATA_DIR, 'mqtt.port': String(mqttPort), 'http.port': String(httpPort), 'influx.url': '', 'log.file': join(DATA_DIR, 'gateway.log') },
+    });
+    try {
+      return { gw: await startGateway(config, log), fallback };
+    } catch (e) {
+      if (!isAddrInUse(e) || attempt >= 3) throw e;
+      mqttPort = httpPort = 0; // someone took a port since the check: pick fresh ones
+    }
+  }
+}
+
+/** Redraws a block of lines in place (TTY), counting wrapped rows so the cursor goes back to its top. */
+class LiveView {
+  private rows = 0;
+  draw(text: string): void {
+    const cols = process.stdout.columns || 80;
+    const lines = text.split('\n');
+    const up = this.rows > 0 ? `\x1b[${this.rows}A` : '';
+    process.stdout.write(`${up}\r\x1b[0J${text}\n`);
+    this.rows = lines.reduce((n, l) => n + Math.max(1, Math.ceil(l.length / cols)), 0);
+  }
+}
+
+function compactLine(s: StatusSnapshot, p: FleetProgress | undefined, elapsedS: number): string {
+  const list = (o: Record<string, number>): string => Object.entries(o).map(([k, n]) => `${k}=${n}`).join(' ') || 'none';
+  return (
+    `[${String(elapsedS).padStart(5)}s] gateway: received ${s.frames.received} accepted ${s.frames.accepted} (${s.frames.acceptedPerS.toFixed(1)}/s) ` +
+    `rejected ${s.frames.rejected} (${list(s.frames.rejectedBy)}) connect refused ${list(s.mqtt.connectRefusedBy)} devices ${s.mqtt.devicesConnected} ` +
+    `spool ${s.spool.backlogFrames} influxdb ${s.storage.up ? 'up' : 'DOWN'} written ${s.storage.framesWritten}` +
+    (p ? ` | sim: ${p.phase} acked ${p.acked} faults ${p.faultsInjected} backlog ${p.backlog}` : '')
+  );
+}
+
+function influxHints(url: string, database: string): string[] {
+  const port = new URL(url).port;
+  const q = (sql: string): string => `influx -host 127.0.0.1 -port ${port} -database ${database} -precision rfc3339 -execute '${sql}'`;
+  return [q('SELECT device, value FROM heart_rate ORDER BY time DESC LIMIT 10'), q('SELECT count(seq) FROM frames GROUP BY sensor')];
+}
+
+async function main(argv: string[]): Promise<number> {
+  const o = options(argv);
+  if (!o) {
+    console.log(USAGE);
+    return 0;
+  }
+  // Every wearable waits on runFleet's internal abort signal (device-sim/clock.ts): raise the
+  // default listener limit for signals created from here on, so that Node's leak warning
+  // (more than 10 listeners) does not scribble over the live view.
+  setMaxListeners(Math.max(10, 2 * o.devices + 10));
+  mkdirSync(DATA_DIR, { recursive: true });
+  const stateDir = join(DATA_DIR, 'sim-state');
+  const logFile = join(DATA_DIR, 'gateway.log');
+  const log = createLogger('info', logFile);
+  const tty = process.stdout.isTTY === true;
+
+  console.log(`VitalProof demo: starting the gateway (embedded MQTT broker, spool, embedded influxd) in ${rel(DATA_DIR)} ...`);
+  const { gw, fallback } = await startOnPorts(log);
+  const stopGateway = (() => {
+    let p: Promise<void> | undefined;
+    return () => (p ??= gw.stop().finally(() => log.flush()));
+  })();
+
+  let fleetReport: FleetReport | undefined;
+  try {
+    const devices = fleetDevices(SEED, o.devices, SENSORS);
+    const enrol = await gw.registry.enrol(enrolmentFile(devices).devices);
+    if (enrol.refused.length) throw new Error(`enrolment refused: ${enrol.refused.map((r) => `${r.deviceId} ${r.reason}`).join(', ')}`);
+
+    for (const f of fallback) console.log(`note: ${f}`);
+    console.log(`  MQTT broker   mqtt://127.0.0.1:${gw.mqttPort}`);
+    console.log(`  status        http://127.0.0.1:${gw.httpPort}/status   (also /metrics, /healthz; or: npx vitalproof status --url http://127.0.0.1:${gw.httpPort})`);
+    console.log(`  InfluxDB      ${gw.influxUrl}  database ${gw.config.influx.database}  (embedded: it stops when the demo stops)`);
+    console.log(`  gateway log   ${rel(logFile)}`);
+    console.log(`  devices       ${devices.length} simulated wearables, seed "${SEED}": ${enrol.enrolled.length} newly enrolled, ${enrol.unchanged.length} already enrolled; state in ${rel(stateDir)}`);
+    console.log(`  faults        ${o.faults || 'none'}`);
+    console.log('  look at the stored data from another terminal while the demo runs:');
+    for (const h of influxHints(gw.influxUrl, gw.config.influx.database)) console.log(`    ${h}`);
+    console.log(o.durationMs !== undefined ? `running for ${Math.round(o.durationMs / 1000)} s (Ctrl-C stops earlier)\n` : 'running until Ctrl-C\n');
+
+    const started = Date.now();
+    const stop = new AbortController();
+    let stopReason = '';
+    const requestStop = (why: string): void => {
+      if (stop.signal.aborted) return;
+      stopReason = why;
+      stop.abort();
+    };
+    let interrupts = 0;
+    const onSignal = (sig: string): void => {
+      if (++interrupts > 1) {
+        process.stdout.write('\nsecond interrupt: quitting without waiting (influxd is killed with this process)\n');
+        process.exit(130);
+      }
+      requestStop(sig);
+    };
+    process.on('SIGINT', () => onSignal('Ctrl-C'));
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+    const timer = o.durationMs !== undefined ? setTimeout(() => requestStop(`--duration ${Math.round(o.durationMs! / 1000)}s`), o.durationMs) : undefined;
+    void gw.fatal.then((e) => {
+      console.error(`\ngateway fault: ${e.message} (see ${rel(logFile)})`);
+      requestStop('gateway fault');
+    });
+
+    let progress: FleetProgress | undefined;
+    const view = new LiveView();
+    let lastPlain = 0;
+    const render = (final = false): void => {
+      const s = gw.snapshot();
+      const elapsedS = Math.round((Date.now() - started) / 1000);
+      if (tty) {
+        const head = stop.signal.aborted
+          ? `stopping (${stopReason}): waiting for acknowledgements and InfluxDB writes ... (Ctrl-C again to quit at once)`
+          : `running ${elapsedS}s${o.durationMs !== undefined ? ` of ${Math.round(o.durationMs / 1000)}s` : ''}  (Ctrl-C to stop)`;
+        view.draw([head, formatStatus(s), `sim      ${progress ? progressLine(progress).trim() : 'starting'}`].join('\n'));
+      } else if (final || Date.now() - lastPlain >= 5000) {
+        lastPlain = Date.now();
+        console.log(compactLine(s, progress, elapsedS));
+      }
+    };
+    render();
+    const ticker = setInterval(() => render(), 1000);
+
+    try {
+      fleetReport = await runFleet({
+        brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
+        devices: o.devices,
+        seed: SEED,
+        sensors: SENSORS,
+        faults: o.faults,
+        stateDir,
+        signal: stop.signal,
+        drainTimeoutMs: FLEET_DRAIN_MS,
+        backoff: { initialMs: 200, maxMs: 2000 },
+        onProgress: (p) => (progress = p),
+        progressIntervalMs: 500,
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+    // Let the drainer catch up, so that the summary's counts are in InfluxDB too.
+    const deadline = Date.now() + STORAGE_DRAIN_MS;
+    for (;;) {
+      const s = gw.snapshot();
+      if ((s.spool.backlogFrames === 0 && s.storage.framesWritten >= s.frames.accepted) || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    clearInterval(ticker);
+    render(true);
+    const final = gw.snapshot();
+    await stopGateway();
+    console.log(`\n${summary(final, fleetReport, gw.influxUrl, gw.config.influx.database, stopReason, Date.now() - started)}`);
+    return fleetReport.drained && fleetReport.faults.unexpected === 0 ? 0 : 1;
+  } finally {
+    await stopGateway();
+  }
+}
+
+function summary(s: StatusSnapshot, r: FleetReport, influxUrl: string, database: string, why: string, elapsedMs: number): string {
+  const out: string[] = [];
+  const f = r.frames;
+  out.push(`VitalProof demo stopped (${why || 'done'}) after ${(elapsedMs / 1000).toFixed(0)} s`);
+  out.push(
+    `  simulator  ${r.devices} devices: ${f.recorded} honest frames recorded, ${f.acked} acknowledged, ${f.retransmitted} resent after reconnects` +
+      (f.restored ? `, ${f.restored} left over from the previous run` : '') +
+      (f.unacked ? `, ${f.unacked} NOT acknowledged (kept in the state dir for the next run)` : ''),
+  );
+  out.push(
+    `  gateway    received ${s.frames.received}, accepted ${s.frames.accepted}, duplicates ${s.frames.duplicates}, rejected ${s.frames.rejected}; ` +
+      `written to InfluxDB ${s.storage.framesWritten} frames (${s.storage.pointsWritten} readings)` +
+      (s.spool.backlogFrames ? `; ${s.spool.backlogFrames} still in the spool (written on the next start)` : ''),
+  );
+  const injected = Object.entries(r.faults.injected).map(([k, n]) => `${k}=${n}`).join(' ') || 'none';
+  out.push(`  faults injected: ${injected}`);
+
+  const rows: [string, number, number][] = [];
+  const reasons = new Set([...Object.keys(s.frames.rejectedBy), ...Object.keys(r.faults.expectedRejections)]);
+  for (const k of [...reasons].sort()) rows.push([`rejected ${k}`, s.frames.rejectedBy[k] ?? 0, (r.faults.expectedRejections as Record<string, number>)[k] ?? 0]);
+  const refusals = new Set([...Object.keys(s.mqtt.connectRefusedBy), ...Object.keys(r.faults.expectedConnectRefusals)]);
+  for (const k of [...refusals].sort()) rows.push([`connect ${k}`, s.mqtt.connectRefusedBy[k] ?? 0, (r.faults.expectedConnectRefusals as Record<string, number>)[k] ?? 0]);
+  rows.push(['sequence gaps', s.frames.seqGaps, r.faults.expectedSeqGaps]);
+  out.push(`  ${'what'.padEnd(34)}${'gateway'.padStart(9)}${'expected'.padStart(10)}`);
+  let mismatches = 0;
+  for (const [what, got, want] of rows) {
+    const ok = got === want;
+    if (!ok) mismatches++;
+    out.push(`  ${what.padEnd(34)}${String(got).padStart(9)}${String(want).padStart(10)}  ${ok ? 'ok' : 'DIFFERENT'}`);
+  }
+  if (mismatches === 0) out.push('  every refusal the simulator provoked was counted under its reason, and nothing else was refused');
+  else {
+    const why: string[] = [];
+    if (r.faults.lost) why.push(`${r.faults.lost} faulty frames went down with their connection (the gateway may have counted them)`);
+    if (r.faults.pending) why.push(`${r.faults.pending} faults were unsettled when the run ended`);
+    if (r.faults.pendingSeqGaps) why.push(`${r.faults.pendingSeqGaps} skipped numbers were not followed by an acknowledged frame`);
+    out.push(`  ${mismatches} difference(s)${why.length ? `: ${why.join('; ')}` : ''}`);
+  }
+  if (r.faults.unexpected) out.push(`  WARNING: ${r.faults.unexpected} injections got an answer that contradicts the protocol`);
+  if (!r.drained) out.push('  WARNING: the simulator stopped before every frame was acknowledged; the next run sends the rest first');
+  out.push(`  InfluxDB   ${influxUrl} database ${database} (embedded influxd, now stopped; its files stay in ${rel(join(DATA_DIR, 'influxdb'))})`);
+  out.push('  to query the data, run the demo again (e.g. npm run demo -- --duration 10m) and, from another terminal while it runs,');
+  out.push(`  use the influx command it prints at start, e.g.: ${influxHints(influxUrl, database)[0]!.replace(/-port \d+/, '-port <PORT>')}`);
+  return out.join('\n');
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // The fleet's MQTT sockets, the registry watcher and the timers are closed; exit even if a handle lingers.
+    setTimeout(() => process.exit(code), 500).unref();
+  },
+  (e: Error) => {
+    console.error(e instanceof UsageError ? `demo: ${e.message}\n${USAGE}` : (e.stack ?? String(e)));
+    process.exit(e instanceof UsageError ? 2 : 1);
+  },
+);
