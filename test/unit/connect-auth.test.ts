@@ -171,7 +171,8 @@ function attempt(port: number, clientId: string, username: string, password: Uin
   });
 }
 
-describe('CONNECT through the embedded broker', () => {
+// Each step waits for an MQTT event; a missing one fails fast instead of at the 120 s default.
+describe('CONNECT through the embedded broker', { timeout: 15_000 }, () => {
   let dir: string;
   let wal: Wal;
   let registry: FileRegistry;

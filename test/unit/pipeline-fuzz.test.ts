@@ -21,7 +21,7 @@
  * frames, in acceptance order, each verifying under node:crypto; the quarantine rotates and
  * stays within its disk bound.
  *
- * Run time (~40 s on 2 cores) is mostly the Quarantine: it writes one line per rejected
+ * Run time (40-55 s on 2 cores) is mostly the Quarantine: it writes one line per rejected
  * frame, strictly one after another, with a stat and an appendFile each (~0.3 ms a line).
  */
 import { createPrivateKey, createPublicKey, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
@@ -482,7 +482,7 @@ describe('IngestPipeline under fuzzing', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it(`decides ${FUZZ} mutated frames as §5.3 says, never loses an honest frame, and keeps spool, counters and quarantine consistent`, { timeout: 90_000 }, async () => {
+  it(`decides ${FUZZ} mutated frames as §5.3 says, never loses an honest frame, and keeps spool, counters and quarantine consistent`, { timeout: 120_000 }, async () => {
     const started = performance.now();
     const r = prng(SEED);
     const traffic = new Traffic(r, devices, stranger);
