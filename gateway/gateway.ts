@@ -89,7 +89,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const sink = new InfluxSink({ url: influxUrl, database: config.influx.database, gatewayId: config.gatewayId, username: config.influx.username, password: config.influx.password, timeoutMs: config.influx.timeoutMs });
     const verifier = new VerifyPool(config.ingest.verifyWorkers);
     cleanups.push(() => verifier.close());
-    const quarantine = new Quarantine(join(config.dataDir, 'quarantine'));
+    const quarantine = new Quarantine(join(config.dataDir, 'quarantine'), undefined, undefined, (e) =>
+      log.error({ event: 'quarantine_write_failed', err: e.message }, 'refused frames could not be kept as evidence'),
+    );
     cleanups.push(() => quarantine.flush());
 
     let spoolAlarm = false;

@@ -70,6 +70,8 @@ export interface PipelineDeps {
 
 export class IngestPipeline {
   private readonly tails = new Map<string, Promise<unknown>>();
+  /** `device:seq` → durability of an accepted frame whose fsync is still pending. */
+  private readonly pendingDurable = new Map<string, Promise<bigint>>();
   private readonly rules: FreshnessRules;
   private readonly now: () => number;
 
@@ -124,6 +126,10 @@ export class IngestPipeline {
       this.d.onDurable?.();
       return { status: 'accepted', lsn: result.lsn, deviceId: frame.deviceId, seq: frame.seq };
     }
+    // A retransmission may overtake the original's fsync: acknowledge it only once the
+    // original is durable, or the device would drop a frame the gateway never stored.
+    const original = this.pendingDurable.get(`${frame.deviceId}:${frame.seq}`);
+    if (original) await original;
     metrics.duplicates++;
     return result;
   }
@@ -154,6 +160,9 @@ export class IngestPipeline {
       return { reason: 'TIME_OVERLAP', detail: { previousEndMs: lastEnd, timestampMs: frame.timestampMs, endMs: frameEndMs(frame) } };
     }
     const { lsn, durable } = this.d.wal.append(encodeSpoolRecord(now, ctx.transport, patient, raw));
+    const key = `${frame.deviceId}:${frame.seq}`;
+    this.pendingDurable.set(key, durable);
+    void durable.finally(() => this.pendingDurable.delete(key)).catch(() => undefined);
     const gap = this.d.states.apply(frame, sha);
     if (gap > 0n) this.d.metrics.seqGaps += Number(gap);
     return { status: 'accepted', lsn, durable };

@@ -603,7 +603,7 @@ describe('IngestPipeline under fuzzing', () => {
     // Quarantine: rotated, within (keep + 1) files of its size, every line a coded rejection.
     const qdir = join(dir, 'quarantine');
     const files = readdirSync(qdir);
-    const rotated = files.filter((f) => /^quarantine-\d+\.jsonl$/.test(f));
+    const rotated = files.filter((f) => /^quarantine-\d+-\d+\.jsonl$/.test(f));
     expect(files.filter((f) => !rotated.includes(f))).toEqual(['quarantine.jsonl']);
     expect(rotated.length).toBeGreaterThanOrEqual(1);
     expect(rotated.length).toBeLessThanOrEqual(QUARANTINE_KEEP);

@@ -74,6 +74,15 @@ describe('IngestPipeline', () => {
     expect(metrics.rejectedBy.REPLAY).toBe(1);
   });
 
+  it('acknowledges a retransmission only once the original is durable', async () => {
+    const { raw } = alice.core.record(heartRate(NOW - 10_000, [70]));
+    const first = pipeline.submit(raw, ctx(alice));
+    const dup = await pipeline.submit(raw, ctx(alice, { retransmission: true }));
+    expect(dup).toMatchObject({ status: 'duplicate' });
+    expect(wal.durableLsn).toBe(1n);
+    expect(await first).toMatchObject({ status: 'accepted' });
+  });
+
   it('refuses an older sequence number that was never accepted as REPLAY, even flagged', async () => {
     const first = alice.core.record(heartRate(NOW - 20_000, [70]));
     const second = alice.core.record(heartRate(NOW - 10_000, [71]));

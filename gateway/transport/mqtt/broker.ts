@@ -92,7 +92,14 @@ export class MqttTransport {
     this.broker = await Aedes.createBroker(opts);
     this.broker.on('clientReady', (client) => {
       const c = client as DeviceClient;
-      if (c.vpDevice) this.devices.set(c.vpDevice, c);
+      if (!c.vpDevice) return;
+      // A revocation that landed between CONNECT and CONNACK found no client to close.
+      const rec = this.o.registry.get(c.vpDevice);
+      if (rec?.revokedAtMs !== undefined && rec.revokedAtMs <= Date.now()) {
+        c.close();
+        return;
+      }
+      this.devices.set(c.vpDevice, c);
     });
     this.broker.on('clientDisconnect', (client) => {
       const c = client as DeviceClient;
