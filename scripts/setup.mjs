@@ -34,7 +34,10 @@ function fail(msg) {
 
 // 1. Dependencies. npm writes node_modules/.package-lock.json at the end of every install.
 if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) {
-  run('npm', existsSync(join(root, 'package-lock.json')) ? ['ci'] : ['install']);
+  // npm here can write lock files without other platforms' optional packages, which `npm ci`
+  // then refuses as out of sync (npm/cli#4828); a plain install is the fallback.
+  const ci = existsSync(join(root, 'package-lock.json')) && spawnSync('npm', ['ci'], { cwd: root, stdio: 'inherit' }).status === 0;
+  if (!ci) run('npm', ['install', '--no-audit', '--no-fund']);
 }
 
 // 2. influxd: the tests and the demo start their own on a free loopback port.
