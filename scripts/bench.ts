@@ -1,0 +1,656 @@
+/**
+ * `npm run bench`: figures from ONE run on this machine, printed as a table and written to
+ * ./data/bench-results.json. docs/bench.md says what each figure means.
+ *
+ *   (a) bare node:crypto Ed25519 verifications per second on one core (cached KeyObject,
+ *       frame-sized messages), and CPU µs per verification;
+ *   (b) the real gateway process end to end: N MQTT clients publish pre-signed frames at
+ *       QoS 1 as fast as a bounded in-flight window allows; the clock stops when every PUBACK
+ *       has arrived AND /status shows every frame written to a real InfluxDB;
+ *   (c) the gateway process's CPU seconds per frame over (b), divided by (a)'s CPU per
+ *       verification for the same frame mix;
+ *   (d) publish-to-PUBACK latency (p50, p99) at half the rate measured in (b), paced.
+ *
+ * Everything listens on 127.0.0.1 on free ports, in a temp dir removed at the end. Every
+ * loop is bounded in count and in time.
+ *
+ *   npm run bench -- [--devices 50] [--frames 600] [--out ./data/bench-results.json]
+ */
+import { execFileSync } from 'node:child_process';
+import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { connect, type MqttClient } from 'mqtt';
+import { sensorByName } from '../firmware-proto/catalogue.js';
+import { makeConnectPassword } from '../firmware-proto/connect.js';
+import { signFrame } from '../firmware-proto/device.js';
+import { encodeBody, type FrameBody } from '../firmware-proto/frame.js';
+import { concat, frameSigningMessage } from '../firmware-proto/signing.js';
+import { deviceClientId, frameTopic } from '../firmware-proto/topics.js';
+import { fleetDevices, writeEnrolmentFile, type SimDevice } from '../device-sim/fleet.js';
+import { startInfluxd, type InfluxdHandle } from '../gateway/storage/influxd.js';
+import type { StatusSnapshot } from '../gateway/status/http.js';
+import { positiveInt } from './lib/duration.js';
+import { GATEWAY_CLI, GatewayProcess } from './lib/gateway-process.js';
+import { clockTicksPerSecond, cpuWindow, machineCpuSeconds, type CpuShare } from './lib/proc.js';
+import { percentile, sig } from './lib/stats.js';
+
+// ---------------------------------------------------------------- frames
+
+type Kind = 'heart_rate' | 'accelerometer' | 'ecg';
+const KINDS: readonly Kind[] = ['heart_rate', 'accelerometer', 'ecg'];
+
+/** Catalogue defaults: heart_rate 5 samples at 1 Hz, accelerometer 25 × (x, y, z) at 25 Hz, ecg 250 samples at 250 Hz. */
+function kindSpec(kind: Kind): { code: number; scale: number; intervalUs: number; count: number; channels: number; frameMs: number } {
+  const s = sensorByName(kind);
+  return {
+    code: s.code,
+    scale: s.defaultScale,
+    intervalUs: s.defaultIntervalUs,
+    count: s.defaultSamplesPerFrame,
+    channels: s.channels.length,
+    frameMs: Math.ceil((s.defaultSamplesPerFrame * s.defaultIntervalUs) / 1000),
+  };
+}
+
+/** Plausible raw samples, inside each sensor's range. */
+function samplesFor(kind: Kind, n: number): Int32Array {
+  const { count, channels } = kindSpec(kind);
+  const out = new Int32Array(count * channels);
+  for (let i = 0; i < out.length; i++) {
+    const t = n * count + Math.floor(i / channels);
+    if (kind === 'heart_rate') out[i] = 70 + Math.round(8 * Math.sin(t / 7));
+    else if (kind === 'accelerometer') out[i] = Math.round((i % channels === 2 ? 9806 : 0) + 300 * Math.sin(t / 3 + (i % channels)));
+    else out[i] = Math.round(900 * Math.sin(t / 10) * Math.exp(-((t % 200) / 40)));
+  }
+  return out;
+}
+
+/**
+ * Signs frames for one device with node:crypto (about 9× faster than @noble/ed25519, which
+ * the simulator uses). Ed25519 signatures are deterministic, so the bytes are exactly what
+ * firmware-proto's signFrame makes; `checkAgainstFirmwareProto` proves it per device.
+ */
+class FastSigner {
+  private readonly key: KeyObject;
+  constructor(private readonly secretKey: Uint8Array) {
+    this.key = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), secretKey]), format: 'der', type: 'pkcs8' });
+  }
+  sign(body: FrameBody): Buffer {
+    const b = encodeBody(body);
+    const raw = concat(b, sign(null, frameSigningMessage(b), this.key));
+    return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  }
+  checkAgainstFirmwareProto(body: FrameBody, raw: Uint8Array): void {
+    if (Buffer.compare(Buffer.from(signFrame(body, this.secretKey)), Buffer.from(raw)) !== 0) throw new Error(`node:crypto and firmware-proto signFrame disagree for device ${body.deviceId}`);
+  }
+}
+
+/**
+ * `count` frames of one device, seq 1, 2, … in order; the kinds cycle through `kinds`. Each
+ * kind's frames tile time without overlap (the gateway's TIME_OVERLAP rule) and the last one
+ * ends at least two minutes before now (no CLOCK_SKEW; far inside the 7-day backlog bound).
+ */
+function presign(d: SimDevice, count: number, kinds: readonly Kind[]): Buffer[] {
+  const signer = new FastSigner(d.keys.secretKey);
+  const perKind = new Map<Kind, number>();
+  for (let i = 0; i < count; i++) perKind.set(kinds[i % kinds.length]!, (perKind.get(kinds[i % kinds.length]!) ?? 0) + 1);
+  const now = Date.now();
+  const next = new Map<Kind, number>([...perKind].map(([k, n]) => [k, now - 120_000 - n * kindSpec(k).frameMs]));
+  const out: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    const kind = kinds[i % kinds.length]!;
+    const s = kindSpec(kind);
+    const start = next.get(kind)!;
+    next.set(kind, start + s.frameMs);
+    const body: FrameBody = { deviceId: d.deviceId, seq: BigInt(i + 1), timestampMs: BigInt(start), sensor: s.code, scale: s.scale, intervalUs: s.intervalUs, samples: samplesFor(kind, i) };
+    const raw = signer.sign(body);
+    if (i === 0) signer.checkAgainstFirmwareProto(body, raw);
+    out.push(raw);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- (a) bare verification
+
+interface VerifyFigure {
+  frames: string;
+  frameBytes: number;
+  messageBytes: number;
+  verifications: number;
+  wallS: number;
+  perSecond: number;
+  cpuUsPerVerification: number;
+}
+
+/** Verifies signed messages of the given kinds in a tight loop on this thread, like one verify worker. */
+function benchVerify(kinds: readonly Kind[], label: string, seconds: number): VerifyFigure {
+  const devices = fleetDevices('bench-verify', 8, 'heart_rate');
+  const keys = devices.map((d) => createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), d.keys.publicKey]), format: 'der', type: 'spki' }));
+  const jobs: { key: KeyObject; msg: Buffer; sig: Buffer }[] = [];
+  let frameBytes = 0;
+  let msgBytes = 0;
+  devices.forEach((d, di) => {
+    for (const [i, raw] of presign(d, 32 * kinds.length, kinds).entries()) {
+      const kind = kinds[i % kinds.length]!;
+      const s = kindSpec(kind);
+      const bodyLen = 33 + 4 * s.count * s.channels;
+      const msg = Buffer.from(frameSigningMessage(raw.subarray(0, bodyLen)));
+      jobs.push({ key: keys[di]!, msg, sig: raw.subarray(bodyLen) });
+      frameBytes += raw.length;
+      msgBytes += msg.length;
+    }
+  });
+  const run = (ms: number): { n: number; wallS: number; cpuUs: number } => {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    const end = t0 + ms;
+    let n = 0;
+    while (performance.now() < end) {
+      for (let k = 0; k < 64; k++) {
+        const j = jobs[n % jobs.length]!;
+        if (!verify(null, j.msg, j.key, j.sig)) throw new Error('a valid signature did not verify');
+        n++;
+      }
+    }
+    const wallS = (performance.now() - t0) / 1000;
+    const c = process.cpuUsage(c0);
+    return { n, wallS, cpuUs: c.user + c.system };
+  };
+  run(300); // warm-up
+  const r = run(seconds * 1000);
+  return {
+    frames: label,
+    frameBytes: Math.round(frameBytes / jobs.length),
+    messageBytes: Math.round(msgBytes / jobs.length),
+    verifications: r.n,
+    wallS: sig(r.wallS, 4),
+    perSecond: Math.round(r.n / r.wallS),
+    cpuUsPerVerification: sig(r.cpuUs / r.n),
+  };
+}
+
+// ---------------------------------------------------------------- MQTT clients
+
+async function connectDevice(port: number, d: SimDevice): Promise<MqttClient> {
+  const clientId = deviceClientId(d.deviceId);
+  const client = connect(`mqtt://127.0.0.1:${port}`, {
+    protocolVersion: 4,
+    clean: true,
+    clientId,
+    username: d.deviceId,
+    password: Buffer.from(makeConnectPassword(d.deviceId, clientId, d.keys.secretKey)),
+    reconnectPeriod: 0,
+    connectTimeout: 15_000,
+    keepalive: 60,
+  });
+  await new Promise<void>((res, rej) => {
+    client.once('connect', () => res());
+    client.once('error', (e) => rej(new Error(`device ${d.deviceId} could not connect: ${e.message}`)));
+    client.once('close', () => rej(new Error(`device ${d.deviceId}: connection closed before CONNACK`)));
+  });
+  return client;
+}
+
+async function connectAll(port: number, devices: readonly SimDevice[]): Promise<MqttClient[]> {
+  const clients: MqttClient[] = [];
+  try {
+    for (let i = 0; i < devices.length; i += 10) clients.push(...(await Promise.all(devices.slice(i, i + 10).map((d) => connectDevice(port, d)))));
+    return clients;
+  } catch (e) {
+    await closeAll(clients);
+    throw e;
+  }
+}
+
+async function closeAll(clients: MqttClient[]): Promise<void> {
+  await Promise.all(clients.map((c) => new Promise<void>((res) => c.end(false, {}, () => res()))));
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls /status until `pred` holds or `timeoutMs` passes; returns the last snapshot and whether it held. */
+async function pollStatus(gw: GatewayProcess, pred: (s: StatusSnapshot) => boolean, timeoutMs: number, everyMs = 20): Promise<{ s: StatusSnapshot; ok: boolean }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await gw.status();
+    if (pred(s)) return { s, ok: true };
+    if (Date.now() > deadline) return { s, ok: false };
+    await sleep(everyMs);
+  }
+}
+
+// ---------------------------------------------------------------- (b) + (c) end to end
+
+interface E2EFigure {
+  case: string;
+  devices: number;
+  framesPerDevice: number;
+  frames: number;
+  /** Mean bytes per frame on the wire (MQTT payload). */
+  frameBytes: number;
+  pointsPerFrame: number;
+  inFlightPerDevice: number;
+  allAckedS: number;
+  allStoredS: number;
+  framesPerSecondAcked: number;
+  /** The headline: frames per second until every frame was acknowledged and in InfluxDB. */
+  framesPerSecond: number;
+  complete: boolean;
+  accepted: number;
+  rejected: number;
+  gatewayCpuS: number;
+  gatewayCpuUsPerFrame: number;
+  bareVerifyCpuUsPerFrame: number;
+  /** (c): gateway CPU per frame ÷ bare verification CPU per frame. */
+  cpuRatio: number;
+  influxdCpuUsPerFrame: number | null;
+  benchClientCpuUsPerFrame: number;
+  /** Where the machine's CPU went during the run, including load from other processes. */
+  cpu: CpuShare;
+}
+
+function roundShare(c: CpuShare): CpuShare {
+  return {
+    wallS: sig(c.wallS, 4),
+    processes: Object.fromEntries(Object.entries(c.processes).map(([k, v]) => [k, sig(v, 3)])),
+    selfS: sig(c.selfS, 3),
+    machineBusyS: sig(c.machineBusyS, 3),
+    otherS: sig(c.otherS, 2),
+    stealS: sig(c.stealS, 2),
+  };
+}
+
+async function e2eRun(
+  gw: GatewayProcess,
+  influxd: InfluxdHandle,
+  label: string,
+  devices: readonly SimDevice[],
+  frames: Buffer[][],
+  kinds: readonly Kind[],
+  bareUsPerFrame: number,
+  window: number,
+  capMs: number,
+): Promise<E2EFigure> {
+  const total = frames.reduce((n, f) => n + f.length, 0);
+  const clients = await connectAll(gw.mqttPort, devices);
+  try {
+    const s0 = await gw.status();
+    const influxPid = influxd.pid;
+    const cpu = cpuWindow({ gateway: gw.pid, influxd: influxPid });
+    const t0 = performance.now();
+    let acked = 0;
+    let errors = 0;
+    let stopped = false;
+    const published = new Array<number>(clients.length).fill(0);
+    const outstandingOf = new Array<number>(clients.length).fill(0);
+    let done!: () => void;
+    const allAcked = new Promise<void>((res) => (done = res));
+    let outstanding = 0;
+    clients.forEach((client, ci) => {
+      const mine = frames[ci]!;
+      const topic = frameTopic(devices[ci]!.deviceId);
+      let next = 0;
+      const pump = (): void => {
+        while (!stopped && next < mine.length && outstandingOf[ci]! < window) {
+          const payload = mine[next++]!;
+          outstandingOf[ci]!++;
+          outstanding++;
+          published[ci]!++;
+          client.publish(topic, payload, { qos: 1 }, (err) => {
+            outstandingOf[ci]!--;
+            outstanding--;
+            if (err) errors++;
+            else acked++;
+            if (acked + errors === total || (stopped && outstanding === 0)) done();
+            else pump();
+          });
+        }
+      };
+      pump();
+    });
+    const cap = setTimeout(() => {
+      stopped = true;
+      if (outstanding === 0) done();
+    }, capMs);
+    await allAcked;
+    clearTimeout(cap);
+    const tAck = performance.now();
+    const sent = published.reduce((a, b) => a + b, 0);
+    const { s: s1, ok } = await pollStatus(gw, (s) => s.storage.framesWritten - s0.storage.framesWritten >= sent, 90_000);
+    const tStored = performance.now();
+    const share = cpu();
+    const gwCpu = share.processes['gateway']!;
+    const inCpu = influxd.pid === influxPid ? share.processes['influxd'] : undefined;
+    const accepted = s1.frames.accepted - s0.frames.accepted;
+    const rejected = s1.frames.rejected - s0.frames.rejected;
+    const bytes = frames.reduce((n, f) => n + f.reduce((m, b) => m + b.length, 0), 0);
+    const points = kinds.reduce((n, k) => n + kindSpec(k).count, 0) / kinds.length + 1;
+    const gwUs = (gwCpu * 1e6) / sent;
+    return {
+      case: label,
+      devices: devices.length,
+      framesPerDevice: frames[0]!.length,
+      frames: sent,
+      frameBytes: Math.round(bytes / total),
+      pointsPerFrame: sig(points),
+      inFlightPerDevice: window,
+      allAckedS: sig((tAck - t0) / 1000, 4),
+      allStoredS: sig((tStored - t0) / 1000, 4),
+      framesPerSecondAcked: Math.round((acked * 1000) / (tAck - t0)),
+      framesPerSecond: Math.round((sent * 1000) / (tStored - t0)),
+      complete: ok && !stopped && errors === 0 && acked === total && accepted === total,
+      accepted,
+      rejected,
+      gatewayCpuS: sig(gwCpu, 4),
+      gatewayCpuUsPerFrame: sig(gwUs),
+      bareVerifyCpuUsPerFrame: sig(bareUsPerFrame),
+      cpuRatio: sig(gwUs / bareUsPerFrame),
+      influxdCpuUsPerFrame: inCpu === undefined ? null : sig((inCpu * 1e6) / sent),
+      benchClientCpuUsPerFrame: sig((share.selfS * 1e6) / sent),
+      cpu: roundShare(share),
+    };
+  } finally {
+    await closeAll(clients);
+  }
+}
+// ---------------------------------------------------------------- (d) latency
+
+interface LatencyFigure {
+  targetPerSecond: number;
+  achievedPerSecond: number;
+  devices: number;
+  publishedS: number;
+  frames: number;
+  measured: number;
+  warmupS: number;
+  /** Publishes that had to wait for a free in-flight slot (0 means pacing was never held back). */
+  deferred: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  errors: number;
+  cpu: CpuShare;
+}
+
+async function latencyRun(gw: GatewayProcess, influxd: InfluxdHandle, devices: readonly SimDevice[], frames: Buffer[][], ratePerS: number, warmupMs: number, window: number): Promise<LatencyFigure> {
+  const total = frames.reduce((n, f) => n + f.length, 0);
+  const clients = await connectAll(gw.mqttPort, devices);
+  try {
+    const latencies = new Float64Array(total);
+    const publishedAt = new Float64Array(total);
+    let measuredFrom = Number.POSITIVE_INFINITY;
+    let sent = 0;
+    let settled = 0;
+    let errors = 0;
+    let deferred = 0;
+    const inflight = new Array<number>(clients.length).fill(0);
+    const waiting: number[][] = clients.map(() => []);
+    const nextOf = new Array<number>(clients.length).fill(0);
+    let done!: () => void;
+    const finished = new Promise<void>((res) => (done = res));
+    const publish = (ci: number, slot: number): void => {
+      const payload = frames[ci]![nextOf[ci]!++]!;
+      inflight[ci]!++;
+      publishedAt[slot] = performance.now();
+      clients[ci]!.publish(frameTopic(devices[ci]!.deviceId), payload, { qos: 1 }, (err) => {
+        latencies[slot] = performance.now() - publishedAt[slot]!;
+        inflight[ci]!--;
+        if (err) errors++;
+        settled++;
+        const w = waiting[ci]!.shift();
+        if (w !== undefined) publish(ci, w);
+        if (settled === total) done();
+      });
+    };
+    const cpu = cpuWindow({ gateway: gw.pid, influxd: influxd.pid });
+    const t0 = performance.now();
+    let lastPublish = t0;
+    await new Promise<void>((res) => {
+      const tick = (): void => {
+        const due = Math.min(total, Math.floor((ratePerS * (performance.now() - t0)) / 1000));
+        while (sent < due) {
+          const slot = sent++;
+          const ci = slot % clients.length;
+          if (measuredFrom === Number.POSITIVE_INFINITY && performance.now() - t0 >= warmupMs) measuredFrom = slot;
+          if (inflight[ci]! < window) publish(ci, slot);
+          else {
+            deferred++;
+            waiting[ci]!.push(slot);
+          }
+        }
+        lastPublish = performance.now();
+        if (sent >= total) res();
+        else setTimeout(tick, 1);
+      };
+      tick();
+    });
+    let capTimer: NodeJS.Timeout | undefined;
+    const capped = await Promise.race([finished.then(() => false), new Promise<boolean>((res) => (capTimer = setTimeout(() => res(true), 30_000)))]);
+    clearTimeout(capTimer);
+    const share = cpu();
+    const from = Math.min(measuredFrom, total);
+    const measured = Array.from(latencies.subarray(from, settled)).sort((a, b) => a - b);
+    return {
+      targetPerSecond: Math.round(ratePerS),
+      achievedPerSecond: Math.round((total * 1000) / (lastPublish - t0)),
+      devices: devices.length,
+      publishedS: sig((lastPublish - t0) / 1000, 3),
+      frames: total,
+      measured: measured.length,
+      warmupS: warmupMs / 1000,
+      deferred,
+      p50Ms: sig(percentile(measured, 50)),
+      p90Ms: sig(percentile(measured, 90)),
+      p99Ms: sig(percentile(measured, 99)),
+      maxMs: sig(measured[measured.length - 1] ?? Number.NaN),
+      errors: errors + (capped ? total - settled : 0),
+      cpu: roundShare(share),
+    };
+  } finally {
+    await closeAll(clients);
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+function splitFrames(devices: readonly SimDevice[], perDevice: number, kinds: readonly Kind[]): Buffer[][] {
+  return devices.map((d) => presign(d, perDevice, kinds));
+}
+
+function fmt(n: number | null, digits = 0): string {
+  if (n === null || !Number.isFinite(n)) return 'n/a';
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function row(cells: (string | number)[], widths: number[]): string {
+  return cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]!) : String(c).padStart(widths[i]!))).join('  ');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      devices: { type: 'string', default: '50' },
+      frames: { type: 'string', default: '600' },
+      out: { type: 'string', default: join('data', 'bench-results.json') },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (v.help) {
+    console.log('usage: npm run bench -- [--devices 50] [--frames 600 (small frames per device; the mix sends a third)] [--out ./data/bench-results.json]');
+    return 0;
+  }
+  const nDevices = positiveInt('devices', v.devices);
+  const perDevice = positiveInt('frames', v.frames);
+  const outFile = resolve(v.out);
+  const WINDOW = 32;
+  const benchStarted = Date.now();
+  const cpuList = cpus();
+  const machine = {
+    date: new Date().toISOString(),
+    cpus: cpuList.length,
+    cpuModel: cpuList[0]?.model.trim() ?? 'unknown',
+    node: process.version,
+    os: `${process.platform} ${release()}`,
+    memoryGiB: sig(totalmem() / 2 ** 30),
+    clockTicksPerSecond: clockTicksPerSecond(),
+    loadAverageAtStart: loadavg().map((x) => sig(x, 2)),
+    /** Busy CPU seconds of the whole machine in the second before the bench started anything. */
+    busyCpuSecondsBeforeStart: 0,
+    influxd: (() => {
+      try {
+        return execFileSync('influxd', ['version'], { encoding: 'utf8' }).trim();
+      } catch {
+        return 'unknown';
+      }
+    })(),
+  };
+  const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
+  log(`${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}, load average ${machine.loadAverageAtStart.join(' ')}`);
+  // Other load on the machine skews every figure: measure it for a second before starting.
+  const m0 = machineCpuSeconds();
+  await sleep(1000);
+  const idleBusy = sig(machineCpuSeconds().busy - m0.busy, 2);
+  machine.busyCpuSecondsBeforeStart = idleBusy;
+  if (idleBusy > 0.2) log(`WARNING: the machine was already busy (${idleBusy} CPU-s in the last second, before the bench started anything): figures will be low`);
+
+  // (a) before anything else runs, on this otherwise idle thread.
+  log('(a) bare Ed25519 verification on one core ...');
+  const verifyFigures = [
+    benchVerify(['heart_rate'], 'heart_rate (5 samples)', 2),
+    benchVerify(['accelerometer'], 'accelerometer (25 × 3)', 2),
+    benchVerify(['ecg'], 'ecg (250 samples)', 2),
+    benchVerify(KINDS, 'mix (⅓ each of the above)', 2),
+  ];
+  const bareSmall = verifyFigures[0]!.cpuUsPerVerification;
+  const bareMix = verifyFigures[3]!.cpuUsPerVerification;
+
+  const dir = mkdtempSync(join(tmpdir(), 'vp-bench-'));
+  let influxd: InfluxdHandle | undefined;
+  let gw: GatewayProcess | undefined;
+  try {
+    log('starting influxd and the gateway process ...');
+    influxd = await startInfluxd({ dataDir: join(dir, 'influxdb') });
+    const small = fleetDevices('bench-small', nDevices, 'heart_rate');
+    const mix = fleetDevices('bench-mix', nDevices, 'heart_rate;accelerometer;ecg');
+    const paced = fleetDevices('bench-latency', nDevices, 'heart_rate');
+    const gwDir = join(dir, 'gateway');
+    const enrolFile = join(dir, 'enrol.json');
+    writeEnrolmentFile(enrolFile, [...small, ...mix, ...paced]);
+    execFileSync(process.execPath, [GATEWAY_CLI, 'enrol', enrolFile, '--dataDir', gwDir], { stdio: 'pipe' });
+    gw = await GatewayProcess.start({ dataDir: gwDir, 'influx.url': influxd.url, 'mqtt.port': 0, 'http.port': 0, gatewayId: 'gw-bench' });
+
+    log(`(b) pre-signing ${nDevices} × ${perDevice} heart_rate frames ...`);
+    const smallFrames = splitFrames(small, perDevice, ['heart_rate']);
+    log(`(b) small frames: ${nDevices} clients publish ${nDevices * perDevice} frames, QoS 1, ≤ ${WINDOW} in flight each ...`);
+    const e2eSmall = await e2eRun(gw, influxd, 'heart_rate, 5 samples', small, smallFrames, ['heart_rate'], bareSmall, WINDOW, 90_000);
+    log(`    ${fmt(e2eSmall.framesPerSecond)} frames/s stored (${fmt(e2eSmall.framesPerSecondAcked)}/s acknowledged)`);
+
+    const mixPer = Math.max(3, Math.round(perDevice / 3));
+    log(`(b) pre-signing ${nDevices} × ${mixPer} mixed frames ...`);
+    const mixFrames = splitFrames(mix, mixPer, KINDS);
+    log(`(b) mix: ${nDevices * mixPer} frames ...`);
+    const e2eMix = await e2eRun(gw, influxd, 'mix: heart_rate/accelerometer/ecg', mix, mixFrames, KINDS, bareMix, WINDOW, 90_000);
+    log(`    ${fmt(e2eMix.framesPerSecond)} frames/s stored (${fmt(e2eMix.framesPerSecondAcked)}/s acknowledged)`);
+
+    const rate = e2eSmall.framesPerSecond / 2;
+    const seconds = 10;
+    const latPer = Math.max(1, Math.ceil((rate * seconds) / nDevices));
+    log(`(d) pre-signing ${nDevices} × ${latPer} heart_rate frames on fresh devices; paced at ${fmt(rate)} frames/s for ~${seconds} s ...`);
+    const latFrames = splitFrames(paced, latPer, ['heart_rate']);
+    const latency = await latencyRun(gw, influxd, paced, latFrames, rate, 1000, WINDOW);
+    const settledS = await pollStatus(gw, (s) => s.spool.backlogFrames === 0, 60_000, 100);
+    const problems = gw.problems();
+
+    const results = {
+      version: 1,
+      machine,
+      settings: { devices: nDevices, inFlightPerDevice: WINDOW, gatewayVerifyWorkers: 2, storageBatchFrames: 1000, note: 'gateway defaults except data dir, ports and influx.url' },
+      verify: verifyFigures,
+      endToEnd: [e2eSmall, e2eMix],
+      latency,
+      gatewayWarnings: problems.slice(0, 20),
+      finalStatus: settledS.s,
+      benchSeconds: Math.round((Date.now() - benchStarted) / 1000),
+    };
+    mkdirSync(dirname(outFile), { recursive: true });
+    writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
+    print(results);
+    console.log(`\nwritten to ${outFile}`);
+    const ok = e2eSmall.complete && e2eMix.complete && latency.errors === 0;
+    if (!ok) console.log('WARNING: a run did not complete (see "complete" and "errors" in the JSON)');
+    const busy = [e2eSmall.cpu, e2eMix.cpu, latency.cpu].filter((c) => c.otherS > 0.1 * machine.cpus * c.wallS);
+    if (busy.length) console.log(`WARNING: other processes used more than 10 % of the machine's CPU during ${busy.length} of the 3 runs (OTHER above): those figures understate this gateway`);
+    return ok ? 0 : 1;
+  } finally {
+    let t = performance.now();
+    await gw?.stop();
+    log(`gateway stopped in ${Math.round(performance.now() - t)} ms (exit code ${gw ? String(await gw.exited) : 'n/a'})`);
+    t = performance.now();
+    await influxd?.stop();
+    log(`influxd stopped in ${Math.round(performance.now() - t)} ms`);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+interface Results {
+  machine: { date: string; cpus: number; cpuModel: string; node: string; os: string; loadAverageAtStart: number[]; influxd: string };
+  verify: VerifyFigure[];
+  endToEnd: E2EFigure[];
+  latency: LatencyFigure;
+  benchSeconds: number;
+}
+
+function cpuLine(label: string, c: CpuShare): string {
+  const p = c.processes;
+  return `${label}: ${fmt(c.wallS, 1)} s wall; gateway ${fmt(p['gateway'] ?? Number.NaN, 1)}, influxd ${fmt(p['influxd'] ?? Number.NaN, 1)}, bench clients ${fmt(c.selfS, 1)}, OTHER processes ${fmt(c.otherS, 1)}, steal ${fmt(c.stealS, 1)}`;
+}
+
+function print(r: Results): void {
+  const m = r.machine;
+  const out: string[] = [];
+  out.push(`VitalProof bench, ${m.date}`);
+  out.push(`machine: ${m.cpus} CPUs (${m.cpuModel}), Node ${m.node}, ${m.os}, ${m.influxd}, load average at start ${m.loadAverageAtStart.join(' ')}`);
+  out.push('');
+  out.push('(a) bare node:crypto Ed25519 verify, one core, cached KeyObject');
+  let w = [30, 8, 8, 10, 14];
+  out.push(row(['frames', 'frame B', 'msg B', 'verify/s', 'CPU µs/verify'], w));
+  for (const f of r.verify) out.push(row([f.frames, f.frameBytes, f.messageBytes, fmt(f.perSecond), fmt(f.cpuUsPerVerification, 1)], w));
+  out.push('');
+  const e0 = r.endToEnd[0]!;
+  out.push(`(b) gateway end to end: ${e0.devices} MQTT clients, QoS 1, ≤ ${e0.inFlightPerDevice} in flight each, until every PUBACK arrived and every frame is in InfluxDB`);
+  w = [36, 8, 8, 12, 12, 12, 12];
+  out.push(row(['case', 'frames', 'frame B', 'all acked s', 'stored s', 'acked/s', 'FRAMES/S'], w));
+  for (const e of r.endToEnd) out.push(row([e.case + (e.complete ? '' : ' (INCOMPLETE)'), fmt(e.frames), e.frameBytes, fmt(e.allAckedS, 2), fmt(e.allStoredS, 2), fmt(e.framesPerSecondAcked), fmt(e.framesPerSecond)], w));
+  out.push('');
+  out.push('(c) gateway process CPU per frame (utime+stime from /proc, all threads) ÷ bare verify CPU per frame (a)');
+  w = [36, 10, 12, 12, 16, 14, 14];
+  out.push(row(['case', 'gw CPU s', 'gw µs/frame', 'bare µs', 'RATIO (≤ 1.5)', 'influxd µs/fr', 'client µs/fr'], w));
+  for (const e of r.endToEnd) out.push(row([e.case, fmt(e.gatewayCpuS, 2), fmt(e.gatewayCpuUsPerFrame, 0), fmt(e.bareVerifyCpuUsPerFrame, 0), fmt(e.cpuRatio, 2), fmt(e.influxdCpuUsPerFrame, 0), fmt(e.benchClientCpuUsPerFrame, 0)], w));
+  out.push(`CPU seconds used during each run (${m.cpus} CPUs: ${m.cpus} CPU-s available per wall second):`);
+  for (const e of r.endToEnd) out.push(`  ${cpuLine(e.case, e.cpu)}`);
+  out.push(`  ${cpuLine('(d) latency run', r.latency.cpu)}`);
+  out.push('');
+  const l = r.latency;
+  out.push(`(d) publish-to-PUBACK latency, heart_rate frames paced at half of (b)'s small-frame rate, ${l.devices} clients`);
+  w = [12, 12, 10, 10, 10, 10, 10, 10];
+  out.push(row(['target/s', 'achieved/s', 'measured', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'deferred'], w));
+  out.push(row([fmt(l.targetPerSecond), fmt(l.achievedPerSecond), fmt(l.measured), fmt(l.p50Ms, 1), fmt(l.p90Ms, 1), fmt(l.p99Ms, 1), fmt(l.maxMs, 1), l.deferred], w));
+  out.push('');
+  out.push(`bench took ${r.benchSeconds} s`);
+  console.log(out.join('\n'));
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: Error) => {
+    console.error(e.stack ?? String(e));
+    process.exitCode = 1;
+  },
+);
