@@ -3,6 +3,7 @@
  * (§8.1, block reservation), and the outbox keeps every frame until acknowledged, resends
  * after a reconnect, and drops the oldest when full (§8.2).
  */
+import { prng } from '../support/prng.js';
 import { describe, expect, it } from 'vitest';
 import { DeviceCore, MemorySeqStore, Outbox, SequenceCounter, type SeqStore } from '../../firmware-proto/device.js';
 import { decodeFrame } from '../../firmware-proto/frame.js';
@@ -22,17 +23,6 @@ class RecordingStore implements SeqStore {
   }
 }
 
-/** Seeded PRNG (mulberry32): reproducible "random" reboot points. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('SequenceCounter (§8.1)', () => {
   it('starts at 1 on a fresh device: 0 is reserved', () => {
@@ -74,7 +64,7 @@ describe('SequenceCounter (§8.1)', () => {
   });
 
   it('never reuses a number across many simulated reboots at random points', () => {
-    const rnd = prng(0x5eed);
+    const rnd = prng(0x5eed).next;
     const store = new MemorySeqStore();
     const seen: bigint[] = [];
     let reboots = 0;

@@ -9,6 +9,7 @@
  *   - whatever it decodes re-encodes to exactly the input body, and body ‖ signature is the
  *     input (strict decoding: one byte string per frame).
  */
+import { prng } from '../support/prng.js';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -27,19 +28,6 @@ const BASES: Uint8Array[] = readdirSync(DIR)
 // Most mutations start from small frames (fast); the two 16381-byte frames still get their share.
 const SMALL = BASES.filter((b) => b.length < 2000);
 
-/** mulberry32: small, fast, reproducible. */
-function prng(seed: number): { next(): number; int(n: number): number; pick<T>(a: readonly T[]): T } {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number): number => Math.floor(next() * n);
-  return { next, int, pick: (arr) => arr[int(arr.length)]! };
-}
 
 // ---------------------------------------------------------------- the reference reading of §3.2
 

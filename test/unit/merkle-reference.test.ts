@@ -11,6 +11,7 @@
  *   - corrupted claims (wrong index, wrong size, a flipped bit, a truncated or extended
  *     proof) are rejected for a sample of sizes and indexes.
  */
+import { prng } from '../support/prng.js';
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Rfc6962Tree } from '../../gateway/merkle/tree.js';
@@ -44,17 +45,6 @@ function tree(n: number): Rfc6962Tree {
   return t;
 }
 
-/** A deterministic PRNG (mulberry32), so that sampled indexes are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Every index for small trees; above, the first, last and middle leaf, the first leaf right
@@ -62,7 +52,7 @@ function prng(seed: number): () => number {
  */
 function sampledIndexes(n: number): number[] {
   if (n <= ALL_INDEXES_UP_TO) return Array.from({ length: n }, (_, i) => i);
-  const picks = [0, n - 1, Math.floor(n / 2), largestPowerOfTwoBelow(n), Math.floor(prng(n)() * n)];
+  const picks = [0, n - 1, Math.floor(n / 2), largestPowerOfTwoBelow(n), prng(n).int(n)];
   return [...new Set(picks)].sort((a, b) => a - b);
 }
 

@@ -24,6 +24,7 @@
  * Run time (40-55 s on 2 cores) is mostly the Quarantine: it writes one line per rejected
  * frame, strictly one after another, with a stat and an appendFile each (~0.3 ms a line).
  */
+import { prng, type TestRng } from '../support/prng.js';
 import { createPrivateKey, createPublicKey, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -67,20 +68,7 @@ const PAST_SIGNATURE = new Set<FrameReason>(['DEVICE_REVOKED', 'REPLAY', 'CLOCK_
 const QUARANTINE_FILE_BYTES = 512 * 1024;
 const QUARANTINE_KEEP = 8;
 
-/** mulberry32: small, fast, reproducible. */
-function prng(seed: number): { next(): number; int(n: number): number; pick<T>(a: readonly T[]): T; bool(p: number): boolean } {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number): number => Math.floor(next() * n);
-  return { next, int, pick: (arr) => arr[int(arr.length)]!, bool: (p) => next() < p };
-}
-type Rng = ReturnType<typeof prng>;
+type Rng = TestRng;
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
