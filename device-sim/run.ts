@@ -9,6 +9,7 @@
  * which the next run sends first). The report then says what the gateway must show (see
  * tally.ts).
  */
+import { setMaxListeners } from 'node:events';
 import { DeviceCore, SequenceCounter } from '../firmware-proto/device.js';
 import { scaledClock } from './clock.js';
 import { FaultTally, type FaultReport } from './tally.js';
@@ -180,6 +181,8 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
 
   const waitMs = Math.max(0, ...members.map((m) => clockWaitMs(m.wearable.tracks, clock.now())));
   const production = new AbortController();
+  // Every wearable's clock waits on this one signal: one listener per device is expected.
+  setMaxListeners(0, production.signal);
   const stopProducing = (): void => production.abort();
   o.signal?.addEventListener('abort', stopProducing, { once: true });
   if (o.signal?.aborted) production.abort();
