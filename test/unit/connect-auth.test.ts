@@ -5,15 +5,14 @@
  * decision through the real embedded broker, with MQTT 3.1.1 clients, down to the CONNACK
  * return code.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { connect, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeConnectPassword } from '../../firmware-proto/connect.js';
-import { CONNECT_REASONS, type ConnectReason } from '../../firmware-proto/reasons.js';
+import { CONNECT_REASONS } from '../../firmware-proto/reasons.js';
 import { deviceClientId, frameTopic } from '../../firmware-proto/topics.js';
 import { CONNACK_REFUSAL_CODE, ConnectAuthenticator } from '../../gateway/transport/mqtt/connect-auth.js';
 import { MqttTransport } from '../../gateway/transport/mqtt/broker.js';
@@ -26,21 +25,9 @@ import { Metrics } from '../../gateway/status/metrics.js';
 import { DeviceStates } from '../../gateway/ingest/device-state.js';
 import { IngestPipeline } from '../../gateway/ingest/pipeline.js';
 import { heartRate, testDevice, type TestDevice } from '../support/devices.js';
+import { connectVectors, type ConnectVector } from '../support/connect-vectors.js';
 
-interface ConnectVector {
-  desc: string;
-  gateway: { nowMs: string; startedAtMs: string; windowMs: number; devices: { deviceId: string; publicKey: string; revokedAtMs: string | null }[]; usedNonces: string[] };
-  connect: { clientId: string; username: string; password: string };
-  token?: { secretKey: string; deviceId: string; clientId: string; timestampMs: string; nonce: string };
-  wantReason: ConnectReason | null;
-  connackReturnCode: 0 | 4 | 5;
-}
-
-const DIR = fileURLToPath(new URL('../../firmware-proto/vectors/connect/', import.meta.url));
-const vectors: [string, ConnectVector][] = readdirSync(DIR)
-  .filter((f) => f.endsWith('.json'))
-  .sort()
-  .map((f) => [f.replace(/\.json$/, ''), JSON.parse(readFileSync(DIR + f, 'utf8')) as ConnectVector]);
+const vectors = connectVectors;
 const bytes = (h: string): Uint8Array => new Uint8Array(Buffer.from(h, 'hex'));
 
 /** The registry is not under test: a map with what the vector enrols is enough. */

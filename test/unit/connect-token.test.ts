@@ -5,8 +5,6 @@
  * its reason and CONNACK return code from it, and honest tokens must be reproducible byte
  * for byte from their seed, time and nonce.
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { CONNECT_TOKEN_BYTES, connectSigningMessage, makeConnectPassword, parseConnectPassword } from '../../firmware-proto/connect.js';
@@ -14,21 +12,9 @@ import { CONNECT_REASONS, type ConnectReason } from '../../firmware-proto/reason
 import { CONNECT_TAG, deviceIdFromKey, generateKeys } from '../../firmware-proto/signing.js';
 import { deviceClientId } from '../../firmware-proto/topics.js';
 import { isDeviceId } from '../../firmware-proto/frame.js';
+import { connectVectors, type ConnectVector } from '../support/connect-vectors.js';
 
-interface ConnectVector {
-  desc: string;
-  gateway: { nowMs: string; startedAtMs: string; windowMs: number; devices: { deviceId: string; publicKey: string; revokedAtMs: string | null }[]; usedNonces: string[] };
-  connect: { clientId: string; username: string; password: string };
-  token?: { secretKey: string; deviceId: string; clientId: string; timestampMs: string; nonce: string };
-  wantReason: ConnectReason | null;
-  connackReturnCode: 0 | 4 | 5;
-}
-
-const DIR = fileURLToPath(new URL('../../firmware-proto/vectors/connect/', import.meta.url));
-const vectors: [string, ConnectVector][] = readdirSync(DIR)
-  .filter((f) => f.endsWith('.json'))
-  .sort()
-  .map((f) => [f.replace(/\.json$/, ''), JSON.parse(readFileSync(DIR + f, 'utf8')) as ConnectVector]);
+const vectors = connectVectors;
 const bytes = (h: string): Uint8Array => new Uint8Array(Buffer.from(h, 'hex'));
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
