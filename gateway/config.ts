@@ -28,6 +28,30 @@ export interface GatewayConfig {
   spool: { quotaBytes: number; alarmRatio: number; segmentBytes: number };
   ingest: { maxFutureSkewMs: number; maxBacklogMs: number; verifyWorkers: number };
   storage: { batchFrames: number; retryMinMs: number; retryMaxMs: number };
+  /** Merkle batches of accepted frames (gateway/anchor/batcher.ts). */
+  batch: { intervalMs: number; maxFrames: number };
+  chain: {
+    /** embedded: anvil in dataDir/chain, contracts deployed on first start. external: rpcUrl + deployment + keyFile. off: batches are sealed and wait. */
+    mode: string;
+    /** external: the chain's JSON-RPC URL. */
+    rpcUrl: string;
+    /** external: the deployment record from `vitalproof chain deploy`. Default dataDir/chain/deployment.json. */
+    deployment: string;
+    /** external: a file holding the gateway account's private key (hex). */
+    keyFile: string;
+    /** embedded: anvil's loopback port; 0 picks a free one (written to dataDir/chain/endpoint.json). */
+    embeddedPort: number;
+    confirmations: number;
+    txTimeoutMs: number;
+    retryMinMs: number;
+    retryMaxMs: number;
+  };
+  registry: {
+    /** chain: the DeviceRegistry contract (needs a chain); file: dataDir/registry.json. */
+    source: string;
+    /** The site label enrolments name (hashed on chain). */
+    site: string;
+  };
   log: { level: string; file: string };
 }
 
@@ -40,6 +64,9 @@ export const DEFAULTS: GatewayConfig = {
   spool: { quotaBytes: 1024 * 1024 * 1024, alarmRatio: 0.8, segmentBytes: 64 * 1024 * 1024 },
   ingest: { maxFutureSkewMs: 30_000, maxBacklogMs: 7 * 24 * 3600_000, verifyWorkers: 2 },
   storage: { batchFrames: 1000, retryMinMs: 200, retryMaxMs: 10_000 },
+  batch: { intervalMs: 10_000, maxFrames: 50_000 },
+  chain: { mode: 'embedded', rpcUrl: '', deployment: '', keyFile: '', embeddedPort: 0, confirmations: 1, txTimeoutMs: 60_000, retryMinMs: 500, retryMaxMs: 15_000 },
+  registry: { source: 'chain', site: 'default' },
   log: { level: 'info', file: '' },
 };
 
@@ -87,6 +114,13 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   }
   for (const [k, v] of Object.entries(opts.flags ?? {})) set(cfg, k, v, `flag --${k}`);
   cfg.dataDir = resolve(cfg.dataDir);
+  if (!['embedded', 'external', 'off'].includes(cfg.chain.mode)) throw new ConfigError(`chain.mode must be embedded, external or off, got "${cfg.chain.mode}"`);
+  if (!['chain', 'file'].includes(cfg.registry.source)) throw new ConfigError(`registry.source must be chain or file, got "${cfg.registry.source}"`);
+  if (cfg.registry.source === 'chain' && cfg.chain.mode === 'off') throw new ConfigError('registry.source "chain" needs a chain: set chain.mode to embedded or external, or registry.source to file');
+  if (cfg.chain.mode === 'external' && (!cfg.chain.rpcUrl || !cfg.chain.keyFile)) throw new ConfigError('chain.mode external needs chain.rpcUrl and chain.keyFile (and chain.deployment, or dataDir/chain/deployment.json)');
+  if (!Number.isInteger(cfg.chain.confirmations) || cfg.chain.confirmations < 1) throw new ConfigError(`chain.confirmations must be an integer >= 1, got ${cfg.chain.confirmations}`);
+  if (cfg.chain.deployment) cfg.chain.deployment = resolve(cfg.chain.deployment);
+  if (cfg.chain.keyFile) cfg.chain.keyFile = resolve(cfg.chain.keyFile);
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(cfg.gatewayId)) throw new ConfigError(`gatewayId "${cfg.gatewayId}" must be 1-64 characters [A-Za-z0-9._-]`);
   return cfg;
 }

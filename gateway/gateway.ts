@@ -23,6 +23,10 @@ import { startInfluxd, type InfluxdHandle } from './storage/influxd.js';
 import { InfluxSink } from './storage/influx-sink.js';
 import { MqttTransport } from './transport/mqtt/broker.js';
 import { VerifyPool } from './verify/pool.js';
+import { BatchStore } from './anchor/batch-store.js';
+import { Batcher } from './anchor/batcher.js';
+import { Anchorer } from './anchor/anchorer.js';
+import { openChain, type ChainRuntime } from './chain/runtime.js';
 
 export interface Gateway {
   config: GatewayConfig;
@@ -32,6 +36,9 @@ export interface Gateway {
   mqttPort: number;
   httpPort: number;
   influxUrl: string;
+  /** The chain anchors go to, unless chain.mode is off. */
+  chain: ChainRuntime | undefined;
+  batches: BatchStore;
   snapshot(): StatusSnapshot;
   /** Resolves when a fatal fault stops the gateway (e.g. a corrupt spool). */
   fatal: Promise<Error>;
@@ -57,6 +64,14 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       influxUrl = influxd.url;
       cleanups.push(() => influxd!.stop());
       log.info({ event: 'influxd_started', url: influxUrl }, 'embedded influxd started');
+    }
+
+    let chain: ChainRuntime | undefined;
+    if (config.chain.mode !== 'off') {
+      chain = await openChain(config, log);
+      const c = chain;
+      cleanups.push(() => c.stop());
+      log.info({ event: 'chain_ready', mode: c.mode, url: c.url, chainId: c.chainId, gateway: c.address, anchorRegistry: c.record.anchorRegistry.address, deviceRegistry: c.record.deviceRegistry.address }, 'chain connected');
     }
 
     const registry = new FileRegistry(registryPath(config.dataDir), { watch: true });
@@ -86,6 +101,49 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     tail.close();
     log.info({ event: 'spool_recovered', backlog: Number(wal.backlog), replayed, truncatedBytes: wal.recovered.truncatedBytes }, 'spool recovered');
 
+    // Merkle batches: the batcher reads the spool on its own; the spool is released only up
+    // to what both storage and the sealed batches have consumed.
+    const batches = new BatchStore(join(config.dataDir, 'batches'));
+    const consumed = { storage: ckLsn, batches: batches.lastSealedLsn };
+    const releaseSpool = (): void => {
+      const upTo = consumed.storage < consumed.batches ? consumed.storage : consumed.batches;
+      if (upTo > wal.releasedLsn) wal.release(upTo);
+    };
+    let anchorer: Anchorer | undefined;
+    const batcher = new Batcher(wal, batches, ckLsn, {
+      intervalMs: config.batch.intervalMs,
+      maxLeaves: config.batch.maxFrames,
+      onSealed: (b) => {
+        consumed.batches = b.lastLsn;
+        releaseSpool();
+        log.info({ event: 'batch_sealed', batch: b.seq.toString(), leaves: b.leafCount, root: b.root, firstFrameTimeMs: b.firstFrameTimeMs, lastFrameTimeMs: b.lastFrameTimeMs }, 'batch sealed');
+        anchorer?.wake();
+      },
+    });
+    batcher.start();
+    cleanups.push(() => Promise.resolve(batcher.stop()));
+    if (chain) {
+      const c = chain;
+      anchorer = new Anchorer(
+        batches,
+        {
+          provider: c.provider,
+          signer: c.signer,
+          anchorRegistry: c.anchorRegistry,
+          chainId: c.chainId,
+          contract: c.record.anchorRegistry.address,
+          gateway: c.address,
+          confirmations: config.chain.confirmations,
+          makeDurable: () => c.makeDurable(),
+          ready: () => c.ready(),
+        },
+        { retryMinMs: config.chain.retryMinMs, retryMaxMs: config.chain.retryMaxMs, txTimeoutMs: config.chain.txTimeoutMs, log },
+      );
+      anchorer.start();
+      const a = anchorer;
+      cleanups.push(() => a.stop());
+    }
+
     const sink = new InfluxSink({ url: influxUrl, database: config.influx.database, gatewayId: config.gatewayId, username: config.influx.username, password: config.influx.password, timeoutMs: config.influx.timeoutMs });
     const verifier = new VerifyPool(config.ingest.verifyWorkers);
     cleanups.push(() => verifier.close());
@@ -113,6 +171,12 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       },
       onRecovered: (attempts) => log.info({ event: 'storage_recovered', attempts }, 'InfluxDB writes resumed'),
       onReleased: () => checkSpool(),
+      placementOf: (lsn) => batcher.placementOf(lsn),
+      release: (lsn) => {
+        consumed.storage = lsn;
+        batcher.stored(lsn);
+        releaseSpool();
+      },
     });
     let fatalResolve!: (e: Error) => void;
     const fatal = new Promise<Error>((res) => (fatalResolve = res));
@@ -168,6 +232,32 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
           errors: metrics.storageErrors,
           url: influxUrl,
         },
+        batches: {
+          open: { batch: batcher.openSeq.toString(), frames: batcher.openLeaves, ageMs: batcher.openAgeMs() },
+          lastSealed: batches.lastSealed.toString(),
+          lastAnchored: batches.lastAnchored.toString(),
+          pendingAnchors: batches.pendingAnchors,
+          intervalMs: config.batch.intervalMs,
+        },
+        chain: chain
+          ? (() => {
+              const st = anchorer!.status();
+              return {
+                mode: chain.mode,
+                url: chain.url,
+                chainId: chain.chainId,
+                gateway: chain.address,
+                anchorRegistry: chain.record.anchorRegistry.address,
+                deviceRegistry: chain.record.deviceRegistry.address,
+                up: st.up,
+                ...(st.lastError ? { lastError: st.lastError } : {}),
+                ...(st.halted ? { halted: st.halted } : {}),
+                ...(st.lastAnchor
+                  ? { lastAnchor: { batch: st.lastAnchor.seq.toString(), root: batches.get(st.lastAnchor.seq)?.root ?? '', txHash: st.lastAnchor.txHash, block: st.lastAnchor.blockNumber, gasUsed: Number(st.lastAnchor.gasUsed), confirmedAtMs: st.lastAnchor.confirmedAtMs } }
+                  : {}),
+              };
+            })()
+          : { mode: 'off' as const, up: false },
       };
     };
 
@@ -183,6 +273,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       mqttPort: mqtt.port,
       httpPort: http.port,
       influxUrl,
+      chain,
+      batches,
       snapshot,
       fatal,
       stop: stopAll,

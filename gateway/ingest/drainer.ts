@@ -25,6 +25,13 @@ export interface DrainerOptions {
   onRecovered?: (afterAttempts: number) => void;
   /** After spool records were released (space freed). */
   onReleased?: () => void;
+  /** Where each frame sits in its Merkle batch, stored with it (gateway/anchor/batcher.ts). */
+  placementOf?: (lsn: bigint) => { batch: bigint; leaf: number };
+  /**
+   * Hands back spool records up to `lsn` once stored and checkpointed. Default: release
+   * them in the spool. The gateway passes a gate that also waits for the batcher.
+   */
+  release?: (lsn: bigint) => void;
 }
 
 export function readCheckpoint(path: string): Checkpoint | undefined {
@@ -36,6 +43,8 @@ export class Drainer {
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
   private readonly ckStates: DeviceStates;
+  /** Everything up to here is stored (the checkpoint on disk). */
+  private ckLsn: bigint;
   private lastRelease = 0;
   private pendingRelease: bigint | undefined;
   /** Receive time of the oldest record not yet in storage; undefined when caught up. */
@@ -54,7 +63,9 @@ export class Drainer {
     private readonly metrics: Metrics,
     private readonly opts: DrainerOptions = {},
   ) {
-    this.ckStates = DeviceStates.fromCheckpoint(readCheckpoint(checkpointPath));
+    const ck = readCheckpoint(checkpointPath);
+    this.ckStates = DeviceStates.fromCheckpoint(ck);
+    this.ckLsn = BigInt(ck?.lsn ?? '0');
     this.batchFrames = opts.batchFrames ?? 1000;
     this.retryMinMs = opts.retryMinMs ?? 200;
     this.retryMaxMs = opts.retryMaxMs ?? 10_000;
@@ -77,14 +88,17 @@ export class Drainer {
     const signal = this.abort.signal;
     try {
       while (!signal.aborted) {
-        const recs = reader.read(this.batchFrames);
-        if (recs.length === 0) {
+        // The spool may hold records the checkpoint already covers (kept for the batcher).
+        const recs = reader.read(this.batchFrames).filter((r) => r.lsn > this.ckLsn);
+        if (recs.length === 0 && reader.position > this.wal.durableLsn) {
           this.oldestPendingMs = undefined;
           this.releaseNow();
           await this.wal.waitForDurableAfter(reader.position - 1n, signal);
           continue;
         }
+        if (recs.length === 0) continue;
         const frames = recs.map((r) => decodeSpoolRecord(r.lsn, r.payload));
+        if (this.opts.placementOf) for (const f of frames) f.placement = this.opts.placementOf(f.lsn);
         this.oldestPendingMs = frames[0]!.receivedAtMs;
         let attempt = 0;
         for (;;) {
@@ -122,7 +136,9 @@ export class Drainer {
   private releaseNow(): void {
     if (this.pendingRelease === undefined) return;
     writeAtomic(this.checkpointPath, JSON.stringify(this.ckStates.toCheckpoint(this.pendingRelease)));
-    this.wal.release(this.pendingRelease);
+    this.ckLsn = this.pendingRelease;
+    if (this.opts.release) this.opts.release(this.pendingRelease);
+    else this.wal.release(this.pendingRelease);
     this.pendingRelease = undefined;
     this.lastRelease = Date.now();
     this.opts.onReleased?.();

@@ -40,3 +40,9 @@ export function decodeSpoolRecord(lsn: bigint, payload: Buffer): AcceptedFrame {
 export function sha256Hex(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex');
 }
+
+/** The exact signed frame bytes of a spool record, without decoding the frame. */
+export function spoolRecordFrameBytes(lsn: bigint, payload: Buffer): Buffer {
+  if (payload.readUInt8(0) !== KIND_FRAME) throw new Error(`spool record ${lsn} has unknown kind ${payload.readUInt8(0)}`);
+  return payload.subarray(11 + payload.readUInt8(10));
+}

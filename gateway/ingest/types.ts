@@ -15,6 +15,8 @@ export interface AcceptedFrame {
   /** SHA-256 of the exact frame bytes, hex. */
   sha256: string;
   frame: Frame;
+  /** Its Merkle batch and leaf index (gateway/anchor/batcher.ts), once placed. */
+  placement?: { batch: bigint; leaf: number };
 }
 
 /** Where accepted frames end up (InfluxDB). Writes must be idempotent: a replayed batch overwrites identical points. */

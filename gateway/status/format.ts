@@ -12,5 +12,16 @@ export function formatStatus(s: StatusSnapshot): string {
     `connect  refused ${refused}`,
     `spool    backlog ${s.spool.backlogFrames} frames, ${mb(s.spool.bytes)} of ${mb(s.spool.quotaBytes)}${s.spool.alarm ? '  ALARM: near quota' : ''}`,
     `influxdb ${s.storage.up ? 'up' : `DOWN (${s.storage.lastError ?? 'unknown'})`}  lag ${(s.storage.lagMs / 1000).toFixed(1)}s  frames written ${s.storage.framesWritten}  points ${s.storage.pointsWritten}`,
+    `batches  open #${s.batches.open.batch} (${s.batches.open.frames} frames, ${(s.batches.open.ageMs / 1000).toFixed(1)}s)  sealed ${s.batches.lastSealed}  anchored ${s.batches.lastAnchored}  waiting ${s.batches.pendingAnchors}`,
+    chainLine(s.chain),
   ].join('\n');
+}
+
+function chainLine(c: StatusSnapshot['chain']): string {
+  if (c.mode === 'off') return 'chain    off (batches are sealed and wait for a chain)';
+  const state = c.halted ? `HALTED ${c.halted}` : c.up ? 'up' : `DOWN (${c.lastError ?? 'unknown'})`;
+  const last = c.lastAnchor
+    ? `  last anchor #${c.lastAnchor.batch} root ${c.lastAnchor.root.slice(0, 18)}… tx ${c.lastAnchor.txHash.slice(0, 18)}… block ${c.lastAnchor.block}`
+    : '  no anchor yet';
+  return `chain    ${c.mode} ${state} chain id ${c.chainId ?? '?'}${last}`;
 }

@@ -21,6 +21,19 @@ export interface StatusSnapshot {
   mqtt: { port: number; devicesConnected: number; connectRefusedBy: Record<string, number> };
   spool: { backlogFrames: number; bytes: number; quotaBytes: number; usedRatio: number; alarm: boolean };
   storage: { up: boolean; lagMs: number; lastError?: string; framesWritten: number; pointsWritten: number; errors: number; url: string };
+  batches: { open: { batch: string; frames: number; ageMs: number }; lastSealed: string; lastAnchored: string; pendingAnchors: number; intervalMs: number };
+  chain: {
+    mode: 'embedded' | 'external' | 'off';
+    up: boolean;
+    url?: string;
+    chainId?: number;
+    gateway?: string;
+    anchorRegistry?: string;
+    deviceRegistry?: string;
+    lastError?: string;
+    halted?: string;
+    lastAnchor?: { batch: string; root: string; txHash: string; block: number; gasUsed: number; confirmedAtMs: number };
+  };
 }
 
 export async function startStatusServer(host: string, port: number, src: StatusSource): Promise<{ server: Server; port: number }> {
@@ -67,5 +80,9 @@ function prometheus(s: StatusSnapshot): string {
   g('storage_lag_ms', s.storage.lagMs);
   g('storage_errors_total', s.storage.errors);
   g('points_written_total', s.storage.pointsWritten);
+  g('batches_sealed_total', Number(s.batches.lastSealed));
+  g('batches_anchored_total', Number(s.batches.lastAnchored));
+  g('batches_pending_anchor', s.batches.pendingAnchors);
+  g('chain_up', s.chain.up ? 1 : 0);
   return `${lines.join('\n')}\n`;
 }

@@ -108,6 +108,7 @@ export class InfluxSink implements FrameSink {
       receivedAtMs: Number(r['received_at']),
       transport: String(r['transport']) as Transport,
       lsn: fromStoredUint64(BigInt(r['lsn'] as string | number)),
+      ...(r['batch'] !== null && r['batch'] !== undefined ? { batch: BigInt(r['batch'] as string | number), leaf: Number(r['leaf']) } : {}),
     }));
   }
 

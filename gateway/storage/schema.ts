@@ -5,7 +5,8 @@
  *   one point per sample, tags device/patient/gateway, fields `value` (or x, y, z: one
  *   per channel) and `seq`, time = sampleTimeNs(frame, i).
  * - `frames`: one point per frame with the exact signed bytes, so every sample point
- *   traces back to (device, seq) and from there to a frame that can be re-verified.
+ *   traces back to (device, seq) and from there to a frame that can be re-verified; its
+ *   fields `batch` and `leaf` say where the frame sits in its anchored Merkle batch.
  *
  * Idempotency: every tag, field and time is a function of the AcceptedFrame alone (never of
  * the time of writing), so a replayed batch overwrites identical points.
@@ -66,6 +67,7 @@ export function frameToLines(a: AcceptedFrame, gatewayId: string): string[] {
         received_at: int(a.receivedAtMs),
         transport: str(a.transport),
         lsn: int(toStoredUint64(a.lsn)),
+        ...(a.placement ? { batch: int(a.placement.batch), leaf: int(a.placement.leaf) } : {}),
       },
       timeNs: f.timestampMs * 1_000_000n,
     }),
@@ -89,6 +91,9 @@ export interface StoredFrame {
   receivedAtMs: number;
   transport: Transport;
   lsn: bigint;
+  /** Merkle batch sequence and leaf index (absent for frames stored before batching existed). */
+  batch?: bigint;
+  leaf?: number;
 }
 
 /** A sample point as read back; `values` has one entry per channel of the sensor (value, or x, y, z). */

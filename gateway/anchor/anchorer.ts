@@ -1,0 +1,272 @@
+/**
+ * Anchors sealed batches on the chain, one transaction per batch, strictly in batch order.
+ *
+ * The contract's own sequence decides what happens next, so no batch is skipped and none is
+ * anchored twice, whatever happened before a crash or a timeout:
+ *
+ *   chain's next = batch     send anchor(FRAMES, batch, root, leafCount, first, last),
+ *                            wait for `confirmations`, record it
+ *   chain's next > batch     an earlier attempt went through (outcome was unknown): read the
+ *                            anchor back, check it is ours (same root, count, times), find its
+ *                            transaction from the Anchored event, record it
+ *   chain's next < batch     the chain lost anchors we recorded: stop and say so
+ *
+ * While the chain is unreachable the loop retries with backoff; sealed batches wait in the
+ * batch store, in order, and are anchored one after another when it returns. A transaction
+ * that is not mined in `txTimeoutMs` is replaced (same nonce, higher fee) rather than
+ * followed by a second one.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { id, zeroPadValue, toBeHex, type Provider, type Signer, type TransactionReceipt } from 'ethers';
+import type { Logger } from '../log.js';
+import { STREAM, type AnchorRegistryContract } from '../chain/contracts.js';
+import type { AnchorRecord, BatchStore, SealedBatch } from './batch-store.js';
+
+export const ANCHOR_ERRORS = {
+  ANCHOR_CONFLICT: 'the chain holds a different anchor for this batch sequence of this gateway: another process anchors with this key, or the local batch store was replaced',
+  CHAIN_BEHIND: 'the chain has fewer anchors of this gateway than the batch store recorded as confirmed: the chain was reset or is another chain',
+  TX_REVERTED: 'the anchoring transaction was mined but reverted',
+} as const;
+export type AnchorErrorCode = keyof typeof ANCHOR_ERRORS;
+
+export class AnchorError extends Error {
+  constructor(
+    readonly code: AnchorErrorCode,
+    readonly detail: Record<string, unknown> = {},
+  ) {
+    super(`${code}: ${ANCHOR_ERRORS[code]} ${JSON.stringify(detail, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`);
+    this.name = 'AnchorError';
+  }
+}
+
+export interface AnchorTarget {
+  provider: Provider;
+  signer: Signer;
+  /** Connected to `signer`. */
+  anchorRegistry: AnchorRegistryContract;
+  chainId: number;
+  /** The AnchorRegistry address. */
+  contract: string;
+  /** The signer's address: the gateway on chain. */
+  gateway: string;
+  /** Blocks a transaction needs (its own included) before a batch counts as anchored. */
+  confirmations: number;
+  /** Runs after a confirmed anchor and before it is recorded (embedded chain: persist the chain's state). */
+  makeDurable?: () => Promise<unknown>;
+  /** Resolves once the deployment is known good (external chain: checked on first contact). */
+  ready?: () => Promise<void>;
+}
+
+export interface AnchorerOptions {
+  retryMinMs?: number;
+  retryMaxMs?: number;
+  /** Replace a transaction that is not mined within this long. Default 60 s. */
+  txTimeoutMs?: number;
+  log?: Logger;
+  onAnchored?: (a: AnchorRecord, b: SealedBatch) => void;
+}
+
+export interface AnchorerStatus {
+  up: boolean;
+  lastError?: string;
+  /** Set when anchoring stopped on a fault it must not paper over (ANCHOR_CONFLICT, CHAIN_BEHIND). */
+  halted?: string;
+  lastAnchor?: AnchorRecord;
+}
+
+const ANCHORED_TOPIC = id('Anchored(address,uint8,uint64,bytes32,uint32,uint64,uint64)');
+
+export class Anchorer {
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | undefined;
+  private wakeup: (() => void) | undefined;
+  private up = true;
+  private lastError: string | undefined;
+  private halted: string | undefined;
+  private lastAnchor: AnchorRecord | undefined;
+  /** A sent transaction not yet seen mined: replaced, never doubled. */
+  private inFlight: { seq: bigint; nonce: number; hash: string; maxFeePerGas?: bigint; maxPriorityFeePerGas?: bigint; gasPrice?: bigint } | undefined;
+
+  constructor(
+    private readonly store: BatchStore,
+    private readonly target: AnchorTarget,
+    private readonly opts: AnchorerOptions = {},
+  ) {
+    this.lastAnchor = store.lastAnchored > 0n ? store.anchorOf(store.lastAnchored) : undefined;
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** A batch was sealed: look at the queue now. */
+  wake(): void {
+    this.wakeup?.();
+  }
+
+  status(): AnchorerStatus {
+    return {
+      up: this.up,
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+      ...(this.halted ? { halted: this.halted } : {}),
+      ...(this.lastAnchor ? { lastAnchor: this.lastAnchor } : {}),
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    this.wakeup?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.abort.signal;
+    const log = this.opts.log;
+    let attempt = 0;
+    while (!signal.aborted) {
+      const seq = this.store.lastAnchored + 1n;
+      if (seq > this.store.lastSealed) {
+        await new Promise<void>((res) => {
+          this.wakeup = res;
+          if (this.store.lastAnchored + 1n <= this.store.lastSealed || signal.aborted) res();
+        });
+        this.wakeup = undefined;
+        continue;
+      }
+      try {
+        await this.anchorOne(seq);
+        if (!this.up) log?.info({ event: 'chain_recovered', attempts: attempt }, 'chain reachable again; anchoring the queued batches');
+        this.up = true;
+        this.lastError = undefined;
+        this.halted = undefined;
+        attempt = 0;
+      } catch (e) {
+        if (signal.aborted) break;
+        attempt++;
+        const err = e as Error;
+        this.lastError = err.message.slice(0, 500);
+        if (e instanceof AnchorError && e.code !== 'TX_REVERTED') {
+          if (!this.halted) log?.error({ event: 'anchor_halted', code: e.code, batch: seq.toString(), detail: e.detail }, 'anchoring stopped: needs an operator');
+          this.halted = e.code;
+        } else {
+          if (this.up || attempt % 10 === 0) log?.warn({ event: 'chain_down', attempt, batch: seq.toString(), pending: this.store.pendingAnchors, err: this.lastError }, 'anchoring failed; batches stay queued in order');
+          this.up = false;
+        }
+        const min = this.opts.retryMinMs ?? 500;
+        const max = this.opts.retryMaxMs ?? 15_000;
+        const delay = Math.min(max, min * 2 ** Math.min(attempt - 1, 16));
+        await sleep(delay * (0.75 + Math.random() * 0.5), undefined, { signal }).catch(() => undefined);
+      }
+    }
+  }
+
+  private async anchorOne(seq: bigint): Promise<void> {
+    const b = this.store.get(seq);
+    if (!b) throw new Error(`sealed batch ${seq} is missing from the batch store`);
+    await this.target.ready?.();
+    const { anchorRegistry: reg, gateway } = this.target;
+    const next = await reg.nextBatchSeq(gateway, STREAM.FRAMES);
+    if (next < seq) throw new AnchorError('CHAIN_BEHIND', { batch: seq, chainNext: next });
+    if (next > seq) {
+      await this.adopt(b);
+      return;
+    }
+    const receipt = await this.send(b);
+    await this.record(b, receipt);
+  }
+
+  /** Sends (or replaces) the anchoring transaction of `b` and waits for its confirmations. */
+  private async send(b: SealedBatch): Promise<TransactionReceipt> {
+    const { anchorRegistry: reg, provider, gateway, confirmations } = this.target;
+    const args = [STREAM.FRAMES, b.seq, b.root, b.leafCount, b.firstFrameTimeMs, b.lastFrameTimeMs] as const;
+    let overrides: Record<string, unknown> = {};
+    const prev = this.inFlight?.seq === b.seq ? this.inFlight : undefined;
+    if (prev) {
+      // Our earlier transaction was not mined in time. If its nonce is still free, replace it
+      // with a higher fee; if it was taken, the sequence check above has already decided.
+      const mined = await provider.getTransactionCount(gateway, 'latest');
+      if (mined <= prev.nonce) {
+        const bump = (v: bigint | undefined): bigint | undefined => (v === undefined ? undefined : (v * 13n) / 10n + 1n);
+        overrides = { nonce: prev.nonce, ...(prev.gasPrice !== undefined ? { gasPrice: bump(prev.gasPrice) } : { maxFeePerGas: bump(prev.maxFeePerGas), maxPriorityFeePerGas: bump(prev.maxPriorityFeePerGas) }) };
+      }
+    }
+    const tx = await reg.anchor(...args, overrides);
+    this.inFlight = {
+      seq: b.seq,
+      nonce: tx.nonce,
+      hash: tx.hash,
+      ...(tx.gasPrice !== null && tx.maxFeePerGas === null ? { gasPrice: tx.gasPrice } : {}),
+      ...(tx.maxFeePerGas !== null ? { maxFeePerGas: tx.maxFeePerGas } : {}),
+      ...(tx.maxPriorityFeePerGas !== null ? { maxPriorityFeePerGas: tx.maxPriorityFeePerGas } : {}),
+    };
+    this.opts.log?.info({ event: 'anchor_sent', batch: b.seq.toString(), txHash: tx.hash, nonce: tx.nonce, replaced: prev !== undefined && overrides['nonce'] !== undefined }, 'anchor transaction sent');
+    let receipt: TransactionReceipt | null;
+    try {
+      receipt = await tx.wait(confirmations, this.opts.txTimeoutMs ?? 60_000);
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'CALL_EXCEPTION') {
+        this.inFlight = undefined;
+        throw new AnchorError('TX_REVERTED', { batch: b.seq, txHash: tx.hash });
+      }
+      throw e; // timeout or network: the next round re-reads the chain's sequence first
+    }
+    if (!receipt) throw new Error(`no receipt for ${tx.hash}`);
+    this.inFlight = undefined;
+    return receipt;
+  }
+
+  /** The chain already holds batch `b`: check that it is this batch, then find its transaction. */
+  private async adopt(b: SealedBatch): Promise<void> {
+    const { anchorRegistry: reg, provider, gateway, confirmations } = this.target;
+    const a = await reg.anchorOf(gateway, STREAM.FRAMES, b.seq);
+    if (a.root.toLowerCase() !== b.root.toLowerCase() || Number(a.leafCount) !== b.leafCount || Number(a.firstFrameTimeMs) !== b.firstFrameTimeMs || Number(a.lastFrameTimeMs) !== b.lastFrameTimeMs) {
+      throw new AnchorError('ANCHOR_CONFLICT', { batch: b.seq, onChainRoot: a.root, localRoot: b.root, onChainLeaves: Number(a.leafCount), localLeaves: b.leafCount });
+    }
+    const block = Number(a.blockNumber);
+    const logs = await provider.getLogs({
+      address: this.target.contract,
+      fromBlock: block,
+      toBlock: block,
+      topics: [ANCHORED_TOPIC, zeroPadValue(gateway, 32), zeroPadValue(toBeHex(STREAM.FRAMES), 32), zeroPadValue(toBeHex(b.seq), 32)],
+    });
+    const log = logs[0];
+    if (!log) throw new Error(`batch ${b.seq} is anchored in block ${block} but its Anchored event was not found there`);
+    const head = await provider.getBlockNumber();
+    if (head - block + 1 < confirmations) {
+      await waitForBlock(provider, block + confirmations - 1, this.abort.signal);
+    }
+    const receipt = await provider.getTransactionReceipt(log.transactionHash);
+    if (!receipt) throw new Error(`receipt of ${log.transactionHash} not found`);
+    this.inFlight = undefined;
+    this.opts.log?.info({ event: 'anchor_adopted', batch: b.seq.toString(), txHash: receipt.hash }, 'batch was already anchored by an earlier attempt');
+    await this.record(b, receipt);
+  }
+
+  private async record(b: SealedBatch, receipt: TransactionReceipt): Promise<void> {
+    await this.target.makeDurable?.();
+    const a: AnchorRecord = {
+      seq: b.seq,
+      chainId: this.target.chainId,
+      contract: this.target.contract,
+      gateway: this.target.gateway,
+      stream: STREAM.FRAMES,
+      txHash: receipt.hash,
+      blockNumber: receipt.blockNumber,
+      blockHash: receipt.blockHash,
+      gasUsed: receipt.gasUsed.toString(),
+      confirmedAtMs: Date.now(),
+    };
+    this.store.recordAnchor(a);
+    this.lastAnchor = a;
+    this.opts.log?.info(
+      { event: 'anchored', batch: b.seq.toString(), leaves: b.leafCount, root: b.root, txHash: a.txHash, block: a.blockNumber, gasUsed: a.gasUsed, pending: this.store.pendingAnchors },
+      'batch anchored',
+    );
+    this.opts.onAnchored?.(a, b);
+  }
+}
+
+async function waitForBlock(provider: Provider, n: number, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted && (await provider.getBlockNumber()) < n) await sleep(500, undefined, { signal }).catch(() => undefined);
+}

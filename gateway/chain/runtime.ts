@@ -1,0 +1,149 @@
+/**
+ * The chain seam: the embedded anvil (default) or an external EVM JSON-RPC endpoint, behind
+ * one shape that the anchorer, the registry and the CLI use alike.
+ *
+ *   embedded   anvil on loopback, state in dataDir/chain, contracts deployed on first start,
+ *              deployment record in dataDir/chain/deployment.json, DEV ONLY account 0 of the
+ *              well-known test mnemonic as admin, hospital admin and gateway. The URL of the
+ *              running node is written to dataDir/chain/endpoint.json for the CLI.
+ *   external   chain.rpcUrl, the deployment record of `vitalproof chain deploy`, and the
+ *              gateway's key from chain.keyFile. The gateway starts even when the endpoint is
+ *              down: anchoring waits, ingest does not.
+ */
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { JsonRpcProvider, Wallet, type HDNodeWallet, type Signer } from 'ethers';
+import type { GatewayConfig } from '../config.js';
+import { ConfigError } from '../config.js';
+import type { Logger } from '../log.js';
+import { devWallet, startAnvil, type AnvilHandle } from './anvil.js';
+import { anchorRegistryAt, deviceRegistryAt, type AnchorRegistryContract, type DeviceRegistryContract } from './contracts.js';
+import { DEPLOYMENT_FILE, loadOrDeploy, readDeploymentRecord, verifyDeployment, type DeploymentRecord } from './deploy.js';
+
+export const ENDPOINT_FILE = 'endpoint.json';
+
+export interface ChainRuntime {
+  mode: 'embedded' | 'external';
+  url: string;
+  chainId: number;
+  provider: JsonRpcProvider;
+  /** The gateway's account (anchors; in embedded mode also the hospital admin). */
+  signer: Signer;
+  address: string;
+  record: DeploymentRecord;
+  deviceRegistry: DeviceRegistryContract;
+  anchorRegistry: AnchorRegistryContract;
+  /** Resolves once the deployment was checked against the chain (retry after a failure). */
+  ready(): Promise<void>;
+  /** Persists the chain's state where that is ours to do (embedded anvil); no-op otherwise. */
+  makeDurable(): Promise<unknown>;
+  anvil?: AnvilHandle;
+  stop(): Promise<void>;
+}
+
+export function chainDir(dataDir: string): string {
+  return join(dataDir, 'chain');
+}
+
+/** An ethers provider for a known chain: no network detection round trips, quick polling. */
+export function chainProvider(url: string, chainId: number, pollingInterval = 250): JsonRpcProvider {
+  return new JsonRpcProvider(url, chainId, { staticNetwork: true, pollingInterval, cacheTimeout: -1 });
+}
+
+/** Reads a private key file: 64 hex digits, with or without 0x, surrounding whitespace allowed. @throws ConfigError */
+export function readKeyFile(path: string): Wallet {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8').trim();
+  } catch (e) {
+    throw new ConfigError(`cannot read key file ${path}: ${(e as Error).message}`);
+  }
+  const hex = text.startsWith('0x') ? text : `0x${text}`;
+  if (!/^0x[0-9a-fA-F]{64}$/.test(hex)) throw new ConfigError(`key file ${path} must hold a 32-byte private key as 64 hex digits`);
+  return new Wallet(hex);
+}
+
+/** The URL of the embedded chain a running gateway serves, if one is running on this data dir. */
+export function runningEndpoint(dataDir: string): { url: string; pid: number } | undefined {
+  const p = join(chainDir(dataDir), ENDPOINT_FILE);
+  if (!existsSync(p)) return undefined;
+  try {
+    const e = JSON.parse(readFileSync(p, 'utf8')) as { url: string; pid: number };
+    process.kill(e.pid, 0); // throws when no such process
+    return e;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts (embedded) or connects to (external) the chain of `cfg`.
+ * @throws ChainError when the embedded chain cannot start or its deployment does not match;
+ *   ConfigError for a missing deployment record or key file in external mode.
+ */
+export async function openChain(cfg: GatewayConfig, log?: Logger, opts: { writeEndpoint?: boolean } = {}): Promise<ChainRuntime> {
+  if (cfg.chain.mode === 'embedded') {
+    const dir = chainDir(cfg.dataDir);
+    const anvil = await startAnvil({ dataDir: dir, ...(cfg.chain.embeddedPort ? { port: cfg.chain.embeddedPort } : {}), ...(log ? { log } : {}) });
+    try {
+      const provider = chainProvider(anvil.url, anvil.chainId, 100);
+      const signer = devWallet(0, provider);
+      const d = await loadOrDeploy(dir, provider, signer, { makeDurable: () => anvil.checkpoint() });
+      if (d.deployed) log?.info({ event: 'contracts_deployed', chainId: d.record.chainId, deviceRegistry: d.record.deviceRegistry.address, anchorRegistry: d.record.anchorRegistry.address, block: d.record.deployBlock }, 'contracts deployed on the embedded chain');
+      const endpoint = join(dir, ENDPOINT_FILE);
+      if (opts.writeEndpoint !== false) writeFileSync(endpoint, JSON.stringify({ url: anvil.url, pid: process.pid }));
+      return {
+        mode: 'embedded',
+        url: anvil.url,
+        chainId: anvil.chainId,
+        provider,
+        signer,
+        address: signer.address,
+        record: d.record,
+        deviceRegistry: deviceRegistryAt(d.record.deviceRegistry.address, signer),
+        anchorRegistry: anchorRegistryAt(d.record.anchorRegistry.address, signer),
+        ready: () => Promise.resolve(),
+        makeDurable: () => anvil.checkpoint(),
+        anvil,
+        stop: async () => {
+          if (opts.writeEndpoint !== false) rmSync(endpoint, { force: true });
+          provider.destroy();
+          await anvil.stop();
+        },
+      };
+    } catch (e) {
+      await anvil.stop();
+      throw e;
+    }
+  }
+  if (cfg.chain.mode !== 'external') throw new ConfigError(`chain.mode "${cfg.chain.mode}" has no chain to open`);
+  const recordPath = cfg.chain.deployment || join(chainDir(cfg.dataDir), DEPLOYMENT_FILE);
+  const record = readDeploymentRecord(recordPath);
+  if (!record) throw new ConfigError(`no deployment record at ${recordPath}: deploy the contracts with "vitalproof chain deploy" and point chain.deployment at its record`);
+  const provider = chainProvider(cfg.chain.rpcUrl, record.chainId, 1000);
+  const wallet = readKeyFile(cfg.chain.keyFile).connect(provider) as Wallet | HDNodeWallet;
+  let verified: Promise<void> | undefined;
+  return {
+    mode: 'external',
+    url: cfg.chain.rpcUrl,
+    chainId: record.chainId,
+    provider,
+    signer: wallet,
+    address: wallet.address,
+    record,
+    deviceRegistry: deviceRegistryAt(record.deviceRegistry.address, wallet),
+    anchorRegistry: anchorRegistryAt(record.anchorRegistry.address, wallet),
+    ready: () => {
+      verified ??= verifyDeployment(provider, record).catch((e: unknown) => {
+        verified = undefined;
+        throw e;
+      });
+      return verified;
+    },
+    makeDurable: () => Promise.resolve(),
+    stop: () => {
+      provider.destroy();
+      return Promise.resolve();
+    },
+  };
+}
