@@ -34,6 +34,7 @@ import { HDNodeWallet, type Provider } from 'ethers';
 import type { Logger } from '../log.js';
 import { findFreePort } from '../util/net.js';
 import { ChainError } from './errors.js';
+import { tiedToParent } from '../util/child.js';
 
 /** DEV ONLY: the public Foundry/Hardhat test mnemonic. Anyone can spend from its accounts. */
 export const DEV_MNEMONIC = 'test test test test test test test test test test test junk';
@@ -281,7 +282,7 @@ class Anvil implements AnvilHandle {
     ];
     if (existsSync(this.statePath)) args.push('--load-state', this.statePath);
     const t0 = performance.now();
-    const child = spawn(this.binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(...tiedToParent(this.binary, args), { stdio: ['ignore', 'pipe', 'pipe'] });
     const output = { tail: '', listening: false };
     const listeningLine = `Listening on 127.0.0.1:${this.currentPort}`;
     const onOutput = (chunk: Buffer): void => {

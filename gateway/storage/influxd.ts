@@ -15,6 +15,7 @@ import type { Logger } from '../log.js';
 import { findFreePorts } from '../util/net.js';
 import { StorageError } from './errors.js';
 import { renderInfluxdConfig } from './influxd-config.js';
+import { tiedToParent } from '../util/child.js';
 
 export interface InfluxdOptions {
   /** Created if missing; holds influxdb.conf, meta/, data/ and wal/. */
@@ -163,7 +164,7 @@ class Influxd implements InfluxdHandle {
     const confPath = join(this.dataDir, 'influxdb.conf');
     writeFileSync(confPath, renderInfluxdConfig({ dataDir: this.dataDir, httpPort: this.port, rpcPort: this.rpcPort }));
     const t0 = performance.now();
-    const child = spawn(this.binary, ['run', '-config', confPath], { stdio: ['ignore', 'pipe', 'pipe'], env: influxdEnv() });
+    const child = spawn(...tiedToParent(this.binary, ['run', '-config', confPath]), { stdio: ['ignore', 'pipe', 'pipe'], env: influxdEnv() });
     const output = { tail: '' };
     const onOutput = (chunk: Buffer): void => {
       const text = chunk.toString('utf8');

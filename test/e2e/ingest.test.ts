@@ -15,6 +15,7 @@ import { InfluxSink } from '../../gateway/storage/influx-sink.js';
 import { useInfluxd } from '../support/influxd.js';
 import { CLI, GatewayProcess } from '../support/gateway-process.js';
 import { drained, expectStoredExactly } from '../support/stored.js';
+import { anchoredAll, embeddedChainUrl, expectBatchesConsistent } from '../support/anchored.js';
 
 const influx = useInfluxd();
 const FLEETS = { path: 5, faults: 6, influxDown: 4, sigkill: 4, late: 3 } as const;
@@ -32,6 +33,7 @@ function gatewayFlags(extra: Record<string, string | number> = {}): Record<strin
     'http.port': 0,
     'storage.retryMinMs': 50,
     'storage.retryMaxMs': 400,
+    'batch.intervalMs': 500,
     ...extra,
   };
 }
@@ -165,5 +167,13 @@ describe('ingest end to end', () => {
     expect(recovered.event).toBe('spool_recovered');
     await drained(gw);
     await expectStoredExactly(sink, fleets.get('sigkill')!, report);
+  });
+
+  it('puts every stored frame, across the outage and the crash, in exactly one anchored batch', async () => {
+    const s = await anchoredAll(gw);
+    expect(Number(s.batches.lastAnchored)).toBeGreaterThan(4);
+    // Every frame the fleets had acknowledged (checked by the tests above) is a leaf.
+    const { leaves } = await expectBatchesConsistent(join(dir, 'gw'), sink, embeddedChainUrl(join(dir, 'gw')));
+    expect(leaves).toBe((await sink.queryFrames()).length);
   });
 });
