@@ -4,7 +4,7 @@
  * torn tail is cut, device state is rebuilt from the checkpoint plus the spool tail, and
  * only then do devices get to connect.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type { GatewayConfig } from './config.js';
@@ -48,6 +48,31 @@ export interface Gateway {
 export function registryPath(dataDir: string): string {
   return join(dataDir, 'registry.json');
 }
+
+/** What a running gateway tells the command-line tools on the same data dir (dataDir/gateway.json). */
+export interface RunningGateway {
+  pid: number;
+  gatewayId: string;
+  influxUrl: string;
+  httpUrl: string;
+  mqttPort: number;
+  chainUrl?: string;
+}
+
+/** The gateway running on this data dir, if any (its pid is alive). */
+export function runningGateway(dataDir: string): RunningGateway | undefined {
+  const p = join(dataDir, RUNTIME_FILE);
+  if (!existsSync(p)) return undefined;
+  try {
+    const r = JSON.parse(readFileSync(p, 'utf8')) as RunningGateway;
+    process.kill(r.pid, 0);
+    return r;
+  } catch {
+    return undefined;
+  }
+}
+
+const RUNTIME_FILE = 'gateway.json';
 
 export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
   mkdirSync(config.dataDir, { recursive: true });
@@ -264,6 +289,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const http = await startStatusServer(config.http.host, config.http.port, { snapshot });
     cleanups.push(() => closeServer(http.server));
 
+    const runtime: RunningGateway = { pid: process.pid, gatewayId: config.gatewayId, influxUrl, httpUrl: `http://${config.http.host}:${http.port}`, mqttPort: mqtt.port, ...(chain ? { chainUrl: chain.url } : {}) };
+    writeFileSync(join(config.dataDir, RUNTIME_FILE), `${JSON.stringify(runtime, null, 2)}\n`);
+    cleanups.push(() => Promise.resolve(rmSync(join(config.dataDir, RUNTIME_FILE), { force: true })));
     log.info({ event: 'ready', mqttPort: mqtt.port, httpPort: http.port, influxUrl, gatewayId: config.gatewayId, devices: registry.list().length }, 'gateway ready');
     return {
       config,

@@ -63,6 +63,41 @@ export function readKeyFile(path: string): Wallet {
   return new Wallet(hex);
 }
 
+/**
+ * The chain for a command-line tool (enrol, revoke, audit, export): the external endpoint;
+ * or the embedded chain of the gateway running on this data dir; or, when none runs, the
+ * embedded chain started just for this command from the data dir's state (and stopped,
+ * with its state saved, by `stop`).
+ */
+export async function openChainForCli(cfg: GatewayConfig, log?: Logger): Promise<ChainRuntime> {
+  if (cfg.chain.mode === 'off') throw new ConfigError('chain.mode is off: this command needs a chain');
+  if (cfg.chain.mode === 'external') return openChain(cfg, log);
+  const running = runningEndpoint(cfg.dataDir);
+  if (!running) return openChain(cfg, log, { writeEndpoint: false });
+  const record = readDeploymentRecord(join(chainDir(cfg.dataDir), DEPLOYMENT_FILE));
+  if (!record) throw new ConfigError(`the running gateway's chain has no deployment record in ${chainDir(cfg.dataDir)}`);
+  const provider = chainProvider(running.url, record.chainId, 100);
+  const signer = devWallet(0, provider);
+  return {
+    mode: 'embedded',
+    url: running.url,
+    chainId: record.chainId,
+    provider,
+    signer,
+    address: signer.address,
+    record,
+    deviceRegistry: deviceRegistryAt(record.deviceRegistry.address, signer),
+    anchorRegistry: anchorRegistryAt(record.anchorRegistry.address, signer),
+    ready: () => Promise.resolve(),
+    // The running gateway's anvil runtime checkpoints the chain within a second of a new block.
+    makeDurable: () => Promise.resolve(),
+    stop: () => {
+      provider.destroy();
+      return Promise.resolve();
+    },
+  };
+}
+
 /** The URL of the embedded chain a running gateway serves, if one is running on this data dir. */
 export function runningEndpoint(dataDir: string): { url: string; pid: number } | undefined {
   const p = join(chainDir(dataDir), ENDPOINT_FILE);

@@ -8,7 +8,7 @@ import { sensorByName } from '../../firmware-proto/catalogue.js';
 import type { AcceptedFrame, FrameSink, Transport } from '../ingest/types.js';
 import { isStorageError } from './errors.js';
 import { InfluxHttp, type Series } from './influx-http.js';
-import { FRAMES_MEASUREMENT, frameToLines, fromStoredUint64, type StoredFrame, type StoredPoint } from './schema.js';
+import { FRAMES_MEASUREMENT, frameToLines, fromStoredUint64, toStoredUint64, type StoredFrame, type StoredPoint } from './schema.js';
 
 /** Points per HTTP write: InfluxDB's documented sweet spot for 1.x. */
 export const MAX_POINTS_PER_WRITE = 5000;
@@ -84,9 +84,10 @@ export class InfluxSink implements FrameSink {
    * of frame time.
    * @throws StorageError
    */
-  async queryFrames(device?: string, fromMs?: number, toMs?: number): Promise<StoredFrame[]> {
+  async queryFrames(device?: string, fromMs?: number, toMs?: number, seq?: bigint): Promise<StoredFrame[]> {
     const where: string[] = [];
     const params: Record<string, string> = {};
+    if (seq !== undefined) where.push(`"seq" = ${toStoredUint64(seq)}`);
     if (device !== undefined) {
       where.push('"device" = $device');
       params['device'] = device;
@@ -113,14 +114,21 @@ export class InfluxSink implements FrameSink {
   }
 
   /**
-   * Sample points of one sensor (a catalogue name), oldest first, optionally of one device.
+   * Sample points of one sensor (a catalogue name), oldest first, optionally of one device
+   * and within [fromMs, toMs) of sample time.
    * @throws TypeError for a sensor name not in the catalogue; StorageError
    */
-  async queryPoints(sensor: string, device?: string): Promise<StoredPoint[]> {
+  async queryPoints(sensor: string, device?: string, fromMs?: number, toMs?: number): Promise<StoredPoint[]> {
     const spec = sensorByName(sensor);
     const params: Record<string, string> = {};
-    if (device !== undefined) params['device'] = device;
-    const rows = toRows(await this.select(spec.name, device === undefined ? [] : ['"device" = $device'], params));
+    const where: string[] = [];
+    if (device !== undefined) {
+      where.push('"device" = $device');
+      params['device'] = device;
+    }
+    if (fromMs !== undefined) where.push(`time >= ${msToNs(fromMs)}`);
+    if (toMs !== undefined) where.push(`time < ${msToNs(toMs)}`);
+    const rows = toRows(await this.select(spec.name, where, params));
     return rows.map((r) => ({
       timeNs: BigInt(r['time'] as string | number),
       device: tag(r['device']),
