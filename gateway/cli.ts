@@ -19,6 +19,7 @@ import { registryPath, startGateway } from './gateway.js';
 import { FileRegistry } from './registry/file-registry.js';
 import { parseEnrolmentFile } from './registry/registry.js';
 import { formatStatus } from './status/format.js';
+import { chainCommand } from './chain/chain-cli.js';
 import type { StatusSnapshot } from './status/http.js';
 
 const USAGE = `usage: vitalproof <run|enrol|revoke|devices|status> [options]
@@ -96,6 +97,8 @@ async function main(argv: string[]): Promise<number> {
       console.log(formatStatus((await res.json()) as StatusSnapshot));
       return 0;
     }
+    case 'chain':
+      return chainCommand(argv.slice(1));
     default:
       console.error(USAGE);
       return 2;
