@@ -85,7 +85,7 @@ export class Anchorer {
   private halted: string | undefined;
   private lastAnchor: AnchorRecord | undefined;
   /** A sent transaction not yet seen mined: replaced, never doubled. */
-  private inFlight: { seq: bigint; nonce: number; hash: string; maxFeePerGas?: bigint; maxPriorityFeePerGas?: bigint; gasPrice?: bigint } | undefined;
+  private inFlight: { seq: bigint; nonce: number; hash: string; gasLimit: bigint; maxFeePerGas?: bigint; maxPriorityFeePerGas?: bigint; gasPrice?: bigint } | undefined;
 
   constructor(
     private readonly store: BatchStore,
@@ -148,6 +148,8 @@ export class Anchorer {
         if (e instanceof AnchorError && e.code !== 'TX_REVERTED') {
           if (!this.halted) log?.error({ event: 'anchor_halted', code: e.code, batch: seq.toString(), detail: e.detail }, 'anchoring stopped: needs an operator');
           this.halted = e.code;
+        } else if ((e as { code?: string }).code === 'TIMEOUT' && this.inFlight) {
+          log?.warn({ event: 'anchor_tx_slow', batch: seq.toString(), txHash: this.inFlight.hash, nonce: this.inFlight.nonce }, 'anchor transaction not mined in time; it will be replaced');
         } else {
           if (this.up || attempt % 10 === 0) log?.warn({ event: 'chain_down', attempt, batch: seq.toString(), pending: this.store.pendingAnchors, err: this.lastError }, 'anchoring failed; batches stay queued in order');
           this.up = false;
@@ -187,7 +189,9 @@ export class Anchorer {
       const mined = await provider.getTransactionCount(gateway, 'latest');
       if (mined <= prev.nonce) {
         const bump = (v: bigint | undefined): bigint | undefined => (v === undefined ? undefined : (v * 13n) / 10n + 1n);
-        overrides = { nonce: prev.nonce, ...(prev.gasPrice !== undefined ? { gasPrice: bump(prev.gasPrice) } : { maxFeePerGas: bump(prev.maxFeePerGas), maxPriorityFeePerGas: bump(prev.maxPriorityFeePerGas) }) };
+        // The same gas limit: estimating again would run against the pending state, where
+        // the batch is already anchored by the transaction being replaced.
+        overrides = { nonce: prev.nonce, gasLimit: prev.gasLimit, ...(prev.gasPrice !== undefined ? { gasPrice: bump(prev.gasPrice) } : { maxFeePerGas: bump(prev.maxFeePerGas), maxPriorityFeePerGas: bump(prev.maxPriorityFeePerGas) }) };
       }
     }
     const tx = await reg.anchor(...args, overrides);
@@ -195,6 +199,7 @@ export class Anchorer {
       seq: b.seq,
       nonce: tx.nonce,
       hash: tx.hash,
+      gasLimit: tx.gasLimit,
       ...(tx.gasPrice !== null && tx.maxFeePerGas === null ? { gasPrice: tx.gasPrice } : {}),
       ...(tx.maxFeePerGas !== null ? { maxFeePerGas: tx.maxFeePerGas } : {}),
       ...(tx.maxPriorityFeePerGas !== null ? { maxPriorityFeePerGas: tx.maxPriorityFeePerGas } : {}),
