@@ -15,11 +15,13 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfig, type GatewayConfig } from './config.js';
 import { createLogger } from './log.js';
 import { parseArgv } from './util/argv.js';
-import { registryPath, startGateway } from './gateway.js';
-import { FileRegistry } from './registry/file-registry.js';
+import { openRegistry, startGateway } from './gateway.js';
+import { openChainForCli, readKeyFile } from './chain/runtime.js';
 import { parseEnrolmentFile } from './registry/registry.js';
 import { formatStatus } from './status/format.js';
 import { chainCommand } from './chain/chain-cli.js';
+import { exportCommand } from './proof/export-cli.js';
+import { verifyCommand } from './proof/verify-cli.js';
 import type { StatusSnapshot } from './status/http.js';
 
 const USAGE = `usage: vitalproof <run|enrol|revoke|devices|status> [options]
@@ -61,35 +63,10 @@ async function main(argv: string[]): Promise<number> {
       await gw.stop();
       return 1;
     }
-    case 'enrol': {
-      const file = positionals[1];
-      if (!file) throw new ConfigError('enrol needs an enrolment file');
-      const cfg = configFrom(flags);
-      const reg = new FileRegistry(registryPath(cfg.dataDir));
-      const res = await reg.enrol(parseEnrolmentFile(readFileSync(file, 'utf8')));
-      console.log(`enrolled ${res.enrolled.length}, already enrolled ${res.unchanged.length}, refused ${res.refused.length}`);
-      for (const r of res.refused) console.log(`  refused ${r.deviceId}: ${r.reason} (${r.detail})`);
-      return res.refused.length ? 1 : 0;
-    }
-    case 'revoke': {
-      const id = positionals[1];
-      if (!id) throw new ConfigError('revoke needs a device id');
-      const cfg = configFrom(flags, ['at']);
-      const at = flags.at ? Date.parse(flags.at) : Date.now();
-      if (!Number.isFinite(at)) throw new ConfigError(`--at "${flags.at}" is not a time`);
-      const reg = new FileRegistry(registryPath(cfg.dataDir));
-      const rec = await reg.revoke(id, at);
-      console.log(`revoked ${rec.deviceId} (patient ${rec.patient}) from ${new Date(rec.revokedAtMs!).toISOString()}`);
-      return 0;
-    }
-    case 'devices': {
-      const cfg = configFrom(flags);
-      const reg = new FileRegistry(registryPath(cfg.dataDir));
-      for (const d of reg.list()) {
-        console.log(`${d.deviceId}  ${d.patient.padEnd(16)}  ${d.revokedAtMs ? `revoked ${new Date(d.revokedAtMs).toISOString()}` : 'active'}  ${d.sensors.join(',')}`);
-      }
-      return 0;
-    }
+    case 'enrol':
+    case 'revoke':
+    case 'devices':
+      return registryCommand(cmd, positionals.slice(1), flags);
     case 'status': {
       const cfg = configFrom(flags, ['url']);
       const url = flags.url ?? `http://${cfg.http.host}:${cfg.http.port}`;
@@ -99,9 +76,55 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'chain':
       return chainCommand(argv.slice(1));
+    case 'export':
+      return exportCommand(argv.slice(1));
+    case 'verify':
+      return verifyCommand(argv.slice(1));
     default:
       console.error(USAGE);
       return 2;
+  }
+}
+
+/**
+ * enrol / revoke / devices, against the configured registry: on chain (the embedded chain of
+ * the gateway running on this data dir, or started for the command; or the external one,
+ * with --admin-key-file holding a hospital admin's key) or the registry file.
+ */
+async function registryCommand(cmd: 'enrol' | 'revoke' | 'devices', args: string[], flags: Record<string, string>): Promise<number> {
+  const cfg = configFrom(flags, ['at', 'admin-key-file']);
+  if (cmd === 'enrol' && !args[0]) throw new ConfigError('enrol needs an enrolment file');
+  if (cmd === 'revoke' && !args[0]) throw new ConfigError('revoke needs a device id');
+  const at = flags.at ? Date.parse(flags.at) : Date.now();
+  if (!Number.isFinite(at)) throw new ConfigError(`--at "${flags.at}" is not a time`);
+  const chain = cfg.registry.source === 'chain' ? await openChainForCli(cfg) : undefined;
+  try {
+    const signer = chain && flags['admin-key-file'] ? readKeyFile(flags['admin-key-file']).connect(chain.provider) : chain?.signer;
+    const reg = openRegistry(cfg, chain, undefined, { follow: false, ...(signer && cmd !== 'devices' ? { signer } : {}) });
+    try {
+      if (cmd === 'enrol') {
+        const res = await reg.enrol(parseEnrolmentFile(readFileSync(args[0]!, 'utf8')));
+        await chain?.makeDurable();
+        console.log(`enrolled ${res.enrolled.length}, already enrolled ${res.unchanged.length}, refused ${res.refused.length}${chain ? ` (on chain ${chain.chainId}, DeviceRegistry ${chain.record.deviceRegistry.address})` : ''}`);
+        for (const r of res.refused) console.log(`  refused ${r.deviceId}: ${r.reason} (${r.detail})`);
+        return res.refused.length ? 1 : 0;
+      }
+      if (cmd === 'revoke') {
+        const rec = await reg.revoke(args[0]!, at);
+        await chain?.makeDurable();
+        console.log(`revoked ${rec.deviceId} (patient ${rec.patient}) from ${new Date(rec.revokedAtMs!).toISOString()}`);
+        return 0;
+      }
+      await reg.sync?.();
+      for (const d of reg.list()) {
+        console.log(`${d.deviceId}  ${d.patient.padEnd(16)}  ${d.revokedAtMs ? `revoked ${new Date(d.revokedAtMs).toISOString()}` : 'active'}  ${d.sensors.join(',')}`);
+      }
+      return 0;
+    } finally {
+      await reg.close();
+    }
+  } finally {
+    await chain?.stop();
   }
 }
 

@@ -17,6 +17,9 @@ import { Quarantine } from './ingest/quarantine.js';
 import { decodeSpoolRecord } from './ingest/spool-record.js';
 import { FileRegistry } from './registry/file-registry.js';
 import type { DeviceRegistry } from './registry/registry.js';
+import { ChainRegistry } from './registry/chain-registry.js';
+import { ConfigError } from './config.js';
+import type { Signer } from 'ethers';
 import { Metrics } from './status/metrics.js';
 import { startStatusServer, type StatusSnapshot } from './status/http.js';
 import { startInfluxd, type InfluxdHandle } from './storage/influxd.js';
@@ -27,6 +30,8 @@ import { BatchStore } from './anchor/batch-store.js';
 import { Batcher } from './anchor/batcher.js';
 import { Anchorer } from './anchor/anchorer.js';
 import { openChain, type ChainRuntime } from './chain/runtime.js';
+import { ProofService } from './proof/service.js';
+import { proofRoutes } from './proof/http.js';
 
 export interface Gateway {
   config: GatewayConfig;
@@ -74,6 +79,24 @@ export function runningGateway(dataDir: string): RunningGateway | undefined {
 
 const RUNTIME_FILE = 'gateway.json';
 
+/** The device registry of `config`: the DeviceRegistry contract (followed, cached locally) or the registry file. */
+export function openRegistry(config: GatewayConfig, chain: ChainRuntime | undefined, log?: Logger, opts: { follow?: boolean; signer?: Signer } = {}): DeviceRegistry & { sync?: () => Promise<void> } {
+  if (config.registry.source === 'file') return new FileRegistry(registryPath(config.dataDir), { watch: opts.follow ?? true });
+  if (!chain) throw new ConfigError('registry.source "chain" needs a chain');
+  return new ChainRegistry({
+    provider: chain.provider,
+    deviceRegistryAddress: chain.record.deviceRegistry.address,
+    deployBlock: chain.record.deployBlock,
+    chainId: chain.chainId,
+    dataDir: join(config.dataDir, 'registry'),
+    site: config.registry.site,
+    confirmations: config.chain.confirmations,
+    follow: opts.follow ?? true,
+    ...(opts.signer ? { signer: opts.signer } : {}),
+    ...(log ? { log } : {}),
+  });
+}
+
 export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
   mkdirSync(config.dataDir, { recursive: true });
   const metrics = new Metrics();
@@ -99,7 +122,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       log.info({ event: 'chain_ready', mode: c.mode, url: c.url, chainId: c.chainId, gateway: c.address, anchorRegistry: c.record.anchorRegistry.address, deviceRegistry: c.record.deviceRegistry.address }, 'chain connected');
     }
 
-    const registry = new FileRegistry(registryPath(config.dataDir), { watch: true });
+    const registry = openRegistry(config, chain, log);
     cleanups.push(() => registry.close());
     registry.on('changed', () => {
       const all = registry.list();
@@ -286,7 +309,14 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       };
     };
 
-    const http = await startStatusServer(config.http.host, config.http.port, { snapshot });
+    const proofs = new ProofService({
+      store: batches,
+      sink,
+      keyOf: (id) => registry.get(id)?.publicKey,
+      deviceRegistry: chain ? { chainId: chain.chainId, address: chain.record.deviceRegistry.address } : undefined,
+      gatewayId: config.gatewayId,
+    });
+    const http = await startStatusServer(config.http.host, config.http.port, { snapshot, route: proofRoutes(proofs) });
     cleanups.push(() => closeServer(http.server));
 
     const runtime: RunningGateway = { pid: process.pid, gatewayId: config.gatewayId, influxUrl, httpUrl: `http://${config.http.host}:${http.port}`, mqttPort: mqtt.port, ...(chain ? { chainUrl: chain.url } : {}) };

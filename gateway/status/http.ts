@@ -1,8 +1,10 @@
-/** The local status endpoint: GET /status (JSON), GET /metrics (Prometheus text), GET /healthz. */
-import { createServer, type Server } from 'node:http';
+/** The local HTTP endpoint: GET /status (JSON), GET /metrics (Prometheus text), GET /healthz, and the routes the gateway adds (proofs). */
+import { createServer, type Server, type ServerResponse } from 'node:http';
 
 export interface StatusSource {
   snapshot(): StatusSnapshot;
+  /** Further GET routes (the proof API): answers and returns true when it handled the request. */
+  route?: (url: URL, res: ServerResponse) => Promise<boolean>;
 }
 
 export interface StatusSnapshot {
@@ -51,6 +53,17 @@ export async function startStatusServer(host: string, port: number, src: StatusS
       const s = src.snapshot();
       const ok = s.storage.up && !s.spool.alarm;
       res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, storageUp: s.storage.up, spoolAlarm: s.spool.alarm }));
+    } else if (src.route) {
+      const u = new URL(req.url ?? '/', 'http://localhost');
+      src.route(u, res).then(
+        (handled) => {
+          if (!handled) res.writeHead(404).end();
+        },
+        (e: Error) => {
+          if (!res.headersSent) res.writeHead(503, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: 'UNAVAILABLE', message: e.message }));
+        },
+      );
     } else res.writeHead(404).end();
   });
   await new Promise<void>((res, rej) => {

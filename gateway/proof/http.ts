@@ -1,0 +1,51 @@
+/**
+ * The proof API, on the gateway's HTTP endpoint:
+ *
+ *   GET /proofs/frame/<device>/<seq>                 one bundle (200), or an error (404, 409, 422)
+ *   GET /proofs?device=<id>&from=<t>&to=<t>&limit=n  { export: <bundle collection>, skipped: [...], truncated }
+ *
+ * Times are Unix ms or ISO 8601. Errors are JSON { error: CODE, message }.
+ */
+import type { ServerResponse } from 'node:http';
+import type { ProofErrorCode, ProofService } from './service.js';
+
+const STATUS: Record<ProofErrorCode, number> = {
+  FRAME_NOT_FOUND: 404,
+  NOT_BATCHED: 409,
+  NOT_YET_ANCHORED: 409,
+  FRAME_TAMPERED: 422,
+  DEVICE_UNKNOWN: 409,
+  CHAIN_OFF: 409,
+};
+
+/** Parses a time given as Unix ms or ISO 8601. @returns undefined when absent; NaN when unreadable. */
+export function parseTime(v: string | null | undefined): number | undefined {
+  if (v === null || v === undefined || v === '') return undefined;
+  return /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+}
+
+export function proofRoutes(service: ProofService): (url: URL, res: ServerResponse) => Promise<boolean> {
+  const json = (res: ServerResponse, status: number, body: unknown): true => {
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    return true;
+  };
+  return async (url, res) => {
+    const m = /^\/proofs\/frame\/([0-9a-f]{16})\/(\d+)$/.exec(url.pathname);
+    if (m) {
+      const r = await service.byFrame(m[1]!, BigInt(m[2]!));
+      return r.ok ? json(res, 200, r.bundle) : json(res, STATUS[r.code], { error: r.code, message: r.message });
+    }
+    if (url.pathname === '/proofs') {
+      const q = url.searchParams;
+      const device = q.get('device') ?? undefined;
+      if (device !== undefined && !/^[0-9a-f]{16}$/.test(device)) return json(res, 400, { error: 'BAD_REQUEST', message: 'device must be 16 lowercase hex digits' });
+      const from = parseTime(q.get('from'));
+      const to = parseTime(q.get('to'));
+      const limit = q.get('limit') ? Number(q.get('limit')) : undefined;
+      if (Number.isNaN(from) || Number.isNaN(to)) return json(res, 400, { error: 'BAD_REQUEST', message: 'from and to must be Unix ms or ISO 8601 times' });
+      if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) return json(res, 400, { error: 'BAD_REQUEST', message: 'limit must be a positive integer' });
+      return json(res, 200, await service.byRange(device, from, to, limit));
+    }
+    return false;
+  };
+}
