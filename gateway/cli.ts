@@ -99,7 +99,7 @@ async function registryCommand(cmd: 'enrol' | 'revoke' | 'devices', args: string
   if (!Number.isFinite(at)) throw new ConfigError(`--at "${flags.at}" is not a time`);
   const chain = cfg.registry.source === 'chain' ? await openChainForCli(cfg) : undefined;
   try {
-    const signer = chain && flags['admin-key-file'] ? readKeyFile(flags['admin-key-file']).connect(chain.provider) : chain?.signer;
+    const signer = chain && flags['admin-key-file'] ? readKeyFile(flags['admin-key-file']).connect(chain.provider) : chain?.adminSigner;
     const reg = openRegistry(cfg, chain, undefined, { follow: false, ...(signer && cmd !== 'devices' ? { signer } : {}) });
     try {
       if (cmd === 'enrol') {

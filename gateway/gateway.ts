@@ -44,6 +44,9 @@ export interface Gateway {
   /** The chain anchors go to, unless chain.mode is off. */
   chain: ChainRuntime | undefined;
   batches: BatchStore;
+  proofs: ProofService;
+  /** Seals the open batch now and waits (up to timeoutMs) until every sealed batch is anchored; true when it is. */
+  anchorNow(timeoutMs: number): Promise<boolean>;
   snapshot(): StatusSnapshot;
   /** Resolves when a fatal fault stops the gateway (e.g. a corrupt spool). */
   fatal: Promise<Error>;
@@ -122,7 +125,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       log.info({ event: 'chain_ready', mode: c.mode, url: c.url, chainId: c.chainId, gateway: c.address, anchorRegistry: c.record.anchorRegistry.address, deviceRegistry: c.record.deviceRegistry.address }, 'chain connected');
     }
 
-    const registry = openRegistry(config, chain, log);
+    // Embedded chain: the in-process registry can enrol (the demo does) with the dev hospital admin.
+    const registry = openRegistry(config, chain, log, chain?.adminSigner ? { signer: chain.adminSigner } : {});
     cleanups.push(() => registry.close());
     registry.on('changed', () => {
       const all = registry.list();
@@ -333,6 +337,14 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       influxUrl,
       chain,
       batches,
+      proofs,
+      anchorNow: async (timeoutMs) => {
+        batcher.seal();
+        anchorer?.wake();
+        const deadline = Date.now() + timeoutMs;
+        while (batches.pendingAnchors > 0 && anchorer && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        return batches.pendingAnchors === 0 && anchorer !== undefined;
+      },
       snapshot,
       fatal,
       stop: stopAll,

@@ -28,6 +28,7 @@ import { enrolmentFile, fleetDevices } from '../device-sim/fleet.js';
 import { progressLine } from '../device-sim/format.js';
 import { runFleet, type FleetProgress, type FleetReport } from '../device-sim/run.js';
 import { parseDuration, positiveInt } from './lib/duration.js';
+import { verifyBundle } from '../gateway/proof/verify.js';
 
 const DATA_DIR = resolve('data', 'demo');
 const SEED = 'demo';
@@ -36,9 +37,10 @@ const DEFAULT_MQTT_PORT = 1883;
 const DEFAULT_HTTP_PORT = 8080;
 /** About 1 % per frame for each frame fault, 0.5 % for the connection faults. */
 const DEFAULT_FAULTS = 'tamper=0.01,bad_signature=0.01,malformed=0.01,replay=0.01,skew=0.01,wrong_topic=0.01,unknown_device=0.005,disconnect=0.005';
-/** How long the end waits for the simulator's outstanding acknowledgements, then for InfluxDB to catch up. */
+/** How long the end waits for the simulator's outstanding acknowledgements, then for InfluxDB to catch up, then for the last anchor. */
 const FLEET_DRAIN_MS = 20_000;
 const STORAGE_DRAIN_MS = 15_000;
+const ANCHOR_DRAIN_MS = 15_000;
 
 const USAGE = `usage: npm run demo -- [--duration D] [--devices N] [--faults SPEC]
   --duration D   stop after D (e.g. 20s, 5m, 1h); default: run until Ctrl-C
@@ -140,7 +142,8 @@ function compactLine(s: StatusSnapshot, p: FleetProgress | undefined, elapsedS: 
   return (
     `[${String(elapsedS).padStart(5)}s] gateway: received ${s.frames.received} accepted ${s.frames.accepted} (${s.frames.acceptedPerS.toFixed(1)}/s) ` +
     `rejected ${s.frames.rejected} (${list(s.frames.rejectedBy)}) connect refused ${list(s.mqtt.connectRefusedBy)} devices ${s.mqtt.devicesConnected} ` +
-    `spool ${s.spool.backlogFrames} influxdb ${s.storage.up ? 'up' : 'DOWN'} written ${s.storage.framesWritten}` +
+    `spool ${s.spool.backlogFrames} influxdb ${s.storage.up ? 'up' : 'DOWN'} written ${s.storage.framesWritten} ` +
+    `batches sealed ${s.batches.lastSealed} anchored ${s.batches.lastAnchored}${s.chain.lastAnchor ? ` (last tx ${s.chain.lastAnchor.txHash.slice(0, 12)}… block ${s.chain.lastAnchor.block})` : ''}` +
     (p ? ` | sim: ${p.phase} acked ${p.acked} faults ${p.faultsInjected} backlog ${p.backlog}` : '')
   );
 }
@@ -167,7 +170,7 @@ async function main(argv: string[]): Promise<number> {
   const log = createLogger('info', logFile);
   const tty = process.stdout.isTTY === true;
 
-  console.log(`VitalProof demo: starting the gateway (embedded MQTT broker, spool, embedded influxd) in ${rel(DATA_DIR)} ...`);
+  console.log(`VitalProof demo: starting the gateway (embedded MQTT broker, spool, embedded influxd, embedded chain) in ${rel(DATA_DIR)} ...`);
   const { gw, fallback } = await startOnPorts(log);
   const stopGateway = (() => {
     let p: Promise<void> | undefined;
@@ -184,11 +187,20 @@ async function main(argv: string[]): Promise<number> {
     console.log(`  MQTT broker   mqtt://127.0.0.1:${gw.mqttPort}`);
     console.log(`  status        http://127.0.0.1:${gw.httpPort}/status   (also /metrics, /healthz; or: npx vitalproof status --url http://127.0.0.1:${gw.httpPort})`);
     console.log(`  InfluxDB      ${gw.influxUrl}  database ${gw.config.influx.database}  (embedded: it stops when the demo stops)`);
+    if (gw.chain) {
+      console.log(`  chain         ${gw.chain.url}  chain id ${gw.chain.chainId} (embedded anvil, DEV ONLY keys; state in ${rel(join(DATA_DIR, 'chain'))})`);
+      console.log(`                DeviceRegistry ${gw.chain.record.deviceRegistry.address}  AnchorRegistry ${gw.chain.record.anchorRegistry.address}  gateway ${gw.chain.address}`);
+      console.log(`                a Merkle batch of accepted frames is sealed and anchored every ${gw.config.batch.intervalMs / 1000} s`);
+    }
     console.log(`  gateway log   ${rel(logFile)}`);
     console.log(`  devices       ${devices.length} simulated wearables, seed "${SEED}": ${enrol.enrolled.length} newly enrolled, ${enrol.unchanged.length} already enrolled; state in ${rel(stateDir)}`);
     console.log(`  faults        ${o.faults || 'none'}`);
     console.log('  look at the stored data from another terminal while the demo runs:');
     for (const h of influxHints(gw.influxUrl, gw.config.influx.database)) console.log(`    ${h}`);
+    if (gw.chain) {
+      console.log('  and export proofs, verify them against the chain, and audit InfluxDB:');
+      for (const h of proofHints(devices[0]!.deviceId, gw.chain.url)) console.log(`    ${h}`);
+    }
     console.log(o.durationMs !== undefined ? `running for ${Math.round(o.durationMs / 1000)} s (Ctrl-C stops earlier)\n` : 'running until Ctrl-C\n');
 
     const started = Date.now();
@@ -258,15 +270,47 @@ async function main(argv: string[]): Promise<number> {
       if ((s.spool.backlogFrames === 0 && s.storage.framesWritten >= s.frames.accepted) || Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 100));
     }
+    // Seal the last batch and anchor it, then check one stored frame end to end, as a verifier would.
+    const anchored = await gw.anchorNow(ANCHOR_DRAIN_MS);
     clearInterval(ticker);
     render(true);
     const final = gw.snapshot();
+    const proofLines = await checkOneProof(gw, fleetReport.perDevice.find((d) => d.acked > 0)?.deviceId, anchored);
     await stopGateway();
     console.log(`\n${summary(final, fleetReport, gw.influxUrl, gw.config.influx.database, stopReason, Date.now() - started)}`);
+    for (const l of proofLines) console.log(l);
     return fleetReport.drained && fleetReport.faults.unexpected === 0 ? 0 : 1;
   } finally {
     await stopGateway();
   }
+}
+
+/** Exports the bundle of one stored frame of `device` and verifies it against the chain, as `vitalproof verify` does. */
+async function checkOneProof(gw: Gateway, device: string | undefined, anchored: boolean): Promise<string[]> {
+  const s = gw.snapshot();
+  if (!gw.chain) return ['  proofs     chain.mode is off: nothing anchored'];
+  const out = [
+    `  anchors    ${s.batches.lastAnchored} batches anchored on chain ${gw.chain.chainId}${anchored ? '' : ` (${s.batches.pendingAnchors} still waiting: anchored on the next start)`}` +
+      (s.chain.lastAnchor ? `; last: batch ${s.chain.lastAnchor.batch}, root ${s.chain.lastAnchor.root.slice(0, 18)}…, tx ${s.chain.lastAnchor.txHash.slice(0, 18)}…, block ${s.chain.lastAnchor.block}` : ''),
+  ];
+  if (!device) return out;
+  const r = await gw.proofs.byRange(device, undefined, undefined, 1).catch(() => undefined);
+  const bundle = r?.export.bundles[0];
+  if (!bundle) return [...out, `  proof      no anchored frame of ${device} to check yet`];
+  const v = await verifyBundle(bundle, { provider: gw.chain.provider });
+  out.push(`  proof      frame ${bundle.frame.deviceId}/${bundle.frame.seq} (batch ${bundle.anchor.batchSeq}, leaf ${bundle.inclusion.leafIndex} of ${bundle.inclusion.treeSize}): ` + v.checks.map((c) => `${c.check} ${c.status === 'pass' ? 'ok' : c.status.toUpperCase()}`).join(', '));
+  out.push('  do the same yourself while a demo runs (e.g. npm run demo -- --duration 10m), from another terminal:');
+  for (const h of proofHints(device, gw.chain.url.replace(/:\d+$/, ':<PORT>'))) out.push(`    ${h}`);
+  return out;
+}
+
+function proofHints(device: string, chainUrl: string): string[] {
+  const dd = rel(DATA_DIR);
+  return [
+    `npx vitalproof export --dataDir ${dd} --device ${device} --out bundles.json`,
+    `npx vitalproof verify bundles.json --rpc ${chainUrl}`,
+    `npx vitalproof audit --dataDir ${dd} --device ${device}`,
+  ];
 }
 
 function summary(s: StatusSnapshot, r: FleetReport, influxUrl: string, database: string, why: string, elapsedMs: number): string {

@@ -3,8 +3,9 @@
  * one shape that the anchorer, the registry and the CLI use alike.
  *
  *   embedded   anvil on loopback, state in dataDir/chain, contracts deployed on first start,
- *              deployment record in dataDir/chain/deployment.json, DEV ONLY account 0 of the
- *              well-known test mnemonic as admin, hospital admin and gateway. The URL of the
+ *              deployment record in dataDir/chain/deployment.json. DEV ONLY accounts of the
+ *              well-known test mnemonic: 0 deploys and administers the contracts, 1 is the
+ *              hospital admin (enrol, revoke), 2 is the gateway (anchors). The URL of the
  *              running node is written to dataDir/chain/endpoint.json for the CLI.
  *   external   chain.rpcUrl, the deployment record of `vitalproof chain deploy`, and the
  *              gateway's key from chain.keyFile. The gateway starts even when the endpoint is
@@ -22,13 +23,18 @@ import { DEPLOYMENT_FILE, loadOrDeploy, readDeploymentRecord, verifyDeployment, 
 
 export const ENDPOINT_FILE = 'endpoint.json';
 
+/** DEV ONLY: which account of the test mnemonic does what on the embedded chain. */
+export const EMBEDDED_ACCOUNTS = { deployer: 0, hospitalAdmin: 1, gateway: 2 } as const;
+
 export interface ChainRuntime {
   mode: 'embedded' | 'external';
   url: string;
   chainId: number;
   provider: JsonRpcProvider;
-  /** The gateway's account (anchors; in embedded mode also the hospital admin). */
+  /** The gateway's account: it anchors, and sends nothing else (so its nonces never race). */
   signer: Signer;
+  /** Embedded chain: the DEV ONLY hospital admin account that enrols and revokes (another account than the gateway's). */
+  adminSigner?: Signer;
   address: string;
   record: DeploymentRecord;
   deviceRegistry: DeviceRegistryContract;
@@ -77,13 +83,14 @@ export async function openChainForCli(cfg: GatewayConfig, log?: Logger): Promise
   const record = readDeploymentRecord(join(chainDir(cfg.dataDir), DEPLOYMENT_FILE));
   if (!record) throw new ConfigError(`the running gateway's chain has no deployment record in ${chainDir(cfg.dataDir)}`);
   const provider = chainProvider(running.url, record.chainId, 100);
-  const signer = devWallet(0, provider);
+  const signer = devWallet(EMBEDDED_ACCOUNTS.gateway, provider);
   return {
     mode: 'embedded',
     url: running.url,
     chainId: record.chainId,
     provider,
     signer,
+    adminSigner: devWallet(EMBEDDED_ACCOUNTS.hospitalAdmin, provider),
     address: signer.address,
     record,
     deviceRegistry: deviceRegistryAt(record.deviceRegistry.address, signer),
@@ -122,8 +129,12 @@ export async function openChain(cfg: GatewayConfig, log?: Logger, opts: { writeE
     const anvil = await startAnvil({ dataDir: dir, ...(cfg.chain.embeddedPort ? { port: cfg.chain.embeddedPort } : {}), ...(log ? { log } : {}) });
     try {
       const provider = chainProvider(anvil.url, anvil.chainId, 100);
-      const signer = devWallet(0, provider);
-      const d = await loadOrDeploy(dir, provider, signer, { makeDurable: () => anvil.checkpoint() });
+      const d = await loadOrDeploy(dir, provider, devWallet(EMBEDDED_ACCOUNTS.deployer, provider), {
+        hospitalAdmins: [devWallet(EMBEDDED_ACCOUNTS.hospitalAdmin).address],
+        gateways: [devWallet(EMBEDDED_ACCOUNTS.gateway).address],
+        makeDurable: () => anvil.checkpoint(),
+      });
+      const signer = devWallet(EMBEDDED_ACCOUNTS.gateway, provider);
       if (d.deployed) log?.info({ event: 'contracts_deployed', chainId: d.record.chainId, deviceRegistry: d.record.deviceRegistry.address, anchorRegistry: d.record.anchorRegistry.address, block: d.record.deployBlock }, 'contracts deployed on the embedded chain');
       const endpoint = join(dir, ENDPOINT_FILE);
       if (opts.writeEndpoint !== false) writeFileSync(endpoint, JSON.stringify({ url: anvil.url, pid: process.pid }));
@@ -133,6 +144,7 @@ export async function openChain(cfg: GatewayConfig, log?: Logger, opts: { writeE
         chainId: anvil.chainId,
         provider,
         signer,
+        adminSigner: devWallet(EMBEDDED_ACCOUNTS.hospitalAdmin, provider),
         address: signer.address,
         record: d.record,
         deviceRegistry: deviceRegistryAt(d.record.deviceRegistry.address, signer),

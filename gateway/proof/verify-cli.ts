@@ -231,26 +231,25 @@ function readTrusted(path: string, err: (line: string) => void): TrustedDeployme
   }
 }
 
-/** eth_chainId over plain HTTP, with a deadline. */
+/**
+ * eth_chainId through ethers' own transport (the one the checks use), with a deadline. The
+ * probe provider's static network is a placeholder: `send` does not consult it.
+ */
 async function probeChainId(rpc: string): Promise<number> {
-  let res: Response;
+  const probe = new JsonRpcProvider(rpc, 1, { staticNetwork: true });
+  let timer: NodeJS.Timeout | undefined;
   try {
-    res = await fetch(rpc, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
-      signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${PROBE_TIMEOUT_MS} ms`)), PROBE_TIMEOUT_MS);
     });
+    const id = await Promise.race([probe.send('eth_chainId', []), deadline]);
+    return Number(BigInt(id as string));
   } catch (e) {
-    // fetch says "fetch failed"; the reason (ECONNREFUSED, ENOTFOUND, a timeout) is its cause.
-    const cause = (e as { cause?: { code?: unknown; message?: unknown } }).cause;
-    const why = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : (e as Error).message;
-    throw new Error(`eth_chainId at ${rpc} failed: ${why}`, { cause: e });
+    throw new Error(`eth_chainId at ${rpc} failed: ${(e as { shortMessage?: string }).shortMessage ?? (e as Error).message}`, { cause: e });
+  } finally {
+    clearTimeout(timer);
+    probe.destroy();
   }
-  if (!res.ok) throw new Error(`eth_chainId: HTTP ${res.status} from ${rpc}`);
-  const body = (await res.json()) as { result?: unknown; error?: { message?: string } };
-  if (typeof body.result !== 'string') throw new Error(`eth_chainId: ${body.error?.message ?? 'no result'} from ${rpc}`);
-  return Number(BigInt(body.result));
 }
 
 /** Verifies with bounded concurrency; `each` sees the verdicts in input order, as soon as possible. */
