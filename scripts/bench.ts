@@ -36,6 +36,12 @@ import { positiveInt } from './lib/duration.js';
 import { GATEWAY_CLI, GatewayProcess } from './lib/gateway-process.js';
 import { clockTicksPerSecond, cpuWindow, machineCpuSeconds, type CpuShare } from './lib/proc.js';
 import { percentile, sig } from './lib/stats.js';
+import { BatchStore } from '../gateway/anchor/batch-store.js';
+import { chainProvider } from '../gateway/chain/runtime.js';
+import { InfluxSink } from '../gateway/storage/influx-sink.js';
+import { parseBundles, type ProofBundle } from '../gateway/proof/bundle.js';
+import { VerifyCache, verifyBundle } from '../gateway/proof/verify.js';
+import { readFileSync } from 'node:fs';
 
 // ---------------------------------------------------------------- frames
 
@@ -564,6 +570,10 @@ async function main(argv: string[]): Promise<number> {
     const latFrames = splitFrames(paced, latPer, ['heart_rate']);
     const latency = await latencyRun(gw, influxd, paced, latFrames, rate, 1000, WINDOW);
     const settledS = await pollStatus(gw, (s) => s.spool.backlogFrames === 0, 60_000, 100);
+    log('(e) waiting for the last batch to be sealed and anchored ...');
+    const anchoredS = await pollStatus(gw, (s) => s.batches.open.frames === 0 && s.batches.pendingAnchors === 0, 60_000, 100);
+    const anchoring = await anchoringFigures(gw, gwDir, influxd.url, anchoredS.ok);
+    log(`    ${anchoring.batches} batches, ${fmt(anchoring.gasPerAnchor.mean)} gas per anchor, ${fmt(anchoring.gasPerMillionFrames)} gas per million frames`);
     const problems = gw.problems();
 
     const results = {
@@ -573,6 +583,7 @@ async function main(argv: string[]): Promise<number> {
       verify: verifyFigures,
       endToEnd: [e2eSmall, e2eMix],
       latency,
+      anchoring,
       gatewayWarnings: problems.slice(0, 20),
       finalStatus: settledS.s,
       benchSeconds: Math.round((Date.now() - benchStarted) / 1000),
@@ -602,7 +613,85 @@ interface Results {
   verify: VerifyFigure[];
   endToEnd: E2EFigure[];
   latency: LatencyFigure;
+  anchoring: AnchoringFigure;
   benchSeconds: number;
+}
+
+interface AnchoringFigure {
+  complete: boolean;
+  batchIntervalMs: number;
+  batches: number;
+  leaves: number;
+  leavesPerBatch: { min: number; median: number; max: number };
+  gasPerAnchor: { mean: number; min: number; max: number; first: number };
+  gasPerMillionFrames: number;
+  /** From a frame's arrival at the gateway to the confirmation of its batch's anchor. */
+  arrivalToAnchorMs: { frames: number; p50: number; p99: number; max: number };
+  /** GET /proofs from the gateway: InfluxDB read, leaf check, audit path, bundle. */
+  proofGeneration: { bundles: number; wallMs: number; usPerBundle: number };
+  /** verifyBundle in this process, one bundle after another, against the embedded chain (with its per-batch cache) and offline. */
+  verify: { bundles: number; onlineUsPerBundle: number; onlineFirstOfBatchUsPerBundle: number; offlineUsPerBundle: number; allOk: boolean };
+}
+
+/**
+ * (e) Anchoring: gas from the anchor records, arrival → confirmed anchor from each stored
+ * frame's received_at and its batch's confirmation time, proof generation through the
+ * gateway's HTTP API, and verification of those bundles.
+ */
+async function anchoringFigures(gw: GatewayProcess, gwDir: string, influxUrl: string, complete: boolean): Promise<AnchoringFigure> {
+  const store = new BatchStore(join(gwDir, 'batches'));
+  const gas: number[] = [];
+  const sizes: number[] = [];
+  const confirmedAt = new Map<bigint, number>();
+  for (let s = 1n; s <= store.lastAnchored; s++) {
+    const a = store.anchorOf(s)!;
+    gas.push(Number(a.gasUsed));
+    sizes.push(store.get(s)!.leafCount);
+    confirmedAt.set(s, a.confirmedAtMs);
+  }
+  const leaves = sizes.reduce((a, b) => a + b, 0);
+  const sink = new InfluxSink({ url: influxUrl, database: 'vitalproof', gatewayId: 'gw-bench' });
+  const frames = await sink.queryFrames();
+  const waits = frames.filter((f) => f.batch !== undefined && confirmedAt.has(f.batch)).map((f) => confirmedAt.get(f.batch!)! - f.receivedAtMs).sort((a, b) => a - b);
+
+  const n = Math.min(2000, frames.length);
+  const t0 = performance.now();
+  const res = await fetch(`http://127.0.0.1:${gw.httpPort}/proofs?limit=${n}`);
+  const body = (await res.json()) as { export: unknown };
+  const proofMs = performance.now() - t0;
+  const bundles: ProofBundle[] = parseBundles(body.export);
+
+  const endpoint = JSON.parse(readFileSync(join(gwDir, 'chain', 'endpoint.json'), 'utf8')) as { url: string };
+  const provider = chainProvider(endpoint.url, bundles[0]?.anchor.chainId ?? 31337, 100);
+  const sample = bundles.slice(0, 300);
+  let allOk = true;
+  const cache = new VerifyCache();
+  let t = performance.now();
+  for (const b of sample) allOk = (await verifyBundle(b, { provider, cache })).ok && allOk;
+  const onlineUs = ((performance.now() - t) * 1000) / Math.max(1, sample.length);
+  // Without the cache: every bundle pays its anchor and device look-ups (a verifier with one bundle).
+  const firsts = sample.slice(0, 50);
+  t = performance.now();
+  for (const b of firsts) allOk = (await verifyBundle(b, { provider })).ok && allOk;
+  const firstUs = ((performance.now() - t) * 1000) / Math.max(1, firsts.length);
+  t = performance.now();
+  for (const b of sample) await verifyBundle(b, { offline: true });
+  const offlineUs = ((performance.now() - t) * 1000) / Math.max(1, sample.length);
+  provider.destroy();
+
+  const sorted = [...sizes].sort((a, b) => a - b);
+  return {
+    complete: complete && store.pendingAnchors === 0,
+    batchIntervalMs: 10_000,
+    batches: gas.length,
+    leaves,
+    leavesPerBatch: { min: sorted[0] ?? 0, median: sorted[Math.floor(sorted.length / 2)] ?? 0, max: sorted[sorted.length - 1] ?? 0 },
+    gasPerAnchor: { mean: Math.round(gas.reduce((a, b) => a + b, 0) / Math.max(1, gas.length)), min: Math.min(...gas), max: Math.max(...gas), first: gas[0] ?? 0 },
+    gasPerMillionFrames: Math.round((gas.reduce((a, b) => a + b, 0) / Math.max(1, leaves)) * 1e6),
+    arrivalToAnchorMs: { frames: waits.length, p50: percentile(waits, 50), p99: percentile(waits, 99), max: waits[waits.length - 1] ?? 0 },
+    proofGeneration: { bundles: bundles.length, wallMs: Math.round(proofMs), usPerBundle: sig((proofMs * 1000) / Math.max(1, bundles.length)) },
+    verify: { bundles: sample.length, onlineUsPerBundle: sig(onlineUs), onlineFirstOfBatchUsPerBundle: sig(firstUs), offlineUsPerBundle: sig(offlineUs), allOk },
+  };
 }
 
 function cpuLine(label: string, c: CpuShare): string {
@@ -640,6 +729,14 @@ function print(r: Results): void {
   w = [12, 12, 10, 10, 10, 10, 10, 10];
   out.push(row(['target/s', 'achieved/s', 'measured', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'deferred'], w));
   out.push(row([fmt(l.targetPerSecond), fmt(l.achievedPerSecond), fmt(l.measured), fmt(l.p50Ms, 1), fmt(l.p90Ms, 1), fmt(l.p99Ms, 1), fmt(l.maxMs, 1), l.deferred], w));
+  out.push('');
+  const a = r.anchoring;
+  out.push(`(e) anchoring (embedded anvil, default ${a.batchIntervalMs / 1000} s batches)${a.complete ? '' : ' (INCOMPLETE: batches still waiting)'}`);
+  out.push(`  ${a.batches} anchors for ${a.leaves} frames (frames per batch min ${a.leavesPerBatch.min} median ${a.leavesPerBatch.median} max ${a.leavesPerBatch.max})`);
+  out.push(`  gas per anchor: mean ${fmt(a.gasPerAnchor.mean)} (first ${fmt(a.gasPerAnchor.first)}, min ${fmt(a.gasPerAnchor.min)}, max ${fmt(a.gasPerAnchor.max)}); gas per million frames at these batch sizes: ${fmt(a.gasPerMillionFrames)}`);
+  out.push(`  frame arrival → its batch's anchor confirmed: p50 ${fmt(a.arrivalToAnchorMs.p50)} ms, p99 ${fmt(a.arrivalToAnchorMs.p99)} ms, max ${fmt(a.arrivalToAnchorMs.max)} ms (${a.arrivalToAnchorMs.frames} frames)`);
+  out.push(`  proof generation (GET /proofs, ${a.proofGeneration.bundles} bundles): ${fmt(a.proofGeneration.usPerBundle, 1)} µs per bundle`);
+  out.push(`  verify per bundle: ${fmt(a.verify.onlineUsPerBundle, 0)} µs online with a per-batch cache, ${fmt(a.verify.onlineFirstOfBatchUsPerBundle, 0)} µs online without, ${fmt(a.verify.offlineUsPerBundle, 0)} µs offline (${a.verify.bundles} bundles, ${a.verify.allOk ? 'all ok' : 'SOME FAILED'})`);
   out.push('');
   out.push(`bench took ${r.benchSeconds} s`);
   console.log(out.join('\n'));
