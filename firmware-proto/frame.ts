@@ -141,6 +141,17 @@ export function decodeFrame(raw: Uint8Array): Frame {
 }
 
 /** The device id of a frame, or undefined when the bytes are too short to carry one. */
+/**
+ * Device id, sequence number and timestamp of a frame already known to be valid (one the
+ * gateway accepted), read straight from the header (§3.1) without checking or decoding the rest.
+ * @throws RangeError when `raw` is shorter than a header.
+ */
+export function frameIdentity(raw: Uint8Array): { deviceId: string; seq: bigint; timestampMs: bigint } {
+  if (raw.length < HEADER_BYTES) throw new RangeError(`a frame header is ${HEADER_BYTES} bytes, got ${raw.length}`);
+  const v = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  return { deviceId: Buffer.from(raw.subarray(1, 9)).toString('hex'), seq: v.getBigUint64(9), timestampMs: v.getBigUint64(17) };
+}
+
 export function peekDeviceId(raw: Uint8Array): string | undefined {
   return raw.length >= 9 ? Buffer.from(raw.subarray(1, 9)).toString('hex') : undefined;
 }

@@ -13,7 +13,7 @@
  * with the same leaves in the same order, and the batch and leaf already written to
  * InfluxDB stay true.
  */
-import { decodeFrame } from '../../firmware-proto/frame.js';
+import { frameIdentity } from '../../firmware-proto/frame.js';
 import { hashLeaf } from '../merkle/rfc6962.js';
 import { Rfc6962Tree } from '../merkle/tree.js';
 import { WalReader, type Wal } from '../spool/wal.js';
@@ -173,7 +173,7 @@ export class Batcher {
     for (let recs = this.reader.read(5000); recs.length > 0; recs = this.reader.read(5000)) {
       for (const r of recs) {
         const raw = spoolRecordFrameBytes(r.lsn, r.payload);
-        const f = decodeFrame(raw);
+        const f = frameIdentity(raw); // accepted: already decoded and verified once
         if (this.leaves.length === 0) this.openedAtMs = this.now();
         this.placed.set(r.lsn, { batch: this.openSeq, leaf: this.leaves.length });
         this.leaves.push({ lsn: r.lsn, device: f.deviceId, seq: f.seq, timeMs: Number(f.timestampMs), leafHash: hashLeaf(raw) });
