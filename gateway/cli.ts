@@ -3,10 +3,14 @@
  * vitalproof: the gateway's command line.
  *
  *   vitalproof run     [--config FILE] [--<key> VALUE ...]   run the gateway
- *   vitalproof enrol   FILE [--dataDir DIR]                  enrol devices from an enrolment file
+ *   vitalproof enrol   FILE [--admin-key-file F]             enrol devices from an enrolment file (on chain by default)
  *   vitalproof revoke  DEVICE_ID [--at ISO_TIME]             revoke a device (frames from then on are refused)
  *   vitalproof devices                                       list enrolled devices
  *   vitalproof status  [--url URL]                           print a running gateway's status
+ *   vitalproof export  --device ID [--seq N | --from T --to T] [--out FILE]   proof bundles
+ *   vitalproof verify  FILE… (--rpc URL | --offline)         check proof bundles
+ *   vitalproof audit   [--device ID] [--from T] [--to T] [--json FILE]       InfluxDB against signed, anchored frames
+ *   vitalproof chain   deploy|info                           contracts on an external chain; chain status
  *
  * Any configuration key can be given as a flag (--mqtt.port 1884), an environment
  * variable (VP_MQTT_PORT=1884) or in the --config file; see docs/operations.md.
@@ -22,14 +26,19 @@ import { formatStatus } from './status/format.js';
 import { chainCommand } from './chain/chain-cli.js';
 import { exportCommand } from './proof/export-cli.js';
 import { verifyCommand } from './proof/verify-cli.js';
+import { auditCommand } from './audit/audit-cli.js';
 import type { StatusSnapshot } from './status/http.js';
 
-const USAGE = `usage: vitalproof <run|enrol|revoke|devices|status> [options]
-  run                 run the gateway (embedded MQTT broker, spool, InfluxDB writer, status endpoint)
-  enrol FILE          enrol the devices listed in an enrolment file (e.g. from "vp-sim export")
+const USAGE = `usage: vitalproof <run|enrol|revoke|devices|status|export|verify|audit|chain> [options]
+  run                 run the gateway (embedded MQTT broker, spool, InfluxDB writer, Merkle batches, anchoring, status endpoint)
+  enrol FILE          enrol the devices listed in an enrolment file (e.g. from "vp-sim export"); on chain: --admin-key-file F for an external chain
   revoke DEVICE_ID    revoke a device; --at ISO_TIME (default now)
   devices             list enrolled devices
   status              print a running gateway's status; --url http://127.0.0.1:8080
+  export              proof bundles of stored frames: --device ID [--seq N | --from T --to T] [--out FILE]
+  verify FILE…        check proof bundles: --rpc URL, or --offline
+  audit               check what InfluxDB holds against the signed frames and anchored batches: [--device ID] [--from T] [--to T] [--json FILE]
+  chain deploy|info   deploy the contracts on an external chain (--rpc URL --key-file F); show the chain
 options: --config FILE, and any config key as --key value (e.g. --dataDir ./data --mqtt.port 1883 --influx.url http://...)`;
 
 function configFrom(flags: Record<string, string>, own: string[] = []): GatewayConfig {
@@ -80,6 +89,8 @@ async function main(argv: string[]): Promise<number> {
       return exportCommand(argv.slice(1));
     case 'verify':
       return verifyCommand(argv.slice(1));
+    case 'audit':
+      return auditCommand(argv.slice(1));
     default:
       console.error(USAGE);
       return 2;

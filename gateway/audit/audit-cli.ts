@@ -32,13 +32,14 @@ export const AUDIT_USAGE = `usage: vitalproof audit [options]
   --from ISO|ms        start of the range (inclusive), ISO 8601 or ms since the epoch
   --to ISO|ms          end of the range (exclusive)
   --json FILE|-        write the full report as JSON to FILE, or to stdout with -
-  --limit N            findings printed (default 20; the JSON report lists them all)
+  --limit N            findings printed (default 20)
+  --max-findings N     findings listed in the JSON report (default 100000; the counts are always complete)
   --gateway ADDR,...   gateway accounts whose anchors count (default: this gateway's chain account)
   --config FILE, and any config key as --key value (--dataDir, --influx.url, --chain.mode, ...)
 exit code: 0 all intact, 1 findings, 2 usage/config error or the audit could not run`;
 
 const SEVERITY: FindingCode[] = ['frame_tampered', 'edited', 'unexpected', 'missing', 'seq_gap', 'not_anchored', 'unverifiable'];
-const OWN_FLAGS = ['device', 'from', 'to', 'json', 'limit', 'gateway', 'config', 'help'] as const;
+const OWN_FLAGS = ['device', 'from', 'to', 'json', 'limit', 'max-findings', 'gateway', 'config', 'help'] as const;
 
 /**
  * Runs the audit command. No side effects at import; `out` receives every line (the JSON
@@ -97,6 +98,7 @@ export async function auditCommand(argv: string[], out: (line: string) => void =
       ...(opts.fromMs !== undefined ? { fromMs: opts.fromMs } : {}),
       ...(opts.toMs !== undefined ? { toMs: opts.toMs } : {}),
       gatewayId,
+      maxFindings: opts.maxFindings,
     });
     if (fileKeys) notes.push(`keys not on chain come from ${regPath}`);
     if (report.otherGateways.length) notes.push(`points of other gateways were not audited: ${report.otherGateways.join(', ')}`);
@@ -126,11 +128,12 @@ interface CliOptions {
   toMs?: number;
   json?: string;
   limit: number;
+  maxFindings: number;
   gateways?: string[];
 }
 
 function parseOptions(flags: Record<string, string>): CliOptions {
-  const o: CliOptions = { limit: 20 };
+  const o: CliOptions = { limit: 20, maxFindings: 100_000 };
   if (flags['device'] !== undefined) {
     if (!/^[0-9a-f]{16}$/.test(flags['device'])) throw new ConfigError(`--device must be 16 lowercase hex digits, got "${flags['device']}"`);
     o.device = flags['device'];
@@ -142,10 +145,11 @@ function parseOptions(flags: Record<string, string>): CliOptions {
     if (flags['json'] === 'true') throw new ConfigError('--json needs a file name, or - for stdout');
     o.json = flags['json'];
   }
-  if (flags['limit'] !== undefined) {
-    const n = Number(flags['limit']);
-    if (!Number.isInteger(n) || n < 0) throw new ConfigError(`--limit must be a whole number, got "${flags['limit']}"`);
-    o.limit = n;
+  for (const [flag, prop] of [['limit', 'limit'], ['max-findings', 'maxFindings']] as const) {
+    if (flags[flag] === undefined) continue;
+    const n = Number(flags[flag]);
+    if (!Number.isSafeInteger(n) || n < 0) throw new ConfigError(`--${flag} must be a whole number, got "${flags[flag]}"`);
+    o[prop] = n;
   }
   if (flags['gateway'] !== undefined) {
     const list = flags['gateway'].split(',').map((a) => a.trim()).filter(Boolean);
@@ -176,10 +180,10 @@ export function formatAudit(r: AuditReport, o: { limit: number; chainId?: number
   for (const code of Object.keys(FINDING_CODES) as FindingCode[]) lines.push(`  ${code.padEnd(15)} ${String(r.summary.counts[code]).padStart(9)}`);
   const total = r.findings.length + r.findingsOmitted;
   if (r.ok) {
-    lines.push('OK: every point intact, nothing missing, no sequence gap');
+    lines.push(r.summary.points > 0 ? 'OK: every point intact, nothing missing, no sequence gap' : 'OK: no points and no batch leaves in this range: nothing to audit');
     return lines;
   }
-  lines.push(`NOT OK: ${total} findings${total > o.limit ? ` (first ${o.limit})` : ''}`);
+  lines.push(`NOT OK: ${total} findings${total > o.limit ? ` (first ${o.limit})` : ''}${r.findingsOmitted ? `; the report lists ${r.findings.length} (--max-findings)` : ''}`);
   // The gravest first: what was changed, then what is gone, then what could not be checked.
   const shown = [...r.findings].sort((a, b) => SEVERITY.indexOf(a.code) - SEVERITY.indexOf(b.code));
   for (const f of shown.slice(0, o.limit)) lines.push(`  ${formatFinding(f)}`);
@@ -193,6 +197,8 @@ export function formatFinding(f: Finding): string {
       ? (f.diffs ?? [{ field: f.field!, stored: f.stored ?? null, expected: f.expected ?? null }]).map((d) => `${d.field} stored ${String(d.stored)}, signed ${String(d.expected)}`).join('; ')
       : f.code === 'seq_gap'
         ? `${f.missingCount} seq missing: ${f.missingSeqs!.slice(0, 10).join(', ')}${f.missingCount! > 10 ? ', …' : ''}`
-        : f.reason;
+        : f.reason.length > 160
+          ? `${f.reason.slice(0, 159)}…`
+          : f.reason;
   return `${f.code.padEnd(15)} ${where}  ${what}`;
 }

@@ -72,7 +72,7 @@ export interface AuditOptions {
   /** [fromMs, toMs): point time (frame time for `frames` points, sample time for samples). */
   fromMs?: number;
   toMs?: number;
-  /** Findings listed in the report (counts are always complete). Default 10,000. */
+  /** Findings listed in the report (counts are always complete). Default 100,000. */
   maxFindings?: number;
 }
 
@@ -164,7 +164,13 @@ export interface AuditReport {
 
 /** Sequence numbers listed per seq_gap finding. */
 const MAX_GAP_LIST = 1000;
-/** Seqs per InfluxQL statement when fetching frames that start before the range. */
+/** How far outside the range batch leaves are looked at for seqs that close an apparent gap. */
+const GAP_SLACK_MS = 10 * 60_000;
+/** Seqs looked up in InfluxDB, per device, before gaps are reported (range-limited audits). */
+const MAX_GAP_LOOKUP = 10_000;
+/** Batch files held in memory at once (each read once per audit in the usual, time-ordered case). */
+const MAX_CACHED_BATCHES = 256;
+/** Seqs per InfluxQL statement when fetching frames by seq. */
 const SEQS_PER_QUERY = 100;
 const TAGS = new Set(['time', 'device', 'patient', 'gateway', 'sensor']);
 
@@ -204,10 +210,12 @@ interface FrameCtx {
 
 interface BatchVerdict {
   audit: BatchAudit;
-  batch?: SealedBatch;
   /** What the verdict means for the frames in it. */
   effect: 'intact' | 'frame_tampered' | 'not_anchored' | 'unverifiable';
 }
+
+/** Counts a point's code (or a missing sample, a gap) and lists it unless intact. */
+type AddFinding = (f: Finding | { code: 'intact' }) => void;
 
 interface DeviceKey {
   key?: Uint8Array;
@@ -242,9 +250,12 @@ class Audit {
   private readonly keyCache = new KeyCache();
   private readonly verdicts = new Map<bigint, Promise<BatchVerdict>>();
   private readonly batchCache = new Map<bigint, SealedBatch | undefined>();
+  private readonly unreadable = new Map<bigint, string>();
   /** In-range batch leaves per device, and every leaf of the scanned batches by device|seq. */
   private readonly leavesByDevice = new Map<string, { batch: bigint; leaf: number; seq: bigint; timeMs: number }[]>();
   private readonly leafByDeviceSeq = new Map<string, { batch: bigint; leaf: number }>();
+  /** Seqs of batch leaves just outside the range (GAP_SLACK_MS), per device: they fill no gap inside it. */
+  private readonly nearSeqs = new Map<string, Set<bigint>>();
   private readonly findings: Finding[] = [];
   private omitted = 0;
   private readonly counts = emptyCounts();
@@ -301,33 +312,51 @@ class Audit {
 
   // ---- batches ----
 
+  /** A sealed batch, from a bounded cache; undefined when absent or unreadable (the reason is kept for its verdict). */
   private getBatch(seq: bigint): SealedBatch | undefined {
-    if (!this.batchCache.has(seq)) this.batchCache.set(seq, this.store.get(seq));
-    return this.batchCache.get(seq);
+    if (this.batchCache.has(seq)) {
+      const hit = this.batchCache.get(seq);
+      this.batchCache.delete(seq);
+      this.batchCache.set(seq, hit);
+      return hit;
+    }
+    let b: SealedBatch | undefined;
+    try {
+      b = this.store.get(seq);
+    } catch (e) {
+      this.unreadable.set(seq, (e as Error).message);
+    }
+    this.batchCache.set(seq, b);
+    if (this.batchCache.size > MAX_CACHED_BATCHES) this.batchCache.delete(this.batchCache.keys().next().value as bigint);
+    return b;
   }
 
-  /** Reads every sealed batch once; keeps those with frames in the range, and their leaves of the audited device(s). */
+  /** Reads every sealed batch once and indexes its leaves of the audited device(s) in (and near) the range. */
   private scanBatches(): void {
     const fromMs = this.o.fromMs ?? Number.NEGATIVE_INFINITY;
     const toMs = this.o.toMs ?? Number.POSITIVE_INFINITY;
+    // A device numbers frames as it records them, and a frame's time is its first sample, so a
+    // frame just outside the range may carry a seq between two frames inside it.
+    const nearFrom = fromMs - GAP_SLACK_MS;
+    const nearTo = toMs + GAP_SLACK_MS;
     for (let s = 1n; s <= this.store.lastSealed; s++) {
-      const b = this.store.get(s);
-      if (!b) {
-        this.batchCache.set(s, undefined);
-        continue;
-      }
-      if (b.lastFrameTimeMs < fromMs || b.firstFrameTimeMs >= toMs) continue;
-      let kept = false;
+      const b = this.getBatch(s);
+      if (!b) continue;
+      if (b.lastFrameTimeMs < nearFrom || b.firstFrameTimeMs >= nearTo) continue;
       b.leaves.forEach((l, i) => {
-        if (l.timeMs < fromMs || l.timeMs >= toMs) return;
+        if (l.timeMs < nearFrom || l.timeMs >= nearTo) return;
         if (this.o.device !== undefined && l.device !== this.o.device) return;
-        kept = true;
+        if (l.timeMs < fromMs || l.timeMs >= toMs) {
+          const near = this.nearSeqs.get(l.device) ?? new Set<bigint>();
+          near.add(l.seq);
+          this.nearSeqs.set(l.device, near);
+          return;
+        }
         const list = this.leavesByDevice.get(l.device) ?? [];
         list.push({ batch: s, leaf: i, seq: l.seq, timeMs: l.timeMs });
         this.leavesByDevice.set(l.device, list);
         this.leafByDeviceSeq.set(`${l.device}|${l.seq}`, { batch: s, leaf: i });
       });
-      if (kept) this.batchCache.set(s, b);
     }
   }
 
@@ -345,39 +374,61 @@ class Audit {
     const s = seq.toString();
     if (seq > this.store.lastSealed) return { effect: 'not_anchored', audit: { batch: s, status: 'open', reason: `batch ${s} is still open: not sealed yet (last sealed ${this.store.lastSealed})` } };
     const b = this.getBatch(seq);
-    if (!b) return { effect: 'unverifiable', audit: { batch: s, status: 'absent', reason: `batch ${s} is sealed but its file is not in the batch store ${this.store.dir}` } };
+    if (!b) {
+      const why = this.unreadable.get(seq);
+      return { effect: 'unverifiable', audit: { batch: s, status: 'absent', reason: why ? `batch ${s} cannot be read from the batch store: ${why}` : `batch ${s} is sealed but its file is not in the batch store ${this.store.dir}` } };
+    }
     const root = `0x${Rfc6962Tree.fromLeafHashes(b.leaves.map((l) => l.leafHash)).root().toString('hex')}`;
     const base = { batch: s, leafCount: b.leafCount, root };
     if (root !== b.root.toLowerCase()) {
-      return { batch: b, effect: 'frame_tampered', audit: { ...base, status: 'inconsistent', reason: `batch ${s}: its leaf hashes give root ${root}, its file says ${b.root}: the batch store was altered` } };
+      return { effect: 'frame_tampered', audit: { ...base, status: 'inconsistent', reason: `batch ${s}: its leaf hashes give root ${root}, its file says ${b.root}: the batch store was altered` } };
     }
-    const anchor = this.store.anchorOf(seq);
-    if (!anchor) return { batch: b, effect: 'not_anchored', audit: { ...base, status: 'sealed', reason: `batch ${s} is sealed but not anchored (confirmed) yet` } };
+    let anchor: ReturnType<BatchStore['anchorOf']>;
+    try {
+      anchor = this.store.anchorOf(seq);
+    } catch (e) {
+      return { effect: 'not_anchored', audit: { ...base, status: 'sealed', reason: `batch ${s}: its anchor record cannot be read (${(e as Error).message})` } };
+    }
+    if (!anchor) return { effect: 'not_anchored', audit: { ...base, status: 'sealed', reason: `batch ${s} is sealed but not anchored (confirmed) yet` } };
     const rec = { gateway: anchor.gateway, txHash: anchor.txHash, block: anchor.blockNumber };
     const chain = this.o.chain;
-    if (!chain) return { batch: b, effect: 'unverifiable', audit: { ...base, ...rec, status: 'unchecked', reason: `batch ${s} is recorded as anchored (tx ${anchor.txHash}) but the audit has no chain to check it against` } };
+    if (!chain) return { effect: 'unverifiable', audit: { ...base, ...rec, status: 'unchecked', reason: `batch ${s} is recorded as anchored (tx ${anchor.txHash}) but the audit has no chain to check it against` } };
     if (!this.trusted.has(anchor.gateway.toLowerCase())) {
-      return { batch: b, effect: 'unverifiable', audit: { ...base, ...rec, status: 'untrusted_gateway', reason: `batch ${s} was anchored by ${anchor.gateway}, not by a gateway the audit trusts (${[...this.trusted].join(', ')})` } };
+      return { effect: 'unverifiable', audit: { ...base, ...rec, status: 'untrusted_gateway', reason: `batch ${s} was anchored by ${anchor.gateway}, not by a gateway the audit trusts (${[...this.trusted].join(', ')})` } };
     }
     const reg = anchorRegistryAt(chain.anchorRegistry, chain.provider);
-    let onChain: { root: string; leafCount: bigint; blockNumber: bigint };
+    let onChain: { root: string; leafCount: bigint; firstFrameTimeMs: bigint; lastFrameTimeMs: bigint; blockNumber: bigint };
     try {
       onChain = await reg.anchorOf(anchor.gateway, STREAM.FRAMES, seq);
     } catch (e) {
       if (decodeRevert(e, reg.interface)?.name !== 'AnchorRegistryUnknownAnchor') throw e;
-      return { batch: b, effect: 'not_anchored', audit: { ...base, ...rec, status: 'not_on_chain', reason: `batch ${s} is recorded as anchored (tx ${anchor.txHash}) but the chain holds no anchor for it: another chain, or the chain was reset` } };
+      return { effect: 'not_anchored', audit: { ...base, ...rec, status: 'not_on_chain', reason: `batch ${s} is recorded as anchored (tx ${anchor.txHash}) but the chain holds no anchor for it: another chain, or the chain was reset` } };
     }
     const chainRoot = onChain.root.toLowerCase();
     const chainLeafCount = Number(onChain.leafCount);
     const withChain = { ...base, ...rec, chainRoot, chainLeafCount };
     if (chainRoot !== root || chainLeafCount !== b.leafCount) {
       return {
-        batch: b,
         effect: 'frame_tampered',
         audit: { ...withChain, status: 'root_mismatch', reason: `batch ${s}: root ${root} of ${b.leafCount} leaves from the batch store, but the chain anchored ${chainRoot} of ${chainLeafCount} leaves` },
       };
     }
-    return { batch: b, effect: 'intact', audit: { ...withChain, block: Number(onChain.blockNumber), status: 'anchored', reason: `root and leaf count anchored on chain in block ${onChain.blockNumber}` } };
+    // The time window anchored with the root is what proofs check frame times against.
+    const first = Number(onChain.firstFrameTimeMs);
+    const last = Number(onChain.lastFrameTimeMs);
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = Number.NEGATIVE_INFINITY;
+    for (const l of b.leaves) {
+      if (l.timeMs < lo) lo = l.timeMs;
+      if (l.timeMs > hi) hi = l.timeMs;
+    }
+    if (first !== lo || last !== hi) {
+      return {
+        effect: 'frame_tampered',
+        audit: { ...withChain, status: 'root_mismatch', reason: `batch ${s}: the chain anchored the frame-time window [${first}, ${last}] ms, the batch store's leaves span [${lo}, ${hi}] ms` },
+      };
+    }
+    return { effect: 'intact', audit: { ...withChain, block: Number(onChain.blockNumber), status: 'anchored', reason: `root and leaf count anchored on chain in block ${onChain.blockNumber}` } };
   }
 
   // ---- InfluxDB ----
@@ -463,11 +514,12 @@ class Audit {
     const counts = emptyCounts();
     const key = await this.deviceKey(device);
     const da: DeviceAudit = { device, keySource: key.source, ...(key.mismatch ? { keyMismatch: true } : {}), ...(key.revokedAtMs ? { revokedAtMs: key.revokedAtMs } : {}), points: 0, frames: 0, counts };
-    const add = (f: Finding | { code: 'intact' }): void => {
+    const add: AddFinding = (f) => {
       counts[f.code]++;
       this.counts[f.code]++;
       if (f.code === 'intact') return;
-      if (this.findings.length < (this.o.maxFindings ?? 10_000)) this.findings.push(f);
+      // `code` first, whatever order the finding was built in: the JSON reads better.
+      if (this.findings.length < (this.o.maxFindings ?? 100_000)) this.findings.push({ ...{ code: f.code }, ...f });
       else this.omitted++;
     };
 
@@ -477,17 +529,50 @@ class Audit {
       const { where, params } = this.deviceWhere(device, true);
       for (const r of await this.select(FRAMES_MEASUREMENT, where, params)) frames.push(this.frameCtx(toFrameRow(r), true, key));
     }
-    const sensors = SENSORS.map((s) => s.name).filter((m) => measurements.has(m));
     markCopies(frames);
     await this.settle(frames);
 
-    // The `frames` points themselves.
-    let firstSeq: bigint | undefined;
-    let lastSeq: bigint | undefined;
+    this.auditFramePoints(device, frames, add);
+    da.frames = frames.filter((f) => f.inRange).length;
+    da.points += da.frames;
+    // Sample points against the samples their signed frames carry, matched by time; one
+    // measurement at a time, so that only one measurement's points are held.
+    for (const m of SENSORS.map((x) => x.name).filter((x) => measurements.has(x))) da.points += await this.auditSamples(device, m, frames, key, add);
+    const leaves = this.leavesByDevice.get(device) ?? [];
+    this.missingLeaves(device, leaves, frames, add);
+
+    // Sequence numbers: from the batches and from the stored frames that verify.
+    const all = new Set<bigint>(leaves.map((l) => l.seq));
+    for (const fc of frames) if (fc.inRange && fc.frame && fc.status !== 'frame_tampered' && fc.frame.deviceId === device) all.add(fc.frame.seq);
+    const sorted = [...all].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const g of await this.gaps(device, sorted, key)) {
+      const missingSeqs: string[] = [];
+      for (let s = g.from; s <= g.to && missingSeqs.length < MAX_GAP_LIST; s++) missingSeqs.push(s.toString());
+      add({
+        code: 'seq_gap',
+        measurement: FRAMES_MEASUREMENT,
+        device,
+        missingSeqs,
+        missingCount: Number(g.to - g.from + 1n),
+        reason: `seq ${g.from}${g.to > g.from ? ` … ${g.to}` : ''} missing between frames ${g.after} and ${g.before}: in no batch and in no stored frame`,
+      });
+    }
+    const firstSeq = sorted[0];
+    const lastSeq = sorted[sorted.length - 1];
+    const times = frames.filter((f) => f.inRange).map((f) => f.row.timeNs);
+    if (firstSeq !== undefined) da.firstSeq = firstSeq.toString();
+    if (lastSeq !== undefined) da.lastSeq = lastSeq.toString();
+    if (times.length) {
+      da.firstTimeNs = times.reduce((a, b) => (a < b ? a : b)).toString();
+      da.lastTimeNs = times.reduce((a, b) => (a > b ? a : b)).toString();
+    }
+    return da;
+  }
+
+  /** Each `frames` point in the range gets one code. */
+  private auditFramePoints(device: string, frames: FrameCtx[], add: AddFinding): void {
     for (const fc of frames) {
       if (!fc.inRange) continue;
-      da.points++;
-      da.frames++;
       const loc = this.locate(fc);
       if (fc.duplicateOf) {
         add({ code: 'unexpected', measurement: FRAMES_MEASUREMENT, device, ...loc, reason: `a second frames point carrying frame ${device}/${fc.seq} (tags patient=${fc.row.patient}, gateway=${fc.row.gateway}); the first is at ${isoNs(fc.duplicateOf.row.timeNs)}` });
@@ -499,97 +584,99 @@ class Audit {
         add({ code: fc.status, measurement: FRAMES_MEASUREMENT, device, ...loc, reason: fc.reasons.join('; ') });
       } else add({ code: 'intact' });
     }
+  }
 
-    // Sample points against the samples their signed frames carry, matched by time; one
-    // measurement at a time, so that only one measurement's points are held.
-    for (const m of sensors) {
-      const spec = sensorByName(m);
-      const { where, params } = this.deviceWhere(device, true);
-      const found = await this.select(m, where, params);
-      const pool = [...frames, ...(await this.framesBefore(device, m, found, frames, key))];
-      const expected = new Map<bigint, { fc: FrameCtx; i: number; claimed: boolean }>();
-      const bySeq = new Map<bigint, FrameCtx>();
-      for (const fc of pool) {
-        if (fc.sensor !== m || fc.duplicateOf) continue;
-        if (fc.seq !== undefined && (!bySeq.has(fc.seq) || bySeq.get(fc.seq)!.status === 'frame_tampered')) bySeq.set(fc.seq, fc);
-        const f = fc.frame;
-        if (!f) continue;
-        for (let i = 0; i < f.count; i++) {
-          const t = sampleTimeNs(f, i);
-          if (!this.inRange(t)) continue;
-          const prev = expected.get(t);
-          if (!prev || (prev.fc.status === 'frame_tampered' && fc.status !== 'frame_tampered')) expected.set(t, { fc, i, claimed: false });
-        }
-      }
-      // Within one time, the point in its frame's own series goes first (it is the sample; others are extra).
-      const rows = found.map((r, n) => {
-        const t = intOf(r['time']) ?? 0n;
-        const e = expected.get(t);
-        return { r, n, t, own: e !== undefined && sameSeries(r, e.fc.row) };
-      });
-      rows.sort((a, b) => (a.t < b.t ? -1 : a.t > b.t ? 1 : a.own !== b.own ? (a.own ? -1 : 1) : a.n - b.n));
-      for (const { r } of rows) {
-        da.points++;
-        const t = intOf(r['time']) ?? 0n;
-        const storedSeq = intOf(r['seq']);
-        const seqU = storedSeq === undefined ? undefined : fromStoredUint64(storedSeq);
-        const e = expected.get(t);
-        const fc = e?.fc;
-        if (!e || !fc || e.claimed || !sameSeries(r, fc.row)) {
-          // No sample of a stored frame at this time, or it is taken by the point of the frame's own series.
-          const owner = seqU !== undefined ? bySeq.get(seqU) : undefined;
-          const base = { measurement: m, device, timeNs: t.toString(), time: isoNs(t), ...(seqU !== undefined ? { seq: seqU.toString() } : {}) };
-          if (e && !e.claimed && fc) {
-            // The frame's sample at this time, but in another series: its tags were edited.
-            e.claimed = true;
-            const diffs = tagDiffs(r, fc.row);
-            if (fc.status === 'frame_tampered') add({ ...base, ...this.locate(fc, false), code: 'frame_tampered', reason: fc.reasons.join('; ') });
-            else add({ ...base, ...this.locate(fc, false), code: 'edited', ...diffFields([...diffs, ...valueDiffs(r, fc, e.i, spec.channels)]), reason: `the point is in another series than its frame (${diffs.map((d) => d.field).join(', ')})` });
-          } else if (owner && owner.status === 'frame_tampered') {
-            add({ ...base, ...this.locate(owner, false), code: 'frame_tampered', reason: `${owner.reasons.join('; ')} (the point names this frame by seq)` });
-          } else {
-            const why = e
-              ? `a second point at this time (patient=${tagOf(r['patient'])}, gateway=${tagOf(r['gateway'])}) besides the one of frame ${device}/${e.fc.seq}`
-              : owner
-                ? `frame ${device}/${owner.seq} (seq ${seqU}) has no sample at this time`
-                : `no stored frame of ${device} carries a ${m} sample at this time${seqU !== undefined ? ` or has seq ${seqU}` : ''}`;
-            add({ ...base, code: 'unexpected', reason: why });
-          }
-          continue;
-        }
-        e.claimed = true;
-        const loc = { measurement: m, device, timeNs: t.toString(), time: isoNs(t), ...this.locate(fc, false) };
-        if (fc.status === 'frame_tampered') {
-          add({ ...loc, code: 'frame_tampered', reason: fc.reasons.join('; ') });
-          continue;
-        }
-        const diffs = valueDiffs(r, fc, e.i, spec.channels);
-        if (diffs.length > 0) add({ ...loc, code: 'edited', ...diffFields(diffs), reason: `stored ${diffs.map((d) => `${d.field}=${d.stored}`).join(', ')}; the signed frame says ${diffs.map((d) => `${d.field}=${d.expected}`).join(', ')}` });
-        else if (fc.status !== 'intact') add({ ...loc, code: fc.status, reason: fc.reasons.join('; ') });
-        else add({ code: 'intact' });
-      }
-      // Samples of sound frames that have no point.
-      for (const [t, e] of expected) {
-        if (e.claimed || e.fc.status === 'frame_tampered') continue;
-        const f = e.fc.frame!;
-        const exp = spec.channels.map((_, c) => sampleValue(f, e.i, c));
-        add({
-          code: 'missing',
-          measurement: m,
-          device,
-          timeNs: t.toString(),
-          time: isoNs(t),
-          ...this.locate(e.fc, false),
-          field: spec.channels.join(','),
-          stored: null,
-          expected: exp.length === 1 ? exp[0]! : exp.join(','),
-          reason: `sample ${e.i} of frame ${device}/${f.seq} has no point`,
-        });
+  /** The sample points of one measurement of one device; returns how many there were. */
+  private async auditSamples(device: string, m: string, frames: FrameCtx[], key: DeviceKey, add: AddFinding): Promise<number> {
+    let points = 0;
+    const spec = sensorByName(m);
+    const { where, params } = this.deviceWhere(device, true);
+    const found = await this.select(m, where, params);
+    const pool = [...frames, ...(await this.framesBefore(device, m, found, frames, key))];
+    const expected = new Map<bigint, { fc: FrameCtx; i: number; claimed: boolean }>();
+    const bySeq = new Map<bigint, FrameCtx>();
+    for (const fc of pool) {
+      if (fc.sensor !== m || fc.duplicateOf) continue;
+      if (fc.seq !== undefined && (!bySeq.has(fc.seq) || bySeq.get(fc.seq)!.status === 'frame_tampered')) bySeq.set(fc.seq, fc);
+      const f = fc.frame;
+      if (!f) continue;
+      for (let i = 0; i < f.count; i++) {
+        const t = sampleTimeNs(f, i);
+        if (!this.inRange(t)) continue;
+        const prev = expected.get(t);
+        if (!prev || (prev.fc.status === 'frame_tampered' && fc.status !== 'frame_tampered')) expected.set(t, { fc, i, claimed: false });
       }
     }
+    // Within one time, the point in its frame's own series goes first (it is the sample; others are extra).
+    const rows = found.map((r, n) => {
+      const t = intOf(r['time']) ?? 0n;
+      const e = expected.get(t);
+      return { r, n, t, own: e !== undefined && sameSeries(r, e.fc.row) };
+    });
+    rows.sort((a, b) => (a.t < b.t ? -1 : a.t > b.t ? 1 : a.own !== b.own ? (a.own ? -1 : 1) : a.n - b.n));
+    for (const { r } of rows) {
+      points++;
+      const t = intOf(r['time']) ?? 0n;
+      const storedSeq = intOf(r['seq']);
+      const seqU = storedSeq === undefined ? undefined : fromStoredUint64(storedSeq);
+      const e = expected.get(t);
+      const fc = e?.fc;
+      if (!e || !fc || e.claimed || !sameSeries(r, fc.row)) {
+        // No sample of a stored frame at this time, or it is taken by the point of the frame's own series.
+        const owner = seqU !== undefined ? bySeq.get(seqU) : undefined;
+        const base = { measurement: m, device, timeNs: t.toString(), time: isoNs(t), ...(seqU !== undefined ? { seq: seqU.toString() } : {}) };
+        if (e && !e.claimed && fc) {
+          // The frame's sample at this time, but in another series: its tags were edited.
+          e.claimed = true;
+          const diffs = tagDiffs(r, fc.row);
+          if (fc.status === 'frame_tampered') add({ ...base, ...this.locate(fc, false), code: 'frame_tampered', reason: fc.reasons.join('; ') });
+          else add({ ...base, ...this.locate(fc, false), code: 'edited', ...diffFields([...diffs, ...valueDiffs(r, fc, e.i, spec.channels)]), reason: `the point is in another series than its frame (${diffs.map((d) => d.field).join(', ')})` });
+        } else if (owner && owner.status === 'frame_tampered') {
+          add({ ...base, ...this.locate(owner, false), code: 'frame_tampered', reason: `${owner.reasons.join('; ')} (the point names this frame by seq)` });
+        } else {
+          const why = e
+            ? `a second point at this time (patient=${tagOf(r['patient'])}, gateway=${tagOf(r['gateway'])}) besides the one of frame ${device}/${e.fc.seq}`
+            : owner
+              ? `frame ${device}/${owner.seq} (seq ${seqU}) has no sample at this time`
+              : `no stored frame of ${device} carries a ${m} sample at this time${seqU !== undefined ? ` or has seq ${seqU}` : ''}`;
+          add({ ...base, code: 'unexpected', reason: why });
+        }
+        continue;
+      }
+      e.claimed = true;
+      const loc = { measurement: m, device, timeNs: t.toString(), time: isoNs(t), ...this.locate(fc, false) };
+      if (fc.status === 'frame_tampered') {
+        add({ ...loc, code: 'frame_tampered', reason: fc.reasons.join('; ') });
+        continue;
+      }
+      const diffs = valueDiffs(r, fc, e.i, spec.channels);
+      if (diffs.length > 0) add({ ...loc, code: 'edited', ...diffFields(diffs), reason: `stored ${diffs.map((d) => `${d.field}=${d.stored}`).join(', ')}; the signed frame says ${diffs.map((d) => `${d.field}=${d.expected}`).join(', ')}` });
+      else if (fc.status !== 'intact') add({ ...loc, code: fc.status, reason: fc.reasons.join('; ') });
+      else add({ code: 'intact' });
+    }
+    // Samples of sound frames that have no point.
+    for (const [t, e] of expected) {
+      if (e.claimed || e.fc.status === 'frame_tampered') continue;
+      const f = e.fc.frame!;
+      const exp = spec.channels.map((_, c) => sampleValue(f, e.i, c));
+      add({
+        code: 'missing',
+        measurement: m,
+        device,
+        timeNs: t.toString(),
+        time: isoNs(t),
+        ...this.locate(e.fc, false),
+        field: spec.channels.join(','),
+        stored: null,
+        expected: exp.length === 1 ? exp[0]! : exp.join(','),
+        reason: `sample ${e.i} of frame ${device}/${f.seq} has no point`,
+      });
+    }
+    return points;
+  }
 
-    // Batch leaves in the range without any frames point.
-    const leaves = this.leavesByDevice.get(device) ?? [];
+  /** Batch leaves in the range without any frames point (`missing`). */
+  private missingLeaves(device: string, leaves: { batch: bigint; leaf: number; seq: bigint; timeMs: number }[], frames: FrameCtx[], add: AddFinding): void {
     // A frames point covers a leaf when it is that leaf, names it, or carries the same seq (a tampered frame is still there).
     const placed = new Set<string>();
     const seqs = new Set<bigint>();
@@ -612,29 +699,6 @@ class Audit {
         reason: `leaf ${l.leaf} of batch ${l.batch} (frame ${device}/${l.seq}) has no frames point: the frame and its samples are gone from InfluxDB`,
       });
     }
-
-    // Sequence numbers: from the batches and from the stored frames that verify.
-    const all = new Set<bigint>(leaves.map((l) => l.seq));
-    for (const fc of frames) if (fc.inRange && fc.frame && fc.status !== 'frame_tampered' && fc.frame.deviceId === device) all.add(fc.frame.seq);
-    const sorted = [...all].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    for (let i = 1; i < sorted.length; i++) {
-      const a = sorted[i - 1]!;
-      const b = sorted[i]!;
-      if (b - a <= 1n) continue;
-      const missingSeqs: string[] = [];
-      for (let s = a + 1n; s < b && missingSeqs.length < MAX_GAP_LIST; s++) missingSeqs.push(s.toString());
-      add({ code: 'seq_gap', measurement: FRAMES_MEASUREMENT, device, missingSeqs, missingCount: Number(b - a - 1n), reason: `seq ${a + 1n}${b - a > 2n ? ` … ${b - 1n}` : ''} missing between frames ${a} and ${b}` });
-    }
-    firstSeq = sorted[0];
-    lastSeq = sorted[sorted.length - 1];
-    const times = frames.filter((f) => f.inRange).map((f) => f.row.timeNs);
-    if (firstSeq !== undefined) da.firstSeq = firstSeq.toString();
-    if (lastSeq !== undefined) da.lastSeq = lastSeq.toString();
-    if (times.length) {
-      da.firstTimeNs = times.reduce((a, b) => (a < b ? a : b)).toString();
-      da.lastTimeNs = times.reduce((a, b) => (a > b ? a : b)).toString();
-    }
-    return da;
   }
 
   private inRange(t: bigint): boolean {
@@ -692,7 +756,7 @@ class Audit {
       } catch {
         good = false; // a key that is not a valid Ed25519 key verifies nothing
       }
-      if (!good) tamper(`the signature does not verify under ${f.deviceId}'s key (from ${key.source})`);
+      if (!good) tamper(`the signature does not verify under the device key (from ${key.source})`);
       else if (key.revokedAtMs !== undefined && f.timestampMs >= BigInt(key.revokedAtMs)) tamper(`the frame is timestamped ${new Date(Number(f.timestampMs)).toISOString()}, at or after the device's revocation on chain (${new Date(key.revokedAtMs).toISOString()})`);
     }
     // Its place in a batch: the named leaf, else the leaf of the same device and seq.
@@ -713,7 +777,7 @@ class Audit {
         fc.reasons.push(`batch ${named.batch} is still open: not sealed yet (last sealed ${this.store.lastSealed})`);
       } else if (named) {
         const l = leafAt(named);
-        tamper(l ? `its leaf hash ${leafHash.toString('hex')} is not leaf ${named.leaf} of batch ${named.batch} (${l.toString('hex')})` : `batch ${named.batch} has no leaf ${named.leaf}${this.getBatch(named.batch) ? '' : ' (batch not in the batch store)'}`);
+        tamper(l ? `it is not leaf ${named.leaf} of batch ${named.batch} (leaf hash ${leafHash.toString('hex')}, the batch has ${l.toString('hex')})` : `batch ${named.batch} has no leaf ${named.leaf}${this.getBatch(named.batch) ? '' : ' (batch not in the batch store)'}`);
       } else {
         const lsn = intOf(row.fields['lsn']);
         if (lsn !== undefined && fromStoredUint64(lsn) > this.store.lastSealedLsn) {
@@ -742,6 +806,43 @@ class Audit {
   }
 
   /**
+   * Runs of seqs missing between consecutive seqs of the range. In a range-limited audit, a
+   * seq that a batch leaf just outside the range or a stored frame at any time carries is no gap.
+   */
+  private async gaps(device: string, sorted: bigint[], key: DeviceKey): Promise<{ from: bigint; to: bigint; after: bigint; before: bigint }[]> {
+    const holes: { after: bigint; before: bigint }[] = [];
+    for (let i = 1; i < sorted.length; i++) if (sorted[i]! - sorted[i - 1]! > 1n) holes.push({ after: sorted[i - 1]!, before: sorted[i]! });
+    const ranged = this.o.fromMs !== undefined || this.o.toMs !== undefined;
+    const seen = new Set<bigint>(ranged ? (this.nearSeqs.get(device) ?? []) : []);
+    if (ranged) {
+      const lookup: bigint[] = [];
+      for (const h of holes) for (let s = h.after + 1n; s < h.before && lookup.length < MAX_GAP_LOOKUP; s++) if (!seen.has(s)) lookup.push(s);
+      for (let i = 0; i < lookup.length; i += SEQS_PER_QUERY) {
+        const { where, params } = this.deviceWhere(device, false);
+        where.push(`(${lookup.slice(i, i + SEQS_PER_QUERY).map((s) => `"seq" = ${toStoredUint64(s)}`).join(' OR ')})`);
+        for (const r of await this.select(FRAMES_MEASUREMENT, where, params)) {
+          const fc = this.frameCtx(toFrameRow(r), false, key);
+          if (fc.frame && fc.status !== 'frame_tampered' && fc.frame.deviceId === device) seen.add(fc.frame.seq);
+        }
+      }
+    }
+    // Holes and the seqs found inside them, both ascending: one merge walk.
+    const found = [...seen].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const out: { from: bigint; to: bigint; after: bigint; before: bigint }[] = [];
+    let k = 0;
+    for (const h of holes) {
+      while (k < found.length && found[k]! <= h.after) k++;
+      let prev = h.after;
+      for (; k < found.length && found[k]! < h.before; k++) {
+        if (found[k]! - prev > 1n) out.push({ from: prev + 1n, to: found[k]! - 1n, after: prev, before: found[k]! });
+        prev = found[k]!;
+      }
+      if (h.before - prev > 1n) out.push({ from: prev + 1n, to: h.before - 1n, after: prev, before: h.before });
+    }
+    return out;
+  }
+
+  /**
    * Frames that start before the range but carry samples of `m` inside it, fetched by the seqs
    * the points name (none without a start of the range: then every such frame is in range).
    */
@@ -767,13 +868,20 @@ class Audit {
 
   /** The asynchronous part: the verdict of each frame's batch (chain), folded into the frame's status. */
   private async settle(frames: FrameCtx[]): Promise<void> {
-    const places = [...new Set(frames.filter((f) => f.place).map((f) => f.place!.batch))];
+    // A frame that is not the leaf it names still gets that batch's verdict in its reasons.
+    const batchOf = (fc: FrameCtx): bigint | undefined => {
+      if (fc.place) return fc.place.batch;
+      const named = namedPlace(fc.row);
+      return named && this.getBatch(named.batch) ? named.batch : undefined;
+    };
+    const places = [...new Set(frames.map(batchOf).filter((b) => b !== undefined))];
     const verdicts = new Map<bigint, BatchVerdict>();
     for (const [s, v] of await Promise.all(places.map(async (s) => [s, await this.verdict(s)] as const))) verdicts.set(s, v);
     const rank = { intact: 0, unverifiable: 1, not_anchored: 2, frame_tampered: 3 } as const;
     for (const fc of frames) {
-      if (!fc.place) continue;
-      const v = verdicts.get(fc.place.batch)!;
+      const b = batchOf(fc);
+      if (b === undefined) continue;
+      const v = verdicts.get(b)!;
       if (v.effect === 'intact') continue;
       fc.reasons.push(v.audit.reason);
       if (rank[v.effect] > rank[fc.status]) fc.status = v.effect;
