@@ -56,7 +56,8 @@ export class ProofService {
    * @throws StorageError
    */
   async byRange(device: string | undefined, fromMs: number | undefined, toMs: number | undefined, limit = MAX_RANGE_BUNDLES): Promise<{ export: ProofBundles; skipped: Extract<BundleResult, { ok: false }>[]; truncated: boolean }> {
-    const frames = await this.d.sink.queryFrames(device, fromMs, toMs);
+    // One more than asked for, to tell the caller whether there is more.
+    const frames = await this.d.sink.queryFrames(device, fromMs, toMs, undefined, limit + 1);
     const bundles: ProofBundle[] = [];
     const skipped: Extract<BundleResult, { ok: false }>[] = [];
     for (const f of frames.slice(0, limit)) {

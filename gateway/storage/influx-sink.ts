@@ -80,11 +80,11 @@ export class InfluxSink implements FrameSink {
   }
 
   /**
-   * `frames` points, oldest first, optionally of one device and within [fromMs, toMs)
-   * of frame time.
+   * `frames` points, oldest first, optionally of one device, within [fromMs, toMs) of frame
+   * time, with one sequence number, and at most `limit` of them.
    * @throws StorageError
    */
-  async queryFrames(device?: string, fromMs?: number, toMs?: number, seq?: bigint): Promise<StoredFrame[]> {
+  async queryFrames(device?: string, fromMs?: number, toMs?: number, seq?: bigint, limit?: number): Promise<StoredFrame[]> {
     const where: string[] = [];
     const params: Record<string, string> = {};
     if (seq !== undefined) where.push(`"seq" = ${toStoredUint64(seq)}`);
@@ -94,7 +94,7 @@ export class InfluxSink implements FrameSink {
     }
     if (fromMs !== undefined) where.push(`time >= ${msToNs(fromMs)}`);
     if (toMs !== undefined) where.push(`time < ${msToNs(toMs)}`);
-    const rows = toRows(await this.select(FRAMES_MEASUREMENT, where, params));
+    const rows = toRows(await this.select(FRAMES_MEASUREMENT, where, params, limit));
     return rows.map((r) => ({
       timeNs: BigInt(r['time'] as string | number),
       device: tag(r['device']),
@@ -139,9 +139,10 @@ export class InfluxSink implements FrameSink {
     }));
   }
 
-  private select(measurement: string, where: string[], params: Record<string, string>): Promise<Series[]> {
+  private select(measurement: string, where: string[], params: Record<string, string>, limit?: number): Promise<Series[]> {
     const from = this.opts.retentionPolicy ? `${ident(this.opts.retentionPolicy)}.${ident(measurement)}` : ident(measurement);
-    const q = `SELECT * FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY time ASC`;
+    if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new TypeError(`limit must be a positive integer, got ${limit}`);
+    const q = `SELECT * FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY time ASC${limit !== undefined ? ` LIMIT ${limit}` : ''}`;
     return this.http.query(q, { database: this.opts.database, params });
   }
 }
