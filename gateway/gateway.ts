@@ -153,6 +153,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     tail.close();
     log.info({ event: 'spool_recovered', backlog: Number(wal.backlog), replayed, truncatedBytes: wal.recovered.truncatedBytes }, 'spool recovered');
 
+    let fatalResolve!: (e: Error) => void;
+    const fatal = new Promise<Error>((res) => (fatalResolve = res));
+
     // Merkle batches: the batcher reads the spool on its own; the spool is released only up
     // to what both storage and the sealed batches have consumed.
     const batches = new BatchStore(join(config.dataDir, 'batches'));
@@ -170,6 +173,10 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         releaseSpool();
         log.info({ event: 'batch_sealed', batch: b.seq.toString(), leaves: b.leafCount, root: b.root, firstFrameTimeMs: b.firstFrameTimeMs, lastFrameTimeMs: b.lastFrameTimeMs }, 'batch sealed');
         anchorer?.wake();
+      },
+      onError: (e) => {
+        log.fatal({ event: 'batcher_failed', err: e.message }, 'sealing a batch failed; stopping so that a restart rebuilds the open batch from the spool');
+        fatalResolve(e);
       },
     });
     batcher.start();
@@ -230,8 +237,6 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         releaseSpool();
       },
     });
-    let fatalResolve!: (e: Error) => void;
-    const fatal = new Promise<Error>((res) => (fatalResolve = res));
     drainer.start().catch((e: Error) => {
       log.fatal({ event: 'drainer_failed', err: e.message }, 'spool drain failed');
       fatalResolve(e);

@@ -30,6 +30,8 @@ export interface BatcherOptions {
   now?: () => number;
   /** After a batch is durable in the store. */
   onSealed?: (b: SealedBatch) => void;
+  /** A timer tick failed (the batch store cannot be written, the spool cannot be read): the timer stops. */
+  onError?: (e: Error) => void;
 }
 
 /** Where an accepted frame sits: batch sequence and leaf index. */
@@ -98,7 +100,16 @@ export class Batcher {
 
   start(): void {
     const tick = this.opts.tickMs ?? Math.max(1, Math.min(250, Math.floor(this.intervalMs / 4)));
-    this.timer ??= setInterval(() => this.tick(), tick);
+    this.timer ??= setInterval(() => {
+      try {
+        this.tick();
+      } catch (e) {
+        clearInterval(this.timer);
+        this.timer = undefined;
+        if (!this.opts.onError) throw e;
+        this.opts.onError(e as Error);
+      }
+    }, tick);
   }
 
   /** Reads what became durable, then seals when the open batch is old enough. */
