@@ -64,3 +64,25 @@ export function isProtocolError(e: unknown, code?: FrameReason): e is ProtocolEr
 function bigintJson(_k: string, v: unknown): unknown {
   return typeof v === 'bigint' ? v.toString() : v;
 }
+
+/**
+ * Reasons a BLE reassembler gives when it drops a fragment or a partial frame (PROTOCOL.md
+ * §10.6). Transport-level, and kept apart from FRAME_REASONS: a frame that reassembles is then
+ * judged by §3.2 and §5.3 exactly like an MQTT frame, so one fault is never counted twice.
+ * Every code but FRAGMENT_DUPLICATE means a frame was lost in transit on that connection.
+ */
+export const FRAGMENT_REASONS = {
+  FRAGMENT_TOO_SHORT: 'notification has fewer bytes than its fragment header and one data byte',
+  FRAGMENT_OVERSIZED: 'declared frame length above MAX_FRAME_BYTES, more data than declared, or a notification over 512 bytes',
+  FRAGMENT_MALFORMED: 'declared frame length 0, or a retransmit flag that differs from the first fragment of its frame',
+  FRAGMENT_OUT_OF_ORDER: 'continuation fragment that is not the next one of the frame in progress, or with no frame in progress',
+  FRAGMENT_DUPLICATE: 'byte-identical repeat of the previous notification; ignored, the frame in progress goes on',
+  FRAGMENT_INTERRUPTED: 'a new frame began before the frame in progress was complete; the partial frame is dropped',
+  FRAGMENT_LENGTH_MISMATCH: 'last fragment before the declared length was reached, or the declared length reached without the last-fragment flag',
+  FRAGMENT_COUNTER_GAP: 'the frame counter skipped: whole frames were lost before this one',
+  FRAGMENT_STALLED: 'no fragment of the frame in progress for longer than the stall limit; the partial frame is dropped',
+} as const;
+
+export type FragmentReason = keyof typeof FRAGMENT_REASONS;
+
+export const ALL_FRAGMENT_REASONS = Object.keys(FRAGMENT_REASONS) as FragmentReason[];
