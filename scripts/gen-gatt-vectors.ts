@@ -15,9 +15,9 @@
  * derived here from their label as §10.2 says and must equal the constants of gatt.ts.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { diffVectorFiles, runVectorGenerator, type VectorSet } from './lib/vector-files.js';
 import { decodeFrame } from '../firmware-proto/frame.js';
 import { fragmentFrame, notificationBytes, Reassembler, type ReassemblyVerdict } from '../firmware-proto/fragment.js';
 import {
@@ -42,7 +42,7 @@ import { deviceIdFromKey, keyFingerprint } from '../firmware-proto/signing.js';
 import { buildVectors } from './gen-vectors.js';
 
 /** Vector file path (relative to firmware-proto/vectors/) → file text. */
-export type VectorSet = Map<string, string>;
+export type { VectorSet };
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
@@ -495,52 +495,13 @@ export function buildGattVectors(): VectorSet {
 /** The folders the generator owns; README.md above them is written by hand. */
 export const GATT_VECTOR_DIRS = ['gatt', 'gatt/fragment', 'gatt/reassembly', 'gatt/control', 'gatt/info'] as const;
 
-function repoRoot(from: string): string {
-  let dir = from;
-  for (;;) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'firmware-proto'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`no repository root above ${from}`);
-    dir = up;
-  }
-}
-
 /** Files that differ between a vector set and a directory (missing, changed, or extra). */
 export function diffGattVectors(files: VectorSet, outDir: string): string[] {
-  const problems: string[] = [];
-  for (const [rel, text] of files) {
-    const p = join(outDir, rel);
-    if (!existsSync(p)) problems.push(`missing ${rel}`);
-    else if (readFileSync(p, 'utf8') !== text) problems.push(`differs ${rel}`);
-  }
-  for (const d of GATT_VECTOR_DIRS) {
-    const dir = join(outDir, d);
-    if (!existsSync(dir)) continue;
-    for (const f of readdirSync(dir)) if (f.endsWith('.json') && !files.has(`${d}/${f}`)) problems.push(`extra ${d}/${f}`);
-  }
-  return problems;
+  return diffVectorFiles(files, outDir, GATT_VECTOR_DIRS);
 }
 
 function main(argv: string[]): number {
-  const check = argv.includes('--check');
-  const outIdx = argv.indexOf('--out');
-  const outDir = outIdx >= 0 && argv[outIdx + 1] ? resolve(argv[outIdx + 1]!) : join(repoRoot(dirname(fileURLToPath(import.meta.url))), 'firmware-proto', 'vectors');
-  const files = buildGattVectors();
-  if (check) {
-    const problems = diffGattVectors(files, outDir);
-    for (const p of problems) console.error(p);
-    console.log(problems.length ? `${problems.length} GATT vector file(s) out of date in ${outDir}` : `${files.size} GATT vector files up to date in ${outDir}`);
-    return problems.length ? 1 : 0;
-  }
-  for (const d of GATT_VECTOR_DIRS) {
-    const dir = join(outDir, d);
-    mkdirSync(dir, { recursive: true });
-    for (const f of readdirSync(dir)) if (f.endsWith('.json') && !files.has(`${d}/${f}`)) rmSync(join(dir, f));
-  }
-  for (const [rel, text] of files) writeFileSync(join(outDir, rel), text);
-  const count = (prefix: string): number => [...files.keys()].filter((k) => k.startsWith(prefix)).length;
-  console.log(`wrote ${files.size} GATT vector files to ${outDir}: ${count('gatt/fragment/')} fragmentations, ${count('gatt/reassembly/')} reassembly streams, ${count('gatt/control/')} control values, ${count('gatt/info/')} info values`);
-  return 0;
+  return runVectorGenerator(argv, import.meta.url, { build: buildGattVectors, dirs: GATT_VECTOR_DIRS, what: 'GATT vector', summary: (count) => `${count('gatt/fragment/')} fragmentations, ${count('gatt/reassembly/')} reassembly streams, ${count('gatt/control/')} control values, ${count('gatt/info/')} info values` });
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {

@@ -18,9 +18,9 @@
 import * as ed from '@noble/ed25519';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { createHash, createPublicKey, verify as cryptoVerify } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { diffVectorFiles, runVectorGenerator, type VectorSet } from './lib/vector-files.js';
 import { SENSORS, sensorByName, type SensorSpec } from '../firmware-proto/catalogue.js';
 import { makeConnectPassword } from '../firmware-proto/connect.js';
 import { decodeFrame, encodeBody, type FrameBody } from '../firmware-proto/frame.js';
@@ -29,7 +29,7 @@ import { CONNECT_TAG, FRAME_TAG, concat, deviceIdFromKey, generateKeys, signBody
 import { deviceClientId } from '../firmware-proto/topics.js';
 
 /** Vector file path (relative to firmware-proto/vectors/) → file text. */
-export type VectorSet = Map<string, string>;
+export type { VectorSet };
 
 const P = 2n ** 255n - 19n;
 /** Order of the prime-order subgroup (RFC 8032 §5.1: L). */
@@ -737,52 +737,13 @@ export function buildVectors(): VectorSet {
 /** The folders the generator owns; README.md next to them is written by hand. */
 export const VECTOR_DIRS = ['frames/valid', 'frames/invalid', 'keys', 'connect'] as const;
 
-function repoRoot(from: string): string {
-  let dir = from;
-  for (;;) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'firmware-proto'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`no repository root above ${from}`);
-    dir = up;
-  }
-}
-
 /** Files that differ between a vector set and a directory (missing, changed, or extra). */
 export function diffVectors(files: VectorSet, outDir: string): string[] {
-  const problems: string[] = [];
-  for (const [rel, text] of files) {
-    const p = join(outDir, rel);
-    if (!existsSync(p)) problems.push(`missing ${rel}`);
-    else if (readFileSync(p, 'utf8') !== text) problems.push(`differs ${rel}`);
-  }
-  for (const d of VECTOR_DIRS) {
-    const dir = join(outDir, d);
-    if (!existsSync(dir)) continue;
-    for (const f of readdirSync(dir)) if (f.endsWith('.json') && !files.has(`${d}/${f}`)) problems.push(`extra ${d}/${f}`);
-  }
-  return problems;
+  return diffVectorFiles(files, outDir, VECTOR_DIRS);
 }
 
 function main(argv: string[]): number {
-  const check = argv.includes('--check');
-  const outIdx = argv.indexOf('--out');
-  const outDir = outIdx >= 0 && argv[outIdx + 1] ? resolve(argv[outIdx + 1]!) : join(repoRoot(dirname(fileURLToPath(import.meta.url))), 'firmware-proto', 'vectors');
-  const files = buildVectors();
-  if (check) {
-    const problems = diffVectors(files, outDir);
-    for (const p of problems) console.error(p);
-    console.log(problems.length ? `${problems.length} vector file(s) out of date in ${outDir}` : `${files.size} vector files up to date in ${outDir}`);
-    return problems.length ? 1 : 0;
-  }
-  for (const d of VECTOR_DIRS) {
-    const dir = join(outDir, d);
-    mkdirSync(dir, { recursive: true });
-    for (const f of readdirSync(dir)) if (f.endsWith('.json') && !files.has(`${d}/${f}`)) rmSync(join(dir, f));
-  }
-  for (const [rel, text] of files) writeFileSync(join(outDir, rel), text);
-  const count = (prefix: string): number => [...files.keys()].filter((k) => k.startsWith(prefix)).length;
-  console.log(`wrote ${files.size} vector files to ${outDir}: ${count('frames/valid/')} valid frames, ${count('frames/invalid/')} invalid frames, ${count('keys/')} keys, ${count('connect/')} connect tokens`);
-  return 0;
+  return runVectorGenerator(argv, import.meta.url, { build: buildVectors, dirs: VECTOR_DIRS, what: 'vector', summary: (count) => `${count('frames/valid/')} valid frames, ${count('frames/invalid/')} invalid frames, ${count('keys/')} keys, ${count('connect/')} connect tokens` });
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
