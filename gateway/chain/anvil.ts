@@ -23,7 +23,7 @@
  *   // ...
  *   await chain.stop(); // checkpoint, then SIGTERM
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -34,7 +34,7 @@ import { HDNodeWallet, type Provider } from 'ethers';
 import type { Logger } from '../log.js';
 import { findFreePort } from '../util/net.js';
 import { ChainError } from './errors.js';
-import { tiedToParent } from '../util/child.js';
+import { spawnServer, terminate, type ChildExit } from '../util/child.js';
 
 /** DEV ONLY: the public Foundry/Hardhat test mnemonic. Anyone can spend from its accounts. */
 export const DEV_MNEMONIC = 'test test test test test test test test test test test junk';
@@ -111,13 +111,12 @@ export function devWallet(index: number, provider: Provider | null = null): HDNo
 
 const POLL_INTERVAL_MS = 25;
 const MAX_PORT_ATTEMPTS = 5;
-const TAIL_BYTES = 4096;
 const RPC_TIMEOUT_MS = 10_000;
 const gunzipAsync = promisify(gunzip);
 
 interface Running {
   child: ChildProcess;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exited: Promise<ChildExit>;
   output: { tail: string; listening: boolean };
 }
 
@@ -238,16 +237,7 @@ class Anvil implements AnvilHandle {
       this.opts.log?.error({ event: 'anvil_checkpoint_failed', err: (e as Error).message }, 'final anvil checkpoint failed; stopping anyway');
     }
     this.stopping = true;
-    r.child.kill('SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((res) => (timer = setTimeout(() => res('timeout'), this.opts.stopTimeoutMs ?? 10_000)));
-    const outcome = await Promise.race([r.exited, timedOut]);
-    clearTimeout(timer);
-    if (outcome === 'timeout') {
-      this.opts.log?.warn({ event: 'anvil_stop_timeout', pid: r.child.pid }, 'anvil ignored SIGTERM; sending SIGKILL');
-      r.child.kill('SIGKILL');
-      await r.exited;
-    }
+    await terminate(r, this.opts.stopTimeoutMs ?? 10_000, () => this.opts.log?.warn({ event: 'anvil_stop_timeout', pid: r.child.pid }, 'anvil ignored SIGTERM; sending SIGKILL'));
   }
 
   async kill(): Promise<void> {
@@ -282,27 +272,16 @@ class Anvil implements AnvilHandle {
     ];
     if (existsSync(this.statePath)) args.push('--load-state', this.statePath);
     const t0 = performance.now();
-    const child = spawn(...tiedToParent(this.binary, args), { stdio: ['ignore', 'pipe', 'pipe'] });
-    const output = { tail: '', listening: false };
     const listeningLine = `Listening on 127.0.0.1:${this.currentPort}`;
-    const onOutput = (chunk: Buffer): void => {
-      // anvil prints a line per RPC call: keep a tail for error reports, log nothing per call.
-      output.tail = (output.tail + chunk.toString('utf8')).slice(-TAIL_BYTES);
-      if (!output.listening && output.tail.includes(listeningLine)) output.listening = true;
-    };
-    child.stdout!.on('data', onOutput);
-    child.stderr!.on('data', onOutput);
-    // Never leave an orphan anvil behind when this process exits without stop().
-    const killOnExit = (): void => void child.kill('SIGKILL');
-    process.on('exit', killOnExit);
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
-      child.once('error', (err) => {
-        output.tail += `\nspawn failed: ${err.message}`;
-        res({ code: null, signal: null });
-      });
-      child.once('close', (code, signal) => res({ code, signal }));
-    }).then((x) => {
-      process.off('exit', killOnExit);
+    // anvil prints a line per RPC call: keep a tail for error reports, log nothing per call.
+    const proc = spawnServer(this.binary, args, {
+      onOutput: () => {
+        if (!output.listening && output.tail.includes(listeningLine)) output.listening = true;
+      },
+    });
+    const { child } = proc;
+    const output = Object.assign(proc.output, { listening: false });
+    const exited = proc.exited.then((x) => {
       if (this.running?.child === child) this.running = undefined;
       if (this.ready && !this.stopping) {
         this.clearTimer();

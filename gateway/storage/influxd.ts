@@ -8,14 +8,14 @@
  *   // ... new InfluxSink({ url: db.url, ... })
  *   await db.stop();
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from '../log.js';
 import { findFreePorts } from '../util/net.js';
 import { StorageError } from './errors.js';
 import { renderInfluxdConfig } from './influxd-config.js';
-import { tiedToParent } from '../util/child.js';
+import { spawnServer, terminate, type ChildExit } from '../util/child.js';
 
 export interface InfluxdOptions {
   /** Created if missing; holds influxdb.conf, meta/, data/ and wal/. */
@@ -51,11 +51,10 @@ export interface InfluxdHandle {
 
 const PING_INTERVAL_MS = 25;
 const MAX_PORT_ATTEMPTS = 5;
-const TAIL_BYTES = 4096;
 
 interface Running {
   child: ChildProcess;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exited: Promise<ChildExit>;
   output: { tail: string };
 }
 
@@ -135,16 +134,7 @@ class Influxd implements InfluxdHandle {
     const r = this.running;
     if (!r) return;
     this.stopping = true;
-    r.child.kill('SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((res) => (timer = setTimeout(() => res('timeout'), this.opts.stopTimeoutMs ?? 10_000)));
-    const outcome = await Promise.race([r.exited, timedOut]);
-    clearTimeout(timer);
-    if (outcome === 'timeout') {
-      this.opts.log?.warn({ event: 'influxd_stop_timeout', pid: r.child.pid }, 'influxd ignored SIGTERM; sending SIGKILL');
-      r.child.kill('SIGKILL');
-      await r.exited;
-    }
+    await terminate(r, this.opts.stopTimeoutMs ?? 10_000, () => this.opts.log?.warn({ event: 'influxd_stop_timeout', pid: r.child.pid }, 'influxd ignored SIGTERM; sending SIGKILL'));
   }
 
   async kill(): Promise<void> {
@@ -164,26 +154,14 @@ class Influxd implements InfluxdHandle {
     const confPath = join(this.dataDir, 'influxdb.conf');
     writeFileSync(confPath, renderInfluxdConfig({ dataDir: this.dataDir, httpPort: this.port, rpcPort: this.rpcPort }));
     const t0 = performance.now();
-    const child = spawn(...tiedToParent(this.binary, ['run', '-config', confPath]), { stdio: ['ignore', 'pipe', 'pipe'], env: influxdEnv() });
-    const output = { tail: '' };
-    const onOutput = (chunk: Buffer): void => {
-      const text = chunk.toString('utf8');
-      output.tail = (output.tail + text).slice(-TAIL_BYTES);
-      for (const line of text.split('\n')) if (line.trim()) this.opts.log?.warn({ event: 'influxd_output', line }, 'influxd');
-    };
-    child.stdout!.on('data', onOutput);
-    child.stderr!.on('data', onOutput);
-    // Never leave an orphan influxd behind when this process exits without stop().
-    const killOnExit = (): void => void child.kill('SIGKILL');
-    process.on('exit', killOnExit);
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
-      child.once('error', (err) => {
-        output.tail += `\nspawn failed: ${err.message}`;
-        res({ code: null, signal: null });
-      });
-      child.once('close', (code, signal) => res({ code, signal }));
-    }).then((x) => {
-      process.off('exit', killOnExit);
+    const proc = spawnServer(this.binary, ['run', '-config', confPath], {
+      env: influxdEnv(),
+      onOutput: (text) => {
+        for (const line of text.split('\n')) if (line.trim()) this.opts.log?.warn({ event: 'influxd_output', line }, 'influxd');
+      },
+    });
+    const { child, output } = proc;
+    const exited = proc.exited.then((x) => {
       if (this.running?.child === child) this.running = undefined;
       if (this.ready && !this.stopping) this.opts.log?.error({ event: 'influxd_exited', ...x, output: output.tail.trim() }, 'influxd exited unexpectedly');
       return x;
