@@ -310,7 +310,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
                 ...(st.lastError ? { lastError: st.lastError } : {}),
                 ...(st.halted ? { halted: st.halted } : {}),
                 ...(st.lastAnchor
-                  ? { lastAnchor: { batch: st.lastAnchor.seq.toString(), root: batches.get(st.lastAnchor.seq)?.root ?? '', txHash: st.lastAnchor.txHash, block: st.lastAnchor.blockNumber, gasUsed: Number(st.lastAnchor.gasUsed), confirmedAtMs: st.lastAnchor.confirmedAtMs } }
+                  ? { lastAnchor: { batch: st.lastAnchor.seq.toString(), root: st.lastAnchor.root, txHash: st.lastAnchor.txHash, block: st.lastAnchor.blockNumber, gasUsed: Number(st.lastAnchor.gasUsed), confirmedAtMs: st.lastAnchor.confirmedAtMs } }
                   : {}),
               };
             })()

@@ -71,7 +71,8 @@ export interface AnchorerStatus {
   lastError?: string;
   /** Set when anchoring stopped on a fault it must not paper over (ANCHOR_CONFLICT, CHAIN_BEHIND). */
   halted?: string;
-  lastAnchor?: AnchorRecord;
+  /** The last confirmed anchor, with its batch's root. */
+  lastAnchor?: AnchorRecord & { root: string };
 }
 
 const ANCHORED_TOPIC = id('Anchored(address,uint8,uint64,bytes32,uint32,uint64,uint64)');
@@ -83,7 +84,7 @@ export class Anchorer {
   private up = true;
   private lastError: string | undefined;
   private halted: string | undefined;
-  private lastAnchor: AnchorRecord | undefined;
+  private lastAnchor: (AnchorRecord & { root: string }) | undefined;
   /** A sent transaction not yet seen mined: replaced, never doubled. */
   private inFlight: { seq: bigint; nonce: number; hash: string; gasLimit: bigint; maxFeePerGas?: bigint; maxPriorityFeePerGas?: bigint; gasPrice?: bigint } | undefined;
 
@@ -92,7 +93,8 @@ export class Anchorer {
     private readonly target: AnchorTarget,
     private readonly opts: AnchorerOptions = {},
   ) {
-    this.lastAnchor = store.lastAnchored > 0n ? store.anchorOf(store.lastAnchored) : undefined;
+    const last = store.lastAnchored > 0n ? store.anchorOf(store.lastAnchored) : undefined;
+    this.lastAnchor = last ? { ...last, root: store.get(last.seq)?.root ?? '' } : undefined;
   }
 
   start(): void {
@@ -263,7 +265,7 @@ export class Anchorer {
       confirmedAtMs: Date.now(),
     };
     this.store.recordAnchor(a);
-    this.lastAnchor = a;
+    this.lastAnchor = { ...a, root: b.root };
     this.opts.log?.info(
       { event: 'anchored', batch: b.seq.toString(), leaves: b.leafCount, root: b.root, txHash: a.txHash, block: a.blockNumber, gasUsed: a.gasUsed, pending: this.store.pendingAnchors },
       'batch anchored',
