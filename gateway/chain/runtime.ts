@@ -83,10 +83,23 @@ export async function openChainForCli(cfg: GatewayConfig, log?: Logger): Promise
   const record = readDeploymentRecord(join(chainDir(cfg.dataDir), DEPLOYMENT_FILE));
   if (!record) throw new ConfigError(`the running gateway's chain has no deployment record in ${chainDir(cfg.dataDir)}`);
   const provider = chainProvider(running.url, record.chainId, 100);
+  return {
+    ...embeddedRuntime(running.url, provider, record),
+    // The running gateway's anvil runtime checkpoints the chain within a second of a new block.
+    makeDurable: () => Promise.resolve(),
+    stop: () => {
+      provider.destroy();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** What an embedded chain's runtime holds besides its lifecycle: the DEV ONLY accounts and the contracts. */
+function embeddedRuntime(url: string, provider: JsonRpcProvider, record: DeploymentRecord): Omit<ChainRuntime, 'makeDurable' | 'stop'> {
   const signer = devWallet(EMBEDDED_ACCOUNTS.gateway, provider);
   return {
     mode: 'embedded',
-    url: running.url,
+    url,
     chainId: record.chainId,
     provider,
     signer,
@@ -96,12 +109,6 @@ export async function openChainForCli(cfg: GatewayConfig, log?: Logger): Promise
     deviceRegistry: deviceRegistryAt(record.deviceRegistry.address, signer),
     anchorRegistry: anchorRegistryAt(record.anchorRegistry.address, signer),
     ready: () => Promise.resolve(),
-    // The running gateway's anvil runtime checkpoints the chain within a second of a new block.
-    makeDurable: () => Promise.resolve(),
-    stop: () => {
-      provider.destroy();
-      return Promise.resolve();
-    },
   };
 }
 
@@ -134,22 +141,11 @@ export async function openChain(cfg: GatewayConfig, log?: Logger, opts: { writeE
         gateways: [devWallet(EMBEDDED_ACCOUNTS.gateway).address],
         makeDurable: () => anvil.checkpoint(),
       });
-      const signer = devWallet(EMBEDDED_ACCOUNTS.gateway, provider);
       if (d.deployed) log?.info({ event: 'contracts_deployed', chainId: d.record.chainId, deviceRegistry: d.record.deviceRegistry.address, anchorRegistry: d.record.anchorRegistry.address, block: d.record.deployBlock }, 'contracts deployed on the embedded chain');
       const endpoint = join(dir, ENDPOINT_FILE);
       if (opts.writeEndpoint !== false) writeFileSync(endpoint, JSON.stringify({ url: anvil.url, pid: process.pid }));
       return {
-        mode: 'embedded',
-        url: anvil.url,
-        chainId: anvil.chainId,
-        provider,
-        signer,
-        adminSigner: devWallet(EMBEDDED_ACCOUNTS.hospitalAdmin, provider),
-        address: signer.address,
-        record: d.record,
-        deviceRegistry: deviceRegistryAt(d.record.deviceRegistry.address, signer),
-        anchorRegistry: anchorRegistryAt(d.record.anchorRegistry.address, signer),
-        ready: () => Promise.resolve(),
+        ...embeddedRuntime(anvil.url, provider, d.record),
         makeDurable: () => anvil.checkpoint(),
         anvil,
         stop: async () => {
