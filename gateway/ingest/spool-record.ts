@@ -24,9 +24,8 @@ export function encodeSpoolRecord(receivedAtMs: number, transport: Transport, pa
 
 /** @throws Error when the record is not a frame record: the spool is corrupt. */
 export function decodeSpoolRecord(lsn: bigint, payload: Buffer): AcceptedFrame {
-  if (payload.readUInt8(0) !== KIND_FRAME) throw new Error(`spool record ${lsn} has unknown kind ${payload.readUInt8(0)}`);
+  const raw = spoolRecordFrameBytes(lsn, payload);
   const n = payload.readUInt8(10);
-  const raw = payload.subarray(11 + n);
   return {
     lsn,
     receivedAtMs: Number(payload.readBigUInt64BE(1)),
@@ -41,7 +40,10 @@ export function sha256Hex(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex');
 }
 
-/** The exact signed frame bytes of a spool record, without decoding the frame. */
+/**
+ * The exact signed frame bytes of a spool record, without decoding the frame.
+ * @throws Error when the record is not a frame record: the spool is corrupt.
+ */
 export function spoolRecordFrameBytes(lsn: bigint, payload: Buffer): Buffer {
   if (payload.readUInt8(0) !== KIND_FRAME) throw new Error(`spool record ${lsn} has unknown kind ${payload.readUInt8(0)}`);
   return payload.subarray(11 + payload.readUInt8(10));
