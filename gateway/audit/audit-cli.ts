@@ -18,6 +18,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../config.js';
 import { parseArgv } from '../util/argv.js';
+import { parseTimeMs } from '../util/time.js';
 import { runningGateway, registryPath } from '../gateway.js';
 import { BatchStore } from '../anchor/batch-store.js';
 import { chainDir, openChainForCli, type ChainRuntime } from '../chain/runtime.js';
@@ -161,8 +162,8 @@ function parseOptions(flags: Record<string, string>): CliOptions {
 
 /** ms since the epoch, or an ISO 8601 time. @throws ConfigError */
 function parseTime(flag: string, v: string): number {
-  const ms = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
-  if (!Number.isSafeInteger(ms)) throw new ConfigError(`${flag} "${v}" is neither an ISO time nor ms since the epoch`);
+  const ms = parseTimeMs(v);
+  if (ms === undefined || !Number.isSafeInteger(ms)) throw new ConfigError(`${flag} "${v}" is neither an ISO time nor ms since the epoch`);
   return ms;
 }
 

@@ -10,7 +10,7 @@ import { ConfigError, loadConfig } from '../config.js';
 import { runningGateway } from '../gateway.js';
 import { parseArgv } from '../util/argv.js';
 import type { ProofBundles } from './bundle.js';
-import { parseTime } from './http.js';
+import { parseTimeMs } from '../util/time.js';
 
 const OWN = ['device', 'seq', 'from', 'to', 'limit', 'out', 'url', 'config'];
 
@@ -44,7 +44,7 @@ export async function exportCommand(argv: string[], out: (line: string) => void 
   if (device) q.set('device', device);
   for (const k of ['from', 'to'] as const) {
     if (flags[k] === undefined) continue;
-    const t = parseTime(flags[k]);
+    const t = parseTimeMs(flags[k]);
     if (t === undefined || Number.isNaN(t)) throw new ConfigError(`--${k} must be Unix ms or an ISO 8601 time, got "${flags[k]}"`);
     q.set(k, String(t));
   }

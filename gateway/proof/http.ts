@@ -7,6 +7,7 @@
  * Times are Unix ms or ISO 8601. Errors are JSON { error: CODE, message }.
  */
 import type { ServerResponse } from 'node:http';
+import { parseTimeMs } from '../util/time.js';
 import type { ProofErrorCode, ProofService } from './service.js';
 
 const STATUS: Record<ProofErrorCode, number> = {
@@ -17,12 +18,6 @@ const STATUS: Record<ProofErrorCode, number> = {
   DEVICE_UNKNOWN: 409,
   CHAIN_OFF: 409,
 };
-
-/** Parses a time given as Unix ms or ISO 8601. @returns undefined when absent; NaN when unreadable. */
-export function parseTime(v: string | null | undefined): number | undefined {
-  if (v === null || v === undefined || v === '') return undefined;
-  return /^\d+$/.test(v) ? Number(v) : Date.parse(v);
-}
 
 export function proofRoutes(service: ProofService): (url: URL, res: ServerResponse) => Promise<boolean> {
   const json = (res: ServerResponse, status: number, body: unknown): true => {
@@ -39,8 +34,8 @@ export function proofRoutes(service: ProofService): (url: URL, res: ServerRespon
       const q = url.searchParams;
       const device = q.get('device') ?? undefined;
       if (device !== undefined && !/^[0-9a-f]{16}$/.test(device)) return json(res, 400, { error: 'BAD_REQUEST', message: 'device must be 16 lowercase hex digits' });
-      const from = parseTime(q.get('from'));
-      const to = parseTime(q.get('to'));
+      const from = parseTimeMs(q.get('from'));
+      const to = parseTimeMs(q.get('to'));
       const limit = q.get('limit') ? Number(q.get('limit')) : undefined;
       if (Number.isNaN(from) || Number.isNaN(to)) return json(res, 400, { error: 'BAD_REQUEST', message: 'from and to must be Unix ms or ISO 8601 times' });
       if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) return json(res, 400, { error: 'BAD_REQUEST', message: 'limit must be a positive integer' });
