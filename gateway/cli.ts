@@ -16,7 +16,7 @@
  * variable (VP_MQTT_PORT=1884) or in the --config file; see docs/operations.md.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError, loadConfig, type GatewayConfig } from './config.js';
+import { ConfigError, configFromFlags } from './config.js';
 import { createLogger } from './log.js';
 import { parseArgv } from './util/argv.js';
 import { openRegistry, startGateway } from './gateway.js';
@@ -41,11 +41,6 @@ const USAGE = `usage: vitalproof <run|enrol|revoke|devices|status|export|verify|
   chain deploy|info   deploy the contracts on an external chain (--rpc URL --key-file F); show the chain
 options: --config FILE, and any config key as --key value (e.g. --dataDir ./data --mqtt.port 1883 --influx.url http://...)`;
 
-function configFrom(flags: Record<string, string>, own: string[] = []): GatewayConfig {
-  const { config, ...rest } = flags;
-  for (const k of own) delete rest[k];
-  return loadConfig({ ...(config ? { file: config } : {}), flags: rest });
-}
 
 async function main(argv: string[]): Promise<number> {
   const { positionals, flags } = parseArgv(argv);
@@ -56,7 +51,7 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (cmd) {
     case 'run': {
-      const cfg = configFrom(flags);
+      const cfg = configFromFlags(flags);
       const log = createLogger(cfg.log.level, cfg.log.file || undefined);
       const gw = await startGateway(cfg, log);
       const stop = async (sig: string): Promise<void> => {
@@ -77,7 +72,7 @@ async function main(argv: string[]): Promise<number> {
     case 'devices':
       return registryCommand(cmd, positionals.slice(1), flags);
     case 'status': {
-      const cfg = configFrom(flags, ['url']);
+      const cfg = configFromFlags(flags, ['url']);
       const url = flags.url ?? `http://${cfg.http.host}:${cfg.http.port}`;
       const res = await fetch(`${url}/status`);
       console.log(formatStatus((await res.json()) as StatusSnapshot));
@@ -103,7 +98,7 @@ async function main(argv: string[]): Promise<number> {
  * with --admin-key-file holding a hospital admin's key) or the registry file.
  */
 async function registryCommand(cmd: 'enrol' | 'revoke' | 'devices', args: string[], flags: Record<string, string>): Promise<number> {
-  const cfg = configFrom(flags, ['at', 'admin-key-file']);
+  const cfg = configFromFlags(flags, ['at', 'admin-key-file']);
   if (cmd === 'enrol' && !args[0]) throw new ConfigError('enrol needs an enrolment file');
   if (cmd === 'revoke' && !args[0]) throw new ConfigError('revoke needs a device id');
   const at = flags.at ? Date.parse(flags.at) : Date.now();

@@ -125,6 +125,17 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   return cfg;
 }
 
+/**
+ * The configuration a command runs with: `--config FILE` and every other flag as a config key,
+ * except the command's own flags (`own`), which it reads itself.
+ * @throws ConfigError as loadConfig does.
+ */
+export function configFromFlags(flags: Record<string, string>, own: readonly string[] = []): GatewayConfig {
+  const { config, ...rest } = flags;
+  for (const k of own) delete rest[k];
+  return loadConfig({ ...(config ? { file: config } : {}), flags: rest });
+}
+
 function set(cfg: GatewayConfig, key: string, value: Leaf, source: string): void {
   const path = key.split('.');
   let node = cfg as unknown as Record<string, unknown>;

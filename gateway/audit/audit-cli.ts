@@ -16,7 +16,7 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, configFromFlags, type GatewayConfig } from '../config.js';
 import { parseArgv } from '../util/argv.js';
 import { parseTimeMs } from '../util/time.js';
 import { runningGateway, registryPath } from '../gateway.js';
@@ -54,13 +54,11 @@ export async function auditCommand(argv: string[], out: (line: string) => void =
     return 0;
   }
   let opts: ReturnType<typeof parseOptions>;
-  let cfg: ReturnType<typeof loadConfig>;
+  let cfg: GatewayConfig;
   try {
     if (positionals.length > 0) throw new ConfigError(`unexpected argument "${positionals[0]}"`);
     opts = parseOptions(flags);
-    const rest: Record<string, string> = { ...flags };
-    for (const k of OWN_FLAGS) delete rest[k];
-    cfg = loadConfig({ ...(flags['config'] ? { file: flags['config'] } : {}), flags: rest });
+    cfg = configFromFlags(flags, OWN_FLAGS);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     out(`error: ${e.message}`);

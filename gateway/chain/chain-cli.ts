@@ -9,7 +9,7 @@
 import { dirname } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { getAddress } from 'ethers';
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, configFromFlags, loadConfig } from '../config.js';
 import { parseArgv } from '../util/argv.js';
 import { STREAM } from './contracts.js';
 import { deployContracts, writeDeploymentRecord, DEPLOYMENT_FILE } from './deploy.js';
@@ -65,8 +65,7 @@ export async function chainCommand(argv: string[], out: (line: string) => void =
     }
   }
   if (sub === 'info') {
-    const { config: file, ...rest } = flags;
-    const cfg = loadConfig({ ...(file ? { file } : {}), flags: rest });
+    const cfg = configFromFlags(flags);
     const chain = await openChainForCli(cfg);
     try {
       const next = await chain.anchorRegistry.nextBatchSeq(chain.address, STREAM.FRAMES);

@@ -6,7 +6,7 @@
  *   export [--device ID] [--from T] [--to T] [--limit N] [--out FILE|-] [--url URL]
  */
 import { writeFileSync } from 'node:fs';
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, configFromFlags } from '../config.js';
 import { runningGateway } from '../gateway.js';
 import { parseArgv } from '../util/argv.js';
 import type { ProofBundles } from './bundle.js';
@@ -16,8 +16,7 @@ const OWN = ['device', 'seq', 'from', 'to', 'limit', 'out', 'url', 'config'];
 
 export async function exportCommand(argv: string[], out: (line: string) => void = console.log): Promise<number> {
   const { flags } = parseArgv(argv);
-  const rest = Object.fromEntries(Object.entries(flags).filter(([k]) => !OWN.includes(k)));
-  const cfg = loadConfig({ ...(flags['config'] ? { file: flags['config'] } : {}), flags: rest });
+  const cfg = configFromFlags(flags, OWN);
   const base = flags['url'] ?? runningGateway(cfg.dataDir)?.httpUrl ?? `http://${cfg.http.host}:${cfg.http.port}`;
   const target = flags['out'] ?? '-';
   const write = (doc: unknown): void => {
