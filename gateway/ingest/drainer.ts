@@ -8,7 +8,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { writeAtomic, type Wal } from '../spool/wal.js';
+import { WalReader, writeAtomic, type Wal } from '../spool/wal.js';
 import type { Metrics } from '../status/metrics.js';
 import { DeviceStates, type Checkpoint } from './device-state.js';
 import { decodeSpoolRecord } from './spool-record.js';
@@ -43,8 +43,8 @@ export class Drainer {
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
   private readonly ckStates: DeviceStates;
-  /** Everything up to here is stored (the checkpoint on disk). */
-  private ckLsn: bigint;
+  /** Everything up to here was stored before this start (the checkpoint on disk). */
+  private readonly storedThrough: bigint;
   private lastRelease = 0;
   private pendingRelease: bigint | undefined;
   /** Receive time of the oldest record not yet in storage; undefined when caught up. */
@@ -65,7 +65,7 @@ export class Drainer {
   ) {
     const ck = readCheckpoint(checkpointPath);
     this.ckStates = DeviceStates.fromCheckpoint(ck);
-    this.ckLsn = BigInt(ck?.lsn ?? '0');
+    this.storedThrough = BigInt(ck?.lsn ?? '0');
     this.batchFrames = opts.batchFrames ?? 1000;
     this.retryMinMs = opts.retryMinMs ?? 200;
     this.retryMaxMs = opts.retryMaxMs ?? 10_000;
@@ -84,19 +84,19 @@ export class Drainer {
   }
 
   private async run(): Promise<void> {
-    const reader = this.wal.reader();
+    // From after the checkpoint, not from the spool's release point: the spool may still hold
+    // stored records that the batcher has not sealed yet.
+    const reader = new WalReader(this.wal, this.storedThrough + 1n);
     const signal = this.abort.signal;
     try {
       while (!signal.aborted) {
-        // The spool may hold records the checkpoint already covers (kept for the batcher).
-        const recs = reader.read(this.batchFrames).filter((r) => r.lsn > this.ckLsn);
-        if (recs.length === 0 && reader.position > this.wal.durableLsn) {
+        const recs = reader.read(this.batchFrames);
+        if (recs.length === 0) {
           this.oldestPendingMs = undefined;
           this.releaseNow();
           await this.wal.waitForDurableAfter(reader.position - 1n, signal);
           continue;
         }
-        if (recs.length === 0) continue;
         const frames = recs.map((r) => decodeSpoolRecord(r.lsn, r.payload));
         if (this.opts.placementOf) for (const f of frames) f.placement = this.opts.placementOf(f.lsn);
         this.oldestPendingMs = frames[0]!.receivedAtMs;
@@ -136,7 +136,6 @@ export class Drainer {
   private releaseNow(): void {
     if (this.pendingRelease === undefined) return;
     writeAtomic(this.checkpointPath, JSON.stringify(this.ckStates.toCheckpoint(this.pendingRelease)));
-    this.ckLsn = this.pendingRelease;
     if (this.opts.release) this.opts.release(this.pendingRelease);
     else this.wal.release(this.pendingRelease);
     this.pendingRelease = undefined;
