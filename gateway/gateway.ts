@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type { GatewayConfig } from './config.js';
 import type { Logger } from './log.js';
-import { Wal } from './spool/wal.js';
+import { Wal, WalReader } from './spool/wal.js';
 import { DeviceStates } from './ingest/device-state.js';
 import { Drainer, readCheckpoint } from './ingest/drainer.js';
 import { IngestPipeline } from './ingest/pipeline.js';
@@ -139,12 +139,11 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const checkpoint = readCheckpoint(checkpointPath);
     const states = DeviceStates.fromCheckpoint(checkpoint);
     // Rebuild the live view: everything durable after the checkpoint.
-    const tail = wal.reader();
-    let replayed = 0;
     const ckLsn = BigInt(checkpoint?.lsn ?? '0');
+    const tail = new WalReader(wal, ckLsn + 1n);
+    let replayed = 0;
     for (let recs = tail.read(5000); recs.length > 0; recs = tail.read(5000)) {
       for (const r of recs) {
-        if (r.lsn <= ckLsn) continue;
         const f = decodeSpoolRecord(r.lsn, r.payload);
         states.apply(f.frame, f.sha256);
         replayed++;
