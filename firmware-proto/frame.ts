@@ -140,7 +140,6 @@ export function decodeFrame(raw: Uint8Array): Frame {
   };
 }
 
-/** The device id of a frame, or undefined when the bytes are too short to carry one. */
 /**
  * Device id, sequence number and timestamp of a frame already known to be valid (one the
  * gateway accepted), read straight from the header (§3.1) without checking or decoding the rest.
@@ -152,6 +151,7 @@ export function frameIdentity(raw: Uint8Array): { deviceId: string; seq: bigint;
   return { deviceId: Buffer.from(raw.subarray(1, 9)).toString('hex'), seq: v.getBigUint64(9), timestampMs: v.getBigUint64(17) };
 }
 
+/** The device id of a frame, or undefined when the bytes are too short to carry one. */
 export function peekDeviceId(raw: Uint8Array): string | undefined {
   return raw.length >= 9 ? Buffer.from(raw.subarray(1, 9)).toString('hex') : undefined;
 }

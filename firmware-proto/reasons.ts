@@ -86,3 +86,23 @@ export const FRAGMENT_REASONS = {
 export type FragmentReason = keyof typeof FRAGMENT_REASONS;
 
 export const ALL_FRAGMENT_REASONS = Object.keys(FRAGMENT_REASONS) as FragmentReason[];
+
+/**
+ * Why a gateway's BLE central ends a connection or declines to open one (PROTOCOL.md §10.3,
+ * §10.7). Unknown and revoked devices are counted under CONNECT_UNKNOWN_DEVICE and
+ * CONNECT_REVOKED, as over MQTT; these are the BLE-only cases. Fragment faults keep their own
+ * FRAGMENT_* codes, and BLE_FRAGMENT_LOSS counts the disconnects they cause.
+ */
+export const BLE_REASONS = {
+  BLE_CONNECT_FAILED: 'the connection could not be made or the GATT services not resolved in time (radio, range)',
+  BLE_PROFILE_MISSING: 'the device lacks the VitalProof service or one of its characteristics',
+  BLE_INFO_INVALID: 'the info characteristic could not be read or does not decode (§10.3)',
+  BLE_KEY_MISMATCH: 'the info names a device id or key fingerprint other than the enrolled key',
+  BLE_ACK_REFUSED: 'the device refused or failed an acknowledgement write',
+  BLE_FRAGMENT_LOSS: 'a frame was lost in transit (a FRAGMENT_* rejection): disconnected so the device resends (§10.6)',
+  BLE_LINK_LOST: 'the connection dropped (out of range, supervision timeout, device reset)',
+} as const;
+
+export type BleReason = keyof typeof BLE_REASONS;
+
+export const ALL_BLE_REASONS = Object.keys(BLE_REASONS) as BleReason[];

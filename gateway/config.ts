@@ -52,6 +52,22 @@ export interface GatewayConfig {
     /** The site label enrolments name (hashed on chain). */
     site: string;
   };
+  /** The BLE central (gateway/transport/ble/): BlueZ on the system D-Bus, DBUS_SYSTEM_BUS_ADDRESS to point elsewhere. */
+  ble: {
+    /** on: discover and connect VitalProof wearables; off: no BLE. */
+    mode: string;
+    /** BlueZ adapter (hci0); empty for the first one. */
+    adapter: string;
+    scanIntervalMs: number;
+    maxConnections: number;
+    connectTimeoutMs: number;
+    reconnectMinMs: number;
+    reconnectMaxMs: number;
+    /** A partial frame with no fragment for this long is dropped and the device disconnected (PROTOCOL.md §10.6). */
+    stallMs: number;
+    /** A refused device (not enrolled, revoked, wrong key, broken profile) is looked at again after this long. */
+    refuseHoldMs: number;
+  };
   log: { level: string; file: string };
 }
 
@@ -67,6 +83,7 @@ export const DEFAULTS: GatewayConfig = {
   batch: { intervalMs: 10_000, maxFrames: 50_000 },
   chain: { mode: 'embedded', rpcUrl: '', deployment: '', keyFile: '', embeddedPort: 0, confirmations: 1, txTimeoutMs: 60_000, retryMinMs: 500, retryMaxMs: 15_000 },
   registry: { source: 'chain', site: 'default' },
+  ble: { mode: 'off', adapter: '', scanIntervalMs: 1000, maxConnections: 32, connectTimeoutMs: 10_000, reconnectMinMs: 500, reconnectMaxMs: 30_000, stallMs: 10_000, refuseHoldMs: 60_000 },
   log: { level: 'info', file: '' },
 };
 
@@ -118,6 +135,8 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   if (!['chain', 'file'].includes(cfg.registry.source)) throw new ConfigError(`registry.source must be chain or file, got "${cfg.registry.source}"`);
   if (cfg.registry.source === 'chain' && cfg.chain.mode === 'off') throw new ConfigError('registry.source "chain" needs a chain: set chain.mode to embedded or external, or registry.source to file');
   if (cfg.chain.mode === 'external' && (!cfg.chain.rpcUrl || !cfg.chain.keyFile)) throw new ConfigError('chain.mode external needs chain.rpcUrl and chain.keyFile (and chain.deployment, or dataDir/chain/deployment.json)');
+  if (!['on', 'off'].includes(cfg.ble.mode)) throw new ConfigError(`ble.mode must be on or off, got "${cfg.ble.mode}"`);
+  if (!Number.isInteger(cfg.ble.maxConnections) || cfg.ble.maxConnections < 1) throw new ConfigError(`ble.maxConnections must be an integer >= 1, got ${cfg.ble.maxConnections}`);
   if (!Number.isInteger(cfg.chain.confirmations) || cfg.chain.confirmations < 1) throw new ConfigError(`chain.confirmations must be an integer >= 1, got ${cfg.chain.confirmations}`);
   if (cfg.chain.deployment) cfg.chain.deployment = resolve(cfg.chain.deployment);
   if (cfg.chain.keyFile) cfg.chain.keyFile = resolve(cfg.chain.keyFile);

@@ -25,6 +25,7 @@ import { startStatusServer, type StatusSnapshot } from './status/http.js';
 import { startInfluxd, type InfluxdHandle } from './storage/influxd.js';
 import { InfluxSink } from './storage/influx-sink.js';
 import { MqttTransport } from './transport/mqtt/broker.js';
+import { BleCentral } from './transport/ble/central.js';
 import { VerifyPool } from './verify/pool.js';
 import { BatchStore } from './anchor/batch-store.js';
 import { Batcher } from './anchor/batcher.js';
@@ -40,6 +41,8 @@ export interface Gateway {
   pipeline: IngestPipeline;
   mqttPort: number;
   httpPort: number;
+  /** The BLE central, when ble.mode is on. */
+  ble: BleCentral | undefined;
   influxUrl: string;
   /** The chain anchors go to, unless chain.mode is off. */
   chain: ChainRuntime | undefined;
@@ -262,6 +265,15 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     await mqtt.start();
     cleanups.push(() => mqtt.stop());
 
+    let ble: BleCentral | undefined;
+    if (config.ble.mode === 'on') {
+      const { mode: _mode, ...opts } = config.ble;
+      ble = new BleCentral(opts, { pipeline, registry, states, metrics, log });
+      ble.start();
+      const b = ble;
+      cleanups.push(() => b.stop());
+    }
+
     const snapshot = (): StatusSnapshot => {
       const nonzero = <T extends Record<string, number>>(o: T): Record<string, number> => Object.fromEntries(Object.entries(o).filter(([, n]) => n > 0));
       return {
@@ -278,6 +290,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
           seqGaps: metrics.seqGaps,
         },
         mqtt: { port: mqtt.port, devicesConnected: mqtt.connectedDevices, connectRefusedBy: nonzero(metrics.connectRefusedBy) },
+        ble: ble
+          ? { mode: 'on' as const, ...ble.status(), connectRefusedBy: nonzero(metrics.bleConnectRefusedBy), fragmentRejectedBy: nonzero(metrics.fragmentRejectedBy), endedBy: nonzero(metrics.bleEndedBy) }
+          : { mode: 'off' as const },
         spool: { backlogFrames: Number(wal.backlog), bytes: wal.bytes, quotaBytes: wal.quotaBytes, usedRatio: wal.bytes / wal.quotaBytes, alarm: spoolAlarm },
         storage: {
           up: drainer.storageUp,
@@ -338,6 +353,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       pipeline,
       mqttPort: mqtt.port,
       httpPort: http.port,
+      ble,
       influxUrl,
       chain,
       batches,

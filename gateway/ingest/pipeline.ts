@@ -37,7 +37,18 @@ export interface IngestContext {
 export type Outcome =
   | { status: 'accepted'; lsn: bigint; deviceId: string; seq: bigint }
   | { status: 'duplicate'; deviceId: string; seq: bigint }
-  | { status: 'rejected'; reason: FrameReason; detail: Record<string, unknown> };
+  | {
+      status: 'rejected';
+      reason: FrameReason;
+      detail: Record<string, unknown>;
+      /**
+       * The frame's seq when its signature verified (refused later: revoked, replay, clock skew,
+       * overlap). Absent when the frame is not authentic: its seq is only a claim, and BLE must
+       * never acknowledge a claimed seq (PROTOCOL.md §10.4), or a forged copy would make the
+       * device delete the honest frame.
+       */
+      authenticSeq?: bigint;
+    };
 
 export interface FreshnessRules {
   /** How far a device timestamp may run ahead of the gateway clock (ms). */
@@ -101,8 +112,8 @@ export class IngestPipeline {
     const prev = (this.tails.get(frame.deviceId) ?? Promise.resolve()).catch(() => undefined);
     const decision = prev.then(async () => {
       const ok = await verified;
-      if (!ok) return { reason: 'BAD_SIGNATURE' as const, detail: { seq: frame.seq } };
-      if (revokedAt(rec, Number(frame.timestampMs))) return { reason: 'DEVICE_REVOKED' as const, detail: { revokedAtMs: rec.revokedAtMs, timestampMs: frame.timestampMs } };
+      if (!ok) return { reason: 'BAD_SIGNATURE' as const, detail: { seq: frame.seq }, authentic: false };
+      if (revokedAt(rec, Number(frame.timestampMs))) return { reason: 'DEVICE_REVOKED' as const, detail: { revokedAtMs: rec.revokedAtMs, timestampMs: frame.timestampMs }, authentic: true };
       if (this.d.wal.overQuota) {
         this.d.onSpoolFull?.();
         await this.d.wal.waitForSpace();
@@ -114,7 +125,7 @@ export class IngestPipeline {
       if (this.tails.get(frame.deviceId) === decision) this.tails.delete(frame.deviceId);
     });
     const result = await decision;
-    if ('reason' in result) return this.reject(raw, ctx, result.reason, result.detail);
+    if ('reason' in result) return this.reject(raw, ctx, result.reason, result.detail, result.authentic ? frame.seq : undefined);
     if (result.status === 'accepted') {
       try {
         await result.durable;
@@ -143,21 +154,21 @@ export class IngestPipeline {
   ):
     | { status: 'accepted'; lsn: bigint; durable: Promise<bigint> }
     | { status: 'duplicate'; deviceId: string; seq: bigint }
-    | { reason: FrameReason; detail: Record<string, unknown> } {
+    | { reason: FrameReason; detail: Record<string, unknown>; authentic: true } {
     const state = this.d.states.get(frame.deviceId);
     const sha = sha256Hex(raw);
     if (state && frame.seq <= state.highestSeq) {
       if (ctx.retransmission && state.recent.get(frame.seq) === sha) return { status: 'duplicate', deviceId: frame.deviceId, seq: frame.seq };
-      return { reason: 'REPLAY', detail: { highestAccepted: state.highestSeq, got: frame.seq, retransmission: ctx.retransmission } };
+      return { reason: 'REPLAY', detail: { highestAccepted: state.highestSeq, got: frame.seq, retransmission: ctx.retransmission }, authentic: true };
     }
     const now = this.now();
     const ts = Number(frame.timestampMs);
     if (ts > now + this.rules.maxFutureSkewMs || ts < now - this.rules.maxBacklogMs) {
-      return { reason: 'CLOCK_SKEW', detail: { gatewayMs: now, timestampMs: ts, maxFutureSkewMs: this.rules.maxFutureSkewMs, maxBacklogMs: this.rules.maxBacklogMs } };
+      return { reason: 'CLOCK_SKEW', detail: { gatewayMs: now, timestampMs: ts, maxFutureSkewMs: this.rules.maxFutureSkewMs, maxBacklogMs: this.rules.maxBacklogMs }, authentic: true };
     }
     const lastEnd = state?.lastEndMs.get(frame.sensor);
     if (lastEnd !== undefined && frame.timestampMs <= lastEnd) {
-      return { reason: 'TIME_OVERLAP', detail: { previousEndMs: lastEnd, timestampMs: frame.timestampMs, endMs: frameEndMs(frame) } };
+      return { reason: 'TIME_OVERLAP', detail: { previousEndMs: lastEnd, timestampMs: frame.timestampMs, endMs: frameEndMs(frame) }, authentic: true };
     }
     const { lsn, durable } = this.d.wal.append(encodeSpoolRecord(now, ctx.transport, patient, raw));
     const key = `${frame.deviceId}:${frame.seq}`;
@@ -168,11 +179,11 @@ export class IngestPipeline {
     return { status: 'accepted', lsn, durable };
   }
 
-  private async reject(raw: Uint8Array, ctx: IngestContext, reason: FrameReason, detail: Record<string, unknown>): Promise<Outcome> {
+  private async reject(raw: Uint8Array, ctx: IngestContext, reason: FrameReason, detail: Record<string, unknown>, authenticSeq?: bigint): Promise<Outcome> {
     this.d.metrics.countRejected(ctx.transport, reason);
     const claimed = peekDeviceId(raw);
     await this.d.quarantine.add({ reason, transport: ctx.transport, sender: ctx.sender, ...(claimed ? { claimedDevice: claimed } : {}), detail }, raw);
-    return { status: 'rejected', reason, detail };
+    return { status: 'rejected', reason, detail, ...(authenticSeq !== undefined ? { authenticSeq } : {}) };
   }
 
   /** Resolves when every frame submitted so far is decided. */

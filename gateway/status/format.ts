@@ -14,7 +14,31 @@ export function formatStatus(s: StatusSnapshot): string {
     `influxdb ${s.storage.up ? 'up' : `DOWN (${s.storage.lastError ?? 'unknown'})`}  lag ${(s.storage.lagMs / 1000).toFixed(1)}s  frames written ${s.storage.framesWritten}  points ${s.storage.pointsWritten}`,
     `batches  open #${s.batches.open.batch} (${s.batches.open.frames} frames, ${(s.batches.open.ageMs / 1000).toFixed(1)}s)  sealed ${s.batches.lastSealed}  anchored ${s.batches.lastAnchored}  waiting ${s.batches.pendingAnchors}`,
     chainLine(s.chain),
+    ...bleLines(s.ble),
   ].join('\n');
+}
+
+/** Devices listed one per line, up to this many; the rest are summed up. */
+const BLE_DEVICE_LINES = 24;
+
+function bleLines(b: StatusSnapshot['ble']): string[] {
+  if (b.mode === 'off') return ['ble      off'];
+  const list = (o: Record<string, number>): string => Object.entries(o).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
+  const head = b.up ? `ble      ${b.adapter ?? '?'} up` : `ble      DOWN (${b.lastError ?? 'starting'})`;
+  const lines = [
+    `${head}  wearables connected ${b.devicesConnected} of ${b.devices.length} seen`,
+    `ble      refused ${list(b.connectRefusedBy)} | fragments refused ${list(b.fragmentRejectedBy)} | disconnects ${list(b.endedBy)}`,
+  ];
+  for (const d of b.devices.slice(0, BLE_DEVICE_LINES)) {
+    const rssi = d.rssi !== undefined ? `${d.rssi} dBm` : '— dBm';
+    const last = d.lastFrameAtMs !== undefined ? `last frame ${new Date(d.lastFrameAtMs).toISOString().slice(11, 19)}` : 'no frame yet';
+    const behind = d.behindMs !== undefined ? `  ${(d.behindMs / 1000).toFixed(1)}s behind` : '';
+    const pending = d.pendingFrames ? `  ${d.pendingFrames} unsettled` : '';
+    const retry = d.retryInMs !== undefined ? `  retry in ${(d.retryInMs / 1000).toFixed(1)}s (${d.lastEnd ?? ''})` : '';
+    lines.push(`  ${(d.deviceId ?? d.address).padEnd(16)} ${d.state.padEnd(10)} ${rssi.padStart(8)}  frames ${d.frames}  ${last}${behind}${pending}${retry}`);
+  }
+  if (b.devices.length > BLE_DEVICE_LINES) lines.push(`  … and ${b.devices.length - BLE_DEVICE_LINES} more`);
+  return lines;
 }
 
 function chainLine(c: StatusSnapshot['chain']): string {

@@ -1,5 +1,6 @@
 /** The local HTTP endpoint: GET /status (JSON), GET /metrics (Prometheus text), GET /healthz, and the routes the gateway adds (proofs). */
 import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { BleStatus } from '../transport/ble/central.js';
 
 export interface StatusSource {
   snapshot(): StatusSnapshot;
@@ -21,6 +22,8 @@ export interface StatusSnapshot {
     seqGaps: number;
   };
   mqtt: { port: number; devicesConnected: number; connectRefusedBy: Record<string, number> };
+  /** The BLE central: its devices, refusals (the CONNECT_* codes MQTT uses), fragment rejections and ended connections by reason. */
+  ble: ({ mode: 'on' } & BleStatus & { connectRefusedBy: Record<string, number>; fragmentRejectedBy: Record<string, number>; endedBy: Record<string, number> }) | { mode: 'off' };
   spool: { backlogFrames: number; bytes: number; quotaBytes: number; usedRatio: number; alarm: boolean };
   storage: { up: boolean; lagMs: number; lastError?: string; framesWritten: number; pointsWritten: number; errors: number; url: string };
   batches: { open: { batch: string; frames: number; ageMs: number }; lastSealed: string; lastAnchored: string; pendingAnchors: number; intervalMs: number };
@@ -84,8 +87,15 @@ function prometheus(s: StatusSnapshot): string {
   g('frames_duplicate_total', s.frames.duplicates);
   for (const [r, n] of Object.entries(s.frames.rejectedBy)) g('frames_rejected_total', n, `reason="${r}"`);
   g('seq_gaps_total', s.frames.seqGaps);
-  for (const [r, n] of Object.entries(s.mqtt.connectRefusedBy)) g('connect_refused_total', n, `reason="${r}"`);
+  for (const [r, n] of Object.entries(s.mqtt.connectRefusedBy)) g('connect_refused_total', n, `transport="mqtt",reason="${r}"`);
   g('mqtt_devices_connected', s.mqtt.devicesConnected);
+  if (s.ble.mode === 'on') {
+    for (const [r, n] of Object.entries(s.ble.connectRefusedBy)) g('connect_refused_total', n, `transport="ble",reason="${r}"`);
+    for (const [r, n] of Object.entries(s.ble.fragmentRejectedBy)) g('ble_fragments_rejected_total', n, `reason="${r}"`);
+    for (const [r, n] of Object.entries(s.ble.endedBy)) g('ble_connections_ended_total', n, `reason="${r}"`);
+    g('ble_up', s.ble.up ? 1 : 0);
+    g('ble_devices_connected', s.ble.devicesConnected);
+  }
   g('spool_backlog_frames', s.spool.backlogFrames);
   g('spool_bytes', s.spool.bytes);
   g('spool_quota_bytes', s.spool.quotaBytes);

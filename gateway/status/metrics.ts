@@ -2,7 +2,7 @@
  * The gateway's counters: one instance per gateway, passed to whoever counts. Every
  * rejected frame is counted under exactly one reason code, every refused CONNECT too.
  */
-import { ALL_CONNECT_REASONS, ALL_FRAME_REASONS, type ConnectReason, type FrameReason } from '../../firmware-proto/reasons.js';
+import { ALL_BLE_REASONS, ALL_CONNECT_REASONS, ALL_FRAGMENT_REASONS, ALL_FRAME_REASONS, type BleReason, type ConnectReason, type FragmentReason, type FrameReason } from '../../firmware-proto/reasons.js';
 import type { Transport } from '../ingest/types.js';
 
 export class RateMeter {
@@ -45,7 +45,13 @@ export class Metrics {
   framesWritten = 0;
   storageErrors = 0;
   readonly rejectedBy = Object.fromEntries(ALL_FRAME_REASONS.map((r) => [r, 0])) as Record<FrameReason, number>;
+  /** Refused MQTT CONNECTs; BLE devices refused at connection are in bleConnectRefusedBy, under the same codes. */
   readonly connectRefusedBy = Object.fromEntries(ALL_CONNECT_REASONS.map((r) => [r, 0])) as Record<ConnectReason, number>;
+  readonly bleConnectRefusedBy = Object.fromEntries(ALL_CONNECT_REASONS.map((r) => [r, 0])) as Record<ConnectReason, number>;
+  /** BLE notifications refused by a reassembler (PROTOCOL.md §10.6), apart from frame reasons. */
+  readonly fragmentRejectedBy = Object.fromEntries(ALL_FRAGMENT_REASONS.map((r) => [r, 0])) as Record<FragmentReason, number>;
+  /** BLE connections the central ended or could not open, by why. */
+  readonly bleEndedBy = Object.fromEntries(ALL_BLE_REASONS.map((r) => [r, 0])) as Record<BleReason, number>;
   readonly byTransport: Record<Transport, { received: number; accepted: number; rejected: number }> = {
     mqtt: { received: 0, accepted: 0, rejected: 0 },
     ble: { received: 0, accepted: 0, rejected: 0 },
@@ -68,7 +74,7 @@ export class Metrics {
     this.rejectedBy[reason]++;
     this.byTransport[t].rejected++;
   }
-  countConnectRefused(reason: ConnectReason): void {
-    this.connectRefusedBy[reason]++;
+  countConnectRefused(reason: ConnectReason, t: Transport = 'mqtt'): void {
+    (t === 'mqtt' ? this.connectRefusedBy : this.bleConnectRefusedBy)[reason]++;
   }
 }
