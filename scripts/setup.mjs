@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs before every `npm test`, `npm run demo` and `npm run bench`, ahead of the TypeScript
-// build: makes sure node_modules and the `influxd` binary (InfluxDB 1.x) are there.
+// build: makes sure node_modules, the `influxd` binary (InfluxDB 1.x) and `dbus-daemon` (the
+// private bus the BLE simulator and tests run on) are there.
 // Silent when both already are. Plain JS on purpose: nothing is compiled yet.
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
@@ -8,7 +9,11 @@ import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const DEBIAN_PACKAGES = ['influxdb', 'influxdb-client'];
+/** Each binary the tests and the demo start, and the Debian packages that bring it. */
+const BINARIES = [
+  { cmd: 'influxd', packages: ['influxdb', 'influxdb-client'], what: 'InfluxDB 1.x', instead: 'The gateway itself can instead use an existing InfluxDB 1.x: set VP_INFLUX_URL (docs/storage.md).' },
+  { cmd: 'dbus-daemon', packages: ['dbus-daemon'], what: 'the D-Bus message bus daemon', instead: 'Only the BLE simulator and its tests need it: the gateway on real hardware uses the system bus (docs/ble.md).' },
+];
 
 function onPath(cmd) {
   return (process.env.PATH ?? '').split(delimiter).filter(Boolean).some((dir) => {
@@ -40,20 +45,21 @@ if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) {
   if (!ci) run('npm', ['install', '--no-audit', '--no-fund']);
 }
 
-// 2. influxd: the tests and the demo start their own on a free loopback port.
-if (!onPath('influxd')) {
+// 2. influxd and dbus-daemon: the tests and the demo start their own (free loopback port, private bus).
+const missing = BINARIES.filter((b) => !onPath(b.cmd));
+if (missing.length > 0) {
+  const packages = missing.flatMap((b) => b.packages);
   const isRoot = process.getuid?.() === 0;
   if (isRoot && onPath('apt-get')) {
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     run('apt-get', ['update'], env);
-    run('apt-get', ['install', '-y', '--no-install-recommends', ...DEBIAN_PACKAGES], env);
-    if (!onPath('influxd')) fail('apt-get installed influxdb but `influxd` is still not on PATH');
+    run('apt-get', ['install', '-y', '--no-install-recommends', ...packages], env);
+    for (const b of missing) if (!onPath(b.cmd)) fail(`apt-get installed ${b.packages.join(' ')} but \`${b.cmd}\` is still not on PATH`);
   } else {
     fail(
       [
-        '`influxd` (InfluxDB 1.x) is not on PATH; the tests and the demo start their own.',
-        onPath('apt-get') ? `  Install it as root:  apt-get update && apt-get install -y ${DEBIAN_PACKAGES.join(' ')}` : '  Install InfluxDB 1.x (Debian/Ubuntu package `influxdb`) so that `influxd` is on PATH.',
-        '  The gateway itself can instead use an existing InfluxDB 1.x: set VP_INFLUX_URL (docs/storage.md).',
+        ...missing.map((b) => `\`${b.cmd}\` (${b.what}) is not on PATH; the tests and the demo start their own. ${b.instead}`),
+        onPath('apt-get') ? `  Install as root:  apt-get update && apt-get install -y ${packages.join(' ')}` : `  Install the Debian/Ubuntu packages ${packages.join(' ')} or their equivalents.`,
       ].join('\n'),
     );
   }
