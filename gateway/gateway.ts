@@ -288,6 +288,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
           rejected: metrics.rejected,
           rejectedBy: nonzero(metrics.rejectedBy),
           seqGaps: metrics.seqGaps,
+          byTransport: { mqtt: { ...metrics.byTransport.mqtt }, ble: { ...metrics.byTransport.ble } },
         },
         mqtt: { port: mqtt.port, devicesConnected: mqtt.connectedDevices, connectRefusedBy: nonzero(metrics.connectRefusedBy) },
         ble: ble

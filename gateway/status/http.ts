@@ -20,6 +20,7 @@ export interface StatusSnapshot {
     rejected: number;
     rejectedBy: Record<string, number>;
     seqGaps: number;
+    byTransport: Record<'mqtt' | 'ble', { received: number; accepted: number; rejected: number }>;
   };
   mqtt: { port: number; devicesConnected: number; connectRefusedBy: Record<string, number> };
   /** The BLE central: its devices, refusals (the CONNECT_* codes MQTT uses), fragment rejections and ended connections by reason. */
@@ -87,6 +88,7 @@ function prometheus(s: StatusSnapshot): string {
   g('frames_duplicate_total', s.frames.duplicates);
   for (const [r, n] of Object.entries(s.frames.rejectedBy)) g('frames_rejected_total', n, `reason="${r}"`);
   g('seq_gaps_total', s.frames.seqGaps);
+  for (const [t, c] of Object.entries(s.frames.byTransport)) g('frames_accepted_by_transport_total', c.accepted, `transport="${t}"`);
   for (const [r, n] of Object.entries(s.mqtt.connectRefusedBy)) g('connect_refused_total', n, `transport="mqtt",reason="${r}"`);
   g('mqtt_devices_connected', s.mqtt.devicesConnected);
   if (s.ble.mode === 'on') {
