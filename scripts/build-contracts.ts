@@ -56,7 +56,7 @@ export interface CompileResult {
 }
 
 /** The contracts the TypeScript side deploys and talks to, in output order. */
-export const DEPLOYABLE = ['DeviceRegistry', 'AnchorRegistry'] as const;
+export const DEPLOYABLE = ['DeviceRegistry', 'AnchorRegistry', 'ConsentRegistry'] as const;
 
 /**
  * `paris` (no PUSH0, no transient storage) runs unchanged on every post-merge EVM chain and on

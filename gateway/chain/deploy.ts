@@ -1,20 +1,24 @@
 /**
- * Deploys DeviceRegistry and AnchorRegistry, grants their roles, and keeps a deployment
- * record (chain id, addresses, deploy block) so that every later start talks to the same
- * contracts, and notices loudly when the chain under it is not the one it deployed to.
+ * Deploys DeviceRegistry, AnchorRegistry and ConsentRegistry, grants their roles, and keeps a
+ * deployment record (chain id, addresses, deploy block) so that every later start talks to the
+ * same contracts, and notices loudly when the chain under it is not the one it deployed to.
+ *
+ * Records written before ConsentRegistry existed lack it. verifyDeployment refuses them
+ * (DEPLOYMENT_INCOMPLETE); completeDeployment adds the missing contract next to the recorded
+ * ones, keeping them and every anchor; loadOrDeploy does that on its own.
  *
  * @example
  *   const chain = await startAnvil({ dataDir: join(dataDir, 'chain') });
  *   const provider = new JsonRpcProvider(chain.url, chain.chainId, { staticNetwork: true });
- *   const { record, deviceRegistry, anchorRegistry, deployed } =
+ *   const { record, deviceRegistry, anchorRegistry, consentRegistry, deployed } =
  *     await loadOrDeploy(dataDir, provider, devWallet(0, provider));
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ContractFactory, getAddress, resolveAddress, type AddressLike, type Provider, type Signer, type TransactionReceipt } from 'ethers';
 import { writeAtomic } from '../spool/wal.js';
-import { anchorRegistryArtifact, deviceRegistryArtifact, INPUT_SHA256, SOLC_VERSION } from './artifacts.js';
-import { anchorRegistryAt, deviceRegistryAt, ROLES, type AnchorRegistryContract, type DeviceRegistryContract } from './contracts.js';
+import { anchorRegistryArtifact, consentRegistryArtifact, deviceRegistryArtifact, INPUT_SHA256, SOLC_VERSION } from './artifacts.js';
+import { anchorRegistryAt, consentRegistryAt, deviceRegistryAt, ROLES, type AnchorRegistryContract, type ConsentRegistryContract, type DeviceRegistryContract } from './contracts.js';
 import { ChainError } from './errors.js';
 
 export const DEPLOYMENT_FILE = 'deployment.json';
@@ -25,33 +29,45 @@ export interface DeployedContract {
   block: number;
 }
 
-/** What deployment.json holds. Version 1. */
+/** What deployment.json holds, complete: every contract this build talks to. Version 1. */
 export interface DeploymentRecord {
   version: 1;
   chainId: number;
   deployer: string;
   deviceRegistry: DeployedContract;
   anchorRegistry: DeployedContract;
+  consentRegistry: DeployedContract;
   /** The block of the first deployment transaction, and its hash: a reset chain has another one there. */
   deployBlock: number;
   deployBlockHash: string;
-  /** Accounts granted roles at deployment (DEFAULT_ADMIN of both contracts, HOSPITAL_ADMIN, GATEWAY). */
+  /**
+   * Accounts granted roles at deployment: DEFAULT_ADMIN of every contract; HOSPITAL_ADMIN of
+   * DeviceRegistry and ConsentRegistry; GATEWAY of AnchorRegistry.
+   */
   roles: { admin: string; hospitalAdmins: string[]; gateways: string[] };
   /** Which build was deployed (gateway/chain/artifacts.ts). */
   build: { solcVersion: string; inputSha256: string };
   deployedAt: string;
 }
 
+/**
+ * deployment.json as read from disk: a record written before ConsentRegistry existed has no
+ * `consentRegistry`. verifyDeployment refuses such a record (DEPLOYMENT_INCOMPLETE);
+ * completeDeployment (and loadOrDeploy, on its own) adds the contract.
+ */
+export type StoredDeploymentRecord = Omit<DeploymentRecord, 'consentRegistry'> & { consentRegistry?: DeployedContract };
+
 export interface Deployment {
   record: DeploymentRecord;
   deviceRegistry: DeviceRegistryContract;
   anchorRegistry: AnchorRegistryContract;
+  consentRegistry: ConsentRegistryContract;
 }
 
 export interface DeployOptions {
-  /** DEFAULT_ADMIN_ROLE of both contracts (may grant and revoke roles). Default: the signer. */
+  /** DEFAULT_ADMIN_ROLE of every contract (may grant and revoke roles). Default: the signer. */
   admin?: AddressLike;
-  /** Granted HOSPITAL_ADMIN_ROLE (needs the signer to be the admin). Default: [signer]. */
+  /** Granted HOSPITAL_ADMIN_ROLE of DeviceRegistry and ConsentRegistry (needs the signer to be the admin). Default: [signer]. */
   hospitalAdmins?: AddressLike[];
   /** Granted GATEWAY_ROLE (needs the signer to be the admin). Default: [signer]. */
   gateways?: AddressLike[];
@@ -69,8 +85,9 @@ export interface LoadOrDeployOptions extends DeployOptions {
 }
 
 /**
- * Deploys both contracts from `signer`, then grants the roles. Transactions go one after
- * another, each waited for, so nonces never race.
+ * Deploys the three contracts from `signer`, then grants the roles. Transactions go one after
+ * another, each waited for, so nonces never race. DeviceRegistry and AnchorRegistry go first,
+ * so a deployer gets the same addresses for them as before ConsentRegistry existed.
  * @throws Error from ethers when a transaction fails; ChainError never.
  */
 export async function deployContracts(signer: Signer, opts: DeployOptions = {}): Promise<Deployment> {
@@ -87,13 +104,16 @@ export async function deployContracts(signer: Signer, opts: DeployOptions = {}):
 
   const dev = await deployOne(new ContractFactory(deviceRegistryArtifact.abi, deviceRegistryArtifact.bytecode, signer), admin, confirmations);
   const anc = await deployOne(new ContractFactory(anchorRegistryArtifact.abi, anchorRegistryArtifact.bytecode, signer), admin, confirmations);
+  const con = await deployOne(new ContractFactory(consentRegistryArtifact.abi, consentRegistryArtifact.bytecode, signer), admin, confirmations);
   const deviceRegistry = deviceRegistryAt(dev.address, signer);
   const anchorRegistry = anchorRegistryAt(anc.address, signer);
+  const consentRegistry = consentRegistryAt(con.address, signer);
   for (const a of hospitalAdmins) await (await deviceRegistry.grantRole(ROLES.HOSPITAL_ADMIN, a)).wait(confirmations);
+  for (const a of hospitalAdmins) await (await consentRegistry.grantRole(ROLES.HOSPITAL_ADMIN, a)).wait(confirmations);
   for (const g of gateways) await (await anchorRegistry.grantRole(ROLES.GATEWAY, g)).wait(confirmations);
 
   const chainId = Number((await provider.getNetwork()).chainId);
-  const deployBlock = Math.min(dev.block, anc.block);
+  const deployBlock = Math.min(dev.block, anc.block, con.block);
   const block = await provider.getBlock(deployBlock);
   if (!block?.hash) throw new Error(`deployContracts: block ${deployBlock} not found right after deploying`);
   const record: DeploymentRecord = {
@@ -102,13 +122,14 @@ export async function deployContracts(signer: Signer, opts: DeployOptions = {}):
     deployer,
     deviceRegistry: dev,
     anchorRegistry: anc,
+    consentRegistry: con,
     deployBlock,
     deployBlockHash: block.hash,
     roles: { admin, hospitalAdmins, gateways },
     build: { solcVersion: SOLC_VERSION, inputSha256: INPUT_SHA256 },
     deployedAt: new Date().toISOString(),
   };
-  return { record, deviceRegistry, anchorRegistry };
+  return { record, deviceRegistry, anchorRegistry, consentRegistry };
 }
 
 async function deployOne(factory: ContractFactory, admin: string, confirmations: number): Promise<DeployedContract> {
@@ -120,19 +141,48 @@ async function deployOne(factory: ContractFactory, admin: string, confirmations:
   return { address: getAddress(receipt.contractAddress), txHash: tx.hash, block: receipt.blockNumber };
 }
 
+/** The contracts of this build, in record order: record key, contract name, artifact. */
+const CONTRACTS = [
+  ['deviceRegistry', 'DeviceRegistry', deviceRegistryArtifact],
+  ['anchorRegistry', 'AnchorRegistry', anchorRegistryArtifact],
+  ['consentRegistry', 'ConsentRegistry', consentRegistryArtifact],
+] as const;
+
+/** What an operator does about a record without ConsentRegistry. */
+const INCOMPLETE_HINT =
+  'the record was written before ConsentRegistry existed. Embedded chain: the next gateway start adds it. External chain: run "vitalproof chain deploy --rpc URL --key-file <DEFAULT_ADMIN key> --complete <record>", which deploys only what is missing and keeps the recorded contracts and every anchor; deploying everything afresh instead orphans the earlier anchors';
+
 /**
  * Checks that `record` describes contracts that are live on `provider`'s chain: same chain
- * id, the deploy block still there with the same hash, and exactly this build's code at
- * both addresses.
- * @throws ChainError DEPLOYMENT_CHAIN_MISMATCH, DEPLOYMENT_CHAIN_REPLACED, DEPLOYMENT_MISSING, DEPLOYMENT_CODE_MISMATCH.
+ * id, the deploy block still there with the same hash, exactly this build's code at every
+ * address, and no contract of this build missing from the record.
+ * @returns the record, now known to be complete.
+ * @throws ChainError DEPLOYMENT_CHAIN_MISMATCH, DEPLOYMENT_CHAIN_REPLACED, DEPLOYMENT_MISSING,
+ *   DEPLOYMENT_CODE_MISMATCH; DEPLOYMENT_INCOMPLETE for a record without ConsentRegistry (checked
+ *   last: the contracts it does record are checked first).
  */
-export async function verifyDeployment(provider: Provider, record: DeploymentRecord): Promise<void> {
+export async function verifyDeployment(provider: Provider, record: StoredDeploymentRecord): Promise<DeploymentRecord> {
+  await verifyRecorded(provider, record);
+  if (!isComplete(record)) throw new ChainError('DEPLOYMENT_INCOMPLETE', { missing: missingContracts(record), hint: INCOMPLETE_HINT });
+  return record;
+}
+
+/** Whether `record` names every contract of this build. */
+export function isComplete(record: StoredDeploymentRecord): record is DeploymentRecord {
+  return missingContracts(record).length === 0;
+}
+
+function missingContracts(record: StoredDeploymentRecord): string[] {
+  return CONTRACTS.filter(([key]) => !record[key]).map(([, name]) => name);
+}
+
+/** verifyDeployment for the contracts `record` names, without asking for the others. */
+async function verifyRecorded(provider: Provider, record: StoredDeploymentRecord): Promise<void> {
   const chainId = Number((await provider.getNetwork()).chainId);
   if (chainId !== record.chainId) throw new ChainError('DEPLOYMENT_CHAIN_MISMATCH', { expected: record.chainId, got: chainId });
-  for (const [name, c, artifact] of [
-    ['DeviceRegistry', record.deviceRegistry, deviceRegistryArtifact],
-    ['AnchorRegistry', record.anchorRegistry, anchorRegistryArtifact],
-  ] as const) {
+  for (const [key, name, artifact] of CONTRACTS) {
+    const c = record[key];
+    if (!c) continue;
     const code = await provider.getCode(c.address);
     if (code === '0x') {
       throw new ChainError('DEPLOYMENT_MISSING', {
@@ -157,12 +207,62 @@ export async function verifyDeployment(provider: Provider, record: DeploymentRec
   }
 }
 
-/** The record in `path`, or undefined when there is none. @throws ChainError DEPLOYMENT_RECORD_INVALID */
-export function readDeploymentRecord(path: string): DeploymentRecord | undefined {
+/**
+ * Adds to an existing deployment what this build has and `record` lacks (ConsentRegistry, for
+ * a record written before it existed), keeping the recorded contracts and everything on them.
+ * The recorded contracts are verified first. ConsentRegistry's admin is `signer`, which must
+ * hold DEFAULT_ADMIN_ROLE on DeviceRegistry; it grants HOSPITAL_ADMIN_ROLE to the recorded
+ * hospital admins that still hold that role on DeviceRegistry (one revoked since gets nothing;
+ * one granted since is not in the record: grant it by hand). Nothing is written to disk.
+ *
+ * A crash before the caller writes the new record leaves an unused ConsentRegistry on chain
+ * that nothing refers to; the next completion deploys another.
+ * @returns the complete deployment; `added` names the contracts deployed now ([] when the
+ *   record was complete already: then nothing is sent).
+ * @throws ChainError from verifyDeployment; DEPLOYMENT_INCOMPLETE when `signer` is not the admin.
+ */
+export async function completeDeployment(signer: Signer, record: StoredDeploymentRecord, opts: { confirmations?: number } = {}): Promise<Deployment & { added: string[] }> {
+  const provider = requireProvider(signer);
+  await verifyRecorded(provider, record);
+  const handles = (r: DeploymentRecord): Deployment => ({
+    record: r,
+    deviceRegistry: deviceRegistryAt(r.deviceRegistry.address, signer),
+    anchorRegistry: anchorRegistryAt(r.anchorRegistry.address, signer),
+    consentRegistry: consentRegistryAt(r.consentRegistry.address, signer),
+  });
+  if (isComplete(record)) return { ...handles(record), added: [] };
+
+  const confirmations = opts.confirmations ?? 1;
+  const admin = getAddress(await signer.getAddress());
+  const deviceRegistry = deviceRegistryAt(record.deviceRegistry.address, signer);
+  if (!(await deviceRegistry.hasRole(ROLES.DEFAULT_ADMIN, admin))) {
+    throw new ChainError('DEPLOYMENT_INCOMPLETE', {
+      missing: missingContracts(record),
+      signer: admin,
+      hint: `${admin} does not hold DEFAULT_ADMIN_ROLE on DeviceRegistry ${record.deviceRegistry.address}: complete the deployment with the key of its admin`,
+    });
+  }
+  const hospitalAdmins: string[] = [];
+  for (const a of record.roles.hospitalAdmins) if (await deviceRegistry.hasRole(ROLES.HOSPITAL_ADMIN, a)) hospitalAdmins.push(a);
+  const con = await deployOne(new ContractFactory(consentRegistryArtifact.abi, consentRegistryArtifact.bytecode, signer), admin, confirmations);
+  const consentRegistry = consentRegistryAt(con.address, signer);
+  for (const a of hospitalAdmins) await (await consentRegistry.grantRole(ROLES.HOSPITAL_ADMIN, a)).wait(confirmations);
+  // Every recorded contract was just found to run this build's code, and the new one is this build.
+  const complete: DeploymentRecord = { ...record, consentRegistry: con, build: { solcVersion: SOLC_VERSION, inputSha256: INPUT_SHA256 } };
+  return { ...handles(complete), added: ['ConsentRegistry'] };
+}
+
+/**
+ * The record in `path`, or undefined when there is none. A record without ConsentRegistry
+ * (written before it existed) is returned as it is: reading it for the addresses of the other
+ * contracts (proof verification) is fine; verifyDeployment refuses it.
+ * @throws ChainError DEPLOYMENT_RECORD_INVALID
+ */
+export function readDeploymentRecord(path: string): StoredDeploymentRecord | undefined {
   if (!existsSync(path)) return undefined;
-  let r: Partial<DeploymentRecord>;
+  let r: Partial<StoredDeploymentRecord>;
   try {
-    r = JSON.parse(readFileSync(path, 'utf8')) as Partial<DeploymentRecord>;
+    r = JSON.parse(readFileSync(path, 'utf8')) as Partial<StoredDeploymentRecord>;
   } catch (e) {
     throw new ChainError('DEPLOYMENT_RECORD_INVALID', { path, reason: (e as Error).message });
   }
@@ -170,14 +270,22 @@ export function readDeploymentRecord(path: string): DeploymentRecord | undefined
     const x = c as Partial<DeployedContract> | undefined;
     return typeof x?.address === 'string' && /^0x[0-9a-fA-F]{40}$/.test(x.address) && typeof x.block === 'number' && typeof x.txHash === 'string';
   };
-  if (r.version !== 1 || typeof r.chainId !== 'number' || !okContract(r.deviceRegistry) || !okContract(r.anchorRegistry) || typeof r.deployBlock !== 'number' || typeof r.deployBlockHash !== 'string') {
-    throw new ChainError('DEPLOYMENT_RECORD_INVALID', { path, reason: 'needs version 1, chainId, deviceRegistry, anchorRegistry, deployBlock, deployBlockHash' });
+  if (
+    r.version !== 1 ||
+    typeof r.chainId !== 'number' ||
+    !okContract(r.deviceRegistry) ||
+    !okContract(r.anchorRegistry) ||
+    (r.consentRegistry !== undefined && !okContract(r.consentRegistry)) ||
+    typeof r.deployBlock !== 'number' ||
+    typeof r.deployBlockHash !== 'string'
+  ) {
+    throw new ChainError('DEPLOYMENT_RECORD_INVALID', { path, reason: 'needs version 1, chainId, deviceRegistry, anchorRegistry, consentRegistry (or none), deployBlock, deployBlockHash' });
   }
-  return r as DeploymentRecord;
+  return r as StoredDeploymentRecord;
 }
 
 /** Writes the record atomically (temp file, fsync, rename). */
-export function writeDeploymentRecord(path: string, record: DeploymentRecord): void {
+export function writeDeploymentRecord(path: string, record: StoredDeploymentRecord): void {
   writeAtomic(path, `${JSON.stringify(record, null, 2)}\n`);
 }
 
@@ -186,30 +294,36 @@ export function writeDeploymentRecord(path: string, record: DeploymentRecord): v
  * it and verifies it against the chain (verifyDeployment), never redeploying on its own: a
  * chain that lost the contracts is reported (ChainError DEPLOYMENT_MISSING / _REPLACED), not
  * papered over with a fresh deployment that would orphan every proof made before.
+ *
+ * A record written before ConsentRegistry existed is completed (completeDeployment: the
+ * recorded contracts are verified and kept, ConsentRegistry is deployed with `signer` as its
+ * admin), made durable, and rewritten; `added` names what was added. This is safe because no
+ * recorded contract refers to ConsentRegistry: adding it changes nothing that exists.
+ * @returns the deployment; `deployed` is true for a fresh deployment, `added` lists contracts
+ *   added to an existing record ([] otherwise).
  */
 export async function loadOrDeploy(
   dataDir: string,
   provider: Provider,
   signer: Signer,
   opts: LoadOrDeployOptions = {},
-): Promise<Deployment & { deployed: boolean; path: string }> {
+): Promise<Deployment & { deployed: boolean; added: string[]; path: string }> {
   mkdirSync(dataDir, { recursive: true });
   const path = join(dataDir, DEPLOYMENT_FILE);
   const existing = readDeploymentRecord(path);
+  const connected = signer.provider ? signer : signer.connect(provider);
   if (existing) {
-    await verifyDeployment(provider, existing);
-    return {
-      record: existing,
-      deviceRegistry: deviceRegistryAt(existing.deviceRegistry.address, signer),
-      anchorRegistry: anchorRegistryAt(existing.anchorRegistry.address, signer),
-      deployed: false,
-      path,
-    };
+    const d = await completeDeployment(connected, existing, opts.confirmations !== undefined ? { confirmations: opts.confirmations } : {});
+    if (d.added.length > 0) {
+      await opts.makeDurable?.();
+      writeDeploymentRecord(path, d.record);
+    }
+    return { ...d, deployed: false, path };
   }
-  const d = await deployContracts(signer.provider ? signer : signer.connect(provider), opts);
+  const d = await deployContracts(connected, opts);
   await opts.makeDurable?.();
   writeDeploymentRecord(path, d.record);
-  return { ...d, deployed: true, path };
+  return { ...d, deployed: true, added: [], path };
 }
 
 function requireProvider(signer: Signer): Provider {

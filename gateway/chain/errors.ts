@@ -16,6 +16,7 @@ export const CHAIN_ERRORS = {
   DEPLOYMENT_MISSING: 'there is no contract code at a recorded address: the chain was reset or is another chain, and every earlier anchor is gone from it',
   DEPLOYMENT_CODE_MISMATCH: 'the code at a recorded address is not the contract this build expects',
   DEPLOYMENT_CHAIN_REPLACED: 'the block that deployed the contracts is not on this chain any more: the chain was reset and the contracts redeployed at the same addresses',
+  DEPLOYMENT_INCOMPLETE: 'the deployment record lacks a contract this build needs (ConsentRegistry, in a record written before it existed)',
 } as const;
 
 export type ChainErrorCode = keyof typeof CHAIN_ERRORS;

@@ -2,10 +2,11 @@
  * The chain seam: the embedded anvil (default) or an external EVM JSON-RPC endpoint, behind
  * one shape that the anchorer, the registry and the CLI use alike.
  *
- *   embedded   anvil on loopback, state in dataDir/chain, contracts deployed on first start,
+ *   embedded   anvil on loopback, state in dataDir/chain, contracts deployed on first start
+ *              (and ConsentRegistry added to a record written before it existed),
  *              deployment record in dataDir/chain/deployment.json. DEV ONLY accounts of the
  *              well-known test mnemonic: 0 deploys and administers the contracts, 1 is the
- *              hospital admin (enrol, revoke), 2 is the gateway (anchors). The URL of the
+ *              hospital admin (enrol, revoke, bind patients), 2 is the gateway (anchors). The URL of the
  *              running node is written to dataDir/chain/endpoint.json for the CLI.
  *   external   chain.rpcUrl, the deployment record of `vitalproof chain deploy`, and the
  *              gateway's key from chain.keyFile. The gateway starts even when the endpoint is
@@ -18,8 +19,8 @@ import type { GatewayConfig } from '../config.js';
 import { ConfigError } from '../config.js';
 import type { Logger } from '../log.js';
 import { devWallet, startAnvil, type AnvilHandle } from './anvil.js';
-import { anchorRegistryAt, deviceRegistryAt, type AnchorRegistryContract, type DeviceRegistryContract } from './contracts.js';
-import { DEPLOYMENT_FILE, loadOrDeploy, readDeploymentRecord, verifyDeployment, type DeploymentRecord } from './deploy.js';
+import { anchorRegistryAt, consentRegistryAt, deviceRegistryAt, type AnchorRegistryContract, type ConsentRegistryContract, type DeviceRegistryContract } from './contracts.js';
+import { DEPLOYMENT_FILE, loadOrDeploy, readDeploymentRecord, verifyDeployment, type StoredDeploymentRecord } from './deploy.js';
 
 export const ENDPOINT_FILE = 'endpoint.json';
 
@@ -36,9 +37,12 @@ export interface ChainRuntime {
   /** Embedded chain: the DEV ONLY hospital admin account that enrols and revokes (another account than the gateway's). */
   adminSigner?: Signer;
   address: string;
-  record: DeploymentRecord;
+  /** Complete on the embedded chain; an external chain's record may predate ConsentRegistry (ready() then rejects). */
+  record: StoredDeploymentRecord;
   deviceRegistry: DeviceRegistryContract;
   anchorRegistry: AnchorRegistryContract;
+  /** Undefined only when the record predates ConsentRegistry (external chain: ready() rejects with DEPLOYMENT_INCOMPLETE). */
+  consentRegistry?: ConsentRegistryContract;
   /** Resolves once the deployment was checked against the chain (retry after a failure). */
   ready(): Promise<void>;
   /** Persists the chain's state where that is ours to do (embedded anvil); no-op otherwise. */
@@ -95,7 +99,7 @@ export async function openChainForCli(cfg: GatewayConfig, log?: Logger): Promise
 }
 
 /** What an embedded chain's runtime holds besides its lifecycle: the DEV ONLY accounts and the contracts. */
-function embeddedRuntime(url: string, provider: JsonRpcProvider, record: DeploymentRecord): Omit<ChainRuntime, 'makeDurable' | 'stop'> {
+function embeddedRuntime(url: string, provider: JsonRpcProvider, record: StoredDeploymentRecord): Omit<ChainRuntime, 'makeDurable' | 'stop'> {
   const signer = devWallet(EMBEDDED_ACCOUNTS.gateway, provider);
   return {
     mode: 'embedded',
@@ -108,6 +112,7 @@ function embeddedRuntime(url: string, provider: JsonRpcProvider, record: Deploym
     record,
     deviceRegistry: deviceRegistryAt(record.deviceRegistry.address, signer),
     anchorRegistry: anchorRegistryAt(record.anchorRegistry.address, signer),
+    ...(record.consentRegistry ? { consentRegistry: consentRegistryAt(record.consentRegistry.address, signer) } : {}),
     ready: () => Promise.resolve(),
   };
 }
@@ -141,7 +146,8 @@ export async function openChain(cfg: GatewayConfig, log?: Logger, opts: { writeE
         gateways: [devWallet(EMBEDDED_ACCOUNTS.gateway).address],
         makeDurable: () => anvil.checkpoint(),
       });
-      if (d.deployed) log?.info({ event: 'contracts_deployed', chainId: d.record.chainId, deviceRegistry: d.record.deviceRegistry.address, anchorRegistry: d.record.anchorRegistry.address, block: d.record.deployBlock }, 'contracts deployed on the embedded chain');
+      if (d.deployed) log?.info({ event: 'contracts_deployed', chainId: d.record.chainId, deviceRegistry: d.record.deviceRegistry.address, anchorRegistry: d.record.anchorRegistry.address, consentRegistry: d.record.consentRegistry.address, block: d.record.deployBlock }, 'contracts deployed on the embedded chain');
+      if (d.added.length > 0) log?.info({ event: 'contracts_added', chainId: d.record.chainId, added: d.added, consentRegistry: d.record.consentRegistry.address }, 'contracts added to the embedded chain\'s deployment');
       const endpoint = join(dir, ENDPOINT_FILE);
       if (opts.writeEndpoint !== false) writeFileSync(endpoint, JSON.stringify({ url: anvil.url, pid: process.pid }));
       return {
@@ -176,11 +182,15 @@ export async function openChain(cfg: GatewayConfig, log?: Logger, opts: { writeE
     record,
     deviceRegistry: deviceRegistryAt(record.deviceRegistry.address, wallet),
     anchorRegistry: anchorRegistryAt(record.anchorRegistry.address, wallet),
+    ...(record.consentRegistry ? { consentRegistry: consentRegistryAt(record.consentRegistry.address, wallet) } : {}),
     ready: () => {
-      verified ??= verifyDeployment(provider, record).catch((e: unknown) => {
-        verified = undefined;
-        throw e;
-      });
+      verified ??= verifyDeployment(provider, record).then(
+        () => undefined,
+        (e: unknown) => {
+          verified = undefined;
+          throw e;
+        },
+      );
       return verified;
     },
     makeDurable: () => Promise.resolve(),

@@ -5,8 +5,16 @@
  */
 import { expect } from 'vitest';
 import { ContractFactory, type ContractTransactionResponse, type Interface, type Signer, type TransactionReceipt } from 'ethers';
-import { anchorRegistryArtifact, deviceRegistryArtifact } from '../../gateway/chain/artifacts.js';
-import { anchorRegistryAt, decodeRevert, deviceRegistryAt, type AnchorRegistryContract, type DeviceRegistryContract } from '../../gateway/chain/contracts.js';
+import { anchorRegistryArtifact, consentRegistryArtifact, deviceRegistryArtifact } from '../../gateway/chain/artifacts.js';
+import {
+  anchorRegistryAt,
+  consentRegistryAt,
+  decodeRevert,
+  deviceRegistryAt,
+  type AnchorRegistryContract,
+  type ConsentRegistryContract,
+  type DeviceRegistryContract,
+} from '../../gateway/chain/contracts.js';
 
 export async function deployDeviceRegistry(signer: Signer, admin: string): Promise<DeviceRegistryContract> {
   const c = await new ContractFactory(deviceRegistryArtifact.abi, deviceRegistryArtifact.bytecode, signer).deploy(admin);
@@ -18,6 +26,12 @@ export async function deployAnchorRegistry(signer: Signer, admin: string): Promi
   const c = await new ContractFactory(anchorRegistryArtifact.abi, anchorRegistryArtifact.bytecode, signer).deploy(admin);
   await c.waitForDeployment();
   return anchorRegistryAt(await c.getAddress(), signer);
+}
+
+export async function deployConsentRegistry(signer: Signer, admin: string): Promise<ConsentRegistryContract> {
+  const c = await new ContractFactory(consentRegistryArtifact.abi, consentRegistryArtifact.bytecode, signer).deploy(admin);
+  await c.waitForDeployment();
+  return consentRegistryAt(await c.getAddress(), signer);
 }
 
 /**
