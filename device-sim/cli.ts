@@ -4,33 +4,50 @@
  *
  *   vp-sim run --broker mqtt://127.0.0.1:1883 --devices 20 --seed 42 --duration 60s --faults tamper=0.01,skew=0.01
  *   vp-sim run --devices 5 --frames 200 --report out.json
+ *   vp-sim run --transport ble --start-bus /tmp/vp-bus --devices 5 --frames 200   (prints the gateway's DBUS_SYSTEM_BUS_ADDRESS)
+ *   vp-sim bus --dir /tmp/vp-bus                              (a private D-Bus bus only, until Ctrl-C)
  *   vp-sim export --devices 20 --seed 42 --out fleet.json     (then: vitalproof enrol fleet.json)
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { FAULT_KINDS, parseFaultRates } from './faults.js';
+import { notificationBytes } from '../firmware-proto/fragment.js';
+import { startPrivateBus, type PrivateBus } from './bluez/bus-daemon.js';
+import { ALL_FAULT_KINDS, checkFaultsForTransport, parseFaultRates } from './faults.js';
 import { assignSensors, fleetDevices, writeEnrolmentFile } from './fleet.js';
 import { progressLine, summary } from './format.js';
 import { checkBrokerUrl } from './mqtt-link.js';
-import { runFleet, type FleetProgress } from './run.js';
+import { runFleet, type BleFleetOptions, type FleetProgress } from './run.js';
 
-const USAGE = `usage: vp-sim <run|export> [options]
-  run     run the fleet against an MQTT broker (the gateway)
+const USAGE = `usage: vp-sim <run|bus|export> [options]
+  run     run the fleet against an MQTT broker (the gateway), or as BLE peripherals of a simulated BlueZ
+  bus     run a private D-Bus bus only, until Ctrl-C, and print its address
   export  write the fleet's enrolment file, for "vitalproof enrol FILE"
 common:
   --devices N         fleet size (default 20)
   --seed S            fleet seed (default 42): the same seed gives the same keys, patients and faults
   --sensors SPEC      mix (default) | all | heart_rate,spo2 | heart_rate,spo2;ecg  (";" sets are dealt in turn)
 run:
-  --broker URL        default mqtt://127.0.0.1:1883
+  --transport T       mqtt (default) | ble
+  --broker URL        MQTT: default mqtt://127.0.0.1:1883
   --duration D        stop after D (500ms, 90s, 5m, 1h); with neither this nor --frames, run until Ctrl-C
   --frames N          N frames per device, as fast as the gateway acknowledges, timestamped in the past
   --speed X           simulated time runs X times as fast (X > 1 needs --duration)
-  --faults SPEC       kind=probability per frame, comma-separated; kinds: ${FAULT_KINDS.join(' ')}
+  --faults SPEC       kind=probability per frame, comma-separated; kinds: ${ALL_FAULT_KINDS.join(' ')}
+                      (vanish, out_of_range, bad_fragment need --transport ble; unknown_device needs mqtt)
   --state DIR         per-device sequence numbers, sensor clocks and unacknowledged frames (default .vp-sim-state)
   --report FILE       write the run report as JSON
   --max-inflight N    unacknowledged publishes per device (default 32)
   --drain-timeout D   at the end, wait this long for acknowledgements (default 30s)
+run --transport ble (the gateway's node-ble talks to the simulated BlueZ on a D-Bus bus):
+  --dbus-address A    the bus to serve org.bluez on (default $DBUS_SYSTEM_BUS_ADDRESS)
+  --start-bus DIR     start a private dbus-daemon with its socket in DIR, print the gateway's
+                      "export DBUS_SYSTEM_BUS_ADDRESS=…", and stop it at the end
+  --mtu N             ATT_MTU of every connection (default 247)
+  --notify-delay D    pause after each notification, a slow link (default 0)
+  --appear-over D     wearables come into range one by one over D (default 0: all at once)
+  --rogues N          non-enrolled wearables advertising alongside the fleet (default 0)
+bus:
+  --dir DIR           the bus socket's directory (created if missing)
 export:
   --out FILE          default fleet.json`;
 
@@ -66,6 +83,14 @@ async function main(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' },
+      transport: { type: 'string', default: 'mqtt' },
+      'dbus-address': { type: 'string' },
+      'start-bus': { type: 'string' },
+      mtu: { type: 'string' },
+      'notify-delay': { type: 'string' },
+      'appear-over': { type: 'string' },
+      rogues: { type: 'string' },
+      dir: { type: 'string' },
       devices: { type: 'string', default: '20' },
       seed: { type: 'string', default: '42' },
       sensors: { type: 'string', default: 'mix' },
@@ -86,6 +111,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return cmd || v.help ? 0 : 2;
   }
+  if (cmd === 'bus') return runBus(v.dir);
   const devices = positiveInt('devices', v.devices);
   option(() => assignSensors(v.sensors, devices, v.seed));
   if (cmd === 'export') {
@@ -95,7 +121,12 @@ async function main(argv: string[]): Promise<number> {
   }
   if (cmd !== 'run') throw new UsageError(`unknown command "${cmd}"`);
 
-  option(() => checkBrokerUrl(v.broker));
+  const transport = v.transport;
+  if (transport !== 'mqtt' && transport !== 'ble') throw new UsageError(`--transport must be mqtt or ble, got "${transport}"`);
+  if (transport === 'mqtt') option(() => checkBrokerUrl(v.broker));
+  const faults = option(() => parseFaultRates(v.faults));
+  option(() => checkFaultsForTransport(faults, transport));
+  const ble = transport === 'ble' ? bleRunOptions(v) : undefined;
   const speed = Number(v.speed);
   if (!(speed > 0)) throw new UsageError(`--speed must be a number > 0, got "${v.speed}"`);
   const durationMs = v.duration !== undefined ? parseDuration(v.duration) : undefined;
@@ -116,28 +147,71 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${progressLine(p)}\n`);
     }
   };
+  let bus: PrivateBus | undefined;
+  if (ble && v['start-bus'] !== undefined) {
+    mkdirSync(v['start-bus'], { recursive: true });
+    bus = await startPrivateBus({ dir: v['start-bus'] });
+    ble.busAddress = bus.address;
+    console.log(`export DBUS_SYSTEM_BUS_ADDRESS=${shellQuote(bus.address)}`);
+  }
+  if (ble && !ble.busAddress) throw new UsageError('--transport ble needs --dbus-address, $DBUS_SYSTEM_BUS_ADDRESS, or --start-bus DIR');
   const report = await runFleet({
-    brokerUrl: v.broker,
+    transport,
+    ...(ble ? { ble } : { brokerUrl: v.broker }),
     devices,
     seed: v.seed,
     sensors: v.sensors,
     ...(v.frames !== undefined ? { frames: positiveInt('frames', v.frames) } : {}),
     ...(durationMs !== undefined ? { durationMs } : {}),
     speed,
-    faults: option(() => parseFaultRates(v.faults)),
+    faults,
     stateDir: v.state,
     signal: stop.signal,
     drainTimeoutMs: parseDuration(v['drain-timeout']),
     ...(v['max-inflight'] !== undefined ? { maxInFlight: positiveInt('max-inflight', v['max-inflight']) } : {}),
     onProgress,
     progressIntervalMs: tty ? 250 : 1000,
-  });
+  }).finally(() => bus?.stop());
   console.log(summary(report));
   if (v.report) {
     writeFileSync(v.report, `${JSON.stringify(report, null, 2)}\n`);
     console.log(`report written to ${v.report}`);
   }
   return report.drained && report.faults.unexpected === 0 ? 0 : 1;
+}
+
+/** The BLE options of `run`, checked; the bus address may still be empty (--start-bus makes one). */
+function bleRunOptions(v: { 'dbus-address'?: string; mtu?: string; 'notify-delay'?: string; 'appear-over'?: string; rogues?: string }): BleFleetOptions {
+  const o: BleFleetOptions = { busAddress: v['dbus-address'] ?? process.env.DBUS_SYSTEM_BUS_ADDRESS ?? '' };
+  if (v.mtu !== undefined) {
+    const mtu = Number(v.mtu);
+    option(() => notificationBytes(mtu)); // RangeError for an MTU no LE link has
+    o.mtu = mtu;
+  }
+  if (v['notify-delay'] !== undefined) o.notifyDelayMs = parseDuration(v['notify-delay']);
+  if (v['appear-over'] !== undefined) o.appearOverMs = parseDuration(v['appear-over']);
+  if (v.rogues !== undefined) o.rogues = v.rogues === '0' ? 0 : positiveInt('rogues', v.rogues);
+  return o;
+}
+
+/** `vp-sim bus`: a private bus until SIGINT or SIGTERM. */
+async function runBus(dir: string | undefined): Promise<number> {
+  if (!dir) throw new UsageError('bus needs --dir DIR');
+  mkdirSync(dir, { recursive: true });
+  const bus = await startPrivateBus({ dir });
+  console.log(`export DBUS_SYSTEM_BUS_ADDRESS=${shellQuote(bus.address)}`);
+  process.stderr.write('private D-Bus bus running; Ctrl-C to stop\n');
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await bus.stop();
+  return 0;
+}
+
+/** Single quotes for a POSIX shell: the address has commas and `=`, and a directory may have spaces. */
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 main(process.argv.slice(2)).then(

@@ -19,6 +19,18 @@
  * | unknown_device | a non-enrolled device tries to connect         | CONNECT_UNKNOWN_DEVICE (rc 5) |
  * | disconnect     | socket destroyed mid-stream, then reconnect    | nothing lost                  |
  *
+ * Over BLE (ble-link.ts) the same kinds apply, with these differences, plus radio kinds:
+ *
+ * | kind           | over BLE                                       | expected at the gateway       |
+ * | -------------- | ---------------------------------------------- | ----------------------------- |
+ * | oversized      | its first fragment declares > 16384 bytes      | FRAGMENT_OVERSIZED, disconnect |
+ * | wrong_topic    | copy with a peer's id in its device id field   | DEVICE_MISMATCH               |
+ * | unknown_device | not supported (runFleet refuses the rate)      | —                             |
+ * | disconnect     | the radio drops the link at a frame boundary   | nothing lost                  |
+ * | vanish         | stops advertising, leaves BlueZ's tree, returns | nothing lost                 |
+ * | out_of_range   | link drops, connects fail for 1–5 s, backlog after | nothing lost              |
+ * | bad_fragment   | a corrupted fragment stream (ble-streams.ts)   | its FRAGMENT_* reason, disconnect |
+ *
  * Copies may share the honest frame's seq because the gateway checks structure, sender and
  * signature before the sequence (PROTOCOL.md §5.3), so the copy is refused for its own fault
  * whether it arrives before or after the honest frame, and never moves the device's state.
@@ -30,7 +42,8 @@
  */
 import { sensorByCode } from '../firmware-proto/catalogue.js';
 import { HEADER_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES, SIGNATURE_BYTES } from '../firmware-proto/frame.js';
-import type { ConnectReason, FrameReason } from '../firmware-proto/reasons.js';
+import type { ConnectReason, FragmentReason, FrameReason } from '../firmware-proto/reasons.js';
+import type { Transport } from './link.js';
 import type { Rng } from './rng.js';
 
 /**
@@ -38,10 +51,30 @@ import type { Rng } from './rng.js';
  * order, whatever the rates. Append new kinds at the end, or old seeds choose differently.
  */
 export const FAULT_KINDS = ['gap', 'skew', 'tamper', 'bad_signature', 'malformed', 'oversized', 'wrong_topic', 'replay', 'unknown_device', 'disconnect'] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/**
+ * Faults only a radio link commits (BLE). Appended after FAULT_KINDS, and drawn from a stream of
+ * their own (FaultPlanner's `radioRng`): drawing them from the first stream would add draws to
+ * every frame and move every old seed's choices. The same warning applies within this list.
+ */
+export const RADIO_FAULT_KINDS = ['vanish', 'out_of_range', 'bad_fragment'] as const;
+
+export const ALL_FAULT_KINDS = [...FAULT_KINDS, ...RADIO_FAULT_KINDS] as const;
+export type FaultKind = (typeof ALL_FAULT_KINDS)[number];
+export type RadioFaultKind = (typeof RADIO_FAULT_KINDS)[number];
 
 /** What the gateway should make of an injection. */
-export type Expectation = FrameReason | ConnectReason | 'ACCEPTED_WITH_GAP' | 'NOTHING_LOST';
+export type Expectation = FrameReason | FragmentReason | ConnectReason | 'ACCEPTED_WITH_GAP' | 'NOTHING_LOST';
+
+/**
+ * The oversized fault's expectation by transport: an MQTT payload reaches the decoder
+ * (PROTOCOL.md §3.2), a BLE frame is refused by the reassembler on its declared length (§10.6 rule 6).
+ */
+export const OVERSIZED_EXPECTED: Readonly<Record<Transport, Expectation>> = { mqtt: 'FRAME_OVERSIZED', ble: 'FRAGMENT_OVERSIZED' };
+
+/** How long an out_of_range fault keeps a wearable unreachable, and a vanish keeps it away, by default (ms, min … max). */
+export const DEFAULT_OUT_OF_RANGE_MS: readonly [number, number] = [1_000, 5_000];
+export const DEFAULT_VANISH_MS: readonly [number, number] = [1_000, 5_000];
 
 /** How far ahead of the real clock a skewed frame claims to be. */
 export const SKEW_AHEAD_MS = 10 * 60_000;
@@ -49,7 +82,25 @@ export const SKEW_AHEAD_MS = 10 * 60_000;
 export type FaultRates = Partial<Record<FaultKind, number>>;
 
 export function isFaultKind(s: string): s is FaultKind {
-  return (FAULT_KINDS as readonly string[]).includes(s);
+  return (ALL_FAULT_KINDS as readonly string[]).includes(s);
+}
+
+export function isRadioFaultKind(k: FaultKind): k is RadioFaultKind {
+  return (RADIO_FAULT_KINDS as readonly string[]).includes(k);
+}
+
+/**
+ * Refuses rates a transport cannot carry out: the radio kinds over MQTT, and unknown_device over
+ * BLE (a non-enrolled peripheral is never connected by the gateway, so no refusal comes back to
+ * count; tests add a rogue peripheral instead, ble-rogue.ts).
+ * @throws TypeError naming the kind.
+ */
+export function checkFaultsForTransport(rates: FaultRates, transport: Transport): void {
+  for (const [kind, rate] of Object.entries(rates) as [FaultKind, number][]) {
+    if (!(rate > 0)) continue;
+    if (transport === 'mqtt' && isRadioFaultKind(kind)) throw new TypeError(`fault ${kind} needs a radio: use it with transport ble`);
+    if (transport === 'ble' && kind === 'unknown_device') throw new TypeError('fault unknown_device is not supported over BLE: a non-enrolled peripheral is simply never connected');
+  }
 }
 
 /**
@@ -61,7 +112,7 @@ export function parseFaultRates(spec: string): FaultRates {
   for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
     const [kind, value, ...rest] = part.split('=');
     const rate = Number(value);
-    if (!kind || !isFaultKind(kind)) throw new TypeError(`unknown fault "${kind}"; known: ${FAULT_KINDS.join(', ')}`);
+    if (!kind || !isFaultKind(kind)) throw new TypeError(`unknown fault "${kind}"; known: ${ALL_FAULT_KINDS.join(', ')}`);
     if (rest.length || value === undefined || value.trim() === '' || !Number.isFinite(rate) || rate < 0 || rate > 1) {
       throw new TypeError(`fault rate for ${kind} must be a probability in [0, 1], got "${part}"`);
     }
@@ -72,10 +123,18 @@ export function parseFaultRates(spec: string): FaultRates {
 
 /** Decides, frame by frame, which faults to commit. */
 export class FaultPlanner {
+  /**
+   * @param rng draws FAULT_KINDS; `radioRng` draws RADIO_FAULT_KINDS, and is needed only when one
+   *   of them has a rate.
+   * @throws TypeError for a radio kind's rate without `radioRng`.
+   */
   constructor(
     private readonly rates: FaultRates,
     private readonly rng: Rng,
-  ) {}
+    private readonly radioRng?: Rng,
+  ) {
+    if (!radioRng && RADIO_FAULT_KINDS.some((k) => (rates[k] ?? 0) > 0)) throw new TypeError('radio fault rates need a radio Rng stream');
+  }
 
   /**
    * The faults for the next frame. Draws once per kind even when its rate is 0, so one
@@ -86,6 +145,12 @@ export class FaultPlanner {
     for (const kind of FAULT_KINDS) {
       const draw = this.rng.float();
       if (draw < (this.rates[kind] ?? 0)) out.push(kind);
+    }
+    if (this.radioRng) {
+      for (const kind of RADIO_FAULT_KINDS) {
+        const draw = this.radioRng.float();
+        if (draw < (this.rates[kind] ?? 0)) out.push(kind);
+      }
     }
     return out;
   }

@@ -17,7 +17,7 @@ export function summary(r: FleetReport): string {
   const lines: string[] = [];
   const f = r.frames;
   lines.push(
-    `vp-sim: ${r.devices} devices (seed ${r.seed}) for ${(r.elapsedMs / 1000).toFixed(1)} s: ${f.recorded} frames recorded, ${f.acked} acknowledged, ${f.retransmitted} resent after reconnects` +
+    `vp-sim: ${r.devices} devices over ${r.transport === 'ble' ? 'BLE' : 'MQTT'} (seed ${r.seed}) for ${(r.elapsedMs / 1000).toFixed(1)} s: ${f.recorded} frames recorded, ${f.acked} acknowledged, ${f.retransmitted} resent after reconnects` +
       (f.restored ? `, ${f.restored} restored from the previous run` : '') +
       (f.unacked ? `, ${f.unacked} NOT acknowledged` : '') +
       (f.droppedFromOutbox ? `, ${f.droppedFromOutbox} dropped from full outboxes` : ''),
@@ -38,10 +38,15 @@ export function summary(r: FleetReport): string {
         .filter(([, n]) => n)
         .map(([k, n]) => `${k}=${n}`)
         .join(' ') || 'none';
-    lines.push(`the gateway should count: rejected ${list(t.expectedRejections)}; connect refused ${list(t.expectedConnectRefusals)}; sequence gaps ${t.expectedSeqGaps}`);
+    const refused = r.transport === 'ble' ? `fragment streams refused ${list(t.expectedFragmentRejections)}` : `connect refused ${list(t.expectedConnectRefusals)}`;
+    lines.push(`the gateway should count: rejected ${list(t.expectedRejections)}; ${refused}; sequence gaps ${t.expectedSeqGaps}`);
     if (t.lost) lines.push(`  (${t.lost} faulty frames went down with their connection: the gateway may have counted them or not)`);
     if (t.pending) lines.push(`  (${t.pending} faults still unsettled when the run ended)`);
   } else lines.push('faults injected: none');
+  if (r.rogues?.length) {
+    const subscribed = r.rogues.filter((x) => x.notifyStarts > 0).length;
+    lines.push(`rogue wearables: ${r.rogues.length}, connected ${r.rogues.filter((x) => x.connections > 0).length}, subscribed ${subscribed}${subscribed ? ' (WARNING: a central subscribed to a non-enrolled device)' : ''}`);
+  }
   if (!r.drained) lines.push('WARNING: the run ended before every frame was acknowledged; with --state, the next run sends them first');
   return lines.join('\n');
 }

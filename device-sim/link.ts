@@ -1,10 +1,13 @@
 /**
- * The seam between a simulated wearable and its transport. MQTT implements it now
- * (mqtt-link.ts); a BLE GATT link will implement the same contract. The wearable decides
- * what to send; the link owns delivery: order, acknowledgement, reconnection, resending.
+ * The seam between a simulated wearable and its transport. MQTT (mqtt-link.ts) and BLE GATT
+ * over the simulated BlueZ (ble-link.ts) implement it. The wearable decides what to send; the
+ * link owns delivery: order, acknowledgement, reconnection, resending.
  */
+import type { FragmentReason } from '../firmware-proto/reasons.js';
+import type { BadFragmentVariant } from './ble-streams.js';
+
 export interface LinkCounters {
-  /** Successful connections (CONNACK accepted). */
+  /** Successful connections (MQTT: CONNACK accepted; BLE: a central connected). */
   connects: number;
   /** CONNECT refusals by CONNACK return code. */
   refusals: Record<string, number>;
@@ -23,6 +26,9 @@ export interface LinkCounters {
   /** Connections ended by the disconnect fault. */
   abruptDisconnects: number;
 }
+
+/** The transports a wearable can use. */
+export type Transport = 'mqtt' | 'ble';
 
 export function newLinkCounters(): LinkCounters {
   return { connects: 0, refusals: {}, connectErrors: 0, sent: 0, acked: 0, retransmitted: 0, extrasSent: 0, extrasAcked: 0, extrasLost: 0, abruptDisconnects: 0 };
@@ -59,8 +65,9 @@ export interface FrameLink {
   enqueueFrame(seq: bigint, raw: Uint8Array, sentBefore?: boolean): void;
   /**
    * A one-shot publication in order with the frames, never resent: resolves true when
-   * acknowledged, false when its connection dropped first (or the link stopped).
-   * `asDevice` publishes on another device's channel (the wrong_topic fault).
+   * acknowledged (over BLE: when an ACK covers a later honest frame, ble-link.ts), false when
+   * its connection dropped first (or the link stopped). `asDevice` publishes on another
+   * device's channel (the wrong_topic fault; over BLE the copy names that device instead).
    */
   sendExtra(payload: Uint8Array, opts?: { asDevice?: string }): Promise<boolean>;
   /**
@@ -75,4 +82,21 @@ export interface FrameLink {
   waitForRoom(signal?: AbortSignal): Promise<boolean>;
   /** Resolves true once the backlog is empty, false if aborted. */
   idle(signal?: AbortSignal): Promise<boolean>;
+}
+
+/**
+ * Faults only a radio link can commit (BLE, ble-link.ts). Each waits, like abruptDisconnect,
+ * for a frame boundary with no faulty frame unsettled, so the tally stays exact.
+ */
+export interface RadioFaults {
+  /** Gone for `ms`: the connection drops, the device leaves BlueZ's tree, then advertises again. Resolves true once a central connected again. */
+  vanish(ms: number): Promise<boolean>;
+  /** Out of range for `ms`: the connection drops, connects fail, frames wait in the outbox. Resolves true once a central connected again. */
+  outOfRange(ms: number): Promise<boolean>;
+  /**
+   * A corrupted fragment stream made from this frame, sent once as its own transmission. The
+   * gateway refuses it (`expected`) and disconnects: `sent` resolves true when the central
+   * disconnects after it, false when the connection ended otherwise or the gateway went on.
+   */
+  sendBadFragments(raw: Uint8Array, variant: BadFragmentVariant): { expected: FragmentReason; sent: Promise<boolean> };
 }

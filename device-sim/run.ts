@@ -1,6 +1,7 @@
 /**
- * Runs a fleet of simulated wearables against an MQTT broker, in process: the programmatic
- * face of `vp-sim run`, for tests and the demo.
+ * Runs a fleet of simulated wearables against an MQTT broker, or as BLE peripherals of a
+ * simulated BlueZ on a D-Bus bus (bluez/), in process: the programmatic face of `vp-sim run`,
+ * for tests and the demo.
  *
  * A run has two phases. Production: each wearable records frames until its pace is done
  * (`frames`), the duration ends, or `signal` aborts. Drain: the run waits, at most
@@ -11,20 +12,52 @@
  */
 import { setMaxListeners } from 'node:events';
 import { DeviceCore, SequenceCounter } from '../firmware-proto/device.js';
+import { notificationBytes } from '../firmware-proto/fragment.js';
+import { startSimulatedBluez, type SimulatedBluez } from './bluez/service.js';
+import { BleLink } from './ble-link.js';
+import { addRogueWearable, type RogueWearable } from './ble-rogue.js';
 import { scaledClock } from './clock.js';
 import { FaultTally, type FaultReport } from './tally.js';
-import { parseFaultRates, type FaultKind, type FaultRates } from './faults.js';
-import { fleetDevices, rogueDevice } from './fleet.js';
-import type { LinkCounters } from './link.js';
+import { checkFaultsForTransport, parseFaultRates, type FaultKind, type FaultRates } from './faults.js';
+import { fleetDevices, rogueDevice, type SimDevice } from './fleet.js';
+import type { FrameLink, LinkCounters, Transport } from './link.js';
 import { checkBrokerUrl, connectOnce, MqttLink } from './mqtt-link.js';
 import { Patient } from './physiology.js';
 import { Rng } from './rng.js';
 import { FileDeviceState, MemoryDeviceState, type DeviceState } from './state-store.js';
 import { clockWaitMs, Wearable, type Pace } from './wearable.js';
 
+/** A BLE run: the fleet's peripherals on one simulated BlueZ, started for the run and closed after it. */
+export interface BleFleetOptions {
+  /** The D-Bus bus to serve `org.bluez` on (a private bus, bluez/bus-daemon.ts); the gateway's DBUS_SYSTEM_BUS_ADDRESS. */
+  busAddress: string;
+  /** ATT_MTU of every connection; default 247. */
+  mtu?: number;
+  /** Pause after each notification (slow notifications); default 0. */
+  notifyDelayMs?: number;
+  /** Wearables start advertising at seeded moments spread over this window; default 0 (all at once). */
+  appearOverMs?: number;
+  /** BlueZ's TemporaryTimeout; default 30 s. */
+  temporaryTimeoutMs?: number;
+  /** A connection attempt to an unreachable wearable fails after this long; default 2 s. */
+  connectTimeoutMs?: number;
+  /** How often a discovery refreshes RSSI; default 1 s. */
+  scanIntervalMs?: number;
+  /** How long the out_of_range fault keeps a wearable unreachable, ms [min, max]; default [1000, 5000]. */
+  outOfRangeMs?: [number, number];
+  /** How long the vanish fault keeps a wearable away, ms [min, max]; default [1000, 5000]. */
+  vanishMs?: [number, number];
+  /** Non-enrolled wearables advertising alongside the fleet (keys from the seed); the report tells whether a central subscribed to them. */
+  rogues?: number;
+}
+
 export interface FleetOptions {
-  /** e.g. mqtt://127.0.0.1:1883 */
-  brokerUrl: string;
+  /** Default mqtt. */
+  transport?: Transport;
+  /** MQTT: e.g. mqtt://127.0.0.1:1883 (required for MQTT). */
+  brokerUrl?: string;
+  /** BLE (required for BLE). */
+  ble?: BleFleetOptions;
   devices: number;
   seed: string;
   /** Sensor sets, see assignSensors: `mix` (default), `all`, `a,b`, `a,b;c`. */
@@ -88,10 +121,23 @@ export interface DeviceReport {
   link: LinkCounters;
 }
 
+export interface RogueReport {
+  deviceId: string;
+  /** Times a central connected to it, and enabled its notifications: a gateway must never subscribe. */
+  connections: number;
+  notifyStarts: number;
+}
+
 export interface FleetReport {
   version: 1;
   seed: string;
-  brokerUrl: string;
+  transport: Transport;
+  /** MQTT runs. */
+  brokerUrl?: string;
+  /** BLE runs: the D-Bus address the simulated BlueZ served on. */
+  busAddress?: string;
+  /** BLE runs with rogue wearables. */
+  rogues?: RogueReport[];
   devices: number;
   pace: 'frames' | 'clock';
   /** Frames pace: how long the run had to wait for the real clock because an earlier run covered the time (0 normally). */
@@ -118,30 +164,69 @@ export interface FleetReport {
   perDevice: DeviceReport[];
 }
 
+/** Checks a BLE run's options before anything starts. */
+function checkBleOptions(b: BleFleetOptions | undefined): BleFleetOptions {
+  if (!b?.busAddress) throw new TypeError('a BLE run needs ble.busAddress (the D-Bus address for the simulated BlueZ)');
+  if (b.mtu !== undefined) notificationBytes(b.mtu);
+  for (const [name, v] of Object.entries({ notifyDelayMs: b.notifyDelayMs, appearOverMs: b.appearOverMs })) {
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new RangeError(`ble.${name} must be a number ≥ 0, got ${v}`);
+  }
+  if (b.rogues !== undefined && !(Number.isInteger(b.rogues) && b.rogues >= 0)) throw new RangeError(`ble.rogues must be a whole number ≥ 0, got ${b.rogues}`);
+  for (const [name, r] of Object.entries({ outOfRangeMs: b.outOfRangeMs, vanishMs: b.vanishMs })) {
+    if (r !== undefined && !(Number.isInteger(r[0]) && Number.isInteger(r[1]) && r[0] >= 0 && r[1] >= r[0])) throw new RangeError(`ble.${name} must be [min, max] whole milliseconds, 0 ≤ min ≤ max, got ${JSON.stringify(r)}`);
+  }
+  return b;
+}
+
 /**
- * @throws RangeError / TypeError for inconsistent options (before connecting anything).
+ * @throws RangeError / TypeError for inconsistent options (before connecting anything): a
+ *   transport without its endpoint, fault kinds the transport cannot carry out (faults.ts).
  * @example
  *   const report = await runFleet({ brokerUrl: 'mqtt://127.0.0.1:1883', devices: 5, seed: '42', frames: 100, faults: 'tamper=0.05' });
  *   expect(gatewayMetrics.rejectedBy.BAD_SIGNATURE).toBe(report.faults.expectedRejections.BAD_SIGNATURE ?? 0);
+ * @example
+ *   const report = await runFleet({ transport: 'ble', ble: { busAddress: bus.address, mtu: 185 }, devices: 3, seed: '42', frames: 50, faults: 'bad_fragment=0.05' });
  */
 export async function runFleet(o: FleetOptions): Promise<FleetReport> {
   if (o.frames !== undefined && (!Number.isInteger(o.frames) || o.frames < 1)) throw new RangeError(`frames must be a positive integer, got ${o.frames}`);
   if (o.durationMs !== undefined && !(o.durationMs > 0)) throw new RangeError(`duration must be > 0 ms, got ${o.durationMs}`);
-  checkBrokerUrl(o.brokerUrl);
+  const transport = o.transport ?? 'mqtt';
+  if (transport !== 'mqtt' && transport !== 'ble') throw new TypeError(`transport must be mqtt or ble, got "${String(transport)}"`);
+  const brokerUrl = o.brokerUrl ?? '';
+  if (transport === 'mqtt') checkBrokerUrl(brokerUrl);
+  const ble = transport === 'ble' ? checkBleOptions(o.ble) : undefined;
   const faults = typeof o.faults === 'string' ? parseFaultRates(o.faults) : (o.faults ?? {});
+  checkFaultsForTransport(faults, transport);
   const pace: Pace = o.frames !== undefined ? { kind: 'frames', frames: o.frames } : { kind: 'clock' };
   const clock = pace.kind === 'frames' ? scaledClock(1, Number.POSITIVE_INFINITY) : scaledClock(o.speed ?? 1, o.durationMs ?? Number.POSITIVE_INFINITY);
   const fleet = fleetDevices(o.seed, o.devices, o.sensors ?? 'mix');
   const tally = new FaultTally();
   const started = Date.now();
   let rogues = 0;
+  const bluez: SimulatedBluez | undefined = ble
+    ? await startSimulatedBluez({
+        busAddress: ble.busAddress,
+        ...(ble.temporaryTimeoutMs !== undefined ? { temporaryTimeoutMs: ble.temporaryTimeoutMs } : {}),
+        ...(ble.connectTimeoutMs !== undefined ? { connectTimeoutMs: ble.connectTimeoutMs } : {}),
+        ...(ble.scanIntervalMs !== undefined ? { scanIntervalMs: ble.scanIntervalMs } : {}),
+      })
+    : undefined;
 
-  const members = fleet.map((d) => {
-    const state: DeviceState = o.stateDir ? new FileDeviceState(o.stateDir, d.deviceId) : new MemoryDeviceState();
-    const core = new DeviceCore(d.deviceId, d.keys.secretKey, new SequenceCounter(state, BigInt(o.seqBlock ?? 64)));
+  const makeLink = (d: SimDevice, core: DeviceCore): { link: FrameLink; radio?: BleLink } => {
+    if (bluez && ble) {
+      const link = new BleLink({
+        bluez,
+        deviceId: d.deviceId,
+        publicKey: d.keys.publicKey,
+        outbox: core.outbox,
+        ...(ble.mtu !== undefined ? { mtu: ble.mtu } : {}),
+        ...(ble.notifyDelayMs !== undefined ? { notifyDelayMs: ble.notifyDelayMs } : {}),
+      });
+      return { link, radio: link };
+    }
     const jitter = Rng.for('link-jitter', o.seed, d.index);
     const link = new MqttLink({
-      brokerUrl: o.brokerUrl,
+      brokerUrl,
       deviceId: d.deviceId,
       secretKey: d.keys.secretKey,
       outbox: core.outbox,
@@ -149,6 +234,13 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
       ...(o.backoff ? { backoff: o.backoff } : {}),
       random: () => jitter.float(),
     });
+    return { link };
+  };
+
+  const member = (d: SimDevice) => {
+    const state: DeviceState = o.stateDir ? new FileDeviceState(o.stateDir, d.deviceId) : new MemoryDeviceState();
+    const core = new DeviceCore(d.deviceId, d.keys.secretKey, new SequenceCounter(state, BigInt(o.seqBlock ?? 64)));
+    const { link, radio } = makeLink(d, core);
     const wearable = new Wearable({
       deviceId: d.deviceId,
       secretKey: d.keys.secretKey,
@@ -164,10 +256,19 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
       detailRng: Rng.for('fault-details', o.seed, d.index),
       tally,
       peers: fleet.filter((p) => p.deviceId !== d.deviceId).map((p) => p.deviceId),
-      rogueConnect: () => {
-        const r = rogueDevice(o.seed, rogues++);
-        return connectOnce(o.brokerUrl, r.deviceId, r.keys.secretKey);
-      },
+      ...(radio
+        ? {
+            radio,
+            radioFaultRng: Rng.for('radio-faults', o.seed, d.index),
+            ...(ble?.outOfRangeMs ? { outOfRangeMs: ble.outOfRangeMs } : {}),
+            ...(ble?.vanishMs ? { vanishMs: ble.vanishMs } : {}),
+          }
+        : {
+            rogueConnect: () => {
+              const r = rogueDevice(o.seed, rogues++);
+              return connectOnce(brokerUrl, r.deviceId, r.keys.secretKey);
+            },
+          }),
     });
     // Frames a previous run left unacknowledged go first, in their original order.
     const restored = state.takeUnacked();
@@ -177,7 +278,16 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
       link.enqueueFrame(f.seq, f.raw, f.sent);
     }
     return { d, state, core, link, wearable, restored: restored.length };
-  });
+  };
+  let members: ReturnType<typeof member>[];
+  let rogueWearables: RogueWearable[];
+  try {
+    members = fleet.map(member);
+    rogueWearables = bluez ? Array.from({ length: ble?.rogues ?? 0 }, (_, n) => addRogueWearable(bluez, { seed: o.seed, n, ...(ble?.mtu !== undefined ? { mtu: ble.mtu } : {}) })) : [];
+  } catch (e) {
+    await bluez?.close();
+    throw e;
+  }
 
   const waitMs = Math.max(0, ...members.map((m) => clockWaitMs(m.wearable.tracks, clock.now())));
   const production = new AbortController();
@@ -216,8 +326,14 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
   };
   const ticker = o.onProgress ? setInterval(() => o.onProgress!(progress()), o.progressIntervalMs ?? 1000) : undefined;
 
+  const appearTimers: NodeJS.Timeout[] = [];
   try {
-    for (const m of members) m.link.start();
+    for (const m of members) {
+      // BLE: wearables come into range one by one over the appear window, as on a ward.
+      const delay = (ble?.appearOverMs ?? 0) * Rng.for('ble-appear', o.seed, m.d.index).float();
+      if (delay > 0) appearTimers.push(setTimeout(() => m.link.start(), delay));
+      else m.link.start();
+    }
     await Promise.all(members.map((m) => m.wearable.run(production.signal)));
     phase = 'draining';
     const drain = AbortSignal.timeout(o.drainTimeoutMs ?? 30_000);
@@ -228,8 +344,11 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
   } finally {
     clearTimeout(durationTimer);
     clearInterval(ticker);
+    for (const t of appearTimers) clearTimeout(t);
     o.signal?.removeEventListener('abort', stopProducing);
     await Promise.all(members.map((m) => m.link.stop()));
+    await Promise.all(rogueWearables.map((r) => r.link.stop()));
+    await bluez?.close();
   }
 
   async function finish(drained: boolean): Promise<FleetReport> {
@@ -245,7 +364,9 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
     return {
       version: 1,
       seed: o.seed,
-      brokerUrl: o.brokerUrl,
+      transport,
+      ...(ble ? { busAddress: ble.busAddress } : { brokerUrl }),
+      ...(bluez ? { rogues: rogueWearables.map((r) => ({ deviceId: r.deviceId, ...r.peripheral.stats })) } : {}),
       devices: members.length,
       pace: pace.kind,
       clockWaitMs: Math.round(waitMs),

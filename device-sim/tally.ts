@@ -3,16 +3,18 @@
  * it. Only settled injections count towards what the gateway must show:
  *
  * - confirmed: the broker acknowledged the faulty frame (the gateway decided on it and
- *   counted it), the refused CONNECT came back with the expected return code, the device
- *   reconnected, or the frame after a sequence gap was acknowledged;
+ *   counted it), over BLE an acknowledgement covered a later honest frame (or, for a fragment
+ *   stream the gateway must refuse, the gateway disconnected after it), the refused CONNECT came
+ *   back with the expected return code, the device reconnected, or the frame after a sequence
+ *   gap was acknowledged;
  * - lost: the connection dropped before the PUBACK; the gateway may or may not have
  *   counted the frame, so exact comparisons must allow for it (the simulator's own
  *   disconnect fault waits until no faulty frame is in flight, so only real network
  *   trouble loses one);
  * - unexpected: the answer contradicts the expectation (a non-enrolled device was let in).
  */
-import type { ConnectReason, FrameReason } from '../firmware-proto/reasons.js';
-import { ALL_CONNECT_REASONS, ALL_FRAME_REASONS } from '../firmware-proto/reasons.js';
+import type { ConnectReason, FragmentReason, FrameReason } from '../firmware-proto/reasons.js';
+import { ALL_CONNECT_REASONS, ALL_FRAGMENT_REASONS, ALL_FRAME_REASONS } from '../firmware-proto/reasons.js';
 import type { Expectation, FaultKind } from './faults.js';
 
 export type Outcome = 'confirmed' | 'lost' | 'unexpected';
@@ -35,6 +37,8 @@ export interface FaultReport {
   expectedRejections: Partial<Record<FrameReason, number>>;
   /** CONNECTs the gateway must have refused, by reason: confirmed injections only. */
   expectedConnectRefusals: Partial<Record<ConnectReason, number>>;
+  /** BLE fragment streams the gateway's reassembler must have refused, by reason: confirmed injections only. */
+  expectedFragmentRejections: Partial<Record<FragmentReason, number>>;
   /** Sequence numbers skipped before an acknowledged frame (gap and skew faults): the gateway's seqGaps. */
   expectedSeqGaps: number;
   /** Skipped numbers whose following frame was not acknowledged yet. */
@@ -47,6 +51,7 @@ export interface FaultReport {
 
 const FRAME_REASON_SET = new Set<string>(ALL_FRAME_REASONS);
 const CONNECT_REASON_SET = new Set<string>(ALL_CONNECT_REASONS);
+const FRAGMENT_REASON_SET = new Set<string>(ALL_FRAGMENT_REASONS);
 
 export class FaultTally {
   private readonly rows = new Map<string, TallyEntry>();
@@ -90,6 +95,7 @@ export class FaultTally {
       injected: {},
       expectedRejections: {},
       expectedConnectRefusals: {},
+      expectedFragmentRejections: {},
       expectedSeqGaps: this.seqGaps,
       pendingSeqGaps: this.pendingGaps,
       pending: 0,
@@ -107,6 +113,9 @@ export class FaultTally {
       } else if (CONNECT_REASON_SET.has(e.expected)) {
         const k = e.expected as ConnectReason;
         rep.expectedConnectRefusals[k] = (rep.expectedConnectRefusals[k] ?? 0) + e.confirmed;
+      } else if (FRAGMENT_REASON_SET.has(e.expected)) {
+        const k = e.expected as FragmentReason;
+        rep.expectedFragmentRejections[k] = (rep.expectedFragmentRejections[k] ?? 0) + e.confirmed;
       }
     }
     return rep;

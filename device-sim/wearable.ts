@@ -13,8 +13,22 @@ import type { SensorSpec } from '../firmware-proto/catalogue.js';
 import type { DeviceCore, Measurement } from '../firmware-proto/device.js';
 import { signFrame } from '../firmware-proto/device.js';
 import type { SimClock } from './clock.js';
-import { FaultPlanner, flipSignatureBit, malform, oversize, SKEW_AHEAD_MS, tamperSample, type FaultKind, type FaultRates } from './faults.js';
-import { CONNACK_NOT_AUTHORIZED, type ConnectAttempt, type FrameLink } from './link.js';
+import { BAD_FRAGMENT_VARIANTS } from './ble-streams.js';
+import {
+  checkFaultsForTransport,
+  DEFAULT_OUT_OF_RANGE_MS,
+  DEFAULT_VANISH_MS,
+  FaultPlanner,
+  flipSignatureBit,
+  malform,
+  oversize,
+  OVERSIZED_EXPECTED,
+  SKEW_AHEAD_MS,
+  tamperSample,
+  type FaultKind,
+  type FaultRates,
+} from './faults.js';
+import { CONNACK_NOT_AUTHORIZED, type ConnectAttempt, type FrameLink, type RadioFaults, type Transport } from './link.js';
 import type { Patient } from './physiology.js';
 import type { Rng } from './rng.js';
 import type { DeviceState } from './state-store.js';
@@ -43,13 +57,23 @@ export interface WearableOptions {
   faults: FaultRates;
   /** Decides which frames get which faults (one draw per kind per frame). */
   faultRng: Rng;
+  /** Decides the radio kinds (RADIO_FAULT_KINDS), apart from `faultRng` so old seeds keep their choices. */
+  radioFaultRng?: Rng;
   /** Details of each fault (which bit, which variant); apart so they never shift the decisions. */
   detailRng: Rng;
   tally: FaultTally;
   /** Other devices of the fleet, whose channels the wrong_topic fault publishes on. */
   peers: readonly string[];
-  /** The unknown_device fault: a non-enrolled device tries to connect once. */
-  rogueConnect: () => Promise<ConnectAttempt>;
+  /** The unknown_device fault: a non-enrolled device tries to connect once. Needed when that fault has a rate. */
+  rogueConnect?: () => Promise<ConnectAttempt>;
+  /**
+   * The link's radio faults: given for a BLE link (BleLink), which also makes the wearable expect
+   * what the BLE gateway answers (faults.ts). Absent: MQTT.
+   */
+  radio?: RadioFaults;
+  /** Durations drawn for the radio faults, ms [min, max]; default DEFAULT_OUT_OF_RANGE_MS and DEFAULT_VANISH_MS. */
+  outOfRangeMs?: readonly [number, number];
+  vanishMs?: readonly [number, number];
   /** The real clock, for skewed timestamps (ahead of real time, not of simulated time). */
   realNow?: () => number;
 }
@@ -73,9 +97,14 @@ export class Wearable {
   recorded = 0;
   readonly injected: Partial<Record<FaultKind, number>> = {};
   private readonly pendingFaults = new Set<Promise<unknown>>();
+  private readonly transport: Transport;
 
+  /** @throws TypeError for fault rates the link cannot carry out (faults.ts checkFaultsForTransport), or unknown_device without rogueConnect. */
   constructor(private readonly o: WearableOptions) {
-    this.planner = new FaultPlanner(o.faults, o.faultRng);
+    this.transport = o.radio ? 'ble' : 'mqtt';
+    checkFaultsForTransport(o.faults, this.transport);
+    if ((o.faults.unknown_device ?? 0) > 0 && !o.rogueConnect) throw new TypeError('the unknown_device fault needs rogueConnect');
+    this.planner = new FaultPlanner(o.faults, o.faultRng, o.radioFaultRng);
     this.firstAck = new Promise((res) => (this.resolveFirstAck = res));
     this.tracks = planTracks(o.sensors, o.pace, o.clock.now(), o.state);
     o.link.onAck((seq, raw) => {
@@ -170,11 +199,11 @@ export class Wearable {
       const bad = malform(raw, d);
       this.extra('malformed', bad.expected, bad.bytes);
     }
-    if (faults.has('oversized')) this.extra('oversized', 'FRAME_OVERSIZED', oversize(raw, d));
+    if (faults.has('oversized')) this.extra('oversized', OVERSIZED_EXPECTED[this.transport], oversize(raw, d));
     if (faults.has('wrong_topic')) this.extra('wrong_topic', 'DEVICE_MISMATCH', raw, o.peers.length ? d.pick(o.peers) : otherDeviceId(o.deviceId));
     // Replays the latest acknowledged frame: its seq is at or below the gateway's highest.
     if (faults.has('replay') && this.lastAcked) this.extra('replay', 'REPLAY', this.lastAcked);
-    if (faults.has('unknown_device')) {
+    if (faults.has('unknown_device') && o.rogueConnect) {
       const settle = o.tally.inject('unknown_device', 'CONNECT_UNKNOWN_DEVICE');
       this.follow(
         o.rogueConnect().then(
@@ -186,6 +215,22 @@ export class Wearable {
     if (faults.has('disconnect')) {
       const settle = o.tally.inject('disconnect', 'NOTHING_LOST');
       this.follow(o.link.abruptDisconnect().then((ok) => settle(ok ? 'confirmed' : 'lost')));
+    }
+    const radio = o.radio;
+    if (!radio) return;
+    const drawMs = ([lo, hi]: readonly [number, number]): number => d.int(lo, hi);
+    if (faults.has('vanish')) {
+      const settle = o.tally.inject('vanish', 'NOTHING_LOST');
+      this.follow(radio.vanish(drawMs(o.vanishMs ?? DEFAULT_VANISH_MS)).then((ok) => settle(ok ? 'confirmed' : 'lost')));
+    }
+    if (faults.has('out_of_range')) {
+      const settle = o.tally.inject('out_of_range', 'NOTHING_LOST');
+      this.follow(radio.outOfRange(drawMs(o.outOfRangeMs ?? DEFAULT_OUT_OF_RANGE_MS)).then((ok) => settle(ok ? 'confirmed' : 'lost')));
+    }
+    if (faults.has('bad_fragment')) {
+      const bad = radio.sendBadFragments(raw, d.pick(BAD_FRAGMENT_VARIANTS));
+      const settle = o.tally.inject('bad_fragment', bad.expected);
+      this.follow(bad.sent.then((ok) => settle(ok ? 'confirmed' : 'lost')));
     }
   }
 
