@@ -149,7 +149,7 @@ export class BleCentral {
       [...this.slots.values()].map(async (s) => {
         if (s.conn?.isOpen) {
           s.conn.close();
-          await s.device.disconnect().catch(() => undefined);
+          await this.disconnectQuietly(s);
         }
         s.device.release();
       }),
@@ -243,18 +243,20 @@ export class BleCentral {
 
   private async scan(): Promise<void> {
     const adapter = this.adapter!;
-    const present = new Set(await adapter.addresses());
+    const present = new Set(await this.timed(adapter.addresses(), 'device list'));
     for (const [address, s] of this.slots) {
-      if (!present.has(address) && s.state !== 'connected' && s.state !== 'connecting') {
-        s.device.release();
-        this.slots.delete(address);
-      }
+      if (present.has(address) || s.state === 'connecting') continue;
+      // BlueZ never drops the object of a connected device; if it is gone, so is the link
+      // (bluetoothd restarted, adapter reset) and no PropertiesChanged will say so.
+      s.conn?.linkLost();
+      s.device.release();
+      this.slots.delete(address);
     }
     for (const address of present) {
       if (this.slots.has(address)) continue;
-      const device = await adapter.device(address);
+      const device = await this.timed(adapter.device(address), 'device lookup');
       if (!device) continue;
-      const advert = await device.advert().catch(() => undefined);
+      const advert = await this.timed(device.advert(), 'device properties').catch(() => undefined);
       if (!advert || !advert.uuids.includes(BLE_UUIDS.service)) {
         // Not a VitalProof wearable (another client's discovery found it): never looked at again while present.
         device.release();
@@ -342,7 +344,7 @@ export class BleCentral {
     } catch (e) {
       this.d.metrics.bleEndedBy.BLE_CONNECT_FAILED++;
       s.lastEnd = `BLE_CONNECT_FAILED ${dbusErrorText(e)}`;
-      if (connected) await s.device.disconnect().catch(() => undefined);
+      if (connected) await this.disconnectQuietly(s);
       this.backoff(s, true);
     } finally {
       this.connecting--;
@@ -368,7 +370,7 @@ export class BleCentral {
 
   /** Ends a connection made before the profile checks passed. */
   private async drop(s: Slot, reason: ConnectReason | BleReason | undefined, detail: Record<string, unknown>): Promise<void> {
-    await s.device.disconnect().catch(() => undefined);
+    await this.disconnectQuietly(s);
     if (reason) this.refuse(s, reason, detail);
     else s.state = 'waiting';
   }
@@ -379,7 +381,7 @@ export class BleCentral {
     s.lastEnd = reason ?? 'closed by the gateway';
     const level = reason === 'BLE_LINK_LOST' || reason === undefined ? 'info' : 'warn';
     this.d.log[level]({ event: 'ble_disconnected', device: s.deviceId, address: s.address, reason, frames: conn.frames, ...detail }, 'BLE wearable disconnected');
-    if (reason !== 'BLE_LINK_LOST') await s.device.disconnect().catch(() => undefined);
+    if (reason !== 'BLE_LINK_LOST') await this.disconnectQuietly(s);
     if (s.conn === conn) s.conn = undefined;
     if (this.stopped) return;
     // A connection that delivered frames was healthy: come back at once. One that did not counts as a failure.
@@ -393,6 +395,12 @@ export class BleCentral {
     s.notBefore = this.now() + (failed ? base * (0.5 + this.random() / 2) : this.o.reconnectMinMs);
   }
 
+  /** Disconnect when the link may already be gone: errors and silence are both fine. */
+  private disconnectQuietly(s: Slot): Promise<void> {
+    return this.timed(s.device.disconnect(), 'Disconnect').catch(() => undefined);
+  }
+
+  /** Every D-Bus call gets a deadline: a call to a bluetoothd that went away unanswered must not stall the scan loop. */
   private timed<T>(p: Promise<T>, step: string): Promise<T> {
     return new Promise<T>((res, rej) => {
       const t = setTimeout(() => rej(new Error(`${step} timed out after ${this.o.connectTimeoutMs} ms`)), this.o.connectTimeoutMs);
