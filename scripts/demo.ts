@@ -4,11 +4,15 @@
  *   npm run demo                              run until Ctrl-C
  *   npm run demo -- --duration 60s            stop by itself after 60 s
  *   npm run demo -- --devices 5 --faults tamper=0.05,skew=0.02
+ *   npm run demo -- --ble-devices 0           MQTT wearables only
  *
  * The gateway runs in this process on its embedded defaults (aedes broker, embedded
  * influxd, spool), with its data in ./data/demo (kept across runs). A fleet of simulated
  * wearables (seed "demo") is enrolled and runs against it at real-time pace with a few
- * faults injected; the terminal shows the gateway's status and the simulator's progress.
+ * faults injected; beside them, BLE wearables (seed "demo-ble") served by the simulator's
+ * BlueZ-compatible D-Bus service on a private dbus-daemon, which the gateway's BLE central
+ * reaches through DBUS_SYSTEM_BUS_ADDRESS exactly as it would reach BlueZ. The terminal shows
+ * the gateway's status and the simulator's progress.
  * At the end it compares what the gateway refused with what the simulator expects it to
  * refuse. Gateway logs go to ./data/demo/gateway.log.
  */
@@ -29,25 +33,33 @@ import { progressLine } from '../device-sim/format.js';
 import { runFleet, type FleetProgress, type FleetReport } from '../device-sim/run.js';
 import { parseDuration, positiveInt } from './lib/duration.js';
 import { verifyBundle } from '../gateway/proof/verify.js';
+import { startPrivateBus, type PrivateBus } from '../device-sim/bluez/bus-daemon.js';
+import { RADIO_FAULT_KINDS } from '../device-sim/faults.js';
 
 const DATA_DIR = resolve('data', 'demo');
 const SEED = 'demo';
+const BLE_SEED = 'demo-ble';
 const SENSORS = 'mix';
 const DEFAULT_MQTT_PORT = 1883;
 const DEFAULT_HTTP_PORT = 8080;
 /** About 1 % per frame for each frame fault, 0.5 % for the connection faults. */
 const DEFAULT_FAULTS = 'tamper=0.01,bad_signature=0.01,malformed=0.01,replay=0.01,skew=0.01,wrong_topic=0.01,unknown_device=0.005,disconnect=0.005';
+/** The BLE wearables' faults: frame faults as over MQTT, plus broken fragment streams and radio trouble. */
+const DEFAULT_BLE_FAULTS = 'tamper=0.01,bad_signature=0.01,replay=0.01,bad_fragment=0.005,out_of_range=0.003,vanish=0.002,disconnect=0.005';
 /** How long the end waits for the simulator's outstanding acknowledgements, then for InfluxDB to catch up, then for the last anchor. */
 const FLEET_DRAIN_MS = 20_000;
 const STORAGE_DRAIN_MS = 15_000;
 const ANCHOR_DRAIN_MS = 15_000;
 
-const USAGE = `usage: npm run demo -- [--duration D] [--devices N] [--faults SPEC]
-  --duration D   stop after D (e.g. 20s, 5m, 1h); default: run until Ctrl-C
-  --devices N    simulated wearables (default 20, seed "${SEED}", sensors "${SENSORS}")
-  --faults SPEC  kind=probability per frame, comma-separated, or "none"
-                 default: ${DEFAULT_FAULTS}
-                 kinds: ${FAULT_KINDS.join(' ')}
+const USAGE = `usage: npm run demo -- [--duration D] [--devices N] [--faults SPEC] [--ble-devices N] [--ble-faults SPEC]
+  --duration D       stop after D (e.g. 20s, 5m, 1h); default: run until Ctrl-C
+  --devices N        simulated MQTT wearables (default 20, seed "${SEED}", sensors "${SENSORS}")
+  --faults SPEC      kind=probability per frame, comma-separated, or "none"
+                     default: ${DEFAULT_FAULTS}
+                     kinds: ${FAULT_KINDS.join(' ')}
+  --ble-devices N    simulated BLE wearables (default 6, seed "${BLE_SEED}"); 0: no BLE
+  --ble-faults SPEC  their faults, or "none"; default: ${DEFAULT_BLE_FAULTS}
+                     kinds: ${FAULT_KINDS.filter((k) => k !== 'unknown_device').join(' ')} ${RADIO_FAULT_KINDS.join(' ')}
 Everything listens on 127.0.0.1: MQTT on ${DEFAULT_MQTT_PORT} and HTTP status on ${DEFAULT_HTTP_PORT}, or free ports when
 those are taken. Data (gateway, embedded InfluxDB, simulator state) stays in ${rel(DATA_DIR)} across runs;
 delete that directory to start over. Gateway logs: ${rel(join(DATA_DIR, 'gateway.log'))}.`;
@@ -63,6 +75,8 @@ interface Options {
   durationMs: number | undefined;
   devices: number;
   faults: string;
+  bleDevices: number;
+  bleFaults: string;
 }
 
 function options(argv: string[]): Options | undefined {
@@ -70,7 +84,14 @@ function options(argv: string[]): Options | undefined {
   try {
     ({ values: v } = parseArgs({
       args: argv,
-      options: { duration: { type: 'string' }, devices: { type: 'string', default: '20' }, faults: { type: 'string', default: DEFAULT_FAULTS }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        duration: { type: 'string' },
+        devices: { type: 'string', default: '20' },
+        faults: { type: 'string', default: DEFAULT_FAULTS },
+        'ble-devices': { type: 'string', default: '6' },
+        'ble-faults': { type: 'string', default: DEFAULT_BLE_FAULTS },
+        help: { type: 'boolean', short: 'h' },
+      },
     }));
   } catch (e) {
     throw new UsageError((e as Error).message);
@@ -79,7 +100,10 @@ function options(argv: string[]): Options | undefined {
   try {
     const faults = v.faults.trim() === 'none' ? '' : v.faults;
     parseFaultRates(faults);
-    return { durationMs: v.duration !== undefined ? parseDuration(v.duration) : undefined, devices: positiveInt('devices', v.devices), faults };
+    const bleFaults = v['ble-faults'].trim() === 'none' ? '' : v['ble-faults'];
+    parseFaultRates(bleFaults);
+    const bleDevices = v['ble-devices'] === '0' ? 0 : positiveInt('ble-devices', v['ble-devices']);
+    return { durationMs: v.duration !== undefined ? parseDuration(v.duration) : undefined, devices: positiveInt('devices', v.devices), faults, bleDevices, bleFaults };
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -95,7 +119,7 @@ function portFree(port: number, host = '127.0.0.1'): Promise<boolean> {
 }
 
 /** The default ports when they are free, else free ones; retried when a port is taken between the check and the listen. */
-async function startOnPorts(log: ReturnType<typeof createLogger>): Promise<{ gw: Gateway; fallback: string[] }> {
+async function startOnPorts(log: ReturnType<typeof createLogger>, ble: boolean): Promise<{ gw: Gateway; fallback: string[] }> {
   let mqttPort = (await portFree(DEFAULT_MQTT_PORT)) ? DEFAULT_MQTT_PORT : 0;
   let httpPort = (await portFree(DEFAULT_HTTP_PORT)) ? DEFAULT_HTTP_PORT : 0;
   for (let attempt = 1; ; attempt++) {
@@ -114,7 +138,14 @@ async function startOnPorts(log: ReturnType<typeof createLogger>): Promise<{ gw:
     // Built-in defaults only (no VP_* environment, no config file): the demo is the same everywhere.
     const config = loadConfig({
       env: {},
-      flags: { dataDir: DATA_DIR, 'mqtt.port': String(mqttPort), 'http.port': String(httpPort), 'influx.url': '', 'log.file': join(DATA_DIR, 'gateway.log') },
+      flags: {
+        dataDir: DATA_DIR,
+        'mqtt.port': String(mqttPort),
+        'http.port': String(httpPort),
+        'influx.url': '',
+        'log.file': join(DATA_DIR, 'gateway.log'),
+        ...(ble ? { 'ble.mode': 'on', 'ble.scanIntervalMs': '500', 'ble.refuseHoldMs': '10000' } : {}),
+      },
     });
     try {
       return { gw: await startGateway(config, log), fallback };
@@ -137,14 +168,16 @@ class LiveView {
   }
 }
 
-function compactLine(s: StatusSnapshot, p: FleetProgress | undefined, elapsedS: number): string {
+function compactLine(s: StatusSnapshot, p: FleetProgress | undefined, ble: FleetProgress | undefined, elapsedS: number): string {
   const list = (o: Record<string, number>): string => Object.entries(o).map(([k, n]) => `${k}=${n}`).join(' ') || 'none';
   return (
     `[${String(elapsedS).padStart(5)}s] gateway: received ${s.frames.received} accepted ${s.frames.accepted} (${s.frames.acceptedPerS.toFixed(1)}/s) ` +
     `rejected ${s.frames.rejected} (${list(s.frames.rejectedBy)}) connect refused ${list(s.mqtt.connectRefusedBy)} devices ${s.mqtt.devicesConnected} ` +
     `spool ${s.spool.backlogFrames} influxdb ${s.storage.up ? 'up' : 'DOWN'} written ${s.storage.framesWritten} ` +
     `batches sealed ${s.batches.lastSealed} anchored ${s.batches.lastAnchored}${s.chain.lastAnchor ? ` (last tx ${s.chain.lastAnchor.txHash.slice(0, 12)}… block ${s.chain.lastAnchor.block})` : ''}` +
-    (p ? ` | sim: ${p.phase} acked ${p.acked} faults ${p.faultsInjected} backlog ${p.backlog}` : '')
+    (s.ble.mode === 'on' ? ` | ble: ${s.ble.up ? 'up' : 'DOWN'} connected ${s.ble.devicesConnected} fragments refused ${list(s.ble.fragmentRejectedBy)}` : '') +
+    (p ? ` | sim mqtt: ${p.phase} acked ${p.acked} faults ${p.faultsInjected} backlog ${p.backlog}` : '') +
+    (ble ? ` | sim ble: ${ble.phase} acked ${ble.acked} faults ${ble.faultsInjected} backlog ${ble.backlog}` : '')
   );
 }
 
@@ -163,24 +196,41 @@ async function main(argv: string[]): Promise<number> {
   // Every wearable waits on runFleet's internal abort signal (device-sim/clock.ts): raise the
   // default listener limit for signals created from here on, so that Node's leak warning
   // (more than 10 listeners) does not scribble over the live view.
-  setMaxListeners(Math.max(10, 2 * o.devices + 10));
+  setMaxListeners(Math.max(10, 2 * (o.devices + o.bleDevices) + 10));
   mkdirSync(DATA_DIR, { recursive: true });
   const stateDir = join(DATA_DIR, 'sim-state');
   const logFile = join(DATA_DIR, 'gateway.log');
   const log = createLogger('info', logFile);
   const tty = process.stdout.isTTY === true;
 
-  console.log(`VitalProof demo: starting the gateway (embedded MQTT broker, spool, embedded influxd, embedded chain) in ${rel(DATA_DIR)} ...`);
-  const { gw, fallback } = await startOnPorts(log);
+  // BLE: a private bus for the simulator's BlueZ; the gateway's central finds it through the
+  // standard variable, exactly as it would find the system bus and bluetoothd.
+  let bus: PrivateBus | undefined;
+  if (o.bleDevices > 0) {
+    const busDir = join(DATA_DIR, 'bus');
+    mkdirSync(busDir, { recursive: true });
+    bus = await startPrivateBus({ dir: busDir });
+    process.env.DBUS_SYSTEM_BUS_ADDRESS = bus.address;
+  }
+  console.log(`VitalProof demo: starting the gateway (embedded MQTT broker, BLE central, spool, embedded influxd, embedded chain) in ${rel(DATA_DIR)} ...`);
+  const { gw, fallback } = await startOnPorts(log, bus !== undefined).catch(async (e: Error) => {
+    await bus?.stop();
+    throw e;
+  });
   const stopGateway = (() => {
     let p: Promise<void> | undefined;
-    return () => (p ??= gw.stop().finally(() => log.flush()));
+    return () => (p ??= gw.stop().finally(async () => {
+      log.flush();
+      await bus?.stop();
+    }));
   })();
 
   let fleetReport: FleetReport | undefined;
+  let bleReport: FleetReport | undefined;
   try {
     const devices = fleetDevices(SEED, o.devices, SENSORS);
-    const enrol = await gw.registry.enrol(enrolmentFile(devices).devices);
+    const bleDevices = o.bleDevices > 0 ? fleetDevices(BLE_SEED, o.bleDevices, SENSORS) : [];
+    const enrol = await gw.registry.enrol(enrolmentFile([...devices, ...bleDevices]).devices);
     if (enrol.refused.length) throw new Error(`enrolment refused: ${enrol.refused.map((r) => `${r.deviceId} ${r.reason}`).join(', ')}`);
 
     for (const f of fallback) console.log(`note: ${f}`);
@@ -193,8 +243,9 @@ async function main(argv: string[]): Promise<number> {
       console.log(`                a Merkle batch of accepted frames is sealed and anchored every ${gw.config.batch.intervalMs / 1000} s`);
     }
     console.log(`  gateway log   ${rel(logFile)}`);
-    console.log(`  devices       ${devices.length} simulated wearables, seed "${SEED}": ${enrol.enrolled.length} newly enrolled, ${enrol.unchanged.length} already enrolled; state in ${rel(stateDir)}`);
-    console.log(`  faults        ${o.faults || 'none'}`);
+    console.log(`  devices       ${devices.length} MQTT wearables (seed "${SEED}")${bleDevices.length ? ` and ${bleDevices.length} BLE wearables (seed "${BLE_SEED}")` : ''}: ${enrol.enrolled.length} newly enrolled, ${enrol.unchanged.length} already enrolled; state in ${rel(stateDir)}`);
+    if (bus) console.log(`  BLE           simulated BlueZ on a private D-Bus: DBUS_SYSTEM_BUS_ADDRESS=${bus.address}`);
+    console.log(`  faults        MQTT: ${o.faults || 'none'}${bus ? `\n                BLE:  ${o.bleFaults || 'none'}` : ''}`);
     console.log('  look at the stored data from another terminal while the demo runs:');
     for (const h of influxHints(gw.influxUrl, gw.config.influx.database)) console.log(`    ${h}`);
     if (gw.chain) {
@@ -228,6 +279,7 @@ async function main(argv: string[]): Promise<number> {
     });
 
     let progress: FleetProgress | undefined;
+    let bleProgress: FleetProgress | undefined;
     const view = new LiveView();
     let lastPlain = 0;
     const render = (final = false): void => {
@@ -237,29 +289,47 @@ async function main(argv: string[]): Promise<number> {
         const head = stop.signal.aborted
           ? `stopping (${stopReason}): waiting for acknowledgements and InfluxDB writes ... (Ctrl-C again to quit at once)`
           : `running ${elapsedS}s${o.durationMs !== undefined ? ` of ${Math.round(o.durationMs / 1000)}s` : ''}  (Ctrl-C to stop)`;
-        view.draw([head, formatStatus(s), `sim      ${progress ? progressLine(progress).trim() : 'starting'}`].join('\n'));
+        const sims = [`sim mqtt ${progress ? progressLine(progress).trim() : 'starting'}`, ...(bus ? [`sim ble  ${bleProgress ? progressLine(bleProgress).trim() : 'starting'}`] : [])];
+        view.draw([head, formatStatus(s), ...sims].join('\n'));
       } else if (final || Date.now() - lastPlain >= 5000) {
         lastPlain = Date.now();
-        console.log(compactLine(s, progress, elapsedS));
+        console.log(compactLine(s, progress, bleProgress, elapsedS));
       }
     };
     render();
     const ticker = setInterval(() => render(), 1000);
 
     try {
-      fleetReport = await runFleet({
-        brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
-        devices: o.devices,
-        seed: SEED,
-        sensors: SENSORS,
-        faults: o.faults,
-        stateDir,
-        signal: stop.signal,
-        drainTimeoutMs: FLEET_DRAIN_MS,
-        backoff: { initialMs: 200, maxMs: 2000 },
-        onProgress: (p) => (progress = p),
-        progressIntervalMs: 500,
-      });
+      [fleetReport, bleReport] = await Promise.all([
+        runFleet({
+          brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
+          devices: o.devices,
+          seed: SEED,
+          sensors: SENSORS,
+          faults: o.faults,
+          stateDir,
+          signal: stop.signal,
+          drainTimeoutMs: FLEET_DRAIN_MS,
+          backoff: { initialMs: 200, maxMs: 2000 },
+          onProgress: (p) => (progress = p),
+          progressIntervalMs: 500,
+        }),
+        bus
+          ? runFleet({
+              transport: 'ble',
+              ble: { busAddress: bus.address, temporaryTimeoutMs: 5000, appearOverMs: 3000 },
+              devices: o.bleDevices,
+              seed: BLE_SEED,
+              sensors: SENSORS,
+              faults: o.bleFaults,
+              stateDir,
+              signal: stop.signal,
+              drainTimeoutMs: FLEET_DRAIN_MS,
+              onProgress: (p) => (bleProgress = p),
+              progressIntervalMs: 500,
+            })
+          : Promise.resolve(undefined),
+      ]);
     } finally {
       clearTimeout(timer);
     }
@@ -276,17 +346,19 @@ async function main(argv: string[]): Promise<number> {
     render(true);
     const final = gw.snapshot();
     const proofLines = await checkOneProof(gw, fleetReport.perDevice.find((d) => d.acked > 0)?.deviceId, anchored);
+    const bleProofLines = bleReport ? await checkOneProof(gw, bleReport.perDevice.find((d) => d.acked > 0)?.deviceId, anchored, 'BLE ') : [];
     await stopGateway();
-    console.log(`\n${summary(final, fleetReport, gw.influxUrl, gw.config.influx.database, stopReason, Date.now() - started)}`);
-    for (const l of proofLines) console.log(l);
-    return fleetReport.drained && fleetReport.faults.unexpected === 0 ? 0 : 1;
+    console.log(`\n${summary(final, [fleetReport, ...(bleReport ? [bleReport] : [])], gw.influxUrl, gw.config.influx.database, stopReason, Date.now() - started)}`);
+    for (const l of [...proofLines, ...bleProofLines.slice(1, 2)]) console.log(l);
+    const reports = [fleetReport, ...(bleReport ? [bleReport] : [])];
+    return reports.every((r) => r.drained && r.faults.unexpected === 0) ? 0 : 1;
   } finally {
     await stopGateway();
   }
 }
 
 /** Exports the bundle of one stored frame of `device` and verifies it against the chain, as `vitalproof verify` does. */
-async function checkOneProof(gw: Gateway, device: string | undefined, anchored: boolean): Promise<string[]> {
+async function checkOneProof(gw: Gateway, device: string | undefined, anchored: boolean, label = ''): Promise<string[]> {
   const s = gw.snapshot();
   if (!gw.chain) return ['  proofs     chain.mode is off: nothing anchored'];
   const out = [
@@ -298,7 +370,7 @@ async function checkOneProof(gw: Gateway, device: string | undefined, anchored: 
   const bundle = r?.export.bundles[0];
   if (!bundle) return [...out, `  proof      no anchored frame of ${device} to check yet`];
   const v = await verifyBundle(bundle, { provider: gw.chain.provider });
-  out.push(`  proof      frame ${bundle.frame.deviceId}/${bundle.frame.seq} (batch ${bundle.anchor.batchSeq}, leaf ${bundle.inclusion.leafIndex} of ${bundle.inclusion.treeSize}): ` + v.checks.map((c) => `${c.check} ${c.status === 'pass' ? 'ok' : c.status.toUpperCase()}`).join(', '));
+  out.push(`  ${`${label}proof`.padEnd(10)} frame ${bundle.frame.deviceId}/${bundle.frame.seq} (batch ${bundle.anchor.batchSeq}, leaf ${bundle.inclusion.leafIndex} of ${bundle.inclusion.treeSize}): ` + v.checks.map((c) => `${c.check} ${c.status === 'pass' ? 'ok' : c.status.toUpperCase()}`).join(', '));
   out.push('  do the same yourself while a demo runs (e.g. npm run demo -- --duration 10m), from another terminal:');
   for (const h of proofHints(device, gw.chain.url.replace(/:\d+$/, ':<PORT>'))) out.push(`    ${h}`);
   return out;
@@ -313,15 +385,36 @@ function proofHints(device: string, chainUrl: string): string[] {
   ];
 }
 
-function summary(s: StatusSnapshot, r: FleetReport, influxUrl: string, database: string, why: string, elapsedMs: number): string {
+function summary(s: StatusSnapshot, reports: FleetReport[], influxUrl: string, database: string, why: string, elapsedMs: number): string {
   const out: string[] = [];
-  const f = r.frames;
   out.push(`VitalProof demo stopped (${why || 'done'}) after ${(elapsedMs / 1000).toFixed(0)} s`);
-  out.push(
-    `  simulator  ${r.devices} devices: ${f.recorded} honest frames recorded, ${f.acked} acknowledged, ${f.retransmitted} resent after reconnects` +
-      (f.restored ? `, ${f.restored} left over from the previous run` : '') +
-      (f.unacked ? `, ${f.unacked} NOT acknowledged (kept in the state dir for the next run)` : ''),
-  );
+  for (const r of reports) {
+    const f = r.frames;
+    out.push(
+      `  simulator  ${r.devices} ${r.transport === 'ble' ? 'BLE' : 'MQTT'} devices: ${f.recorded} honest frames recorded, ${f.acked} acknowledged, ${f.retransmitted} resent after reconnects` +
+        (f.restored ? `, ${f.restored} left over from the previous run` : '') +
+        (f.unacked ? `, ${f.unacked} NOT acknowledged (kept in the state dir for the next run)` : ''),
+    );
+  }
+  const sum = <K extends string>(pick: (r: FleetReport) => Partial<Record<K, number>>): Record<string, number> => {
+    const o: Record<string, number> = {};
+    for (const r of reports) for (const [k, n] of Object.entries(pick(r)) as [string, number][]) o[k] = (o[k] ?? 0) + n;
+    return o;
+  };
+  const r = {
+    faults: {
+      injected: sum((x) => x.faults.injected),
+      expectedRejections: sum((x) => x.faults.expectedRejections),
+      expectedConnectRefusals: sum((x) => x.faults.expectedConnectRefusals),
+      expectedFragmentRejections: sum((x) => x.faults.expectedFragmentRejections),
+      expectedSeqGaps: reports.reduce((n, x) => n + x.faults.expectedSeqGaps, 0),
+      lost: reports.reduce((n, x) => n + x.faults.lost, 0),
+      pending: reports.reduce((n, x) => n + x.faults.pending, 0),
+      pendingSeqGaps: reports.reduce((n, x) => n + x.faults.pendingSeqGaps, 0),
+      unexpected: reports.reduce((n, x) => n + x.faults.unexpected, 0),
+    },
+    drained: reports.every((x) => x.drained),
+  };
   out.push(
     `  gateway    received ${s.frames.received}, accepted ${s.frames.accepted}, duplicates ${s.frames.duplicates}, rejected ${s.frames.rejected}; ` +
       `written to InfluxDB ${s.storage.framesWritten} frames (${s.storage.pointsWritten} readings)` +
@@ -335,6 +428,10 @@ function summary(s: StatusSnapshot, r: FleetReport, influxUrl: string, database:
   for (const k of [...reasons].sort()) rows.push([`rejected ${k}`, s.frames.rejectedBy[k] ?? 0, (r.faults.expectedRejections as Record<string, number>)[k] ?? 0]);
   const refusals = new Set([...Object.keys(s.mqtt.connectRefusedBy), ...Object.keys(r.faults.expectedConnectRefusals)]);
   for (const k of [...refusals].sort()) rows.push([`connect ${k}`, s.mqtt.connectRefusedBy[k] ?? 0, (r.faults.expectedConnectRefusals as Record<string, number>)[k] ?? 0]);
+  if (s.ble.mode === 'on') {
+    const frags = new Set([...Object.keys(s.ble.fragmentRejectedBy), ...Object.keys(r.faults.expectedFragmentRejections)]);
+    for (const k of [...frags].sort()) rows.push([`ble ${k}`, s.ble.fragmentRejectedBy[k] ?? 0, r.faults.expectedFragmentRejections[k] ?? 0]);
+  }
   rows.push(['sequence gaps', s.frames.seqGaps, r.faults.expectedSeqGaps]);
   out.push(`  ${'what'.padEnd(34)}${'gateway'.padStart(9)}${'expected'.padStart(10)}`);
   let mismatches = 0;

@@ -100,10 +100,20 @@ function bleSection(s: StatusSnapshot): Extract<StatusSnapshot['ble'], { mode: '
 describe('BLE end to end', () => {
   it('takes 22 BLE wearables beside an MQTT fleet: every frame stored once, as signed, and anchored like MQTT frames', async () => {
     const before = await gw.status();
-    const [ble, mqtt] = await Promise.all([
-      bleFleet('many', { frames: 25 }),
+    // While they run, the status lists the BLE wearables: connected, RSSI, frames, last frame.
+    const live = gw.until((x) => bleSection(x).devices.filter((d) => d.state === 'connected' && d.frames > 0).length >= 10, 60_000, '10 BLE wearables delivering');
+    const [ble, mqtt, during] = await Promise.all([
+      bleFleet('many', { frames: 25, ble: { notifyDelayMs: 2 } }),
       runFleet({ brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`, devices: FLEETS.mqttSide, seed: 'mqttSide', frames: 25, stateDir: join(dir, 'state-mqttSide'), drainTimeoutMs: 60_000 }),
+      live,
     ]);
+    const ids = new Set(fleets.get('many')!.map((d) => d.deviceId));
+    for (const d of bleSection(during).devices.filter((x) => x.state === 'connected' && x.frames > 0)) {
+      expect(ids.has(d.deviceId!)).toBe(true);
+      expect(d.rssi).toBeLessThan(0);
+      expect(d.lastFrameAtMs).toBeGreaterThan(Date.now() - 120_000);
+      expect(d.connects).toBeGreaterThanOrEqual(1);
+    }
     expect(ble.drained).toBe(true);
     expect(ble.frames.acked).toBe(FLEETS.many * 25);
     expect(mqtt.drained).toBe(true);
@@ -172,6 +182,11 @@ describe('BLE end to end', () => {
       expect((bleSection(s).connectRefusedBy.CONNECT_UNKNOWN_DEVICE ?? 0) - (before.connectRefusedBy.CONNECT_UNKNOWN_DEVICE ?? 0)).toBeGreaterThanOrEqual(1);
       expect(rogue.peripheral.stats.notifyStarts).toBe(0);
       expect(rogue.link.backlog).toBe(3);
+      // `vitalproof status` lists it, with its state and RSSI, under the BLE section.
+      const text = execFileSync(process.execPath, [CLI, 'status', '--url', `http://127.0.0.1:${gw.httpPort}`], { encoding: 'utf8' });
+      const line = text.split('\n').find((l) => l.includes(rogue.deviceId));
+      expect(line).toMatch(/refused\s+-\d+ dBm/);
+      expect(text).toMatch(/^ble {6}hci0 up/m);
     } finally {
       await bluez.close();
     }
