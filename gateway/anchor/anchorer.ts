@@ -1,5 +1,7 @@
 /**
- * Anchors sealed batches on the chain, one transaction per batch, strictly in batch order.
+ * Anchors sealed batches on the chain, one transaction per batch, strictly in batch order, in
+ * one AnchorRegistry stream (`stream`: STREAM.FRAMES by default, STREAM.ACCESS_LOG for the
+ * access log; each (gateway, stream) has its own batch sequence).
  *
  * The contract's own sequence decides what happens next, so no batch is skipped and none is
  * anchored twice, whatever happened before a crash or a timeout:
@@ -15,12 +17,18 @@
  * batch store, in order, and are anchored one after another when it returns. A transaction
  * that is not mined in `txTimeoutMs` is replaced (same nonce, higher fee) rather than
  * followed by a second one.
+ *
+ * Anchorers of several streams send from the same account: they take turns on the account's
+ * transaction lane (./tx-lane.ts), held from reading the chain's sequence until the
+ * transaction is confirmed (across a replacement when it is stuck), so that only one
+ * transaction of the account is ever in flight and no two race for a nonce.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { id, zeroPadValue, toBeHex, type Provider, type Signer, type TransactionReceipt } from 'ethers';
 import type { Logger } from '../log.js';
-import { STREAM, type AnchorRegistryContract } from '../chain/contracts.js';
+import { STREAM, type AnchorRegistryContract, type StreamId } from '../chain/contracts.js';
 import type { AnchorRecord, BatchStore, SealedBatch } from './batch-store.js';
+import { txLaneOf, type LaneRelease, type TxLane } from './tx-lane.js';
 
 export const ANCHOR_ERRORS = {
   ANCHOR_CONFLICT: 'the chain holds a different anchor for this batch sequence of this gateway: another process anchors with this key, or the local batch store was replaced',
@@ -55,9 +63,13 @@ export interface AnchorTarget {
   makeDurable?: () => Promise<unknown>;
   /** Resolves once the deployment is known good (external chain: checked on first contact). */
   ready?: () => Promise<void>;
+  /** The account's transaction lane; default txLaneOf(signer), shared by anchorers of the same signer object. */
+  lane?: TxLane;
 }
 
 export interface AnchorerOptions {
+  /** The AnchorRegistry stream this anchorer's batches go to. Default STREAM.FRAMES. */
+  stream?: StreamId;
   retryMinMs?: number;
   retryMaxMs?: number;
   /** Replace a transaction that is not mined within this long. Default 60 s. */
@@ -87,12 +99,18 @@ export class Anchorer {
   private lastAnchor: (AnchorRecord & { root: string }) | undefined;
   /** A sent transaction not yet seen mined: replaced, never doubled. */
   private inFlight: { seq: bigint; nonce: number; hash: string; gasLimit: bigint; maxFeePerGas?: bigint; maxPriorityFeePerGas?: bigint; gasPrice?: bigint } | undefined;
+  readonly stream: StreamId;
+  private readonly lane: TxLane;
+  /** Set while this anchorer holds the account's transaction lane. */
+  private releaseLane: LaneRelease | undefined;
 
   constructor(
     private readonly store: BatchStore,
     private readonly target: AnchorTarget,
     private readonly opts: AnchorerOptions = {},
   ) {
+    this.stream = opts.stream ?? STREAM.FRAMES;
+    this.lane = target.lane ?? txLaneOf(target.signer);
     const last = store.lastAnchored > 0n ? store.anchorOf(store.lastAnchored) : undefined;
     this.lastAnchor = last ? { ...last, root: store.get(last.seq)?.root ?? '' } : undefined;
   }
@@ -136,24 +154,28 @@ export class Anchorer {
         continue;
       }
       try {
+        this.releaseLane ??= await this.lane.acquire(`stream ${this.stream}`, signal);
         await this.anchorOne(seq);
+        this.leaveLane();
         if (!this.up) log?.info({ event: 'chain_recovered', attempts: attempt }, 'chain reachable again; anchoring the queued batches');
         this.up = true;
         this.lastError = undefined;
         this.halted = undefined;
         attempt = 0;
       } catch (e) {
+        // A sent transaction that is not mined keeps the lane: its nonce is the account's next.
+        if (!this.inFlight || signal.aborted) this.leaveLane();
         if (signal.aborted) break;
         attempt++;
         const err = e as Error;
         this.lastError = err.message.slice(0, 500);
         if (e instanceof AnchorError && e.code !== 'TX_REVERTED') {
-          if (!this.halted) log?.error({ event: 'anchor_halted', code: e.code, batch: seq.toString(), detail: e.detail }, 'anchoring stopped: needs an operator');
+          if (!this.halted) log?.error({ event: 'anchor_halted', stream: this.stream, code: e.code, batch: seq.toString(), detail: e.detail }, 'anchoring stopped: needs an operator');
           this.halted = e.code;
         } else if ((e as { code?: string }).code === 'TIMEOUT' && this.inFlight) {
-          log?.warn({ event: 'anchor_tx_slow', batch: seq.toString(), txHash: this.inFlight.hash, nonce: this.inFlight.nonce }, 'anchor transaction not mined in time; it will be replaced');
+          log?.warn({ event: 'anchor_tx_slow', stream: this.stream, batch: seq.toString(), txHash: this.inFlight.hash, nonce: this.inFlight.nonce }, 'anchor transaction not mined in time; it will be replaced');
         } else {
-          if (this.up || attempt % 10 === 0) log?.warn({ event: 'chain_down', attempt, batch: seq.toString(), pending: this.store.pendingAnchors, err: this.lastError }, 'anchoring failed; batches stay queued in order');
+          if (this.up || attempt % 10 === 0) log?.warn({ event: 'chain_down', stream: this.stream, attempt, batch: seq.toString(), pending: this.store.pendingAnchors, err: this.lastError }, 'anchoring failed; batches stay queued in order');
           this.up = false;
         }
         const min = this.opts.retryMinMs ?? 500;
@@ -162,6 +184,13 @@ export class Anchorer {
         await sleep(delay * (0.75 + Math.random() * 0.5), undefined, { signal }).catch(() => undefined);
       }
     }
+    this.leaveLane();
+  }
+
+  private leaveLane(): void {
+    const release = this.releaseLane;
+    this.releaseLane = undefined;
+    release?.();
   }
 
   private async anchorOne(seq: bigint): Promise<void> {
@@ -169,7 +198,7 @@ export class Anchorer {
     if (!b) throw new Error(`sealed batch ${seq} is missing from the batch store`);
     await this.target.ready?.();
     const { anchorRegistry: reg, gateway } = this.target;
-    const next = await reg.nextBatchSeq(gateway, STREAM.FRAMES);
+    const next = await reg.nextBatchSeq(gateway, this.stream);
     if (next < seq) throw new AnchorError('CHAIN_BEHIND', { batch: seq, chainNext: next });
     if (next > seq) {
       await this.adopt(b);
@@ -182,7 +211,7 @@ export class Anchorer {
   /** Sends (or replaces) the anchoring transaction of `b` and waits for its confirmations. */
   private async send(b: SealedBatch): Promise<TransactionReceipt> {
     const { anchorRegistry: reg, provider, gateway, confirmations } = this.target;
-    const args = [STREAM.FRAMES, b.seq, b.root, b.leafCount, b.firstFrameTimeMs, b.lastFrameTimeMs] as const;
+    const args = [this.stream, b.seq, b.root, b.leafCount, b.firstFrameTimeMs, b.lastFrameTimeMs] as const;
     let overrides: Record<string, unknown> = {};
     const prev = this.inFlight?.seq === b.seq ? this.inFlight : undefined;
     if (prev) {
@@ -206,7 +235,7 @@ export class Anchorer {
       ...(tx.maxFeePerGas !== null ? { maxFeePerGas: tx.maxFeePerGas } : {}),
       ...(tx.maxPriorityFeePerGas !== null ? { maxPriorityFeePerGas: tx.maxPriorityFeePerGas } : {}),
     };
-    this.opts.log?.info({ event: 'anchor_sent', batch: b.seq.toString(), txHash: tx.hash, nonce: tx.nonce, replaced: prev !== undefined && overrides['nonce'] !== undefined }, 'anchor transaction sent');
+    this.opts.log?.info({ event: 'anchor_sent', stream: this.stream, batch: b.seq.toString(), txHash: tx.hash, nonce: tx.nonce, replaced: prev !== undefined && overrides['nonce'] !== undefined }, 'anchor transaction sent');
     let receipt: TransactionReceipt | null;
     try {
       receipt = await tx.wait(confirmations, this.opts.txTimeoutMs ?? 60_000);
@@ -214,7 +243,7 @@ export class Anchorer {
       const code = (e as { code?: string }).code;
       if (code === 'CALL_EXCEPTION') {
         this.inFlight = undefined;
-        throw new AnchorError('TX_REVERTED', { batch: b.seq, txHash: tx.hash });
+        throw new AnchorError('TX_REVERTED', { stream: this.stream, batch: b.seq, txHash: tx.hash });
       }
       throw e; // timeout or network: the next round re-reads the chain's sequence first
     }
@@ -226,16 +255,16 @@ export class Anchorer {
   /** The chain already holds batch `b`: check that it is this batch, then find its transaction. */
   private async adopt(b: SealedBatch): Promise<void> {
     const { anchorRegistry: reg, provider, gateway, confirmations } = this.target;
-    const a = await reg.anchorOf(gateway, STREAM.FRAMES, b.seq);
+    const a = await reg.anchorOf(gateway, this.stream, b.seq);
     if (a.root.toLowerCase() !== b.root.toLowerCase() || Number(a.leafCount) !== b.leafCount || Number(a.firstFrameTimeMs) !== b.firstFrameTimeMs || Number(a.lastFrameTimeMs) !== b.lastFrameTimeMs) {
-      throw new AnchorError('ANCHOR_CONFLICT', { batch: b.seq, onChainRoot: a.root, localRoot: b.root, onChainLeaves: Number(a.leafCount), localLeaves: b.leafCount });
+      throw new AnchorError('ANCHOR_CONFLICT', { stream: this.stream, batch: b.seq, onChainRoot: a.root, localRoot: b.root, onChainLeaves: Number(a.leafCount), localLeaves: b.leafCount });
     }
     const block = Number(a.blockNumber);
     const logs = await provider.getLogs({
       address: this.target.contract,
       fromBlock: block,
       toBlock: block,
-      topics: [ANCHORED_TOPIC, zeroPadValue(gateway, 32), zeroPadValue(toBeHex(STREAM.FRAMES), 32), zeroPadValue(toBeHex(b.seq), 32)],
+      topics: [ANCHORED_TOPIC, zeroPadValue(gateway, 32), zeroPadValue(toBeHex(this.stream), 32), zeroPadValue(toBeHex(b.seq), 32)],
     });
     const log = logs[0];
     if (!log) throw new Error(`batch ${b.seq} is anchored in block ${block} but its Anchored event was not found there`);
@@ -246,7 +275,7 @@ export class Anchorer {
     const receipt = await provider.getTransactionReceipt(log.transactionHash);
     if (!receipt) throw new Error(`receipt of ${log.transactionHash} not found`);
     this.inFlight = undefined;
-    this.opts.log?.info({ event: 'anchor_adopted', batch: b.seq.toString(), txHash: receipt.hash }, 'batch was already anchored by an earlier attempt');
+    this.opts.log?.info({ event: 'anchor_adopted', stream: this.stream, batch: b.seq.toString(), txHash: receipt.hash }, 'batch was already anchored by an earlier attempt');
     await this.record(b, receipt);
   }
 
@@ -257,7 +286,7 @@ export class Anchorer {
       chainId: this.target.chainId,
       contract: this.target.contract,
       gateway: this.target.gateway,
-      stream: STREAM.FRAMES,
+      stream: this.stream,
       txHash: receipt.hash,
       blockNumber: receipt.blockNumber,
       blockHash: receipt.blockHash,
@@ -267,7 +296,7 @@ export class Anchorer {
     this.store.recordAnchor(a);
     this.lastAnchor = { ...a, root: b.root };
     this.opts.log?.info(
-      { event: 'anchored', batch: b.seq.toString(), leaves: b.leafCount, root: b.root, txHash: a.txHash, block: a.blockNumber, gasUsed: a.gasUsed, pending: this.store.pendingAnchors },
+      { event: 'anchored', stream: this.stream, batch: b.seq.toString(), leaves: b.leafCount, root: b.root, txHash: a.txHash, block: a.blockNumber, gasUsed: a.gasUsed, pending: this.store.pendingAnchors },
       'batch anchored',
     );
     this.opts.onAnchored?.(a, b);

@@ -502,3 +502,10 @@ function bytesArg(path: string, v: unknown, length?: number): Uint8Array {
 function hex0x(b: Uint8Array): string {
   return `0x${Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')}`;
 }
+
+/**
+ * The strict field readers of this module, for sibling formats (gateway/proof/access-bundle.ts):
+ * each throws BundleFormatError naming the JSON path of what it refuses.
+ * @internal
+ */
+export const bundleFieldReaders = { join, show, object, onlyFields, version, field, string, pattern, hash32, hash32Value, address, safeUint, chainId, uint64String } as const;

@@ -25,7 +25,7 @@ import { deviceIdToBytes8 } from '../chain/ids.js';
 import { hashLeaf } from '../merkle/rfc6962.js';
 import { verifyInclusion } from '../merkle/verify.js';
 import { KeyCache, verifyEd25519 } from '../verify/ed25519.js';
-import { parseBundle, type ProofBundle } from './bundle.js';
+import { parseBundle, type BundleAnchor, type BundleInclusion, type ProofBundle } from './bundle.js';
 
 /** The checks of a verdict, always all five, in this order. */
 export const CHECK_NAMES = ['frame', 'signature', 'inclusion', 'anchor', 'device'] as const;
@@ -362,7 +362,24 @@ class ChainReader {
   }
 }
 
-async function anchorCheck(b: ProofBundle, chain: ChainReader, trusted: TrustedDeployment | undefined): Promise<CheckResult> {
+/** What the anchor check reads of a bundle: its anchor, and the root and tree size it claims. */
+export interface AnchoredClaim {
+  anchor: BundleAnchor;
+  inclusion: Pick<BundleInclusion, 'root' | 'treeSize'>;
+}
+
+/**
+ * The anchor check of verifyBundle on its own, for any stream (the access log's bundles,
+ * gateway/proof/access-verify.ts): the batch is anchored with that root, tree size and window,
+ * by the transaction, block and block hash named, on the canonical chain.
+ * @returns a CheckResult with check 'anchor' (never throws for the claim's content or an unreachable chain).
+ */
+export function verifyAnchorClaim(claim: AnchoredClaim, opts: { provider: Provider; trusted?: { chainId?: number; anchorRegistry?: string }; timeoutMs?: number; cache?: VerifyCache }): Promise<CheckResult> {
+  const reader = new ChainReader(opts.provider, opts.cache ?? new VerifyCache());
+  return online('anchor', opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, () => anchorCheck(claim, reader, opts.trusted));
+}
+
+async function anchorCheck(b: AnchoredClaim, chain: ChainReader, trusted: Pick<TrustedDeployment, 'chainId' | 'anchorRegistry'> | undefined): Promise<CheckResult> {
   const a = b.anchor;
   const pinned = pinnedProblem('anchor', a.chainId, a.contract, trusted?.chainId, trusted?.anchorRegistry, 'AnchorRegistry');
   if (pinned) return pinned;

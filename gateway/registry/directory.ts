@@ -75,6 +75,11 @@ export class PseudonymDirectory {
     return this.entries.size;
   }
 
+  /** Every entry by device id, as last read (a new map after each refresh; never changed in place). */
+  all(): ReadonlyMap<string, DirectoryEntry> {
+    return this.entries;
+  }
+
   /**
    * Re-reads the file if it changed since the last read (or always, with `force`).
    * @returns true when the entries were re-read.

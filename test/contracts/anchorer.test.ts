@@ -2,13 +2,16 @@
  * The anchoring queue against a real anvil: one transaction per batch, in order; an earlier
  * attempt whose outcome was never recorded is adopted, not repeated; a stuck transaction is
  * replaced with the same nonce, never doubled; confirmations are waited for; a conflicting
- * anchor on chain stops the queue instead of skipping.
+ * anchor on chain stops the queue instead of skipping. Two streams (frames, access log) on one
+ * account take turns on its transaction lane: one transaction in flight at a time.
  */
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Anchorer, type AnchorTarget } from '../../gateway/anchor/anchorer.js';
+import { txLaneOf } from '../../gateway/anchor/tx-lane.js';
+import type { Logger } from '../../gateway/log.js';
 import { BatchStore, type SealedBatch } from '../../gateway/anchor/batch-store.js';
 import { STREAM, anchorRegistryAt, type AnchorRegistryContract } from '../../gateway/chain/contracts.js';
 import { deployContracts } from '../../gateway/chain/deploy.js';
@@ -169,5 +172,99 @@ describe('Anchorer', () => {
     await a.stop();
     const rec = store.anchorOf(1n)!;
     expect((await chain.provider.getBlockNumber()) - rec.blockNumber + 1).toBeGreaterThanOrEqual(3);
+  });
+});
+
+/** A log that records anchor_sent lines and lets a test wait for the nth one. */
+function sentLog(): { log: Logger; sent: { stream: number; nonce: number; batch: string; replaced: boolean }[]; nth(n: number): Promise<void> } {
+  const sent: { stream: number; nonce: number; batch: string; replaced: boolean }[] = [];
+  const waiters: { n: number; res: () => void }[] = [];
+  const info = (o: { event: string; stream: number; nonce: number; batch: string; replaced: boolean }): void => {
+    if (o.event !== 'anchor_sent') return;
+    sent.push({ stream: o.stream, nonce: o.nonce, batch: o.batch, replaced: o.replaced });
+    for (const w of waiters.filter((x) => sent.length >= x.n)) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.res();
+    }
+  };
+  const log = { info, warn: () => undefined, error: () => undefined } as unknown as Logger;
+  return { log, sent, nth: (n) => (sent.length >= n ? Promise.resolve() : new Promise((res) => waiters.push({ n, res }))) };
+}
+
+async function inFlight(gateway: string): Promise<number> {
+  return (await chain.provider.getTransactionCount(gateway, 'pending')) - (await chain.provider.getTransactionCount(gateway, 'latest'));
+}
+
+describe('Anchorer: two streams on one account', () => {
+  it('frames and access log take turns on the account\'s lane: one transaction in flight, consecutive nonces, each stream its own sequence', async () => {
+    const frames = new BatchStore(join(dir, 'frames'));
+    const access = new BatchStore(join(dir, 'access'));
+    for (let s = 1n; s <= 3n; s++) {
+      frames.seal(batch(s, 2 + Number(s), 'frames'));
+      access.seal(batch(s, 1 + Number(s), 'access'));
+    }
+    const t = target(); // one signer object: both anchorers share txLaneOf(t.signer)
+    const lane = txLaneOf(t.signer);
+    const nonce0 = await chain.provider.getTransactionCount(t.gateway);
+    await chain.provider.send('evm_setAutomine', [false]);
+    const { log, sent, nth } = sentLog();
+    const af = new Anchorer(frames, t, { retryMinMs: 10, retryMaxMs: 20, log });
+    const aa = new Anchorer(access, t, { stream: STREAM.ACCESS_LOG, retryMinMs: 10, retryMaxMs: 20, log });
+    af.start();
+    aa.start();
+    for (let i = 1; i <= 6; i++) {
+      await nth(i);
+      // The sender holds the lane, the other stream waits for it, and the pool holds one transaction.
+      expect(lane.holder).toBe(`stream ${sent[i - 1]!.stream}`);
+      expect(await inFlight(t.gateway)).toBe(1);
+      if (i < 6) expect(lane.waiting).toBe(1);
+      await chain.provider.send('evm_mine', []);
+    }
+    await Promise.all([anchoredEvents(af, frames, 3n), anchoredEvents(aa, access, 3n)]);
+    await Promise.all([af.stop(), aa.stop()]);
+    expect(sent.map((x) => x.stream)).toEqual([0, 1, 0, 1, 0, 1]);
+    expect(sent.map((x) => x.nonce)).toEqual([0, 1, 2, 3, 4, 5].map((k) => nonce0 + k));
+    expect(sent.every((x) => !x.replaced)).toBe(true);
+    for (const [stream, store] of [[STREAM.FRAMES, frames], [STREAM.ACCESS_LOG, access]] as const) {
+      expect(await t.anchorRegistry.nextBatchSeq(t.gateway, stream)).toBe(4n);
+      for (let s = 1n; s <= 3n; s++) {
+        const on = await t.anchorRegistry.anchorOf(t.gateway, stream, s);
+        expect(on.root).toBe(store.get(s)!.root);
+        expect(store.anchorOf(s)).toMatchObject({ stream, blockNumber: Number(on.blockNumber) });
+      }
+    }
+    // One transaction per block: never two of the account in flight together.
+    const blocks = new Set([...[1n, 2n, 3n].map((s) => frames.anchorOf(s)!.blockNumber), ...[1n, 2n, 3n].map((s) => access.anchorOf(s)!.blockNumber)]);
+    expect(blocks.size).toBe(6);
+    expect(lane.holder).toBeUndefined();
+  });
+
+  it('a stuck transaction keeps the lane until its same-nonce replacement is mined; the other stream then goes on with the next nonce', async () => {
+    const frames = new BatchStore(join(dir, 'frames'));
+    const access = new BatchStore(join(dir, 'access'));
+    frames.seal(batch(1n, 4, 'frames'));
+    access.seal(batch(1n, 3, 'access'));
+    const t = target();
+    const lane = txLaneOf(t.signer);
+    await chain.provider.send('evm_setAutomine', [false]);
+    const { log, sent, nth } = sentLog();
+    const af = new Anchorer(frames, t, { retryMinMs: 10, retryMaxMs: 20, txTimeoutMs: 800, log });
+    const aa = new Anchorer(access, t, { stream: STREAM.ACCESS_LOG, retryMinMs: 10, retryMaxMs: 20, log });
+    af.start();
+    aa.start();
+    await nth(2); // the frames transaction, then its replacement after the timeout
+    expect(sent[1]).toMatchObject({ stream: 0, replaced: true, nonce: sent[0]!.nonce });
+    expect(lane.holder).toBe('stream 0');
+    expect(lane.waiting).toBe(1);
+    expect(await inFlight(t.gateway)).toBe(1);
+    await chain.provider.send('evm_mine', []);
+    await nth(3);
+    expect(sent[2]).toMatchObject({ stream: 1, replaced: false, nonce: sent[0]!.nonce + 1 });
+    await chain.provider.send('evm_mine', []);
+    await Promise.all([anchoredEvents(af, frames, 1n), anchoredEvents(aa, access, 1n)]);
+    await Promise.all([af.stop(), aa.stop()]);
+    expect(await t.anchorRegistry.nextBatchSeq(t.gateway, STREAM.FRAMES)).toBe(2n);
+    expect(await t.anchorRegistry.nextBatchSeq(t.gateway, STREAM.ACCESS_LOG)).toBe(2n);
+    expect(await chain.provider.getTransactionCount(t.gateway)).toBe(sent[0]!.nonce + 2);
   });
 });
