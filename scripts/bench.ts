@@ -42,6 +42,8 @@ import { InfluxSink } from '../gateway/storage/influx-sink.js';
 import { parseBundles, type ProofBundle } from '../gateway/proof/bundle.js';
 import { VerifyCache, verifyBundle } from '../gateway/proof/verify.js';
 import { readFileSync } from 'node:fs';
+import { startPrivateBus, type PrivateBus } from '../device-sim/bluez/bus-daemon.js';
+import { runFleet } from '../device-sim/run.js';
 
 // ---------------------------------------------------------------- frames
 
@@ -538,17 +540,20 @@ async function main(argv: string[]): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'vp-bench-'));
   let influxd: InfluxdHandle | undefined;
   let gw: GatewayProcess | undefined;
+  let bus: PrivateBus | undefined;
   try {
     log('starting influxd and the gateway process ...');
     influxd = await startInfluxd({ dataDir: join(dir, 'influxdb') });
     const small = fleetDevices('bench-small', nDevices, 'heart_rate');
     const mix = fleetDevices('bench-mix', nDevices, 'heart_rate;accelerometer;ecg');
     const paced = fleetDevices('bench-latency', nDevices, 'heart_rate');
+    const bleDevices = fleetDevices('bench-ble', BLE_DEVICES, 'heart_rate');
     const gwDir = join(dir, 'gateway');
     const enrolFile = join(dir, 'enrol.json');
-    writeEnrolmentFile(enrolFile, [...small, ...mix, ...paced]);
+    writeEnrolmentFile(enrolFile, [...small, ...mix, ...paced, ...bleDevices]);
     execFileSync(process.execPath, [GATEWAY_CLI, 'enrol', enrolFile, '--dataDir', gwDir], { stdio: 'pipe' });
-    gw = await GatewayProcess.start({ dataDir: gwDir, 'influx.url': influxd.url, 'mqtt.port': 0, 'http.port': 0, gatewayId: 'gw-bench' });
+    bus = await startPrivateBus({ dir: join(dir, 'bus') });
+    gw = await GatewayProcess.start({ dataDir: gwDir, 'influx.url': influxd.url, 'mqtt.port': 0, 'http.port': 0, gatewayId: 'gw-bench', 'ble.mode': 'on', 'ble.scanIntervalMs': 200 }, { DBUS_SYSTEM_BUS_ADDRESS: bus.address });
 
     log(`(b) pre-signing ${nDevices} × ${perDevice} heart_rate frames ...`);
     const smallFrames = splitFrames(small, perDevice, ['heart_rate']);
@@ -574,6 +579,10 @@ async function main(argv: string[]): Promise<number> {
     const anchoredS = await pollStatus(gw, (s) => s.batches.open.frames === 0 && s.batches.pendingAnchors === 0, 60_000, 100);
     const anchoring = await anchoringFigures(gw, gwDir, influxd.url, anchoredS.ok);
     log(`    ${anchoring.batches} batches, ${fmt(anchoring.gasPerAnchor.mean)} gas per anchor, ${fmt(anchoring.gasPerMillionFrames)} gas per million frames`);
+    const blePer = Math.max(10, Math.round(perDevice / 6));
+    log(`(f) BLE: ${BLE_DEVICES} simulated wearables × ${blePer} heart_rate frames through the simulated BlueZ (private dbus-daemon) ...`);
+    const ble = await bleRun(gw, influxd, bus, blePer, e2eSmall.gatewayCpuUsPerFrame);
+    log(`    ${fmt(ble.framesPerSecond)} frames/s acknowledged; gateway ${fmt(ble.gatewayCpuUsPerFrame)} µs CPU per frame, ${fmt(ble.ratioToMqtt, 2)} × an MQTT frame's`);
     const problems = gw.problems();
 
     const results = {
@@ -584,6 +593,7 @@ async function main(argv: string[]): Promise<number> {
       endToEnd: [e2eSmall, e2eMix],
       latency,
       anchoring,
+      ble,
       gatewayWarnings: problems.slice(0, 20),
       finalStatus: settledS.s,
       benchSeconds: Math.round((Date.now() - benchStarted) / 1000),
@@ -592,7 +602,7 @@ async function main(argv: string[]): Promise<number> {
     writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
     print(results);
     console.log(`\nwritten to ${outFile}`);
-    const ok = e2eSmall.complete && e2eMix.complete && latency.errors === 0;
+    const ok = e2eSmall.complete && e2eMix.complete && latency.errors === 0 && ble.complete;
     if (!ok) console.log('WARNING: a run did not complete (see "complete" and "errors" in the JSON)');
     const busy = [e2eSmall.cpu, e2eMix.cpu, latency.cpu].filter((c) => c.otherS > 0.1 * machine.cpus * c.wallS);
     if (busy.length) console.log(`WARNING: other processes used more than 10 % of the machine's CPU during ${busy.length} of the 3 runs (OTHER above): those figures understate this gateway`);
@@ -604,6 +614,7 @@ async function main(argv: string[]): Promise<number> {
     t = performance.now();
     await influxd?.stop();
     log(`influxd stopped in ${Math.round(performance.now() - t)} ms`);
+    await bus?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -614,7 +625,55 @@ interface Results {
   endToEnd: E2EFigure[];
   latency: LatencyFigure;
   anchoring: AnchoringFigure;
+  ble: BleFigure;
   benchSeconds: number;
+}
+
+/** BLE wearables in one run. */
+const BLE_DEVICES = 20;
+
+interface BleFigure {
+  devices: number;
+  framesPerDevice: number;
+  frames: number;
+  mtu: number;
+  /** From the run's start (connections included) until the last acknowledgement. */
+  wallS: number;
+  framesPerSecond: number;
+  complete: boolean;
+  gatewayCpuUsPerFrame: number;
+  /** Gateway CPU per BLE frame ÷ per MQTT small frame (b): the cost of reassembly, D-Bus and ACK writes. */
+  ratioToMqtt: number;
+  /** The simulator and its BlueZ service run in the bench process; dbus-daemon is a process of its own. */
+  simulatorCpuUsPerFrame: number;
+  dbusDaemonCpuUsPerFrame: number | null;
+  cpu: CpuShare;
+}
+
+/**
+ * (f) BLE: a fleet of simulated wearables (frames pace: as fast as acknowledgements allow) over
+ * the simulated BlueZ; every frame goes as one notification at ATT_MTU 247 (a heart-rate frame is 117 bytes).
+ */
+async function bleRun(gw: GatewayProcess, influxd: InfluxdHandle, bus: PrivateBus, perDevice: number, mqttUsPerFrame: number): Promise<BleFigure> {
+  const cpu = cpuWindow({ gateway: gw.pid, influxd: influxd.pid, dbusDaemon: bus.pid });
+  const report = await runFleet({ transport: 'ble', ble: { busAddress: bus.address, mtu: 247 }, devices: BLE_DEVICES, seed: 'bench-ble', sensors: 'heart_rate', frames: perDevice, drainTimeoutMs: 120_000 });
+  const share = roundShare(cpu());
+  const frames = report.frames.acked;
+  const gwUs = ((share.processes['gateway'] ?? 0) * 1e6) / Math.max(1, frames);
+  return {
+    devices: BLE_DEVICES,
+    framesPerDevice: perDevice,
+    frames,
+    mtu: 247,
+    wallS: sig(report.elapsedMs / 1000, 3),
+    framesPerSecond: sig(frames / (report.elapsedMs / 1000), 3),
+    complete: report.drained && frames === BLE_DEVICES * perDevice,
+    gatewayCpuUsPerFrame: sig(gwUs, 3),
+    ratioToMqtt: sig(gwUs / mqttUsPerFrame, 3),
+    simulatorCpuUsPerFrame: sig((share.selfS * 1e6) / Math.max(1, frames), 3),
+    dbusDaemonCpuUsPerFrame: share.processes['dbusDaemon'] !== undefined ? sig((share.processes['dbusDaemon'] * 1e6) / Math.max(1, frames), 3) : null,
+    cpu: share,
+  };
 }
 
 interface AnchoringFigure {
@@ -738,6 +797,12 @@ function print(r: Results): void {
   out.push(`  frame arrival → its batch's anchor confirmed: p50 ${fmt(a.arrivalToAnchorMs.p50)} ms, p99 ${fmt(a.arrivalToAnchorMs.p99)} ms, max ${fmt(a.arrivalToAnchorMs.max)} ms (${a.arrivalToAnchorMs.frames} frames)`);
   out.push(`  proof generation (GET /proofs, ${a.proofGeneration.bundles} bundles): ${fmt(a.proofGeneration.usPerBundle, 1)} µs per bundle`);
   out.push(`  verify per bundle: ${fmt(a.verify.onlineUsPerBundle, 0)} µs online with a per-batch cache, ${fmt(a.verify.onlineFirstOfBatchUsPerBundle, 0)} µs online without, ${fmt(a.verify.offlineUsPerBundle, 0)} µs offline (${a.verify.bundles} bundles, ${a.verify.allOk ? 'all ok' : 'SOME FAILED'})`);
+  out.push('');
+  const b = r.ble;
+  out.push(`(f) BLE: ${b.devices} simulated wearables over the simulated BlueZ (private dbus-daemon), ATT_MTU ${b.mtu}, one notification per heart_rate frame${b.complete ? '' : ' (INCOMPLETE)'}`);
+  out.push(`  ${fmt(b.frames)} frames in ${fmt(b.wallS, 2)} s: ${fmt(b.framesPerSecond)} frames/s acknowledged`);
+  out.push(`  gateway CPU ${fmt(b.gatewayCpuUsPerFrame)} µs per frame = ${fmt(b.ratioToMqtt, 2)} × an MQTT small frame (b); simulator ${fmt(b.simulatorCpuUsPerFrame)} µs, dbus-daemon ${fmt(b.dbusDaemonCpuUsPerFrame)} µs per frame`);
+  out.push(`  ${cpuLine('(f) BLE run', b.cpu)}`);
   out.push('');
   out.push(`bench took ${r.benchSeconds} s`);
   console.log(out.join('\n'));

@@ -7,7 +7,7 @@
  * The daemon runs as a child tied to this process (gateway/util/child.ts): it never outlives it,
  * even after a SIGKILL.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnServer, terminate } from '../../gateway/util/child.js';
 
@@ -34,6 +34,8 @@ export class BusDaemonError extends Error {
 export interface PrivateBus {
   /** The D-Bus address, e.g. `unix:path=/tmp/x/bus,guid=…`: export it as DBUS_SYSTEM_BUS_ADDRESS. */
   address: string;
+  /** The dbus-daemon's pid (for CPU accounting); undefined if it has already exited. */
+  pid: number | undefined;
   /** Terminates the daemon; every connection to it closes. */
   stop(): Promise<void>;
 }
@@ -75,6 +77,7 @@ export function privateBusConfig(dir: string): string {
  */
 export async function startPrivateBus(o: { dir: string }): Promise<PrivateBus> {
   const config = join(o.dir, 'bus.conf');
+  mkdirSync(o.dir, { recursive: true });
   writeFileSync(config, privateBusConfig(o.dir));
   let printed = '';
   let onLine: ((address: string) => void) | undefined;
@@ -98,6 +101,7 @@ export async function startPrivateBus(o: { dir: string }): Promise<PrivateBus> {
   let stopped: Promise<void> | undefined;
   return {
     address: first,
+    pid: server.child.pid,
     stop: () => (stopped ??= terminate(server, STOP_LIMIT_MS)),
   };
 }
