@@ -30,7 +30,13 @@
  *   instead. No extra goes after it on that connection (the gateway would drop it unjudged);
  *   extras handed out before it are settled with it: the gateway passed them on before the loss;
  * - an honest frame never starts while an extra it must follow waits, so every held extra still
- *   has an honest frame after it to be covered by.
+ *   has an honest frame after it to be covered by;
+ * - a stalled stream (the stall fault, stalledStream) is such a stream too, and more: once its
+ *   last notification is out the link HOLDS every further notification on that connection (no
+ *   honest frame, no extra, no radio fault, which waits for no extra unsettled) until the central
+ *   disconnects, which the gateway's stall timer makes it do after `stallMs`. ACKs are still
+ *   taken. The honest frame it was copied from has not started (the copy goes just before it), so
+ *   it goes on the next connection, and nothing honest is lost.
  *
  * Radio faults (abruptDisconnect, outOfRange, vanish) wait for a frame boundary on an open
  * connection with no extra unsettled, after the gateway has acknowledged something on it when
@@ -46,7 +52,7 @@ import { deviceInfoFor, encodeInfo, GattDeviceSession } from '../firmware-proto/
 import type { FragmentReason } from '../firmware-proto/reasons.js';
 import type { DisconnectCause, GattServer, Peripheral } from './bluez/radio.js';
 import type { SimulatedBluez } from './bluez/service.js';
-import { badFragmentStream, frameStream, oversizedStream, withCounter, withDeviceId, type BadFragmentVariant, type FragmentStream } from './ble-streams.js';
+import { badFragmentStream, frameStream, oversizedStream, stalledStream, withCounter, withDeviceId, type BadFragmentVariant, type FragmentStream } from './ble-streams.js';
 import { newLinkCounters, type FrameLink, type LinkCounters, type RadioFaults } from './link.js';
 
 /** The firmware version a simulated wearable reports in its info value (§10.3: major.minor.patch). */
@@ -82,6 +88,10 @@ interface Extra {
   settle(ok: boolean): void;
   /** The first honest frame started after it on its connection. */
   coverSeq?: bigint;
+  /** Once it is out, send nothing more on its connection until the central disconnects (the stall fault). */
+  hold?: boolean;
+  /** Called once its last notification is handed out. */
+  onOut?: () => void;
 }
 
 interface RadioEvent {
@@ -120,7 +130,7 @@ export class BleLink implements FrameLink, RadioFaults, GattServer {
   /** The merged stream's frame counter C for the next transmission. */
   private counter = 0;
   /** The transmission in progress: an honest frame (renumbered) or an extra's remaining notifications. */
-  private current: { kind: 'honest'; counter: number } | { kind: 'extra'; rest: Uint8Array[] } | undefined;
+  private current: { kind: 'honest'; counter: number } | { kind: 'extra'; rest: Uint8Array[]; extra: Extra } | undefined;
   private framesStarted = 0;
   private framesAckedHere = 0;
   private queued: Extra[] = [];
@@ -204,6 +214,15 @@ export class BleLink implements FrameLink, RadioFaults, GattServer {
   sendBadFragments(raw: Uint8Array, variant: BadFragmentVariant): { expected: FragmentReason; sent: Promise<boolean> } {
     const probe = badFragmentStream(raw, variant, 0); // throws now, not inside the pump, for a frame too short
     return { expected: probe.expected, sent: this.extra(this.extraKey(raw), 'disconnect', (c) => badFragmentStream(raw, variant, c)) };
+  }
+
+  stallFrame(raw: Uint8Array): { expected: FragmentReason; holding: Promise<boolean>; sent: Promise<boolean> } {
+    const probe = stalledStream(raw, 0, this.mtu); // throws now, not inside the pump, for a frame too short
+    let held!: (ok: boolean) => void;
+    const holding = new Promise<boolean>((resolve) => (held = resolve));
+    const sent = this.extra(this.extraKey(raw), 'disconnect', (c, mtu) => stalledStream(raw, c, mtu), { hold: true, onOut: () => held(true) });
+    void sent.then(() => held(false)); // settled without ever holding: a no-op once it held
+    return { expected: probe.expected, holding, sent };
   }
 
   abruptDisconnect(): Promise<boolean> {
@@ -297,11 +316,15 @@ export class BleLink implements FrameLink, RadioFaults, GattServer {
     const cur = this.current;
     if (cur?.kind === 'extra') {
       const v = cur.rest.shift()!;
-      if (cur.rest.length === 0) this.current = undefined;
+      if (cur.rest.length === 0) {
+        this.current = undefined;
+        cur.extra.onOut?.();
+      }
       return v;
     }
     if (cur?.kind === 'honest') return this.honest(this.session.nextNotification()!, cur.counter);
-    // A frame boundary.
+    // A frame boundary. A stalled stream is out: silence until the central disconnects.
+    if (this.outstanding.some((e) => e.hold)) return undefined;
     const next = this.frames[this.cursor];
     const barrier = this.radio[0];
     const due = (e: Extra): boolean => !next || e.key <= next.seq;
@@ -335,7 +358,8 @@ export class BleLink implements FrameLink, RadioFaults, GattServer {
     this.outstanding.push(extra);
     this.awaitingCover.push(extra);
     const [first, ...rest] = s.notifications;
-    if (rest.length > 0) this.current = { kind: 'extra', rest };
+    if (rest.length > 0) this.current = { kind: 'extra', rest, extra };
+    else extra.onOut?.();
     return first;
   }
 
@@ -345,10 +369,10 @@ export class BleLink implements FrameLink, RadioFaults, GattServer {
     return withCounter(v, counter);
   }
 
-  private extra(key: bigint, settleOn: Extra['settleOn'], build: Extra['build']): Promise<boolean> {
+  private extra(key: bigint, settleOn: Extra['settleOn'], build: Extra['build'], more: Pick<Extra, 'hold' | 'onOut'> = {}): Promise<boolean> {
     if (this.stopping) return Promise.resolve(false);
     return new Promise((settle) => {
-      this.queued.push({ ord: this.ord++, key, build, settleOn, settle });
+      this.queued.push({ ord: this.ord++, key, build, settleOn, settle, ...more });
       this.peripheral.wake();
     });
   }

@@ -10,9 +10,13 @@
  * reassembler uses it up (`countersUsed`, else the next frame would add FRAGMENT_COUNTER_GAP).
  * The fragments are cut at 20 bytes (ATT_MTU 23) whatever the connection's MTU, which the
  * receiver accepts (§10.1), so that every frame has enough fragments to corrupt.
+ *
+ * The stalled stream (stalledStream) is the exception to "one rejection within the stream": it is
+ * complete in itself only together with the sender's silence after it; the receiver's timer
+ * refuses it (FRAGMENT_STALLED) and the gateway disconnects.
  */
 import { DEVICE_ID_BYTES, MAX_FRAME_BYTES } from '../firmware-proto/frame.js';
-import { ATT_MTU_MIN, FIRST_FRAGMENT_HEADER_BYTES, FRAME_COUNTER_MODULO, fragmentFrame, notificationBytes } from '../firmware-proto/fragment.js';
+import { ATT_MTU_MIN, FIRST_FRAGMENT_HEADER_BYTES, FRAME_COUNTER_MODULO, fragmentCount, fragmentFrame, notificationBytes } from '../firmware-proto/fragment.js';
 import type { FragmentReason } from '../firmware-proto/reasons.js';
 
 const LAST_BIT = 0x8000;
@@ -129,4 +133,33 @@ export function badFragmentStream(raw: Uint8Array, variant: BadFragmentVariant, 
     case 'retransmit_flip':
       return { notifications: [frags[0]!, setBits(frags[1]!, RETRANSMIT_BIT)], countersUsed: 1, expected };
   }
+}
+
+/** A stalled stream: the first fragments of a frame, never its last. */
+export interface StalledStream extends BadStream {
+  /** The ATT_MTU the fragments were cut for: the connection's, or ATT_MTU_MIN where the frame fits one notification there. */
+  fragmentMtu: number;
+  /** How many fragments the whole frame has at that size; `notifications` holds the first ⌊n/2⌋ (at least one). */
+  fragmentsOfFrame: number;
+}
+
+/**
+ * The stall fault's stream (§10.6 rule 0): the first half of a frame's fragments (at least one,
+ * never the last), from a device that then goes silent. The sender must hold every further
+ * notification until the central disconnects (BleLink does): the partial frame then gets no
+ * fragment for longer than the gateway's `stallMs`, and its timer (`expire()`) refuses it as
+ * FRAGMENT_STALLED, once; nothing else is refused, since nothing else arrives.
+ *
+ * The frame must take several fragments. At the connection's MTU it is cut there when it does;
+ * when it fits one notification at that MTU (a 117-byte heart-rate frame at ATT_MTU 247), it is
+ * cut at ATT_MTU_MIN (20-byte notifications) instead, which the receiver accepts at any MTU
+ * (§10.5 rule 2: any size up to the MTU's; §10.1). Its first fragment uses counter C (rule 5).
+ * @throws RangeError for a frame that fits one 20-byte notification (16 bytes or fewer: no valid frame).
+ */
+export function stalledStream(raw: Uint8Array, counter: number, mtu: number): StalledStream {
+  const fragmentMtu = fragmentCount(raw.length, mtu) >= 2 ? mtu : ATT_MTU_MIN;
+  const frags = fragmentFrame(raw, { mtu: fragmentMtu, counter, retransmit: false });
+  if (frags.length < 2) throw new RangeError(`a frame of ${raw.length} bytes fits one notification: it cannot stall mid-frame`);
+  const sent = Math.max(1, Math.floor(frags.length / 2));
+  return { notifications: frags.slice(0, sent), countersUsed: 1, expected: 'FRAGMENT_STALLED', fragmentMtu, fragmentsOfFrame: frags.length };
 }

@@ -33,7 +33,7 @@ run:
   --frames N          N frames per device, as fast as the gateway acknowledges, timestamped in the past
   --speed X           simulated time runs X times as fast (X > 1 needs --duration)
   --faults SPEC       kind=probability per frame, comma-separated; kinds: ${ALL_FAULT_KINDS.join(' ')}
-                      (vanish, out_of_range, bad_fragment need --transport ble; unknown_device needs mqtt)
+                      (vanish, out_of_range, bad_fragment, stall need --transport ble; unknown_device needs mqtt)
   --state DIR         per-device sequence numbers, sensor clocks and unacknowledged frames (default .vp-sim-state)
   --report FILE       write the run report as JSON
   --max-inflight N    unacknowledged publishes per device (default 32)

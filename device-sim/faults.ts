@@ -30,6 +30,13 @@
  * | vanish         | stops advertising, leaves BlueZ's tree, returns | nothing lost                 |
  * | out_of_range   | link drops, connects fail for 1–5 s, backlog after | nothing lost              |
  * | bad_fragment   | a corrupted fragment stream (ble-streams.ts)   | its FRAGMENT_* reason, disconnect |
+ * | stall          | a frame's first fragments, then silence        | FRAGMENT_STALLED (timer), disconnect |
+ *
+ * `stall` is a radio kind drawn from a stream of its own (SOLO_RADIO_FAULT_KINDS, below): a
+ * copy of the honest frame's first fragments, at the connection's MTU or, where the frame fits
+ * one notification there, at 20-byte fragments (ble-streams.ts stalledStream); then the link
+ * holds every further notification until the central disconnects. The gateway's timer drops the
+ * partial frame after `ble.stallMs` and disconnects; the honest frame goes on the next connection.
  *
  * Copies may share the honest frame's seq because the gateway checks structure, sender and
  * signature before the sequence (PROTOCOL.md §5.3), so the copy is refused for its own fault
@@ -48,20 +55,35 @@ import type { Rng } from './rng.js';
 
 /**
  * WARNING: the order is part of the seed contract: each frame draws once per kind, in this
- * order, whatever the rates. Append new kinds at the end, or old seeds choose differently.
+ * order, whatever the rates. Never reorder it. Do not add kinds to it either: the draws come
+ * from one sequential stream, so even a kind appended at the end adds a draw to every frame,
+ * and from the second frame on every old seed chooses differently (only frame 1 keeps its
+ * choices). A new kind gets a stream of its own (SOLO_RADIO_FAULT_KINDS).
  */
 export const FAULT_KINDS = ['gap', 'skew', 'tamper', 'bad_signature', 'malformed', 'oversized', 'wrong_topic', 'replay', 'unknown_device', 'disconnect'] as const;
 
 /**
  * Faults only a radio link commits (BLE). Appended after FAULT_KINDS, and drawn from a stream of
  * their own (FaultPlanner's `radioRng`): drawing them from the first stream would add draws to
- * every frame and move every old seed's choices. The same warning applies within this list.
+ * every frame and move every old seed's choices. The same warning applies within this list:
+ * it is closed too, for the same reason.
  */
 export const RADIO_FAULT_KINDS = ['vanish', 'out_of_range', 'bad_fragment'] as const;
 
-export const ALL_FAULT_KINDS = [...FAULT_KINDS, ...RADIO_FAULT_KINDS] as const;
+/**
+ * Radio kinds added later, each drawn from a stream of ITS OWN (FaultPlanner's `soloRngs`; run.ts
+ * seeds it as Rng.for(`fault-<kind>`, seed, device)), once per frame whatever the rates. The
+ * alternatives both move old seeds: appended to RADIO_FAULT_KINDS it would add a draw to every
+ * frame of the radio stream (every seed with a radio rate would choose differently from its
+ * second frame on); drawn from the radio stream only while its rate is set, the other radio
+ * kinds' choices would depend on its rate. Add new kinds here, at the end, with a stream each.
+ */
+export const SOLO_RADIO_FAULT_KINDS = ['stall'] as const;
+
+export const ALL_FAULT_KINDS = [...FAULT_KINDS, ...RADIO_FAULT_KINDS, ...SOLO_RADIO_FAULT_KINDS] as const;
 export type FaultKind = (typeof ALL_FAULT_KINDS)[number];
-export type RadioFaultKind = (typeof RADIO_FAULT_KINDS)[number];
+export type SoloRadioFaultKind = (typeof SOLO_RADIO_FAULT_KINDS)[number];
+export type RadioFaultKind = (typeof RADIO_FAULT_KINDS)[number] | SoloRadioFaultKind;
 
 /** What the gateway should make of an injection. */
 export type Expectation = FrameReason | FragmentReason | ConnectReason | 'ACCEPTED_WITH_GAP' | 'NOTHING_LOST';
@@ -71,6 +93,9 @@ export type Expectation = FrameReason | FragmentReason | ConnectReason | 'ACCEPT
  * (PROTOCOL.md §3.2), a BLE frame is refused by the reassembler on its declared length (§10.6 rule 6).
  */
 export const OVERSIZED_EXPECTED: Readonly<Record<Transport, Expectation>> = { mqtt: 'FRAME_OVERSIZED', ble: 'FRAGMENT_OVERSIZED' };
+
+/** The stall fault's expectation: the gateway's timer drops the partial frame (PROTOCOL.md §10.6 rule 0). */
+export const STALL_EXPECTED: FragmentReason = 'FRAGMENT_STALLED';
 
 /** How long an out_of_range fault keeps a wearable unreachable, and a vanish keeps it away, by default (ms, min … max). */
 export const DEFAULT_OUT_OF_RANGE_MS: readonly [number, number] = [1_000, 5_000];
@@ -86,7 +111,7 @@ export function isFaultKind(s: string): s is FaultKind {
 }
 
 export function isRadioFaultKind(k: FaultKind): k is RadioFaultKind {
-  return (RADIO_FAULT_KINDS as readonly string[]).includes(k);
+  return (RADIO_FAULT_KINDS as readonly string[]).includes(k) || (SOLO_RADIO_FAULT_KINDS as readonly string[]).includes(k);
 }
 
 /**
@@ -125,20 +150,23 @@ export function parseFaultRates(spec: string): FaultRates {
 export class FaultPlanner {
   /**
    * @param rng draws FAULT_KINDS; `radioRng` draws RADIO_FAULT_KINDS, and is needed only when one
-   *   of them has a rate.
-   * @throws TypeError for a radio kind's rate without `radioRng`.
+   *   of them has a rate; `soloRngs` has one stream per SOLO_RADIO_FAULT_KINDS kind, needed only
+   *   for a kind with a rate.
+   * @throws TypeError for a radio kind's rate without its stream.
    */
   constructor(
     private readonly rates: FaultRates,
     private readonly rng: Rng,
     private readonly radioRng?: Rng,
+    private readonly soloRngs: Partial<Record<SoloRadioFaultKind, Rng>> = {},
   ) {
     if (!radioRng && RADIO_FAULT_KINDS.some((k) => (rates[k] ?? 0) > 0)) throw new TypeError('radio fault rates need a radio Rng stream');
+    for (const k of SOLO_RADIO_FAULT_KINDS) if (!soloRngs[k] && (rates[k] ?? 0) > 0) throw new TypeError(`the ${k} fault rate needs an Rng stream of its own`);
   }
 
   /**
-   * The faults for the next frame. Draws once per kind even when its rate is 0, so one
-   * kind's choices do not shift when another kind's rate changes.
+   * The faults for the next frame. Draws once per kind (from each stream given) even when its
+   * rate is 0, so one kind's choices do not shift when another kind's rate changes.
    */
   next(): FaultKind[] {
     const out: FaultKind[] = [];
@@ -151,6 +179,10 @@ export class FaultPlanner {
         const draw = this.radioRng.float();
         if (draw < (this.rates[kind] ?? 0)) out.push(kind);
       }
+    }
+    for (const kind of SOLO_RADIO_FAULT_KINDS) {
+      const r = this.soloRngs[kind];
+      if (r && r.float() < (this.rates[kind] ?? 0)) out.push(kind);
     }
     return out;
   }

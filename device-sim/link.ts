@@ -99,4 +99,13 @@ export interface RadioFaults {
    * disconnects after it, false when the connection ended otherwise or the gateway went on.
    */
   sendBadFragments(raw: Uint8Array, variant: BadFragmentVariant): { expected: FragmentReason; sent: Promise<boolean> };
+  /**
+   * The stall fault: the first fragments of a copy of this frame (ble-streams.ts stalledStream),
+   * sent once as its own transmission; then the link sends nothing more on that connection until
+   * the central disconnects. The gateway's stall timer refuses the partial frame (`expected`,
+   * FRAGMENT_STALLED) and disconnects. `holding` resolves true when the partial frame is out and
+   * the silence begins, false if that never happens (the link stopped, or the connection dropped
+   * mid-stream); `sent` as for sendBadFragments.
+   */
+  stallFrame(raw: Uint8Array): { expected: FragmentReason; holding: Promise<boolean>; sent: Promise<boolean> };
 }

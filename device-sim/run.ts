@@ -25,12 +25,20 @@ import { checkBrokerUrl, connectOnce, MqttLink } from './mqtt-link.js';
 import { Patient } from './physiology.js';
 import { Rng } from './rng.js';
 import { FileDeviceState, MemoryDeviceState, type DeviceState } from './state-store.js';
-import { clockWaitMs, Wearable, type Pace } from './wearable.js';
+import { clockWaitMs, Wearable, type FaultEvent, type Pace } from './wearable.js';
 
 /** A BLE run: the fleet's peripherals on one simulated BlueZ, started for the run and closed after it. */
 export interface BleFleetOptions {
   /** The D-Bus bus to serve `org.bluez` on (a private bus, bluez/bus-daemon.ts); the gateway's DBUS_SYSTEM_BUS_ADDRESS. */
   busAddress: string;
+  /**
+   * A simulated BlueZ already serving on `busAddress`, to share with other runs at the same time
+   * (the `org.bluez` name is exclusive: two runs cannot each start one on a bus). The run adds its
+   * peripherals to it and removes them at the end, and leaves it open; its own BlueZ options
+   * (temporaryTimeoutMs, connectTimeoutMs, scanIntervalMs) are ignored. Without it the run starts
+   * a BlueZ and closes it at the end.
+   */
+  bluez?: SimulatedBluez;
   /** ATT_MTU of every connection; default 247. */
   mtu?: number;
   /** Pause after each notification (slow notifications); default 0. */
@@ -89,6 +97,10 @@ export interface FleetOptions {
   onProgress?: (p: FleetProgress) => void;
   /** Default 1000 ms. */
   progressIntervalMs?: number;
+  /** Told of every fault as it happens: injected, (stall) holding, settled with its outcome (wearable.ts FaultEvent). */
+  onFault?: (e: FaultEvent) => void;
+  /** Told of every honest frame acknowledged, as the link learns of it. */
+  onAck?: (deviceId: string, seq: bigint) => void;
 }
 
 export interface FleetProgress {
@@ -167,6 +179,7 @@ export interface FleetReport {
 /** Checks a BLE run's options before anything starts. */
 function checkBleOptions(b: BleFleetOptions | undefined): BleFleetOptions {
   if (!b?.busAddress) throw new TypeError('a BLE run needs ble.busAddress (the D-Bus address for the simulated BlueZ)');
+  if (b.bluez && b.bluez.busAddress !== b.busAddress) throw new TypeError(`ble.bluez serves on ${b.bluez.busAddress}, not on ble.busAddress ${b.busAddress}`);
   if (b.mtu !== undefined) notificationBytes(b.mtu);
   for (const [name, v] of Object.entries({ notifyDelayMs: b.notifyDelayMs, appearOverMs: b.appearOverMs })) {
     if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new RangeError(`ble.${name} must be a number ≥ 0, got ${v}`);
@@ -203,14 +216,19 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
   const tally = new FaultTally();
   const started = Date.now();
   let rogues = 0;
+  const ownBluez = ble !== undefined && !ble.bluez;
   const bluez: SimulatedBluez | undefined = ble
-    ? await startSimulatedBluez({
+    ? (ble.bluez ??
+      await startSimulatedBluez({
         busAddress: ble.busAddress,
         ...(ble.temporaryTimeoutMs !== undefined ? { temporaryTimeoutMs: ble.temporaryTimeoutMs } : {}),
         ...(ble.connectTimeoutMs !== undefined ? { connectTimeoutMs: ble.connectTimeoutMs } : {}),
         ...(ble.scanIntervalMs !== undefined ? { scanIntervalMs: ble.scanIntervalMs } : {}),
-      })
+      }))
     : undefined;
+  const closeBluez = async (): Promise<void> => {
+    if (ownBluez) await bluez?.close();
+  };
 
   const makeLink = (d: SimDevice, core: DeviceCore): { link: FrameLink; radio?: BleLink } => {
     if (bluez && ble) {
@@ -256,10 +274,12 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
       detailRng: Rng.for('fault-details', o.seed, d.index),
       tally,
       peers: fleet.filter((p) => p.deviceId !== d.deviceId).map((p) => p.deviceId),
+      ...(o.onFault ? { onFault: o.onFault } : {}),
       ...(radio
         ? {
             radio,
             radioFaultRng: Rng.for('radio-faults', o.seed, d.index),
+            soloFaultRngs: { stall: Rng.for('fault-stall', o.seed, d.index) },
             ...(ble?.outOfRangeMs ? { outOfRangeMs: ble.outOfRangeMs } : {}),
             ...(ble?.vanishMs ? { vanishMs: ble.vanishMs } : {}),
           }
@@ -270,6 +290,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
             },
           }),
     });
+    if (o.onAck) link.onAck((seq) => o.onAck!(d.deviceId, seq));
     // Frames a previous run left unacknowledged go first, in their original order.
     const restored = state.takeUnacked();
     for (const f of restored) {
@@ -279,13 +300,15 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
     }
     return { d, state, core, link, wearable, restored: restored.length };
   };
-  let members: ReturnType<typeof member>[];
-  let rogueWearables: RogueWearable[];
+  const members: ReturnType<typeof member>[] = [];
+  const rogueWearables: RogueWearable[] = [];
   try {
-    members = fleet.map(member);
-    rogueWearables = bluez ? Array.from({ length: ble?.rogues ?? 0 }, (_, n) => addRogueWearable(bluez, { seed: o.seed, n, ...(ble?.mtu !== undefined ? { mtu: ble.mtu } : {}) })) : [];
+    for (const d of fleet) members.push(member(d));
+    for (let n = 0; bluez && n < (ble?.rogues ?? 0); n++) rogueWearables.push(addRogueWearable(bluez, { seed: o.seed, n, ...(ble?.mtu !== undefined ? { mtu: ble.mtu } : {}) }));
   } catch (e) {
-    await bluez?.close();
+    // A shared BlueZ stays up: take this run's peripherals off its air.
+    await Promise.all([...members.map((m) => m.link.stop()), ...rogueWearables.map((r) => r.link.stop())]);
+    await closeBluez();
     throw e;
   }
 
@@ -348,7 +371,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
     o.signal?.removeEventListener('abort', stopProducing);
     await Promise.all(members.map((m) => m.link.stop()));
     await Promise.all(rogueWearables.map((r) => r.link.stop()));
-    await bluez?.close();
+    await closeBluez();
   }
 
   async function finish(drained: boolean): Promise<FleetReport> {

@@ -25,8 +25,10 @@ import {
   OVERSIZED_EXPECTED,
   SKEW_AHEAD_MS,
   tamperSample,
+  type Expectation,
   type FaultKind,
   type FaultRates,
+  type SoloRadioFaultKind,
 } from './faults.js';
 import { CONNACK_NOT_AUTHORIZED, type ConnectAttempt, type FrameLink, type RadioFaults, type Transport } from './link.js';
 import type { Patient } from './physiology.js';
@@ -59,6 +61,8 @@ export interface WearableOptions {
   faultRng: Rng;
   /** Decides the radio kinds (RADIO_FAULT_KINDS), apart from `faultRng` so old seeds keep their choices. */
   radioFaultRng?: Rng;
+  /** One stream per later radio kind (SOLO_RADIO_FAULT_KINDS: stall), apart from both for the same reason. */
+  soloFaultRngs?: Partial<Record<SoloRadioFaultKind, Rng>>;
   /** Details of each fault (which bit, which variant); apart so they never shift the decisions. */
   detailRng: Rng;
   tally: FaultTally;
@@ -76,6 +80,22 @@ export interface WearableOptions {
   vanishMs?: readonly [number, number];
   /** The real clock, for skewed timestamps (ahead of real time, not of simulated time). */
   realNow?: () => number;
+  /** Told of every fault as it happens (see FaultEvent). */
+  onFault?: (e: FaultEvent) => void;
+}
+
+/**
+ * A fault as it happens: `injected` when the wearable decides on it (at recording time; the
+ * transmission may come much later), `holding` (stall only) when the partial frame is out and
+ * the device has gone silent, `settled` with its outcome (tally.ts), once.
+ */
+export interface FaultEvent {
+  deviceId: string;
+  kind: FaultKind;
+  expected: Expectation;
+  event: 'injected' | 'holding' | 'settled';
+  /** For `settled`. */
+  outcome?: Outcome;
 }
 
 export interface SensorTrack {
@@ -104,7 +124,7 @@ export class Wearable {
     this.transport = o.radio ? 'ble' : 'mqtt';
     checkFaultsForTransport(o.faults, this.transport);
     if ((o.faults.unknown_device ?? 0) > 0 && !o.rogueConnect) throw new TypeError('the unknown_device fault needs rogueConnect');
-    this.planner = new FaultPlanner(o.faults, o.faultRng, o.radioFaultRng);
+    this.planner = new FaultPlanner(o.faults, o.faultRng, o.radioFaultRng, o.soloFaultRngs);
     this.firstAck = new Promise((res) => (this.resolveFirstAck = res));
     this.tracks = planTracks(o.sensors, o.pace, o.clock.now(), o.state);
     o.link.onAck((seq, raw) => {
@@ -174,7 +194,7 @@ export class Wearable {
     if (faults.has('gap')) {
       const n = o.detailRng.int(1, 3);
       for (let i = 0; i < n; i++) o.core.counter.take();
-      const settle = o.tally.inject('gap', 'ACCEPTED_WITH_GAP');
+      const settle = this.inject('gap', 'ACCEPTED_WITH_GAP');
       const gap = o.tally.skip(n);
       afterHonest.push(() => settle('confirmed'), gap);
     }
@@ -204,7 +224,7 @@ export class Wearable {
     // Replays the latest acknowledged frame: its seq is at or below the gateway's highest.
     if (faults.has('replay') && this.lastAcked) this.extra('replay', 'REPLAY', this.lastAcked);
     if (faults.has('unknown_device') && o.rogueConnect) {
-      const settle = o.tally.inject('unknown_device', 'CONNECT_UNKNOWN_DEVICE');
+      const settle = this.inject('unknown_device', 'CONNECT_UNKNOWN_DEVICE');
       this.follow(
         o.rogueConnect().then(
           (r) => settle(rogueOutcome(r)),
@@ -213,29 +233,49 @@ export class Wearable {
       );
     }
     if (faults.has('disconnect')) {
-      const settle = o.tally.inject('disconnect', 'NOTHING_LOST');
+      const settle = this.inject('disconnect', 'NOTHING_LOST');
       this.follow(o.link.abruptDisconnect().then((ok) => settle(ok ? 'confirmed' : 'lost')));
     }
     const radio = o.radio;
     if (!radio) return;
     const drawMs = ([lo, hi]: readonly [number, number]): number => d.int(lo, hi);
     if (faults.has('vanish')) {
-      const settle = o.tally.inject('vanish', 'NOTHING_LOST');
+      const settle = this.inject('vanish', 'NOTHING_LOST');
       this.follow(radio.vanish(drawMs(o.vanishMs ?? DEFAULT_VANISH_MS)).then((ok) => settle(ok ? 'confirmed' : 'lost')));
     }
     if (faults.has('out_of_range')) {
-      const settle = o.tally.inject('out_of_range', 'NOTHING_LOST');
+      const settle = this.inject('out_of_range', 'NOTHING_LOST');
       this.follow(radio.outOfRange(drawMs(o.outOfRangeMs ?? DEFAULT_OUT_OF_RANGE_MS)).then((ok) => settle(ok ? 'confirmed' : 'lost')));
     }
     if (faults.has('bad_fragment')) {
       const bad = radio.sendBadFragments(raw, d.pick(BAD_FRAGMENT_VARIANTS));
-      const settle = o.tally.inject('bad_fragment', bad.expected);
+      const settle = this.inject('bad_fragment', bad.expected);
       this.follow(bad.sent.then((ok) => settle(ok ? 'confirmed' : 'lost')));
+    }
+    if (faults.has('stall')) {
+      const stall = radio.stallFrame(raw);
+      const settle = this.inject('stall', stall.expected);
+      void stall.holding.then((on) => on && o.onFault?.({ deviceId: o.deviceId, kind: 'stall', expected: stall.expected, event: 'holding' }));
+      this.follow(stall.sent.then((ok) => settle(ok ? 'confirmed' : 'lost')));
     }
   }
 
-  private extra(kind: FaultKind, expected: Parameters<FaultTally['inject']>[1], payload: Uint8Array, asDevice?: string): void {
-    const settle = this.o.tally.inject(kind, expected);
+  /** Tallies an injection and tells `onFault`; call the returned function once with its outcome. */
+  private inject(kind: FaultKind, expected: Expectation): (outcome: Outcome) => void {
+    const { o } = this;
+    const settle = o.tally.inject(kind, expected);
+    o.onFault?.({ deviceId: o.deviceId, kind, expected, event: 'injected' });
+    let done = false;
+    return (outcome) => {
+      if (done) return;
+      done = true;
+      settle(outcome);
+      o.onFault?.({ deviceId: o.deviceId, kind, expected, event: 'settled', outcome });
+    };
+  }
+
+  private extra(kind: FaultKind, expected: Expectation, payload: Uint8Array, asDevice?: string): void {
+    const settle = this.inject(kind, expected);
     const sent = this.o.link.sendExtra(payload, asDevice ? { asDevice } : undefined);
     this.follow(sent.then((acked) => settle(acked ? 'confirmed' : 'lost')));
   }

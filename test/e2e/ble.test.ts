@@ -9,7 +9,8 @@
  * and anchored like MQTT frames; frame faults refused under the same reasons as over MQTT;
  * broken fragment streams refused under their FRAGMENT_* reasons, the device disconnected and
  * nothing lost; links dropped mid-stream, devices out of range and vanishing, losing nothing
- * and duplicating nothing; a non-enrolled wearable never subscribed to.
+ * and duplicating nothing; a non-enrolled wearable never subscribed to; wearables that stall
+ * mid-frame dropped by the stall timer and counted, while the others are served meanwhile.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
@@ -30,7 +31,7 @@ import { anchoredAll, embeddedChainUrl, expectBatchesConsistent } from '../suppo
 
 const influx = useInfluxd();
 const bus = usePrivateBus();
-const FLEETS = { many: 22, mqttSide: 3, faults: 6, radio: 5 } as const;
+const FLEETS = { many: 22, mqttSide: 3, faults: 6, radio: 5, stalls: 2, steady: 6 } as const;
 let dir: string;
 let gw: GatewayProcess;
 let sink: InfluxSink;
@@ -188,6 +189,84 @@ describe('BLE end to end', () => {
       expect(line).toMatch(/refused\s+-\d+ dBm/);
       expect(text).toMatch(/^ble {6}hci0 up/m);
     } finally {
+      await bluez.close();
+    }
+  });
+
+  it('drops a wearable that stalls mid-frame after ble.stallMs (FRAGMENT_STALLED) and counts it, while the other wearables keep being served', async () => {
+    const before = await gw.status();
+    // Two fleets at once on one simulated BlueZ (org.bluez is exclusive on the bus): 6 healthy
+    // wearables on the clock, and 2 that often send the first fragments of a frame and then
+    // nothing until the gateway hangs up (stall, ble-streams.ts stalledStream).
+    const bluez = await startSimulatedBluez({ busAddress: bus.address, temporaryTimeoutMs: 1000, connectTimeoutMs: 1000 });
+    const stopHealthy = new AbortController();
+    try {
+      let healthyAcks = 0;
+      const served = new Set<string>();
+      let allServed!: () => void;
+      const healthyUp = new Promise<void>((resolve) => (allServed = resolve));
+      const healthyRun = bleFleet('steady', {
+        signal: stopHealthy.signal,
+        ble: { bluez },
+        onAck: (deviceId) => {
+          healthyAcks++;
+          served.add(deviceId);
+          if (served.size === FLEETS.steady) allServed();
+        },
+      });
+      await Promise.race([healthyUp, healthyRun.then(() => Promise.reject(new Error('the healthy fleet ended before each of its wearables was served')))]);
+
+      // Per stall: the healthy fleet's acknowledgements when the device went silent, and when the gateway hung up on it.
+      const silentAt = new Map<string, number>();
+      const windows: { deviceId: string; ackedAtSilence: number; ackedAtDisconnect: number; outcome: string | undefined }[] = [];
+      const stalled = await bleFleet('stalls', {
+        frames: 16,
+        faults: 'stall=0.25',
+        ble: { bluez },
+        onFault: (e) => {
+          if (e.kind !== 'stall') return;
+          if (e.event === 'holding') silentAt.set(e.deviceId, healthyAcks);
+          if (e.event === 'settled' && silentAt.has(e.deviceId)) {
+            windows.push({ deviceId: e.deviceId, ackedAtSilence: silentAt.get(e.deviceId)!, ackedAtDisconnect: healthyAcks, outcome: e.outcome });
+            silentAt.delete(e.deviceId);
+          }
+        },
+      }).finally(() => stopHealthy.abort());
+      const healthy = await healthyRun;
+
+      expect(stalled.drained).toBe(true);
+      expect(healthy.drained).toBe(true);
+      expect(stalled.faults.unexpected).toBe(0);
+      expect(stalled.faults.lost).toBe(0);
+      const stalls = stalled.faults.injected.stall ?? 0;
+      expect(stalls).toBeGreaterThan(0);
+      expect(stalled.faults.expectedFragmentRejections).toEqual({ FRAGMENT_STALLED: stalls });
+      expect(healthy.faults.injected).toEqual({});
+      // The healthy wearables were served during every stall, and never lost their connection to it.
+      expect(windows).toHaveLength(stalls);
+      for (const w of windows) {
+        expect(w.outcome).toBe('confirmed');
+        expect(w.ackedAtDisconnect, `healthy acknowledgements while ${w.deviceId} was stalled`).toBeGreaterThan(w.ackedAtSilence);
+      }
+      expect(healthy.connections.connects).toBe(FLEETS.steady);
+
+      const s = await drained(gw);
+      const b = bleSection(s);
+      const b0 = bleSection(before);
+      expect(delta(b.fragmentRejectedBy, b0.fragmentRejectedBy)).toEqual({ FRAGMENT_STALLED: stalled.faults.expectedFragmentRejections.FRAGMENT_STALLED });
+      // Each stall cost its connection: the gateway's stall timer ended it as a loss in transit.
+      expect((b.endedBy.BLE_FRAGMENT_LOSS ?? 0) - (b0.endedBy.BLE_FRAGMENT_LOSS ?? 0)).toBe(stalls);
+      const stallIds = new Set(fleets.get('stalls')!.map((d) => d.deviceId));
+      const timerLosses = gw.lines.filter((l) => l.event === 'ble_disconnected' && l['reason'] === 'BLE_FRAGMENT_LOSS' && stallIds.has(l['device'] as string));
+      expect(timerLosses.map((l) => l['reasons'])).toEqual(Array.from({ length: stalls }, () => ['FRAGMENT_STALLED']));
+      // Nothing honest lost: every frame of both fleets accepted and stored once.
+      expect(stalled.frames.acked).toBe(FLEETS.stalls * 16);
+      expect(s.frames.byTransport.ble.accepted - before.frames.byTransport.ble.accepted).toBe(stalled.frames.recorded + healthy.frames.recorded);
+      expect(delta(s.frames.rejectedBy, before.frames.rejectedBy)).toEqual({});
+      await expectStoredExactly(sink, fleets.get('stalls')!, stalled);
+      await expectStoredExactly(sink, fleets.get('steady')!, healthy);
+    } finally {
+      stopHealthy.abort();
       await bluez.close();
     }
   });

@@ -560,6 +560,40 @@ describe('the simulated BlueZ, as node-ble sees it', () => {
     await again.device.disconnect();
   });
 
+  it('a stalled stream: the first fragments of a frame, then silence until the central disconnects; nothing honest is lost', async () => {
+    const w = wearable('stall');
+    w.link.start();
+    await adapter.startDiscovery();
+    const g = await connectGatt(w);
+    const rx = reassemble(g.frame);
+    await g.frame.startNotifications();
+    await g.control.writeValueWithResponse(Buffer.from(encodeAck(0n)));
+    const [h1, h2] = w.record(2);
+    const stall = w.link.stallFrame(h2!.raw);
+    expect(stall.expected).toBe('FRAGMENT_STALLED');
+    expect(hex((await rx.frames(1))[0]!.frame)).toBe(hex(h1!.raw));
+    expect(await stall.holding).toBe(true);
+    // Silence, whatever the device records and the central acknowledges meanwhile.
+    const [h3] = w.record(1);
+    await g.control.writeValueWithResponse(Buffer.from(encodeAck(h1!.seq)));
+    await g.device.disconnect(); // the gateway's stall timer would do this after stallMs
+    expect(await stall.sent).toBe(true);
+    // Signals and the Disconnect reply come in order: every notification of that connection is in.
+    // h1 (one notification at ATT_MTU 247), then the first 3 of the copy's 7 fragments of 20 bytes.
+    expect(rx.notifications.map((n) => n.length)).toEqual([4 + h1!.raw.length, 20, 20, 20]);
+    expect(rx.verdicts.map((v) => v.status)).toEqual(['frame', 'incomplete', 'incomplete', 'incomplete']);
+    const again = await connectGatt(w);
+    const rx2 = reassemble(again.frame);
+    await again.frame.startNotifications();
+    await again.control.writeValueWithResponse(Buffer.from(encodeAck(h1!.seq)));
+    expect((await rx2.frames(2)).map((f) => [hex(f.frame), f.retransmit])).toEqual([
+      [hex(h2!.raw), false],
+      [hex(h3!.raw), false],
+    ]);
+    expect(rx2.verdicts.flatMap((v) => v.rejections)).toEqual([]);
+    await again.device.disconnect();
+  });
+
   it('an oversized frame is refused on its declared length (FRAGMENT_OVERSIZED) before anything is allocated', async () => {
     const w = wearable('oversized');
     w.link.start();

@@ -21,14 +21,17 @@ function harness(name: string) {
   const link = new BleLink({ bluez, deviceId: dev.id, publicKey: dev.keys.publicKey, outbox: dev.core.outbox });
   const p = link.peripheral;
   let clock = 1_700_000_000_000;
-  let rx = new Reassembler();
+  // The gateway's clock, moved only by `silence`: nothing here stalls by accident.
+  let rxNow = 0;
+  const newRx = (): Reassembler => new Reassembler({ stallMs: 2_000, now: () => rxNow });
+  let rx = newRx();
   const h = {
     dev,
     link,
     /** A central connects and opens the stream with ACK n. */
     connect(ackN = 0n): void {
       expect(p.accept({ drop: (cause) => p.released(cause), wake: () => undefined })).toBe(true);
-      rx = new Reassembler();
+      rx = newRx();
       link.writeControl(encodeAck(ackN));
     },
     ack(n: bigint): void {
@@ -42,6 +45,15 @@ function harness(name: string) {
       clock += 5000;
       link.enqueueFrame(f.seq, f.raw);
       return f;
+    },
+    /** The gateway's reassembler of this connection. */
+    get rx(): Reassembler {
+      return rx;
+    },
+    /** `ms` pass with no notification; then the gateway's stall timer looks (§10.6 rule 0): the reason it refused, if any. */
+    silence(ms: number): string | undefined {
+      rxNow += ms;
+      return rx.expire()?.reason;
     },
     /** Every notification available now, reassembled: frames in order, and the fragment rejections. */
     pull(): { frames: { bytes: string; retransmit: boolean }[]; rejections: string[] } {
@@ -148,5 +160,77 @@ describe('BleLink radio faults', () => {
     expect(await dropped).toBe(false);
     expect(await t.link.sendExtra(new Uint8Array(120))).toBe(false);
     expect(t.link.peripheral.advertising).toBe(false);
+  });
+});
+
+describe('BleLink stall fault', () => {
+  it('sends the first fragments of a copy, then holds everything until the central disconnects; nothing honest is lost', async () => {
+    const t = harness('link-stall');
+    t.connect();
+    const h1 = t.record();
+    const h2 = t.record();
+    // As the wearable does: the stall goes right after the frame it copies is recorded.
+    const stall = t.link.stallFrame(h2.raw);
+    expect(stall.expected).toBe('FRAGMENT_STALLED');
+    const got = t.pull();
+    expect(got.frames.map((f) => f.bytes)).toEqual([hex(h1.raw)]); // h2 waits behind its stalled copy
+    expect(got.rejections).toEqual([]);
+    expect(await stall.holding).toBe(true);
+    // At the default ATT_MTU 247 a 117-byte frame fits one notification: the copy is cut at 20 bytes.
+    expect(t.rx.inProgress).toMatchObject({ counter: 1, frameLength: h2.raw.length, fragments: 3 });
+    // Silence: no honest frame, no extra, no radio fault, whatever comes; ACKs are still taken.
+    const h3 = t.record();
+    const tampered = h3.raw.slice();
+    tampered[40] = tampered[40]! ^ 1;
+    const copy = t.link.sendExtra(tampered);
+    const dropped = t.link.abruptDisconnect();
+    t.ack(h1.seq);
+    expect(t.link.counters.acked).toBe(1);
+    expect(t.pull()).toEqual({ frames: [], rejections: [] });
+    await new Promise((resolve) => setImmediate(resolve)); // a radio fault checks on the next turn
+    expect(t.link.connected).toBe(true);
+    expect(t.silence(2_000)).toBeUndefined();
+    expect(t.silence(1)).toBe('FRAGMENT_STALLED');
+    t.hangUp(); // the gateway's answer to the loss
+    expect(await stall.sent).toBe(true);
+    expect(t.link.counters).toMatchObject({ extrasSent: 1, extrasAcked: 1, extrasLost: 0 });
+    // Next connection: everything unacknowledged, in order, the honest h2 first time (R = 0).
+    t.connect(h1.seq);
+    const again = t.pull();
+    expect(again.rejections).toEqual([]);
+    expect(again.frames).toEqual([
+      { bytes: hex(h2.raw), retransmit: false },
+      { bytes: hex(tampered), retransmit: false },
+      { bytes: hex(h3.raw), retransmit: false },
+    ]);
+    const cut = once(t.link.peripheral, 'disconnected');
+    t.ack(h3.seq); // covers the copy; now the link is quiet and the radio fault may fire
+    expect(await copy).toBe(true);
+    expect(await cut).toEqual(['radio']);
+    t.connect(h3.seq);
+    expect(await dropped).toBe(true);
+    expect(t.link.backlog).toBe(0);
+  });
+
+  it('settles as lost, never holding, when the link stops before the partial frame went out', async () => {
+    const t = harness('link-stall-stop');
+    const h = t.record();
+    const stall = t.link.stallFrame(h.raw);
+    await t.link.stop();
+    expect(await stall.sent).toBe(false);
+    expect(await stall.holding).toBe(false);
+  });
+
+  it('settles as lost when the radio drops the link during the silence, and sends again on the next connection', async () => {
+    const t = harness('link-stall-radio');
+    t.connect();
+    const h = t.record();
+    const stall = t.link.stallFrame(h.raw);
+    expect(t.pull()).toEqual({ frames: [], rejections: [] });
+    expect(await stall.holding).toBe(true);
+    t.link.peripheral.dropConnection(); // not the central's answer: the fault is not confirmed
+    expect(await stall.sent).toBe(false);
+    t.connect();
+    expect(t.pull().frames).toEqual([{ bytes: hex(h.raw), retransmit: false }]);
   });
 });

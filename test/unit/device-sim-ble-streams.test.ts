@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { fragmentFrame, parseFragmentHeader, Reassembler, type ReassemblyVerdict } from '../../firmware-proto/fragment.js';
+import { fragmentCount, fragmentFrame, notificationBytes, parseFragmentHeader, Reassembler, type ReassemblyVerdict } from '../../firmware-proto/fragment.js';
 import { MAX_FRAME_BYTES } from '../../firmware-proto/frame.js';
-import { BAD_FRAGMENT_EXPECTED, BAD_FRAGMENT_VARIANTS, badFragmentStream, frameStream, oversizedStream, withCounter, withDeviceId } from '../../device-sim/ble-streams.js';
-import { oversize } from '../../device-sim/faults.js';
+import { BAD_FRAGMENT_EXPECTED, BAD_FRAGMENT_VARIANTS, badFragmentStream, frameStream, oversizedStream, stalledStream, withCounter, withDeviceId } from '../../device-sim/ble-streams.js';
+import { oversize, STALL_EXPECTED } from '../../device-sim/faults.js';
 import { Rng } from '../../device-sim/rng.js';
 import { heartRate, testDevice } from '../support/devices.js';
 
@@ -72,5 +72,53 @@ describe('corrupted streams against the reassembler', () => {
     expect(feed(r, s.notifications)[0]!.rejections.map((x) => x.reason)).toEqual(['FRAGMENT_OVERSIZED']);
     expect(feed(r, frameStream(frames[1]!, 1, 247).notifications).flatMap((v) => v.rejections)).toEqual([]);
     expect(() => oversizedStream(new Uint8Array(MAX_FRAME_BYTES), 0, 247)).toThrow(RangeError);
+  });
+});
+
+describe('the stalled stream', () => {
+  const short = dev.core.record(heartRate(1_700_002_000_000, [70, 71, 72, 73, 74])).raw; // 117 bytes: one notification at ATT_MTU 247
+
+  it.each([
+    ['a frame that takes several notifications at the MTU is cut there', frames[0]!, 247, 247],
+    ['a frame that fits one notification at the MTU is cut at 20 bytes', short, 247, 23],
+    ['at ATT_MTU 23', short, 23, 23],
+  ] as const)('%s: the first half of its fragments, in order, never the last', (_, raw, mtu, cutAt) => {
+    const s = stalledStream(raw, 5, mtu);
+    expect(s).toMatchObject({ expected: 'FRAGMENT_STALLED', countersUsed: 1, fragmentMtu: cutAt, fragmentsOfFrame: fragmentCount(raw.length, cutAt) });
+    expect(s.fragmentsOfFrame).toBeGreaterThanOrEqual(2);
+    expect(s.notifications).toHaveLength(Math.max(1, Math.floor(s.fragmentsOfFrame / 2)));
+    expect(s.notifications.map(hex)).toEqual(fragmentFrame(raw, { mtu: cutAt, counter: 5, retransmit: false }).slice(0, s.notifications.length).map(hex));
+    for (const [i, n] of s.notifications.entries()) {
+      expect(n.length).toBeLessThanOrEqual(notificationBytes(mtu)); // any size up to the MTU's is accepted (§10.5 rule 2)
+      expect(parseFragmentHeader(n)).toMatchObject({ index: i, counter: 5, last: false, retransmit: false });
+    }
+    expect(STALL_EXPECTED).toBe(s.expected);
+  });
+
+  it('is refused once, as FRAGMENT_STALLED, by the timer after stallMs of silence, and the next frame passes clean', () => {
+    let now = 1_000;
+    const r = new Reassembler({ stallMs: 2_000, now: () => now });
+    expect(feed(r, frameStream(frames[0]!, 0, 247).notifications).at(-1)!.status).toBe('frame');
+    const s = stalledStream(frames[1]!, 1, 247);
+    const during = feed(r, s.notifications);
+    expect(during.map((v) => v.status)).toEqual(s.notifications.map(() => 'incomplete'));
+    expect(during.flatMap((v) => v.rejections)).toEqual([]);
+    expect(r.inProgress).toMatchObject({ counter: 1, frameLength: frames[1]!.length, fragments: s.notifications.length });
+    now += 2_000;
+    expect(r.expire()).toBeUndefined(); // not longer than stallMs yet
+    now += 1;
+    const stalled = r.expire();
+    expect(stalled).toMatchObject({ reason: 'FRAGMENT_STALLED', droppedBytes: s.notifications.reduce((n, x, i) => n + x.length - (i === 0 ? 4 : 2), 0) });
+    expect(r.expire()).toBeUndefined(); // once
+    expect(r.lost).toBe(true);
+    const after = feed(r, frameStream(frames[2]!, (1 + s.countersUsed) % 16, 247).notifications);
+    expect(after.flatMap((v) => v.rejections)).toEqual([]);
+    expect(after.at(-1)).toMatchObject({ status: 'frame' });
+    expect(Object.entries(r.stats.rejected).filter(([, n]) => n > 0)).toEqual([['FRAGMENT_STALLED', 1]]);
+  });
+
+  it('refuses a frame that fits one notification even at ATT_MTU 23', () => {
+    expect(() => stalledStream(short.subarray(0, 16), 0, 247)).toThrow(RangeError);
+    expect(stalledStream(short.subarray(0, 17), 0, 247).notifications).toHaveLength(1);
   });
 });

@@ -4,7 +4,7 @@ import { VITALPROOF_SERVICE_UUID } from '../../firmware-proto/gatt.js';
 import { privateBusConfig } from '../../device-sim/bluez/bus-daemon.js';
 import { filterPasses, normaliseUuid, parseDiscoveryFilter, type Sighting } from '../../device-sim/bluez/discovery-filter.js';
 import { advertisedName, serviceDataFor, staticRandomAddress } from '../../device-sim/bluez/radio.js';
-import { checkFaultsForTransport, FAULT_KINDS, FaultPlanner, OVERSIZED_EXPECTED, parseFaultRates, RADIO_FAULT_KINDS, type FaultRates } from '../../device-sim/faults.js';
+import { ALL_FAULT_KINDS, checkFaultsForTransport, FAULT_KINDS, FaultPlanner, OVERSIZED_EXPECTED, parseFaultRates, RADIO_FAULT_KINDS, SOLO_RADIO_FAULT_KINDS, type FaultRates } from '../../device-sim/faults.js';
 import { Rng } from '../../device-sim/rng.js';
 import { runFleet } from '../../device-sim/run.js';
 import { FaultTally } from '../../device-sim/tally.js';
@@ -104,6 +104,34 @@ describe('radio faults and the seed contract', () => {
       radioPicks += wantRadio.length;
     }
     expect(radioPicks).toBeGreaterThan(0);
+  });
+
+  it('draws stall from a stream of its own: with it, or its stream, no old seed chooses differently', () => {
+    // The closed lists: a kind added to either would add a draw to every frame of its stream.
+    expect(FAULT_KINDS).toHaveLength(10);
+    expect(RADIO_FAULT_KINDS).toEqual(['vanish', 'out_of_range', 'bad_fragment']);
+    expect(SOLO_RADIO_FAULT_KINDS).toEqual(['stall']);
+    expect(ALL_FAULT_KINDS.slice(-1)).toEqual(['stall']);
+    const old: FaultRates = { tamper: 0.2, gap: 0.1, vanish: 0.2, out_of_range: 0.2, bad_fragment: 0.2 };
+    const before = new FaultPlanner(old, Rng.for('plan', 8), Rng.for('radio', 8));
+    const streamOnly = new FaultPlanner(old, Rng.for('plan', 8), Rng.for('radio', 8), { stall: Rng.for('stall', 8) });
+    const withStall = new FaultPlanner({ ...old, stall: 0.4 }, Rng.for('plan', 8), Rng.for('radio', 8), { stall: Rng.for('stall', 8) });
+    const own = Rng.for('stall', 8);
+    let stalls = 0;
+    for (let frame = 0; frame < 300; frame++) {
+      const want = before.next();
+      expect(streamOnly.next()).toEqual(want);
+      const got = withStall.next();
+      expect(got.filter((k) => k !== 'stall')).toEqual(want);
+      const stall = own.float() < 0.4;
+      expect(got.includes('stall')).toBe(stall);
+      if (stall) expect(got.at(-1)).toBe('stall');
+      stalls += Number(stall);
+    }
+    expect(stalls).toBeGreaterThan(0);
+    expect(() => new FaultPlanner({ stall: 0.1 }, Rng.for('x'), Rng.for('y'))).toThrow(/stream of its own/);
+    expect(() => checkFaultsForTransport(parseFaultRates('stall=0.1'), 'mqtt')).toThrow(/needs a radio/);
+    expect(() => checkFaultsForTransport(parseFaultRates('stall=0.1'), 'ble')).not.toThrow();
   });
 
   it('refuses radio rates without a radio stream, and kinds a transport cannot carry out', () => {

@@ -15,7 +15,7 @@
  * GATT resolution, characteristics, reads, writes and notifications are node-ble's own.
  */
 import NodeBle from 'node-ble';
-import { Variant } from 'dbus-next';
+import { Variant, type MessageBus } from 'dbus-next';
 
 /** The part of node-ble's internal BusHelper (src/BusHelper.js) used here. */
 interface BusHelper {
@@ -134,6 +134,8 @@ export class BluezAdapter {
     readonly name: string,
     private readonly adapter: NodeBle.Adapter,
     private readonly destroy: () => void,
+    private readonly bluezOwner: () => Promise<string>,
+    private readonly owner: string,
   ) {}
 
   /**
@@ -143,15 +145,34 @@ export class BluezAdapter {
   static async open(name: string): Promise<BluezAdapter> {
     const { bluetooth, destroy } = NodeBle.createBluetooth();
     try {
+      // Who serves org.bluez, read first: a restart after this shows in `sameBluez`.
+      const bus = (bluetooth as unknown as { dbus: MessageBus }).dbus;
+      const daemon = (await bus.getProxyObject('org.freedesktop.DBus', '/org/freedesktop/DBus')).getInterface('org.freedesktop.DBus') as unknown as { GetNameOwner(name: string): Promise<string> };
+      const bluezOwner = (): Promise<string> => daemon.GetNameOwner('org.bluez');
+      const owner = await bluezOwner();
       const names = await bluetooth.adapters();
       const chosen = name || names[0];
       if (!chosen || !names.includes(chosen)) throw new Error(name ? `no Bluetooth adapter "${name}" (BlueZ lists: ${names.join(', ') || 'none'})` : 'BlueZ lists no Bluetooth adapter');
       const adapter = await bluetooth.getAdapter(chosen);
       if (!(await adapter.isPowered())) throw new Error(`Bluetooth adapter ${chosen} is powered off (bluetoothctl power on)`);
-      return new BluezAdapter(chosen, adapter, destroy);
+      return new BluezAdapter(chosen, adapter, destroy, bluezOwner, owner);
     } catch (e) {
       destroy();
       throw e;
+    }
+  }
+
+  /**
+   * False once org.bluez has another owner (or none): bluetoothd restarted, and the new one has
+   * none of this client's state — its discovery session above all, so no device would ever be
+   * reported again. Calls through the well-known name reach the new bluetoothd without an error,
+   * so nothing else shows it.
+   */
+  async sameBluez(): Promise<boolean> {
+    try {
+      return (await this.bluezOwner()) === this.owner;
+    } catch {
+      return false; // NameHasNoOwner
     }
   }
 

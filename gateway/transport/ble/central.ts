@@ -204,6 +204,11 @@ export class BleCentral {
     if (this.ticking || this.stopped) return;
     this.ticking = true;
     try {
+      // A restarted bluetoothd answers the old proxies, but has no discovery session of ours: start again from the adapter.
+      if (this.adapter && !(await this.timed(this.adapter.sameBluez(), 'BlueZ owner check'))) {
+        this.d.log.warn({ event: 'ble_bluez_restarted', adapter: this.adapter.name }, 'BlueZ restarted; opening the adapter again');
+        this.resetAdapter();
+      }
       if (!this.adapter) await this.openAdapter();
       await this.scan();
       this.lastError = undefined;
@@ -212,7 +217,8 @@ export class BleCentral {
       if (err !== this.lastError) this.d.log.error({ event: 'ble_down', err }, 'BLE central cannot use BlueZ; retrying');
       this.lastError = err;
       // A bus or BlueZ restart invalidates every proxy: start again from the adapter.
-      if (this.adapter && /disconnect|ServiceUnknown|closed/i.test(err)) this.resetAdapter();
+      // So does a missing adapter object (the adapter was removed, or BlueZ is shutting down).
+      if (this.adapter && /disconnect|ServiceUnknown|closed|interface not found/i.test(err)) this.resetAdapter();
     } finally {
       this.ticking = false;
       this.schedule(this.lastError ? Math.min(this.o.reconnectMaxMs, this.o.scanIntervalMs * 5) : this.o.scanIntervalMs);
