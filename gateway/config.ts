@@ -46,6 +46,20 @@ export interface GatewayConfig {
     retryMinMs: number;
     retryMaxMs: number;
   };
+  /** The local view of ConsentRegistry (docs/consent.md). */
+  consent: {
+    /** How often the view polls the chain for grants and revocations; a revocation cuts live delivery one poll after its block (keep well under 2 s). */
+    pollIntervalMs: number;
+  };
+  /** The access log of disclosures to researchers, its Merkle batches (AnchorRegistry stream 1). */
+  accessLog: {
+    /** Seal a batch of access-log entries when its first entry is this old (ms). */
+    intervalMs: number;
+    /** ... or at this many entries. */
+    maxEntries: number;
+    /** Live deliveries are summed into one entry per subscription per this many ms. */
+    liveIntervalMs: number;
+  };
   registry: {
     /** chain: the DeviceRegistry contract (needs a chain); file: dataDir/registry.json. */
     source: string;
@@ -82,6 +96,8 @@ export const DEFAULTS: GatewayConfig = {
   storage: { batchFrames: 1000, retryMinMs: 200, retryMaxMs: 10_000 },
   batch: { intervalMs: 10_000, maxFrames: 50_000 },
   chain: { mode: 'embedded', rpcUrl: '', deployment: '', keyFile: '', embeddedPort: 0, confirmations: 1, txTimeoutMs: 60_000, retryMinMs: 500, retryMaxMs: 15_000 },
+  consent: { pollIntervalMs: 250 },
+  accessLog: { intervalMs: 10_000, maxEntries: 50_000, liveIntervalMs: 5_000 },
   registry: { source: 'chain', site: 'default' },
   ble: { mode: 'off', adapter: '', scanIntervalMs: 1000, maxConnections: 32, connectTimeoutMs: 10_000, reconnectMinMs: 500, reconnectMaxMs: 30_000, stallMs: 10_000, refuseHoldMs: 60_000 },
   log: { level: 'info', file: '' },
@@ -138,6 +154,9 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   if (!['on', 'off'].includes(cfg.ble.mode)) throw new ConfigError(`ble.mode must be on or off, got "${cfg.ble.mode}"`);
   if (!Number.isInteger(cfg.ble.maxConnections) || cfg.ble.maxConnections < 1) throw new ConfigError(`ble.maxConnections must be an integer >= 1, got ${cfg.ble.maxConnections}`);
   if (!Number.isInteger(cfg.chain.confirmations) || cfg.chain.confirmations < 1) throw new ConfigError(`chain.confirmations must be an integer >= 1, got ${cfg.chain.confirmations}`);
+  for (const [k, v] of [['consent.pollIntervalMs', cfg.consent.pollIntervalMs], ['accessLog.intervalMs', cfg.accessLog.intervalMs], ['accessLog.maxEntries', cfg.accessLog.maxEntries], ['accessLog.liveIntervalMs', cfg.accessLog.liveIntervalMs]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new ConfigError(`${k} must be an integer >= 1, got ${v}`);
+  }
   if (cfg.chain.deployment) cfg.chain.deployment = resolve(cfg.chain.deployment);
   if (cfg.chain.keyFile) cfg.chain.keyFile = resolve(cfg.chain.keyFile);
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(cfg.gatewayId)) throw new ConfigError(`gatewayId "${cfg.gatewayId}" must be 1-64 characters [A-Za-z0-9._-]`);

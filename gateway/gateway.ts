@@ -15,6 +15,7 @@ import { Drainer, readCheckpoint } from './ingest/drainer.js';
 import { IngestPipeline } from './ingest/pipeline.js';
 import { Quarantine } from './ingest/quarantine.js';
 import { decodeSpoolRecord } from './ingest/spool-record.js';
+import type { AcceptedFrame } from './ingest/types.js';
 import { FileRegistry } from './registry/file-registry.js';
 import type { DeviceRegistry } from './registry/registry.js';
 import { ChainRegistry } from './registry/chain-registry.js';
@@ -33,6 +34,17 @@ import { Anchorer } from './anchor/anchorer.js';
 import { openChain, type ChainRuntime } from './chain/runtime.js';
 import { ProofService } from './proof/service.js';
 import { proofRoutes } from './proof/http.js';
+import { STREAM, sensorCodesOf } from './chain/contracts.js';
+import { txLaneOf } from './anchor/tx-lane.js';
+import { ConsentView } from './consent/consent-view.js';
+import { ResearcherAuthenticator } from './consent/auth.js';
+import { AccessLog, LiveAccessAggregator } from './consent/access-log.js';
+import { AccessLogBatcher } from './consent/access-batcher.js';
+import { DisclosureService } from './consent/disclosure.js';
+import { DIRECTORY_FILE, PATIENT_REF_KEY_FILE, PseudonymDirectory } from './registry/directory.js';
+import { sensorByCode } from '../firmware-proto/catalogue.js';
+import { LiveResearchAccess } from './research/live.js';
+import { researchRoutes } from './research/http.js';
 
 export interface Gateway {
   config: GatewayConfig;
@@ -48,7 +60,25 @@ export interface Gateway {
   chain: ChainRuntime | undefined;
   batches: BatchStore;
   proofs: ProofService;
-  /** Seals the open batch now and waits (up to timeoutMs) until every sealed batch is anchored; true when it is. */
+  /** The local view of ConsentRegistry (docs/consent.md); undefined without one (chain off, or a deployment that predates it). */
+  consent: ConsentView | undefined;
+  /** Researcher (and patient) logins: EIP-191 challenges, HTTP sessions, MQTT passwords. */
+  researcherAuth: ResearcherAuthenticator;
+  /** Every disclosure to a researcher, durable, append-only. */
+  accessLog: AccessLog;
+  /** The access log's Merkle batches (anchored as AnchorRegistry stream 1). */
+  accessBatches: BatchStore;
+  /** Sums live deliveries into access-log entries. */
+  liveAccess: LiveAccessAggregator;
+  /** Consent-governed researcher access in the MQTT broker; undefined without a consent view. */
+  research: LiveResearchAccess | undefined;
+  /** Patients' disclosure reports and access proofs; undefined without a consent view. */
+  disclosures: DisclosureService | undefined;
+  /**
+   * Writes the open live-access aggregates to the access log, seals the open frame batch and the
+   * open access-log batch now, and waits (up to timeoutMs) until every sealed batch of both
+   * streams is anchored; true when it is.
+   */
   anchorNow(timeoutMs: number): Promise<boolean>;
   snapshot(): StatusSnapshot;
   /** Resolves when a fatal fault stops the gateway (e.g. a corrupt spool). */
@@ -183,27 +213,99 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     });
     batcher.start();
     cleanups.push(() => Promise.resolve(batcher.stop()));
-    if (chain) {
-      const c = chain;
-      anchorer = new Anchorer(
-        batches,
-        {
-          provider: c.provider,
-          signer: c.signer,
-          anchorRegistry: c.anchorRegistry,
-          chainId: c.chainId,
-          contract: c.record.anchorRegistry.address,
-          gateway: c.address,
-          confirmations: config.chain.confirmations,
-          makeDurable: () => c.makeDurable(),
-          ready: () => c.ready(),
-        },
-        { retryMinMs: config.chain.retryMinMs, retryMaxMs: config.chain.retryMaxMs, txTimeoutMs: config.chain.txTimeoutMs, log },
-      );
+    // One target, one account, one transaction lane for both streams (docs/anchoring.md, "Two streams, one account").
+    const anchorTarget = chain
+      ? (() => {
+          const c = chain;
+          return {
+            provider: c.provider,
+            signer: c.signer,
+            anchorRegistry: c.anchorRegistry,
+            chainId: c.chainId,
+            contract: c.record.anchorRegistry.address,
+            gateway: c.address,
+            confirmations: config.chain.confirmations,
+            makeDurable: () => c.makeDurable(),
+            ready: () => c.ready(),
+            lane: txLaneOf(c.signer),
+          };
+        })()
+      : undefined;
+    const anchorOpts = { retryMinMs: config.chain.retryMinMs, retryMaxMs: config.chain.retryMaxMs, txTimeoutMs: config.chain.txTimeoutMs, log };
+    if (anchorTarget) {
+      anchorer = new Anchorer(batches, anchorTarget, anchorOpts);
       anchorer.start();
       const a = anchorer;
       cleanups.push(() => a.stop());
     }
+
+    // The accounting of disclosures (docs/consent.md): the access log, its Merkle batches, and
+    // their anchors as stream 1 from the frames' account, taking turns on its lane.
+    const accessLog = await AccessLog.open(join(config.dataDir, 'access-log'));
+    cleanups.push(() => accessLog.close());
+    const accessBatches = new BatchStore(join(config.dataDir, 'access-batches'));
+    let accessAnchorer: Anchorer | undefined;
+    const accessBatcher = new AccessLogBatcher(accessLog, accessBatches, {
+      intervalMs: config.accessLog.intervalMs,
+      maxLeaves: config.accessLog.maxEntries,
+      onSealed: (b) => {
+        log.info({ event: 'access_batch_sealed', batch: b.seq.toString(), entries: b.leafCount, root: b.root }, 'access-log batch sealed');
+        accessAnchorer?.wake();
+      },
+      onError: (e) => {
+        log.fatal({ event: 'access_batcher_failed', err: e.message }, 'sealing an access-log batch failed; stopping so that a restart rebuilds the open batch from the log');
+        fatalResolve(e);
+      },
+    });
+    accessBatcher.start();
+    cleanups.push(() => Promise.resolve(accessBatcher.stop()));
+    if (anchorTarget) {
+      accessAnchorer = new Anchorer(accessBatches, anchorTarget, { ...anchorOpts, stream: STREAM.ACCESS_LOG });
+      accessAnchorer.start();
+      const a = accessAnchorer;
+      cleanups.push(() => a.stop());
+    }
+
+    // The local view of ConsentRegistry: delivery asks it, in memory, and never waits on the chain.
+    const consentAddress = chain?.record.consentRegistry?.address;
+    const consentOff = !chain ? 'chain.mode is off' : !consentAddress ? 'the deployment record has no ConsentRegistry' : undefined;
+    let consent: ConsentView | undefined;
+    if (chain && consentAddress) {
+      const view = new ConsentView({
+        provider: chain.provider,
+        consentRegistryAddress: consentAddress,
+        deployBlock: chain.record.deployBlock,
+        dataDir: join(config.dataDir, 'consent'),
+        directory: new PseudonymDirectory(join(config.dataDir, 'registry', DIRECTORY_FILE)),
+        ...patientRefKeyIn(join(config.dataDir, 'registry')),
+        confirmations: config.chain.confirmations,
+        pollIntervalMs: config.consent.pollIntervalMs,
+        chainId: chain.chainId,
+        log,
+      });
+      consent = view;
+      cleanups.push(() => view.close());
+      const metricsOf = (mask: number): string[] => sensorCodesOf(mask).map((c) => sensorByCode(c)?.name ?? `sensor-${c}`);
+      view.on('granted', (g) => log.info({ event: 'consent_granted', grantId: g.grantId.toString(), researcher: g.researcher, pseudonym: view.pseudonymOf(g.patientRef), metrics: metricsOf(g.sensorMask), block: g.block }, 'consent granted'));
+      view.on('revoked', (e) => log.info({ event: 'consent_revoked', grantId: e.grant.grantId.toString(), researcher: e.grant.researcher, pseudonym: view.pseudonymOf(e.grant.patientRef), revokedAtMs: e.revokedAtMs, block: e.blockNumber, cause: e.cause, seenAfterMs: Date.now() - e.revokedAtMs }, 'consent revoked'));
+      view.on('expired', (g) => log.info({ event: 'consent_expired', grantId: g.grantId.toString(), researcher: g.researcher, pseudonym: view.pseudonymOf(g.patientRef), expiresAtMs: Number(g.expiresAtMs) }, 'consent expired'));
+    }
+    const researcherAuth = new ResearcherAuthenticator({ gatewayId: config.gatewayId });
+    let research: LiveResearchAccess | undefined;
+    const liveAccess = new LiveAccessAggregator(accessLog, {
+      intervalMs: config.accessLog.liveIntervalMs,
+      onError: (e, rec) => {
+        log.error({ event: 'access_log_write_failed', err: e.message, researcher: rec.researcher, pseudonym: rec.pseudonym }, 'a live disclosure could not be logged');
+        research?.accessLogFailed(e);
+      },
+    });
+    cleanups.push(() => liveAccess.stop());
+    if (consent) {
+      const r = new LiveResearchAccess({ view: consent, auth: researcherAuth, aggregator: liveAccess, log });
+      research = r;
+      cleanups.push(() => Promise.resolve(r.close()));
+    }
+    const disclosures = chain && consent && consentAddress ? new DisclosureService({ log: accessLog, store: accessBatches, consentRegistry: { chainId: chain.chainId, address: consentAddress }, gatewayId: config.gatewayId }) : undefined;
 
     const sink = new InfluxSink({ url: influxUrl, database: config.influx.database, gatewayId: config.gatewayId, username: config.influx.username, password: config.influx.password, timeoutMs: config.influx.timeoutMs });
     const verifier = new VerifyPool(config.ingest.verifyWorkers);
@@ -254,6 +356,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       metrics,
       rules: { maxFutureSkewMs: config.ingest.maxFutureSkewMs, maxBacklogMs: config.ingest.maxBacklogMs },
       onDurable: checkSpool,
+      ...(research ? { onAccepted: (a: AcceptedFrame) => research!.accepted(a) } : {}),
       onSpoolFull: checkSpool,
       onFatal: (e) => {
         log.fatal({ event: 'spool_failed', err: e.message }, 'spool write failed; stopping so that a restart rebuilds state from disk');
@@ -261,7 +364,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       },
     });
 
-    const mqtt = new MqttTransport({ host: config.mqtt.host, port: config.mqtt.port, pipeline, registry, metrics, log, connectWindowMs: config.mqtt.connectWindowMs });
+    const mqtt = new MqttTransport({ host: config.mqtt.host, port: config.mqtt.port, pipeline, registry, metrics, log, connectWindowMs: config.mqtt.connectWindowMs, ...(research ? { researchers: research } : {}) });
     await mqtt.start();
     cleanups.push(() => mqtt.stop());
 
@@ -330,6 +433,32 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
               };
             })()
           : { mode: 'off' as const, up: false },
+        consent: (() => {
+          const l = research?.status();
+          const live = {
+            researchersConnected: l?.researchersConnected ?? 0,
+            subscriptions: l?.subscriptions ?? 0,
+            deliveries: l?.deliveries ?? 0,
+            cut: l?.cut ?? 0,
+            loginRefusedBy: l?.loginRefusedBy ?? {},
+            subscribeRefusedBy: l?.subscribeRefusedBy ?? {},
+          };
+          if (!consent) return { enabled: false, following: false, ...(consentOff ? { lastError: consentOff } : {}), grants: 0, inForce: 0, patients: 0, ...live };
+          const st = consent.status();
+          return { enabled: true, following: st.following, ...(st.lastError ? { lastError: st.lastError } : {}), lastBlock: st.lastBlock, grants: st.grants, inForce: st.inForce, patients: st.patients, ...live };
+        })(),
+        accessLog: (() => {
+          const err = accessAnchorer?.status();
+          return {
+            entries: Number(accessLog.lastSeq),
+            openEntries: Number(accessLog.lastSeq - accessBatches.lastSealedLsn),
+            liveAggregates: liveAccess.pending,
+            sealed: accessBatches.lastSealed.toString(),
+            anchored: accessBatches.lastAnchored.toString(),
+            pending: accessBatches.pendingAnchors,
+            ...(err?.halted ? { lastError: err.halted } : err?.lastError ? { lastError: err.lastError } : {}),
+          };
+        })(),
       };
     };
 
@@ -340,7 +469,23 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       deviceRegistry: chain ? { chainId: chain.chainId, address: chain.record.deviceRegistry.address } : undefined,
       gatewayId: config.gatewayId,
     });
-    const http = await startStatusServer(config.http.host, config.http.port, { snapshot, route: proofRoutes(proofs) });
+    const handle = researchRoutes({
+      auth: researcherAuth,
+      view: consent,
+      disclosures,
+      accessLog,
+      readings: {
+        sink,
+        deviceOf: (id) => {
+          const r = registry.get(id);
+          return r ? { publicKey: r.publicKey, patient: r.patient } : undefined;
+        },
+        log,
+      },
+      proofs,
+      log,
+    });
+    const http = await startStatusServer(config.http.host, config.http.port, { snapshot, route: proofRoutes(proofs), handle });
     cleanups.push(() => closeServer(http.server));
 
     const runtime: RunningGateway = { pid: process.pid, gatewayId: config.gatewayId, influxUrl, httpUrl: `http://${config.http.host}:${http.port}`, mqttPort: mqtt.port, ...(chain ? { chainUrl: chain.url } : {}) };
@@ -359,12 +504,23 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       chain,
       batches,
       proofs,
+      consent,
+      researcherAuth,
+      accessLog,
+      accessBatches,
+      liveAccess,
+      research,
+      disclosures,
       anchorNow: async (timeoutMs) => {
+        await liveAccess.flush();
         batcher.seal();
+        accessBatcher.seal();
         anchorer?.wake();
+        accessAnchorer?.wake();
+        const pending = (): number => batches.pendingAnchors + accessBatches.pendingAnchors;
         const deadline = Date.now() + timeoutMs;
-        while (batches.pendingAnchors > 0 && anchorer && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-        return batches.pendingAnchors === 0 && anchorer !== undefined;
+        while (pending() > 0 && anchorer && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        return pending() === 0 && anchorer !== undefined;
       },
       snapshot,
       fatal,
@@ -374,6 +530,14 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     await stopAll();
     throw e;
   }
+}
+
+/** The hospital's patient-ref key when the registry dir holds one (never created here): maps pseudonyms the directory lacks. */
+function patientRefKeyIn(dir: string): { patientRefKey?: Uint8Array } {
+  const p = join(dir, PATIENT_REF_KEY_FILE);
+  if (!existsSync(p)) return {};
+  const text = readFileSync(p, 'utf8').trim();
+  return /^[0-9a-fA-F]{64}$/.test(text) ? { patientRefKey: Buffer.from(text, 'hex') } : {};
 }
 
 function closeServer(s: Server): Promise<void> {

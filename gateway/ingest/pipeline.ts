@@ -22,7 +22,7 @@ import type { Metrics } from '../status/metrics.js';
 import type { Quarantine } from './quarantine.js';
 import type { DeviceStates } from './device-state.js';
 import { encodeSpoolRecord, sha256Hex } from './spool-record.js';
-import type { Transport } from './types.js';
+import type { AcceptedFrame, Transport } from './types.js';
 
 export interface IngestContext {
   transport: Transport;
@@ -70,6 +70,12 @@ export interface PipelineDeps {
   now?: () => number;
   /** Called for each accepted frame once durable (e.g. to wake the storage writer). */
   onDurable?: () => void;
+  /**
+   * Called for each accepted frame once durable, with the frame (every transport: MQTT and
+   * BLE): the live researcher transport (gateway/research/live.ts) delivers from here. Must not
+   * throw and must not block: it runs before the transport's acknowledgement.
+   */
+  onAccepted?: (a: AcceptedFrame) => void;
   /** Called when the spool is full and frames wait for space (alarm). */
   onSpoolFull?: () => void;
   /**
@@ -135,6 +141,13 @@ export class IngestPipeline {
       }
       metrics.countAccepted(ctx.transport);
       this.d.onDurable?.();
+      if (this.d.onAccepted) {
+        try {
+          this.d.onAccepted({ lsn: result.lsn, receivedAtMs: result.receivedAtMs, transport: ctx.transport, patient: result.patient, sha256: result.sha256, frame });
+        } catch {
+          // a consumer's fault never costs the device its acknowledgement
+        }
+      }
       return { status: 'accepted', lsn: result.lsn, deviceId: frame.deviceId, seq: frame.seq };
     }
     // A retransmission may overtake the original's fsync: acknowledge it only once the
@@ -152,7 +165,7 @@ export class IngestPipeline {
     raw: Uint8Array,
     ctx: IngestContext,
   ):
-    | { status: 'accepted'; lsn: bigint; durable: Promise<bigint> }
+    | { status: 'accepted'; lsn: bigint; durable: Promise<bigint>; receivedAtMs: number; patient: string; sha256: string }
     | { status: 'duplicate'; deviceId: string; seq: bigint }
     | { reason: FrameReason; detail: Record<string, unknown>; authentic: true } {
     const state = this.d.states.get(frame.deviceId);
@@ -176,7 +189,7 @@ export class IngestPipeline {
     void durable.finally(() => this.pendingDurable.delete(key)).catch(() => undefined);
     const gap = this.d.states.apply(frame, sha);
     if (gap > 0n) this.d.metrics.seqGaps += Number(gap);
-    return { status: 'accepted', lsn, durable };
+    return { status: 'accepted', lsn, durable, receivedAtMs: now, patient, sha256: sha };
   }
 
   private async reject(raw: Uint8Array, ctx: IngestContext, reason: FrameReason, detail: Record<string, unknown>, authenticSeq?: bigint): Promise<Outcome> {

@@ -14,8 +14,22 @@ export function formatStatus(s: StatusSnapshot): string {
     `influxdb ${s.storage.up ? 'up' : `DOWN (${s.storage.lastError ?? 'unknown'})`}  lag ${(s.storage.lagMs / 1000).toFixed(1)}s  frames written ${s.storage.framesWritten}  points ${s.storage.pointsWritten}`,
     `batches  open #${s.batches.open.batch} (${s.batches.open.frames} frames, ${(s.batches.open.ageMs / 1000).toFixed(1)}s)  sealed ${s.batches.lastSealed}  anchored ${s.batches.lastAnchored}  waiting ${s.batches.pendingAnchors}`,
     chainLine(s.chain),
+    consentLine(s.consent),
+    accessLogLine(s.accessLog),
     ...bleLines(s.ble),
   ].join('\n');
+}
+
+function consentLine(c: StatusSnapshot['consent'] | undefined): string {
+  if (!c) return 'consent  (not reported)';
+  if (!c.enabled) return `consent  off${c.lastError ? ` (${c.lastError})` : ' (no chain)'}`;
+  const state = c.following ? `following (block ${c.lastBlock ?? '?'})` : `NOT FOLLOWING (${c.lastError ?? 'starting'})`;
+  return `consent  ${state}  grants ${c.grants} (${c.inForce} in force)  researchers connected ${c.researchersConnected}  subscriptions ${c.subscriptions}  deliveries ${c.deliveries}  cut ${c.cut}`;
+}
+
+function accessLogLine(a: StatusSnapshot['accessLog'] | undefined): string {
+  if (!a) return 'access   (not reported)';
+  return `access   log entries ${a.entries} (${a.openEntries} not batched, ${a.liveAggregates} live aggregates open)  batches sealed ${a.sealed}  anchored ${a.anchored}  waiting ${a.pending}${a.lastError ? `  ERROR ${a.lastError}` : ''}`;
 }
 
 /** Devices listed one per line, up to this many; the rest are summed up. */

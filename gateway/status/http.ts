@@ -1,11 +1,59 @@
-/** The local HTTP endpoint: GET /status (JSON), GET /metrics (Prometheus text), GET /healthz, and the routes the gateway adds (proofs). */
-import { createServer, type Server, type ServerResponse } from 'node:http';
+/**
+ * The local HTTP endpoint: GET /status (JSON), GET /metrics (Prometheus text), GET /healthz,
+ * and the routes the gateway adds: the proof API (GET) and the researcher and patient API
+ * (docs/research-api.md: GET and POST).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { BleStatus } from '../transport/ble/central.js';
 
 export interface StatusSource {
   snapshot(): StatusSnapshot;
   /** Further GET routes (the proof API): answers and returns true when it handled the request. */
   route?: (url: URL, res: ServerResponse) => Promise<boolean>;
+  /**
+   * Routes for any method (the research API, gateway/research/http.ts), tried after the status
+   * routes and before `route`: answers and returns true when it handled the request.
+   */
+  handle?: (req: IncomingMessage, url: URL, res: ServerResponse) => Promise<boolean>;
+}
+
+/** The consent side (docs/consent.md): the local view of ConsentRegistry and the live researcher transport. */
+export interface ConsentStatus {
+  /** False when the chain is off or its deployment has no ConsentRegistry: no researcher access. */
+  enabled: boolean;
+  /** The view's last round reached the chain. */
+  following: boolean;
+  lastError?: string;
+  /** The last block the view holds. */
+  lastBlock?: number;
+  /** Grants known (any state), grants in force now, patients bound. */
+  grants: number;
+  inForce: number;
+  patients: number;
+  /** Researcher MQTT clients connected, their consented subscriptions, deliveries sent and subscriptions cut (revoked / expired). */
+  researchersConnected: number;
+  subscriptions: number;
+  deliveries: number;
+  cut: number;
+  /** Refused researcher CONNECTs and SUBSCRIBEs by code. */
+  loginRefusedBy: Record<string, number>;
+  subscribeRefusedBy: Record<string, number>;
+}
+
+/** The access log (docs/consent.md, "Access log") and its Merkle batches (AnchorRegistry stream 1). */
+export interface AccessLogStatus {
+  /** Entries in the log (the last seq). */
+  entries: number;
+  /** Entries not sealed in a batch yet. */
+  openEntries: number;
+  /** Live aggregates not written yet (docs/consent.md, "Live deliveries"). */
+  liveAggregates: number;
+  /** Last sealed and last anchored batch (stream 1). */
+  sealed: string;
+  anchored: string;
+  /** Sealed batches waiting for their anchor. */
+  pending: number;
+  lastError?: string;
 }
 
 export interface StatusSnapshot {
@@ -40,11 +88,26 @@ export interface StatusSnapshot {
     halted?: string;
     lastAnchor?: { batch: string; root: string; txHash: string; block: number; gasUsed: number; confirmedAtMs: number };
   };
+  consent: ConsentStatus;
+  accessLog: AccessLogStatus;
 }
 
 export async function startStatusServer(host: string, port: number, src: StatusSource): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
+    const builtIn = url === '/status' || url === '/metrics' || url === '/healthz';
+    if (!builtIn && src.handle) {
+      const u = new URL(req.url ?? '/', 'http://localhost');
+      src.handle(req, u, res).then(
+        (handled) => {
+          if (handled) return;
+          if (req.method === 'GET' && src.route) return answerRoute(u);
+          res.writeHead(req.method === 'GET' ? 404 : 405).end();
+        },
+        (e: Error) => failed(e),
+      );
+      return;
+    }
     if (req.method !== 'GET') {
       res.writeHead(405).end();
       return;
@@ -58,17 +121,25 @@ export async function startStatusServer(host: string, port: number, src: StatusS
       const ok = s.storage.up && !s.spool.alarm;
       res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, storageUp: s.storage.up, spoolAlarm: s.spool.alarm }));
     } else if (src.route) {
-      const u = new URL(req.url ?? '/', 'http://localhost');
-      src.route(u, res).then(
+      answerRoute(new URL(req.url ?? '/', 'http://localhost'));
+    } else res.writeHead(404).end();
+
+    function answerRoute(u: URL): void {
+      src.route!(u, res).then(
         (handled) => {
           if (!handled) res.writeHead(404).end();
         },
-        (e: Error) => {
-          if (!res.headersSent) res.writeHead(503, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ error: 'UNAVAILABLE', message: e.message }));
-        },
+        (e: Error) => failed(e),
       );
-    } else res.writeHead(404).end();
+    }
+    function failed(e: Error): void {
+      if (res.headersSent) {
+        // A streamed answer broke off: the client sees a truncated body, never a wrong one.
+        res.destroy(e);
+        return;
+      }
+      res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'UNAVAILABLE', message: e.message }));
+    }
   });
   await new Promise<void>((res, rej) => {
     server.once('error', rej);
@@ -109,5 +180,18 @@ function prometheus(s: StatusSnapshot): string {
   g('batches_anchored_total', Number(s.batches.lastAnchored));
   g('batches_pending_anchor', s.batches.pendingAnchors);
   g('chain_up', s.chain.up ? 1 : 0);
+  g('consent_following', s.consent.following ? 1 : 0);
+  g('consent_grants', s.consent.grants);
+  g('consent_grants_in_force', s.consent.inForce);
+  g('research_clients_connected', s.consent.researchersConnected);
+  g('research_subscriptions', s.consent.subscriptions);
+  g('research_deliveries_total', s.consent.deliveries);
+  g('research_subscriptions_cut_total', s.consent.cut);
+  for (const [r, n] of Object.entries(s.consent.loginRefusedBy)) g('research_login_refused_total', n, `reason="${r}"`);
+  for (const [r, n] of Object.entries(s.consent.subscribeRefusedBy)) g('research_subscribe_refused_total', n, `reason="${r}"`);
+  g('access_log_entries', s.accessLog.entries);
+  g('access_log_batches_sealed_total', Number(s.accessLog.sealed));
+  g('access_log_batches_anchored_total', Number(s.accessLog.anchored));
+  g('access_log_batches_pending_anchor', s.accessLog.pending);
   return `${lines.join('\n')}\n`;
 }

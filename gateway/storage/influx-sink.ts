@@ -94,23 +94,32 @@ export class InfluxSink implements FrameSink {
     }
     if (fromMs !== undefined) where.push(`time >= ${msToNs(fromMs)}`);
     if (toMs !== undefined) where.push(`time < ${msToNs(toMs)}`);
-    const rows = toRows(await this.select(FRAMES_MEASUREMENT, where, params, limit));
-    return rows.map((r) => ({
-      timeNs: BigInt(r['time'] as string | number),
-      device: tag(r['device']),
-      patient: tag(r['patient']),
-      gateway: tag(r['gateway']),
-      sensor: tag(r['sensor']),
-      seq: fromStoredUint64(BigInt(r['seq'] as string | number)),
-      sha256: String(r['sha256']),
-      raw: new Uint8Array(Buffer.from(String(r['raw']), 'base64')),
-      count: Number(r['count']),
-      intervalUs: Number(r['interval_us']),
-      receivedAtMs: Number(r['received_at']),
-      transport: String(r['transport']) as Transport,
-      lsn: fromStoredUint64(BigInt(r['lsn'] as string | number)),
-      ...(r['batch'] !== null && r['batch'] !== undefined ? { batch: BigInt(r['batch'] as string | number), leaf: Number(r['leaf']) } : {}),
-    }));
+    return toRows(await this.select(FRAMES_MEASUREMENT, where, params, limit)).map(storedFrameOf);
+  }
+
+  /**
+   * `frames` points of one patient (the `patient` tag: a pseudonym) and some sensors, oldest
+   * first, with frame time (time of sample 0) in [fromNs, toNs] (both inclusive), or exactly at
+   * `atNs`, at most `limit` of them. The researcher export (gateway/research/readings.ts) pages
+   * with it. InfluxDB is untrusted: callers re-check every frame against its signed bytes.
+   * @throws TypeError for an empty sensor list or a bad limit; StorageError
+   */
+  async queryPatientFrames(patient: string, sensors: readonly string[], range: { fromNs?: bigint; toNs?: bigint; atNs?: bigint }, limit?: number): Promise<StoredFrame[]> {
+    if (sensors.length === 0) throw new TypeError('at least one sensor is needed');
+    const params: Record<string, string> = { patient };
+    const where: string[] = ['"patient" = $patient'];
+    where.push(`(${sensors.map((name, i) => {
+      params[`s${i}`] = sensorByName(name).name;
+      return `"sensor" = $s${i}`;
+    }).join(' OR ')})`);
+    const ns = (v: bigint): string => {
+      if (v < 0n || v > 9_223_372_036_854_775_806n) throw new TypeError(`time bound out of range: ${v}`);
+      return v.toString();
+    };
+    if (range.atNs !== undefined) where.push(`time = ${ns(range.atNs)}`);
+    if (range.fromNs !== undefined) where.push(`time >= ${ns(range.fromNs)}`);
+    if (range.toNs !== undefined) where.push(`time <= ${ns(range.toNs)}`);
+    return toRows(await this.select(FRAMES_MEASUREMENT, where, params, limit)).map(storedFrameOf);
   }
 
   /**
@@ -145,6 +154,25 @@ export class InfluxSink implements FrameSink {
     const q = `SELECT * FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY time ASC${limit !== undefined ? ` LIMIT ${limit}` : ''}`;
     return this.http.query(q, { database: this.opts.database, params });
   }
+}
+
+function storedFrameOf(r: Record<string, unknown>): StoredFrame {
+  return {
+    timeNs: BigInt(r['time'] as string | number),
+    device: tag(r['device']),
+    patient: tag(r['patient']),
+    gateway: tag(r['gateway']),
+    sensor: tag(r['sensor']),
+    seq: fromStoredUint64(BigInt(r['seq'] as string | number)),
+    sha256: String(r['sha256']),
+    raw: new Uint8Array(Buffer.from(String(r['raw']), 'base64')),
+    count: Number(r['count']),
+    intervalUs: Number(r['interval_us']),
+    receivedAtMs: Number(r['received_at']),
+    transport: String(r['transport']) as Transport,
+    lsn: fromStoredUint64(BigInt(r['lsn'] as string | number)),
+    ...(r['batch'] !== null && r['batch'] !== undefined ? { batch: BigInt(r['batch'] as string | number), leaf: Number(r['leaf']) } : {}),
+  };
 }
 
 /** InfluxQL double-quoted identifier. */

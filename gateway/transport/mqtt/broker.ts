@@ -12,8 +12,13 @@
  * - An internal fault (the spool cannot write) is an MQTT error: no PUBACK, the device
  *   keeps the frame and resends it after reconnecting.
  * - Device frame topics are never forwarded to subscribers.
+ * - Researchers (docs/research-api.md) connect to the same broker, told apart from devices by
+ *   their CONNECT (an 0x address as username, or none with a signed researcher login as
+ *   password): their CONNECT, SUBSCRIBE and every packet forwarded to them are decided by the
+ *   ResearcherGate (gateway/research/live.ts). Without a gate, or for any other CONNECT, devices
+ *   are handled exactly as before.
  */
-import { Aedes, type AedesOptions, type Client } from 'aedes';
+import { Aedes, type AedesOptions, type AedesPublishPacket, type Client, type Subscription } from 'aedes';
 import { createServer, type Server } from 'node:net';
 import type { Logger } from 'pino';
 import { isDeviceId } from '../../../firmware-proto/frame.js';
@@ -33,9 +38,30 @@ export interface MqttTransportOptions {
   /** CONNECT tokens are accepted within this many ms of the gateway clock. */
   connectWindowMs?: number;
   now?: () => number;
+  /** Consent-governed researcher access (gateway/research/live.ts); absent: researchers cannot connect. */
+  researchers?: ResearcherGate;
 }
 
-type DeviceClient = Client & { vpDevice?: string };
+/** The researchers' side of the broker: CONNECT, SUBSCRIBE and forwarding for researcher clients. */
+export interface ResearcherGate {
+  /** Whether a CONNECT is a researcher's rather than a device's. */
+  claims(username: string | undefined, password: Uint8Array | undefined): boolean;
+  authenticate(client: Client, username: string | undefined, password: Uint8Array | undefined): { ok: true; researcher: string } | { ok: false; reason: string; returnCode: number };
+  ready(client: Client): void;
+  gone(client: Client): void;
+  /** The granted subscription, or null for SUBACK 0x80. */
+  authorizeSubscribe(client: Client, sub: Subscription): Subscription | null;
+  /** After a SUBACK was written. */
+  subscribed(client: Client, subs: readonly Subscription[]): void;
+  unsubscribed(client: Client, topics: readonly string[]): void;
+  /** The packet to send to a researcher client (or to anyone on a researcher topic), or null to drop it. */
+  forward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null;
+}
+
+/** Topics only the researcher gate may deliver on. */
+const RESEARCHER_TOPIC = /^vp\/(consented|researcher)\//;
+
+type DeviceClient = Client & { vpDevice?: string; vpResearcher?: string };
 
 export class MqttTransport {
   private broker!: Aedes;
@@ -54,6 +80,16 @@ export class MqttTransport {
     const opts: AedesOptions = {
       id: 'vitalproof',
       authenticate: (client, username, password, done) => {
+        const gate = this.o.researchers;
+        if (gate?.claims(username, password)) {
+          const r = gate.authenticate(client, username, password);
+          if (!r.ok) {
+            this.o.log.warn({ event: 'research_connect_refused', reason: r.reason, ...(username && /^0x[0-9a-fA-F]{40}$/.test(username) ? { researcher: username } : {}) }, 'researcher CONNECT refused');
+            return done(Object.assign(new Error(r.reason), { returnCode: r.returnCode }), false);
+          }
+          (client as DeviceClient).vpResearcher = r.researcher;
+          return done(null, true);
+        }
         const verdict = this.auth.check(client.id, username, password);
         if (!verdict.ok) {
           const refusal = verdict.reason;
@@ -85,13 +121,26 @@ export class MqttTransport {
             },
           );
       },
-      // Devices subscribe to nothing; researchers' topics come with consent (a later stage).
-      authorizeSubscribe: (_client, _sub, cb) => cb(null, null),
-      authorizeForward: (_client, packet) => (packet.topic.startsWith(`${TOPIC_PREFIX}/dev/`) ? null : packet),
+      // Devices subscribe to nothing; researchers to what their consent allows.
+      authorizeSubscribe: (client, sub, cb) => {
+        const c = client as DeviceClient;
+        if (c.vpResearcher && this.o.researchers) return cb(null, this.o.researchers.authorizeSubscribe(client, sub));
+        cb(null, null);
+      },
+      authorizeForward: (client, packet) => {
+        if (packet.topic.startsWith(`${TOPIC_PREFIX}/dev/`)) return null;
+        const c = client as DeviceClient;
+        if (c.vpResearcher || RESEARCHER_TOPIC.test(packet.topic)) return this.o.researchers?.forward(client, packet) ?? null;
+        return packet;
+      },
     };
     this.broker = await Aedes.createBroker(opts);
     this.broker.on('clientReady', (client) => {
       const c = client as DeviceClient;
+      if (c.vpResearcher) {
+        this.o.researchers?.ready(client);
+        return;
+      }
       if (!c.vpDevice) return;
       // A revocation that landed between CONNECT and CONNACK found no client to close.
       const rec = this.o.registry.get(c.vpDevice);
@@ -103,7 +152,14 @@ export class MqttTransport {
     });
     this.broker.on('clientDisconnect', (client) => {
       const c = client as DeviceClient;
+      if (c.vpResearcher) this.o.researchers?.gone(client);
       if (c.vpDevice && this.devices.get(c.vpDevice) === c) this.devices.delete(c.vpDevice);
+    });
+    this.broker.on('subscribe', (subs, client) => {
+      if ((client as DeviceClient | null)?.vpResearcher) this.o.researchers?.subscribed(client, subs);
+    });
+    this.broker.on('unsubscribe', (topics, client) => {
+      if ((client as DeviceClient | null)?.vpResearcher) this.o.researchers?.unsubscribed(client, topics);
     });
     this.o.registry.on('revoked', (rec) => {
       const c = this.devices.get(rec.deviceId);
