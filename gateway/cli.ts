@@ -11,6 +11,9 @@
  *   vitalproof verify  FILE… (--rpc URL | --offline)         check proof bundles
  *   vitalproof audit   [--device ID] [--from T] [--to T] [--json FILE]       InfluxDB against signed, anchored frames
  *   vitalproof chain   deploy|info                           contracts on an external chain; chain status
+ *   vitalproof admin   bind-patient|authorize-gateway|dev-key  bind a patient's address, authorise a gateway
+ *   vitalproof consent grant|revoke|list                     the patient's grants, and who saw their data
+ *   vitalproof research login|grants|subscribe|export|verify  a researcher's access (docs/research-api.md)
  *
  * Any configuration key can be given as a flag (--mqtt.port 1884), an environment
  * variable (VP_MQTT_PORT=1884) or in the --config file; see docs/operations.md.
@@ -27,9 +30,12 @@ import { chainCommand } from './chain/chain-cli.js';
 import { exportCommand } from './proof/export-cli.js';
 import { verifyCommand } from './proof/verify-cli.js';
 import { auditCommand } from './audit/audit-cli.js';
+import { adminCommand } from './chain/admin-cli.js';
+import { consentCommand } from './consent/consent-cli.js';
+import { researchCommand } from './research/research-cli.js';
 import type { StatusSnapshot } from './status/http.js';
 
-const USAGE = `usage: vitalproof <run|enrol|revoke|devices|status|export|verify|audit|chain> [options]
+const USAGE = `usage: vitalproof <run|enrol|revoke|devices|status|export|verify|audit|chain|admin|consent|research> [options]
   run                 run the gateway (embedded MQTT broker, spool, InfluxDB writer, Merkle batches, anchoring, status endpoint)
   enrol FILE          enrol the devices listed in an enrolment file (e.g. from "vp-sim export"); on chain: --admin-key-file F for an external chain
   revoke DEVICE_ID    revoke a device; --at ISO_TIME (default now)
@@ -39,13 +45,16 @@ const USAGE = `usage: vitalproof <run|enrol|revoke|devices|status|export|verify|
   verify FILE…        check proof bundles: --rpc URL, or --offline
   audit               check what InfluxDB holds against the signed frames and anchored batches: [--device ID] [--from T] [--to T] [--json FILE]
   chain deploy|info   deploy the contracts on an external chain (--rpc URL --key-file F); show the chain
+  admin ...           bind-patient PSEUDONYM ADDRESS, authorize-gateway ADDRESS (hospital / chain admin)
+  consent ...         grant, revoke, list [--disclosures]: the patient's consent, with their key (--key-file F)
+  research ...        login, grants, subscribe, export, verify: a researcher's access, with their key
 options: --config FILE, and any config key as --key value (e.g. --dataDir ./data --mqtt.port 1883 --influx.url http://...)`;
 
 
 async function main(argv: string[]): Promise<number> {
   const { positionals, flags } = parseArgv(argv);
   const cmd = positionals[0];
-  if (!cmd || flags.help) {
+  if (!cmd || (flags.help && !['admin', 'consent', 'research'].includes(cmd))) {
     console.log(USAGE);
     return cmd ? 0 : 2;
   }
@@ -86,6 +95,12 @@ async function main(argv: string[]): Promise<number> {
       return verifyCommand(argv.slice(1));
     case 'audit':
       return auditCommand(argv.slice(1));
+    case 'admin':
+      return adminCommand(argv.slice(1));
+    case 'consent':
+      return consentCommand(argv.slice(1));
+    case 'research':
+      return researchCommand(argv.slice(1));
     default:
       console.error(USAGE);
       return 2;

@@ -13,6 +13,10 @@
  * BlueZ-compatible D-Bus service on a private dbus-daemon, which the gateway's BLE central
  * reaches through DBUS_SYSTEM_BUS_ADDRESS exactly as it would reach BlueZ. The terminal shows
  * the gateway's status and the simulator's progress.
+ * A researcher shares in the data of one MQTT wearable's patient (scripts/lib/demo-researcher.ts):
+ * the patient (DEV ONLY account 3) grants a researcher (account 4) heart_rate and spo2, the
+ * researcher receives them live over MQTT, and at the end exports them with proofs, verifies,
+ * sees the subscription end when the patient revokes, and the patient reads the disclosure report.
  * At the end it compares what the gateway refused with what the simulator expects it to
  * refuse. Gateway logs go to ./data/demo/gateway.log.
  */
@@ -35,6 +39,8 @@ import { parseDuration, positiveInt } from './lib/duration.js';
 import { verifyBundle } from '../gateway/proof/verify.js';
 import { startPrivateBus, type PrivateBus } from '../device-sim/bluez/bus-daemon.js';
 import { RADIO_FAULT_KINDS } from '../device-sim/faults.js';
+import { ApiError } from '../gateway/research/research-cli.js';
+import { ResearcherDemo } from './lib/demo-researcher.js';
 
 const DATA_DIR = resolve('data', 'demo');
 const SEED = 'demo';
@@ -168,7 +174,7 @@ class LiveView {
   }
 }
 
-function compactLine(s: StatusSnapshot, p: FleetProgress | undefined, ble: FleetProgress | undefined, elapsedS: number): string {
+function compactLine(s: StatusSnapshot, p: FleetProgress | undefined, ble: FleetProgress | undefined, elapsedS: number, researcher?: string): string {
   const list = (o: Record<string, number>): string => Object.entries(o).map(([k, n]) => `${k}=${n}`).join(' ') || 'none';
   return (
     `[${String(elapsedS).padStart(5)}s] gateway: received ${s.frames.received} accepted ${s.frames.accepted} (${s.frames.acceptedPerS.toFixed(1)}/s) ` +
@@ -177,7 +183,8 @@ function compactLine(s: StatusSnapshot, p: FleetProgress | undefined, ble: Fleet
     `batches sealed ${s.batches.lastSealed} anchored ${s.batches.lastAnchored}${s.chain.lastAnchor ? ` (last tx ${s.chain.lastAnchor.txHash.slice(0, 12)}… block ${s.chain.lastAnchor.block})` : ''}` +
     (s.ble.mode === 'on' ? ` | ble: ${s.ble.up ? 'up' : 'DOWN'} connected ${s.ble.devicesConnected} fragments refused ${list(s.ble.fragmentRejectedBy)}` : '') +
     (p ? ` | sim mqtt: ${p.phase} acked ${p.acked} faults ${p.faultsInjected} backlog ${p.backlog}` : '') +
-    (ble ? ` | sim ble: ${ble.phase} acked ${ble.acked} faults ${ble.faultsInjected} backlog ${ble.backlog}` : '')
+    (ble ? ` | sim ble: ${ble.phase} acked ${ble.acked} faults ${ble.faultsInjected} backlog ${ble.backlog}` : '') +
+    (researcher ? ` | ${researcher}` : '')
   );
 }
 
@@ -252,6 +259,36 @@ async function main(argv: string[]): Promise<number> {
       console.log('  and export proofs, verify them against the chain, and audit InfluxDB:');
       for (const h of proofHints(devices[0]!.deviceId, gw.chain.url)) console.log(`    ${h}`);
     }
+    // The researcher: bound patient, grant, live subscription (only with a ConsentRegistry and the research API).
+    let researcher: ResearcherDemo | undefined;
+    let researcherFailure: string | undefined;
+    if (gw.chain?.record.consentRegistry) {
+      const r = new ResearcherDemo({
+        dataDir: DATA_DIR,
+        httpUrl: `http://127.0.0.1:${gw.httpPort}`,
+        mqttUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
+        gatewayId: gw.config.gatewayId,
+        pseudonym: devices[0]!.patient,
+        durationMs: o.durationMs,
+        provider: gw.chain.provider,
+        show: rel,
+      });
+      try {
+        await r.start();
+        researcher = r;
+        console.log(`  researcher    consent-governed sharing (DEV ONLY accounts; keys and exports in ${rel(r.dir)}):`);
+        for (const n of r.notes) console.log(`                ${n}`);
+        console.log('                the same by hand, from another terminal while the demo runs:');
+        for (const h of r.hints()) console.log(`                  ${h}`);
+      } catch (e) {
+        await r.close();
+        if (e instanceof ApiError && e.status === 404) console.log('  researcher    this gateway has no research API: no researcher in this demo');
+        else {
+          researcherFailure = (e as Error).message;
+          console.log(`  researcher    FAILED to start: ${researcherFailure}`);
+        }
+      }
+    }
     console.log(o.durationMs !== undefined ? `running for ${Math.round(o.durationMs / 1000)} s (Ctrl-C stops earlier)\n` : 'running until Ctrl-C\n');
 
     const started = Date.now();
@@ -289,11 +326,11 @@ async function main(argv: string[]): Promise<number> {
         const head = stop.signal.aborted
           ? `stopping (${stopReason}): waiting for acknowledgements and InfluxDB writes ... (Ctrl-C again to quit at once)`
           : `running ${elapsedS}s${o.durationMs !== undefined ? ` of ${Math.round(o.durationMs / 1000)}s` : ''}  (Ctrl-C to stop)`;
-        const sims = [`sim mqtt ${progress ? progressLine(progress).trim() : 'starting'}`, ...(bus ? [`sim ble  ${bleProgress ? progressLine(bleProgress).trim() : 'starting'}`] : [])];
+        const sims = [`sim mqtt ${progress ? progressLine(progress).trim() : 'starting'}`, ...(bus ? [`sim ble  ${bleProgress ? progressLine(bleProgress).trim() : 'starting'}`] : []), ...(researcher ? [researcher.line()] : [])];
         view.draw([head, formatStatus(s), ...sims].join('\n'));
       } else if (final || Date.now() - lastPlain >= 5000) {
         lastPlain = Date.now();
-        console.log(compactLine(s, progress, bleProgress, elapsedS));
+        console.log(compactLine(s, progress, bleProgress, elapsedS, researcher?.line()));
       }
     };
     render();
@@ -347,11 +384,16 @@ async function main(argv: string[]): Promise<number> {
     const final = gw.snapshot();
     const proofLines = await checkOneProof(gw, fleetReport.perDevice.find((d) => d.acked > 0)?.deviceId, anchored);
     const bleProofLines = bleReport ? await checkOneProof(gw, bleReport.perDevice.find((d) => d.acked > 0)?.deviceId, anchored, 'BLE ') : [];
+    // The researcher's end: export with proofs and verify, revocation, disclosure report.
+    const researched = researcher ? await researcher.finish() : undefined;
     await stopGateway();
     console.log(`\n${summary(final, [fleetReport, ...(bleReport ? [bleReport] : [])], gw.influxUrl, gw.config.influx.database, stopReason, Date.now() - started)}`);
     for (const l of [...proofLines, ...bleProofLines.slice(1, 2)]) console.log(l);
+    for (const l of researched?.lines ?? []) console.log(l);
+    if (researched) console.log(researched.ok ? '             every researcher step held: live deliveries, export verified, subscription cut on revocation, accesses in the report' : '  WARNING: a researcher step failed (see above)');
+    if (researcherFailure) console.log(`  WARNING: the researcher did not start: ${researcherFailure}`);
     const reports = [fleetReport, ...(bleReport ? [bleReport] : [])];
-    return reports.every((r) => r.drained && r.faults.unexpected === 0) ? 0 : 1;
+    return reports.every((r) => r.drained && r.faults.unexpected === 0) && researcherFailure === undefined && (researched?.ok ?? true) ? 0 : 1;
   } finally {
     await stopGateway();
   }
