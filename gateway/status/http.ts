@@ -92,9 +92,25 @@ export interface StatusSnapshot {
   accessLog: AccessLogStatus;
 }
 
+/**
+ * Loopback clients only: the operator's routes (/status, /metrics, and `route`: the proof API,
+ * which serves raw signed frames without a login). Researchers and patients reach their own
+ * routes (`handle`: logins, consented readings, disclosure reports) from anywhere the port is
+ * bound, and are checked there; the operator's routes must never become a way around consent.
+ */
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return a === '::1' || /^127\./.test(a);
+}
+
 export async function startStatusServer(host: string, port: number, src: StatusSource): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
+    const operator = isLoopback(req.socket.remoteAddress);
+    const refuseOperatorRoute = (): void => {
+      res.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'OPERATOR_ONLY', message: `${url} answers only on the gateway host (loopback); researchers use /research/…, patients /patient/…` }));
+    };
     const builtIn = url === '/status' || url === '/metrics' || url === '/healthz';
     if (!builtIn && src.handle) {
       const u = new URL(req.url ?? '/', 'http://localhost');
@@ -112,7 +128,9 @@ export async function startStatusServer(host: string, port: number, src: StatusS
       res.writeHead(405).end();
       return;
     }
-    if (url === '/status') {
+    if ((url === '/status' || url === '/metrics') && !operator) {
+      refuseOperatorRoute();
+    } else if (url === '/status') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(src.snapshot(), null, 2));
     } else if (url === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(prometheus(src.snapshot()));
@@ -125,6 +143,7 @@ export async function startStatusServer(host: string, port: number, src: StatusS
     } else res.writeHead(404).end();
 
     function answerRoute(u: URL): void {
+      if (!operator) return refuseOperatorRoute();
       src.route!(u, res).then(
         (handled) => {
           if (!handled) res.writeHead(404).end();
