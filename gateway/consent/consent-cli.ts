@@ -30,6 +30,7 @@
  *
  * Exit codes: 0 done, 1 refused or failed (a revert, a proof that does not verify), 2 usage error.
  */
+import type { GrantJson } from '../research/http.js';
 import { writeFileSync } from 'node:fs';
 import { getAddress, id, ZeroHash } from 'ethers';
 import { ConfigError } from '../config.js';
@@ -233,19 +234,8 @@ async function listCommand(rest: string[], flags: Record<string, string>, io: Cl
   });
 }
 
-/** A grant as `consent list` shows it (the API's Grant, without the pseudonym). */
-export interface GrantRow {
-  grantId: string;
-  researcher: string;
-  metrics: string[];
-  dataFromMs: number;
-  dataToMs: number;
-  expiresAtMs: number;
-  purposeRef: string;
-  grantedAtMs: number;
-  revokedAtMs: number | null;
-  status: 'OK' | 'REVOKED' | 'EXPIRED';
-}
+/** A grant as `consent list` shows it: the API's Grant (docs/research-api.md) without the pseudonym. */
+export type GrantRow = Omit<GrantJson, 'patient'>;
 
 export function grantRow(grantId: bigint, g: Grant, nowMs: number): GrantRow {
   const revoked = g.revokedAtMs !== 0n;

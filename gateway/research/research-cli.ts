@@ -52,6 +52,8 @@ import { readKeyFile } from '../chain/runtime.js';
 import { runningGateway } from '../gateway.js';
 import { encodeLogin, parseChallenge, selfIssuedChallenge, type LoginChallenge, type LoginPurpose } from '../consent/auth.js';
 import { checkPseudonym, defaultIo, type CliIo } from '../chain/admin-cli.js';
+import type { GrantJson as ApiGrant } from './http.js';
+import type { FrameJson as ApiFrame } from './readings.js';
 import { formatGrantTable, iso, parseMetrics, parseTimeArg, type GrantRow } from '../consent/consent-cli.js';
 import { verifyCommand } from '../proof/verify-cli.js';
 import { BUNDLES_FORMAT, BUNDLE_VERSION, isBundleFormatError, parseBundles, type ProofBundle } from '../proof/bundle.js';
@@ -169,31 +171,9 @@ export class ApiError extends Error {
   }
 }
 
-/** The API's Grant (docs/research-api.md). */
-export interface ApiGrant {
-  grantId: string;
-  patient: string;
-  researcher: string;
-  metrics: string[];
-  dataFromMs: number;
-  dataToMs: number;
-  expiresAtMs: number;
-  purposeRef: string;
-  grantedAtMs: number;
-  revokedAtMs: number | null;
-  status: 'OK' | 'REVOKED' | 'EXPIRED';
-}
-
-/** The API's Frame of a readings page. */
-export interface ApiFrame {
-  metric: string;
-  deviceId: string;
-  seq: string;
-  frameSha256: string;
-  batch: string | null;
-  leaf: number | null;
-  readings: { timeMs: number; values: Record<string, number> }[];
-}
+/** The API's Grant and readings Frame (docs/research-api.md): the server's own types, so client and server cannot drift. */
+export type { GrantJson as ApiGrant } from './http.js';
+export type { FrameJson as ApiFrame } from './readings.js';
 
 /** A readings page, format json. */
 export interface ReadingsPage {
