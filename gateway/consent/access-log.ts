@@ -14,24 +14,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Wal, WalReader } from '../spool/wal.js';
-import { checkAccessEntry, normaliseAccessRecord, type AccessEntry, type AccessKind, type AccessRecord } from './access-entry.js';
+import { accessEntryFromJson, normaliseAccessRecord, type AccessEntry, type AccessEntryJson, type AccessRecord } from './access-entry.js';
 
-/** The stored form of an entry: everything but the seq (the record's LSN). */
-interface StoredEntry {
-  v: 1;
-  kind: AccessKind;
-  researcher: string;
-  pseudonym: string;
-  patientRef: string;
-  grantId: string;
-  metrics: string[];
-  fromMs: number;
-  toMs: number;
-  count: number;
-  firstAtMs: number;
-  atMs: number;
-  salt: string;
-}
+/** The stored form of an entry: its JSON form (access-entry.ts) without the seq, which is the record's LSN. */
+type StoredEntry = Omit<AccessEntryJson, 'seq'> & { v: 1 };
 
 export class AccessLog {
   private closed = false;
@@ -120,7 +106,8 @@ export function parseRecord(seq: bigint, payload: Buffer): AccessEntry {
 }
 
 function entryOf(seq: bigint, s: StoredEntry): AccessEntry {
-  return checkAccessEntry({ seq, kind: s.kind, researcher: s.researcher, pseudonym: s.pseudonym, patientRef: s.patientRef, grantId: BigInt(s.grantId), metrics: s.metrics, fromMs: s.fromMs, toMs: s.toMs, count: s.count, firstAtMs: s.firstAtMs, atMs: s.atMs, salt: s.salt });
+  const { v: _version, ...json } = s;
+  return accessEntryFromJson({ ...json, seq: seq.toString() });
 }
 
 // ---- live deliveries, aggregated -------------------------------------------------------------
