@@ -16,6 +16,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeAtomic } from '../spool/wal.js';
+import { Rfc6962Tree } from '../merkle/tree.js';
 
 export const BATCH_FILE_VERSION = 1;
 const PER_SHARD = 10_000n;
@@ -47,6 +48,32 @@ export interface BatchHeader {
 
 export interface SealedBatch extends BatchHeader {
   leaves: BatchLeaf[];
+}
+
+/**
+ * A batch of `leaves` (non-empty, in log order) with its RFC 9162 root and the span of its leaf
+ * times; both the frame batcher and the access-log batcher seal through this.
+ */
+export function sealedBatchOf(seq: bigint, leaves: BatchLeaf[], openedAtMs: number, sealedAtMs: number): SealedBatch {
+  const tree = Rfc6962Tree.fromLeafHashes(leaves.map((l) => l.leafHash));
+  let first = leaves[0]!.timeMs;
+  let last = first;
+  for (const l of leaves) {
+    if (l.timeMs < first) first = l.timeMs;
+    if (l.timeMs > last) last = l.timeMs;
+  }
+  return {
+    seq,
+    leafCount: leaves.length,
+    root: `0x${tree.root().toString('hex')}`,
+    firstFrameTimeMs: first,
+    lastFrameTimeMs: last,
+    firstLsn: leaves[0]!.lsn,
+    lastLsn: leaves[leaves.length - 1]!.lsn,
+    openedAtMs,
+    sealedAtMs,
+    leaves,
+  };
 }
 
 /** Where a batch was anchored: written once the anchoring transaction has its confirmations. */

@@ -15,10 +15,9 @@
  */
 import { frameIdentity } from '../../firmware-proto/frame.js';
 import { hashLeaf } from '../merkle/rfc6962.js';
-import { Rfc6962Tree } from '../merkle/tree.js';
 import { WalReader, type Wal } from '../spool/wal.js';
 import { spoolRecordFrameBytes } from '../ingest/spool-record.js';
-import type { BatchLeaf, BatchStore, SealedBatch } from './batch-store.js';
+import { sealedBatchOf, type BatchLeaf, type BatchStore, type SealedBatch } from './batch-store.js';
 
 export interface BatcherOptions {
   /** Seal a batch when its first frame is this old (ms). Default 10 s. */
@@ -145,26 +144,7 @@ export class Batcher {
 
   private sealOpen(): SealedBatch | undefined {
     if (this.leaves.length === 0) return undefined;
-    const leaves = this.leaves;
-    const tree = Rfc6962Tree.fromLeafHashes(leaves.map((l) => l.leafHash));
-    let first = leaves[0]!.timeMs;
-    let last = first;
-    for (const l of leaves) {
-      if (l.timeMs < first) first = l.timeMs;
-      if (l.timeMs > last) last = l.timeMs;
-    }
-    const batch: SealedBatch = {
-      seq: this.openSeq,
-      leafCount: leaves.length,
-      root: `0x${tree.root().toString('hex')}`,
-      firstFrameTimeMs: first,
-      lastFrameTimeMs: last,
-      firstLsn: leaves[0]!.lsn,
-      lastLsn: leaves[leaves.length - 1]!.lsn,
-      openedAtMs: this.openedAtMs,
-      sealedAtMs: this.now(),
-      leaves,
-    };
+    const batch = sealedBatchOf(this.openSeq, this.leaves, this.openedAtMs, this.now());
     this.store.seal(batch);
     this.leaves = [];
     this.lastSealedAtMs = batch.sealedAtMs;

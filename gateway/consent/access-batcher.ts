@@ -11,9 +11,8 @@
  * rebuilt from the entries after the last sealed one, with the same leaves in the same order.
  * The BatchStore's per-leaf `device` field is unused here ('-'); `seq` and `lsn` are the entry's seq.
  */
-import { Rfc6962Tree } from '../merkle/tree.js';
 import { WalReader } from '../spool/wal.js';
-import type { BatchLeaf, BatchStore, SealedBatch } from '../anchor/batch-store.js';
+import { sealedBatchOf, type BatchLeaf, type BatchStore, type SealedBatch } from '../anchor/batch-store.js';
 import { accessLeafHash } from './access-entry.js';
 import { parseRecord, type AccessLog } from './access-log.js';
 
@@ -102,26 +101,7 @@ export class AccessLogBatcher {
 
   private sealOpen(): SealedBatch | undefined {
     if (this.leaves.length === 0) return undefined;
-    const leaves = this.leaves;
-    const tree = Rfc6962Tree.fromLeafHashes(leaves.map((l) => l.leafHash));
-    let first = leaves[0]!.timeMs;
-    let last = first;
-    for (const l of leaves) {
-      if (l.timeMs < first) first = l.timeMs;
-      if (l.timeMs > last) last = l.timeMs;
-    }
-    const batch: SealedBatch = {
-      seq: this.openSeq,
-      leafCount: leaves.length,
-      root: `0x${tree.root().toString('hex')}`,
-      firstFrameTimeMs: first,
-      lastFrameTimeMs: last,
-      firstLsn: leaves[0]!.lsn,
-      lastLsn: leaves[leaves.length - 1]!.lsn,
-      openedAtMs: this.openedAtMs,
-      sealedAtMs: this.now(),
-      leaves,
-    };
+    const batch = sealedBatchOf(this.openSeq, this.leaves, this.openedAtMs, this.now());
     this.store.seal(batch);
     this.leaves = [];
     this.opts.onSealed?.(batch);
