@@ -53,7 +53,7 @@ import type { FragmentReason } from '../firmware-proto/reasons.js';
 import type { DisconnectCause, GattServer, Peripheral } from './bluez/radio.js';
 import type { SimulatedBluez } from './bluez/service.js';
 import { badFragmentStream, frameStream, oversizedStream, stalledStream, withCounter, withDeviceId, type BadFragmentVariant, type FragmentStream } from './ble-streams.js';
-import { newLinkCounters, type FrameLink, type LinkCounters, type RadioFaults } from './link.js';
+import { newLinkCounters, Waiters, type FrameLink, type LinkCounters, type RadioFaults } from './link.js';
 
 /** The firmware version a simulated wearable reports in its info value (§10.3: major.minor.patch). */
 export const SIM_GATT_FIRMWARE = '1.0.0';
@@ -103,11 +103,6 @@ interface RadioEvent {
   resolve(ok: boolean): void;
 }
 
-interface Waiter {
-  ready: () => boolean;
-  resolve: (ok: boolean) => void;
-}
-
 export class BleLink implements FrameLink, RadioFaults, GattServer {
   readonly peripheral: Peripheral;
   private readonly session: GattDeviceSession;
@@ -143,7 +138,7 @@ export class BleLink implements FrameLink, RadioFaults, GattServer {
   /** A radio event fired and its drop is under way: send nothing more. */
   private dropping = false;
   private reconnectWaiters: ((ok: boolean) => void)[] = [];
-  private waiters: Waiter[] = [];
+  private readonly waiters = new Waiters();
   private readonly ackListeners: ((seq: bigint, raw: Uint8Array) => void)[] = [];
   private started = false;
   private stopping = false;
@@ -193,7 +188,7 @@ export class BleLink implements FrameLink, RadioFaults, GattServer {
     for (const r of this.radio.splice(0)) r.resolve(false);
     this.peripheral.remove(); // disconnects: outstanding extras settle false
     for (const f of this.reconnectWaiters.splice(0)) f(false);
-    for (const w of this.waiters.splice(0)) w.resolve(false);
+    this.waiters.releaseAll();
   }
 
   enqueueFrame(seq: bigint, raw: Uint8Array, sentBefore = false): void {
@@ -454,33 +449,11 @@ export class BleLink implements FrameLink, RadioFaults, GattServer {
   }
 
   private waitFor(ready: () => boolean, signal?: AbortSignal): Promise<boolean> {
-    if (ready()) return Promise.resolve(true);
-    if (signal?.aborted || this.stopping) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const w: Waiter = {
-        ready,
-        resolve: (ok) => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(ok);
-        },
-      };
-      const onAbort = (): void => {
-        this.waiters = this.waiters.filter((x) => x !== w);
-        resolve(false);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(w);
-    });
+    return this.waiters.wait(ready, signal, this.stopping);
   }
 
   private notify(): void {
-    if (this.waiters.length === 0) return;
-    const still: Waiter[] = [];
-    for (const w of this.waiters) {
-      if (w.ready()) w.resolve(true);
-      else still.push(w);
-    }
-    this.waiters = still;
+    this.waiters.notify();
   }
 }
 

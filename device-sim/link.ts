@@ -109,3 +109,50 @@ export interface RadioFaults {
    */
   stallFrame(raw: Uint8Array): { expected: FragmentReason; holding: Promise<boolean>; sent: Promise<boolean> };
 }
+
+/**
+ * Callers waiting for a condition on a link (room below the high-water mark, an empty
+ * backlog): `notify()` after anything that may make a condition true, `releaseAll()` when the
+ * link stops. Both links (MQTT, BLE) wait through it.
+ */
+export class Waiters {
+  private waiting: { ready: () => boolean; resolve: (ok: boolean) => void }[] = [];
+
+  /** Resolves true once `ready()` holds, false if `signal` aborts, the link `stopped`, or releaseAll comes first. */
+  wait(ready: () => boolean, signal: AbortSignal | undefined, stopped: boolean): Promise<boolean> {
+    if (ready()) return Promise.resolve(true);
+    if (signal?.aborted || stopped) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const w = {
+        ready,
+        resolve: (ok: boolean): void => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(ok);
+        },
+      };
+      const onAbort = (): void => {
+        this.waiting = this.waiting.filter((x) => x !== w);
+        resolve(false);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(w);
+    });
+  }
+
+  /** Resolves every waiter whose condition now holds. */
+  notify(): void {
+    if (this.waiting.length === 0) return;
+    const still: typeof this.waiting = [];
+    for (const w of this.waiting) {
+      if (w.ready()) w.resolve(true);
+      else still.push(w);
+    }
+    this.waiting = still;
+  }
+
+  /** Resolves every waiter false (the link stopped). */
+  releaseAll(): void {
+    for (const w of this.waiting.splice(0)) w.resolve(false);
+  }
+}
+

@@ -20,7 +20,7 @@ import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { makeConnectPassword } from '../firmware-proto/connect.js';
 import type { Outbox } from '../firmware-proto/device.js';
 import { deviceClientId, frameTopic } from '../firmware-proto/topics.js';
-import { newLinkCounters, type ConnectAttempt, type FrameLink, type LinkCounters } from './link.js';
+import { newLinkCounters, Waiters, type ConnectAttempt, type FrameLink, type LinkCounters } from './link.js';
 
 export interface MqttLinkOptions {
   /** e.g. mqtt://127.0.0.1:1883 */
@@ -46,11 +46,6 @@ export interface MqttLinkOptions {
 type Item =
   | { ord: number; type: 'frame'; seq: bigint }
   | { ord: number; type: 'extra'; topic: string; payload: Uint8Array; settle: (acked: boolean) => void };
-
-interface Waiter {
-  ready: () => boolean;
-  resolve: (ok: boolean) => void;
-}
 
 const asBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
@@ -92,7 +87,7 @@ export class MqttLink implements FrameLink {
   /** PUBACKs on the current connection: a disconnect fault waits for traffic to flow both ways. */
   private acksOnConnection = 0;
   private reconnectWaiters: ((ok: boolean) => void)[] = [];
-  private waiters: Waiter[] = [];
+  private readonly waiters = new Waiters();
   private readonly ackListeners: ((seq: bigint, raw: Uint8Array) => void)[] = [];
   private readonly maxInFlight: number;
   private readonly highWater: number;
@@ -135,7 +130,7 @@ export class MqttLink implements FrameLink {
     this.head = 0;
     this.queue = [];
     for (const f of [...this.afterDestroy.splice(0), ...this.reconnectWaiters.splice(0)]) f(false);
-    for (const w of this.waiters.splice(0)) w.resolve(false);
+    this.waiters.releaseAll();
     if (c) await new Promise<void>((res) => c.end(!graceful, {}, () => res()));
   }
 
@@ -177,30 +172,11 @@ export class MqttLink implements FrameLink {
   }
 
   private waitFor(ready: () => boolean, signal?: AbortSignal): Promise<boolean> {
-    if (ready()) return Promise.resolve(true);
-    if (signal?.aborted || this.stopping) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const w: Waiter = {
-        ready,
-        resolve: (ok) => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(ok);
-        },
-      };
-      const onAbort = (): void => {
-        this.waiters = this.waiters.filter((x) => x !== w);
-        resolve(false);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(w);
-    });
+    return this.waiters.wait(ready, signal, this.stopping);
   }
 
   private notify(): void {
-    if (this.waiters.length === 0) return;
-    const still: Waiter[] = [];
-    for (const w of this.waiters) (w.ready() ? (f: Waiter) => f.resolve(true) : (f: Waiter) => still.push(f))(w);
-    this.waiters = still;
+    this.waiters.notify();
   }
 
   private dial(): void {
