@@ -6,8 +6,6 @@
  * model gateway that refuses what the real one refuses (§5.3 step 5).
  */
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { DeviceCore, MemorySeqStore, SequenceCounter } from '../../firmware-proto/device.js';
 import { decodeFrame, MAX_FRAME_BYTES } from '../../firmware-proto/frame.js';
@@ -24,23 +22,14 @@ import {
 } from '../../firmware-proto/fragment.js';
 import { ATT_ERROR_FOR, GattDeviceSession, GattValueError, decodeInfo, deviceInfoFor, encodeAck, encodeInfo, infoMatchesKey } from '../../firmware-proto/gatt.js';
 import { FRAME_TAG, concat, deviceIdFromKey, generateKeys } from '../../firmware-proto/signing.js';
-import { prng, type TestRng } from '../support/prng.js';
+import { prng } from '../support/prng.js';
+import { validFrames } from '../../scripts/lib/fuzz-frames.js';
+import { randomMtu, runStream, StreamSource } from '../../scripts/lib/fuzz-gatt.js';
 
-const VECTORS = fileURLToPath(new URL('../../firmware-proto/vectors/frames/valid/', import.meta.url));
-const VALID_FRAMES: Uint8Array[] = readdirSync(VECTORS)
-  .filter((f) => f.endsWith('.json'))
-  .sort()
-  .map((f) => new Uint8Array(Buffer.from((JSON.parse(readFileSync(VECTORS + f, 'utf8')) as { frame: string }).frame, 'hex')));
-const SMALL_FRAMES = VALID_FRAMES.filter((f) => f.length <= 2048);
+// Vectors and stream generators are shared with `npm run fuzz` (scripts/fuzz.ts, target gatt).
+const { all: VALID_FRAMES, small: SMALL_FRAMES } = validFrames();
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const same = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.compare(a, b) === 0;
-const randomMtu = (rnd: TestRng): number => 23 + rnd.int(517 - 23 + 1);
-
-function randomBytes(rnd: TestRng, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i++) b[i] = rnd.int(256);
-  return b;
-}
 
 describe('fragment layout (§10.5)', () => {
   it('fits notifications of min(ATT_MTU − 3, 512) bytes', () => {
@@ -137,182 +126,22 @@ describe('round trips of the signed frame vectors (property)', () => {
 
 // ---------------------------------------------------------------- fuzz
 
-/**
- * An independent witness for a frame the reassembler returned: it must be the data of the last
- * m notifications fed (after removing each notification byte-identical to the one just before
- * it, §10.6 rule 2), their indices m−1 … 0, one counter, one R flag, the last-fragment flag on
- * the last only, and the first one's declared length equal to the frame's.
- */
-function witnessed(effective: Uint8Array[], frame: Uint8Array): string | undefined {
-  const parts: Uint8Array[] = [];
-  let counter = -1;
-  let retransmit: boolean | undefined;
-  for (let j = effective.length - 1; j >= 0; j--) {
-    const n = effective[j]!;
-    const word = (n[0]! << 8) | n[1]!;
-    const index = word & 0x3ff;
-    const c = (word >> 10) & 0xf;
-    const r = (word & 0x4000) !== 0;
-    const last = (word & 0x8000) !== 0;
-    const pos = effective.length - 1 - j; // 0 for the notification that completed the frame
-    if (last !== (pos === 0)) return `last flag wrong at ${pos}`;
-    if (counter === -1) counter = c;
-    else if (c !== counter) return 'counter changes within the frame';
-    if (retransmit === undefined) retransmit = r;
-    else if (r !== retransmit) return 'R changes within the frame';
-    if (index === 0) {
-      const declared = (n[2]! << 8) | n[3]!;
-      parts.unshift(n.subarray(4));
-      const data = concat(...parts);
-      if (declared !== frame.length) return `declared ${declared}, returned ${frame.length}`;
-      if (!same(data, frame)) return 'data differs from the frame';
-      // indices: the notification at distance d from the first has index d
-      for (let d = 0; d < parts.length; d++) {
-        const m = effective[j + d]!;
-        if ((((m[0]! << 8) | m[1]!) & 0x3ff) !== d) return `index ${d} out of place`;
-      }
-      return undefined;
-    }
-    parts.unshift(n.subarray(2));
-    if (parts.length > 1024) return 'no first fragment';
-  }
-  return 'no first fragment in the stream';
-}
-
-interface Timed {
-  note: Uint8Array;
-  atMs: number;
-}
-
-function honestStream(rnd: TestRng): { notes: Timed[]; frames: Uint8Array[] } {
-  const notes: Timed[] = [];
-  const frames: Uint8Array[] = [];
-  const mtu = randomMtu(rnd);
-  let t = 0;
-  const k = 1 + rnd.int(4);
-  for (let i = 0; i < k; i++) {
-    const roll = rnd.next();
-    const frame = roll < 0.7 ? rnd.pick(SMALL_FRAMES) : roll < 0.75 ? rnd.pick(VALID_FRAMES) : randomBytes(rnd, 1 + rnd.int(1500));
-    frames.push(frame);
-    for (const note of fragmentFrame(frame, { mtu: rnd.bool(0.2) ? randomMtu(rnd) : mtu, counter: i, retransmit: rnd.bool(0.2) })) {
-      t += rnd.int(40);
-      notes.push({ note, atMs: t });
-    }
-  }
-  return { notes, frames };
-}
-
-function mutate(rnd: TestRng, s: Timed[], other: Timed[]): Timed[] {
-  const out = s.slice();
-  const at = (): number => rnd.int(Math.max(out.length, 1));
-  const m = 1 + rnd.int(3);
-  for (let i = 0; i < m && out.length > 0; i++) {
-    const j = at();
-    const x = out[j]!;
-    switch (rnd.int(11)) {
-      case 0: // lost notification
-        out.splice(j, 1);
-        break;
-      case 1: // delivered twice (BlueZ)
-        out.splice(j, 0, { ...x });
-        break;
-      case 2: // reordered
-        if (j + 1 < out.length) [out[j], out[j + 1]] = [out[j + 1]!, x];
-        break;
-      case 3: {
-        // bit flip anywhere, header included
-        const b = x.note.slice();
-        const k = rnd.int(b.length);
-        if (b.length) b[k] = b[k]! ^ (1 << rnd.int(8));
-        out[j] = { ...x, note: b };
-        break;
-      }
-      case 4: // truncated
-        out[j] = { ...x, note: x.note.slice(0, rnd.int(x.note.length + 1)) };
-        break;
-      case 5: // extended
-        out[j] = { ...x, note: concat(x.note, randomBytes(rnd, 1 + rnd.int(8))) };
-        break;
-      case 6: // random notification, up to and over 512 bytes
-        out.splice(j, 0, { note: randomBytes(rnd, rnd.int(600)), atMs: x.atMs });
-        break;
-      case 7: {
-        // plausible header, random fields and data
-        const b = randomBytes(rnd, 2 + rnd.int(40));
-        if (rnd.bool(0.5)) b[1] = 0, (b[0] = b[0]! & 0xfc);
-        out.splice(j, 0, { note: b, atMs: x.atMs });
-        break;
-      }
-      case 8: // a notification of another stream
-        if (other.length) out.splice(j, 0, { ...rnd.pick(other), atMs: x.atMs });
-        break;
-      case 9: // the link stalls before this notification
-        for (let k = j; k < out.length; k++) out[k] = { ...out[k]!, atMs: out[k]!.atMs + DEFAULT_STALL_MS + 1 };
-        break;
-      default: // header bits flipped: L, R, counter or index
-        {
-          const b = x.note.slice();
-          const k = rnd.int(2);
-          if (b.length >= 2) b[k] = b[k]! ^ (1 << rnd.int(8));
-          out[j] = { ...x, note: b };
-        }
-        break;
-    }
-  }
-  return out;
-}
-
 describe('reassembler fuzz (20 000 mutated and random streams)', () => {
   it('never throws, never returns a frame not fed whole and in order, stays bounded, and counts every rejection once', () => {
-    const rnd = prng(0xf022);
-    let previous: Timed[] = [];
+    // runStream checks the reassembler's contract on every push: no throw, at most one partial
+    // frame buffered, `lost` iff a rejection other than a duplicate, FRAGMENT_* codes only, a
+    // witness for every frame, stats that add up, and honest streams back whole and in order.
+    const source = new StreamSource(prng(0xf022));
     let frames = 0;
     let rejections = 0;
     let honestFrames = 0;
     for (let stream = 0; stream < 20_000; stream++) {
-      const honest = honestStream(rnd);
-      const kind = rnd.next();
-      const notes = kind < 0.1 ? honest.notes : kind < 0.9 ? mutate(rnd, honest.notes, previous) : Array.from({ length: 1 + rnd.int(30) }, (_, i) => ({ note: randomBytes(rnd, rnd.int(64)), atMs: i }));
-      previous = honest.notes;
-      let now = 0;
-      const r = new Reassembler({ now: () => now });
-      const effective: Uint8Array[] = [];
-      let last: Uint8Array | undefined;
-      const out: Uint8Array[] = [];
-      let seen = 0;
-      for (const { note, atMs } of notes) {
-        now = atMs;
-        let v: ReassemblyVerdict;
-        try {
-          v = r.push(note);
-        } catch (e) {
-          throw new Error(`stream ${stream}: push threw ${String(e)}`);
-        }
-        if (!(last && last.length <= MAX_NOTIFICATION_BYTES && same(last, note))) effective.push(note);
-        last = note;
-        expect(r.bufferedBytes).toBeLessThanOrEqual(MAX_FRAME_BYTES + MAX_NOTIFICATION_BYTES);
-        expect(v.lost).toBe(v.rejections.some((x) => x.reason !== 'FRAGMENT_DUPLICATE'));
-        if (v.status === 'rejected') expect(v.rejections[v.rejections.length - 1]?.reason).toBe(v.reason);
-        seen += v.rejections.length;
-        if (v.status === 'frame') {
-          const why = witnessed(effective, v.frame);
-          if (why) throw new Error(`stream ${stream}: returned a frame without a witness: ${why}`);
-          expect(v.frame.length).toBeLessThanOrEqual(MAX_FRAME_BYTES);
-          out.push(v.frame);
-        }
-      }
-      const s = r.stats;
-      expect(s.notifications).toBe(notes.length);
-      expect(s.frames).toBe(out.length);
-      expect(Object.values(s.rejected).reduce((a, b) => a + b, 0)).toBe(seen);
-      if (notes === honest.notes) {
-        // Unmutated: every frame, in order, and nothing refused.
-        expect(seen).toBe(0);
-        expect(out.map(hex)).toEqual(honest.frames.map(hex));
-        honestFrames += out.length;
-      }
-      frames += out.length;
-      rejections += seen;
+      const { notes, honest } = source.next();
+      const res = runStream(notes, honest);
+      if (res.problem) throw new Error(`stream ${stream}: ${res.problem}`);
+      if (honest) honestFrames += res.frames.length;
+      frames += res.frames.length;
+      rejections += res.rejections.length;
     }
     // The fuzz reached both sides: many frames through, many refusals.
     expect(honestFrames).toBeGreaterThan(1000);
