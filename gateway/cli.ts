@@ -51,6 +51,9 @@ const USAGE = `usage: vitalproof <run|enrol|revoke|devices|status|export|verify|
 options: --config FILE, and any config key as --key value (e.g. --dataDir ./data --mqtt.port 1883 --influx.url http://...)`;
 
 
+/** How long a stop may take before the process exits regardless (ms). */
+const STOP_DEADLINE_MS = 15_000;
+
 async function main(argv: string[]): Promise<number> {
   const { positionals, flags } = parseArgv(argv);
   const cmd = positionals[0];
@@ -63,18 +66,43 @@ async function main(argv: string[]): Promise<number> {
       const cfg = configFromFlags(flags);
       const log = createLogger(cfg.log.level, cfg.log.file || undefined);
       const gw = await startGateway(cfg, log);
-      const stop = async (sig: string): Promise<void> => {
-        log.info({ event: 'stopping', signal: sig }, 'stopping');
-        await gw.stop();
+      // Whatever happens on the way down, the process ends: a supervisor (systemd, docs/operations.md)
+      // restarts a gateway that exits, never one that lingers with its listeners closed.
+      const exitAfterStop = async (code: number): Promise<never> => {
+        const deadline = setTimeout(() => {
+          log.error({ event: 'stop_timeout', ms: STOP_DEADLINE_MS }, 'shutdown took too long; exiting anyway');
+          log.flush();
+          process.exit(code === 0 ? 1 : code);
+        }, STOP_DEADLINE_MS);
+        deadline.unref();
+        try {
+          await gw.stop();
+        } catch (e) {
+          log.error({ event: 'stop_failed', err: (e as Error).message }, 'shutdown failed');
+          if (code === 0) code = 1;
+        }
         log.flush();
-        process.exit(0);
+        process.exit(code);
       };
-      process.once('SIGINT', () => void stop('SIGINT'));
-      process.once('SIGTERM', () => void stop('SIGTERM'));
-      const err = await gw.fatal;
-      log.fatal({ err: err.message }, 'fatal fault; exiting');
-      await gw.stop();
-      return 1;
+      let stopping = false;
+      const stop = (sig: string): void => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ event: 'stopping', signal: sig }, 'stopping');
+        void exitAfterStop(0);
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      const fault = (what: string) => (e: unknown): void => {
+        log.fatal({ event: 'fatal', err: e instanceof Error ? e.message : String(e), what }, 'fatal fault; exiting');
+        if (stopping) return;
+        stopping = true;
+        void exitAfterStop(1);
+      };
+      process.on('uncaughtException', fault('uncaught exception'));
+      process.on('unhandledRejection', fault('unhandled rejection'));
+      gw.fatal.then(fault('gateway fault'), fault('gateway fault'));
+      return new Promise<number>(() => undefined); // ends by process.exit
     }
     case 'enrol':
     case 'revoke':

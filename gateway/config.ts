@@ -25,7 +25,13 @@ export interface GatewayConfig {
     password: string;
     timeoutMs: number;
   };
-  spool: { quotaBytes: number; alarmRatio: number; segmentBytes: number };
+  spool: {
+    quotaBytes: number;
+    alarmRatio: number;
+    segmentBytes: number;
+    /** Hold acknowledgements while the data dir's filesystem has less than this many bytes free (0: no check). */
+    minFreeBytes: number;
+  };
   ingest: { maxFutureSkewMs: number; maxBacklogMs: number; verifyWorkers: number };
   storage: { batchFrames: number; retryMinMs: number; retryMaxMs: number };
   /** Merkle batches of accepted frames (gateway/anchor/batcher.ts). */
@@ -45,6 +51,19 @@ export interface GatewayConfig {
     txTimeoutMs: number;
     retryMinMs: number;
     retryMaxMs: number;
+    /** Deadline of every JSON-RPC request to the chain (anchoring, registry, consent view): a node that does not answer fails the call with CHAIN_TIMEOUT. */
+    rpcTimeoutMs: number;
+  };
+  /** Dependency health and alarms (gateway/status/health.ts, docs/operations.md "Alarms"). */
+  health: {
+    /** How often the chain and InfluxDB are probed and alarms evaluated. */
+    intervalMs: number;
+    /** Deadline of a health probe (eth_blockNumber, InfluxDB /ping): a dependency that does not answer within it is down. */
+    probeTimeoutMs: number;
+    /** ANCHORS_BEHIND when the oldest sealed, unanchored batch is older than this many batch intervals ... */
+    anchorsBehindIntervals: number;
+    /** ... and older than this (ms): anchoring itself takes confirmations, and a replacement after chain.txTimeoutMs. */
+    anchorsBehindMinMs: number;
   };
   /** The local view of ConsentRegistry (docs/consent.md). */
   consent: {
@@ -91,11 +110,12 @@ export const DEFAULTS: GatewayConfig = {
   mqtt: { host: '127.0.0.1', port: 1883, connectWindowMs: 30_000 },
   http: { host: '127.0.0.1', port: 8080 },
   influx: { url: '', database: 'vitalproof', username: '', password: '', timeoutMs: 10_000 },
-  spool: { quotaBytes: 1024 * 1024 * 1024, alarmRatio: 0.8, segmentBytes: 64 * 1024 * 1024 },
+  spool: { quotaBytes: 1024 * 1024 * 1024, alarmRatio: 0.8, segmentBytes: 64 * 1024 * 1024, minFreeBytes: 64 * 1024 * 1024 },
   ingest: { maxFutureSkewMs: 30_000, maxBacklogMs: 7 * 24 * 3600_000, verifyWorkers: 2 },
   storage: { batchFrames: 1000, retryMinMs: 200, retryMaxMs: 10_000 },
   batch: { intervalMs: 10_000, maxFrames: 50_000 },
-  chain: { mode: 'embedded', rpcUrl: '', deployment: '', keyFile: '', embeddedPort: 0, confirmations: 1, txTimeoutMs: 60_000, retryMinMs: 500, retryMaxMs: 15_000 },
+  chain: { mode: 'embedded', rpcUrl: '', deployment: '', keyFile: '', embeddedPort: 0, confirmations: 1, txTimeoutMs: 60_000, retryMinMs: 500, retryMaxMs: 15_000, rpcTimeoutMs: 10_000 },
+  health: { intervalMs: 1000, probeTimeoutMs: 2000, anchorsBehindIntervals: 3, anchorsBehindMinMs: 30_000 },
   consent: { pollIntervalMs: 250 },
   accessLog: { intervalMs: 10_000, maxEntries: 50_000, liveIntervalMs: 5_000 },
   registry: { source: 'chain', site: 'default' },
@@ -155,6 +175,9 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   if (!Number.isInteger(cfg.ble.maxConnections) || cfg.ble.maxConnections < 1) throw new ConfigError(`ble.maxConnections must be an integer >= 1, got ${cfg.ble.maxConnections}`);
   if (!Number.isInteger(cfg.chain.confirmations) || cfg.chain.confirmations < 1) throw new ConfigError(`chain.confirmations must be an integer >= 1, got ${cfg.chain.confirmations}`);
   for (const [k, v] of [['consent.pollIntervalMs', cfg.consent.pollIntervalMs], ['accessLog.intervalMs', cfg.accessLog.intervalMs], ['accessLog.maxEntries', cfg.accessLog.maxEntries], ['accessLog.liveIntervalMs', cfg.accessLog.liveIntervalMs]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new ConfigError(`${k} must be an integer >= 1, got ${v}`);
+  }
+  for (const [k, v] of [['chain.rpcTimeoutMs', cfg.chain.rpcTimeoutMs], ['health.intervalMs', cfg.health.intervalMs], ['health.probeTimeoutMs', cfg.health.probeTimeoutMs], ['health.anchorsBehindIntervals', cfg.health.anchorsBehindIntervals], ['health.anchorsBehindMinMs', cfg.health.anchorsBehindMinMs]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new ConfigError(`${k} must be an integer >= 1, got ${v}`);
   }
   if (cfg.chain.deployment) cfg.chain.deployment = resolve(cfg.chain.deployment);

@@ -117,7 +117,7 @@ const RUNTIME_FILE = 'gateway.json';
 
 /** The device registry of `config`: the DeviceRegistry contract (followed, cached locally) or the registry file. */
 export function openRegistry(config: GatewayConfig, chain: ChainRuntime | undefined, log?: Logger, opts: { follow?: boolean; signer?: Signer } = {}): DeviceRegistry & { sync?: () => Promise<void> } {
-  if (config.registry.source === 'file') return new FileRegistry(registryPath(config.dataDir), { watch: opts.follow ?? true });
+  if (config.registry.source === 'file') return new FileRegistry(registryPath(config.dataDir), { watch: opts.follow ?? true, ...(log ? { log } : {}) });
   if (!chain) throw new ConfigError('registry.source "chain" needs a chain');
   return new ChainRegistry({
     provider: chain.provider,
@@ -137,8 +137,16 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   mkdirSync(config.dataDir, { recursive: true });
   const metrics = new Metrics();
   const cleanups: (() => Promise<void>)[] = [];
+  // Every step runs even when an earlier one throws (synchronously or not): a fault on the way
+  // down (a full disk failing the last batch seal) must not leave servers or children behind.
   const stopAll = async (): Promise<void> => {
-    for (const c of cleanups.splice(0).reverse()) await c().catch((e: Error) => log.warn({ err: e.message }, 'shutdown step failed'));
+    for (const c of cleanups.splice(0).reverse()) {
+      try {
+        await c();
+      } catch (e) {
+        log.warn({ event: 'shutdown_step_failed', err: (e as Error).message }, 'shutdown step failed');
+      }
+    }
   };
   try {
     let influxd: InfluxdHandle | undefined;
@@ -166,13 +174,24 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       log.info({ event: 'registry_changed', devices: all.length, revoked: all.filter((d) => d.revokedAtMs !== undefined).length }, 'device registry reloaded');
     });
 
-    const wal = await Wal.open(join(config.dataDir, 'spool'), { quotaBytes: config.spool.quotaBytes, segmentBytes: config.spool.segmentBytes });
-    cleanups.push(() => wal.close());
     const checkpointPath = join(config.dataDir, 'spool', 'checkpoint.json');
     const checkpoint = readCheckpoint(checkpointPath);
+    const ckLsn = BigInt(checkpoint?.lsn ?? '0');
+    const batches = new BatchStore(join(config.dataDir, 'batches'));
+    // No spool position is ever handed out twice: numbering resumes above whatever storage
+    // (the checkpoint) or the sealed batches have recorded, even when the spool lost its tail.
+    const wal = await Wal.open(join(config.dataDir, 'spool'), {
+      quotaBytes: config.spool.quotaBytes,
+      segmentBytes: config.spool.segmentBytes,
+      minFreeBytes: config.spool.minFreeBytes,
+      minNextLsn: (ckLsn > batches.lastSealedLsn ? ckLsn : batches.lastSealedLsn) + 1n,
+    });
+    cleanups.push(() => wal.close());
+    for (const lost of wal.recovered.lost) {
+      log.error({ event: 'spool_loss', from: lost.from.toString(), to: lost.to.toString(), records: Number(lost.to - lost.from + 1n), why: lost.why }, 'spool records that were durable are missing: they are reported, and their positions are never reused');
+    }
     const states = DeviceStates.fromCheckpoint(checkpoint);
     // Rebuild the live view: everything durable after the checkpoint.
-    const ckLsn = BigInt(checkpoint?.lsn ?? '0');
     const tail = new WalReader(wal, ckLsn + 1n);
     let replayed = 0;
     for (let recs = tail.read(5000); recs.length > 0; recs = tail.read(5000)) {
@@ -190,7 +209,6 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
 
     // Merkle batches: the batcher reads the spool on its own; the spool is released only up
     // to what both storage and the sealed batches have consumed.
-    const batches = new BatchStore(join(config.dataDir, 'batches'));
     const consumed = { storage: ckLsn, batches: batches.lastSealedLsn };
     const releaseSpool = (): void => {
       const upTo = consumed.storage < consumed.batches ? consumed.storage : consumed.batches;
@@ -316,6 +334,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     cleanups.push(() => quarantine.flush());
 
     let spoolAlarm = false;
+    let diskLow = false;
     const checkSpool = (): void => {
       const ratio = wal.bytes / wal.quotaBytes;
       const alarm = ratio >= config.spool.alarmRatio;
@@ -324,7 +343,16 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         if (alarm) log.error({ event: 'spool_alarm', bytes: wal.bytes, quotaBytes: wal.quotaBytes }, 'spool is near its disk quota: storage is not keeping up');
         else log.info({ event: 'spool_alarm_cleared', bytes: wal.bytes }, 'spool back under its alarm level');
       }
+      const low = wal.diskLow;
+      if (low !== diskLow) {
+        diskLow = low;
+        if (low) log.error({ event: 'disk_low', freeBytes: wal.freeBytes(), minFreeBytes: config.spool.minFreeBytes }, 'the data dir\'s disk is nearly full: acknowledgements are held until space returns');
+        else log.info({ event: 'disk_low_cleared', freeBytes: wal.freeBytes() }, 'disk space is back: acknowledging again');
+      }
     };
+    // The disk fills for reasons of its own (other files, other processes): look every second.
+    const diskTimer = setInterval(checkSpool, 1000);
+    cleanups.push(() => Promise.resolve(clearInterval(diskTimer)));
     const drainer = new Drainer(wal, sink, checkpointPath, metrics, {
       batchFrames: config.storage.batchFrames,
       retryMinMs: config.storage.retryMinMs,
@@ -397,7 +425,17 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         ble: ble
           ? { mode: 'on' as const, ...ble.status(), connectRefusedBy: nonzero(metrics.bleConnectRefusedBy), fragmentRejectedBy: nonzero(metrics.fragmentRejectedBy), endedBy: nonzero(metrics.bleEndedBy) }
           : { mode: 'off' as const },
-        spool: { backlogFrames: Number(wal.backlog), bytes: wal.bytes, quotaBytes: wal.quotaBytes, usedRatio: wal.bytes / wal.quotaBytes, alarm: spoolAlarm },
+        spool: {
+          backlogFrames: Number(wal.backlog),
+          bytes: wal.bytes,
+          quotaBytes: wal.quotaBytes,
+          usedRatio: wal.bytes / wal.quotaBytes,
+          alarm: spoolAlarm,
+          diskFreeBytes: Number.isFinite(wal.freeBytes()) ? wal.freeBytes() : -1,
+          diskLow,
+          ...(wal.lastWriteError ? { lastError: `${wal.lastWriteError.code}: ${wal.lastWriteError.message}` } : {}),
+          ...(wal.recovered.lost.length ? { lostOnRecovery: wal.recovered.lost.map((r) => ({ from: r.from.toString(), to: r.to.toString(), why: r.why })) } : {}),
+        },
         storage: {
           up: drainer.storageUp,
           lagMs: drainer.lagMs(),

@@ -11,6 +11,13 @@ import { frameEndMs } from '../../firmware-proto/frame.js';
 
 /** How many recent frames per device are remembered for duplicate detection. */
 export const DEDUP_WINDOW = 256;
+/**
+ * How many of them the checkpoint keeps, so that an honest resend after a restart (its
+ * acknowledgement was lost with the process) is still a duplicate, not a REPLAY. A device
+ * resends only what was not acknowledged (PROTOCOL.md §8.2): the newest frames, at most its
+ * in-flight window (the simulator's default is 32).
+ */
+export const CHECKPOINT_RECENT = 32;
 
 export interface DeviceState {
   highestSeq: bigint;
@@ -23,7 +30,8 @@ export interface DeviceState {
 export interface Checkpoint {
   version: 1;
   lsn: string;
-  devices: Record<string, { highestSeq: string; lastEndMs: Record<string, string> }>;
+  /** `recent`: seq → sha256 hex of the newest CHECKPOINT_RECENT frames (absent in checkpoints written before it existed). */
+  devices: Record<string, { highestSeq: string; lastEndMs: Record<string, string>; recent?: Record<string, string> }>;
 }
 
 export class DeviceStates {
@@ -56,6 +64,7 @@ export class DeviceStates {
       devices[id] = {
         highestSeq: s.highestSeq.toString(),
         lastEndMs: Object.fromEntries([...s.lastEndMs].map(([k, v]) => [String(k), v.toString()])),
+        recent: Object.fromEntries([...s.recent].slice(-CHECKPOINT_RECENT).map(([k, v]) => [k.toString(), v])),
       };
     }
     return { version: 1, lsn: lsn.toString(), devices };
@@ -68,7 +77,7 @@ export class DeviceStates {
       d.states.set(id, {
         highestSeq: BigInt(s.highestSeq),
         lastEndMs: new Map(Object.entries(s.lastEndMs).map(([k, v]) => [Number(k), BigInt(v)])),
-        recent: new Map(),
+        recent: new Map(Object.entries(s.recent ?? {}).map(([k, v]) => [BigInt(k), v])),
       });
     }
     return d;

@@ -130,7 +130,15 @@ export class IngestPipeline {
     void decision.finally(() => {
       if (this.tails.get(frame.deviceId) === decision) this.tails.delete(frame.deviceId);
     });
-    const result = await decision;
+    let result: Awaited<typeof decision>;
+    try {
+      result = await decision;
+    } catch (e) {
+      // The spool refused the append (closed, broken): nothing was acknowledged or applied,
+      // but nothing more can be; the gateway must stop.
+      this.d.onFatal?.(e as Error);
+      throw e;
+    }
     if ('reason' in result) return this.reject(raw, ctx, result.reason, result.detail, result.authentic ? frame.seq : undefined);
     if (result.status === 'accepted') {
       try {

@@ -11,8 +11,20 @@
  * Segment files are named after the LSN of their first record. A torn tail (a crash in
  * the middle of a write) is detected by length or CRC and cut off at open: the records
  * before it were synced, the torn one was never acknowledged.
+ *
+ * What an acknowledgement promises, and how it is kept when the disk misbehaves:
+ * - an append resolves only once every byte of its group was written (short writes are
+ *   continued) and synced; a group that cannot be written is cut off the file again and
+ *   rejected, together with every append queued behind it, and their LSNs are handed out
+ *   again: a failed append consumes nothing, so LSNs stay gapless;
+ * - LSNs are never reused: `minNextLsn` is the floor the consumers have recorded (the storage
+ *   checkpoint, the last sealed batch); a spool tail shorter than that floor is reported as
+ *   lost (`recovered.lost`, with the LSNs) and numbering continues above it in a new segment;
+ * - disk space is checked before the disk is full: below `minFreeBytes` free on the
+ *   filesystem the log counts as over quota, so appends wait (acknowledgements are withheld)
+ *   until space returns.
  */
-import { mkdirSync, openSync, readdirSync, readSync, closeSync, statSync, ftruncateSync, fsyncSync, writeFileSync, renameSync, readFileSync, unlinkSync, existsSync } from 'node:fs';
+import { mkdirSync, openSync, readdirSync, readSync, closeSync, statSync, statfsSync, ftruncateSync, fsyncSync, writeFileSync, renameSync, readFileSync, unlinkSync, existsSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -26,6 +38,25 @@ export interface WalOptions {
   segmentBytes?: number;
   /** Appends wait (back-pressure) while the log holds more than this many bytes. */
   quotaBytes?: number;
+  /**
+   * Appends wait while the filesystem holding the log has less than this many bytes free
+   * (the disk fills for reasons other than the spool: other files, other processes).
+   * 0: no check. Default 0.
+   */
+  minFreeBytes?: number;
+  /**
+   * The lowest LSN the next record may get: one above the highest LSN any consumer has
+   * recorded (storage checkpoint, sealed batches). Records between the log's tail and this
+   * floor were once durable and are gone: they are reported in `recovered.lost`.
+   */
+  minNextLsn?: bigint;
+}
+
+/** A run of LSNs that were durable once and are no longer in the log (a lost tail, a corrupt segment). */
+export interface LostRange {
+  from: bigint;
+  to: bigint;
+  why: 'TAIL_BELOW_CHECKPOINT' | 'CORRUPT_SEGMENT';
 }
 
 export interface WalRecord {
@@ -49,7 +80,7 @@ interface PendingAppend {
 export class WalError extends Error {
   constructor(
     message: string,
-    readonly code: 'WAL_CLOSED' | 'WAL_RECORD_TOO_LARGE' | 'WAL_IO',
+    readonly code: 'WAL_CLOSED' | 'WAL_RECORD_TOO_LARGE' | 'WAL_IO' | 'WAL_DISK_FULL' | 'WAL_BROKEN',
   ) {
     super(message);
     this.name = 'WalError';
@@ -69,18 +100,27 @@ export class Wal {
   private readonly quotaWaiters: (() => void)[] = [];
   private readonly segmentBytes: number;
   readonly quotaBytes: number;
-  /** Records found on disk at open that were not yet released: the consumer's backlog. */
-  readonly recovered: { records: number; truncatedBytes: number };
+  readonly minFreeBytes: number;
+  private diskCheckedAtMs = 0;
+  private diskFree = Number.POSITIVE_INFINITY;
+  private diskTimer: NodeJS.Timeout | undefined;
+  /** Set when a failed write could not be cut off again: nothing more may be appended before a restart. */
+  private broken: WalError | undefined;
+  /** The last write failure (for status); cleared by the next group that is written. */
+  lastWriteError: WalError | undefined;
+  /** Records found on disk at open that were not yet released (the consumers' backlog), bytes cut off, LSNs lost. */
+  readonly recovered: { records: number; truncatedBytes: number; lost: LostRange[] };
 
   private constructor(
     readonly dir: string,
-    opts: WalOptions,
+    private readonly opts: WalOptions,
   ) {
     this.quotaBytes = opts.quotaBytes ?? 1024 * 1024 * 1024;
     // Only whole segments are deleted, and the active one never is: keep it at most an
     // eighth of the quota so that a fully released log is always far below the quota.
     this.segmentBytes = Math.min(opts.segmentBytes ?? 64 * 1024 * 1024, Math.max(64 * 1024, Math.floor(this.quotaBytes / 8)));
-    this.recovered = { records: 0, truncatedBytes: 0 };
+    this.minFreeBytes = opts.minFreeBytes ?? 0;
+    this.recovered = { records: 0, truncatedBytes: 0, lost: [] };
   }
 
   /** Opens (or creates) the log in `dir`, cutting off a torn tail. */
@@ -98,11 +138,16 @@ export class Wal {
       const path = join(this.dir, name);
       this.segments.push({ firstLsn: BigInt(name.slice(4, 24)), path, bytes: statSync(path).size });
     }
-    // Scan every segment: find the last good record, cut any torn tail.
+    // Scan every segment: find the last good record, cut a torn tail. Only the active (last)
+    // segment is ever written, so a torn record elsewhere is corruption: its segment is cut
+    // there and the LSNs up to the next segment are reported lost; later segments, which hold
+    // acknowledged records, are kept.
     let last = this.released;
+    let lastCount = 0;
     for (let i = 0; i < this.segments.length; i++) {
       const seg = this.segments[i]!;
       const { goodBytes, lastLsn, count } = scanSegment(seg.path, seg.firstLsn);
+      lastCount = count;
       if (goodBytes < seg.bytes) {
         this.recovered.truncatedBytes += seg.bytes - goodBytes;
         const fd = openSync(seg.path, 'r+');
@@ -110,22 +155,43 @@ export class Wal {
         fsyncSync(fd);
         closeSync(fd);
         seg.bytes = goodBytes;
-        // Anything after a torn record was written after it and never acknowledged.
-        for (const later of this.segments.splice(i + 1)) unlinkSync(later.path);
       }
-      if (count > 0) last = lastLsn;
+      const end = count > 0 ? lastLsn : seg.firstLsn - 1n;
+      const next = this.segments[i + 1];
+      if (next && next.firstLsn > end + 1n) this.noteLost(end + 1n, next.firstLsn - 1n, 'CORRUPT_SEGMENT');
+      if (count > 0 && lastLsn > last) last = lastLsn;
     }
-    if (last < this.released) last = this.released;
+    // Never below what a consumer has recorded: a tail shorter than that is a loss, reported.
+    const floor = this.opts.minNextLsn ?? 1n;
+    if (floor - 1n > last) {
+      this.noteLost(last + 1n, floor - 1n, 'TAIL_BELOW_CHECKPOINT');
+      last = floor - 1n;
+    }
     this.nextLsn = last + 1n;
     this.durable = last;
-    this.recovered.records = Number(last - this.released);
-    await this.openActive();
+    this.recovered.records = Number(last - this.released) - this.recovered.lost.reduce((n, r) => n + Number(r.to - r.from + 1n), 0);
+    await this.openActive(lastCount);
     this.dropReleasedSegments();
   }
 
-  private async openActive(): Promise<void> {
+  /** Records a lost run of LSNs, the part above the release point only (released records are gone by design). */
+  private noteLost(from: bigint, to: bigint, why: LostRange['why']): void {
+    const f = from > this.released ? from : this.released + 1n;
+    if (f <= to) this.recovered.lost.push({ from: f, to, why });
+  }
+
+  /** @param lastCount records in the last segment */
+  private async openActive(lastCount: number): Promise<void> {
     let seg = this.segments[this.segments.length - 1];
-    if (!seg || seg.bytes >= this.segmentBytes) {
+    // A new segment when the last is full, or when numbering continues above a gap (a lost
+    // tail): within a segment LSNs are contiguous, gaps sit only between segments.
+    const lastNext = seg ? seg.firstLsn + BigInt(lastCount) : 0n;
+    if (!seg || seg.bytes >= this.segmentBytes || lastNext !== this.nextLsn) {
+      if (seg && seg.bytes === 0 && seg.firstLsn !== this.nextLsn) {
+        // an empty segment named below the floor: replace it
+        this.segments.pop();
+        unlinkSync(seg.path);
+      }
       seg = { firstLsn: this.nextLsn, path: join(this.dir, segName(this.nextLsn)), bytes: 0 };
       this.segments.push(seg);
     }
@@ -148,7 +214,27 @@ export class Wal {
     return this.segments.reduce((n, s) => n + s.bytes, 0) + this.pending.reduce((n, p) => n + p.buf.length, 0);
   }
   get overQuota(): boolean {
-    return this.bytes >= this.quotaBytes;
+    return this.bytes >= this.quotaBytes || this.diskLow;
+  }
+
+  /** The filesystem holding the log has less than `minFreeBytes` free (checked at most every 200 ms). */
+  get diskLow(): boolean {
+    if (this.minFreeBytes <= 0) return false;
+    return this.freeBytes() < this.minFreeBytes;
+  }
+
+  /** Bytes free on the log's filesystem for an unprivileged writer (statfs; cached 200 ms). */
+  freeBytes(now = Date.now()): number {
+    if (now - this.diskCheckedAtMs >= 200) {
+      this.diskCheckedAtMs = now;
+      try {
+        const st = statfsSync(this.dir);
+        this.diskFree = Number(st.bavail) * Number(st.bsize);
+      } catch {
+        this.diskFree = Number.POSITIVE_INFINITY;
+      }
+    }
+    return this.diskFree;
   }
 
   /**
@@ -158,6 +244,7 @@ export class Wal {
    */
   append(payload: Uint8Array): { lsn: bigint; durable: Promise<bigint> } {
     if (this.closed) throw new WalError('write-ahead log is closed', 'WAL_CLOSED');
+    if (this.broken) throw this.broken;
     if (payload.length > MAX_RECORD_BYTES) throw new WalError(`record of ${payload.length} bytes exceeds ${MAX_RECORD_BYTES}`, 'WAL_RECORD_TOO_LARGE');
     const lsn = this.nextLsn++;
     const buf = encodeRecord(lsn, payload);
@@ -172,10 +259,19 @@ export class Wal {
     return { lsn, durable };
   }
 
-  /** Resolves when the log is below its quota (at once when it already is). */
+  /** Resolves when the log is below its quota and the disk has room (at once when it already is). */
   waitForSpace(): Promise<void> {
     if (!this.overQuota || this.closed) return Promise.resolve();
+    // Releases wake the waiters; disk space freed by others is only seen by looking again.
+    if (this.minFreeBytes > 0) this.diskTimer ??= setInterval(() => this.wakeIfRoom(), 250);
     return new Promise((res) => this.quotaWaiters.push(res));
+  }
+
+  private wakeIfRoom(): void {
+    if (this.overQuota && !this.closed) return;
+    clearInterval(this.diskTimer);
+    this.diskTimer = undefined;
+    for (const w of this.quotaWaiters.splice(0)) w();
   }
 
   private flush(): void {
@@ -196,14 +292,14 @@ export class Wal {
       }
       const group = this.pending.splice(0, n);
       try {
-        await this.active.writev(group.map((p) => p.buf));
+        await this.writeAll(group.map((p) => p.buf));
         await this.active.datasync();
       } catch (e) {
-        const err = new WalError(`spool write failed: ${(e as Error).message}`, 'WAL_IO');
-        for (const p of group) p.reject(err);
+        await this.failGroup(seg, group, e as NodeJS.ErrnoException);
         continue;
       }
       for (const p of group) seg.bytes += p.buf.length;
+      this.lastWriteError = undefined;
       this.durable = group[group.length - 1]!.lsn;
       for (const p of group) p.resolve(p.lsn);
       for (const w of [...this.durableWaiters]) w();
@@ -211,11 +307,57 @@ export class Wal {
         try {
           await this.rotate();
         } catch (e) {
-          for (const p of this.pending.splice(0)) p.reject(new WalError(`spool rotation failed: ${(e as Error).message}`, 'WAL_IO'));
+          this.breakLog(new WalError(`spool rotation failed: ${(e as Error).message}`, 'WAL_BROKEN'));
         }
       }
     }
     this.flushing = undefined;
+  }
+
+  /**
+   * Writes every byte of `bufs` at the end of the active segment. A short write (the disk
+   * filled mid-way, a signal) is continued with the rest; an error is thrown.
+   */
+  private async writeAll(bufs: Buffer[]): Promise<void> {
+    const total = bufs.reduce((n, b) => n + b.length, 0);
+    let written = (await this.active.writev(bufs)).bytesWritten;
+    if (written === total) return;
+    const rest = Buffer.concat(bufs).subarray(written);
+    let off = 0;
+    while (off < rest.length) {
+      const { bytesWritten } = await this.active.write(rest, off, rest.length - off);
+      if (bytesWritten <= 0) throw Object.assign(new Error(`short write: ${written + off} of ${total} bytes`), { code: 'EIO' });
+      off += bytesWritten;
+    }
+    written += off;
+  }
+
+  /**
+   * A group could not be written and synced: cut the segment back to what was durable before
+   * it, reject the group and every append queued behind it, and hand their LSNs out again.
+   */
+  private async failGroup(seg: Segment, group: PendingAppend[], e: NodeJS.ErrnoException): Promise<void> {
+    const full = e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EFBIG';
+    const err = new WalError(`spool write failed: ${e.message}`, full ? 'WAL_DISK_FULL' : 'WAL_IO');
+    this.lastWriteError = err;
+    const queued = this.pending.splice(0);
+    try {
+      await this.active.truncate(seg.bytes);
+      await this.active.datasync();
+    } catch (te) {
+      // Bytes of a rejected group may stay in the file, ahead of where the next group would go.
+      this.breakLog(new WalError(`spool write failed (${e.message}) and could not be cut back: ${(te as Error).message}; restart needed`, 'WAL_BROKEN'));
+    }
+    this.nextLsn = this.durable + 1n;
+    for (const p of [...group, ...queued]) p.reject(err);
+  }
+
+  /** No more appends until a restart (which scans and cuts the segment). */
+  private breakLog(err: WalError): void {
+    this.broken = err;
+    this.lastWriteError = err;
+    for (const p of this.pending.splice(0)) p.reject(err);
+    this.nextLsn = this.durable + 1n;
   }
 
   private async rotate(): Promise<void> {
@@ -281,6 +423,8 @@ export class Wal {
     if (this.closed) return;
     while (this.flushing) await this.flushing;
     this.closed = true;
+    clearInterval(this.diskTimer);
+    this.diskTimer = undefined;
     for (const w of [...this.durableWaiters]) w();
     for (const w of this.quotaWaiters.splice(0)) w();
     await this.active.close();
@@ -303,17 +447,27 @@ export class WalReader {
     return this.next;
   }
 
-  /** Up to `max` records from the current position that are already durable. */
+  /**
+   * Up to `max` records from the current position that are already durable. LSNs the log
+   * reported lost (a gap between segments, `Wal.recovered.lost`) are stepped over.
+   * @throws WalError WAL_IO when a durable record cannot be found (the log is inconsistent):
+   *   never returns empty while records it should see are missing, so no caller spins.
+   */
   read(max: number, maxBytes = 8 * 1024 * 1024): WalRecord[] {
     const out: WalRecord[] = [];
     let bytes = 0;
     while (out.length < max && bytes < maxBytes && this.next <= this.wal.durableLsn) {
-      if (!this.seek()) break;
+      this.seek();
       const rec = this.readOne();
       if (!rec) {
-        // end of this segment: move to the next one
+        // end of this segment: move to the next one, over a reported gap if there is one
+        const segs = this.wal.segmentsSnapshot();
+        const following = segs[this.segIndex + 1];
+        if (!following) throw new WalError(`spool record ${this.next} is durable but not on disk (durable up to ${this.wal.durableLsn})`, 'WAL_IO');
+        if (following.firstLsn > this.next) this.next = following.firstLsn;
         this.segIndex++;
         this.offset = 0;
+        this.openFd(following.path);
         continue;
       }
       if (rec.lsn < this.next) continue; // before our position (first segment after a release)
@@ -325,20 +479,20 @@ export class WalReader {
     return out;
   }
 
-  private seek(): boolean {
+  /** Positions on the segment that holds `next` (the first one when `next` lies in a reported gap before it). */
+  private seek(): void {
     const segs = this.wal.segmentsSnapshot();
-    if (this.segIndex < 0 || this.segIndex >= segs.length || segs[this.segIndex]!.path !== this.fdPath) {
-      // (re)locate the segment that holds `next`
-      let idx = -1;
-      for (let i = 0; i < segs.length; i++) if (segs[i]!.firstLsn <= this.next) idx = i;
-      if (idx < 0) return false;
-      if (idx !== this.segIndex || segs[idx]!.path !== this.fdPath) {
-        this.segIndex = idx;
-        this.offset = 0;
-      }
-      this.openFd(segs[idx]!.path);
+    if (this.segIndex >= 0 && this.segIndex < segs.length && segs[this.segIndex]!.path === this.fdPath) return;
+    let idx = -1;
+    for (let i = 0; i < segs.length; i++) if (segs[i]!.firstLsn <= this.next) idx = i;
+    if (idx < 0) {
+      if (segs.length === 0) throw new WalError(`spool has no segment for record ${this.next}`, 'WAL_IO');
+      idx = 0;
+      this.next = segs[0]!.firstLsn;
     }
-    return true;
+    this.segIndex = idx;
+    this.offset = 0;
+    this.openFd(segs[idx]!.path);
   }
 
   private openFd(path: string): void {

@@ -73,7 +73,21 @@ export interface StatusSnapshot {
   mqtt: { port: number; devicesConnected: number; connectRefusedBy: Record<string, number> };
   /** The BLE central: its devices, refusals (the CONNECT_* codes MQTT uses), fragment rejections and ended connections by reason. */
   ble: ({ mode: 'on' } & BleStatus & { connectRefusedBy: Record<string, number>; fragmentRejectedBy: Record<string, number>; endedBy: Record<string, number> }) | { mode: 'off' };
-  spool: { backlogFrames: number; bytes: number; quotaBytes: number; usedRatio: number; alarm: boolean };
+  spool: {
+    backlogFrames: number;
+    bytes: number;
+    quotaBytes: number;
+    usedRatio: number;
+    alarm: boolean;
+    /** Free bytes on the data dir's filesystem (-1 when unknown). */
+    diskFreeBytes: number;
+    /** Below spool.minFreeBytes: acknowledgements are held until space returns. */
+    diskLow: boolean;
+    /** The last spool write failure (WAL_DISK_FULL, WAL_IO, WAL_BROKEN). */
+    lastError?: string;
+    /** LSNs found missing at start-up (a spool tail shorter than the checkpoint, a corrupt segment). */
+    lostOnRecovery?: { from: string; to: string; why: string }[];
+  };
   storage: { up: boolean; lagMs: number; lastError?: string; framesWritten: number; pointsWritten: number; errors: number; url: string };
   batches: { open: { batch: string; frames: number; ageMs: number }; lastSealed: string; lastAnchored: string; pendingAnchors: number; intervalMs: number };
   chain: {
