@@ -16,6 +16,14 @@
  * enrol() and revoke() send the transactions (a signer with HOSPITAL_ADMIN_ROLE is needed),
  * then sync, so the local view shows their effect when they resolve.
  *
+ * The key rule (PROTOCOL.md §2.2) is the gateway's, not the contract's (docs/contracts.md,
+ * "The key rule"): any HOSPITAL_ADMIN_ROLE account can call DeviceRegistry.enrol directly with
+ * a small-order, mixed-order or non-canonical key. Every key of the view is checked when it
+ * becomes a record (an event, the cache at start, a rescan); a device whose key breaks the
+ * rule stays in the view (it is on chain) but never becomes a record: get() and list() do not
+ * serve it, so CONNECT and ingest treat it as unknown. It is listed by refusedKeys(), counted
+ * in status().refusedKeys, and logged once at error level (`registry_key_refused`).
+ *
  * @example
  *   const registry = new ChainRegistry({
  *     provider, deviceRegistryAddress: record.deviceRegistry.address, deployBlock: record.deployBlock,
@@ -33,7 +41,8 @@ import { decodeRevert, deviceRegistryAt, deviceRegistryInterface, ROLES, type De
 import { deviceIdFromBytes8, deviceIdToBytes8, patientRefOf, siteIdOf } from '../chain/ids.js';
 import { writeAtomic } from '../spool/wal.js';
 import { DIRECTORY_FILE, fallbackPseudonym, loadOrCreatePatientRefKey, PseudonymDirectory, type DirectoryEntry } from './directory.js';
-import { checkEnrolment, type DeviceRecord, type DeviceRegistry, type EnrolResult, type EnrolmentEntry } from './registry.js';
+import type { KeyProblem } from '../../firmware-proto/signing.js';
+import { checkEnrolment, KeyRuleCache, refusedKeysBy, type DeviceRecord, type DeviceRegistry, type EnrolResult, type EnrolmentEntry, type RefusedKey } from './registry.js';
 
 export const CACHE_FILE = 'registry-cache.json';
 /** Blocks per eth_getLogs request: public endpoints commonly refuse wider ranges. */
@@ -109,9 +118,12 @@ export interface ChainRegistryStatus {
   lastBlock: number;
   /** Why the last round failed, while the chain is unreachable. */
   lastError?: string;
-  /** Enrolled devices in the local view, revoked ones included. */
+  /** Devices enrolled on chain in the local view, revoked ones and refused keys included. */
   devices: number;
   revoked: number;
+  /** Devices on chain whose key breaks the rule of PROTOCOL.md §2.2, never trusted: an alarm when non-zero. */
+  refusedKeys: number;
+  refusedKeysBy: Partial<Record<KeyProblem, number>>;
   chainId?: number;
   /** Consecutive failed rounds. */
   failures: number;
@@ -181,6 +193,11 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
   private synced = false;
   /** Devices whose directory entry names another patientRef than the chain: warned once each. */
   private readonly mismatchWarned = new Set<string>();
+  /** Devices of the view whose key breaks the rule (§2.2): not records. */
+  private refused = new Map<string, RefusedKey>();
+  /** device id ‖ key of refusals already logged: one error line each, not one per rebuild. */
+  private readonly alarmed = new Set<string>();
+  private readonly keyRule = new KeyRuleCache();
 
   /**
    * Loads the cache and the directory and, unless `follow: false`, starts following the
@@ -216,6 +233,10 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
     return [...this.records.values()];
   }
 
+  refusedKeys(): RefusedKey[] {
+    return [...this.refused.values()];
+  }
+
   status(): ChainRegistryStatus {
     let revoked = 0;
     for (const d of this.view.devices.values()) if (d.revokedAtMs !== undefined) revoked++;
@@ -225,6 +246,8 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
       ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
       devices: this.view.devices.size,
       revoked,
+      refusedKeys: this.refused.size,
+      refusedKeysBy: refusedKeysBy([...this.refused.values()]),
       ...(this.chainId !== undefined ? { chainId: this.chainId } : {}),
       failures: this.failures,
       ...(this.lastSyncAtMs !== undefined ? { lastSyncAtMs: this.lastSyncAtMs } : {}),
@@ -390,7 +413,8 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
       }
       if (r?.name === 'DeviceRegistryAlreadyRevoked') {
         await this.sync();
-        const rec = this.get(deviceId);
+        const onChain = this.view.devices.get(deviceId);
+        const rec = this.get(deviceId) ?? (onChain ? this.recordOf(onChain) : undefined);
         if (rec?.revokedAtMs !== undefined) return rec;
         // The local view lags behind the node that answered: report what the chain said.
         if (rec) return { ...rec, revokedAtMs: Number(r.args[1]) };
@@ -400,7 +424,9 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
       minBlock = e.receipt.blockNumber; // mined but reverted: another admin revoked it first
     }
     await this.syncTo(minBlock);
-    const rec = this.get(deviceId);
+    // A device with a refused key is revoked like any other (the operator cleans the chain up); its record is not served.
+    const d = this.view.devices.get(deviceId);
+    const rec = this.get(deviceId) ?? (d ? this.recordOf(d) : undefined);
     if (rec?.revokedAtMs === undefined) throw new ChainRegistryError('REGISTRY_TX_FAILED', { deviceId, reason: 'the revocation was mined, but the local view does not show it' });
     return rec;
   }
@@ -561,7 +587,8 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
   private swapped(before: View): void {
     this.rebuildRecords();
     for (const [id, d] of this.view.devices) {
-      if (d.revokedAtMs !== undefined && before.devices.get(id)?.revokedAtMs === undefined) this.emit('revoked', this.records.get(id)!);
+      const rec = this.records.get(id);
+      if (rec && d.revokedAtMs !== undefined && before.devices.get(id)?.revokedAtMs === undefined) this.emit('revoked', rec);
     }
     this.cacheDirty = true;
     this.writeCache();
@@ -581,7 +608,10 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
       }
     }
     for (const id of new Set([...enrolled, ...revoked])) this.setRecord(id);
-    for (const id of revoked) this.emit('revoked', this.records.get(id)!);
+    for (const id of revoked) {
+      const rec = this.records.get(id);
+      if (rec) this.emit('revoked', rec); // a refused device was never served: nothing to cut
+    }
     this.writeCache();
     this.emit('changed');
   }
@@ -590,6 +620,7 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
 
   private rebuildRecords(): void {
     this.records = new Map();
+    this.refused = new Map();
     for (const id of this.view.devices.keys()) this.setRecord(id);
   }
 
@@ -597,6 +628,7 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
   private refreshRecords(): void {
     let changed = false;
     for (const [id, d] of this.view.devices) {
+      if (this.refused.has(id)) continue;
       const old = this.records.get(id);
       const next = this.recordOf(d);
       if (!old || old.patient !== next.patient || old.sensors.join() !== next.sensors.join() || old.firmware !== next.firmware) {
@@ -607,10 +639,24 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
     if (changed) this.emit('changed');
   }
 
+  /** Makes the view's device a record, if its key passes the rule (§2.2); else lists it as refused. */
   private setRecord(id: string): void {
     const d = this.view.devices.get(id);
-    if (d) this.records.set(id, this.recordOf(d));
-    else this.records.delete(id);
+    this.records.delete(id);
+    this.refused.delete(id);
+    if (!d) return;
+    const problem = this.keyRule.check(d.publicKey);
+    if (!problem) {
+      this.records.set(id, this.recordOf(d));
+      return;
+    }
+    this.refused.set(id, { deviceId: id, reason: problem, publicKey: d.publicKey, block: d.block });
+    if (this.alarmed.has(`${id}:${d.publicKey}`)) return;
+    this.alarmed.add(`${id}:${d.publicKey}`);
+    this.o.log?.error(
+      { event: 'registry_key_refused', device: id, reason: problem, block: d.block, source: 'chain', contract: this.contract },
+      'a device enrolled on chain has a key that breaks the key rule (PROTOCOL.md §2.2): refused, never trusted; revoke it on chain',
+    );
   }
 
   private recordOf(d: ChainDevice): DeviceRecord {

@@ -2,12 +2,22 @@
  * Device registry kept in one JSON file in the data dir. The running gateway watches the
  * file, so `vitalproof enrol` and `vitalproof revoke` from another process take effect
  * without a restart. Writes are atomic (write, fsync, rename).
+ *
+ * `enrol` refuses keys that break the rule of PROTOCOL.md §2.2; the file can also be edited by
+ * hand, so every key is checked again when the file is loaded, and a device whose key breaks
+ * the rule is left out of get() and list() and reported by refusedKeys() (and logged at error
+ * level, once per device and key).
  */
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { writeAtomic } from '../spool/wal.js';
-import { checkEnrolment, type DeviceRecord, type DeviceRegistry, type EnrolResult, type EnrolmentEntry } from './registry.js';
+import { checkEnrolment, KeyRuleCache, type DeviceRecord, type DeviceRegistry, type EnrolResult, type EnrolmentEntry, type RefusedKey } from './registry.js';
+
+/** The log method used (a pino Logger fits). */
+export interface FileRegistryLog {
+  error(obj: object, msg?: string): void;
+}
 
 interface StoredRecord {
   deviceId: string;
@@ -21,14 +31,22 @@ interface StoredRecord {
 
 export class FileRegistry extends EventEmitter<{ revoked: [DeviceRecord]; changed: [] }> implements DeviceRegistry {
   private devices = new Map<string, DeviceRecord>();
+  private refused = new Map<string, RefusedKey>();
+  /** The refused entries as the file has them: kept in it on save, as the operator's evidence. */
+  private refusedStored: StoredRecord[] = [];
+  /** device id ‖ key of refusals already logged: one error line each, not one per reload. */
+  private readonly alarmed = new Set<string>();
+  private readonly keyRule = new KeyRuleCache();
+  private readonly log: FileRegistryLog | undefined;
   private watcher: FSWatcher | undefined;
   private lastText = '';
 
   constructor(
     readonly path: string,
-    opts: { watch?: boolean } = {},
+    opts: { watch?: boolean; log?: FileRegistryLog } = {},
   ) {
     super();
+    this.log = opts.log;
     mkdirSync(dirname(path), { recursive: true });
     this.load();
     if (opts.watch) {
@@ -57,9 +75,25 @@ export class FileRegistry extends EventEmitter<{ revoked: [DeviceRecord]; change
     }
     this.lastText = text;
     const next = new Map<string, DeviceRecord>();
-    for (const s of doc.devices) next.set(s.deviceId, fromStored(s));
+    const refused = new Map<string, RefusedKey>();
+    const refusedStored: StoredRecord[] = [];
+    for (const s of doc.devices) {
+      const problem = this.keyRule.check(typeof s.publicKey === 'string' ? s.publicKey.toLowerCase() : '');
+      if (problem) {
+        refused.set(s.deviceId, { deviceId: s.deviceId, reason: problem, publicKey: String(s.publicKey) });
+        if (!this.alarmed.has(`${s.deviceId}:${s.publicKey}`)) {
+          this.alarmed.add(`${s.deviceId}:${s.publicKey}`);
+          this.log?.error({ event: 'registry_key_refused', device: s.deviceId, reason: problem, source: 'file', path: this.path }, 'enrolled key breaks the key rule (PROTOCOL.md §2.2): device refused');
+        }
+        refusedStored.push(s);
+        continue;
+      }
+      next.set(s.deviceId, fromStored(s));
+    }
     const before = this.devices;
     this.devices = next;
+    this.refused = refused;
+    this.refusedStored = refusedStored;
     for (const rec of next.values()) {
       const old = before.get(rec.deviceId);
       if (rec.revokedAtMs !== undefined && old?.revokedAtMs === undefined) this.emit('revoked', rec);
@@ -75,6 +109,10 @@ export class FileRegistry extends EventEmitter<{ revoked: [DeviceRecord]; change
     return [...this.devices.values()];
   }
 
+  refusedKeys(): RefusedKey[] {
+    return [...this.refused.values()];
+  }
+
   async enrol(entries: EnrolmentEntry[]): Promise<EnrolResult> {
     this.load();
     const result: EnrolResult = { enrolled: [], unchanged: [], refused: [] };
@@ -82,6 +120,10 @@ export class FileRegistry extends EventEmitter<{ revoked: [DeviceRecord]; change
       const bad = checkEnrolment(e);
       if (bad) {
         result.refused.push({ deviceId: e.deviceId, ...bad });
+        continue;
+      }
+      if (this.refused.has(e.deviceId)) {
+        result.refused.push({ deviceId: e.deviceId, reason: 'KEY_CONFLICT', detail: `the file holds this device id with a refused key (${this.refused.get(e.deviceId)!.reason}): remove that entry first` });
         continue;
       }
       const existing = this.devices.get(e.deviceId);
@@ -117,7 +159,7 @@ export class FileRegistry extends EventEmitter<{ revoked: [DeviceRecord]; change
   }
 
   private save(): void {
-    const doc = { version: 1, devices: [...this.devices.values()].map(toStored) };
+    const doc = { version: 1, devices: [...[...this.devices.values()].map(toStored), ...this.refusedStored] };
     const text = `${JSON.stringify(doc, null, 2)}\n`;
     writeAtomic(this.path, text);
     this.lastText = text;

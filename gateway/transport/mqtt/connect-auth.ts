@@ -7,18 +7,25 @@
  * The checks, in the order of §6.1 (the first failing one gives the reason):
  *
  *   1 user name is a device id, password is an 88-byte token, client id is vp-dev-<id>  CONNECT_MALFORMED
- *   2 the device is enrolled                                                            CONNECT_UNKNOWN_DEVICE
+ *   2 the device is enrolled, with a key that passes the rule of §2.2                   CONNECT_UNKNOWN_DEVICE
  *   3 not revoked: refused if revokedAt ≤ gateway time                                   CONNECT_REVOKED
  *   4 the token signature verifies under the enrolled key (§5.2), over the client id     CONNECT_BAD_SIGNATURE
  *     of this packet
  *   5 |timestamp − gateway time| ≤ window, and timestamp ≥ gateway start                 CONNECT_STALE
  *   6 the nonce was not accepted before                                                 CONNECT_REPLAYED
+ *
+ * Step 2 checks the key rule itself, though the registries already leave refused keys out:
+ * under a small-order key such as the identity point, OpenSSL accepts the signature
+ * R = identity, S = 0 for every message (firmware-proto/vectors/keys/small-order-identity.json),
+ * so a registry that ever served one would let anyone connect as that device. A key that
+ * breaks the rule is no enrolment, hence CONNECT_UNKNOWN_DEVICE. The check is memoised per
+ * key, and only keys of enrolled devices reach it, so its cost is bounded by the registry.
  */
 import { parseConnectPassword, connectSigningMessage } from '../../../firmware-proto/connect.js';
 import { isDeviceId } from '../../../firmware-proto/frame.js';
 import { deviceClientId } from '../../../firmware-proto/topics.js';
 import type { ConnectReason } from '../../../firmware-proto/reasons.js';
-import type { DeviceRegistry } from '../../registry/registry.js';
+import { KeyRuleCache, type DeviceRegistry } from '../../registry/registry.js';
 import { KeyCache, verifyEd25519 } from '../../verify/ed25519.js';
 
 /** MQTT 3.1.1 CONNACK return codes used for refusals. */
@@ -70,6 +77,7 @@ export type ConnectVerdict = { ok: true; deviceId: string } | { ok: false; reaso
  */
 export class ConnectAuthenticator {
   private readonly keys = new KeyCache();
+  private readonly keyRule = new KeyRuleCache();
   /** nonce hex → token time: each token is accepted once within the window. */
   private readonly usedNonces = new Map<string, number>();
 
@@ -93,7 +101,7 @@ export class ConnectAuthenticator {
     if (!token || clientId !== deviceClientId(username)) return refuse('CONNECT_MALFORMED');
     // 2, 3. Enrolled, and not revoked at the gateway's time.
     const rec = this.registry.get(username);
-    if (!rec) return refuse('CONNECT_UNKNOWN_DEVICE');
+    if (!rec || this.keyRule.check(rec.publicKey) !== null) return refuse('CONNECT_UNKNOWN_DEVICE');
     if (rec.revokedAtMs !== undefined && rec.revokedAtMs <= now) return refuse('CONNECT_REVOKED');
     // 4. The signature binds the device id, this packet's client id, the time and the nonce.
     const msg = connectSigningMessage(username, clientId, token.timestampMs, token.nonce);
