@@ -23,9 +23,14 @@ import { ConfigError } from './config.js';
 import type { Signer } from 'ethers';
 import { Metrics } from './status/metrics.js';
 import { startStatusServer, type StatusSnapshot } from './status/http.js';
+import { HttpGuard, httpTransport } from './status/http-server.js';
+import { Health } from './status/health.js';
+import { HealthMonitor, chainProbe, chainRule, influxProbe, spoolRule, storageRule } from './status/health-monitor.js';
 import { startInfluxd, type InfluxdHandle } from './storage/influxd.js';
 import { InfluxSink } from './storage/influx-sink.js';
+import { logSafeMessage, STORAGE_QUARANTINE_DIR, StorageQuarantine } from './storage/quarantine.js';
 import { MqttTransport } from './transport/mqtt/broker.js';
+import { tlsServerOptions } from './transport/mqtt/tls.js';
 import { BleCentral } from './transport/ble/central.js';
 import { VerifyPool } from './verify/pool.js';
 import { BatchStore } from './anchor/batch-store.js';
@@ -38,7 +43,7 @@ import { STREAM, sensorCodesOf } from './chain/contracts.js';
 import { txLaneOf } from './anchor/tx-lane.js';
 import { ConsentView } from './consent/consent-view.js';
 import { ResearcherAuthenticator } from './consent/auth.js';
-import { AccessLog, LiveAccessAggregator } from './consent/access-log.js';
+import { AccessLog } from './consent/access-log.js';
 import { AccessLogBatcher } from './consent/access-batcher.js';
 import { DisclosureService } from './consent/disclosure.js';
 import { DIRECTORY_FILE, PATIENT_REF_KEY_FILE, PseudonymDirectory } from './registry/directory.js';
@@ -49,6 +54,8 @@ import { researchRoutes } from './research/http.js';
 export interface Gateway {
   config: GatewayConfig;
   metrics: Metrics;
+  /** Dependency health and alarms (docs/operations.md, "Alarms"): raise and clear here; /status, /healthz and /metrics read it. */
+  health: Health;
   registry: DeviceRegistry;
   pipeline: IngestPipeline;
   mqttPort: number;
@@ -68,14 +75,12 @@ export interface Gateway {
   accessLog: AccessLog;
   /** The access log's Merkle batches (anchored as AnchorRegistry stream 1). */
   accessBatches: BatchStore;
-  /** Sums live deliveries into access-log entries. */
-  liveAccess: LiveAccessAggregator;
   /** Consent-governed researcher access in the MQTT broker; undefined without a consent view. */
   research: LiveResearchAccess | undefined;
   /** Patients' disclosure reports and access proofs; undefined without a consent view. */
   disclosures: DisclosureService | undefined;
   /**
-   * Writes the open live-access aggregates to the access log, seals the open frame batch and the
+   * Lets the live deliveries waiting for their access-log entry be logged, seals the open frame batch and the
    * open access-log batch now, and waits (up to timeoutMs) until every sealed batch of both
    * streams is anchored; true when it is.
    */
@@ -127,6 +132,7 @@ export function openRegistry(config: GatewayConfig, chain: ChainRuntime | undefi
     dataDir: join(config.dataDir, 'registry'),
     site: config.registry.site,
     confirmations: config.chain.confirmations,
+    rpcTimeoutMs: config.chain.rpcTimeoutMs,
     follow: opts.follow ?? true,
     ...(opts.signer ? { signer: opts.signer } : {}),
     ...(log ? { log } : {}),
@@ -134,8 +140,12 @@ export function openRegistry(config: GatewayConfig, chain: ChainRuntime | undefi
 }
 
 export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
+  // Before anything starts: plain HTTP off loopback without http.allowPlain is a ConfigError.
+  const httpT = httpTransport(config.http);
+  if (httpT.plainAllowed) log.warn({ event: 'http_plain', host: config.http.host }, 'plain HTTP on a non-loopback address (http.allowPlain=true): bearer tokens and readings cross the network in clear');
   mkdirSync(config.dataDir, { recursive: true });
   const metrics = new Metrics();
+  const health = new Health({ log });
   const cleanups: (() => Promise<void>)[] = [];
   // Every step runs even when an earlier one throws (synchronously or not): a fault on the way
   // down (a full disk failing the last batch seal) must not leave servers or children behind.
@@ -231,6 +241,12 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     });
     batcher.start();
     cleanups.push(() => Promise.resolve(batcher.stop()));
+    // Frames of the open batch were lost with the spool's tail: InfluxDB may already name their
+    // leaves. Seal what survived now, so that no new frame takes a lost frame's place.
+    if (wal.recovered.lost.some((r) => r.to > consumed.batches)) {
+      const b = batcher.seal();
+      log.warn({ event: 'batch_sealed_after_loss', batch: b?.seq.toString(), leaves: b?.leafCount ?? 0 }, 'the open batch was sealed with the frames that survived the spool loss');
+    }
     // One target, one account, one transaction lane for both streams (docs/anchoring.md, "Two streams, one account").
     const anchorTarget = chain
       ? (() => {
@@ -298,6 +314,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         ...patientRefKeyIn(join(config.dataDir, 'registry')),
         confirmations: config.chain.confirmations,
         pollIntervalMs: config.consent.pollIntervalMs,
+        rpcTimeoutMs: config.chain.rpcTimeoutMs,
         chainId: chain.chainId,
         log,
       });
@@ -308,24 +325,44 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       view.on('revoked', (e) => log.info({ event: 'consent_revoked', grantId: e.grant.grantId.toString(), researcher: e.grant.researcher, pseudonym: view.pseudonymOf(e.grant.patientRef), revokedAtMs: e.revokedAtMs, block: e.blockNumber, cause: e.cause, seenAfterMs: Date.now() - e.revokedAtMs }, 'consent revoked'));
       view.on('expired', (g) => log.info({ event: 'consent_expired', grantId: g.grantId.toString(), researcher: g.researcher, pseudonym: view.pseudonymOf(g.patientRef), expiresAtMs: Number(g.expiresAtMs) }, 'consent expired'));
     }
-    const researcherAuth = new ResearcherAuthenticator({ gatewayId: config.gatewayId });
-    let research: LiveResearchAccess | undefined;
-    const liveAccess = new LiveAccessAggregator(accessLog, {
-      intervalMs: config.accessLog.liveIntervalMs,
-      onError: (e, rec) => {
-        log.error({ event: 'access_log_write_failed', err: e.message, researcher: rec.researcher, pseudonym: rec.pseudonym }, 'a live disclosure could not be logged');
-        research?.accessLogFailed(e);
-      },
+    const researcherAuth = new ResearcherAuthenticator({
+      gatewayId: config.gatewayId,
+      recoveriesPerS: config.login.recoveriesPerS,
+      selfIssuedPerS: config.login.selfIssuedPerS,
+      maxUnadmittedSessions: config.login.maxUnadmittedSessions,
+      // Known to the chain: a grantee (any grant, any state) or a bound patient.
+      ...(consent ? { admitted: (a: string) => consent!.grantsFor(a).length > 0 || consent!.patientRefOfAddress(a) !== undefined } : {}),
     });
-    cleanups.push(() => liveAccess.stop());
+    const httpGuard = new HttpGuard(config.http, httpT, { log, auth: researcherAuth });
+    let research: LiveResearchAccess | undefined;
     if (consent) {
-      const r = new LiveResearchAccess({ view: consent, auth: researcherAuth, aggregator: liveAccess, log });
+      // Every live delivery is logged (fdatasync) before it is sent (docs/consent.md, "Live deliveries").
+      const r = new LiveResearchAccess({
+        view: consent,
+        auth: researcherAuth,
+        accessLog,
+        log,
+        batchMs: config.accessLog.liveBatchMs,
+        maxConnectionsPerResearcher: config.research.maxConnectionsPerResearcher,
+        maxUngrantedConnections: config.research.maxUngrantedConnections,
+        refusalLog: { burst: config.log.limitBurst, windowMs: config.log.limitWindowMs },
+      });
       research = r;
-      cleanups.push(() => Promise.resolve(r.close()));
+      cleanups.push(() => r.close());
     }
     const disclosures = chain && consent && consentAddress ? new DisclosureService({ log: accessLog, store: accessBatches, consentRegistry: { chainId: chain.chainId, address: consentAddress }, gatewayId: config.gatewayId }) : undefined;
 
-    const sink = new InfluxSink({ url: influxUrl, database: config.influx.database, gatewayId: config.gatewayId, username: config.influx.username, password: config.influx.password, timeoutMs: config.influx.timeoutMs });
+    // Frames InfluxDB refuses for good are set aside here instead of blocking the writer (docs/storage.md).
+    const storageQuarantine = new StorageQuarantine(join(config.dataDir, STORAGE_QUARANTINE_DIR), { maxBytes: config.storage.quarantineMaxBytes });
+    const sink = new InfluxSink({
+      url: influxUrl, database: config.influx.database, gatewayId: config.gatewayId, username: config.influx.username, password: config.influx.password, timeoutMs: config.influx.timeoutMs,
+      quarantine: storageQuarantine,
+      onQuarantined: (q) => {
+        metrics.storageQuarantined++;
+        // One line per frame, device and seq only: the message is cut of quoted line protocol (readings).
+        log.error({ event: 'storage_quarantined', device: q.device, seq: q.seq, lsn: q.lsn, status: q.status, err: logSafeMessage(q.error) }, 'InfluxDB refuses a frame for good: set aside in the storage quarantine; fix the database, then run `vitalproof storage replay`');
+      },
+    });
     const verifier = new VerifyPool(config.ingest.verifyWorkers);
     cleanups.push(() => verifier.close());
     const quarantine = new Quarantine(join(config.dataDir, 'quarantine'), undefined, undefined, (e) =>
@@ -392,7 +429,30 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       },
     });
 
-    const mqtt = new MqttTransport({ host: config.mqtt.host, port: config.mqtt.port, pipeline, registry, metrics, log, connectWindowMs: config.mqtt.connectWindowMs, ...(research ? { researchers: research } : {}) });
+    const m = config.mqtt;
+    const mqtt = new MqttTransport({
+      host: m.host,
+      port: m.port,
+      pipeline,
+      registry,
+      metrics,
+      log,
+      connectWindowMs: m.connectWindowMs,
+      ...(research ? { researchers: research } : {}),
+      limits: {
+        maxConnectBytes: m.maxConnectBytes,
+        maxDevicePacketBytes: m.maxDevicePacketBytes,
+        maxResearcherPacketBytes: m.maxResearcherPacketBytes,
+        connectDeadlineMs: m.connectDeadlineMs,
+        maxConnections: m.maxConnections,
+        maxConnectionsPerSource: m.maxConnectionsPerSource,
+        maxKeepaliveS: m.maxKeepaliveS,
+        refusalLogIntervalMs: m.refusalLogIntervalMs,
+      },
+      ...(m.tls.cert
+        ? { tls: { host: m.tls.host || m.host, port: m.tls.port, options: tlsServerOptions(m.tls, m.connectDeadlineMs), requireClientCert: m.tls.requireClientCert === 'true' } }
+        : {}),
+    });
     await mqtt.start();
     cleanups.push(() => mqtt.stop());
 
@@ -405,11 +465,40 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       cleanups.push(() => b.stop());
     }
 
+    // Alarms within seconds (gateway/status/health-monitor.ts): the chain's endpoint and InfluxDB
+    // probed with deadlines of their own, anchors, storage and the spool checked every interval.
+    const monitor = new HealthMonitor(health, {
+      intervalMs: config.health.intervalMs,
+      probeTimeoutMs: config.health.probeTimeoutMs,
+      probes: [...(chain ? [chainProbe(chain.url)] : []), influxProbe(influxUrl, () => ({ up: drainer.storageUp, lastError: drainer.lastError }))],
+      rules: [
+        ...(chain
+          ? [
+              chainRule({
+                embedded: chain.mode === 'embedded',
+                txTimeoutMs: config.chain.txTimeoutMs,
+                streams: [
+                  ...(anchorer ? [{ name: 'frames', status: () => anchorer!.status(), behindAfterMs: Math.max(config.health.anchorsBehindMinMs, config.health.anchorsBehindIntervals * config.batch.intervalMs) }] : []),
+                  ...(accessAnchorer ? [{ name: 'access-log', status: () => accessAnchorer!.status(), behindAfterMs: Math.max(config.health.anchorsBehindMinMs, config.health.anchorsBehindIntervals * config.accessLog.intervalMs) }] : []),
+                ],
+              }),
+            ]
+          : []),
+        storageRule({ embedded: influxd !== undefined }),
+        spoolRule(() => ({ bytes: wal.bytes, quotaBytes: wal.quotaBytes, alarmRatio: config.spool.alarmRatio })),
+      ],
+    });
+    monitor.start();
+    cleanups.push(() => monitor.stop());
+
     const snapshot = (): StatusSnapshot => {
+      monitor.evaluate(); // the alarms as of now, consistent with the figures beside them
       const nonzero = <T extends Record<string, number>>(o: T): Record<string, number> => Object.fromEntries(Object.entries(o).filter(([, n]) => n > 0));
       return {
         gatewayId: config.gatewayId,
         uptimeS: Math.round((Date.now() - metrics.startedAtMs) / 1000),
+        alarms: health.list(),
+        dependencies: health.dependencies(),
         frames: {
           receivedPerS: metrics.receivedRate.rate(),
           acceptedPerS: metrics.acceptedRate.rate(),
@@ -421,7 +510,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
           seqGaps: metrics.seqGaps,
           byTransport: { mqtt: { ...metrics.byTransport.mqtt }, ble: { ...metrics.byTransport.ble } },
         },
-        mqtt: { port: mqtt.port, devicesConnected: mqtt.connectedDevices, connectRefusedBy: nonzero(metrics.connectRefusedBy) },
+        mqtt: { ...mqtt.status(), devicesConnected: mqtt.connectedDevices, connectRefusedBy: nonzero(metrics.connectRefusedBy), refusedBy: nonzero(metrics.mqttRefusedBy) },
         ble: ble
           ? { mode: 'on' as const, ...ble.status(), connectRefusedBy: nonzero(metrics.bleConnectRefusedBy), fragmentRejectedBy: nonzero(metrics.fragmentRejectedBy), endedBy: nonzero(metrics.bleEndedBy) }
           : { mode: 'off' as const },
@@ -437,13 +526,16 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
           ...(wal.recovered.lost.length ? { lostOnRecovery: wal.recovered.lost.map((r) => ({ from: r.from.toString(), to: r.to.toString(), why: r.why })) } : {}),
         },
         storage: {
-          up: drainer.storageUp,
+          // Down as soon as a write fails, or the probe finds InfluxDB silent (even with nothing to write).
+          up: drainer.storageUp && (health.dependency('influx')?.up ?? true),
           lagMs: drainer.lagMs(),
-          ...(drainer.lastError ? { lastError: drainer.lastError } : {}),
+          ...(drainer.lastError ? { lastError: drainer.lastError } : health.dependency('influx')?.lastError ? { lastError: health.dependency('influx')!.lastError } : {}),
           framesWritten: metrics.framesWritten,
           pointsWritten: metrics.pointsWritten,
           errors: metrics.storageErrors,
           url: influxUrl,
+          quarantined: metrics.storageQuarantined,
+          quarantineHeld: storageQuarantine.stats().held,
         },
         batches: {
           open: { batch: batcher.openSeq.toString(), frames: batcher.openLeaves, ageMs: batcher.openAgeMs() },
@@ -455,6 +547,12 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         chain: chain
           ? (() => {
               const st = anchorer!.status();
+              // Down when the probe finds the endpoint silent or failing (within seconds), or anchoring fails.
+              const dep = health.dependency('chain');
+              const probeDown = dep !== undefined && !dep.up;
+              const up = !probeDown && st.up;
+              const lastError = probeDown ? dep.lastError : st.lastError;
+              const sinceMs = probeDown ? (st.up ? dep.sinceMs : Math.min(dep.sinceMs, st.sinceMs)) : up ? Math.max(dep?.sinceMs ?? 0, st.sinceMs) : st.sinceMs;
               return {
                 mode: chain.mode,
                 url: chain.url,
@@ -462,8 +560,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
                 gateway: chain.address,
                 anchorRegistry: chain.record.anchorRegistry.address,
                 deviceRegistry: chain.record.deviceRegistry.address,
-                up: st.up,
-                ...(st.lastError ? { lastError: st.lastError } : {}),
+                up,
+                sinceMs,
+                ...(lastError ? { lastError } : {}),
                 ...(st.halted ? { halted: st.halted } : {}),
                 ...(st.lastAnchor
                   ? { lastAnchor: { batch: st.lastAnchor.seq.toString(), root: st.lastAnchor.root, txHash: st.lastAnchor.txHash, block: st.lastAnchor.blockNumber, gasUsed: Number(st.lastAnchor.gasUsed), confirmedAtMs: st.lastAnchor.confirmedAtMs } }
@@ -490,7 +589,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
           return {
             entries: Number(accessLog.lastSeq),
             openEntries: Number(accessLog.lastSeq - accessBatches.lastSealedLsn),
-            liveAggregates: liveAccess.pending,
+            liveAggregates: research?.status().awaitingLog ?? 0,
             sealed: accessBatches.lastSealed.toString(),
             anchored: accessBatches.lastAnchored.toString(),
             pending: accessBatches.pendingAnchors,
@@ -508,6 +607,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       gatewayId: config.gatewayId,
     });
     const handle = researchRoutes({
+      guard: httpGuard,
       auth: researcherAuth,
       view: consent,
       disclosures,
@@ -523,16 +623,17 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       proofs,
       log,
     });
-    const http = await startStatusServer(config.http.host, config.http.port, { snapshot, route: proofRoutes(proofs), handle });
+    const http = await startStatusServer(config.http.host, config.http.port, { snapshot, route: proofRoutes(proofs), handle }, { guard: httpGuard, limits: config.http });
     cleanups.push(() => closeServer(http.server));
 
-    const runtime: RunningGateway = { pid: process.pid, gatewayId: config.gatewayId, influxUrl, httpUrl: `http://${config.http.host}:${http.port}`, mqttPort: mqtt.port, ...(chain ? { chainUrl: chain.url } : {}) };
+    const runtime: RunningGateway = { pid: process.pid, gatewayId: config.gatewayId, influxUrl, httpUrl: `${httpT.tls ? 'https' : 'http'}://${config.http.host}:${http.port}`, mqttPort: mqtt.port, ...(chain ? { chainUrl: chain.url } : {}) };
     writeFileSync(join(config.dataDir, RUNTIME_FILE), `${JSON.stringify(runtime, null, 2)}\n`);
     cleanups.push(() => Promise.resolve(rmSync(join(config.dataDir, RUNTIME_FILE), { force: true })));
     log.info({ event: 'ready', mqttPort: mqtt.port, httpPort: http.port, influxUrl, gatewayId: config.gatewayId, devices: registry.list().length }, 'gateway ready');
     return {
       config,
       metrics,
+      health,
       registry,
       pipeline,
       mqttPort: mqtt.port,
@@ -546,11 +647,10 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       researcherAuth,
       accessLog,
       accessBatches,
-      liveAccess,
       research,
       disclosures,
       anchorNow: async (timeoutMs) => {
-        await liveAccess.flush();
+        await research?.settled();
         batcher.seal();
         accessBatcher.seal();
         anchorer?.wake();

@@ -3,8 +3,11 @@
  * and the routes the gateway adds: the proof API (GET) and the researcher and patient API
  * (docs/research-api.md: GET and POST).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createApiServer, HttpGuard, type HttpLimits, type HttpStatus } from './http-server.js';
 import type { BleStatus } from '../transport/ble/central.js';
+import { ALARMS, ALL_ALARMS, type Alarm, type AlarmCode, type DependencyStatus } from './health.js';
+import type { MqttStatus } from '../transport/mqtt/broker.js';
 
 export interface StatusSource {
   snapshot(): StatusSnapshot;
@@ -46,7 +49,7 @@ export interface AccessLogStatus {
   entries: number;
   /** Entries not sealed in a batch yet. */
   openEntries: number;
-  /** Live aggregates not written yet (docs/consent.md, "Live deliveries"). */
+  /** Live deliveries prepared and waiting for their access-log entry: none is sent before it (docs/consent.md, "Live deliveries"). */
   liveAggregates: number;
   /** Last sealed and last anchored batch (stream 1). */
   sealed: string;
@@ -59,6 +62,10 @@ export interface AccessLogStatus {
 export interface StatusSnapshot {
   gatewayId: string;
   uptimeS: number;
+  /** The raised alarms, oldest first (gateway/status/health.ts; docs/operations.md, "Alarms"). */
+  alarms: Alarm[];
+  /** Each dependency as its last health probe found it: chain (JSON-RPC endpoint), influx. */
+  dependencies: Record<string, DependencyStatus>;
   frames: {
     receivedPerS: number;
     acceptedPerS: number;
@@ -70,7 +77,8 @@ export interface StatusSnapshot {
     seqGaps: number;
     byTransport: Record<'mqtt' | 'ble', { received: number; accepted: number; rejected: number }>;
   };
-  mqtt: { port: number; devicesConnected: number; connectRefusedBy: Record<string, number> };
+  /** The embedded broker: listeners, limits, open connections, CONNECT refusals (CONNECT_*) and transport refusals (MQTT_*, gateway/transport/mqtt/refusals.ts). */
+  mqtt: MqttStatus & { devicesConnected: number; connectRefusedBy: Record<string, number>; refusedBy: Record<string, number> };
   /** The BLE central: its devices, refusals (the CONNECT_* codes MQTT uses), fragment rejections and ended connections by reason. */
   ble: ({ mode: 'on' } & BleStatus & { connectRefusedBy: Record<string, number>; fragmentRejectedBy: Record<string, number>; endedBy: Record<string, number> }) | { mode: 'off' };
   spool: {
@@ -88,7 +96,19 @@ export interface StatusSnapshot {
     /** LSNs found missing at start-up (a spool tail shorter than the checkpoint, a corrupt segment). */
     lostOnRecovery?: { from: string; to: string; why: string }[];
   };
-  storage: { up: boolean; lagMs: number; lastError?: string; framesWritten: number; pointsWritten: number; errors: number; url: string };
+  storage: {
+    up: boolean;
+    lagMs: number;
+    lastError?: string;
+    framesWritten: number;
+    pointsWritten: number;
+    errors: number;
+    url: string;
+    /** Frames set aside since start because InfluxDB refused them for good (docs/storage.md, "Storage quarantine"). */
+    quarantined: number;
+    /** Frames in dataDir/storage-quarantine/ now, waiting for `vitalproof storage replay`. */
+    quarantineHeld: number;
+  };
   batches: { open: { batch: string; frames: number; ageMs: number }; lastSealed: string; lastAnchored: string; pendingAnchors: number; intervalMs: number };
   chain: {
     mode: 'embedded' | 'external' | 'off';
@@ -99,11 +119,15 @@ export interface StatusSnapshot {
     anchorRegistry?: string;
     deviceRegistry?: string;
     lastError?: string;
+    /** Since when `up` has held its value (Unix ms). */
+    sinceMs?: number;
     halted?: string;
     lastAnchor?: { batch: string; root: string; txHash: string; block: number; gasUsed: number; confirmedAtMs: number };
   };
   consent: ConsentStatus;
   accessLog: AccessLogStatus;
+  /** The listener (gateway/status/http-server.ts): added by the status server to what it serves. */
+  http?: HttpStatus;
 }
 
 /**
@@ -118,8 +142,19 @@ export function isLoopback(address: string | undefined): boolean {
   return a === '::1' || /^127\./.test(a);
 }
 
-export async function startStatusServer(host: string, port: number, src: StatusSource): Promise<{ server: Server; port: number }> {
-  const server = createServer((req, res) => {
+/**
+ * Listens on host:port. `listener`: the guard (TLS or plain, connection caps, counters) and the
+ * request limits of http.*; without it, plain HTTP with the defaults' limits (tests, tools).
+ */
+export async function startStatusServer(
+  host: string,
+  port: number,
+  src: StatusSource,
+  listener: { guard: HttpGuard; limits: HttpLimits } = defaultListener(),
+): Promise<{ server: Server; port: number }> {
+  const { guard } = listener;
+  const snapshot = (): StatusSnapshot => ({ ...src.snapshot(), http: guard.status() });
+  const server = createApiServer(guard, listener.limits, (req, res) => {
     const url = (req.url ?? '/').split('?')[0];
     const operator = isLoopback(req.socket.remoteAddress);
     const refuseOperatorRoute = (): void => {
@@ -145,13 +180,17 @@ export async function startStatusServer(host: string, port: number, src: StatusS
     if ((url === '/status' || url === '/metrics') && !operator) {
       refuseOperatorRoute();
     } else if (url === '/status') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(src.snapshot(), null, 2));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(snapshot(), null, 2));
     } else if (url === '/metrics') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(prometheus(src.snapshot()));
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(prometheus(snapshot()));
     } else if (url === '/healthz') {
+      // 503 while any critical alarm is raised; codes only (this route answers beyond loopback).
       const s = src.snapshot();
-      const ok = s.storage.up && !s.spool.alarm;
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, storageUp: s.storage.up, spoolAlarm: s.spool.alarm }));
+      const alarms: AlarmCode[] = s.alarms.filter((a) => a.severity === 'critical').map((a) => a.code);
+      if (s.spool.diskLow && !alarms.includes('DISK_FULL')) alarms.push('DISK_FULL');
+      const warnings = s.alarms.filter((a) => a.severity !== 'critical').map((a) => a.code);
+      const ok = alarms.length === 0;
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, alarms, warnings, storageUp: s.storage.up, spoolAlarm: s.spool.alarm }));
     } else if (src.route) {
       answerRoute(new URL(req.url ?? '/', 'http://localhost'));
     } else res.writeHead(404).end();
@@ -182,6 +221,11 @@ export async function startStatusServer(host: string, port: number, src: StatusS
   return { server, port: typeof addr === 'object' && addr ? addr.port : port };
 }
 
+function defaultListener(): { guard: HttpGuard; limits: HttpLimits } {
+  const limits = { maxHeaderBytes: 16 * 1024, requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 5_000 };
+  return { guard: new HttpGuard({ maxConnections: 512, maxConnectionsPerSource: 64, maxBodyBytes: 16 * 1024, loginPerSourcePerS: 1, loginPerSourceBurst: 10 }), limits };
+}
+
 function prometheus(s: StatusSnapshot): string {
   const lines: string[] = [];
   const g = (name: string, v: number, labels = ''): void => {
@@ -195,6 +239,9 @@ function prometheus(s: StatusSnapshot): string {
   for (const [t, c] of Object.entries(s.frames.byTransport)) g('frames_accepted_by_transport_total', c.accepted, `transport="${t}"`);
   for (const [r, n] of Object.entries(s.mqtt.connectRefusedBy)) g('connect_refused_total', n, `transport="mqtt",reason="${r}"`);
   g('mqtt_devices_connected', s.mqtt.devicesConnected);
+  g('mqtt_connections', s.mqtt.connections);
+  for (const [r, n] of Object.entries(s.mqtt.refusedBy)) g('mqtt_refused_total', n, `reason="${r}"`);
+  g('mqtt_plain_on_non_loopback', s.mqtt.plainOnNonLoopback ? 1 : 0);
   if (s.ble.mode === 'on') {
     for (const [r, n] of Object.entries(s.ble.connectRefusedBy)) g('connect_refused_total', n, `transport="ble",reason="${r}"`);
     for (const [r, n] of Object.entries(s.ble.fragmentRejectedBy)) g('ble_fragments_rejected_total', n, `reason="${r}"`);
@@ -208,6 +255,8 @@ function prometheus(s: StatusSnapshot): string {
   g('storage_up', s.storage.up ? 1 : 0);
   g('storage_lag_ms', s.storage.lagMs);
   g('storage_errors_total', s.storage.errors);
+  g('storage_quarantined_total', s.storage.quarantined);
+  g('storage_quarantine_held', s.storage.quarantineHeld);
   g('points_written_total', s.storage.pointsWritten);
   g('batches_sealed_total', Number(s.batches.lastSealed));
   g('batches_anchored_total', Number(s.batches.lastAnchored));
@@ -222,9 +271,19 @@ function prometheus(s: StatusSnapshot): string {
   g('research_subscriptions_cut_total', s.consent.cut);
   for (const [r, n] of Object.entries(s.consent.loginRefusedBy)) g('research_login_refused_total', n, `reason="${r}"`);
   for (const [r, n] of Object.entries(s.consent.subscribeRefusedBy)) g('research_subscribe_refused_total', n, `reason="${r}"`);
+  if (s.http) {
+    g('http_connections', s.http.connections);
+    for (const [r, n] of Object.entries(s.http.refusedBy)) g('http_refused_total', n, `reason="${r}"`);
+    for (const [r, n] of Object.entries(s.http.login.refusedBy)) g('http_login_refused_total', n, `reason="${r}"`);
+    g('http_sessions_opened_total', s.http.login.sessionsOpened);
+    g('http_logouts_total', s.http.login.loggedOut);
+    if (s.http.login.recoveries !== undefined) g('login_signature_recoveries_total', s.http.login.recoveries);
+  }
   g('access_log_entries', s.accessLog.entries);
   g('access_log_batches_sealed_total', Number(s.accessLog.sealed));
   g('access_log_batches_anchored_total', Number(s.accessLog.anchored));
   g('access_log_batches_pending_anchor', s.accessLog.pending);
+  for (const code of ALL_ALARMS) g('alarm', s.alarms.some((a) => a.code === code) ? 1 : 0, `code="${code}",severity="${ALARMS[code].severity}"`);
+  for (const [d, st] of Object.entries(s.dependencies)) g('dependency_up', st.up ? 1 : 0, `dependency="${d}"`);
   return `${lines.join('\n')}\n`;
 }
