@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Runs before every `npm test`, `npm run demo` and `npm run bench`, ahead of the TypeScript
-// build: makes sure node_modules, the `influxd` binary (InfluxDB 1.x) and `dbus-daemon` (the
-// private bus the BLE simulator and tests run on) are there.
-// Silent when both already are. Plain JS on purpose: nothing is compiled yet.
+// build: makes sure node_modules, the `influxd` binary (InfluxDB 1.x), `dbus-daemon` (the
+// private bus the BLE simulator and tests run on) and `openssl` (the DEV ONLY CA for TLS) are there.
+// Silent when all already are. Plain JS on purpose: nothing is compiled yet.
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
@@ -13,6 +13,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BINARIES = [
   { cmd: 'influxd', packages: ['influxdb', 'influxdb-client'], what: 'InfluxDB 1.x', instead: 'The gateway itself can instead use an existing InfluxDB 1.x: set VP_INFLUX_URL (docs/storage.md).' },
   { cmd: 'dbus-daemon', packages: ['dbus-daemon'], what: 'the D-Bus message bus daemon', instead: 'Only the BLE simulator and its tests need it: the gateway on real hardware uses the system bus (docs/ble.md).' },
+  { cmd: 'openssl', packages: ['openssl'], what: 'the OpenSSL command line', instead: 'The demo and the tests make a DEV ONLY certificate authority with it for TLS; a hospital gives its own certificates (docs/operations.md).' },
 ];
 
 function onPath(cmd) {
