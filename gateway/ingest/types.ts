@@ -19,7 +19,20 @@ export interface AcceptedFrame {
   placement?: { batch: bigint; leaf: number };
 }
 
-/** Where accepted frames end up (InfluxDB). Writes must be idempotent: a replayed batch overwrites identical points. */
+/** What a write did besides storing every frame. */
+export interface SinkOutcome {
+  /**
+   * LSNs of frames the sink did not store because storage refuses them for good, and set aside
+   * durably instead (the storage quarantine, docs/storage.md): done with, like stored frames.
+   */
+  quarantined: ReadonlySet<bigint>;
+}
+
+/**
+ * Where accepted frames end up (InfluxDB). Writes must be idempotent: a replayed batch
+ * overwrites identical points. A write resolves when every frame is stored or set aside (named
+ * in the outcome), and throws when a retry is needed.
+ */
 export interface FrameSink {
-  write(frames: readonly AcceptedFrame[]): Promise<void>;
+  write(frames: readonly AcceptedFrame[]): Promise<SinkOutcome | void>;
 }

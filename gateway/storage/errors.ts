@@ -12,6 +12,8 @@ export const STORAGE_ERRORS = {
   INFLUX_REJECTED: 'InfluxDB refused the request (4xx): bad data, type conflict, missing database or permission',
   INFLUX_SERVER_ERROR: 'InfluxDB failed to handle the request (5xx)',
   INFLUX_BAD_RESPONSE: 'InfluxDB answered something this client cannot read',
+  QUARANTINE_FULL: 'the storage quarantine holds storage.quarantineMaxBytes: frames InfluxDB refuses for good now wait in the spool; fix the database and run `vitalproof storage replay`',
+  QUARANTINE_WRITE_FAILED: 'a frame InfluxDB refused for good could not be written to the storage quarantine (disk full, permissions): it stays in the spool and is tried again',
 } as const;
 
 export type StorageErrorCode = keyof typeof STORAGE_ERRORS;
@@ -31,4 +33,27 @@ export class StorageError extends Error {
 
 export function isStorageError(e: unknown, code?: StorageErrorCode): e is StorageError {
   return e instanceof StorageError && (code === undefined || e.code === code);
+}
+
+/**
+ * HTTP statuses with which InfluxDB refuses the points themselves: the same bytes fail the
+ * same way however often they are sent. 400 is a bad request: a field type conflict (some other
+ * writer stored `value` of `heart_rate` as a string in that shard), a line that does not parse,
+ * points beyond the retention policy, a series or tag-value limit; InfluxDB 1.x answers a
+ * "partial write" with 400 after storing the other points of the request. 413: the request is
+ * too large (a proxy's limit), which splitting it cures. 422: InfluxDB 2.x/3.x's 1.x-compatible
+ * /write refusing points (unprocessable).
+ *
+ * Not permanent: 401/403 (credentials, a configuration fault that a retry after the fix cures;
+ * every frame would fail alike), 404 (database missing: the sink creates it on retry),
+ * 429 (rate limited), 5xx, timeouts and network errors.
+ */
+export const PERMANENT_WRITE_STATUSES: ReadonlySet<number> = new Set([400, 413, 422]);
+
+/**
+ * Whether `e` is InfluxDB refusing the points of a write for good (PERMANENT_WRITE_STATUSES),
+ * as opposed to a transient failure that a retry with backoff cures.
+ */
+export function isPermanentRefusal(e: unknown): e is StorageError {
+  return isStorageError(e, 'INFLUX_REJECTED') && PERMANENT_WRITE_STATUSES.has(e.detail['status'] as number);
 }

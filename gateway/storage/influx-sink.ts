@@ -3,11 +3,18 @@
  * A write either stores every point or throws a StorageError; the spool drainer retries
  * with backoff, and because points depend only on the frames, a retry overwrites rather
  * than duplicates.
+ *
+ * With a quarantine, a refusal for good (isPermanentRefusal: a field type conflict, a line
+ * InfluxDB cannot parse) no longer throws: the frames InfluxDB refuses are found by bisection
+ * (./isolate.ts), set aside durably in the storage quarantine (./quarantine.ts) with InfluxDB's
+ * message, and named in the outcome; the others are stored. Transient failures still throw.
  */
 import { sensorByName } from '../../firmware-proto/catalogue.js';
-import type { AcceptedFrame, FrameSink, Transport } from '../ingest/types.js';
-import { isStorageError } from './errors.js';
+import type { AcceptedFrame, FrameSink, SinkOutcome, Transport } from '../ingest/types.js';
+import { isStorageError, type StorageError } from './errors.js';
 import { InfluxHttp, type Series } from './influx-http.js';
+import { writeIsolating } from './isolate.js';
+import { StorageQuarantine, type QuarantinedFrame } from './quarantine.js';
 import { FRAMES_MEASUREMENT, frameToLines, fromStoredUint64, toStoredUint64, type StoredFrame, type StoredPoint } from './schema.js';
 
 /** Points per HTTP write: InfluxDB's documented sweet spot for 1.x. */
@@ -26,6 +33,10 @@ export interface InfluxSinkOptions {
   timeoutMs?: number;
   /** Default and maximum MAX_POINTS_PER_WRITE. */
   pointsPerWrite?: number;
+  /** Where frames InfluxDB refuses for good are set aside; without one, such a write throws like any other. */
+  quarantine?: StorageQuarantine;
+  /** Called once per frame newly set aside, after its file is durable (count it, log it: no readings). */
+  onQuarantined?: (entry: QuarantinedFrame) => void;
 }
 
 export class InfluxSink implements FrameSink {
@@ -60,8 +71,30 @@ export class InfluxSink implements FrameSink {
    * @throws StorageError on any failure (some chunks may be stored: retrying is safe);
    *   TypeError for a frame the schema cannot represent (see frameToLines).
    */
-  async write(frames: readonly AcceptedFrame[]): Promise<void> {
-    const lines = frames.flatMap((f) => frameToLines(f, this.opts.gatewayId));
+  async write(frames: readonly AcceptedFrame[]): Promise<SinkOutcome | void> {
+    const q = this.opts.quarantine;
+    if (!q) return this.writeLines(frames.flatMap((f) => frameToLines(f, this.opts.gatewayId)));
+    const quarantined = new Set<bigint>();
+    const groups: { frame: AcceptedFrame; lines: string[] }[] = [];
+    for (const f of frames) {
+      // Set aside before (a batch re-read after a restart, or retried after a transient failure
+      // half-way through the bisection): not sent again; `vitalproof storage replay` sends it.
+      if (q.has(f.lsn, f.sha256)) quarantined.add(f.lsn);
+      else groups.push({ frame: f, lines: frameToLines(f, this.opts.gatewayId) });
+    }
+    await writeIsolating(groups, (lines) => this.writeLines(lines), (g, e) => {
+      this.setAside(q, g.frame, g.lines, e);
+      quarantined.add(g.frame.lsn);
+    });
+    return quarantined.size ? { quarantined } : undefined;
+  }
+
+  /**
+   * Writes lines as they are (the quarantine's replay sends points set aside earlier), in
+   * requests of at most pointsPerWrite; creates the database on first use.
+   * @throws StorageError
+   */
+  async writeLines(lines: string[]): Promise<void> {
     if (lines.length === 0) return;
     if (!this.dbReady) await this.ensureDatabase();
     for (let i = 0; i < lines.length; i += this.pointsPerWrite) {
@@ -72,6 +105,25 @@ export class InfluxSink implements FrameSink {
         throw e;
       }
     }
+  }
+
+  /** @throws StorageError QUARANTINE_FULL, QUARANTINE_WRITE_FAILED: the frame stays in the spool, the write is retried. */
+  private setAside(q: StorageQuarantine, a: AcceptedFrame, lines: string[], e: StorageError): void {
+    const entry: QuarantinedFrame = {
+      version: 1,
+      lsn: a.lsn.toString(),
+      device: a.frame.deviceId,
+      seq: a.frame.seq.toString(),
+      sensor: a.frame.spec.name,
+      sha256: a.sha256,
+      database: this.opts.database,
+      ...(this.opts.retentionPolicy ? { retentionPolicy: this.opts.retentionPolicy } : {}),
+      lines,
+      status: e.detail['status'] as number,
+      error: String(e.detail['error'] ?? e.message),
+      quarantinedAtMs: Date.now(),
+    };
+    if (q.add(entry)) this.opts.onQuarantined?.(entry);
   }
 
   /** True when InfluxDB answers /ping; never throws. */
