@@ -17,9 +17,14 @@
  *   expires: 2026-05-04T10:05:00.000Z
  *
  * Two ways to get one:
- *   gateway-issued   issueChallenge(account, purpose): the gateway remembers the nonce until the
- *                    expiry (default 5 min). HTTP logins must use one (AUTH_UNKNOWN_CHALLENGE
- *                    otherwise).
+ *   gateway-issued   issueChallenge(account, purpose): stateless. The nonce is 6 random bytes
+ *                    followed by the first 10 bytes of HMAC-SHA256(secret, gateway, account,
+ *                    purpose, issued, expires, random) (challengeMac), under a secret drawn at
+ *                    random when the authenticator starts. A login proves the gateway issued its
+ *                    challenge by that MAC alone: no table of pending challenges, so no flood of
+ *                    POST /auth/challenge can push a researcher's challenge out (issue #10, 5).
+ *                    Valid until its expiry (default 5 min). HTTP logins must use one
+ *                    (AUTH_UNKNOWN_CHALLENGE otherwise).
  *   self-issued      an MQTT client writes the text itself with a fresh random nonce and the
  *                    current time, so that it can log in with nothing but its key: accepted only
  *                    for purpose "mqtt", while the gateway's clock is within ±60 s of `issued`,
@@ -27,15 +32,43 @@
  *                    forgets the nonces seen, so older logins could otherwise be replayed).
  * Either way a challenge is accepted once: a replayed login fails AUTH_REPLAYED.
  *
+ * Cheap checks before expensive ones (issue #10, 2). Recovering the signer of a secp256k1
+ * signature costs about 2-6 ms of CPU here; a MAC check, a parse and a map look-up cost
+ * microseconds. So verifyLogin checks the form, gateway, purpose, the MAC (or, for a
+ * self-issued text, its dates), expiry and single use first, and recovers a signature only for a
+ * challenge that passed all of them, within a budget: gateway-issued challenges draw on
+ * `recoveriesPerS` (a global bucket), self-issued ones, which anybody can write, on a smaller
+ * budget of their own (`selfIssuedPerS`) and one per account (and per source address when the
+ * transport gives one). A spent budget answers AUTH_BUSY without recovering anything: logins
+ * wait, devices do not (their PUBACKs share the event loop). `stats().recoveries` counts the
+ * recoveries done.
+ *
+ * Why the secret is random per start and not kept in the data dir: the used-nonce set is in
+ * memory. With a persisted secret, a challenge used just before a restart would verify again
+ * after it and could be replayed until it expires; with a fresh secret every challenge issued
+ * before the restart fails its MAC (AUTH_UNKNOWN_CHALLENGE), and a researcher asks for a new one.
+ * Logins are rare (one an hour per researcher): that cost is small.
+ *
+ * Single use without eviction. A nonce enters the used set only after its MAC (or dates) and
+ * its signature verified, and is forgotten when its challenge expires. Nothing else ever enters,
+ * so forged logins cannot fill it, and the set holds at most recoveries-per-second × challenge
+ * life entries; a set that is full anyway (maxUsedNonces) refuses new logins with AUTH_BUSY
+ * rather than forget a used nonce (which would let it be replayed).
+ *
  * A login over HTTP becomes a session: an opaque random bearer token bound to the address,
- * valid for an hour by default. Over MQTT the password is the login itself, in the compact
- * form `base64url(challenge text) "." 0x-hex signature` (encodeLogin / decodeLogin), and the
- * username is the account's address.
+ * valid for an hour by default, ended early by logout (one session, or every session of the
+ * address). Addresses the chain knows (`admitted`: a grantee or a bound patient) keep up to
+ * maxSessionsPerResearcher sessions each; any other key (a free Ethereum key can sign a
+ * login) shares a small pool of maxUnadmittedSessions, oldest ended first, so a stranger's
+ * logins can never crowd out the sessions of those who have grants. Over MQTT the password is
+ * the login itself, in the compact form `base64url(challenge text) "." 0x-hex signature`
+ * (encodeLogin / decodeLogin), and the username is the account's address.
  *
  * Verdicts, not exceptions, for anything a client sends: { ok: false, code, message }.
  */
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { getAddress, isAddress, verifyMessage } from 'ethers';
+import { KeyedBuckets, TokenBucket } from '../util/token-bucket.js';
 
 export const LOGIN_TITLE = 'VitalProof researcher login';
 export const LOGIN_NOTICE = "Signing this proves you hold this account's key to the gateway named below. It moves no funds.";
@@ -55,6 +88,7 @@ export const AUTH_ERRORS = {
   AUTH_REPLAYED: 'the challenge was used for a login already: every login needs a fresh challenge',
   AUTH_UNKNOWN_SESSION: 'no session has this token (never issued, logged out, or the gateway restarted): log in again',
   AUTH_SESSION_EXPIRED: 'the session has expired: log in again',
+  AUTH_BUSY: "the gateway's budget of login signature checks is spent for now (a flood of logins, or many logins for one account): retry in a few seconds; a self-issued MQTT login can use a gateway-issued challenge instead",
 } as const;
 export type AuthErrorCode = keyof typeof AUTH_ERRORS;
 
@@ -100,11 +134,43 @@ export interface AuthenticatorOptions {
   sessionTtlMs?: number;
   /** How far a self-issued challenge's `issued` may be from the gateway clock. Default 60 s. */
   selfIssuedSkewMs?: number;
-  /** Outstanding gateway-issued challenges at most (the oldest are dropped). Default 10,000. */
-  maxPendingChallenges?: number;
-  /** Sessions per researcher at most (the oldest are ended). Default 16. */
+  /** Sessions per admitted address at most (the oldest are ended). Default 16. */
   maxSessionsPerResearcher?: number;
+  /** Sessions of addresses that are not `admitted`, all together (the oldest are ended). Default 256. */
+  maxUnadmittedSessions?: number;
+  /**
+   * Whether the chain knows an address (a grantee, a bound patient): its sessions do not come
+   * out of the small shared pool. Asked once per successful login. Default: everyone is admitted.
+   */
+  admitted?: (address: string) => boolean;
+  /** Used nonces remembered at most; when full, logins are refused AUTH_BUSY until some expire. Default 16,384. */
+  maxUsedNonces?: number;
+  /** Signature recoveries per second for gateway-issued challenges (burst: twice as many). Default 20. */
+  recoveriesPerS?: number;
+  /** Signature recoveries per second for self-issued MQTT challenges, all accounts together (burst: twice). Default 10. */
+  selfIssuedPerS?: number;
+  /** ... and per account, and per source address when known (burst 5). Default 1. */
+  selfIssuedPerKeyPerS?: number;
+  /** The MAC key of gateway-issued challenges (32 bytes). Default: random, drawn at construction. */
+  secret?: Uint8Array;
   now?: () => number;
+}
+
+/** Bytes of the nonce: random part, then truncated MAC (16 in all: the 32 hex digits of NONCE). */
+const NONCE_RANDOM_BYTES = 6;
+const NONCE_MAC_BYTES = 10;
+/** Domain separation of challengeMac: this MAC is for nothing else. */
+const MAC_DOMAIN = 'VitalProof login challenge MAC v1';
+
+/**
+ * The MAC part of a gateway-issued nonce: the first 10 bytes of HMAC-SHA256(secret, domain ‖
+ * gateway ‖ account ‖ purpose ‖ issued ‖ expires ‖ random), newline-separated (no field can
+ * hold a newline, so the encoding is unambiguous). 80 bits: guessing one takes 2^80 tries.
+ */
+export function challengeMac(secret: Uint8Array, c: Omit<LoginChallenge, 'nonce'>, random: Buffer): Buffer {
+  const h = createHmac('sha256', secret);
+  h.update([MAC_DOMAIN, c.gateway, c.account, c.purpose, String(c.issuedAtMs), String(c.expiresAtMs), random.toString('hex')].join('\n'));
+  return h.digest().subarray(0, NONCE_MAC_BYTES);
 }
 
 const NONCE = /^[0-9a-f]{32}$/;
@@ -131,11 +197,16 @@ export function challengeText(c: LoginChallenge): string {
   for (const [k, v] of [['issuedAtMs', c.issuedAtMs], ['expiresAtMs', c.expiresAtMs]] as const) {
     if (!Number.isSafeInteger(v) || v < 0 || v > 8.64e15) throw new TypeError(`${k} must be a Unix time in ms, got ${v}`);
   }
+  return formatChallenge({ ...c, account: getAddress(c.account) });
+}
+
+/** The eight lines of a challenge whose fields are known good (account checksummed): no checks, no hashing. */
+function formatChallenge(c: LoginChallenge): string {
   return [
     LOGIN_TITLE,
     LOGIN_NOTICE,
     `gateway: ${c.gateway}`,
-    `account: ${getAddress(c.account)}`,
+    `account: ${c.account}`,
     `purpose: ${c.purpose}`,
     `nonce: ${c.nonce}`,
     `issued: ${new Date(c.issuedAtMs).toISOString()}`,
@@ -217,9 +288,26 @@ export function selfIssuedChallenge(gateway: string, account: string, nowMs = Da
   return challengeText({ gateway, account, purpose: 'mqtt', nonce: randomBytes(16).toString('hex'), issuedAtMs: nowMs, expiresAtMs: nowMs + ttlMs });
 }
 
+/** Sizes and counters of the authenticator (for /status). */
+export interface AuthStats {
+  /** Nonces remembered as used (each from a login whose signature verified). */
+  usedNonces: number;
+  sessions: number;
+  /** Sessions of addresses the chain does not know (the shared pool). */
+  unadmittedSessions: number;
+  /** secp256k1 signature recoveries done since start (the expensive step of a login). */
+  recoveries: number;
+  /** Logins refused AUTH_BUSY since start, before any recovery. */
+  busy: number;
+}
+
+interface SessionEntry extends Session {
+  admitted: boolean;
+}
+
 /**
  * Issues challenges, checks logins and keeps sessions, in memory (a restart forgets sessions
- * and outstanding challenges: researchers log in again).
+ * and invalidates every challenge: researchers log in again).
  */
 export class ResearcherAuthenticator {
   readonly gatewayId: string;
@@ -228,14 +316,23 @@ export class ResearcherAuthenticator {
   private readonly challengeTtlMs: number;
   private readonly sessionTtlMs: number;
   private readonly skewMs: number;
-  private readonly maxPending: number;
   private readonly maxSessions: number;
+  private readonly maxUnadmitted: number;
+  private readonly maxUsed: number;
+  private readonly admitted: (address: string) => boolean;
+  private readonly secret: Uint8Array;
   private readonly now: () => number;
-  /** nonce → the gateway-issued challenge, until it is used or expires. */
-  private readonly pending = new Map<string, LoginChallenge>();
+  private readonly issuedBudget: TokenBucket;
+  private readonly selfIssuedBudget: TokenBucket;
+  private readonly selfIssuedPerKey: KeyedBuckets;
   /** nonce → until when it must be remembered as used (after that, the challenge is expired anyway). */
   private readonly used = new Map<string, number>();
-  private readonly sessions = new Map<string, Session>();
+  /** The earliest `until` in `used`: pruning is skipped until then. */
+  private usedNextExpiry = Infinity;
+  private readonly sessions = new Map<string, SessionEntry>();
+  private unadmittedCount = 0;
+  private recoveries = 0;
+  private busy = 0;
 
   /** @throws TypeError for a malformed gatewayId or option. */
   constructor(opts: AuthenticatorOptions) {
@@ -244,34 +341,62 @@ export class ResearcherAuthenticator {
     this.challengeTtlMs = positive('challengeTtlMs', opts.challengeTtlMs ?? 5 * 60_000);
     this.sessionTtlMs = positive('sessionTtlMs', opts.sessionTtlMs ?? 60 * 60_000);
     this.skewMs = positive('selfIssuedSkewMs', opts.selfIssuedSkewMs ?? 60_000);
-    this.maxPending = positive('maxPendingChallenges', opts.maxPendingChallenges ?? 10_000);
     this.maxSessions = positive('maxSessionsPerResearcher', opts.maxSessionsPerResearcher ?? 16);
+    this.maxUnadmitted = positive('maxUnadmittedSessions', opts.maxUnadmittedSessions ?? 256);
+    this.maxUsed = positive('maxUsedNonces', opts.maxUsedNonces ?? 16_384);
+    this.admitted = opts.admitted ?? (() => true);
+    if (opts.secret !== undefined && opts.secret.length < 32) throw new TypeError(`secret must be at least 32 bytes, got ${opts.secret.length}`);
+    this.secret = opts.secret ?? randomBytes(32);
     this.now = opts.now ?? Date.now;
     this.startedAtMs = this.now();
+    const rate = (name: string, v: number): number => {
+      if (!(Number.isFinite(v) && v > 0)) throw new TypeError(`${name} must be a positive number, got ${v}`);
+      return v;
+    };
+    const issued = rate('recoveriesPerS', opts.recoveriesPerS ?? 20);
+    const self = rate('selfIssuedPerS', opts.selfIssuedPerS ?? 10);
+    const perKey = rate('selfIssuedPerKeyPerS', opts.selfIssuedPerKeyPerS ?? 1);
+    this.issuedBudget = new TokenBucket({ ratePerS: issued, burst: Math.max(1, Math.ceil(2 * issued)), now: this.now });
+    this.selfIssuedBudget = new TokenBucket({ ratePerS: self, burst: Math.max(1, Math.ceil(2 * self)), now: this.now });
+    this.selfIssuedPerKey = new KeyedBuckets({ ratePerS: perKey, burst: 5, maxKeys: 10_000, now: this.now });
   }
 
   /**
-   * A new challenge for `account` to sign (POST /auth/challenge).
+   * A new challenge for `account` to sign (POST /auth/challenge). Stateless: nothing is stored.
    * @throws TypeError for a malformed address or purpose.
    */
   issueChallenge(account: string, purpose: LoginPurpose): { text: string; challenge: LoginChallenge } {
-    if (!isAddress(account)) throw new TypeError(`account must be an Ethereum address, got "${account}"`);
     if (!LOGIN_PURPOSES.includes(purpose)) throw new TypeError(`purpose must be mqtt or http, got "${String(purpose)}"`);
+    let checksummed: string;
+    try {
+      checksummed = getAddress(account); // the one keccak of an issue: anyone may ask for challenges
+    } catch {
+      throw new TypeError(`account must be an Ethereum address, got "${account}"`);
+    }
     const now = this.now();
-    this.prune(now);
-    const challenge: LoginChallenge = { gateway: this.gatewayId, account: getAddress(account), purpose, nonce: randomBytes(16).toString('hex'), issuedAtMs: now, expiresAtMs: now + this.challengeTtlMs };
-    this.pending.set(challenge.nonce, challenge);
-    while (this.pending.size > this.maxPending) this.pending.delete(this.pending.keys().next().value as string);
-    return { text: challengeText(challenge), challenge };
+    const fields = { gateway: this.gatewayId, account: checksummed, purpose, issuedAtMs: now, expiresAtMs: now + this.challengeTtlMs };
+    const random = randomBytes(NONCE_RANDOM_BYTES);
+    const challenge: LoginChallenge = { ...fields, nonce: Buffer.concat([random, challengeMac(this.secret, fields, random)]).toString('hex') };
+    return { text: formatChallenge(challenge), challenge };
+  }
+
+  /** Whether this gateway issued `c` (its nonce's MAC verifies): microseconds, no state. */
+  issuedHere(c: LoginChallenge): boolean {
+    const n = Buffer.from(c.nonce, 'hex');
+    const random = n.subarray(0, NONCE_RANDOM_BYTES);
+    return timingSafeEqual(n.subarray(NONCE_RANDOM_BYTES), challengeMac(this.secret, c, random));
   }
 
   /**
-   * Checks a login for `purpose` and consumes its challenge. In order: form (AUTH_MALFORMED),
-   * gateway, purpose, signature, then the challenge's origin and time (AUTH_UNKNOWN_CHALLENGE,
-   * AUTH_EXPIRED, AUTH_CLOCK_SKEW) and single use (AUTH_REPLAYED). Only a login that passes
-   * everything consumes the challenge.
+   * Checks a login for `purpose` and consumes its challenge. In order, cheap to expensive: form
+   * (AUTH_MALFORMED), gateway, purpose, origin (the MAC of a gateway-issued challenge; the dates
+   * of a self-issued one: AUTH_UNKNOWN_CHALLENGE, AUTH_EXPIRED, AUTH_CLOCK_SKEW), single use
+   * (AUTH_REPLAYED), room and budget (AUTH_BUSY), and only then the signature
+   * (AUTH_BAD_SIGNATURE). Only a login that passes everything consumes the challenge.
+   * @param source the client's address when the transport knows it: self-issued logins are also
+   *   budgeted per source.
    */
-  verifyLogin(login: Login, purpose: LoginPurpose): LoginResult {
+  verifyLogin(login: Login, purpose: LoginPurpose, source?: string): LoginResult {
     if (typeof login !== 'object' || login === null || typeof login.text !== 'string' || typeof login.signature !== 'string' || !SIGNATURE.test(login.signature)) {
       return failure('AUTH_MALFORMED', 'expected { text, signature: 0x + 130 hex digits }');
     }
@@ -279,25 +404,15 @@ export class ResearcherAuthenticator {
     if (!c) return failure('AUTH_MALFORMED', 'the text is not a VitalProof researcher login challenge');
     if (c.gateway !== this.gatewayId) return failure('AUTH_WRONG_GATEWAY', `the challenge is for gateway "${c.gateway}", this is "${this.gatewayId}"`);
     if (c.purpose !== purpose) return failure('AUTH_WRONG_PURPOSE', `the challenge is for ${c.purpose}, this login is ${purpose}`);
-    let recovered: string;
-    try {
-      recovered = verifyMessage(login.text, login.signature);
-    } catch {
-      return failure('AUTH_BAD_SIGNATURE', 'the signature is not a valid secp256k1 signature');
-    }
-    if (recovered !== c.account) return failure('AUTH_BAD_SIGNATURE', `the signature recovers ${recovered}, the challenge names ${c.account}`);
 
     const now = this.now();
-    this.prune(now);
-    if (this.used.has(c.nonce)) return failure('AUTH_REPLAYED', `challenge ${c.nonce} was used already`);
-    const issued = this.pending.get(c.nonce);
+    const issued = this.issuedHere(c);
     let rememberUntil: number;
     if (issued) {
-      if (challengeText(issued) !== login.text) return failure('AUTH_UNKNOWN_CHALLENGE', `the text differs from challenge ${c.nonce} as issued`);
       if (now >= c.expiresAtMs) return failure('AUTH_EXPIRED', `challenge ${c.nonce} expired at ${iso(c.expiresAtMs)}`);
       rememberUntil = c.expiresAtMs;
     } else {
-      if (purpose !== 'mqtt') return failure('AUTH_UNKNOWN_CHALLENGE', `challenge ${c.nonce} was not issued by this gateway (or it expired, or the gateway restarted)`);
+      if (purpose !== 'mqtt') return failure('AUTH_UNKNOWN_CHALLENGE', `challenge ${c.nonce} was not issued by this gateway (or the gateway restarted since)`);
       // Self-issued (MQTT): dated near the gateway clock, after the authenticator started.
       if (c.issuedAtMs > now + this.skewMs) return failure('AUTH_CLOCK_SKEW', `issued ${iso(c.issuedAtMs)}, the gateway clock reads ${iso(now)}`);
       if (c.issuedAtMs < now - this.skewMs) return failure('AUTH_EXPIRED', `issued ${iso(c.issuedAtMs)}, more than ${this.skewMs} ms before ${iso(now)}`);
@@ -305,19 +420,38 @@ export class ResearcherAuthenticator {
       if (now >= c.expiresAtMs) return failure('AUTH_EXPIRED', `the challenge expired at ${iso(c.expiresAtMs)}`);
       rememberUntil = Math.min(c.expiresAtMs, c.issuedAtMs + this.skewMs + 1);
     }
-    this.pending.delete(c.nonce);
+    this.pruneUsed(now);
+    if (this.used.has(c.nonce)) return failure('AUTH_REPLAYED', `challenge ${c.nonce} was used already`);
+    if (this.used.size >= this.maxUsed) return this.refuseBusy(`${this.used.size} used challenges are remembered until they expire (maxUsedNonces)`);
+    if (issued) {
+      if (!this.issuedBudget.take()) return this.refuseBusy(`signature checks for gateway-issued challenges are spent; next in ${this.issuedBudget.retryAfterMs()} ms`);
+    } else {
+      if (!this.selfIssuedPerKey.take(`account:${c.account}`)) return this.refuseBusy(`self-issued logins for ${c.account} come too fast`);
+      if (source !== undefined && !this.selfIssuedPerKey.take(`source:${source}`)) return this.refuseBusy('self-issued logins from this address come too fast');
+      if (!this.selfIssuedBudget.take()) return this.refuseBusy(`signature checks for self-issued challenges are spent; next in ${this.selfIssuedBudget.retryAfterMs()} ms`);
+    }
+
+    let recovered: string;
+    this.recoveries++;
+    try {
+      recovered = verifyMessage(login.text, login.signature);
+    } catch {
+      return failure('AUTH_BAD_SIGNATURE', 'the signature is not a valid secp256k1 signature');
+    }
+    if (recovered !== c.account) return failure('AUTH_BAD_SIGNATURE', `the signature recovers ${recovered}, the challenge names ${c.account}`);
     this.used.set(c.nonce, rememberUntil);
+    this.usedNextExpiry = Math.min(this.usedNextExpiry, rememberUntil);
     return { ok: true, researcher: c.account, challenge: c };
   }
 
   /**
    * An MQTT CONNECT: `password` is the compact login (encodeLogin), `username` (when given)
-   * must be the account it names.
+   * must be the account it names; `source` is the client's address when known.
    */
-  verifyMqttLogin(username: string | undefined, password: string | Uint8Array | undefined): LoginResult {
+  verifyMqttLogin(username: string | undefined, password: string | Uint8Array | undefined, source?: string): LoginResult {
     const login = password === undefined ? undefined : decodeLogin(password);
     if (!login) return failure('AUTH_MALFORMED', 'the MQTT password must be base64url(challenge text) "." 0x-hex signature');
-    const r = this.verifyLogin(login, 'mqtt');
+    const r = this.verifyLogin(login, 'mqtt', source);
     if (r.ok && username !== undefined && username !== '' && username.toLowerCase() !== r.researcher.toLowerCase()) {
       return failure('AUTH_WRONG_ACCOUNT', `username ${username}, the challenge names ${r.researcher}`);
     }
@@ -329,11 +463,22 @@ export class ResearcherAuthenticator {
     const r = this.verifyLogin(login, 'http');
     if (!r.ok) return r;
     const now = this.now();
-    const session: Session = { token: randomBytes(32).toString('base64url'), researcher: r.researcher, issuedAtMs: now, expiresAtMs: now + this.sessionTtlMs };
-    this.sessions.set(session.token, session);
-    const mine = [...this.sessions.values()].filter((s) => s.researcher === r.researcher);
-    for (const s of mine.slice(0, Math.max(0, mine.length - this.maxSessions))) this.sessions.delete(s.token);
-    return { ok: true, session: { ...session } };
+    this.pruneSessions(now);
+    const admitted = this.admitted(r.researcher);
+    const entry: SessionEntry = { token: randomBytes(32).toString('base64url'), researcher: r.researcher, issuedAtMs: now, expiresAtMs: now + this.sessionTtlMs, admitted };
+    this.sessions.set(entry.token, entry);
+    if (admitted) {
+      const mine = [...this.sessions.values()].filter((s) => s.researcher === r.researcher);
+      for (const s of mine.slice(0, Math.max(0, mine.length - this.maxSessions))) this.end(s.token);
+    } else {
+      this.unadmittedCount++;
+      // The oldest sessions of unknown addresses make room (Map order is oldest first).
+      for (const [t, s] of this.sessions) {
+        if (this.unadmittedCount <= this.maxUnadmitted) break;
+        if (!s.admitted) this.end(t);
+      }
+    }
+    return { ok: true, session: publicSession(entry) };
   }
 
   /** The session of a bearer token (`Authorization: Bearer <token>`). */
@@ -341,40 +486,64 @@ export class ResearcherAuthenticator {
     const s = typeof token === 'string' ? this.sessions.get(token) : undefined;
     if (!s) return failure('AUTH_UNKNOWN_SESSION', 'no session has this token');
     if (this.now() >= s.expiresAtMs) {
-      this.sessions.delete(token);
+      this.end(token);
       return failure('AUTH_SESSION_EXPIRED', `the session expired at ${iso(s.expiresAtMs)}`);
     }
-    return { ok: true, session: { ...s } };
+    return { ok: true, session: publicSession(s) };
   }
 
   /** Ends a session (logout); true when there was one. */
   logout(token: string): boolean {
-    return this.sessions.delete(token);
+    return this.end(token);
   }
 
-  /** Ends every session of a researcher (e.g. when their last grant is revoked); returns how many. */
+  /** Ends every session of a researcher (logout everywhere, a leaked token; or their last grant revoked); returns how many. */
   endSessionsOf(researcher: string): number {
     let n = 0;
     for (const [t, s] of this.sessions) {
-      if (s.researcher.toLowerCase() === researcher.toLowerCase()) {
-        this.sessions.delete(t);
-        n++;
-      }
+      if (s.researcher.toLowerCase() === researcher.toLowerCase() && this.end(t)) n++;
     }
     return n;
   }
 
-  /** Sizes of the in-memory tables (for status). */
-  stats(): { pendingChallenges: number; usedNonces: number; sessions: number } {
-    this.prune(this.now());
-    return { pendingChallenges: this.pending.size, usedNonces: this.used.size, sessions: this.sessions.size };
+  /** Sizes of the in-memory tables and the work counters (for status). */
+  stats(): AuthStats {
+    const now = this.now();
+    this.pruneUsed(now);
+    this.pruneSessions(now);
+    return { usedNonces: this.used.size, sessions: this.sessions.size, unadmittedSessions: this.unadmittedCount, recoveries: this.recoveries, busy: this.busy };
   }
 
-  private prune(now: number): void {
-    for (const [n, c] of this.pending) if (now >= c.expiresAtMs) this.pending.delete(n);
-    for (const [n, until] of this.used) if (now >= until) this.used.delete(n);
-    for (const [t, s] of this.sessions) if (now >= s.expiresAtMs) this.sessions.delete(t);
+  private refuseBusy(detail: string): AuthFailure {
+    this.busy++;
+    return failure('AUTH_BUSY', detail);
   }
+
+  private end(token: string): boolean {
+    const s = this.sessions.get(token);
+    if (!s) return false;
+    this.sessions.delete(token);
+    if (!s.admitted) this.unadmittedCount--;
+    return true;
+  }
+
+  private pruneUsed(now: number): void {
+    if (now < this.usedNextExpiry) return;
+    let next = Infinity;
+    for (const [n, until] of this.used) {
+      if (now >= until) this.used.delete(n);
+      else next = Math.min(next, until);
+    }
+    this.usedNextExpiry = next;
+  }
+
+  private pruneSessions(now: number): void {
+    for (const [t, s] of this.sessions) if (now >= s.expiresAtMs) this.end(t);
+  }
+}
+
+function publicSession(s: SessionEntry): Session {
+  return { token: s.token, researcher: s.researcher, issuedAtMs: s.issuedAtMs, expiresAtMs: s.expiresAtMs };
 }
 
 function failure(code: AuthErrorCode, detail: string): AuthFailure {

@@ -4,9 +4,11 @@
  * explicit clock, so expiry is exact and nothing sleeps.
  */
 import { describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
 import { Wallet } from 'ethers';
 import {
   AUTH_ERRORS,
+  challengeMac,
   challengeText,
   decodeLogin,
   encodeLogin,
@@ -103,7 +105,7 @@ describe('HTTP login', () => {
     expect(s.ok && s.session.researcher).toBe(researcher.address);
     // The same signed login again: single use.
     refused(a.login(login), 'AUTH_REPLAYED');
-    expect(a.stats().pendingChallenges).toBe(0);
+    expect(a.stats()).toMatchObject({ usedNonces: 1, sessions: 1 });
   });
 
   it('refuses a signature by another key, a text changed after issue, a challenge it never issued, another purpose or gateway', async () => {
@@ -111,8 +113,8 @@ describe('HTTP login', () => {
     const { text } = a.issueChallenge(researcher.address, 'http');
     refused(a.login({ text, signature: await other.signMessage(text) }), 'AUTH_BAD_SIGNATURE');
     refused(a.login({ text, signature: await researcher.signMessage(`${text} `) }), 'AUTH_BAD_SIGNATURE');
-    // Signed over a changed text: the signature recovers another address than the account line.
-    refused(a.login({ text: text.replace(/nonce: [0-9a-f]+/, 'nonce: 00000000000000000000000000000000'), signature: await researcher.signMessage(text) }), 'AUTH_BAD_SIGNATURE');
+    // A text changed after issue no longer carries the gateway's MAC.
+    refused(a.login({ text: text.replace(/nonce: [0-9a-f]+/, 'nonce: 00000000000000000000000000000000'), signature: await researcher.signMessage(text) }), 'AUTH_UNKNOWN_CHALLENGE');
     // Self-made and correctly signed, but not issued by this gateway: HTTP needs an issued challenge.
     const own = challengeText({ gateway: 'ward-3', account: researcher.address, purpose: 'http', nonce: 'ab'.repeat(16), issuedAtMs: T0, expiresAtMs: T0 + 60_000 });
     refused(a.login({ text: own, signature: await researcher.signMessage(own) }), 'AUTH_UNKNOWN_CHALLENGE');
@@ -131,7 +133,7 @@ describe('HTTP login', () => {
     const a = auth(c);
     const late = a.issueChallenge(researcher.address, 'http').text;
     c.advance(300_000);
-    refused(a.login({ text: late, signature: await researcher.signMessage(late) }), 'AUTH_UNKNOWN_CHALLENGE'); // forgotten at expiry
+    refused(a.login({ text: late, signature: await researcher.signMessage(late) }), 'AUTH_EXPIRED');
     const { text } = a.issueChallenge(researcher.address, 'http');
     c.advance(299_999);
     const r = a.login({ text, signature: await researcher.signMessage(text) });
@@ -216,5 +218,175 @@ describe('MQTT login (password = the login)', () => {
     const password = encodeLogin({ text, signature: await researcher.signMessage(text) });
     expect(a.verifyMqttLogin('', password).ok).toBe(true);
     refused(a.verifyMqttLogin('', password), 'AUTH_REPLAYED');
+  });
+});
+
+/** A random key (Wallet.createRandom derives from a mnemonic: far slower). */
+function freshWallet(): Wallet {
+  return new Wallet(`0x${randomBytes(32).toString('hex')}`);
+}
+
+/** A signature-shaped string no key made: recovering it costs as much as a real one. */
+function randomSignature(): string {
+  return `0x${randomBytes(64).toString('hex')}1b`;
+}
+
+describe('cheap checks before signature recovery (issue #10, 2 and 5)', () => {
+  it('refuses forged, altered, expired, replayed and misdirected challenges without recovering any signature', async () => {
+    const c = clock();
+    const a = auth(c);
+    const { text, challenge } = a.issueChallenge(researcher.address, 'http');
+    expect(challenge.nonce).toMatch(/^[0-9a-f]{32}$/);
+    const good = { text, signature: await researcher.signMessage(text) };
+    expect(a.login(good).ok).toBe(true);
+    expect(a.stats().recoveries).toBe(1);
+
+    const forged = (over: Partial<Parameters<typeof challengeText>[0]>): string =>
+      challengeText({ ...challenge, nonce: randomBytes(16).toString('hex'), ...over });
+    const cases: [string, AuthErrorCode][] = [
+      [forged({}), 'AUTH_UNKNOWN_CHALLENGE'], // a nonce the gateway never made
+      [challengeText({ ...challenge, account: other.address }), 'AUTH_UNKNOWN_CHALLENGE'], // another account under the same nonce
+      [challengeText({ ...challenge, expiresAtMs: challenge.expiresAtMs + 3_600_000 }), 'AUTH_UNKNOWN_CHALLENGE'], // a longer life
+      [challengeText({ ...challenge, gateway: 'ward-4' }), 'AUTH_WRONG_GATEWAY'],
+      [challengeText({ ...challenge, purpose: 'mqtt' }), 'AUTH_WRONG_PURPOSE'],
+      [text, 'AUTH_REPLAYED'],
+      ['VitalProof researcher login\nnot a challenge', 'AUTH_MALFORMED'],
+    ];
+    for (let i = 0; i < 200; i++) {
+      for (const [t, code] of cases) refused(a.login({ text: t, signature: randomSignature() }), code);
+    }
+    const late = a.issueChallenge(researcher.address, 'http').text;
+    c.advance(300_000);
+    refused(a.login({ text: late, signature: randomSignature() }), 'AUTH_EXPIRED');
+    // 1,401 refusals, not one secp256k1 recovery among them.
+    expect(a.stats().recoveries).toBe(1);
+    // A genuine, unexpired challenge with a wrong signature is the only refusal that recovers.
+    const fresh = a.issueChallenge(researcher.address, 'http').text;
+    refused(a.login({ text: fresh, signature: await other.signMessage(fresh) }), 'AUTH_BAD_SIGNATURE');
+    expect(a.stats().recoveries).toBe(2);
+  });
+
+  it('the nonce is random ‖ HMAC under the secret: the same secret recognises it, a restarted gateway (new secret) does not', async () => {
+    const secret = randomBytes(32);
+    const c = clock();
+    const a = auth(c, { secret });
+    const { text, challenge } = a.issueChallenge(researcher.address, 'http');
+    const n = Buffer.from(challenge.nonce, 'hex');
+    expect(n.subarray(6).equals(challengeMac(secret, challenge, n.subarray(0, 6)))).toBe(true);
+    expect(a.issuedHere(challenge)).toBe(true);
+    const signature = await researcher.signMessage(text);
+    refused(auth(clock(c.now()), { secret: randomBytes(32) }).login({ text, signature }), 'AUTH_UNKNOWN_CHALLENGE');
+    expect(auth(clock(c.now()), { secret }).login({ text, signature }).ok).toBe(true);
+    expect(() => auth(c, { secret: randomBytes(16) })).toThrow(TypeError);
+  });
+
+  it('a flood of 20,000 challenges keeps nothing and evicts nothing: the first one still logs in', async () => {
+    const c = clock();
+    const a = auth(c);
+    const first = a.issueChallenge(researcher.address, 'http').text;
+    const nonces = new Set<string>();
+    for (let i = 0; i < 20_000; i++) nonces.add(a.issueChallenge(i % 2 ? other.address : researcher.address, 'http').challenge.nonce);
+    expect(nonces.size).toBe(20_000); // all distinct
+    expect(a.stats()).toMatchObject({ usedNonces: 0, sessions: 0, recoveries: 0 });
+    c.advance(299_999);
+    expect(a.login({ text: first, signature: await researcher.signMessage(first) }).ok).toBe(true);
+  });
+
+  it('remembers used nonces only from verified logins, only until they expire, and at most maxUsedNonces (then AUTH_BUSY, no recovery)', async () => {
+    const c = clock();
+    const a = auth(c, { maxUsedNonces: 3 });
+    const login = async (): Promise<LoginResult> => {
+      const { text } = a.issueChallenge(researcher.address, 'http');
+      return a.verifyLogin({ text, signature: await researcher.signMessage(text) }, 'http');
+    };
+    // Bad signatures on genuine challenges do not enter the set.
+    for (let i = 0; i < 10; i++) refused(a.verifyLogin({ text: a.issueChallenge(researcher.address, 'http').text, signature: randomSignature() }, 'http'), 'AUTH_BAD_SIGNATURE');
+    expect(a.stats().usedNonces).toBe(0);
+    for (let i = 0; i < 3; i++) expect((await login()).ok).toBe(true);
+    expect(a.stats().usedNonces).toBe(3);
+    const before = a.stats().recoveries;
+    refused(await login(), 'AUTH_BUSY');
+    expect(a.stats()).toMatchObject({ usedNonces: 3, recoveries: before, busy: 1 });
+    c.advance(300_000); // every remembered challenge has expired: forgotten
+    expect(a.stats().usedNonces).toBe(0);
+    expect((await login()).ok).toBe(true);
+  });
+
+  it('spends at most recoveriesPerS recoveries (burst twice) on gateway-issued challenges; AUTH_BUSY beyond, without recovering', async () => {
+    const c = clock();
+    const a = auth(c, { recoveriesPerS: 2 });
+    const { text } = a.issueChallenge(researcher.address, 'http');
+    for (let i = 0; i < 4; i++) refused(a.login({ text, signature: randomSignature() }), 'AUTH_BAD_SIGNATURE');
+    refused(a.login({ text, signature: randomSignature() }), 'AUTH_BUSY');
+    refused(a.login({ text, signature: await researcher.signMessage(text) }), 'AUTH_BUSY');
+    expect(a.stats().recoveries).toBe(4);
+    c.advance(500); // one token back
+    expect(a.login({ text, signature: await researcher.signMessage(text) }).ok).toBe(true);
+    expect(a.stats().recoveries).toBe(5);
+  });
+
+  it('self-issued MQTT logins: budgeted per account, per source and in all, apart from gateway-issued ones', async () => {
+    const c = clock();
+    const a = auth(c, { selfIssuedPerS: 5 }); // burst 10 in all; 5 per account or source
+    c.advance(1000);
+    const selfLogin = async (w: Wallet, source?: string): Promise<LoginResult> => {
+      const text = selfIssuedChallenge('ward-3', w.address, c.now());
+      return a.verifyMqttLogin(w.address, encodeLogin({ text, signature: await w.signMessage(text) }), source);
+    };
+    for (let i = 0; i < 5; i++) expect((await selfLogin(researcher)).ok).toBe(true);
+    refused(await selfLogin(researcher), 'AUTH_BUSY'); // this account's share
+    expect((await selfLogin(other, '10.0.0.9')).ok).toBe(true); // another account is not held up
+    // One source naming many accounts: its own share of 5.
+    const many = Array.from({ length: 5 }, () => freshWallet());
+    const results = [];
+    for (const w of many) results.push((await selfLogin(w, '10.0.0.7')).ok);
+    expect(results).toEqual([true, true, true, true, false]);
+    // The global self-issued budget (10) is spent now; a gateway-issued mqtt challenge still logs in.
+    refused(await selfLogin(freshWallet(), '10.0.0.8'), 'AUTH_BUSY');
+    const { text } = a.issueChallenge(researcher.address, 'mqtt');
+    expect(a.verifyMqttLogin(researcher.address, encodeLogin({ text, signature: await researcher.signMessage(text) }), '10.0.0.7').ok).toBe(true);
+  });
+});
+
+describe('sessions: logout, revocation of all, and the pool of unknown addresses', () => {
+  it('logout ends one session; endSessionsOf ends every session of the address and no other', async () => {
+    const a = auth();
+    const open = async (w: Wallet): Promise<string> => {
+      const { text } = a.issueChallenge(w.address, 'http');
+      const r = a.login({ text, signature: await w.signMessage(text) });
+      if (!r.ok) throw new Error(r.message);
+      return r.session.token;
+    };
+    const [r1, r2, o1] = [await open(researcher), await open(researcher), await open(other)];
+    expect(a.logout(r1)).toBe(true);
+    expect(a.logout(r1)).toBe(false);
+    refused(a.session(r1), 'AUTH_UNKNOWN_SESSION');
+    expect(a.session(r2).ok).toBe(true);
+    const r3 = await open(researcher);
+    expect(a.endSessionsOf(researcher.address)).toBe(2);
+    refused(a.session(r2), 'AUTH_UNKNOWN_SESSION');
+    refused(a.session(r3), 'AUTH_UNKNOWN_SESSION');
+    expect(a.session(o1).ok).toBe(true);
+    expect(a.stats().sessions).toBe(1);
+  });
+
+  it('addresses the chain does not know share maxUnadmittedSessions (oldest ended first); admitted ones are never pushed out', async () => {
+    const a = auth(clock(), { admitted: (x) => x === researcher.address, maxUnadmittedSessions: 3 });
+    const open = async (w: Wallet): Promise<string> => {
+      const { text } = a.issueChallenge(w.address, 'http');
+      const r = a.login({ text, signature: await w.signMessage(text) });
+      if (!r.ok) throw new Error(r.message);
+      return r.session.token;
+    };
+    const mine = await open(researcher);
+    const strangers: string[] = [];
+    for (let i = 0; i < 6; i++) strangers.push(await open(freshWallet()));
+    expect(a.stats()).toMatchObject({ sessions: 4, unadmittedSessions: 3 });
+    expect(a.session(mine).ok).toBe(true);
+    for (const t of strangers.slice(0, 3)) refused(a.session(t), 'AUTH_UNKNOWN_SESSION');
+    for (const t of strangers.slice(3)) expect(a.session(t).ok).toBe(true);
+    const last = a.session(strangers[5]!);
+    expect(last.ok && a.endSessionsOf(last.session.researcher)).toBe(1);
+    expect(a.stats()).toMatchObject({ sessions: 3, unadmittedSessions: 2 });
   });
 });
