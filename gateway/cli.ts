@@ -6,14 +6,15 @@
  *   vitalproof enrol   FILE [--admin-key-file F]             enrol devices from an enrolment file (on chain by default)
  *   vitalproof revoke  DEVICE_ID [--at ISO_TIME]             revoke a device (frames from then on are refused)
  *   vitalproof devices                                       list enrolled devices
- *   vitalproof status  [--url URL]                           print a running gateway's status
+ *   vitalproof status  [--url URL] [--ca FILE]               print a running gateway's status
  *   vitalproof export  --device ID [--seq N | --from T --to T] [--out FILE]   proof bundles
  *   vitalproof verify  FILE… (--rpc URL | --offline)         check proof bundles
  *   vitalproof audit   [--device ID] [--from T] [--to T] [--json FILE]       InfluxDB against signed, anchored frames
+ *   vitalproof storage replay [--dry-run]                   write the storage quarantine to InfluxDB again
  *   vitalproof chain   deploy|info                           contracts on an external chain; chain status
  *   vitalproof admin   bind-patient|authorize-gateway|dev-key  bind a patient's address, authorise a gateway
  *   vitalproof consent grant|revoke|list                     the patient's grants, and who saw their data
- *   vitalproof research login|grants|subscribe|export|verify  a researcher's access (docs/research-api.md)
+ *   vitalproof research login|logout|grants|subscribe|export|verify  a researcher's access (docs/research-api.md)
  *
  * Any configuration key can be given as a flag (--mqtt.port 1884), an environment
  * variable (VP_MQTT_PORT=1884) or in the --config file; see docs/operations.md.
@@ -26,28 +27,32 @@ import { openRegistry, startGateway } from './gateway.js';
 import { openChainForCli, readKeyFile } from './chain/runtime.js';
 import { parseEnrolmentFile } from './registry/registry.js';
 import { formatStatus } from './status/format.js';
+import { trustCaFile } from './util/tls-trust.js';
+import { SdNotifier } from './status/sd-notify.js';
 import { chainCommand } from './chain/chain-cli.js';
 import { exportCommand } from './proof/export-cli.js';
 import { verifyCommand } from './proof/verify-cli.js';
 import { auditCommand } from './audit/audit-cli.js';
+import { storageCommand } from './storage/storage-cli.js';
 import { adminCommand } from './chain/admin-cli.js';
 import { consentCommand } from './consent/consent-cli.js';
 import { researchCommand } from './research/research-cli.js';
 import type { StatusSnapshot } from './status/http.js';
 
-const USAGE = `usage: vitalproof <run|enrol|revoke|devices|status|export|verify|audit|chain|admin|consent|research> [options]
+const USAGE = `usage: vitalproof <run|enrol|revoke|devices|status|export|verify|audit|storage|chain|admin|consent|research> [options]
   run                 run the gateway (embedded MQTT broker, spool, InfluxDB writer, Merkle batches, anchoring, status endpoint)
   enrol FILE          enrol the devices listed in an enrolment file (e.g. from "vp-sim export"); on chain: --admin-key-file F for an external chain
   revoke DEVICE_ID    revoke a device; --at ISO_TIME (default now)
   devices             list enrolled devices
-  status              print a running gateway's status; --url http://127.0.0.1:8080
+  status              print a running gateway's status; --url http://127.0.0.1:8080 (https://… with --ca FILE for a private CA)
   export              proof bundles of stored frames: --device ID [--seq N | --from T --to T] [--out FILE]
   verify FILE…        check proof bundles: --rpc URL, or --offline
   audit               check what InfluxDB holds against the signed frames and anchored batches: [--device ID] [--from T] [--to T] [--json FILE]
+  storage replay      write frames InfluxDB refused for good (the storage quarantine) again, once the database is fixed: [--dry-run]
   chain deploy|info   deploy the contracts on an external chain (--rpc URL --key-file F); show the chain
   admin ...           bind-patient PSEUDONYM ADDRESS, authorize-gateway ADDRESS (hospital / chain admin)
   consent ...         grant, revoke, list [--disclosures]: the patient's consent, with their key (--key-file F)
-  research ...        login, grants, subscribe, export, verify: a researcher's access, with their key
+  research ...        login, logout, grants, subscribe, export, verify: a researcher's access, with their key
 options: --config FILE, and any config key as --key value (e.g. --dataDir ./data --mqtt.port 1883 --influx.url http://...)`;
 
 
@@ -57,18 +62,29 @@ const STOP_DEADLINE_MS = 15_000;
 async function main(argv: string[]): Promise<number> {
   const { positionals, flags } = parseArgv(argv);
   const cmd = positionals[0];
-  if (!cmd || (flags.help && !['admin', 'consent', 'research'].includes(cmd))) {
+  if (!cmd || (flags.help && !['admin', 'consent', 'research', 'storage'].includes(cmd))) {
     console.log(USAGE);
     return cmd ? 0 : 2;
   }
   switch (cmd) {
     case 'run': {
       const cfg = configFromFlags(flags);
-      const log = createLogger(cfg.log.level, cfg.log.file || undefined);
+      const log = createLogger(cfg.log.level, cfg.log.file || undefined, { maxBytes: cfg.log.maxBytes, keepFiles: cfg.log.keepFiles });
       const gw = await startGateway(cfg, log);
+      // systemd (deploy/vitalproof.service): READY=1 now, WATCHDOG=1 only while healthy; a no-op without NOTIFY_SOCKET.
+      const notifier = new SdNotifier({
+        healthy: () => gw.health.watchdog(Math.max(5000, 3 * cfg.health.intervalMs)),
+        status: () => {
+          const a = gw.health.list();
+          return a.length ? `alarms: ${a.map((x) => x.code).join(', ')}` : 'running';
+        },
+        log,
+      });
+      notifier.ready();
       // Whatever happens on the way down, the process ends: a supervisor (systemd, docs/operations.md)
       // restarts a gateway that exits, never one that lingers with its listeners closed.
       const exitAfterStop = async (code: number): Promise<never> => {
+        notifier.stopping();
         const deadline = setTimeout(() => {
           log.error({ event: 'stop_timeout', ms: STOP_DEADLINE_MS }, 'shutdown took too long; exiting anyway');
           log.flush();
@@ -109,8 +125,9 @@ async function main(argv: string[]): Promise<number> {
     case 'devices':
       return registryCommand(cmd, positionals.slice(1), flags);
     case 'status': {
-      const cfg = configFromFlags(flags, ['url']);
-      const url = flags.url ?? `http://${cfg.http.host}:${cfg.http.port}`;
+      const cfg = configFromFlags(flags, ['url', 'ca']);
+      if (flags.ca !== undefined) trustCaFile(flags.ca);
+      const url = flags.url ?? `${cfg.http.tls.cert ? 'https' : 'http'}://${cfg.http.host}:${cfg.http.port}`;
       const res = await fetch(`${url}/status`);
       console.log(formatStatus((await res.json()) as StatusSnapshot));
       return 0;
@@ -123,6 +140,8 @@ async function main(argv: string[]): Promise<number> {
       return verifyCommand(argv.slice(1));
     case 'audit':
       return auditCommand(argv.slice(1));
+    case 'storage':
+      return storageCommand(argv.slice(1));
     case 'admin':
       return adminCommand(argv.slice(1));
     case 'consent':

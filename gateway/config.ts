@@ -9,14 +9,86 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { MAX_FRAME_BYTES } from '../firmware-proto/frame.js';
 
 export interface GatewayConfig {
   /** Spool, registry, quarantine, embedded influxd data: everything the gateway writes. */
   dataDir: string;
   /** Names this gateway in stored points and (later) on chain. */
   gatewayId: string;
-  mqtt: { host: string; port: number; connectWindowMs: number };
-  http: { host: string; port: number };
+  /** The embedded broker's listeners and their limits (gateway/transport/mqtt/; docs/operations.md, "Pre-authentication limits"). */
+  mqtt: {
+    /** The plain TCP listener: loopback only, unless allowPlain is "true". */
+    host: string;
+    port: number;
+    connectWindowMs: number;
+    /** Largest CONNECT packet in bytes (fixed header included): the only packet before CONNACK. A device's is about 150 bytes, a researcher's at most about 2.2 KB. */
+    maxConnectBytes: number;
+    /** Largest packet from an authenticated device: the largest valid frame (MAX_FRAME_BYTES) in a PUBLISH, with room to spare so that a slightly oversized frame still reaches the decoder and is refused as FRAME_OVERSIZED. */
+    maxDevicePacketBytes: number;
+    /** Largest packet from an authenticated researcher (SUBSCRIBE, UNSUBSCRIBE, PINGREQ: small). */
+    maxResearcherPacketBytes: number;
+    /** A connection without an accepted CONNECT after this long is closed (on TLS: the handshake, then the CONNECT, each within it). */
+    connectDeadlineMs: number;
+    /** Connections open at once on both listeners, authenticated or not. */
+    maxConnections: number;
+    /** Connections open at once from one address, so that one host cannot take every slot. */
+    maxConnectionsPerSource: number;
+    /** CONNECT keep-alive allowed, seconds: 0 (no keep-alive: a dead peer is never noticed) and anything above are refused. */
+    maxKeepaliveS: number;
+    /** Refused connections are logged as one summary line per this many ms at most. */
+    refusalLogIntervalMs: number;
+    /** "true": plain MQTT on a non-loopback mqtt.host is allowed (readings and tokens in clear on the network), with a warning in the log and /status. */
+    allowPlain: string;
+    /** MQTT over TLS: a second listener when cert and key are set. */
+    tls: {
+      /** PEM certificate chain of the gateway; empty: no TLS listener. */
+      cert: string;
+      /** PEM private key of that certificate. */
+      key: string;
+      /** PEM CA bundle client certificates are verified against (mutual TLS); empty: none asked for. */
+      ca: string;
+      /** Empty: the same as mqtt.host. */
+      host: string;
+      port: number;
+      /** "true": every device connection needs a client certificate from `ca` whose CN is its device id, besides its signed CONNECT token. */
+      requireClientCert: string;
+    };
+  };
+  /** The status / API listener (gateway/status/http-server.ts, docs/operations.md "HTTP limits" and "Encryption in transit"). */
+  http: {
+    host: string;
+    port: number;
+    /** PEM certificate and key files: with both, the API speaks HTTPS. ca: PEM issuer certificates sent with the certificate (a chain the cert file lacks). */
+    tls: { cert: string; key: string; ca: string };
+    /** "true": plain HTTP on a non-loopback http.host is accepted, with a warning (tokens and readings in clear). Otherwise it is a ConfigError. */
+    allowPlain: string;
+    /** Request line and headers at most (431 beyond). */
+    maxHeaderBytes: number;
+    /** Request bodies (login, challenge) at most (413 beyond). */
+    maxBodyBytes: number;
+    /** Complete headers within this long of a request's start (an idle new connection too, and a TLS handshake): 408 beyond. At most requestTimeoutMs. */
+    headersTimeoutMs: number;
+    /** The whole request received within this long (408 beyond): a slow sender cannot hold a connection. */
+    requestTimeoutMs: number;
+    /** An idle keep-alive connection is closed after this long. */
+    keepAliveTimeoutMs: number;
+    /** Open connections at most, in all and from one source (IPv4 address, IPv6 /64): beyond, closed at once. */
+    maxConnections: number;
+    maxConnectionsPerSource: number;
+    /** POST /auth/login per source address: tokens per second and burst (429 LOGIN_RATE_LIMITED beyond). */
+    loginPerSourcePerS: number;
+    loginPerSourceBurst: number;
+  };
+  /** Researcher logins on any transport (gateway/consent/auth.ts): budgets of the expensive signature check. */
+  login: {
+    /** secp256k1 recoveries per second for gateway-issued challenges, all clients together (burst twice): AUTH_BUSY beyond. */
+    recoveriesPerS: number;
+    /** ... for self-issued MQTT challenges, all accounts together (burst twice); 1/s per account and per source within it. */
+    selfIssuedPerS: number;
+    /** HTTP sessions of addresses without any grant or patient binding on chain, all together (oldest ended first). */
+    maxUnadmittedSessions: number;
+  };
   influx: {
     /** Empty: start an embedded influxd in dataDir/influxdb on a free loopback port. */
     url: string;
@@ -33,7 +105,16 @@ export interface GatewayConfig {
     minFreeBytes: number;
   };
   ingest: { maxFutureSkewMs: number; maxBacklogMs: number; verifyWorkers: number };
-  storage: { batchFrames: number; retryMinMs: number; retryMaxMs: number };
+  storage: {
+    batchFrames: number;
+    retryMinMs: number;
+    retryMaxMs: number;
+    /**
+     * Bound of dataDir/storage-quarantine/ (frames InfluxDB refuses for good, kept for
+     * `vitalproof storage replay`). At the bound, such frames wait in the spool instead.
+     */
+    quarantineMaxBytes: number;
+  };
   /** Merkle batches of accepted frames (gateway/anchor/batcher.ts). */
   batch: { intervalMs: number; maxFrames: number };
   chain: {
@@ -76,8 +157,15 @@ export interface GatewayConfig {
     intervalMs: number;
     /** ... or at this many entries. */
     maxEntries: number;
-    /** Live deliveries are summed into one entry per subscription per this many ms. */
-    liveIntervalMs: number;
+    /** Live deliveries wait up to this many ms to share one access-log entry per subscription, written (fdatasync) before they are sent; 0: the deliveries of one pipeline tick (docs/consent.md, "Live deliveries"). */
+    liveBatchMs: number;
+  };
+  /** Researcher admission on the MQTT broker (gateway/research/live.ts; docs/research-api.md, "MQTT"). */
+  research: {
+    /** MQTT connections of one researcher key at once (TOO_MANY_CONNECTIONS beyond). */
+    maxConnectionsPerResearcher: number;
+    /** Connections at once of keys holding no live grant, all such keys together (NO_LIVE_GRANT beyond); 0 admits only keys with a live grant. */
+    maxUngrantedConnections: number;
   };
   registry: {
     /** chain: the DeviceRegistry contract (needs a chain); file: dataDir/registry.json. */
@@ -101,26 +189,67 @@ export interface GatewayConfig {
     /** A refused device (not enrolled, revoked, wrong key, broken profile) is looked at again after this long. */
     refuseHoldMs: number;
   };
-  log: { level: string; file: string };
+  log: {
+    level: string;
+    /** Empty: stdout (the service manager's journal bounds it). */
+    file: string;
+    /** With log.file: rotate at this many bytes (file → file.1 → …); 0: never. */
+    maxBytes: number;
+    /** Rotated files kept: the log takes at most (keepFiles + 1) × maxBytes. */
+    keepFiles: number;
+    /** Lines per event and window for events others can repeat at will (refused logins, refused subscription filters); the rest are counted in one log_suppressed line per window. */
+    limitBurst: number;
+    limitWindowMs: number;
+  };
 }
 
 export const DEFAULTS: GatewayConfig = {
   dataDir: './data',
   gatewayId: 'gw-local',
-  mqtt: { host: '127.0.0.1', port: 1883, connectWindowMs: 30_000 },
-  http: { host: '127.0.0.1', port: 8080 },
+  mqtt: {
+    host: '127.0.0.1',
+    port: 1883,
+    connectWindowMs: 30_000,
+    maxConnectBytes: 4096,
+    maxDevicePacketBytes: MAX_FRAME_BYTES + 1024,
+    maxResearcherPacketBytes: 8192,
+    connectDeadlineMs: 10_000,
+    maxConnections: 1024,
+    maxConnectionsPerSource: 64,
+    maxKeepaliveS: 300,
+    refusalLogIntervalMs: 10_000,
+    allowPlain: 'false',
+    tls: { cert: '', key: '', ca: '', host: '', port: 8883, requireClientCert: 'false' },
+  },
+  http: {
+    host: '127.0.0.1',
+    port: 8080,
+    tls: { cert: '', key: '', ca: '' },
+    allowPlain: 'false',
+    maxHeaderBytes: 16 * 1024,
+    maxBodyBytes: 16 * 1024,
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    keepAliveTimeoutMs: 5_000,
+    maxConnections: 512,
+    maxConnectionsPerSource: 64,
+    loginPerSourcePerS: 1,
+    loginPerSourceBurst: 10,
+  },
+  login: { recoveriesPerS: 20, selfIssuedPerS: 10, maxUnadmittedSessions: 256 },
   influx: { url: '', database: 'vitalproof', username: '', password: '', timeoutMs: 10_000 },
   spool: { quotaBytes: 1024 * 1024 * 1024, alarmRatio: 0.8, segmentBytes: 64 * 1024 * 1024, minFreeBytes: 64 * 1024 * 1024 },
   ingest: { maxFutureSkewMs: 30_000, maxBacklogMs: 7 * 24 * 3600_000, verifyWorkers: 2 },
-  storage: { batchFrames: 1000, retryMinMs: 200, retryMaxMs: 10_000 },
+  storage: { batchFrames: 1000, retryMinMs: 200, retryMaxMs: 10_000, quarantineMaxBytes: 256 * 1024 * 1024 },
   batch: { intervalMs: 10_000, maxFrames: 50_000 },
   chain: { mode: 'embedded', rpcUrl: '', deployment: '', keyFile: '', embeddedPort: 0, confirmations: 1, txTimeoutMs: 60_000, retryMinMs: 500, retryMaxMs: 15_000, rpcTimeoutMs: 10_000 },
   health: { intervalMs: 1000, probeTimeoutMs: 2000, anchorsBehindIntervals: 3, anchorsBehindMinMs: 30_000 },
   consent: { pollIntervalMs: 250 },
-  accessLog: { intervalMs: 10_000, maxEntries: 50_000, liveIntervalMs: 5_000 },
+  accessLog: { intervalMs: 10_000, maxEntries: 50_000, liveBatchMs: 0 },
+  research: { maxConnectionsPerResearcher: 4, maxUngrantedConnections: 4 },
   registry: { source: 'chain', site: 'default' },
   ble: { mode: 'off', adapter: '', scanIntervalMs: 1000, maxConnections: 32, connectTimeoutMs: 10_000, reconnectMinMs: 500, reconnectMaxMs: 30_000, stallMs: 10_000, refuseHoldMs: 60_000 },
-  log: { level: 'info', file: '' },
+  log: { level: 'info', file: '', maxBytes: 64 * 1024 * 1024, keepFiles: 4, limitBurst: 10, limitWindowMs: 60_000 },
 };
 
 export class ConfigError extends Error {
@@ -174,16 +303,81 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   if (!['on', 'off'].includes(cfg.ble.mode)) throw new ConfigError(`ble.mode must be on or off, got "${cfg.ble.mode}"`);
   if (!Number.isInteger(cfg.ble.maxConnections) || cfg.ble.maxConnections < 1) throw new ConfigError(`ble.maxConnections must be an integer >= 1, got ${cfg.ble.maxConnections}`);
   if (!Number.isInteger(cfg.chain.confirmations) || cfg.chain.confirmations < 1) throw new ConfigError(`chain.confirmations must be an integer >= 1, got ${cfg.chain.confirmations}`);
-  for (const [k, v] of [['consent.pollIntervalMs', cfg.consent.pollIntervalMs], ['accessLog.intervalMs', cfg.accessLog.intervalMs], ['accessLog.maxEntries', cfg.accessLog.maxEntries], ['accessLog.liveIntervalMs', cfg.accessLog.liveIntervalMs]] as const) {
+  for (const [k, v] of [['consent.pollIntervalMs', cfg.consent.pollIntervalMs], ['accessLog.intervalMs', cfg.accessLog.intervalMs], ['accessLog.maxEntries', cfg.accessLog.maxEntries], ['log.limitWindowMs', cfg.log.limitWindowMs], ['research.maxConnectionsPerResearcher', cfg.research.maxConnectionsPerResearcher]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new ConfigError(`${k} must be an integer >= 1, got ${v}`);
   }
+  for (const [k, v] of [['accessLog.liveBatchMs', cfg.accessLog.liveBatchMs], ['research.maxUngrantedConnections', cfg.research.maxUngrantedConnections], ['log.maxBytes', cfg.log.maxBytes], ['log.keepFiles', cfg.log.keepFiles], ['log.limitBurst', cfg.log.limitBurst]] as const) {
+    if (!Number.isInteger(v) || v < 0) throw new ConfigError(`${k} must be an integer >= 0, got ${v}`);
+  }
+  if (cfg.log.keepFiles > 1000) throw new ConfigError(`log.keepFiles must be at most 1000, got ${cfg.log.keepFiles}`);
+  if (!Number.isSafeInteger(cfg.storage.quarantineMaxBytes) || cfg.storage.quarantineMaxBytes < 1) throw new ConfigError(`storage.quarantineMaxBytes must be an integer >= 1, got ${cfg.storage.quarantineMaxBytes}`);
   for (const [k, v] of [['chain.rpcTimeoutMs', cfg.chain.rpcTimeoutMs], ['health.intervalMs', cfg.health.intervalMs], ['health.probeTimeoutMs', cfg.health.probeTimeoutMs], ['health.anchorsBehindIntervals', cfg.health.anchorsBehindIntervals], ['health.anchorsBehindMinMs', cfg.health.anchorsBehindMinMs]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new ConfigError(`${k} must be an integer >= 1, got ${v}`);
   }
+  checkMqtt(cfg.mqtt);
+  for (const [k, v] of [['http.maxHeaderBytes', cfg.http.maxHeaderBytes], ['http.maxBodyBytes', cfg.http.maxBodyBytes], ['http.headersTimeoutMs', cfg.http.headersTimeoutMs], ['http.requestTimeoutMs', cfg.http.requestTimeoutMs], ['http.keepAliveTimeoutMs', cfg.http.keepAliveTimeoutMs], ['http.maxConnections', cfg.http.maxConnections], ['http.maxConnectionsPerSource', cfg.http.maxConnectionsPerSource], ['http.loginPerSourceBurst', cfg.http.loginPerSourceBurst], ['login.maxUnadmittedSessions', cfg.login.maxUnadmittedSessions]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new ConfigError(`${k} must be an integer >= 1, got ${v}`);
+  }
+  for (const [k, v] of [['http.loginPerSourcePerS', cfg.http.loginPerSourcePerS], ['login.recoveriesPerS', cfg.login.recoveriesPerS], ['login.selfIssuedPerS', cfg.login.selfIssuedPerS]] as const) {
+    if (!(v > 0)) throw new ConfigError(`${k} must be a number > 0, got ${v}`);
+  }
+  if (cfg.http.headersTimeoutMs > cfg.http.requestTimeoutMs) throw new ConfigError(`http.headersTimeoutMs (${cfg.http.headersTimeoutMs}) must not exceed http.requestTimeoutMs (${cfg.http.requestTimeoutMs})`);
+  for (const k of ['cert', 'key', 'ca'] as const) if (cfg.http.tls[k]) cfg.http.tls[k] = resolve(cfg.http.tls[k]);
   if (cfg.chain.deployment) cfg.chain.deployment = resolve(cfg.chain.deployment);
   if (cfg.chain.keyFile) cfg.chain.keyFile = resolve(cfg.chain.keyFile);
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(cfg.gatewayId)) throw new ConfigError(`gatewayId "${cfg.gatewayId}" must be 1-64 characters [A-Za-z0-9._-]`);
   return cfg;
+}
+
+/**
+ * Whether a listen address reaches only this host: 127.0.0.0/8, ::1 (also IPv4-mapped), localhost.
+ * Anything else (0.0.0.0, ::, an interface address, a host name) may face the network.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
+
+/** The smallest device packet limit: the largest valid frame in a PUBLISH on its 30-byte topic (1 + 3 + 2 + 30 + 2 bytes of header). */
+const MIN_DEVICE_PACKET_BYTES = MAX_FRAME_BYTES + 64;
+
+/**
+ * The MQTT limits are sane and no listener carries health data in clear on the network
+ * unless the operator said so (docs/operations.md, "Encryption in transit").
+ * @throws ConfigError naming the key, what it must be and what it is.
+ */
+function checkMqtt(m: GatewayConfig['mqtt']): void {
+  for (const k of ['allowPlain'] as const) if (!['true', 'false'].includes(m[k])) throw new ConfigError(`mqtt.${k} must be true or false, got "${m[k]}"`);
+  if (!['true', 'false'].includes(m.tls.requireClientCert)) throw new ConfigError(`mqtt.tls.requireClientCert must be true or false, got "${m.tls.requireClientCert}"`);
+  const atLeast: [string, number, number][] = [
+    ['mqtt.maxConnectBytes', m.maxConnectBytes, 256],
+    ['mqtt.maxDevicePacketBytes', m.maxDevicePacketBytes, MIN_DEVICE_PACKET_BYTES],
+    ['mqtt.maxResearcherPacketBytes', m.maxResearcherPacketBytes, 256],
+    ['mqtt.connectDeadlineMs', m.connectDeadlineMs, 1],
+    ['mqtt.maxConnections', m.maxConnections, 1],
+    ['mqtt.maxConnectionsPerSource', m.maxConnectionsPerSource, 1],
+    ['mqtt.maxKeepaliveS', m.maxKeepaliveS, 1],
+    ['mqtt.refusalLogIntervalMs', m.refusalLogIntervalMs, 1],
+  ];
+  for (const [k, v, min] of atLeast) if (!Number.isInteger(v) || v < min) throw new ConfigError(`${k} must be an integer >= ${min}, got ${v}`);
+  if (m.maxKeepaliveS > 65_535) throw new ConfigError(`mqtt.maxKeepaliveS must be <= 65535 (MQTT 3.1.1 §3.1.2.10), got ${m.maxKeepaliveS}`);
+  const t = m.tls;
+  if (Boolean(t.cert) !== Boolean(t.key)) throw new ConfigError(`mqtt.tls.cert and mqtt.tls.key go together: got cert "${t.cert}", key "${t.key}"`);
+  if (t.ca && !t.cert) throw new ConfigError('mqtt.tls.ca needs a TLS listener: set mqtt.tls.cert and mqtt.tls.key too');
+  if (t.requireClientCert === 'true' && !t.ca) throw new ConfigError('mqtt.tls.requireClientCert true needs mqtt.tls.ca (the CA that issued the devices\' certificates) and mqtt.tls.cert / mqtt.tls.key');
+  if (t.cert) {
+    t.cert = resolve(t.cert);
+    t.key = resolve(t.key);
+    if (t.ca) t.ca = resolve(t.ca);
+    if (!Number.isInteger(t.port) || t.port < 0 || t.port > 65_535) throw new ConfigError(`mqtt.tls.port must be 0-65535, got ${t.port}`);
+  }
+  if (!isLoopbackHost(m.host) && m.allowPlain !== 'true') {
+    throw new ConfigError(
+      `mqtt.host is "${m.host}", not a loopback address: plain MQTT there would carry readings, CONNECT tokens and researchers' streams in clear on the network. ` +
+        'Keep mqtt.host on 127.0.0.1 and serve the network over TLS (mqtt.tls.cert, mqtt.tls.key, mqtt.tls.host), or set mqtt.allowPlain true to accept the risk (docs/operations.md, "Encryption in transit")',
+    );
+  }
 }
 
 /**

@@ -101,9 +101,11 @@ export class Drainer {
         if (this.opts.placementOf) for (const f of frames) f.placement = this.opts.placementOf(f.lsn);
         this.oldestPendingMs = frames[0]!.receivedAtMs;
         let attempt = 0;
+        // Frames the sink set aside for good (storage quarantine, docs/storage.md): done with, not written.
+        let setAside: ReadonlySet<bigint> | undefined;
         for (;;) {
           try {
-            await this.sink.write(frames);
+            setAside = (await this.sink.write(frames))?.quarantined;
             break;
           } catch (e) {
             attempt++;
@@ -120,9 +122,10 @@ export class Drainer {
         this.lastError = undefined;
         for (const f of frames) {
           this.ckStates.apply(f.frame, f.sha256);
+          if (setAside?.has(f.lsn)) continue;
           this.metrics.pointsWritten += f.frame.samples.length / f.frame.spec.channels.length;
         }
-        this.metrics.framesWritten += frames.length;
+        this.metrics.framesWritten += frames.length - (setAside?.size ?? 0);
         this.pendingRelease = frames[frames.length - 1]!.lsn;
         if (Date.now() - this.lastRelease >= this.releaseEveryMs) this.releaseNow();
       }

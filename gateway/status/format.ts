@@ -6,12 +6,13 @@ export function formatStatus(s: StatusSnapshot): string {
   const refused = Object.entries(s.mqtt.connectRefusedBy).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
   const mb = (b: number): string => `${(b / 1048576).toFixed(1)} MiB`;
   return [
-    `gateway ${s.gatewayId}  up ${s.uptimeS}s  MQTT :${s.mqtt.port}  devices connected ${s.mqtt.devicesConnected}`,
+    `gateway ${s.gatewayId}  up ${s.uptimeS}s  MQTT :${s.mqtt.port}${s.mqtt.tls ? `  MQTT/TLS :${s.mqtt.tls.port}${s.mqtt.tls.requireClientCert ? ' (client certificates)' : ''}` : ''}  devices connected ${s.mqtt.devicesConnected}  connections ${s.mqtt.connections}`,
+    ...s.mqtt.warnings.map((w) => `WARNING  ${w}`),
     `frames   ${s.frames.receivedPerS.toFixed(1)}/s in, ${s.frames.acceptedPerS.toFixed(1)}/s accepted | received ${s.frames.received}  accepted ${s.frames.accepted}  duplicates ${s.frames.duplicates}  rejected ${s.frames.rejected}  seq gaps ${s.frames.seqGaps}`,
     `rejected ${rej}`,
-    `connect  refused ${refused}`,
+    `connect  refused ${refused} | at the transport ${Object.entries(s.mqtt.refusedBy).map(([r, n]) => `${r}=${n}`).join(' ') || 'none'}`,
     `spool    backlog ${s.spool.backlogFrames} frames, ${mb(s.spool.bytes)} of ${mb(s.spool.quotaBytes)}${s.spool.alarm ? '  ALARM: near quota' : ''}`,
-    `influxdb ${s.storage.up ? 'up' : `DOWN (${s.storage.lastError ?? 'unknown'})`}  lag ${(s.storage.lagMs / 1000).toFixed(1)}s  frames written ${s.storage.framesWritten}  points ${s.storage.pointsWritten}`,
+    `influxdb ${s.storage.up ? 'up' : `DOWN (${s.storage.lastError ?? 'unknown'})`}  lag ${(s.storage.lagMs / 1000).toFixed(1)}s  frames written ${s.storage.framesWritten}  points ${s.storage.pointsWritten}${s.storage.quarantineHeld ? `  QUARANTINED ${s.storage.quarantineHeld} frame(s): fix the database, then vitalproof storage replay` : ''}`,
     `batches  open #${s.batches.open.batch} (${s.batches.open.frames} frames, ${(s.batches.open.ageMs / 1000).toFixed(1)}s)  sealed ${s.batches.lastSealed}  anchored ${s.batches.lastAnchored}  waiting ${s.batches.pendingAnchors}`,
     chainLine(s.chain),
     consentLine(s.consent),

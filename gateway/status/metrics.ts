@@ -4,6 +4,7 @@
  */
 import { ALL_BLE_REASONS, ALL_CONNECT_REASONS, ALL_FRAGMENT_REASONS, ALL_FRAME_REASONS, type BleReason, type ConnectReason, type FragmentReason, type FrameReason } from '../../firmware-proto/reasons.js';
 import type { Transport } from '../ingest/types.js';
+import { ALL_MQTT_REFUSALS, type MqttRefusal } from '../transport/mqtt/refusals.js';
 
 export class RateMeter {
   private readonly buckets = new Float64Array(10);
@@ -44,10 +45,14 @@ export class Metrics {
   pointsWritten = 0;
   framesWritten = 0;
   storageErrors = 0;
+  /** Frames set aside in the storage quarantine since start: InfluxDB refused them for good (docs/storage.md). */
+  storageQuarantined = 0;
   readonly rejectedBy = Object.fromEntries(ALL_FRAME_REASONS.map((r) => [r, 0])) as Record<FrameReason, number>;
   /** Refused MQTT CONNECTs; BLE devices refused at connection are in bleConnectRefusedBy, under the same codes. */
   readonly connectRefusedBy = Object.fromEntries(ALL_CONNECT_REASONS.map((r) => [r, 0])) as Record<ConnectReason, number>;
   readonly bleConnectRefusedBy = Object.fromEntries(ALL_CONNECT_REASONS.map((r) => [r, 0])) as Record<ConnectReason, number>;
+  /** MQTT connections closed at the transport, before or instead of any MQTT answer (gateway/transport/mqtt/refusals.ts). */
+  readonly mqttRefusedBy = Object.fromEntries(ALL_MQTT_REFUSALS.map((r) => [r, 0])) as Record<MqttRefusal, number>;
   /** BLE notifications refused by a reassembler (PROTOCOL.md §10.6), apart from frame reasons. */
   readonly fragmentRejectedBy = Object.fromEntries(ALL_FRAGMENT_REASONS.map((r) => [r, 0])) as Record<FragmentReason, number>;
   /** BLE connections the central ended or could not open, by why. */
