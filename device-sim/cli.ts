@@ -3,6 +3,7 @@
  * vp-sim: a fleet of simulated wearables.
  *
  *   vp-sim run --broker mqtt://127.0.0.1:1883 --devices 20 --seed 42 --duration 60s --faults tamper=0.01,skew=0.01
+ *   vp-sim run --broker mqtts://127.0.0.1:8883 --ca data/dev-ca/ca.crt --devices 5 --frames 100   (MQTT over TLS)
  *   vp-sim run --devices 5 --frames 200 --report out.json
  *   vp-sim run --transport ble --start-bus /tmp/vp-bus --devices 5 --frames 200   (prints the gateway's DBUS_SYSTEM_BUS_ADDRESS)
  *   vp-sim bus --dir /tmp/vp-bus                              (a private D-Bus bus only, until Ctrl-C)
@@ -15,8 +16,8 @@ import { startPrivateBus, type PrivateBus } from './bluez/bus-daemon.js';
 import { ALL_FAULT_KINDS, checkFaultsForTransport, parseFaultRates } from './faults.js';
 import { assignSensors, fleetDevices, writeEnrolmentFile } from './fleet.js';
 import { progressLine, summary } from './format.js';
-import { checkBrokerUrl } from './mqtt-link.js';
-import { runFleet, type BleFleetOptions, type FleetProgress } from './run.js';
+import { checkBrokerUrl, readTlsFiles } from './mqtt-link.js';
+import { runFleet, type BleFleetOptions, type FleetProgress, type FleetTlsOptions } from './run.js';
 
 const USAGE = `usage: vp-sim <run|bus|export> [options]
   run     run the fleet against an MQTT broker (the gateway), or as BLE peripherals of a simulated BlueZ
@@ -28,7 +29,12 @@ common:
   --sensors SPEC      mix (default) | all | heart_rate,spo2 | heart_rate,spo2;ecg  (";" sets are dealt in turn)
 run:
   --transport T       mqtt (default) | ble
-  --broker URL        MQTT: default mqtt://127.0.0.1:1883
+  --broker URL        MQTT: default mqtt://127.0.0.1:1883; mqtts://HOST:8883 for MQTT over TLS
+  --ca FILE           mqtts: the CA certificate (PEM) the gateway's certificate must chain to
+  --cert FILE --key FILE
+                      mqtts with mutual TLS: one client certificate and key for every device
+  --client-certs DIR  mqtts with mutual TLS: each device's own, DIR/client-<device id>.crt and .key
+                      (the gateway checks CN = device id; gateway/tls/dev-ca.ts makes this layout)
   --duration D        stop after D (500ms, 90s, 5m, 1h); with neither this nor --frames, run until Ctrl-C
   --frames N          N frames per device, as fast as the gateway acknowledges, timestamped in the past
   --speed X           simulated time runs X times as fast (X > 1 needs --duration)
@@ -83,6 +89,10 @@ async function main(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' },
+      ca: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      'client-certs': { type: 'string' },
       transport: { type: 'string', default: 'mqtt' },
       'dbus-address': { type: 'string' },
       'start-bus': { type: 'string' },
@@ -124,6 +134,8 @@ async function main(argv: string[]): Promise<number> {
   const transport = v.transport;
   if (transport !== 'mqtt' && transport !== 'ble') throw new UsageError(`--transport must be mqtt or ble, got "${transport}"`);
   if (transport === 'mqtt') option(() => checkBrokerUrl(v.broker));
+  const tls = tlsRunOptions(v);
+  if (tls && (transport !== 'mqtt' || !v.broker.startsWith('mqtts:'))) throw new UsageError('--ca, --cert, --key and --client-certs need --broker mqtts://HOST:PORT');
   const faults = option(() => parseFaultRates(v.faults));
   option(() => checkFaultsForTransport(faults, transport));
   const ble = transport === 'ble' ? bleRunOptions(v) : undefined;
@@ -157,7 +169,7 @@ async function main(argv: string[]): Promise<number> {
   if (ble && !ble.busAddress) throw new UsageError('--transport ble needs --dbus-address, $DBUS_SYSTEM_BUS_ADDRESS, or --start-bus DIR');
   const report = await runFleet({
     transport,
-    ...(ble ? { ble } : { brokerUrl: v.broker }),
+    ...(ble ? { ble } : { brokerUrl: v.broker, ...(tls ? { tls } : {}) }),
     devices,
     seed: v.seed,
     sensors: v.sensors,
@@ -178,6 +190,14 @@ async function main(argv: string[]): Promise<number> {
     console.log(`report written to ${v.report}`);
   }
   return report.drained && report.faults.unexpected === 0 ? 0 : 1;
+}
+
+/** The TLS material of `run` (--ca, --cert/--key, --client-certs), read; undefined without any. */
+function tlsRunOptions(v: { ca?: string; cert?: string; key?: string; 'client-certs'?: string }): FleetTlsOptions | undefined {
+  if (!v.ca && !v.cert && !v.key && !v['client-certs']) return undefined;
+  if (v['client-certs'] && v.cert) throw new UsageError('--cert/--key and --client-certs are alternatives: one certificate for all devices, or one each');
+  const material = option(() => readTlsFiles({ ca: v.ca, cert: v.cert, key: v.key }));
+  return { ...material, ...(v['client-certs'] ? { clientCertsDir: v['client-certs'] } : {}) };
 }
 
 /** The BLE options of `run`, checked; the bus address may still be empty (--start-bus makes one). */

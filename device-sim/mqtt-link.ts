@@ -15,16 +15,52 @@
  * then recognises an honest retransmission of a frame it already accepted). One-shot
  * publications are never resent: resending a faulty frame would make the gateway count it
  * twice.
+ *
+ * TLS: a `mqtts://` broker URL with `tls` material (the CA that signed the gateway's
+ * certificate, and for mutual TLS the device's certificate and key, CN = device id) speaks MQTT
+ * over TLS (docs/operations.md, "Encryption in transit"); the gateway's certificate is always
+ * verified, never skipped.
  */
+import { readFileSync } from 'node:fs';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { makeConnectPassword } from '../firmware-proto/connect.js';
 import type { Outbox } from '../firmware-proto/device.js';
 import { deviceClientId, frameTopic } from '../firmware-proto/topics.js';
 import { newLinkCounters, Waiters, type ConnectAttempt, type FrameLink, type LinkCounters } from './link.js';
 
+/** PEM material for mqtts:// (the contents, not paths: readTlsFiles reads them). */
+export interface MqttTlsMaterial {
+  /** CA certificate(s) the gateway's certificate must chain to; without it, the system's CAs. */
+  ca?: Buffer;
+  /** The device's client certificate and key, for gateways that require mutual TLS. */
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+/**
+ * Reads the PEM files of `--ca`, `--cert` and `--key`.
+ * @throws TypeError naming the option and file when one cannot be read, or when only one of cert and key is given.
+ */
+export function readTlsFiles(paths: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined }): MqttTlsMaterial {
+  if (Boolean(paths.cert) !== Boolean(paths.key)) throw new TypeError('a client certificate needs its key: give --cert and --key together');
+  const out: MqttTlsMaterial = {};
+  for (const k of ['ca', 'cert', 'key'] as const) {
+    const p = paths[k];
+    if (!p) continue;
+    try {
+      out[k] = readFileSync(p);
+    } catch (e) {
+      throw new TypeError(`--${k} ${p}: ${(e as Error).message}`);
+    }
+  }
+  return out;
+}
+
 export interface MqttLinkOptions {
-  /** e.g. mqtt://127.0.0.1:1883 */
+  /** e.g. mqtt://127.0.0.1:1883, or mqtts://gateway.ward3:8883 with `tls` */
   brokerUrl: string;
+  /** For mqtts:// brokers. */
+  tls?: MqttTlsMaterial;
   deviceId: string;
   secretKey: Uint8Array;
   /** The outbox of the device's DeviceCore: the link marks frames sent and acknowledges them there. */
@@ -49,9 +85,11 @@ type Item =
 
 const asBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
-function clientOptions(deviceId: string, secretKey: Uint8Array, nowMs: number, connectTimeoutMs: number, keepaliveS: number): IClientOptions {
+function clientOptions(deviceId: string, secretKey: Uint8Array, nowMs: number, connectTimeoutMs: number, keepaliveS: number, tls: MqttTlsMaterial = {}): IClientOptions {
   const clientId = deviceClientId(deviceId);
   return {
+    ...tls,
+    rejectUnauthorized: true,
     protocolVersion: 4,
     clean: true,
     clientId,
@@ -183,7 +221,7 @@ export class MqttLink implements FrameLink {
     if (this.stopping) return;
     const epoch = ++this.epoch;
     // A fresh token for every attempt: the gateway accepts each one once (PROTOCOL.md §6.1).
-    const client = connect(this.o.brokerUrl, clientOptions(this.o.deviceId, this.o.secretKey, this.now(), this.o.connectTimeoutMs ?? 10_000, this.o.keepaliveS ?? 30));
+    const client = connect(this.o.brokerUrl, clientOptions(this.o.deviceId, this.o.secretKey, this.now(), this.o.connectTimeoutMs ?? 10_000, this.o.keepaliveS ?? 30, this.o.tls));
     this.client = client;
     client.on('connect', () => {
       if (epoch === this.epoch) this.onConnected();
@@ -340,7 +378,7 @@ export function checkBrokerUrl(url: string): void {
  * One connection attempt and nothing more (the unknown_device fault): resolves with the
  * CONNACK verdict; a connection that is let in is closed again at once.
  */
-export function connectOnce(brokerUrl: string, deviceId: string, secretKey: Uint8Array, opts: { timeoutMs?: number; now?: () => number } = {}): Promise<ConnectAttempt> {
+export function connectOnce(brokerUrl: string, deviceId: string, secretKey: Uint8Array, opts: { timeoutMs?: number; now?: () => number; tls?: MqttTlsMaterial } = {}): Promise<ConnectAttempt> {
   return new Promise((resolve) => {
     let done = false;
     const finish = (r: ConnectAttempt): void => {
@@ -349,7 +387,7 @@ export function connectOnce(brokerUrl: string, deviceId: string, secretKey: Uint
       client.end(true);
       resolve(r);
     };
-    const client = connect(brokerUrl, clientOptions(deviceId, secretKey, (opts.now ?? Date.now)(), opts.timeoutMs ?? 10_000, 30));
+    const client = connect(brokerUrl, clientOptions(deviceId, secretKey, (opts.now ?? Date.now)(), opts.timeoutMs ?? 10_000, 30, opts.tls));
     client.on('connect', () => finish({ connected: true }));
     client.on('error', (err: Error & { code?: unknown }) =>
       finish(typeof err.code === 'number' ? { connected: false, returnCode: err.code } : { connected: false, error: err.message }),

@@ -11,6 +11,8 @@
  * tally.ts).
  */
 import { setMaxListeners } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { DeviceCore, SequenceCounter } from '../firmware-proto/device.js';
 import { notificationBytes } from '../firmware-proto/fragment.js';
 import { startSimulatedBluez, type SimulatedBluez } from './bluez/service.js';
@@ -21,7 +23,7 @@ import { FaultTally, type FaultReport } from './tally.js';
 import { checkFaultsForTransport, parseFaultRates, type FaultKind, type FaultRates } from './faults.js';
 import { fleetDevices, rogueDevice, type SimDevice } from './fleet.js';
 import type { FrameLink, LinkCounters, Transport } from './link.js';
-import { checkBrokerUrl, connectOnce, MqttLink } from './mqtt-link.js';
+import { checkBrokerUrl, connectOnce, MqttLink, type MqttTlsMaterial } from './mqtt-link.js';
 import { Patient } from './physiology.js';
 import { Rng } from './rng.js';
 import { FileDeviceState, MemoryDeviceState, type DeviceState } from './state-store.js';
@@ -59,11 +61,30 @@ export interface BleFleetOptions {
   rogues?: number;
 }
 
+/**
+ * TLS for a fleet: `ca` (and one `cert`/`key` for every device), or `clientCertsDir`, a
+ * directory with each device's own certificate as client-<deviceId>.crt and .key (the layout
+ * of gateway/tls/dev-ca.ts): a gateway with mutual TLS requires CN = the device id.
+ */
+export interface FleetTlsOptions extends MqttTlsMaterial {
+  clientCertsDir?: string;
+}
+
+/** One device's TLS material from the fleet's. @throws Error when its certificate files cannot be read. */
+function deviceTls(t: FleetTlsOptions | undefined, deviceId: string): MqttTlsMaterial | undefined {
+  if (!t) return undefined;
+  const { clientCertsDir, ...material } = t;
+  if (!clientCertsDir) return material;
+  return { ...material, cert: readFileSync(join(clientCertsDir, `client-${deviceId}.crt`)), key: readFileSync(join(clientCertsDir, `client-${deviceId}.key`)) };
+}
+
 export interface FleetOptions {
   /** Default mqtt. */
   transport?: Transport;
-  /** MQTT: e.g. mqtt://127.0.0.1:1883 (required for MQTT). */
+  /** MQTT: e.g. mqtt://127.0.0.1:1883 (required for MQTT), or mqtts://HOST:8883 with `tls`. */
   brokerUrl?: string;
+  /** MQTT over TLS: the CA of the gateway's certificate, and client certificates for mutual TLS. */
+  tls?: FleetTlsOptions;
   /** BLE (required for BLE). */
   ble?: BleFleetOptions;
   devices: number;
@@ -243,8 +264,10 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
       return { link, radio: link };
     }
     const jitter = Rng.for('link-jitter', o.seed, d.index);
+    const tls = deviceTls(o.tls, d.deviceId);
     const link = new MqttLink({
       brokerUrl,
+      ...(tls ? { tls } : {}),
       deviceId: d.deviceId,
       secretKey: d.keys.secretKey,
       outbox: core.outbox,
@@ -286,7 +309,8 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
         : {
             rogueConnect: () => {
               const r = rogueDevice(o.seed, rogues++);
-              return connectOnce(brokerUrl, r.deviceId, r.keys.secretKey);
+              // A rogue has no client certificate of its own: only the CA, to reach the CONNECT.
+              return connectOnce(brokerUrl, r.deviceId, r.keys.secretKey, o.tls?.ca ? { tls: { ca: o.tls.ca } } : {});
             },
           }),
     });

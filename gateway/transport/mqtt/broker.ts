@@ -17,16 +17,30 @@
  *   password): their CONNECT, SUBSCRIBE and every packet forwarded to them are decided by the
  *   ResearcherGate (gateway/research/live.ts). Without a gate, or for any other CONNECT, devices
  *   are handled exactly as before.
+ * - Before aedes sees a byte (listeners.ts, guarded-socket.ts): connection caps, a CONNECT
+ *   deadline, and a size limit on every packet judged on its fixed header (a CONNECT of a few KB
+ *   before CONNACK; after it, the limit of the role the CONNECT was admitted as). A CONNECT
+ *   whose keep-alive is 0 or above the limit is closed without CONNACK (MQTT 3.1.1 §3.2.2.3: no
+ *   return code applies). Every such refusal is counted under its MQTT_* code (refusals.ts).
+ * - TLS (tls.ts): a second listener for MQTT over TLS; with mutual TLS required, a device's
+ *   client certificate must name the device it CONNECTs as.
  */
 import { Aedes, type AedesOptions, type AedesPublishPacket, type Client, type Subscription } from 'aedes';
-import { createServer, type Server } from 'node:net';
+import type { TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
+import { isLoopbackHost } from '../../config.js';
 import { isDeviceId } from '../../../firmware-proto/frame.js';
 import { deviceOfFrameTopic, TOPIC_PREFIX } from '../../../firmware-proto/topics.js';
 import type { IngestPipeline } from '../../ingest/pipeline.js';
 import type { DeviceRegistry } from '../../registry/registry.js';
 import type { Metrics } from '../../status/metrics.js';
-import { CONNACK_REFUSAL_CODE, ConnectAuthenticator } from './connect-auth.js';
+import { CONNACK_NOT_AUTHORIZED, CONNACK_REFUSAL_CODE, ConnectAuthenticator } from './connect-auth.js';
+import { sourceOf } from './admission.js';
+import { GuardedSocket } from './guarded-socket.js';
+import { MqttListeners, type ListenerLimits } from './listeners.js';
+import { RefusalLog } from './refusal-log.js';
+import type { MqttRefusal } from './refusals.js';
+import { deviceCertRefusal } from './tls.js';
 
 export interface MqttTransportOptions {
   host: string;
@@ -40,6 +54,29 @@ export interface MqttTransportOptions {
   now?: () => number;
   /** Consent-governed researcher access (gateway/research/live.ts); absent: researchers cannot connect. */
   researchers?: ResearcherGate;
+  /** Packet, connection and keep-alive limits (config mqtt.*; docs/operations.md, "Pre-authentication limits"). */
+  limits: MqttLimits;
+  /** MQTT over TLS beside the plain listener (tls.ts makes `options`). */
+  tls?: { host: string; port: number; options: TlsOptions; requireClientCert: boolean };
+}
+
+export interface MqttLimits extends ListenerLimits {
+  maxDevicePacketBytes: number;
+  maxResearcherPacketBytes: number;
+  maxKeepaliveS: number;
+  refusalLogIntervalMs: number;
+}
+
+/** The MQTT section of /status. */
+export interface MqttStatus {
+  port: number;
+  tls?: { port: number; requireClientCert: boolean };
+  /** The plain listener faces the network (mqtt.allowPlain): readings and tokens in clear. */
+  plainOnNonLoopback: boolean;
+  warnings: string[];
+  /** Connections open now on both listeners, authenticated or not. */
+  connections: number;
+  limits: { maxConnectBytes: number; maxDevicePacketBytes: number; maxResearcherPacketBytes: number; connectDeadlineMs: number; maxConnections: number; maxConnectionsPerSource: number; maxKeepaliveS: number };
 }
 
 /** The researchers' side of the broker: CONNECT, SUBSCRIBE and forwarding for researcher clients. */
@@ -65,30 +102,65 @@ type DeviceClient = Client & { vpDevice?: string; vpResearcher?: string };
 
 export class MqttTransport {
   private broker!: Aedes;
-  private server!: Server;
+  private listeners: MqttListeners | undefined;
   private readonly auth: ConnectAuthenticator;
+  private readonly refusals: RefusalLog;
   readonly devices = new Map<string, DeviceClient>();
   port = 0;
+  tlsPort: number | undefined;
 
   constructor(private readonly o: MqttTransportOptions) {
     const now = o.now ?? Date.now;
     // A token made before this process started cannot be replayed after a restart.
     this.auth = new ConnectAuthenticator(o.registry, { windowMs: o.connectWindowMs ?? 30_000, startedAtMs: now(), now });
+    this.refusals = new RefusalLog(o.log, o.limits.refusalLogIntervalMs);
+  }
+
+  /** Counts a refused connection and adds it to the next summary line (refusal-log.ts). */
+  private refused(reason: MqttRefusal, source: string, conn?: GuardedSocket): void {
+    this.o.metrics.mqttRefusedBy[reason]++;
+    const device = (conn as (GuardedSocket & { client?: DeviceClient }) | undefined)?.client?.vpDevice;
+    this.refusals.note(reason, source, device);
+  }
+
+  /** The CONNECT was accepted as `role`: the guard lets the packets after it through, up to that role's size. */
+  private admit(client: Client, role: 'device' | 'researcher'): void {
+    const conn = client.conn;
+    if (conn instanceof GuardedSocket) conn.admit(role === 'device' ? this.o.limits.maxDevicePacketBytes : this.o.limits.maxResearcherPacketBytes);
   }
 
   async start(): Promise<void> {
+    const limits = this.o.limits;
     const opts: AedesOptions = {
       id: 'vitalproof',
+      // A backstop only: the guard's deadline (limits.connectDeadlineMs) closes such connections first, counted.
+      connectTimeout: limits.connectDeadlineMs * 2,
+      // Keep-alive 0 disables the check that finds dead peers; an unbounded one amounts to the same (§3.1.2.10).
+      preConnect: (client, packet, done) => {
+        const k = packet.keepalive ?? 0;
+        if (k === 0 || k > limits.maxKeepaliveS) {
+          this.refused('MQTT_KEEPALIVE_REFUSED', sourceOf((client.conn as { remoteAddress?: string }).remoteAddress), client.conn instanceof GuardedSocket ? client.conn : undefined);
+          return done(new Error(`MQTT_KEEPALIVE_REFUSED: keep-alive must be 1-${limits.maxKeepaliveS} s, got ${k}`), false);
+        }
+        done(null, true);
+      },
       authenticate: (client, username, password, done) => {
         const gate = this.o.researchers;
         if (gate?.claims(username, password)) {
           const r = gate.authenticate(client, username, password);
+          // Counted and logged (rate-limited) by the gate.
           if (!r.ok) {
-            this.o.log.warn({ event: 'research_connect_refused', reason: r.reason, ...(username && /^0x[0-9a-fA-F]{40}$/.test(username) ? { researcher: username } : {}) }, 'researcher CONNECT refused');
             return done(Object.assign(new Error(r.reason), { returnCode: r.returnCode }), false);
           }
           (client as DeviceClient).vpResearcher = r.researcher;
+          this.admit(client, 'researcher');
           return done(null, true);
+        }
+        // Cheap before expensive: the certificate check before any signature work.
+        const certRefusal = deviceCertRefusal(this.o.tls?.requireClientCert === true, client.conn instanceof GuardedSocket ? client.conn.peer : undefined, username ?? '');
+        if (certRefusal) {
+          this.refused(certRefusal, sourceOf((client.conn as { remoteAddress?: string }).remoteAddress));
+          return done(Object.assign(new Error(certRefusal), { returnCode: CONNACK_NOT_AUTHORIZED }), false);
         }
         const verdict = this.auth.check(client.id, username, password);
         if (!verdict.ok) {
@@ -100,6 +172,7 @@ export class MqttTransport {
         }
         // The connection is bound to the device: every frame on it is judged against this sender (§5.3 step 2).
         (client as DeviceClient).vpDevice = verdict.deviceId;
+        this.admit(client, 'device');
         done(null, true);
       },
       authorizePublish: (client, packet, cb) => {
@@ -137,6 +210,8 @@ export class MqttTransport {
     this.broker = await Aedes.createBroker(opts);
     this.broker.on('clientReady', (client) => {
       const c = client as DeviceClient;
+      // The gate holds a researcher from its admission until the socket closes; this event may
+      // come after clientDisconnect (a client dropped right after CONNACK), and ready() knows.
       if (c.vpResearcher) {
         this.o.researchers?.ready(client);
         return;
@@ -168,13 +243,46 @@ export class MqttTransport {
         c.close();
       }
     });
-    this.server = createServer(this.broker.handle);
-    await new Promise<void>((res, rej) => {
-      this.server.once('error', rej);
-      this.server.listen(this.o.port, this.o.host, () => res());
+    const listeners = new MqttListeners({
+      plain: { host: this.o.host, port: this.o.port },
+      ...(this.o.tls ? { tls: { host: this.o.tls.host, port: this.o.tls.port, options: this.o.tls.options } } : {}),
+      limits,
+      handle: (conn) => this.broker.handle(conn),
+      refused: (reason, source, conn) => this.refused(reason, source, conn),
     });
-    const addr = this.server.address();
-    this.port = typeof addr === 'object' && addr ? addr.port : this.o.port;
+    try {
+      await listeners.start();
+    } catch (e) {
+      await new Promise<void>((res) => this.broker.close(() => res()));
+      throw e;
+    }
+    this.listeners = listeners;
+    this.port = listeners.plainPort;
+    this.tlsPort = listeners.tlsPort;
+    if (!isLoopbackHost(this.o.host)) {
+      this.o.log.warn({ event: 'mqtt_plain_exposed', host: this.o.host, port: this.port }, 'plain MQTT listens on a non-loopback address (mqtt.allowPlain): readings and tokens cross the network in clear; serve devices over TLS');
+    }
+  }
+
+  status(): MqttStatus {
+    const l = this.o.limits;
+    const exposed = !isLoopbackHost(this.o.host);
+    return {
+      port: this.port,
+      ...(this.tlsPort !== undefined ? { tls: { port: this.tlsPort, requireClientCert: this.o.tls?.requireClientCert === true } } : {}),
+      plainOnNonLoopback: exposed,
+      warnings: exposed ? [`plain MQTT on ${this.o.host}:${this.port} (mqtt.allowPlain): readings and tokens cross the network in clear`] : [],
+      connections: this.listeners?.open ?? 0,
+      limits: {
+        maxConnectBytes: l.maxConnectBytes,
+        maxDevicePacketBytes: l.maxDevicePacketBytes,
+        maxResearcherPacketBytes: l.maxResearcherPacketBytes,
+        connectDeadlineMs: l.connectDeadlineMs,
+        maxConnections: l.maxConnections,
+        maxConnectionsPerSource: l.maxConnectionsPerSource,
+        maxKeepaliveS: l.maxKeepaliveS,
+      },
+    };
   }
 
   get connectedDevices(): number {
@@ -183,6 +291,7 @@ export class MqttTransport {
 
   async stop(): Promise<void> {
     await new Promise<void>((res) => this.broker.close(() => res()));
-    await new Promise<void>((res) => this.server.close(() => res()));
+    await this.listeners?.stop();
+    this.refusals.flush();
   }
 }
