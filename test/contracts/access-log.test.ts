@@ -1,6 +1,6 @@
 /**
  * The accounting of disclosures: the access log (durable, append-only), its canonical leaf
- * encoding (a fixed vector), the aggregation of live deliveries, its Merkle batches anchored as
+ * encoding (a fixed vector), entries appended in one group commit, its Merkle batches anchored as
  * AnchorRegistry stream 1 from the same account as the frames, the access proof bundle and its
  * verification (offline and against the chain, with the corruptions a verifier must catch), and
  * a patient's disclosure report. Against a real anvil with the real contracts.
@@ -18,7 +18,7 @@ import { deployContracts, type DeploymentRecord } from '../../gateway/chain/depl
 import { patientRefOf } from '../../gateway/chain/ids.js';
 import { AccessLogBatcher } from '../../gateway/consent/access-batcher.js';
 import { accessLeafHash, encodeAccessEntry, type AccessEntry, type AccessRecord } from '../../gateway/consent/access-entry.js';
-import { AccessLog, LiveAccessAggregator } from '../../gateway/consent/access-log.js';
+import { AccessLog } from '../../gateway/consent/access-log.js';
 import { DisclosureService, type DisclosureItem } from '../../gateway/consent/disclosure.js';
 import { hashLeaf } from '../../gateway/merkle/rfc6962.js';
 import { Rfc6962Tree } from '../../gateway/merkle/tree.js';
@@ -137,44 +137,23 @@ describe('AccessLog', () => {
   });
 });
 
-describe('LiveAccessAggregator', () => {
-  it('logs one entry per subscription × researcher × patient × grant per interval, with the exact data range, metrics and count', async () => {
-    const log = await AccessLog.open(tempDir());
-    let now = 1000;
-    const agg = new LiveAccessAggregator(log, { intervalMs: 5000, maxReadings: 12, now: () => now });
-    const base = { researcher: VECTOR.researcher, pseudonym: PSEUDONYM, patientRef: P, grantId: 1n };
-    agg.delivered({ ...base, subscription: 's1', metric: 'heart_rate', fromMs: T0 + 1000, toMs: T0 + 5000, count: 5 });
-    now = 2000;
-    agg.delivered({ ...base, subscription: 's1', metric: 'spo2', fromMs: T0, toMs: T0 + 4000, count: 5 });
-    now = 2500;
-    agg.delivered({ ...base, subscription: 's2', metric: 'heart_rate', fromMs: T0 + 6000, toMs: T0 + 6000, count: 1 });
-    agg.delivered({ ...base, grantId: 2n, subscription: 's1', metric: 'heart_rate', fromMs: T0 + 7000, toMs: T0 + 7000, count: 1 });
-    expect(agg.pending).toBe(3);
-    now = 5999;
-    agg.tick();
-    expect(agg.pending).toBe(3);
-    now = 6000;
-    agg.tick(); // s1 under grant 1 opened at 1000: due
-    expect(agg.pending).toBe(2);
-    const s2 = await agg.endSubscription('s2');
-    expect(s2).toMatchObject([{ kind: 'live', metrics: ['heart_rate'], fromMs: T0 + 6000, toMs: T0 + 6000, count: 1, firstAtMs: 2500, atMs: 2500 }]);
-    // maxReadings: logged as soon as an aggregate holds 12 readings.
-    agg.delivered({ ...base, subscription: 's3', metric: 'spo2', fromMs: T0, toMs: T0 + 5000, count: 6 });
-    agg.delivered({ ...base, subscription: 's3', metric: 'spo2', fromMs: T0 + 6000, toMs: T0 + 11_000, count: 6 });
-    expect(agg.pending).toBe(1);
-    await agg.stop();
-    expect(() => agg.delivered({ ...base, subscription: 's4', metric: 'spo2', fromMs: T0, toMs: T0, count: 1 })).toThrow();
-    const entries = [...log.entries()];
-    expect(entries.map((e) => [e.grantId, e.metrics, e.fromMs - T0, e.toMs - T0, e.count, e.firstAtMs, e.atMs])).toEqual([
-      [1n, ['heart_rate', 'spo2'], 0, 5000, 10, 1000, 2000],
-      [1n, ['heart_rate'], 6000, 6000, 1, 2500, 2500],
-      [1n, ['spo2'], 0, 11_000, 12, 6000, 6000],
-      [2n, ['heart_rate'], 7000, 7000, 1, 2500, 2500],
-    ]);
-    // Every reading delivered is in exactly one entry.
-    expect(entries.reduce((n, e) => n + e.count, 0)).toBe(5 + 5 + 1 + 1 + 6 + 6);
-    expect(() => agg.delivered({ ...base, subscription: 'x', metric: 'Heart Rate', fromMs: T0, toMs: T0, count: 1 })).toThrow();
+describe('AccessLog.appendAll', () => {
+  it('appends the entries of one batch together, numbered in the order given, each with its own salt, all durable when it resolves', async () => {
+    const dir = tempDir();
+    const log = await AccessLog.open(dir);
+    const base: AccessRecord = { kind: 'live', researcher: VECTOR.researcher, pseudonym: PSEUDONYM, patientRef: P, grantId: 1n, metrics: ['heart_rate'], fromMs: T0, toMs: T0 + 4000, count: 5, firstAtMs: 1000, atMs: 1002 };
+    await log.append({ ...base, kind: 'export' });
+    const batch = await log.appendAll([base, { ...base, grantId: 2n, metrics: ['spo2', 'heart_rate'], count: 10 }, { ...base, pseudonym: OTHER, patientRef: P2, count: 1 }]);
+    expect(batch.map((e) => e.seq)).toEqual([2n, 3n, 4n]);
+    expect(batch[1]).toMatchObject({ grantId: 2n, metrics: ['heart_rate', 'spo2'], count: 10 });
+    expect(new Set(batch.map((e) => e.salt)).size).toBe(3);
+    // An invalid record refuses the whole batch before anything is written.
+    await expect(log.appendAll([base, { ...base, metrics: ['Heart Rate'] }])).rejects.toThrow(TypeError);
+    expect(log.lastSeq).toBe(4n);
     await log.close();
+    const again = await AccessLog.open(dir);
+    expect([...again.entries(2n)]).toEqual(batch);
+    await again.close();
   });
 });
 
@@ -240,10 +219,7 @@ describe('access log anchored as stream 1, proofs and the disclosure report', ()
     const frames = new BatchStore(join(dir, 'frames'));
     const now = Date.now();
     const exp = await log.append({ kind: 'export', researcher: researcher.address, pseudonym: PSEUDONYM, patientRef: P, grantId: g1, metrics: ['heart_rate'], fromMs: T0, toMs: T0 + HOUR / 2, count: 1800, firstAtMs: now - 3000, atMs: now - 1000 });
-    const agg = new LiveAccessAggregator(log);
-    agg.delivered({ subscription: 'mqtt:r1:vp/pt-access-0042/#', researcher: researcher.address, pseudonym: PSEUDONYM, patientRef: P, grantId: g1, metric: 'spo2', fromMs: T0 + 1000, toMs: T0 + 5000, count: 5 });
-    agg.delivered({ subscription: 'mqtt:r1:vp/pt-access-0042/#', researcher: researcher.address, pseudonym: PSEUDONYM, patientRef: P, grantId: g1, metric: 'heart_rate', fromMs: T0 + 2000, toMs: T0 + 6000, count: 5 });
-    const [live] = await agg.endSubscription('mqtt:r1:vp/pt-access-0042/#');
+    const [live] = await log.appendAll([{ kind: 'live', researcher: researcher.address, pseudonym: PSEUDONYM, patientRef: P, grantId: g1, metrics: ['spo2', 'heart_rate'], fromMs: T0 + 1000, toMs: T0 + 6000, count: 10, firstAtMs: now - 900, atMs: now - 800 }]);
     const other = await log.append({ kind: 'export', researcher: researcher2.address, pseudonym: OTHER, patientRef: P2, grantId: g2, metrics: ['heart_rate'], fromMs: T0, toMs: T0 + 10, count: 11, firstAtMs: now - 500, atMs: now });
     // What a misbehaving gateway might log: a metric the grant does not cover, and a delivery after the revocation.
     const uncovered = await log.append({ kind: 'live', researcher: researcher.address, pseudonym: PSEUDONYM, patientRef: P, grantId: g1, metrics: ['ecg'], fromMs: T0, toMs: T0, count: 1, firstAtMs: now, atMs: now });

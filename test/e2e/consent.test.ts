@@ -265,7 +265,6 @@ beforeAll(async () => {
       'http.port': 0,
       'batch.intervalMs': 500,
       'accessLog.intervalMs': 500,
-      'accessLog.liveIntervalMs': 1000,
       'ble.mode': 'on',
       'ble.scanIntervalMs': 200,
       'ble.reconnectMinMs': 100,

@@ -100,7 +100,6 @@ beforeAll(async () => {
     'http.port': 0,
     'batch.intervalMs': 300,
     'accessLog.intervalMs': 300,
-    'accessLog.liveIntervalMs': 500,
   });
   url = `http://127.0.0.1:${gw.httpPort}`;
   mqttUrl = `mqtt://127.0.0.1:${gw.mqttPort}`;

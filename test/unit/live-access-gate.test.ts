@@ -1,18 +1,26 @@
 /**
  * The gateway's live researcher transport (gateway/research/live.ts) without sockets: which
- * CONNECTs it claims from the devices, what a delivery carries when several grants with
- * different data windows cover a frame (exactly the samples decide() allows, by grant), the last
- * check at the instant of sending, and the order of a cut (access log first, then the notice).
- * The consent view is a small model of ConsentView's rules; the broker is played by the test.
+ * CONNECTs it claims from the devices and which it admits (live grant, per-key cap, the pool of
+ * keys without grants, client ids bound to the key that holds them), a client's lifetime in any
+ * order of events, what a delivery carries when several grants with different data windows cover
+ * a frame (exactly the samples decide() allows, by grant), the log before the send (a real
+ * AccessLog on disk), the last check before the log, the order of a cut, and the bounded log of
+ * refused filters. The consent view is a small model of ConsentView's rules; the broker is played
+ * by the test.
  */
 import { EventEmitter } from 'node:events';
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { getAddress } from 'ethers';
 import type { AedesPublishPacket, Client, Subscription } from 'aedes';
 import { decodeFrame, sampleTimeNs } from '../../firmware-proto/frame.js';
 import { sensorByName } from '../../firmware-proto/catalogue.js';
 import { makeConnectPassword } from '../../firmware-proto/connect.js';
 import type { ConsentGrant, Decision, DecisionCode } from '../../gateway/consent/consent-view.js';
-import type { LiveDelivery } from '../../gateway/consent/access-log.js';
+import { AccessLog } from '../../gateway/consent/access-log.js';
+import type { AccessEntry } from '../../gateway/consent/access-entry.js';
 import { sha256Hex } from '../../gateway/ingest/spool-record.js';
 import { LiveResearchAccess, type LiveMessage, type LiveNotice } from '../../gateway/research/live.js';
 import { Rng } from '../../device-sim/rng.js';
@@ -54,6 +62,9 @@ class ModelView extends EventEmitter {
     if (g.researcher.toLowerCase() !== researcher.toLowerCase()) return 'NOT_GRANTEE';
     return this.status(g, sensor, Number(t), Number(now));
   }
+  grantsFor(researcher: string): ConsentGrant[] {
+    return this.grants.filter((g) => g.researcher.toLowerCase() === researcher.toLowerCase()).map((g) => ({ ...g }));
+  }
   grantsOf(ref: string): ConsentGrant[] {
     return this.grants.filter((g) => g.patientRef === ref).map((g) => ({ ...g }));
   }
@@ -72,45 +83,93 @@ interface FakeClient {
   id: string;
   closed: boolean;
   vpResearcher?: string;
+  conn: EventEmitter & { destroyed: boolean };
   sent: AedesPublishPacket[];
   publish(p: AedesPublishPacket): void;
   unsubscribe(): void;
 }
 
-function world(): { view: ModelView; live: LiveResearchAccess; client: FakeClient; delivered: LiveDelivery[]; events: string[] } {
+const dirs: string[] = [];
+const logs: AccessLog[] = [];
+afterAll(async () => {
+  for (const l of logs) await l.close();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+interface World {
+  view: ModelView;
+  live: LiveResearchAccess;
+  log: AccessLog;
+  client: FakeClient;
+  events: string[];
+  lines: Record<string, unknown>[];
+  verified: { n: number };
+  connect(id: string, researcher?: string): FakeClient;
+  entries(): AccessEntry[];
+}
+
+/** A gate with a real access log; `client` is connected as RESEARCHER, who holds a grant only if `grant` is set. */
+async function world(opts: { grant?: boolean; maxUngranted?: number; maxPerResearcher?: number } = {}): Promise<World> {
   const view = new ModelView();
-  const delivered: LiveDelivery[] = [];
+  if (opts.grant !== false) view.add({ dataFromMs: BigInt(T0 - 3_600_000), dataToMs: BigInt(NOW + 3_600_000), sensorMask: 0 }); // live, but covers no sensor
+  const dir = mkdtempSync(join(tmpdir(), 'vp-live-unit-'));
+  dirs.push(dir);
+  const log = await AccessLog.open(dir);
+  logs.push(log);
   const events: string[] = [];
+  const lines: Record<string, unknown>[] = [];
+  const record = (o: Record<string, unknown>): void => void lines.push(o);
+  const verified = { n: 0 };
   const live = new LiveResearchAccess({
     view: view as never,
-    auth: { verifyMqttLogin: () => ({ ok: true, researcher: RESEARCHER, challenge: {} as never }) },
-    aggregator: {
-      delivered: (d) => void delivered.push(d),
-      endSubscription: (id) => {
-        events.push(`endSubscription ${id}`);
-        return Promise.resolve([]);
+    // The login's signature is the expensive step: counted, to show admission comes first.
+    auth: {
+      verifyMqttLogin: (u) => {
+        verified.n++;
+        return u ? { ok: true, researcher: getAddress(u), challenge: {} as never } : { ok: false, code: 'AUTH_MALFORMED', message: 'no login' };
       },
     },
-    log: { info: () => undefined, warn: () => undefined, error: () => undefined },
+    accessLog: {
+      appendAll: async (records) => {
+        events.push(`logged ${records.length}`);
+        return log.appendAll(records);
+      },
+    },
+    log: { info: record, warn: record, error: record } as never,
     now: () => view.now,
+    ...(opts.maxUngranted !== undefined ? { maxUngrantedConnections: opts.maxUngranted } : {}),
+    ...(opts.maxPerResearcher !== undefined ? { maxConnectionsPerResearcher: opts.maxPerResearcher } : {}),
+    refusalLog: { burst: 5, windowMs: 60_000 },
   });
-  const client: FakeClient = {
-    id: 'researcher-1',
-    closed: false,
-    sent: [],
-    publish(p) {
-      this.sent.push(p);
-      const body = JSON.parse(p.payload.toString()) as { event?: string };
-      if (body.event) events.push(`notice ${body.event}`);
-    },
-    unsubscribe() {
-      events.push('unsubscribed');
-    },
+  const connect = (id: string, researcher = RESEARCHER): FakeClient => {
+    const c: FakeClient = {
+      id,
+      closed: false,
+      conn: Object.assign(new EventEmitter(), { destroyed: false }),
+      sent: [],
+      publish(p) {
+        this.sent.push(p);
+        const body = JSON.parse(p.payload.toString()) as { event?: string };
+        events.push(body.event ? `notice ${body.event}` : 'delivery');
+      },
+      unsubscribe() {
+        events.push('unsubscribed');
+      },
+    };
+    const r = live.authenticate(c as unknown as Client, researcher, Buffer.from('x'));
+    if (r.ok) c.vpResearcher = r.researcher;
+    return c;
   };
-  expect(live.authenticate(client as unknown as Client, RESEARCHER, Buffer.from('x'))).toEqual({ ok: true, researcher: RESEARCHER });
-  client.vpResearcher = RESEARCHER;
+  const client = connect('researcher-1');
   live.ready(client as unknown as Client);
-  return { view, live, client, delivered, events };
+  return { view, live, log, client, events, lines, verified, connect, entries: () => [...log.entries()] };
+}
+
+/** The socket closes: what aedes and the kernel do, in that order, for a dropped connection. */
+function drop(c: FakeClient): void {
+  c.closed = true;
+  c.conn.destroyed = true;
+  c.conn.emit('close');
 }
 
 const sub = (topic: string): Subscription => ({ topic, qos: 0 }) as Subscription;
@@ -122,9 +181,9 @@ function ecgFrame(startMs: number, seq = 1): Parameters<LiveResearchAccess['acce
   return { lsn: BigInt(seq), receivedAtMs: NOW, transport: 'ble', patient: PSEUDONYM, sha256: sha256Hex(raw), frame: decodeFrame(raw) };
 }
 
-describe('live researcher transport (the gateway side)', () => {
-  it('tells researchers from devices by their CONNECT, and keeps device client ids for devices', () => {
-    const { live } = world();
+describe('live researcher transport: CONNECT and admission', () => {
+  it('tells researchers from devices by their CONNECT, and keeps device client ids for devices', async () => {
+    const { live } = await world();
     const d = testDevice('live-unit-device');
     expect(live.claims(d.id, makeConnectPassword(d.id, `vp-dev-${d.id}`, d.keys.secretKey))).toBe(false);
     expect(live.claims(undefined, makeConnectPassword(d.id, `vp-dev-${d.id}`, d.keys.secretKey))).toBe(false);
@@ -134,10 +193,103 @@ describe('live researcher transport (the gateway side)', () => {
     expect(live.authenticate({ id: `vp-dev-${d.id}` } as Client, RESEARCHER, Buffer.from('x'))).toEqual({ ok: false, reason: 'CLIENT_ID_RESERVED', returnCode: 2 });
   });
 
-  it('delivers exactly the samples decide() allows, grouped by the grant that allows them, for random windows', () => {
+  it('admits keys without a live grant only within their pool, refusing the rest with NO_LIVE_GRANT before any signature work', async () => {
+    const w = await world({ grant: false, maxUngranted: 2 });
+    const others = ['0x' + '11'.repeat(20), '0x' + '22'.repeat(20), '0x' + '33'.repeat(20)];
+    const a = w.connect('a', others[0]);
+    expect(a.vpResearcher).toBe(getAddress(others[0]!));
+    const before = w.verified.n;
+    const b = w.connect('b', others[1]);
+    expect(b.vpResearcher).toBeUndefined(); // the pool of 2: RESEARCHER (also without a grant) and a
+    expect(w.verified.n).toBe(before); // refused on the claim alone
+    expect(w.live.authenticate({ id: 'c', closed: false } as unknown as Client, others[2], Buffer.from('x'))).toEqual({ ok: false, reason: 'NO_LIVE_GRANT', returnCode: 5 });
+    // A grant in force whose data window has not ended makes a key live; one whose window is over does not.
+    w.view.add({ researcher: getAddress(others[2]!), dataFromMs: BigInt(T0), dataToMs: BigInt(NOW - 1) });
+    expect(w.live.authenticate({ id: 'c', closed: false } as unknown as Client, others[2], Buffer.from('x'))).toMatchObject({ ok: false, reason: 'NO_LIVE_GRANT' });
+    w.view.add({ researcher: getAddress(others[2]!), dataFromMs: BigInt(NOW + 60_000), dataToMs: BigInt(NOW + 120_000) }); // starts later: live
+    expect(w.connect('c', others[2]).vpResearcher).toBe(getAddress(others[2]!));
+    // A slot of the pool comes back when its holder's connection closes.
+    drop(a);
+    expect(w.connect('b2', others[1]).vpResearcher).toBe(getAddress(others[1]!));
+    expect(w.live.status().loginRefusedBy).toEqual({ NO_LIVE_GRANT: 3 });
+    expect(w.lines.filter((l) => l['event'] === 'research_connect_refused').map((l) => l['reason'])).toEqual(['NO_LIVE_GRANT', 'NO_LIVE_GRANT', 'NO_LIVE_GRANT']);
+  });
+
+  it('caps the connections of one key, counting a takeover of its own client id once', async () => {
+    const w = await world({ maxPerResearcher: 2 });
+    const second = w.connect('researcher-2');
+    expect(second.vpResearcher).toBe(RESEARCHER);
+    expect(w.connect('researcher-3').vpResearcher).toBeUndefined();
+    expect(w.live.status().loginRefusedBy).toEqual({ TOO_MANY_CONNECTIONS: 1 });
+    // Its own client id again: aedes closes the older connection, so this is no third one.
+    const again = w.connect('researcher-2');
+    expect(again.vpResearcher).toBe(RESEARCHER);
+    drop(second); // what aedes does to the holder
+    expect(w.live.status().researchersConnected).toBe(2);
+    drop(again);
+    expect(w.connect('researcher-3').vpResearcher).toBe(RESEARCHER);
+  });
+
+  it('refuses a client id held by another key (CLIENT_ID_IN_USE), leaving the holder connected and served', async () => {
+    const w = await world();
+    const thief = '0x' + '44'.repeat(20);
+    w.view.add({ researcher: getAddress(thief), dataFromMs: BigInt(T0), dataToMs: BigInt(NOW + 3_600_000) });
+    const before = w.verified.n;
+    expect(w.live.authenticate({ id: 'researcher-1', closed: false } as unknown as Client, thief, Buffer.from('x'))).toEqual({ ok: false, reason: 'CLIENT_ID_IN_USE', returnCode: 2 });
+    expect(w.verified.n).toBe(before);
+    expect(w.live.status().researchersConnected).toBe(1);
+    // The same id is free again once its holder has gone.
+    drop(w.client);
+    expect(w.connect('researcher-1', thief).vpResearcher).toBe(getAddress(thief));
+  });
+
+  it('holds a client from admission until its socket closes, whatever order aedes reports it in', async () => {
+    const w = await world();
+    // Dropped right after CONNACK: the socket closes, aedes' clientDisconnect, then a late clientReady.
+    for (let i = 0; i < 50; i++) {
+      const c = w.connect(`flash-${i}`);
+      const order = i % 3;
+      if (order === 0) {
+        drop(c);
+        w.live.gone(c as unknown as Client);
+        w.live.ready(c as unknown as Client);
+      } else if (order === 1) {
+        c.closed = true; // aedes closed it; the socket's close comes later
+        w.live.ready(c as unknown as Client);
+        c.conn.emit('close');
+      } else {
+        w.live.ready(c as unknown as Client);
+        drop(c);
+        w.live.gone(c as unknown as Client);
+      }
+      if (w.live.status().researchersConnected > 3) throw new Error(`client ${i} leaked`);
+    }
+    expect(w.live.status().researchersConnected).toBe(1); // the world's own client
+    // Closed while its login was decided: never held.
+    const late = { id: 'late', closed: false, conn: Object.assign(new EventEmitter(), { destroyed: true }) };
+    expect(w.live.authenticate(late as unknown as Client, RESEARCHER, Buffer.from('x'))).toMatchObject({ ok: true });
+    w.live.ready(late as unknown as Client);
+    expect(w.live.status().researchersConnected).toBe(1);
+  });
+
+  it('logs a bounded number of lines for a SUBSCRIBE with 5,000 refused filters, and counts every one', async () => {
+    const w = await world();
+    const c = w.client as unknown as Client;
+    for (let i = 0; i < 5000; i++) expect(w.live.authorizeSubscribe(c, sub(`vp/consented/pt-nobody-${i}/ecg`))).toBeNull();
+    expect(w.live.status().subscribeRefusedBy).toEqual({ NO_GRANT: 5000 });
+    const refusedLines = (): number => w.lines.filter((l) => l['event'] === 'research_subscribe_refused').length;
+    expect(refusedLines()).toBe(5);
+    await w.live.close(); // the window's summary is written at the latest at close
+    const summary = w.lines.filter((l) => l['event'] === 'log_suppressed');
+    expect(summary).toEqual([expect.objectContaining({ of: 'research_subscribe_refused', suppressed: 4995, byReason: { NO_GRANT: 4995 } })]);
+  });
+});
+
+describe('live researcher transport: delivery, logged before it is sent', () => {
+  it('delivers exactly the samples decide() allows, grouped by the grant that allows them, each covered by an entry written first, for random windows', async () => {
     const rng = Rng.for('live-unit', 'windows', 0);
     for (let round = 0; round < 40; round++) {
-      const { view, live, client, delivered } = world();
+      const { view, live, client, events, entries } = await world();
       const start = T0 + Math.floor(rng.float() * 1000);
       for (let k = 0; k < 1 + Math.floor(rng.float() * 4); k++) {
         const a = start - 200 + Math.floor(rng.float() * 1400);
@@ -149,6 +301,8 @@ describe('live researcher transport (the gateway side)', () => {
       view.decideCalls = 0;
       live.accepted(a);
       expect(view.decideCalls).toBeLessThanOrEqual(2 * view.grants.length + 1); // once per stretch between window edges
+      expect(client.sent).toEqual([]); // nothing goes out before its entry
+      await live.settled();
       const want = new Map<string, number[]>();
       for (let i = 0; i < 250; i++) {
         const t = Number(sampleTimeNs(a.frame, i) / 1_000_000n);
@@ -164,41 +318,83 @@ describe('live researcher transport (the gateway side)', () => {
         got.set(m.grantId, m.readings.map((r) => r.timeMs));
       }
       expect(got).toEqual(want);
-      expect(delivered.reduce((n, d) => n + d.count, 0)).toBe([...want.values()].reduce((n, l) => n + l.length, 0));
+      // One entry per grant, each covering exactly what went out under it, written before the first delivery.
+      const logged = entries();
+      expect(new Map(logged.map((e) => [e.grantId.toString(), [e.count, e.fromMs, e.toMs]]))).toEqual(new Map([...want].map(([g, ts]) => [g, [ts.length, Math.floor(ts[0]!), Math.floor(ts[ts.length - 1]!)]])));
+      if (want.size > 0) expect(events.slice(0, 2)).toEqual([`logged ${want.size}`, 'delivery']);
+      expect(live.status()).toMatchObject({ deliveries: client.sent.length, entries: want.size, awaitingLog: 0 });
     }
   });
 
-  it('drops at the last check what the grant no longer allows, and anything not made for that client', () => {
-    const { view, live, client, delivered } = world();
+  it('writes one entry per subscription and grant for everything prepared in one tick, in one group commit', async () => {
+    const { view, live, client, entries, events } = await world();
+    view.add({ dataFromMs: BigInt(T0), dataToMs: BigInt(T0 + 3_600_000) });
+    live.authorizeSubscribe(client as unknown as Client, sub(`vp/consented/${PSEUDONYM}/ecg`));
+    live.authorizeSubscribe(client as unknown as Client, sub(`vp/consented/${PSEUDONYM}/+`));
+    for (let i = 0; i < 10; i++) live.accepted(ecgFrame(T0 + 1000 * (i + 1), i + 1));
+    await live.settled();
+    expect(events.filter((e) => e.startsWith('logged'))).toEqual(['logged 2']);
+    expect(entries().map((e) => [e.count, e.fromMs, e.toMs, e.metrics])).toEqual([
+      [2500, T0 + 1000, T0 + 10_996, ['ecg']],
+      [2500, T0 + 1000, T0 + 10_996, ['ecg']],
+    ]);
+    expect(client.sent).toHaveLength(20);
+  });
+
+  it('drops before the log what the grant no longer allows, and lets through nothing not made for that client', async () => {
+    const { view, live, client, entries } = await world();
     const g = view.add({ dataFromMs: BigInt(T0), dataToMs: BigInt(T0 + 3_600_000) });
     live.authorizeSubscribe(client as unknown as Client, sub(`vp/consented/${PSEUDONYM}/+`));
     live.accepted(ecgFrame(T0 + 1000));
     live.accepted(ecgFrame(T0 + 2000, 2));
-    expect(client.sent).toHaveLength(2);
+    g.revokedAtMs = 1n; // revoked between building and logging: the event has not come yet
+    await live.settled();
+    expect(client.sent).toEqual([]);
+    expect(entries()).toEqual([]);
+    expect(live.status()).toMatchObject({ deliveries: 0, dropped: 2, entries: 0 });
+
+    g.revokedAtMs = 0n;
+    live.accepted(ecgFrame(T0 + 3000, 3));
+    await live.settled();
+    expect(client.sent).toHaveLength(1);
+    const made = client.sent[0]!;
     const other = { ...client, id: 'someone-else' };
-    expect(live.forward(other as unknown as Client, client.sent[0]!)).toBeNull(); // made for another client
-    g.revokedAtMs = 1n; // revoked between building and sending: the event has not come yet
-    expect(live.forward(client as unknown as Client, client.sent[1]!)).toBeNull();
-    expect(delivered).toEqual([]);
-    const forged = { cmd: 'publish', topic: `vp/consented/${PSEUDONYM}/ecg`, payload: Buffer.from(client.sent[1]!.payload), qos: 0, retain: false, dup: false } as unknown as AedesPublishPacket;
+    expect(live.forward(other as unknown as Client, made)).toBeNull(); // made for another client
+    const forged = { cmd: 'publish', topic: `vp/consented/${PSEUDONYM}/ecg`, payload: Buffer.from(made.payload), qos: 0, retain: false, dup: false } as unknown as AedesPublishPacket;
     expect(live.forward(client as unknown as Client, forged)).toBeNull(); // same bytes, not made here
-    expect(live.status()).toMatchObject({ deliveries: 0, dropped: 2 });
+    expect(live.forward(client as unknown as Client, made)).toBe(made);
+    expect(live.forward(client as unknown as Client, made)).toBeNull(); // once
   });
 
-  it('cuts on revocation: inactive at once, the live aggregate logged, then the notice, then the broker subscription removed', async () => {
-    const { view, live, client, events } = world();
+  it('counts a logged message whose client left before the send as logged, not sent: the log over-states, never under-states', async () => {
+    const { view, live, client, entries } = await world();
+    view.add({ dataFromMs: BigInt(T0), dataToMs: BigInt(T0 + 3_600_000) });
+    live.authorizeSubscribe(client as unknown as Client, sub(`vp/consented/${PSEUDONYM}/ecg`));
+    live.accepted(ecgFrame(T0 + 1000));
+    await new Promise((r) => setImmediate(r)); // the batch is being appended
+    expect(live.status().awaitingLog).toBe(1);
+    client.closed = true;
+    await live.settled();
+    expect(entries()).toHaveLength(1);
+    expect(client.sent).toEqual([]);
+    expect(live.status()).toMatchObject({ loggedNotSent: 1, deliveries: 0 });
+  });
+
+  it('cuts on revocation: nothing more logged or sent, the batch already being logged goes out, then the notice, then the broker subscription removed', async () => {
+    const { view, live, client, events, entries } = await world();
     const g = view.add({ dataFromMs: BigInt(T0), dataToMs: BigInt(T0 + 3_600_000) });
     expect(live.authorizeSubscribe(client as unknown as Client, sub(`vp/researcher/${RESEARCHER.toLowerCase()}/notices`))).not.toBeNull();
     live.authorizeSubscribe(client as unknown as Client, sub(`vp/consented/${PSEUDONYM}/ecg`));
     live.accepted(ecgFrame(T0 + 1000));
-    const built = client.sent.length;
+    await new Promise((r) => setImmediate(r)); // its entry is being written
+    expect(events).toEqual(['logged 1']);
     g.revokedAtMs = BigInt(NOW);
     view.emit('revoked', { grant: { ...g }, revokedAtMs: NOW, blockNumber: 9, cause: 'revoked' });
     live.accepted(ecgFrame(T0 + 2000, 2));
-    expect(client.sent.length).toBe(built); // nothing built after the cut
-    expect(live.forward(client as unknown as Client, client.sent[0]!)).toBeNull(); // nor sent
+    await live.settled();
     await new Promise((r) => setImmediate(r));
-    expect(events).toEqual([`endSubscription ${client.id}#1`, 'notice subscription_ended', 'unsubscribed']);
+    expect(events).toEqual(['logged 1', 'delivery', 'notice subscription_ended', 'unsubscribed']);
+    expect(entries()).toHaveLength(1);
     const notice = JSON.parse(client.sent[client.sent.length - 1]!.payload.toString()) as LiveNotice;
     expect(notice).toEqual({ event: 'subscription_ended', topic: `vp/consented/${PSEUDONYM}/ecg`, code: 'REVOKED', grantId: g.grantId.toString(), atMs: NOW });
     expect(live.forward(client as unknown as Client, client.sent[client.sent.length - 1]!)).not.toBeNull(); // notices pass, once
