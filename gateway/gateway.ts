@@ -102,6 +102,8 @@ export interface RunningGateway {
   influxUrl: string;
   httpUrl: string;
   mqttPort: number;
+  /** The MQTT over TLS listener's port, when it runs (mqtt.tls.cert). */
+  mqttTlsPort?: number;
   chainUrl?: string;
 }
 
@@ -626,10 +628,10 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const http = await startStatusServer(config.http.host, config.http.port, { snapshot, route: proofRoutes(proofs), handle }, { guard: httpGuard, limits: config.http });
     cleanups.push(() => closeServer(http.server));
 
-    const runtime: RunningGateway = { pid: process.pid, gatewayId: config.gatewayId, influxUrl, httpUrl: `${httpT.tls ? 'https' : 'http'}://${config.http.host}:${http.port}`, mqttPort: mqtt.port, ...(chain ? { chainUrl: chain.url } : {}) };
+    const runtime: RunningGateway = { pid: process.pid, gatewayId: config.gatewayId, influxUrl, httpUrl: `${httpT.tls ? 'https' : 'http'}://${config.http.host}:${http.port}`, mqttPort: mqtt.port, ...(mqtt.tlsPort !== undefined ? { mqttTlsPort: mqtt.tlsPort } : {}), ...(chain ? { chainUrl: chain.url } : {}) };
     writeFileSync(join(config.dataDir, RUNTIME_FILE), `${JSON.stringify(runtime, null, 2)}\n`);
     cleanups.push(() => Promise.resolve(rmSync(join(config.dataDir, RUNTIME_FILE), { force: true })));
-    log.info({ event: 'ready', mqttPort: mqtt.port, httpPort: http.port, influxUrl, gatewayId: config.gatewayId, devices: registry.list().length }, 'gateway ready');
+    log.info({ event: 'ready', mqttPort: mqtt.port, ...(mqtt.tlsPort !== undefined ? { mqttTlsPort: mqtt.tlsPort } : {}), httpPort: http.port, influxUrl, gatewayId: config.gatewayId, devices: registry.list().length }, 'gateway ready');
     return {
       config,
       metrics,

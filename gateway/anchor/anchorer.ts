@@ -18,6 +18,14 @@
  * that is not mined in `txTimeoutMs` is replaced (same nonce, higher fee) rather than
  * followed by a second one.
  *
+ * Every call to the chain has a deadline: the provider's (chain.rpcTimeoutMs, see
+ * ../chain/rpc-deadline.ts) on each request, `txTimeoutMs` on a transaction's mining. A node
+ * that accepts connections and stops answering (a SIGSTOPped anvil) fails the round with
+ * CHAIN_TIMEOUT within the deadline: the anchorer reports itself down with that error and
+ * retries with backoff, instead of waiting for minutes while looking up. status() also tells
+ * how old the oldest unanchored batch is and how long a transaction has waited to be mined,
+ * for the ANCHORS_BEHIND and CHAIN_HUNG alarms (../status/health-monitor.ts).
+ *
  * Anchorers of several streams send from the same account: they take turns on the account's
  * transaction lane (./tx-lane.ts), held from reading the chain's sequence until the
  * transaction is confirmed (across a replacement when it is stuck), so that only one
@@ -80,11 +88,17 @@ export interface AnchorerOptions {
 
 export interface AnchorerStatus {
   up: boolean;
+  /** Since when `up` has held its value (Unix ms). */
+  sinceMs: number;
   lastError?: string;
   /** Set when anchoring stopped on a fault it must not paper over (ANCHOR_CONFLICT, CHAIN_BEHIND). */
   halted?: string;
   /** The last confirmed anchor, with its batch's root. */
   lastAnchor?: AnchorRecord & { root: string };
+  /** The oldest sealed batch without its anchor, and when it was sealed (ANCHORS_BEHIND). */
+  oldestPending?: { batch: bigint; sealedAtMs: number };
+  /** The anchoring transaction sent and not yet mined, and since when its batch has waited on one (CHAIN_HUNG when too long). */
+  pendingTx?: { batch: bigint; txHash: string; sinceMs: number };
 }
 
 const ANCHORED_TOPIC = id('Anchored(address,uint8,uint64,bytes32,uint32,uint64,uint64)');
@@ -94,11 +108,14 @@ export class Anchorer {
   private loop: Promise<void> | undefined;
   private wakeup: (() => void) | undefined;
   private up = true;
+  private upSinceMs = Date.now();
   private lastError: string | undefined;
   private halted: string | undefined;
   private lastAnchor: (AnchorRecord & { root: string }) | undefined;
   /** A sent transaction not yet seen mined: replaced, never doubled. */
-  private inFlight: { seq: bigint; nonce: number; hash: string; gasLimit: bigint; maxFeePerGas?: bigint; maxPriorityFeePerGas?: bigint; gasPrice?: bigint } | undefined;
+  private inFlight: { seq: bigint; nonce: number; hash: string; gasLimit: bigint; firstSentMs: number; maxFeePerGas?: bigint; maxPriorityFeePerGas?: bigint; gasPrice?: bigint } | undefined;
+  /** sealedAtMs of the oldest unanchored batch, read once per batch (the file is not re-read every status). */
+  private pendingHead: { seq: bigint; sealedAtMs: number } | undefined;
   readonly stream: StreamId;
   private readonly lane: TxLane;
   /** Set while this anchorer holds the account's transaction lane. */
@@ -125,12 +142,32 @@ export class Anchorer {
   }
 
   status(): AnchorerStatus {
+    const oldest = this.oldestPending();
     return {
       up: this.up,
+      sinceMs: this.upSinceMs,
       ...(this.lastError ? { lastError: this.lastError } : {}),
       ...(this.halted ? { halted: this.halted } : {}),
       ...(this.lastAnchor ? { lastAnchor: this.lastAnchor } : {}),
+      ...(oldest ? { oldestPending: oldest } : {}),
+      ...(this.inFlight ? { pendingTx: { batch: this.inFlight.seq, txHash: this.inFlight.hash, sinceMs: this.inFlight.firstSentMs } } : {}),
     };
+  }
+
+  private oldestPending(): { batch: bigint; sealedAtMs: number } | undefined {
+    const seq = this.store.lastAnchored + 1n;
+    if (seq > this.store.lastSealed) return undefined;
+    if (this.pendingHead?.seq !== seq) {
+      const b = this.store.get(seq);
+      if (!b) return undefined;
+      this.pendingHead = { seq, sealedAtMs: b.sealedAtMs };
+    }
+    return { batch: seq, sealedAtMs: this.pendingHead.sealedAtMs };
+  }
+
+  private setUp(up: boolean): void {
+    if (up !== this.up) this.upSinceMs = Date.now();
+    this.up = up;
   }
 
   async stop(): Promise<void> {
@@ -158,7 +195,7 @@ export class Anchorer {
         await this.anchorOne(seq);
         this.leaveLane();
         if (!this.up) log?.info({ event: 'chain_recovered', attempts: attempt }, 'chain reachable again; anchoring the queued batches');
-        this.up = true;
+        this.setUp(true);
         this.lastError = undefined;
         this.halted = undefined;
         attempt = 0;
@@ -176,7 +213,7 @@ export class Anchorer {
           log?.warn({ event: 'anchor_tx_slow', stream: this.stream, batch: seq.toString(), txHash: this.inFlight.hash, nonce: this.inFlight.nonce }, 'anchor transaction not mined in time; it will be replaced');
         } else {
           if (this.up || attempt % 10 === 0) log?.warn({ event: 'chain_down', stream: this.stream, attempt, batch: seq.toString(), pending: this.store.pendingAnchors, err: this.lastError }, 'anchoring failed; batches stay queued in order');
-          this.up = false;
+          this.setUp(false);
         }
         const min = this.opts.retryMinMs ?? 500;
         const max = this.opts.retryMaxMs ?? 15_000;
@@ -231,6 +268,7 @@ export class Anchorer {
       nonce: tx.nonce,
       hash: tx.hash,
       gasLimit: tx.gasLimit,
+      firstSentMs: prev?.firstSentMs ?? Date.now(),
       ...(tx.gasPrice !== null && tx.maxFeePerGas === null ? { gasPrice: tx.gasPrice } : {}),
       ...(tx.maxFeePerGas !== null ? { maxFeePerGas: tx.maxFeePerGas } : {}),
       ...(tx.maxPriorityFeePerGas !== null ? { maxPriorityFeePerGas: tx.maxPriorityFeePerGas } : {}),

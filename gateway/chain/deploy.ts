@@ -73,7 +73,16 @@ export interface DeployOptions {
   gateways?: AddressLike[];
   /** Confirmations to wait for per transaction. Default 1. */
   confirmations?: number;
+  /**
+   * Deadline for each transaction to be mined with its confirmations (ms). Default 120,000.
+   * ethers' wait() polls in the background and swallows polling failures: without a deadline, a
+   * chain that stops answering mid-deployment would hold the deployment (and the gateway's start) forever.
+   */
+  txTimeoutMs?: number;
 }
+
+/** Default of DeployOptions.txTimeoutMs. */
+export const DEPLOY_TX_TIMEOUT_MS = 120_000;
 
 export interface LoadOrDeployOptions extends DeployOptions {
   /**
@@ -93,6 +102,7 @@ export interface LoadOrDeployOptions extends DeployOptions {
 export async function deployContracts(signer: Signer, opts: DeployOptions = {}): Promise<Deployment> {
   const provider = requireProvider(signer);
   const confirmations = opts.confirmations ?? 1;
+  const txTimeoutMs = opts.txTimeoutMs ?? DEPLOY_TX_TIMEOUT_MS;
   const deployer = getAddress(await signer.getAddress());
   const admin = getAddress(await resolveAddress(opts.admin ?? deployer));
   const hospitalAdmins = await Promise.all((opts.hospitalAdmins ?? [deployer]).map(async (a) => getAddress(await resolveAddress(a))));
@@ -102,15 +112,15 @@ export async function deployContracts(signer: Signer, opts: DeployOptions = {}):
     throw new TypeError('deployContracts: to grant roles at deployment the signer must be the admin; deploy with admin = signer, grant, then transfer DEFAULT_ADMIN_ROLE');
   }
 
-  const dev = await deployOne(new ContractFactory(deviceRegistryArtifact.abi, deviceRegistryArtifact.bytecode, signer), admin, confirmations);
-  const anc = await deployOne(new ContractFactory(anchorRegistryArtifact.abi, anchorRegistryArtifact.bytecode, signer), admin, confirmations);
-  const con = await deployOne(new ContractFactory(consentRegistryArtifact.abi, consentRegistryArtifact.bytecode, signer), admin, confirmations);
+  const dev = await deployOne(new ContractFactory(deviceRegistryArtifact.abi, deviceRegistryArtifact.bytecode, signer), admin, confirmations, txTimeoutMs);
+  const anc = await deployOne(new ContractFactory(anchorRegistryArtifact.abi, anchorRegistryArtifact.bytecode, signer), admin, confirmations, txTimeoutMs);
+  const con = await deployOne(new ContractFactory(consentRegistryArtifact.abi, consentRegistryArtifact.bytecode, signer), admin, confirmations, txTimeoutMs);
   const deviceRegistry = deviceRegistryAt(dev.address, signer);
   const anchorRegistry = anchorRegistryAt(anc.address, signer);
   const consentRegistry = consentRegistryAt(con.address, signer);
-  for (const a of hospitalAdmins) await (await deviceRegistry.grantRole(ROLES.HOSPITAL_ADMIN, a)).wait(confirmations);
-  for (const a of hospitalAdmins) await (await consentRegistry.grantRole(ROLES.HOSPITAL_ADMIN, a)).wait(confirmations);
-  for (const g of gateways) await (await anchorRegistry.grantRole(ROLES.GATEWAY, g)).wait(confirmations);
+  for (const a of hospitalAdmins) await (await deviceRegistry.grantRole(ROLES.HOSPITAL_ADMIN, a)).wait(confirmations, txTimeoutMs);
+  for (const a of hospitalAdmins) await (await consentRegistry.grantRole(ROLES.HOSPITAL_ADMIN, a)).wait(confirmations, txTimeoutMs);
+  for (const g of gateways) await (await anchorRegistry.grantRole(ROLES.GATEWAY, g)).wait(confirmations, txTimeoutMs);
 
   const chainId = Number((await provider.getNetwork()).chainId);
   const deployBlock = Math.min(dev.block, anc.block, con.block);
@@ -132,11 +142,11 @@ export async function deployContracts(signer: Signer, opts: DeployOptions = {}):
   return { record, deviceRegistry, anchorRegistry, consentRegistry };
 }
 
-async function deployOne(factory: ContractFactory, admin: string, confirmations: number): Promise<DeployedContract> {
+async function deployOne(factory: ContractFactory, admin: string, confirmations: number, txTimeoutMs: number): Promise<DeployedContract> {
   const c = await factory.deploy(admin);
   const tx = c.deploymentTransaction();
   if (!tx) throw new Error('deployContracts: no deployment transaction');
-  const receipt: TransactionReceipt | null = await tx.wait(confirmations);
+  const receipt: TransactionReceipt | null = await tx.wait(confirmations, txTimeoutMs);
   if (!receipt?.contractAddress) throw new Error(`deployContracts: deployment ${tx.hash} has no contract address`);
   return { address: getAddress(receipt.contractAddress), txHash: tx.hash, block: receipt.blockNumber };
 }
@@ -221,7 +231,7 @@ async function verifyRecorded(provider: Provider, record: StoredDeploymentRecord
  *   record was complete already: then nothing is sent).
  * @throws ChainError from verifyDeployment; DEPLOYMENT_INCOMPLETE when `signer` is not the admin.
  */
-export async function completeDeployment(signer: Signer, record: StoredDeploymentRecord, opts: { confirmations?: number } = {}): Promise<Deployment & { added: string[] }> {
+export async function completeDeployment(signer: Signer, record: StoredDeploymentRecord, opts: { confirmations?: number; txTimeoutMs?: number } = {}): Promise<Deployment & { added: string[] }> {
   const provider = requireProvider(signer);
   await verifyRecorded(provider, record);
   const handles = (r: DeploymentRecord): Deployment => ({
@@ -233,6 +243,7 @@ export async function completeDeployment(signer: Signer, record: StoredDeploymen
   if (isComplete(record)) return { ...handles(record), added: [] };
 
   const confirmations = opts.confirmations ?? 1;
+  const txTimeoutMs = opts.txTimeoutMs ?? DEPLOY_TX_TIMEOUT_MS;
   const admin = getAddress(await signer.getAddress());
   const deviceRegistry = deviceRegistryAt(record.deviceRegistry.address, signer);
   if (!(await deviceRegistry.hasRole(ROLES.DEFAULT_ADMIN, admin))) {
@@ -244,9 +255,9 @@ export async function completeDeployment(signer: Signer, record: StoredDeploymen
   }
   const hospitalAdmins: string[] = [];
   for (const a of record.roles.hospitalAdmins) if (await deviceRegistry.hasRole(ROLES.HOSPITAL_ADMIN, a)) hospitalAdmins.push(a);
-  const con = await deployOne(new ContractFactory(consentRegistryArtifact.abi, consentRegistryArtifact.bytecode, signer), admin, confirmations);
+  const con = await deployOne(new ContractFactory(consentRegistryArtifact.abi, consentRegistryArtifact.bytecode, signer), admin, confirmations, txTimeoutMs);
   const consentRegistry = consentRegistryAt(con.address, signer);
-  for (const a of hospitalAdmins) await (await consentRegistry.grantRole(ROLES.HOSPITAL_ADMIN, a)).wait(confirmations);
+  for (const a of hospitalAdmins) await (await consentRegistry.grantRole(ROLES.HOSPITAL_ADMIN, a)).wait(confirmations, txTimeoutMs);
   // Every recorded contract was just found to run this build's code, and the new one is this build.
   const complete: DeploymentRecord = { ...record, consentRegistry: con, build: { solcVersion: SOLC_VERSION, inputSha256: INPUT_SHA256 } };
   return { ...handles(complete), added: ['ConsentRegistry'] };
@@ -313,7 +324,7 @@ export async function loadOrDeploy(
   const existing = readDeploymentRecord(path);
   const connected = signer.provider ? signer : signer.connect(provider);
   if (existing) {
-    const d = await completeDeployment(connected, existing, opts.confirmations !== undefined ? { confirmations: opts.confirmations } : {});
+    const d = await completeDeployment(connected, existing, { ...(opts.confirmations !== undefined ? { confirmations: opts.confirmations } : {}), ...(opts.txTimeoutMs !== undefined ? { txTimeoutMs: opts.txTimeoutMs } : {}) });
     if (d.added.length > 0) {
       await opts.makeDurable?.();
       writeDeploymentRecord(path, d.record);

@@ -17,6 +17,9 @@ export const CHAIN_ERRORS = {
   DEPLOYMENT_CODE_MISMATCH: 'the code at a recorded address is not the contract this build expects',
   DEPLOYMENT_CHAIN_REPLACED: 'the block that deployed the contracts is not on this chain any more: the chain was reset and the contracts redeployed at the same addresses',
   DEPLOYMENT_INCOMPLETE: 'the deployment record lacks a contract this build needs (ConsentRegistry, in a record written before it existed)',
+  CHAIN_TIMEOUT: 'the chain\'s JSON-RPC endpoint did not answer within the deadline (chain.rpcTimeoutMs, or health.probeTimeoutMs for the health probe): a hung, stopped or overloaded node',
+  CHAIN_UNREACHABLE: 'no connection to the chain\'s JSON-RPC endpoint (refused, reset or unresolvable)',
+  CHAIN_RPC_ERROR: 'the chain\'s JSON-RPC endpoint answered with an HTTP error, a JSON-RPC error or something that is not JSON-RPC',
 } as const;
 
 export type ChainErrorCode = keyof typeof CHAIN_ERRORS;

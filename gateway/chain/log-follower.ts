@@ -20,6 +20,7 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getAddress, type Log, type Provider } from 'ethers';
 import { writeAtomic } from '../spool/wal.js';
+import { ChainError } from './errors.js';
 
 /** Blocks per eth_getLogs request: public endpoints commonly refuse wider ranges. */
 export const MAX_LOG_RANGE = 2000;
@@ -436,11 +437,16 @@ export class LogFollower<S extends FollowedState, C> {
     return b?.hash ?? undefined;
   }
 
-  /** An RPC call with a deadline: a black-holed endpoint must fail the round, not stall it. */
+  /**
+   * An RPC call with a deadline: a black-holed endpoint must fail the round, not stall it. The
+   * gateway's provider has a deadline of its own on each request (../chain/rpc-deadline.ts); this
+   * one also bounds a provider without it.
+   * @throws ChainError CHAIN_TIMEOUT at the deadline; the call's own failure before it.
+   */
   private async rpc<T>(p: Promise<T>, what: string): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_res, rej) => {
-      timer = setTimeout(() => rej(new Error(`${what}: no answer within ${this.o.rpcTimeoutMs} ms`)), this.o.rpcTimeoutMs);
+      timer = setTimeout(() => rej(new ChainError('CHAIN_TIMEOUT', { method: what, timeoutMs: this.o.rpcTimeoutMs })), this.o.rpcTimeoutMs);
     });
     p.catch(() => undefined); // a late failure after the deadline is not an unhandled rejection
     try {

@@ -21,6 +21,7 @@ import type { Logger } from '../log.js';
 import { devWallet, startAnvil, type AnvilHandle } from './anvil.js';
 import { anchorRegistryAt, consentRegistryAt, deviceRegistryAt, type AnchorRegistryContract, type ConsentRegistryContract, type DeviceRegistryContract } from './contracts.js';
 import { DEPLOYMENT_FILE, loadOrDeploy, readDeploymentRecord, verifyDeployment, type StoredDeploymentRecord } from './deploy.js';
+import { DEFAULT_RPC_TIMEOUT_MS, deadlineFetchRequest } from './rpc-deadline.js';
 
 export const ENDPOINT_FILE = 'endpoint.json';
 
@@ -55,9 +56,13 @@ export function chainDir(dataDir: string): string {
   return join(dataDir, 'chain');
 }
 
-/** An ethers provider for a known chain: no network detection round trips, quick polling. */
-export function chainProvider(url: string, chainId: number, pollingInterval = 250): JsonRpcProvider {
-  return new JsonRpcProvider(url, chainId, { staticNetwork: true, pollingInterval, cacheTimeout: -1 });
+/**
+ * An ethers provider for a known chain: no network detection round trips, quick polling, and a
+ * deadline on every request (./rpc-deadline.ts): a node that does not answer fails calls with
+ * ChainError CHAIN_TIMEOUT after `rpcTimeoutMs` instead of holding them for minutes.
+ */
+export function chainProvider(url: string, chainId: number, pollingInterval = 250, rpcTimeoutMs = DEFAULT_RPC_TIMEOUT_MS): JsonRpcProvider {
+  return new JsonRpcProvider(deadlineFetchRequest(url, rpcTimeoutMs), chainId, { staticNetwork: true, pollingInterval, cacheTimeout: -1 });
 }
 
 /** Reads a private key file: 64 hex digits, with or without 0x, surrounding whitespace allowed. @throws ConfigError */
@@ -86,7 +91,7 @@ export async function openChainForCli(cfg: GatewayConfig, log?: Logger): Promise
   if (!running) return openChain(cfg, log, { writeEndpoint: false });
   const record = readDeploymentRecord(join(chainDir(cfg.dataDir), DEPLOYMENT_FILE));
   if (!record) throw new ConfigError(`the running gateway's chain has no deployment record in ${chainDir(cfg.dataDir)}`);
-  const provider = chainProvider(running.url, record.chainId, 100);
+  const provider = chainProvider(running.url, record.chainId, 100, cfg.chain.rpcTimeoutMs);
   return {
     ...embeddedRuntime(running.url, provider, record),
     // The running gateway's anvil runtime checkpoints the chain within a second of a new block.
@@ -140,7 +145,7 @@ export async function openChain(cfg: GatewayConfig, log?: Logger, opts: { writeE
     const dir = chainDir(cfg.dataDir);
     const anvil = await startAnvil({ dataDir: dir, ...(cfg.chain.embeddedPort ? { port: cfg.chain.embeddedPort } : {}), ...(log ? { log } : {}) });
     try {
-      const provider = chainProvider(anvil.url, anvil.chainId, 100);
+      const provider = chainProvider(anvil.url, anvil.chainId, 100, cfg.chain.rpcTimeoutMs);
       const d = await loadOrDeploy(dir, provider, devWallet(EMBEDDED_ACCOUNTS.deployer, provider), {
         hospitalAdmins: [devWallet(EMBEDDED_ACCOUNTS.hospitalAdmin).address],
         gateways: [devWallet(EMBEDDED_ACCOUNTS.gateway).address],
@@ -169,7 +174,7 @@ export async function openChain(cfg: GatewayConfig, log?: Logger, opts: { writeE
   const recordPath = cfg.chain.deployment || join(chainDir(cfg.dataDir), DEPLOYMENT_FILE);
   const record = readDeploymentRecord(recordPath);
   if (!record) throw new ConfigError(`no deployment record at ${recordPath}: deploy the contracts with "vitalproof chain deploy" and point chain.deployment at its record`);
-  const provider = chainProvider(cfg.chain.rpcUrl, record.chainId, 1000);
+  const provider = chainProvider(cfg.chain.rpcUrl, record.chainId, 1000, cfg.chain.rpcTimeoutMs);
   const wallet = readKeyFile(cfg.chain.keyFile).connect(provider) as Wallet | HDNodeWallet;
   let verified: Promise<void> | undefined;
   return {

@@ -1,0 +1,90 @@
+/**
+ * One HTTP request with one total deadline — connection, answer and body — at which the
+ * request and its socket are destroyed.
+ *
+ * Why node:http rather than fetch() with AbortSignal.timeout: measured here (Node 20), undici
+ * closes an aborted request's connection but opens a fresh one to the same peer right after,
+ * idle until its keep-alive timeout; a probe every second against a node that accepts and
+ * never answers (a SIGSTOPped process) keeps several such connections open. Here the request's
+ * socket is destroyed at the deadline and nothing else is opened.
+ */
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+
+export interface DeadlineResponse {
+  status: number;
+  statusText: string;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/** Why a request failed: `timeout` at the deadline, `network` for a refused, reset or unresolvable connection, `cancelled` by the caller. */
+export class DeadlineHttpError extends Error {
+  constructor(
+    readonly kind: 'timeout' | 'network' | 'cancelled',
+    /** The system error code (ECONNREFUSED, …) or message, for `network`. */
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${kind}: ${reason}`, options);
+    this.name = 'DeadlineHttpError';
+  }
+}
+
+/**
+ * Sends one request and reads the whole answer within `timeoutMs`. Credentials in the URL are
+ * sent as a Basic authorization header.
+ * @param onCancel registers a callback that cancels the request (e.g. ethers' FetchCancelSignal).
+ * @throws DeadlineHttpError
+ */
+export function requestWithDeadline(
+  url: string,
+  opts: { method: string; headers?: Record<string, string>; body?: Uint8Array; timeoutMs: number; onCancel?: (cancel: () => void) => void },
+): Promise<DeadlineResponse> {
+  return new Promise((resolve, reject) => {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch (e) {
+      reject(new DeadlineHttpError('network', `invalid URL: ${(e as Error).message}`, { cause: e }));
+      return;
+    }
+    const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+    if ((u.username || u.password) && !Object.keys(headers).some((k) => k.toLowerCase() === 'authorization')) {
+      headers['authorization'] = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
+    }
+    u.username = '';
+    u.password = '';
+    const send = u.protocol === 'https:' ? httpsRequest : httpRequest;
+    let settled = false;
+    const req = send(u, { method: opts.method, headers });
+    const fail = (e: DeadlineHttpError): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      req.destroy(); // the socket goes with it: nothing waits on a silent peer
+      reject(e);
+    };
+    const timer = setTimeout(() => fail(new DeadlineHttpError('timeout', `no complete answer within ${opts.timeoutMs} ms`)), opts.timeoutMs);
+    opts.onCancel?.(() => fail(new DeadlineHttpError('cancelled', 'cancelled by the caller')));
+    req.on('error', (e: NodeJS.ErrnoException) => fail(new DeadlineHttpError('network', e.code ?? e.message, { cause: e })));
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', (e: NodeJS.ErrnoException) => fail(new DeadlineHttpError('network', e.code ?? e.message, { cause: e })));
+      res.on('end', () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 0, statusText: res.statusMessage ?? '', headers: flatten(res.headers), body: Buffer.concat(chunks) });
+      });
+    });
+    req.end(opts.body ? Buffer.from(opts.body) : undefined);
+  });
+}
+
+function flatten(h: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  return out;
+}
