@@ -509,7 +509,8 @@ export class LiveResearchAccess {
   /** A grant in force whose data window has not ended: something live could ever carry. */
   private hasLiveGrant(researcher: string): boolean {
     const now = this.now();
-    return this.d.view.grantsFor(researcher).some((g) => this.d.view.inForce(g, now) && g.dataToMs >= BigInt(now));
+    // Lowercase: a claim with a broken EIP-55 checksum is just another key without grants, never a throw.
+    return this.d.view.grantsFor(researcher.toLowerCase()).some((g) => this.d.view.inForce(g, now) && g.dataToMs >= BigInt(now));
   }
 
   private admit(c: ResearcherClient, researcher: string, ungranted: boolean): void {

@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { getAddress } from 'ethers';
+import { getAddress, isAddress } from 'ethers';
 import type { AedesPublishPacket, Client, Subscription } from 'aedes';
 import { decodeFrame, sampleTimeNs } from '../../firmware-proto/frame.js';
 import { sensorByName } from '../../firmware-proto/catalogue.js';
@@ -63,6 +63,7 @@ class ModelView extends EventEmitter {
     return this.status(g, sensor, Number(t), Number(now));
   }
   grantsFor(researcher: string): ConsentGrant[] {
+    if (!isAddress(researcher)) throw new TypeError(`researcher must be an Ethereum address, got ${researcher}`); // as ConsentView
     return this.grants.filter((g) => g.researcher.toLowerCase() === researcher.toLowerCase()).map((g) => ({ ...g }));
   }
   grantsOf(ref: string): ConsentGrant[] {
@@ -203,6 +204,11 @@ describe('live researcher transport: CONNECT and admission', () => {
     expect(b.vpResearcher).toBeUndefined(); // the pool of 2: RESEARCHER (also without a grant) and a
     expect(w.verified.n).toBe(before); // refused on the claim alone
     expect(w.live.authenticate({ id: 'c', closed: false } as unknown as Client, others[2], Buffer.from('x'))).toEqual({ ok: false, reason: 'NO_LIVE_GRANT', returnCode: 5 });
+    // A claim whose EIP-55 checksum is broken is one more key without a grant, not a fault.
+    const mixed = getAddress(`0x${'ab'.repeat(20)}`);
+    const badChecksum = `0x${mixed[2] === 'a' ? 'A' : 'a'}${mixed.slice(3)}`;
+    expect(isAddress(badChecksum)).toBe(false);
+    expect(w.live.authenticate({ id: 'd', closed: false } as unknown as Client, badChecksum, Buffer.from('x'))).toEqual({ ok: false, reason: 'NO_LIVE_GRANT', returnCode: 5 });
     // A grant in force whose data window has not ended makes a key live; one whose window is over does not.
     w.view.add({ researcher: getAddress(others[2]!), dataFromMs: BigInt(T0), dataToMs: BigInt(NOW - 1) });
     expect(w.live.authenticate({ id: 'c', closed: false } as unknown as Client, others[2], Buffer.from('x'))).toMatchObject({ ok: false, reason: 'NO_LIVE_GRANT' });
@@ -211,8 +217,8 @@ describe('live researcher transport: CONNECT and admission', () => {
     // A slot of the pool comes back when its holder's connection closes.
     drop(a);
     expect(w.connect('b2', others[1]).vpResearcher).toBe(getAddress(others[1]!));
-    expect(w.live.status().loginRefusedBy).toEqual({ NO_LIVE_GRANT: 3 });
-    expect(w.lines.filter((l) => l['event'] === 'research_connect_refused').map((l) => l['reason'])).toEqual(['NO_LIVE_GRANT', 'NO_LIVE_GRANT', 'NO_LIVE_GRANT']);
+    expect(w.live.status().loginRefusedBy).toEqual({ NO_LIVE_GRANT: 4 });
+    expect(w.lines.filter((l) => l['event'] === 'research_connect_refused').map((l) => l['reason'])).toEqual(['NO_LIVE_GRANT', 'NO_LIVE_GRANT', 'NO_LIVE_GRANT', 'NO_LIVE_GRANT']);
   });
 
   it('caps the connections of one key, counting a takeover of its own client id once', async () => {
