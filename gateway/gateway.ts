@@ -29,7 +29,7 @@ import { HealthMonitor, chainProbe, chainRule, influxProbe, spoolRule, storageRu
 import { startInfluxd, type InfluxdHandle } from './storage/influxd.js';
 import { InfluxSink } from './storage/influx-sink.js';
 import { logSafeMessage, STORAGE_QUARANTINE_DIR, StorageQuarantine } from './storage/quarantine.js';
-import { MqttTransport } from './transport/mqtt/broker.js';
+import { MqttTransport, mqttLimits } from './transport/mqtt/broker.js';
 import { tlsServerOptions } from './transport/mqtt/tls.js';
 import { BleCentral } from './transport/ble/central.js';
 import { VerifyPool } from './verify/pool.js';
@@ -441,16 +441,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       log,
       connectWindowMs: m.connectWindowMs,
       ...(research ? { researchers: research } : {}),
-      limits: {
-        maxConnectBytes: m.maxConnectBytes,
-        maxDevicePacketBytes: m.maxDevicePacketBytes,
-        maxResearcherPacketBytes: m.maxResearcherPacketBytes,
-        connectDeadlineMs: m.connectDeadlineMs,
-        maxConnections: m.maxConnections,
-        maxConnectionsPerSource: m.maxConnectionsPerSource,
-        maxKeepaliveS: m.maxKeepaliveS,
-        refusalLogIntervalMs: m.refusalLogIntervalMs,
-      },
+      limits: mqttLimits(m),
       ...(m.tls.cert
         ? { tls: { host: m.tls.host || m.host, port: m.tls.port, options: tlsServerOptions(m.tls, m.connectDeadlineMs), requireClientCert: m.tls.requireClientCert === 'true' } }
         : {}),

@@ -43,6 +43,7 @@ import { addressArg, chainConfig, checkPseudonym, consentOf, defaultIo, isFallba
 import { verifyAccessBundle } from '../proof/access-verify.js';
 import type { DisclosureItem, DisclosureReport } from './disclosure.js';
 import { apiRequest, ApiError, defaultSessionFile, sessionFor, SessionStore } from '../research/research-cli.js';
+import { trustCaFile } from '../util/tls-trust.js';
 
 export const CONSENT_USAGE = `usage: vitalproof consent <grant|revoke|list> [options]
   grant    --key-file F --pseudonym P --researcher 0x… --metrics a,b --from T --to T --expires T --purpose TEXT
@@ -57,6 +58,8 @@ export const CONSENT_USAGE = `usage: vitalproof consent <grant|revoke|list> [opt
                            access to P's data, each anchored one verified against the chain
            --url U         the gateway's HTTP API (default: the gateway running on --dataDir, else
                            http://HTTP.HOST:HTTP.PORT of the configuration)
+           --ca FILE       trust FILE's CA certificates for an https --url (besides the system's
+                           and NODE_EXTRA_CA_CERTS)
            --from T --to T access times of the report (default: all)
            --out FILE      write the whole report (with its proofs) to FILE
            --json          machine-readable output
@@ -66,7 +69,7 @@ chain: --dataDir DIR (its embedded chain, or the running gateway's), or --config
 an external one. DEV ONLY on the embedded chain: dev account 3 is the demo's patient, 4 its researcher
 exit code: 0 done, 1 refused or failed, 2 usage error`;
 
-const OWN = ['key-file', 'pseudonym', 'researcher', 'metrics', 'from', 'to', 'expires', 'purpose', 'disclosures', 'url', 'out', 'json', 'session-file', 'help'];
+const OWN = ['ca', 'key-file', 'pseudonym', 'researcher', 'metrics', 'from', 'to', 'expires', 'purpose', 'disclosures', 'url', 'out', 'json', 'session-file', 'help'];
 
 /**
  * Runs `vitalproof consent` with `argv` (the arguments after "consent").
@@ -201,7 +204,8 @@ async function listCommand(rest: string[], flags: Record<string, string>, io: Cl
     let report: DisclosureReport | undefined;
     let verified: VerifiedItem[] = [];
     if (disclosures) {
-      const base = flags['url'] ?? runningGateway(cfg.dataDir)?.httpUrl ?? `http://${cfg.http.host}:${cfg.http.port}`;
+      if (flags['ca'] !== undefined) trustCaFile(flags['ca']);
+      const base = flags['url'] ?? runningGateway(cfg.dataDir)?.httpUrl ?? `${cfg.http.tls.cert ? 'https' : 'http'}://${cfg.http.host}:${cfg.http.port}`;
       const store = new SessionStore(flags['session-file'] ?? defaultSessionFile());
       const q = new URLSearchParams({ pseudonym });
       if (from !== undefined) q.set('from', String(from));

@@ -4,14 +4,18 @@
  *
  *   POST /auth/challenge                    { address, purpose }            → { challenge }
  *   POST /auth/login                        { challenge, signature }        → { token, address, expiresAtMs }
+ *   POST /auth/logout[?all=1]               bearer                          → { address, ended }
  *   GET  /research/grants                   bearer                          → { grants }
  *   GET  /research/grants/<id>/readings     bearer; from, to, metric, format, proofs, limit, cursor
  *   GET  /patient/disclosures               bearer; pseudonym, from, to     → vitalproof.disclosure-report
  *   GET  /patient/grants                    bearer; pseudonym               → { grants }
  *
  * Errors are { error: CODE, message } with 400 (BAD_REQUEST, BAD_CURSOR), 401 (AUTH_*), 403 (a
- * consent DecisionCode, NOT_GRANTEE, NOT_PATIENT), 404 (UNKNOWN_GRANT, UNKNOWN_PATIENT), 503
- * (UNAVAILABLE). Every readings page that discloses anything is one access-log entry (kind
+ * consent DecisionCode, NOT_GRANTEE, NOT_PATIENT), 404 (UNKNOWN_GRANT, UNKNOWN_PATIENT), 413
+ * (HTTP_BODY_TOO_LARGE), 429 (LOGIN_RATE_LIMITED per source, AUTH_BUSY when the gateway's
+ * budget of signature checks is spent; both with Retry-After), 503 (UNAVAILABLE). A login is
+ * rate-limited by source before its body is read, and checked cheap-first by the
+ * authenticator (gateway/consent/auth.ts): forged challenges cost no signature recovery. Every readings page that discloses anything is one access-log entry (kind
  * export): JSON and CSV pages are read and checked whole, logged (durably), then sent; NDJSON
  * pages are streamed as read and logged when they end, before their last line (the cursor
  * line), so a client holding that line knows its page is on the record.
@@ -22,6 +26,7 @@ import { sensorCodesOf } from '../chain/contracts.js';
 import type { AccessLog } from '../consent/access-log.js';
 import type { AccessEntry } from '../consent/access-entry.js';
 import type { ResearcherAuthenticator, Session } from '../consent/auth.js';
+import { HttpGuard } from '../status/http-server.js';
 import type { ConsentGrant, ConsentView } from '../consent/consent-view.js';
 import type { DisclosureService } from '../consent/disclosure.js';
 import type { Logger } from '../log.js';
@@ -34,7 +39,7 @@ import { CSV_HEADER, csvRows, decodeCursor, encodeCursor, frameJson, scanReading
 /** Frames per readings page: default and maximum (docs/research-api.md). */
 export const DEFAULT_PAGE_FRAMES = 1000;
 export const MAX_PAGE_FRAMES = 10_000;
-/** Request bodies (challenge, login) are small. */
+/** Request bodies (challenge, login) are small: the default of http.maxBodyBytes. */
 const MAX_BODY_BYTES = 16 * 1024;
 
 /** `Grant` of docs/research-api.md. */
@@ -61,6 +66,11 @@ export interface ResearchApiDeps {
   readings: ReadingsDeps;
   proofs: Pick<ProofService, 'bundleOf'>;
   log: Logger;
+  /**
+   * The listener's guard: login rate per source, body size (http.maxBodyBytes), and where
+   * refusals and logins are counted. Default: a guard with the default limits.
+   */
+  guard?: HttpGuard;
   now?: () => number;
 }
 
@@ -103,6 +113,8 @@ export function grantJson(g: ConsentGrant, pseudonym: string, nowMs: number): Gr
 /** The request handler for the status server's `handle` hook. */
 export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: URL, res: ServerResponse) => Promise<boolean> {
   const now = d.now ?? Date.now;
+  const guard = d.guard ?? new HttpGuard({ maxConnections: 512, maxConnectionsPerSource: 64, maxBodyBytes: MAX_BODY_BYTES, loginPerSourcePerS: 1, loginPerSourceBurst: 10 });
+  const body = (req: IncomingMessage): Promise<unknown> => readJson(req, guard);
 
   const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): true => {
     res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers }).end(JSON.stringify(body));
@@ -143,13 +155,13 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
     const path = url.pathname;
     if (path === '/auth/challenge') {
       method(req, 'POST');
-      const body = (await readJson(req)) as { address?: unknown; purpose?: unknown };
-      const purpose = body.purpose ?? 'http';
-      if (typeof body.address !== 'string' || !/^0x[0-9a-fA-F]{40}$/.test(body.address)) throw new HttpError(400, 'BAD_REQUEST', 'address must be an Ethereum address (0x and 40 hex digits)');
+      const b = (await body(req)) as { address?: unknown; purpose?: unknown };
+      const purpose = b.purpose ?? 'http';
+      if (typeof b.address !== 'string' || !/^0x[0-9a-fA-F]{40}$/.test(b.address)) throw new HttpError(400, 'BAD_REQUEST', 'address must be an Ethereum address (0x and 40 hex digits)');
       if (purpose !== 'http' && purpose !== 'mqtt') throw new HttpError(400, 'BAD_REQUEST', 'purpose must be "http" or "mqtt"');
       let text: string;
       try {
-        text = d.auth.issueChallenge(body.address, purpose).text;
+        text = d.auth.issueChallenge(b.address, purpose).text;
       } catch (e) {
         throw new HttpError(400, 'BAD_REQUEST', (e as Error).message);
       }
@@ -157,14 +169,32 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
     }
     if (path === '/auth/login') {
       method(req, 'POST');
-      const body = (await readJson(req)) as { challenge?: unknown; signature?: unknown };
-      const r = d.auth.login({ text: body.challenge as string, signature: body.signature as string });
+      // Per source first, before the body is read: the cheapest refusal there is.
+      const wait = guard.loginAttempt(req.socket.remoteAddress);
+      if (wait !== undefined) {
+        return json(res, 429, { error: 'LOGIN_RATE_LIMITED', message: `LOGIN_RATE_LIMITED: too many logins from this address; retry in ${Math.ceil(wait / 1000)} s` }, { 'retry-after': String(Math.ceil(wait / 1000)) });
+      }
+      const b = (await body(req)) as { challenge?: unknown; signature?: unknown };
+      const r = d.auth.login({ text: b.challenge as string, signature: b.signature as string });
       if (!r.ok) {
-        d.log.warn({ event: 'research_login_refused', reason: r.code }, 'HTTP login refused');
+        // Counted and summed into rate-limited http_refused lines, never a line per refusal.
+        guard.loginRefused(r.code);
+        if (r.code === 'AUTH_BUSY') return json(res, 429, { error: r.code, message: r.message }, { 'retry-after': '1' });
         return json(res, 401, { error: r.code, message: r.message }, { 'www-authenticate': 'Bearer' });
       }
+      guard.sessionsOpened++;
       d.log.info({ event: 'research_login', researcher: r.session.researcher, expiresAtMs: r.session.expiresAtMs }, 'HTTP session opened');
       return json(res, 200, { token: r.session.token, address: r.session.researcher, expiresAtMs: r.session.expiresAtMs });
+    }
+    if (path === '/auth/logout') {
+      method(req, 'POST');
+      const all = url.searchParams.get('all');
+      if (all !== null && all !== '0' && all !== '1') throw new HttpError(400, 'BAD_REQUEST', 'all must be 1 (every session of the address) or 0');
+      const s = session(req);
+      const ended = all === '1' ? d.auth.endSessionsOf(s.researcher) : d.auth.logout(s.token) ? 1 : 0;
+      guard.loggedOut += ended;
+      d.log.info({ event: 'research_logout', researcher: s.researcher, ended, all: all === '1' }, all === '1' ? 'every HTTP session of the address ended' : 'HTTP session ended');
+      return json(res, 200, { address: s.researcher, ended });
     }
     if (path === '/research/grants') {
       method(req, 'GET');
@@ -377,7 +407,8 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
           res.destroy(e);
           return true;
         }
-        return json(res, e.status, { error: e.code, message: e.message }, e.status === 401 ? { 'www-authenticate': 'Bearer' } : {});
+        // 413: the rest of the body is never read, so the connection closes after the answer.
+        return json(res, e.status, { error: e.code, message: e.message }, e.status === 401 ? { 'www-authenticate': 'Bearer' } : e.status === 413 ? { connection: 'close' } : {});
       }
       d.log.error({ event: 'research_api_failed', path: url.pathname, err: (e as Error).message }, 'research API request failed');
       if (res.headersSent) {
@@ -421,14 +452,21 @@ function write(res: ServerResponse, chunk: string): Promise<void> {
   });
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+async function readJson(req: IncomingMessage, guard: HttpGuard): Promise<unknown> {
   const type = req.headers['content-type'] ?? '';
   if (!/^application\/json\b/i.test(type)) throw new HttpError(400, 'BAD_REQUEST', 'send a JSON body (content-type: application/json)');
+  const max = guard.limits.maxBodyBytes;
+  const tooLarge = (): HttpError => {
+    guard.refuse('HTTP_BODY_TOO_LARGE');
+    return new HttpError(413, 'HTTP_BODY_TOO_LARGE', `the body is larger than ${max} bytes (http.maxBodyBytes)`);
+  };
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > max) throw tooLarge();
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req) {
     size += (c as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new HttpError(400, 'BAD_REQUEST', `the body is larger than ${MAX_BODY_BYTES} bytes`);
+    if (size > max) throw tooLarge();
     chunks.push(c as Buffer);
   }
   try {

@@ -2,7 +2,8 @@
  * `vitalproof research …`: the researcher's side of docs/research-api.md ("Command line"), a
  * client of the gateway's HTTP API and MQTT broker written to that page.
  *
- *   research login --key-file F [--url U]
+ *   research login --key-file F [--url U] [--ca FILE]
+ *   research logout [--all] [--key-file F] [--url U]
  *   research grants [--key-file F] [--url U]
  *   research subscribe --key-file F --pseudonym P --metric M[,M…] [--mqtt URL] [--count N] [--format ndjson|text]
  *   research export GRANT_ID --out FILE [--format json|csv] [--from T --to T] [--metric M[,M…]] [--proofs] [--limit N]
@@ -36,6 +37,14 @@
  * the exported readings to them: every exported frame has a bundle whose signed frame hashes to
  * its frameSha256, and every exported reading is a sample of that signed frame.
  *
+ * `logout` ends the saved session at the gateway (POST /auth/logout) and forgets it; with --all
+ * every session of the account (POST /auth/logout?all=1: a token that leaked dies now, not in an
+ * hour), logging in first with --key-file when no session is saved.
+ *
+ * HTTPS. An https --url is checked against the system's CAs and NODE_EXTRA_CA_CERTS; --ca FILE
+ * adds FILE's certificates (a hospital or development CA) for this command
+ * (gateway/util/tls-trust.ts).
+ *
  * Exit codes: 0 done, 1 refused or failed, 2 usage error.
  */
 import { randomBytes } from 'node:crypto';
@@ -58,10 +67,14 @@ import { formatGrantTable, iso, parseMetrics, parseTimeArg, type GrantRow } from
 import { verifyCommand } from '../proof/verify-cli.js';
 import { BUNDLES_FORMAT, BUNDLE_VERSION, isBundleFormatError, parseBundles, type ProofBundle } from '../proof/bundle.js';
 import { decodeFrame, sampleTimeNs, sampleValue } from '../../firmware-proto/frame.js';
+import { trustCaFile } from '../util/tls-trust.js';
 
-export const RESEARCH_USAGE = `usage: vitalproof research <login|grants|subscribe|export|verify> [options]
+export const RESEARCH_USAGE = `usage: vitalproof research <login|logout|grants|subscribe|export|verify> [options]
   login --key-file F                 log in to the gateway's API with the researcher's key; keeps the
                                      session token (1 h) in the session file for the other commands
+  logout [--all]                     end the saved session at the gateway and forget it; --all: every
+                                     session of the account (a leaked token), logging in with --key-file
+                                     first when none is saved
   grants                             the researcher's grants, newest first, with their status
   subscribe --key-file F --pseudonym P --metric M[,M…]
                                      live readings of patient P (one JSON line each on stdout; notices
@@ -85,13 +98,16 @@ export const RESEARCH_USAGE = `usage: vitalproof research <login|grants|subscrib
                                      vitalproof verify on the bundles
 common options:
   --url U            the gateway's HTTP API (default: the gateway running on --dataDir, else
-                     http://HTTP.HOST:HTTP.PORT of the configuration, http://127.0.0.1:8080)
+                     http://HTTP.HOST:HTTP.PORT of the configuration, http://127.0.0.1:8080;
+                     https:// when the configuration has http.tls.cert)
+  --ca FILE          trust FILE's CA certificates for an https --url (besides the system's and
+                     NODE_EXTRA_CA_CERTS)
   --key-file F       the researcher's private key (64 hex digits); with it, an ended session is renewed
   --session-file F   where sessions are kept (default ${defaultSessionFile()}, mode 0600)
 times T: Unix ms, ISO 8601, now, now±N(ms|s|m|h|d|w)
 exit code: 0 done, 1 refused or failed, 2 usage error`;
 
-const OWN = ['key-file', 'url', 'mqtt', 'pseudonym', 'metric', 'count', 'format', 'gateway-id', 'out', 'from', 'to', 'proofs', 'limit', 'session-file', 'rpc', 'offline', 'deployment', 'json', 'help', 'progress-interval'];
+const OWN = ['ca', 'all', 'key-file', 'url', 'mqtt', 'pseudonym', 'metric', 'count', 'format', 'gateway-id', 'out', 'from', 'to', 'proofs', 'limit', 'session-file', 'rpc', 'offline', 'deployment', 'json', 'help', 'progress-interval'];
 
 /**
  * Runs `vitalproof research` with `argv` (the arguments after "research").
@@ -108,7 +124,8 @@ export async function researchCommand(argv: string[], io: CliIo = defaultIo): Pr
   for (const k of Object.keys(flags)) if (!OWN.includes(k) && !k.includes('.') && !['config', 'dataDir', 'gatewayId'].includes(k)) throw new ConfigError(`unknown option --${k}\n${RESEARCH_USAGE}`);
   const cfg = configFromFlags(flags, OWN);
   const running = runningGateway(cfg.dataDir);
-  const base = normaliseUrl(flags['url'] ?? running?.httpUrl ?? `http://${cfg.http.host}:${cfg.http.port}`);
+  if (flags['ca'] !== undefined) trustCaFile(flags['ca']);
+  const base = normaliseUrl(flags['url'] ?? running?.httpUrl ?? `${cfg.http.tls.cert ? 'https' : 'http'}://${cfg.http.host}:${cfg.http.port}`);
   const store = new SessionStore(flags['session-file'] ?? defaultSessionFile());
   const keyFile = flags['key-file'] !== undefined && flags['key-file'] !== 'true' ? flags['key-file'] : undefined;
   const key = keyFile ? readKeyFile(keyFile) : undefined;
@@ -122,6 +139,8 @@ export async function researchCommand(argv: string[], io: CliIo = defaultIo): Pr
         if (grants) io.out(`${grants.grants.length} grant${grants.grants.length === 1 ? '' : 's'}, ${grants.grants.filter((g) => g.status === 'OK').length} in force: vitalproof research grants --url ${base}`);
         return 0;
       }
+      case 'logout':
+        return await logout(base, key, store, flags['all'] !== undefined && flags['all'] !== 'false', io);
       case 'grants': {
         const { grants } = await withSession(base, key, store, (token) => apiRequest<{ grants: ApiGrant[] }>(base, '/research/grants', { token }));
         if (flags['json']) io.out(JSON.stringify(grants, null, 2));
@@ -276,10 +295,36 @@ export function sessionFor<T>(base: string, key: BaseWallet, store: SessionStore
   return withSession(normaliseUrl(base), key, store, fn);
 }
 
+/** Certificate errors of Node's TLS: the gateway's certificate is not trusted (or not for this name). */
+const CERT_ERRORS = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_UNTRUSTED']);
+
+/**
+ * POST /auth/logout (?all=1): ends the saved session (or all of the account's) and forgets it.
+ * @returns the exit code.
+ */
+async function logout(base: string, key: BaseWallet | undefined, store: SessionStore, all: boolean, io: CliIo): Promise<number> {
+  let s = store.find(base, key?.address);
+  if (s === 'ambiguous') throw new NoSessionError(`several accounts have sessions with ${base} in ${store.path}: name one with --key-file`);
+  if (!s && all && key) s = await httpLogin(base, key, store); // a session to speak for the account
+  if (!s) throw new NoSessionError(`no session with ${base} in ${store.path}${all ? ': give --key-file to end every session of the account' : ''}`);
+  let ended: number;
+  try {
+    ({ ended } = await apiRequest<{ ended: number }>(base, `/auth/logout${all ? '?all=1' : ''}`, { method: 'POST', token: s.token }));
+  } catch (e) {
+    // A session the gateway no longer knows is ended already: forget it all the same.
+    if (!(e instanceof ApiError) || e.status !== 401 || !SESSION_ENDED.has(e.code) || all) throw e;
+    ended = 0;
+  }
+  store.remove(base, s.address);
+  io.out(`logged out of ${base} as ${s.address}: ${ended} session${ended === 1 ? '' : 's'} ended${all ? ' (every session of the account)' : ''}`);
+  return 0;
+}
+
 function unreachableMessage(e: unknown, base: string): string | undefined {
   if (!(e instanceof Error)) return undefined;
   const cause = (e as { cause?: { code?: string; message?: string } }).cause;
   if (e.name === 'TimeoutError') return `the gateway at ${base} did not answer in time`;
+  if (cause?.code && CERT_ERRORS.has(cause.code)) return `cannot trust the gateway at ${base}: ${cause.code} (${cause.message ?? ''}); give its CA with --ca FILE (or NODE_EXTRA_CA_CERTS)`;
   if (e.message === 'fetch failed' || cause?.code === 'ECONNREFUSED') return `cannot reach the gateway at ${base}: ${cause?.code ?? cause?.message ?? e.message} (is it running? --url)`;
   return undefined;
 }
