@@ -28,7 +28,7 @@
 import { Aedes, type AedesOptions, type AedesPublishPacket, type Client, type Subscription } from 'aedes';
 import type { TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
-import { isLoopbackHost } from '../../config.js';
+import { DEFAULTS, isLoopbackHost, type GatewayConfig } from '../../config.js';
 import { isDeviceId } from '../../../firmware-proto/frame.js';
 import { deviceOfFrameTopic, TOPIC_PREFIX } from '../../../firmware-proto/topics.js';
 import type { IngestPipeline } from '../../ingest/pipeline.js';
@@ -54,8 +54,8 @@ export interface MqttTransportOptions {
   now?: () => number;
   /** Consent-governed researcher access (gateway/research/live.ts); absent: researchers cannot connect. */
   researchers?: ResearcherGate;
-  /** Packet, connection and keep-alive limits (config mqtt.*; docs/operations.md, "Pre-authentication limits"). */
-  limits: MqttLimits;
+  /** Packet, connection and keep-alive limits (config mqtt.*; docs/operations.md, "Pre-authentication limits"); default: the config defaults. */
+  limits?: MqttLimits;
   /** MQTT over TLS beside the plain listener (tls.ts makes `options`). */
   tls?: { host: string; port: number; options: TlsOptions; requireClientCert: boolean };
 }
@@ -65,6 +65,20 @@ export interface MqttLimits extends ListenerLimits {
   maxResearcherPacketBytes: number;
   maxKeepaliveS: number;
   refusalLogIntervalMs: number;
+}
+
+/** The limits of a configuration's mqtt section. */
+export function mqttLimits(m: GatewayConfig['mqtt']): MqttLimits {
+  return {
+    maxConnectBytes: m.maxConnectBytes,
+    maxDevicePacketBytes: m.maxDevicePacketBytes,
+    maxResearcherPacketBytes: m.maxResearcherPacketBytes,
+    connectDeadlineMs: m.connectDeadlineMs,
+    maxConnections: m.maxConnections,
+    maxConnectionsPerSource: m.maxConnectionsPerSource,
+    maxKeepaliveS: m.maxKeepaliveS,
+    refusalLogIntervalMs: m.refusalLogIntervalMs,
+  };
 }
 
 /** The MQTT section of /status. */
@@ -105,6 +119,7 @@ export class MqttTransport {
   private listeners: MqttListeners | undefined;
   private readonly auth: ConnectAuthenticator;
   private readonly refusals: RefusalLog;
+  private readonly limits: MqttLimits;
   readonly devices = new Map<string, DeviceClient>();
   port = 0;
   tlsPort: number | undefined;
@@ -113,7 +128,8 @@ export class MqttTransport {
     const now = o.now ?? Date.now;
     // A token made before this process started cannot be replayed after a restart.
     this.auth = new ConnectAuthenticator(o.registry, { windowMs: o.connectWindowMs ?? 30_000, startedAtMs: now(), now });
-    this.refusals = new RefusalLog(o.log, o.limits.refusalLogIntervalMs);
+    this.limits = o.limits ?? mqttLimits(DEFAULTS.mqtt);
+    this.refusals = new RefusalLog(o.log, this.limits.refusalLogIntervalMs);
   }
 
   /** Counts a refused connection and adds it to the next summary line (refusal-log.ts). */
@@ -126,11 +142,11 @@ export class MqttTransport {
   /** The CONNECT was accepted as `role`: the guard lets the packets after it through, up to that role's size. */
   private admit(client: Client, role: 'device' | 'researcher'): void {
     const conn = client.conn;
-    if (conn instanceof GuardedSocket) conn.admit(role === 'device' ? this.o.limits.maxDevicePacketBytes : this.o.limits.maxResearcherPacketBytes);
+    if (conn instanceof GuardedSocket) conn.admit(role === 'device' ? this.limits.maxDevicePacketBytes : this.limits.maxResearcherPacketBytes);
   }
 
   async start(): Promise<void> {
-    const limits = this.o.limits;
+    const limits = this.limits;
     const opts: AedesOptions = {
       id: 'vitalproof',
       // A backstop only: the guard's deadline (limits.connectDeadlineMs) closes such connections first, counted.
@@ -265,7 +281,7 @@ export class MqttTransport {
   }
 
   status(): MqttStatus {
-    const l = this.o.limits;
+    const l = this.limits;
     const exposed = !isLoopbackHost(this.o.host);
     return {
       port: this.port,
