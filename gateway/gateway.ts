@@ -448,6 +448,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     });
     await mqtt.start();
     cleanups.push(() => mqtt.stop());
+    // mqtt.allowPlain on a non-loopback host: readings in clear, so an alarm for as long as it runs.
+    for (const w of mqtt.status().warnings) health.raise('PLAIN_LISTENER', `mqtt: ${w}`);
 
     let ble: BleCentral | undefined;
     if (config.ble.mode === 'on') {
