@@ -201,7 +201,7 @@ export class HttpGuard {
     this.sinceSummary[code] = (this.sinceSummary[code] ?? 0) + 1;
     const now = this.now();
     if (!this.o.log || now - this.summaryAtMs < 10_000) return;
-    this.o.log.warn({ event: 'http_refused', byCode: this.sinceSummary, sinceMs: this.summaryAtMs ? now - this.summaryAtMs : 0 }, 'HTTP connections, requests or logins refused (counts since the last such line)');
+    this.o.log.info({ event: 'http_refused', byCode: this.sinceSummary, sinceMs: this.summaryAtMs ? now - this.summaryAtMs : 0 }, 'HTTP connections, requests or logins refused (counts since the last such line)');
     this.summaryAtMs = now;
     this.sinceSummary = {};
   }
