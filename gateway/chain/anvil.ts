@@ -112,6 +112,8 @@ export function devWallet(index: number, provider: Provider | null = null): HDNo
 const POLL_INTERVAL_MS = 25;
 const MAX_PORT_ATTEMPTS = 5;
 const RPC_TIMEOUT_MS = 10_000;
+/** stop(): the final checkpoint's deadline. A hung anvil must not hold the gateway's shutdown (the periodic checkpoints keep the loss to about a second). */
+const STOP_CHECKPOINT_TIMEOUT_MS = 5_000;
 const gunzipAsync = promisify(gunzip);
 
 interface Running {
@@ -231,12 +233,20 @@ class Anvil implements AnvilHandle {
     const r = this.running;
     if (!r) return;
     this.clearTimer();
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await this.checkpoint();
+      await Promise.race([
+        this.checkpoint(),
+        new Promise<never>((_res, rej) => (timer = setTimeout(() => rej(new ChainError('CHAIN_TIMEOUT', { method: 'anvil_dumpState', timeoutMs: STOP_CHECKPOINT_TIMEOUT_MS })), STOP_CHECKPOINT_TIMEOUT_MS))),
+      ]);
     } catch (e) {
       this.opts.log?.error({ event: 'anvil_checkpoint_failed', err: (e as Error).message }, 'final anvil checkpoint failed; stopping anyway');
+    } finally {
+      clearTimeout(timer);
     }
     this.stopping = true;
+    // A stopped process (SIGSTOP, a debugger) would hold SIGTERM until continued: continue it first.
+    r.child.kill('SIGCONT');
     await terminate(r, this.opts.stopTimeoutMs ?? 10_000, () => this.opts.log?.warn({ event: 'anvil_stop_timeout', pid: r.child.pid }, 'anvil ignored SIGTERM; sending SIGKILL'));
   }
 

@@ -8,6 +8,8 @@ export function formatStatus(s: StatusSnapshot): string {
   return [
     `gateway ${s.gatewayId}  up ${s.uptimeS}s  MQTT :${s.mqtt.port}${s.mqtt.tls ? `  MQTT/TLS :${s.mqtt.tls.port}${s.mqtt.tls.requireClientCert ? ' (client certificates)' : ''}` : ''}  devices connected ${s.mqtt.devicesConnected}  connections ${s.mqtt.connections}`,
     ...s.mqtt.warnings.map((w) => `WARNING  ${w}`),
+    // An older gateway's status has no alarms.
+    ...(s.alarms ?? []).map((a) => `ALARM    ${a.code} (${a.severity}, since ${new Date(a.sinceMs).toISOString()}): ${a.detail}`),
     `frames   ${s.frames.receivedPerS.toFixed(1)}/s in, ${s.frames.acceptedPerS.toFixed(1)}/s accepted | received ${s.frames.received}  accepted ${s.frames.accepted}  duplicates ${s.frames.duplicates}  rejected ${s.frames.rejected}  seq gaps ${s.frames.seqGaps}`,
     `rejected ${rej}`,
     `connect  refused ${refused} | at the transport ${Object.entries(s.mqtt.refusedBy).map(([r, n]) => `${r}=${n}`).join(' ') || 'none'}`,

@@ -5,6 +5,7 @@
  * batches wait) and answer /healthz 503 within seconds, while ingest goes on; on SIGCONT the
  * alarms clear and every queued batch is anchored. Then InfluxDB is stopped (SIGSTOP: a
  * time-out) and killed (refused): STORAGE_DOWN each time, cleared when it answers again.
+ * Last, the gateway is stopped while its chain is: it exits cleanly and takes anvil with it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
@@ -84,6 +85,9 @@ beforeAll(async () => {
     'batch.intervalMs': 300,
     'chain.retryMinMs': 100,
     'chain.retryMaxMs': 500,
+    // A stop waits for the chain rounds in flight (each bounded by this) and then anvil's final
+    // checkpoint (5 s): 3 s keeps the stop under the CLI's 15 s deadline with the chain stopped.
+    'chain.rpcTimeoutMs': 3000,
     'storage.retryMinMs': 50,
     'storage.retryMaxMs': 300,
     // Well above an anchor's own time on a busy machine, well below the test's patience.
@@ -183,5 +187,16 @@ describe('dependency health and alarms', () => {
     expect((await healthz()).status).toBe(200);
     const cleared = gw.lines.filter((l) => l.event === 'alarm_cleared' && l['code'] === 'STORAGE_DOWN');
     expect(cleared.length).toBe(2);
+  });
+
+  it('SIGTERM while the chain is stopped: the gateway still stops cleanly and leaves no anvil behind', async () => {
+    const anvil = childNamed(gw.pid, 'anvil');
+    signal(anvil, 'SIGSTOP');
+    await gw.until((s) => codes(s).includes('CHAIN_HUNG'), 60_000, 'the stopped chain shown as down');
+    gw.proc.kill('SIGTERM');
+    expect(await gw.exited).toBe(0);
+    stopped.delete(anvil);
+    expect(() => process.kill(anvil, 0)).toThrow(/ESRCH/);
+    expect(gw.lines.some((l) => l.event === 'stop_timeout')).toBe(false);
   });
 });
