@@ -10,11 +10,15 @@
  *   (c) the gateway process's CPU seconds per frame over (b), divided by (a)'s CPU per
  *       verification for the same frame mix;
  *   (d) publish-to-PUBACK latency (p50, p99) at half the rate measured in (b), paced.
+ *   (g) login flood: publish-to-PUBACK latency (p50, p95) of honest devices at a quarter of (b)'s
+ *       rate, without and then with a concurrent flood of forged researcher logins (POST
+ *       /auth/login, well-formed, random signatures, --flood-rate per second from 16 sources),
+ *       in the same run, and the ratio of the two (scripts/lib/login-flood.ts).
  *
  * Everything listens on 127.0.0.1 on free ports, in a temp dir removed at the end. Every
  * loop is bounded in count and in time.
  *
- *   npm run bench -- [--devices 50] [--frames 600] [--out ./data/bench-results.json]
+ *   npm run bench -- [--devices 50] [--frames 600] [--flood-rate 500] [--only login-flood] [--out ./data/bench-results.json]
  */
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
@@ -44,6 +48,7 @@ import { VerifyCache, verifyBundle } from '../gateway/proof/verify.js';
 import { readFileSync } from 'node:fs';
 import { startPrivateBus, type PrivateBus } from '../device-sim/bluez/bus-daemon.js';
 import { runFleet } from '../device-sim/run.js';
+import { LoginFlood, type FloodFigure } from './lib/login-flood.js';
 
 // ---------------------------------------------------------------- frames
 
@@ -378,6 +383,7 @@ interface LatencyFigure {
   deferred: number;
   p50Ms: number;
   p90Ms: number;
+  p95Ms: number;
   p99Ms: number;
   maxMs: number;
   errors: number;
@@ -453,6 +459,7 @@ async function latencyRun(gw: GatewayProcess, influxd: InfluxdHandle, devices: r
       deferred,
       p50Ms: sig(percentile(measured, 50)),
       p90Ms: sig(percentile(measured, 90)),
+      p95Ms: sig(percentile(measured, 95)),
       p99Ms: sig(percentile(measured, 99)),
       maxMs: sig(measured[measured.length - 1] ?? Number.NaN),
       errors: errors + (capped ? total - settled : 0),
@@ -485,16 +492,21 @@ async function main(argv: string[]): Promise<number> {
       devices: { type: 'string', default: '50' },
       frames: { type: 'string', default: '600' },
       out: { type: 'string', default: join('data', 'bench-results.json') },
+      'flood-rate': { type: 'string', default: '500' },
+      only: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (v.help) {
-    console.log('usage: npm run bench -- [--devices 50] [--frames 600 (small frames per device; the mix sends a third)] [--out ./data/bench-results.json]');
+    console.log('usage: npm run bench -- [--devices 50] [--frames 600 (small frames per device; the mix sends a third)] [--flood-rate 500 (forged logins/s in (g))] [--only login-flood] [--out ./data/bench-results.json]');
     return 0;
   }
   const nDevices = positiveInt('devices', v.devices);
   const perDevice = positiveInt('frames', v.frames);
   const outFile = resolve(v.out);
+  const floodRate = positiveInt('flood-rate', v['flood-rate']);
+  if (v.only !== undefined && v.only !== 'login-flood') throw new Error(`--only takes login-flood, got "${v.only}"`);
+  if (v.only === 'login-flood') return onlyLoginFlood(nDevices, floodRate, outFile);
   const WINDOW = 32;
   const benchStarted = Date.now();
   const cpuList = cpus();
@@ -548,9 +560,10 @@ async function main(argv: string[]): Promise<number> {
     const mix = fleetDevices('bench-mix', nDevices, 'heart_rate;accelerometer;ecg');
     const paced = fleetDevices('bench-latency', nDevices, 'heart_rate');
     const bleDevices = fleetDevices('bench-ble', BLE_DEVICES, 'heart_rate');
+    const floodFleets = loginFloodFleets(nDevices);
     const gwDir = join(dir, 'gateway');
     const enrolFile = join(dir, 'enrol.json');
-    writeEnrolmentFile(enrolFile, [...small, ...mix, ...paced, ...bleDevices]);
+    writeEnrolmentFile(enrolFile, [...small, ...mix, ...paced, ...bleDevices, ...floodFleets.base, ...floodFleets.attack]);
     execFileSync(process.execPath, [GATEWAY_CLI, 'enrol', enrolFile, '--dataDir', gwDir], { stdio: 'pipe' });
     bus = await startPrivateBus({ dir: join(dir, 'bus') });
     gw = await GatewayProcess.start({ dataDir: gwDir, 'influx.url': influxd.url, 'mqtt.port': 0, 'http.port': 0, gatewayId: 'gw-bench', 'ble.mode': 'on', 'ble.scanIntervalMs': 200 }, { DBUS_SYSTEM_BUS_ADDRESS: bus.address });
@@ -583,6 +596,9 @@ async function main(argv: string[]): Promise<number> {
     log(`(f) BLE: ${BLE_DEVICES} simulated wearables × ${blePer} heart_rate frames through the simulated BlueZ (private dbus-daemon) ...`);
     const ble = await bleRun(gw, influxd, bus, blePer, e2eSmall.gatewayCpuUsPerFrame);
     log(`    ${fmt(ble.framesPerSecond)} frames/s acknowledged; gateway ${fmt(ble.gatewayCpuUsPerFrame)} µs CPU per frame, ${fmt(ble.ratioToMqtt, 2)} × an MQTT frame's`);
+    log(`(g) login flood: honest devices paced at ${fmt(rate / 2)} frames/s, without and then with ${floodRate} forged logins/s ...`);
+    const loginFlood = await loginFloodRun(gw, influxd, floodFleets, rate / 2, floodRate, WINDOW);
+    log(`    PUBACK p50 ${fmt(loginFlood.baseline.p50Ms, 1)} → ${fmt(loginFlood.underFlood.p50Ms, 1)} ms (× ${fmt(loginFlood.ratioP50, 2)}), p95 ${fmt(loginFlood.baseline.p95Ms, 1)} → ${fmt(loginFlood.underFlood.p95Ms, 1)} ms (× ${fmt(loginFlood.ratioP95, 2)})`);
     const problems = gw.problems();
 
     const results = {
@@ -594,6 +610,7 @@ async function main(argv: string[]): Promise<number> {
       latency,
       anchoring,
       ble,
+      loginFlood,
       gatewayWarnings: problems.slice(0, 20),
       finalStatus: settledS.s,
       benchSeconds: Math.round((Date.now() - benchStarted) / 1000),
@@ -602,7 +619,7 @@ async function main(argv: string[]): Promise<number> {
     writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
     print(results);
     console.log(`\nwritten to ${outFile}`);
-    const ok = e2eSmall.complete && e2eMix.complete && latency.errors === 0 && ble.complete;
+    const ok = e2eSmall.complete && e2eMix.complete && latency.errors === 0 && ble.complete && loginFlood.baseline.errors === 0 && loginFlood.underFlood.errors === 0;
     if (!ok) console.log('WARNING: a run did not complete (see "complete" and "errors" in the JSON)');
     const busy = [e2eSmall.cpu, e2eMix.cpu, latency.cpu].filter((c) => c.otherS > 0.1 * machine.cpus * c.wallS);
     if (busy.length) console.log(`WARNING: other processes used more than 10 % of the machine's CPU during ${busy.length} of the 3 runs (OTHER above): those figures understate this gateway`);
@@ -626,7 +643,105 @@ interface Results {
   latency: LatencyFigure;
   anchoring: AnchoringFigure;
   ble: BleFigure;
+  loginFlood: LoginFloodFigure;
   benchSeconds: number;
+}
+
+// ---------------------------------------------------------------- (g) login flood
+
+interface LoginFloodFigure {
+  honestPerSecond: number;
+  devices: number;
+  baseline: LatencyFigure;
+  underFlood: LatencyFigure;
+  /** underFlood ÷ baseline: 1 means the flood cost honest devices nothing. */
+  ratioP50: number;
+  ratioP95: number;
+  flood: FloodFigure;
+  /** secp256k1 recoveries the gateway did during the flood run (/status http.login.recoveries). */
+  recoveries: number;
+  /** The flood's answers by code as the gateway counted them (/status http): rate-limited per source, and refused logins. */
+  gatewayRefusedBy: Record<string, number>;
+}
+
+/** Fresh devices for the two latency runs of (g): frames carry sequence numbers, so each run needs its own. */
+function loginFloodFleets(n: number): { base: SimDevice[]; attack: SimDevice[] } {
+  return { base: fleetDevices('bench-flood-base', n, 'heart_rate'), attack: fleetDevices('bench-flood-attack', n, 'heart_rate') };
+}
+
+async function loginFloodRun(gw: GatewayProcess, influxd: InfluxdHandle, fleets: { base: SimDevice[]; attack: SimDevice[] }, rate: number, floodRate: number, window: number): Promise<LoginFloodFigure> {
+  const seconds = 10;
+  const per = Math.max(1, Math.ceil((rate * seconds) / fleets.base.length));
+  const baseline = await latencyRun(gw, influxd, fleets.base, splitFrames(fleets.base, per, ['heart_rate']), rate, 1000, window);
+  await pollStatus(gw, (s) => s.spool.backlogFrames === 0, 60_000, 100);
+  const attackFrames = splitFrames(fleets.attack, per, ['heart_rate']);
+  const before = await gw.status();
+  const flood = new LoginFlood({ port: gw.httpPort, ratePerS: floodRate, account: `0x${'5a'.repeat(20)}` });
+  await flood.start();
+  let underFlood: LatencyFigure;
+  let floodFigure: FloodFigure;
+  try {
+    underFlood = await latencyRun(gw, influxd, fleets.attack, attackFrames, rate, 1000, window);
+  } finally {
+    floodFigure = await flood.stop();
+  }
+  const after = await gw.status();
+  const delta = (a: Record<string, number> = {}, b: Record<string, number> = {}): Record<string, number> =>
+    Object.fromEntries(Object.keys(a).map((k) => [k, (a[k] ?? 0) - (b[k] ?? 0)]).filter(([, n]) => (n as number) > 0));
+  return {
+    honestPerSecond: Math.round(rate),
+    devices: fleets.base.length,
+    baseline,
+    underFlood,
+    ratioP50: sig(underFlood.p50Ms / baseline.p50Ms),
+    ratioP95: sig(underFlood.p95Ms / baseline.p95Ms),
+    flood: floodFigure,
+    recoveries: (after.http?.login.recoveries ?? 0) - (before.http?.login.recoveries ?? 0),
+    gatewayRefusedBy: { ...delta(after.http?.refusedBy, before.http?.refusedBy), ...delta(after.http?.login.refusedBy, before.http?.login.refusedBy) },
+  };
+}
+
+function printLoginFlood(g: LoginFloodFigure, out: string[]): void {
+  out.push(`(g) login flood: honest PUBACK latency, ${g.devices} clients paced at ${fmt(g.honestPerSecond)} frames/s, without and with ${fmt(g.flood.achievedPerSecond)} forged logins/s (target ${g.flood.targetPerSecond}) from ${g.flood.sources} sources`);
+  const w = [14, 10, 10, 10, 10, 10];
+  out.push(row(['run', 'measured', 'p50 ms', 'p95 ms', 'p99 ms', 'errors'], w));
+  out.push(row(['baseline', fmt(g.baseline.measured), fmt(g.baseline.p50Ms, 1), fmt(g.baseline.p95Ms, 1), fmt(g.baseline.p99Ms, 1), g.baseline.errors], w));
+  out.push(row(['under flood', fmt(g.underFlood.measured), fmt(g.underFlood.p50Ms, 1), fmt(g.underFlood.p95Ms, 1), fmt(g.underFlood.p99Ms, 1), g.underFlood.errors], w));
+  out.push(`  RATIO under flood ÷ baseline: p50 × ${fmt(g.ratioP50, 2)}, p95 × ${fmt(g.ratioP95, 2)} (issue #10 before the fix: p50 2 → 166 ms, p95 6 → 248 ms at 435 logins/s)`);
+  out.push(`  flood answers: ${Object.entries(g.flood.byCode).map(([k, n]) => `${k} ${n}`).join(', ')}${g.flood.failed ? `, no answer ${g.flood.failed}` : ''}; signature recoveries by the gateway during the run: ${g.recoveries}`);
+  out.push(`  ${cpuLine('baseline run', g.baseline.cpu)}`);
+  out.push(`  ${cpuLine('flood run', g.underFlood.cpu)}`);
+}
+
+/** `--only login-flood`: influxd and the gateway, then (g) alone. */
+async function onlyLoginFlood(nDevices: number, floodRate: number, outFile: string): Promise<number> {
+  const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
+  const dir = mkdtempSync(join(tmpdir(), 'vp-bench-flood-'));
+  let influxd: InfluxdHandle | undefined;
+  let gw: GatewayProcess | undefined;
+  try {
+    influxd = await startInfluxd({ dataDir: join(dir, 'influxdb') });
+    const fleets = loginFloodFleets(nDevices);
+    const gwDir = join(dir, 'gateway');
+    const enrolFile = join(dir, 'enrol.json');
+    writeEnrolmentFile(enrolFile, [...fleets.base, ...fleets.attack]);
+    execFileSync(process.execPath, [GATEWAY_CLI, 'enrol', enrolFile, '--dataDir', gwDir], { stdio: 'pipe' });
+    gw = await GatewayProcess.start({ dataDir: gwDir, 'influx.url': influxd.url, 'mqtt.port': 0, 'http.port': 0, gatewayId: 'gw-bench' });
+    const rate = 250;
+    log(`(g) login flood: honest devices paced at ${rate} frames/s, without and then with ${floodRate} forged logins/s ...`);
+    const g = await loginFloodRun(gw, influxd, fleets, rate, floodRate, 32);
+    const out: string[] = [`VitalProof bench (g) only, ${new Date().toISOString()}, load average at start ${loadavg().map((x) => sig(x, 2)).join(' ')}`];
+    printLoginFlood(g, out);
+    console.log(out.join('\n'));
+    mkdirSync(dirname(outFile), { recursive: true });
+    writeFileSync(outFile, `${JSON.stringify({ version: 1, loginFlood: g, gatewayWarnings: gw.problems().slice(0, 20) }, null, 2)}\n`);
+    console.log(`\nwritten to ${outFile}`);
+    return g.baseline.errors === 0 && g.underFlood.errors === 0 ? 0 : 1;
+  } finally {
+    await gw?.stop();
+    await influxd?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** BLE wearables in one run. */
@@ -803,6 +918,8 @@ function print(r: Results): void {
   out.push(`  ${fmt(b.frames)} frames in ${fmt(b.wallS, 2)} s: ${fmt(b.framesPerSecond)} frames/s acknowledged`);
   out.push(`  gateway CPU ${fmt(b.gatewayCpuUsPerFrame)} µs per frame = ${fmt(b.ratioToMqtt, 2)} × an MQTT small frame (b); simulator ${fmt(b.simulatorCpuUsPerFrame)} µs, dbus-daemon ${fmt(b.dbusDaemonCpuUsPerFrame)} µs per frame`);
   out.push(`  ${cpuLine('(f) BLE run', b.cpu)}`);
+  out.push('');
+  printLoginFlood(r.loginFlood, out);
   out.push('');
   out.push(`bench took ${r.benchSeconds} s`);
   console.log(out.join('\n'));
