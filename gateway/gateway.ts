@@ -387,9 +387,13 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         diskLow = low;
         if (low) log.error({ event: 'disk_low', freeBytes: wal.freeBytes(), minFreeBytes: config.spool.minFreeBytes }, 'the data dir\'s disk is nearly full: acknowledgements are held until space returns');
         else log.info({ event: 'disk_low_cleared', freeBytes: wal.freeBytes() }, 'disk space is back: acknowledging again');
+        health.set('DISK_FULL', low, `${wal.freeBytes()} bytes free on the data dir's filesystem, below spool.minFreeBytes ${config.spool.minFreeBytes}`);
       }
+      const refused = registry.refusedKeys();
+      health.set('REGISTRY_BAD_KEY', refused.length > 0, `${refused.length} device key(s) enrolled on chain break the key rule and are refused: ${refused.slice(0, 5).map((r) => `${r.deviceId} ${r.reason}`).join(', ')}`);
     };
-    // The disk fills for reasons of its own (other files, other processes): look every second.
+    // The disk fills for reasons of its own (other files, other processes), and keys arrive from
+    // the chain at any time: look every second.
     const diskTimer = setInterval(checkSpool, 1000);
     cleanups.push(() => Promise.resolve(clearInterval(diskTimer)));
     const drainer = new Drainer(wal, sink, checkpointPath, metrics, {
@@ -450,6 +454,10 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     cleanups.push(() => mqtt.stop());
     // mqtt.allowPlain on a non-loopback host: readings in clear, so an alarm for as long as it runs.
     for (const w of mqtt.status().warnings) health.raise('PLAIN_LISTENER', `mqtt: ${w}`);
+    if (httpT.plainAllowed) {
+      const mq = health.list().find((x) => x.code === 'PLAIN_LISTENER');
+      health.raise('PLAIN_LISTENER', `${mq ? `${mq.detail}; ` : ''}http: plain HTTP on ${config.http.host} (http.allowPlain=true): bearer tokens and readings in clear`);
+    }
 
     let ble: BleCentral | undefined;
     if (config.ble.mode === 'on') {

@@ -81,6 +81,10 @@ it('refuses the identity key enrolled directly on chain: logged, never listed, t
   expect(await attempt(deviceClientId(IDENTITY_ID), IDENTITY_ID, forged)).toEqual({ connected: false, returnCode: 5 });
   const s = await gw.status();
   expect(s.mqtt.connectRefusedBy['CONNECT_UNKNOWN_DEVICE']).toBe(1);
+  // The operator sees it as an alarm (a warning: the key is refused, nothing is at risk).
+  const raised = await gw.waitFor((l) => l.event === 'alarm_raised' && l['code'] === 'REGISTRY_BAD_KEY');
+  expect(String(raised['detail'])).toContain(`${IDENTITY_ID} SMALL_ORDER`);
+  expect((await gw.status()).alarms.map((x) => x.code)).toContain('REGISTRY_BAD_KEY');
 
   // The device list of the running gateway's chain does not have it; an honest device enrolled through the CLI connects.
   const file = join(dir, 'honest.json');

@@ -105,12 +105,14 @@ describe('a full disk', () => {
     const held = await gw.until((s) => s.spool.diskLow, 30_000, 'status shows the disk low');
     atAlarm = progress;
     expect(held.spool.diskFreeBytes).toBeLessThan(8 * MiB);
+    expect(held.alarms.map((x) => x.code)).toContain('DISK_FULL');
     // /healthz is not healthy while acknowledgements are held.
     expect((await fetch(`http://127.0.0.1:${gw.httpPort}/healthz`)).status).toBe(503);
     expect(atAlarm!.acked).toBeLessThan(DEVICES.low * FRAMES);
     expect(gw.proc.exitCode).toBeNull();
     rmSync(filler!);
     await gw.waitFor((l) => l.event === 'disk_low_cleared');
+    await gw.waitFor((l) => l.event === 'alarm_cleared' && l['code'] === 'DISK_FULL');
     const report = await run;
     expect(report.drained).toBe(true);
     expect(report.frames.acked).toBe(DEVICES.low * FRAMES);
