@@ -341,6 +341,7 @@ describe('plain HTTP off loopback', () => {
       expect(warn.level).toBe(40);
       const s = await plain.status();
       expect(s.http).toMatchObject({ scheme: 'http', plainAllowed: true });
+      expect(s.alarms.map((a) => a.code)).toContain('PLAIN_LISTENER');
     } finally {
       await plain.stop();
     }
