@@ -236,7 +236,7 @@ export const DEFAULTS: GatewayConfig = {
     loginPerSourcePerS: 1,
     loginPerSourceBurst: 10,
   },
-  login: { recoveriesPerS: 20, selfIssuedPerS: 10, maxUnadmittedSessions: 256 },
+  login: { recoveriesPerS: 10, selfIssuedPerS: 5, maxUnadmittedSessions: 256 },
   influx: { url: '', database: 'vitalproof', username: '', password: '', timeoutMs: 10_000 },
   spool: { quotaBytes: 1024 * 1024 * 1024, alarmRatio: 0.8, segmentBytes: 64 * 1024 * 1024, minFreeBytes: 64 * 1024 * 1024 },
   ingest: { maxFutureSkewMs: 30_000, maxBacklogMs: 7 * 24 * 3600_000, verifyWorkers: 2 },

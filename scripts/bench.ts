@@ -18,7 +18,7 @@
  * Everything listens on 127.0.0.1 on free ports, in a temp dir removed at the end. Every
  * loop is bounded in count and in time.
  *
- *   npm run bench -- [--devices 50] [--frames 600] [--flood-rate 500] [--only login-flood] [--out ./data/bench-results.json]
+ *   npm run bench -- [--devices 50] [--frames 600] [--flood-rate 500] [--flood-sources 16] [--only login-flood] [--out ./data/bench-results.json]
  */
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
@@ -493,20 +493,23 @@ async function main(argv: string[]): Promise<number> {
       frames: { type: 'string', default: '600' },
       out: { type: 'string', default: join('data', 'bench-results.json') },
       'flood-rate': { type: 'string', default: '500' },
+      'flood-sources': { type: 'string', default: '16' },
       only: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (v.help) {
-    console.log('usage: npm run bench -- [--devices 50] [--frames 600 (small frames per device; the mix sends a third)] [--flood-rate 500 (forged logins/s in (g))] [--only login-flood] [--out ./data/bench-results.json]');
+    console.log('usage: npm run bench -- [--devices 50] [--frames 600 (small frames per device; the mix sends a third)] [--flood-rate 500 (forged logins/s in (g))] [--flood-sources 16 (their loopback addresses)] [--only login-flood] [--out ./data/bench-results.json]');
     return 0;
   }
   const nDevices = positiveInt('devices', v.devices);
   const perDevice = positiveInt('frames', v.frames);
   const outFile = resolve(v.out);
   const floodRate = positiveInt('flood-rate', v['flood-rate']);
+  const floodSources = positiveInt('flood-sources', v['flood-sources']);
+  if (floodSources > 254) throw new Error(`--flood-sources is at most 254 (127.0.2.1 … 127.0.2.254), got ${floodSources}`);
   if (v.only !== undefined && v.only !== 'login-flood') throw new Error(`--only takes login-flood, got "${v.only}"`);
-  if (v.only === 'login-flood') return onlyLoginFlood(nDevices, floodRate, outFile);
+  if (v.only === 'login-flood') return onlyLoginFlood(nDevices, floodRate, floodSources, outFile);
   const WINDOW = 32;
   const benchStarted = Date.now();
   const cpuList = cpus();
@@ -597,7 +600,7 @@ async function main(argv: string[]): Promise<number> {
     const ble = await bleRun(gw, influxd, bus, blePer, e2eSmall.gatewayCpuUsPerFrame);
     log(`    ${fmt(ble.framesPerSecond)} frames/s acknowledged; gateway ${fmt(ble.gatewayCpuUsPerFrame)} µs CPU per frame, ${fmt(ble.ratioToMqtt, 2)} × an MQTT frame's`);
     log(`(g) login flood: honest devices paced at ${fmt(rate / 2)} frames/s, without and then with ${floodRate} forged logins/s ...`);
-    const loginFlood = await loginFloodRun(gw, influxd, floodFleets, rate / 2, floodRate, WINDOW);
+    const loginFlood = await loginFloodRun(gw, influxd, { base: floodFleets.base, attack: floodFleets.attack }, rate / 2, floodRate, floodSources, WINDOW);
     log(`    PUBACK p50 ${fmt(loginFlood.baseline.p50Ms, 1)} → ${fmt(loginFlood.underFlood.p50Ms, 1)} ms (× ${fmt(loginFlood.ratioP50, 2)}), p95 ${fmt(loginFlood.baseline.p95Ms, 1)} → ${fmt(loginFlood.underFlood.p95Ms, 1)} ms (× ${fmt(loginFlood.ratioP95, 2)})`);
     const problems = gw.problems();
 
@@ -662,21 +665,28 @@ interface LoginFloodFigure {
   recoveries: number;
   /** The flood's answers by code as the gateway counted them (/status http): rate-limited per source, and refused logins. */
   gatewayRefusedBy: Record<string, number>;
+  /** (gateway CPU in the flood run − in the baseline run) ÷ forged logins sent: what one costs the gateway, in µs. */
+  gatewayCpuUsPerForgedLogin: number;
 }
 
-/** Fresh devices for the two latency runs of (g): frames carry sequence numbers, so each run needs its own. */
-function loginFloodFleets(n: number): { base: SimDevice[]; attack: SimDevice[] } {
-  return { base: fleetDevices('bench-flood-base', n, 'heart_rate'), attack: fleetDevices('bench-flood-attack', n, 'heart_rate') };
+/** Fresh devices for the latency runs of (g): frames carry sequence numbers, so each run needs its own. */
+function loginFloodFleets(n: number): { base: SimDevice[]; attack: SimDevice[]; warm: SimDevice[] } {
+  return { base: fleetDevices('bench-flood-base', n, 'heart_rate'), attack: fleetDevices('bench-flood-attack', n, 'heart_rate'), warm: fleetDevices('bench-flood-warm', n, 'heart_rate') };
 }
 
-async function loginFloodRun(gw: GatewayProcess, influxd: InfluxdHandle, fleets: { base: SimDevice[]; attack: SimDevice[] }, rate: number, floodRate: number, window: number): Promise<LoginFloodFigure> {
+async function loginFloodRun(gw: GatewayProcess, influxd: InfluxdHandle, fleets: { base: SimDevice[]; attack: SimDevice[]; warm?: SimDevice[] }, rate: number, floodRate: number, floodSources: number, window: number): Promise<LoginFloodFigure> {
   const seconds = 10;
   const per = Math.max(1, Math.ceil((rate * seconds) / fleets.base.length));
+  if (fleets.warm) {
+    // A gateway just started is still settling (deployment, first syncs): 5 s of the same load first.
+    await latencyRun(gw, influxd, fleets.warm, splitFrames(fleets.warm, Math.ceil(per / 2), ['heart_rate']), rate, 1000, window);
+    await pollStatus(gw, (s) => s.spool.backlogFrames === 0, 60_000, 100);
+  }
   const baseline = await latencyRun(gw, influxd, fleets.base, splitFrames(fleets.base, per, ['heart_rate']), rate, 1000, window);
   await pollStatus(gw, (s) => s.spool.backlogFrames === 0, 60_000, 100);
   const attackFrames = splitFrames(fleets.attack, per, ['heart_rate']);
   const before = await gw.status();
-  const flood = new LoginFlood({ port: gw.httpPort, ratePerS: floodRate, account: `0x${'5a'.repeat(20)}` });
+  const flood = new LoginFlood({ port: gw.httpPort, ratePerS: floodRate, sources: floodSources, account: `0x${'5a'.repeat(20)}` });
   await flood.start();
   let underFlood: LatencyFigure;
   let floodFigure: FloodFigure;
@@ -698,6 +708,7 @@ async function loginFloodRun(gw: GatewayProcess, influxd: InfluxdHandle, fleets:
     flood: floodFigure,
     recoveries: (after.http?.login.recoveries ?? 0) - (before.http?.login.recoveries ?? 0),
     gatewayRefusedBy: { ...delta(after.http?.refusedBy, before.http?.refusedBy), ...delta(after.http?.login.refusedBy, before.http?.login.refusedBy) },
+    gatewayCpuUsPerForgedLogin: sig((((underFlood.cpu.processes['gateway'] ?? 0) - (baseline.cpu.processes['gateway'] ?? 0)) * 1e6) / Math.max(1, floodFigure.requests)),
   };
 }
 
@@ -709,12 +720,13 @@ function printLoginFlood(g: LoginFloodFigure, out: string[]): void {
   out.push(row(['under flood', fmt(g.underFlood.measured), fmt(g.underFlood.p50Ms, 1), fmt(g.underFlood.p95Ms, 1), fmt(g.underFlood.p99Ms, 1), g.underFlood.errors], w));
   out.push(`  RATIO under flood ÷ baseline: p50 × ${fmt(g.ratioP50, 2)}, p95 × ${fmt(g.ratioP95, 2)} (issue #10 before the fix: p50 2 → 166 ms, p95 6 → 248 ms at 435 logins/s)`);
   out.push(`  flood answers: ${Object.entries(g.flood.byCode).map(([k, n]) => `${k} ${n}`).join(', ')}${g.flood.failed ? `, no answer ${g.flood.failed}` : ''}; signature recoveries by the gateway during the run: ${g.recoveries}`);
+  out.push(`  gateway CPU per forged login: ${fmt(g.gatewayCpuUsPerForgedLogin, 0)} µs (flood run's gateway CPU − baseline's, ÷ logins sent)`);
   out.push(`  ${cpuLine('baseline run', g.baseline.cpu)}`);
   out.push(`  ${cpuLine('flood run', g.underFlood.cpu)}`);
 }
 
 /** `--only login-flood`: influxd and the gateway, then (g) alone. */
-async function onlyLoginFlood(nDevices: number, floodRate: number, outFile: string): Promise<number> {
+async function onlyLoginFlood(nDevices: number, floodRate: number, floodSources: number, outFile: string): Promise<number> {
   const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
   const dir = mkdtempSync(join(tmpdir(), 'vp-bench-flood-'));
   let influxd: InfluxdHandle | undefined;
@@ -724,12 +736,13 @@ async function onlyLoginFlood(nDevices: number, floodRate: number, outFile: stri
     const fleets = loginFloodFleets(nDevices);
     const gwDir = join(dir, 'gateway');
     const enrolFile = join(dir, 'enrol.json');
-    writeEnrolmentFile(enrolFile, [...fleets.base, ...fleets.attack]);
+    writeEnrolmentFile(enrolFile, [...fleets.base, ...fleets.attack, ...fleets.warm]);
     execFileSync(process.execPath, [GATEWAY_CLI, 'enrol', enrolFile, '--dataDir', gwDir], { stdio: 'pipe' });
     gw = await GatewayProcess.start({ dataDir: gwDir, 'influx.url': influxd.url, 'mqtt.port': 0, 'http.port': 0, gatewayId: 'gw-bench' });
-    const rate = 250;
+    // A moderate ward load that leaves the gateway headroom (the full bench uses a quarter of (b)).
+    const rate = 100;
     log(`(g) login flood: honest devices paced at ${rate} frames/s, without and then with ${floodRate} forged logins/s ...`);
-    const g = await loginFloodRun(gw, influxd, fleets, rate, floodRate, 32);
+    const g = await loginFloodRun(gw, influxd, fleets, rate, floodRate, floodSources, 32);
     const out: string[] = [`VitalProof bench (g) only, ${new Date().toISOString()}, load average at start ${loadavg().map((x) => sig(x, 2)).join(' ')}`];
     printLoginFlood(g, out);
     console.log(out.join('\n'));

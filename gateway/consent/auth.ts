@@ -145,9 +145,9 @@ export interface AuthenticatorOptions {
   admitted?: (address: string) => boolean;
   /** Used nonces remembered at most; when full, logins are refused AUTH_BUSY until some expire. Default 16,384. */
   maxUsedNonces?: number;
-  /** Signature recoveries per second for gateway-issued challenges (burst: twice as many). Default 20. */
+  /** Signature recoveries per second for gateway-issued challenges (burst: twice as many). Default 10. */
   recoveriesPerS?: number;
-  /** Signature recoveries per second for self-issued MQTT challenges, all accounts together (burst: twice). Default 10. */
+  /** Signature recoveries per second for self-issued MQTT challenges, all accounts together (burst: twice). Default 5. */
   selfIssuedPerS?: number;
   /** ... and per account, and per source address when known (burst 5). Default 1. */
   selfIssuedPerKeyPerS?: number;
@@ -353,8 +353,8 @@ export class ResearcherAuthenticator {
       if (!(Number.isFinite(v) && v > 0)) throw new TypeError(`${name} must be a positive number, got ${v}`);
       return v;
     };
-    const issued = rate('recoveriesPerS', opts.recoveriesPerS ?? 20);
-    const self = rate('selfIssuedPerS', opts.selfIssuedPerS ?? 10);
+    const issued = rate('recoveriesPerS', opts.recoveriesPerS ?? 10);
+    const self = rate('selfIssuedPerS', opts.selfIssuedPerS ?? 5);
     const perKey = rate('selfIssuedPerKeyPerS', opts.selfIssuedPerKeyPerS ?? 1);
     this.issuedBudget = new TokenBucket({ ratePerS: issued, burst: Math.max(1, Math.ceil(2 * issued)), now: this.now });
     this.selfIssuedBudget = new TokenBucket({ ratePerS: self, burst: Math.max(1, Math.ceil(2 * self)), now: this.now });
