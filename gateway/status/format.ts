@@ -17,10 +17,21 @@ export function formatStatus(s: StatusSnapshot): string {
     `influxdb ${s.storage.up ? 'up' : `DOWN (${s.storage.lastError ?? 'unknown'})`}  lag ${(s.storage.lagMs / 1000).toFixed(1)}s  frames written ${s.storage.framesWritten}  points ${s.storage.pointsWritten}${s.storage.quarantineHeld ? `  QUARANTINED ${s.storage.quarantineHeld} frame(s): fix the database, then vitalproof storage replay` : ''}`,
     `batches  open #${s.batches.open.batch} (${s.batches.open.frames} frames, ${(s.batches.open.ageMs / 1000).toFixed(1)}s)  sealed ${s.batches.lastSealed}  anchored ${s.batches.lastAnchored}  waiting ${s.batches.pendingAnchors}`,
     chainLine(s.chain),
+    ...httpLines(s.http),
     consentLine(s.consent),
     accessLogLine(s.accessLog),
     ...bleLines(s.ble),
   ].join('\n');
+}
+
+/** The API listener (gateway/status/http-server.ts): scheme, connections, refusals, logins. */
+function httpLines(h: StatusSnapshot['http']): string[] {
+  if (!h) return [];
+  const list = (o: Record<string, number>): string => Object.entries(o).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
+  return [
+    ...(h.plainAllowed ? ['WARNING  http: plain HTTP on a non-loopback address (http.allowPlain): bearer tokens and readings in clear'] : []),
+    `http     ${h.scheme}  connections ${h.connections}  refused ${list(h.refusedBy)} | sessions opened ${h.login.sessionsOpened}  logged out ${h.login.loggedOut}  logins refused ${list(h.login.refusedBy)}  signature checks ${h.login.recoveries ?? '?'}`,
+  ];
 }
 
 function consentLine(c: StatusSnapshot['consent'] | undefined): string {

@@ -176,6 +176,7 @@ describe('the API over HTTPS with a development CA', () => {
     const st = cli(['status', '--url', url, '--ca', ca.caCert]);
     expect(st.code, st.stderr).toBe(0);
     expect(st.stdout).toContain('gw-https');
+    expect(st.stdout).toMatch(/^http {5}https {2}connections \d+ {2}refused HTTP_TLS_HANDSHAKE_FAILED=\d+/m);
   });
 
   it('research login refuses an untrusted certificate, and works with --ca or NODE_EXTRA_CA_CERTS; grants are listed', () => {
