@@ -315,10 +315,10 @@ export class LiveResearchAccess {
    * The CONNECT decision: admission on the account the login names (cheap), then the login
    * itself (a signature recovery). An admitted client is held until its connection closes.
    */
-  authenticate(client: Client, username: string | undefined, password: Uint8Array | undefined): { ok: true; researcher: string } | { ok: false; reason: string; returnCode: 2 | 4 | 5 } {
+  authenticate(client: Client, username: string | undefined, password: Uint8Array | undefined): { ok: true; researcher: string } | { ok: false; reason: string; returnCode: 2 | 3 | 4 | 5 } {
     const c = client as ResearcherClient;
     const claimed = username !== undefined && username !== '' ? username : password !== undefined ? accountOf(password) : undefined;
-    const refuse = (reason: string, returnCode: 2 | 4 | 5): { ok: false; reason: string; returnCode: 2 | 4 | 5 } => {
+    const refuse = (reason: string, returnCode: 2 | 3 | 4 | 5): { ok: false; reason: string; returnCode: 2 | 3 | 4 | 5 } => {
       this.loginRefusedBy[reason] = (this.loginRefusedBy[reason] ?? 0) + 1;
       // The account is what the CONNECT claims: proven only for refusals after the signature check.
       this.limited.warn('research_connect_refused', { reason, ...(claimed && ADDRESS.test(claimed) ? { researcher: claimed } : {}) }, 'researcher CONNECT refused', reason);
@@ -336,7 +336,8 @@ export class LiveResearchAccess {
     // gateway host itself (the CLI, the demo, an operator's tools) are not a network source.
     const remote = c.conn?.remoteAddress;
     const r = this.d.auth.verifyMqttLogin(username, password, remote !== undefined && !isLoopbackHost(remote) ? remote : undefined);
-    if (!r.ok) return refuse(r.code, NOT_AUTHORISED.has(r.code) ? 5 : 4);
+    // AUTH_BUSY: the gateway's login budget or used-nonce table is full, not the client's fault (3: server unavailable).
+    if (!r.ok) return refuse(r.code, r.code === 'AUTH_BUSY' ? 3 : NOT_AUTHORISED.has(r.code) ? 5 : 4);
     c.vpResearcher = r.researcher;
     this.admit(c, r.researcher, ungranted);
     return { ok: true, researcher: r.researcher };
