@@ -13,13 +13,17 @@ import { FRAME_REASONS, ProtocolError, type FrameReason } from '../../firmware-p
 import type { Rng } from './fuzz-rng.js';
 import { Tally, type TargetReport } from './fuzz-report.js';
 
-/** firmware-proto/vectors/<sub> of this repository, from the sources (vitest) or from dist/. */
-export function vectorDir(sub: string): string {
+/** This repository's root (package.json and firmware-proto/ side by side), from the sources (vitest) or from dist/. */
+export function repoRoot(): string {
   for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
-    const p = join(dir, 'firmware-proto', 'vectors', sub);
-    if (existsSync(p) && existsSync(join(dir, 'package.json'))) return p;
-    if (dirname(dir) === dir) throw new Error(`firmware-proto/vectors/${sub} not found above ${fileURLToPath(import.meta.url)}`);
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'firmware-proto', 'vectors'))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no repository root above ${fileURLToPath(import.meta.url)}`);
   }
+}
+
+/** firmware-proto/vectors/<sub> of this repository. */
+export function vectorDir(sub: string): string {
+  return join(repoRoot(), 'firmware-proto', 'vectors', sub);
 }
 
 let cached: { all: Uint8Array[]; small: Uint8Array[] } | undefined;

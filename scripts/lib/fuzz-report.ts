@@ -31,7 +31,9 @@ export interface TargetReport {
   accounting?: Record<string, { expected: number | string; got: number | string; ok: boolean }>;
 }
 
-const KEEP_FINDINGS = 20;
+/** Findings kept per code, and in all: the first of each kind are what a reader needs. */
+const KEEP_PER_CODE = 3;
+const KEEP_FINDINGS = 40;
 
 /** Counts outcomes and keeps the first findings of one target's run. */
 export class Tally {
@@ -53,7 +55,9 @@ export class Tally {
   fail(index: number, code: string, what: string, input: Uint8Array | string): void {
     this.unexpected++;
     this.count(`unexpected:${code}`);
-    if (this.findings.length < KEEP_FINDINGS) this.findings.push({ index, what, input: typeof input === 'string' ? input.slice(0, 1024) : hexCut(input) });
+    if ((this.outcomes.get(`unexpected:${code}`) ?? 0) <= KEEP_PER_CODE && this.findings.length < KEEP_FINDINGS) {
+      this.findings.push({ index, what: `${code}: ${what}`, input: typeof input === 'string' ? input.slice(0, 1024) : hexCut(input) });
+    }
   }
 
   report(target: string, seed: number, elapsedMs: number): TargetReport {
