@@ -71,6 +71,8 @@ export interface FuzzGateway {
   /** The honest frames published so far (seq → bytes), and publishing more. */
   honestSent: Map<bigint, Uint8Array>;
   publishHonest(): Promise<void>;
+  /** `n` challenges the gateway issues now to a third account (no grants), each signed by it. */
+  issuedChallenges(n: number): Promise<{ text: string; signature: string }[]>;
   /** The gateway's VmRSS and VmHWM, bytes (0 once it has exited). */
   memory(): { rss: number; hwm: number };
   stop(): Promise<void>;
@@ -189,6 +191,16 @@ export async function startFuzzGateway(seed: number, o: FuzzGatewayOptions): Pro
     const strangerToken = await login(strangerWallet);
     const page = await fetch(`http://127.0.0.1:${gw.httpPort}/research/grants/${grantId}/readings?limit=2`, { headers: { authorization: `Bearer ${token}` } });
     const cursor = ((await page.json()) as { nextCursor?: string | null }).nextCursor ?? undefined;
+    const visitor = new Wallet(keccak256(toUtf8Bytes(`vitalproof fuzz visitor ${seed}`)));
+    const issuedChallenges = async (n: number): Promise<{ text: string; signature: string }[]> => {
+      const out: { text: string; signature: string }[] = [];
+      for (let i = 0; i < n; i++) {
+        const res = await fetch(`http://127.0.0.1:${gw.httpPort}/auth/challenge`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ address: visitor.address, purpose: 'http' }) });
+        const text = ((await res.json()) as { challenge?: string }).challenge;
+        if (res.status === 200 && text) out.push({ text, signature: await visitor.signMessage(text) });
+      }
+      return out;
+    };
     log(`gateway pid ${gw.pid} ready: mqtt ${gw.mqttPort}, http ${gw.httpPort}, grant ${grantId}${cursor ? ', a cursor' : ''}`);
     return {
       gw,
@@ -202,6 +214,7 @@ export async function startFuzzGateway(seed: number, o: FuzzGatewayOptions): Pro
       cursor,
       honestSent,
       publishHonest,
+      issuedChallenges,
       memory: () => processMemory(gw.pid),
       stop,
     };

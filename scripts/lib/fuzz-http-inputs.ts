@@ -25,6 +25,12 @@ export interface HttpContext {
   /** The listener's http.maxHeaderBytes and http.maxBodyBytes. */
   maxHeaderBytes: number;
   maxBodyBytes: number;
+  /**
+   * Challenges this gateway issued (POST /auth/challenge) to a third account, each with that
+   * account's valid signature: the only way past the cheap checks to signature recovery and its
+   * budget. Refreshed while the run goes on (they expire); empty when none could be had.
+   */
+  challenges: readonly { text: string; signature: string }[];
 }
 
 export interface HttpInput {
@@ -240,6 +246,21 @@ function loginBody(r: Rng, ctx: HttpContext): unknown {
   const now = Date.now();
   let text: unknown;
   const k = r.next();
+  if (k < 0.3 && ctx.challenges.length) {
+    // An issued challenge: random signatures, its valid one with a digit changed (another signer),
+    // the valid one (a session for the third account; each challenge once, then AUTH_REPLAYED),
+    // the valid one over a changed text.
+    const c = ctx.challenges[r.int(ctx.challenges.length)]!;
+    const flip = (sig: string): string => {
+      const i = 2 + r.int(128);
+      return `${sig.slice(0, i)}${((parseInt(sig[i]!, 16) + 1 + r.int(15)) % 16).toString(16)}${sig.slice(i + 1)}`;
+    };
+    const x = r.next();
+    if (x < 0.6) return { challenge: c.text, signature: `0x${hex(r, 130)}` };
+    if (x < 0.85) return { challenge: c.text, signature: flip(c.signature) };
+    if (x < 0.95) return { challenge: c.text, signature: c.signature };
+    return { challenge: c.text.replace(/nonce: ./, `nonce: ${hex(r, 1)}`), signature: c.signature };
+  }
   if (k < 0.5) {
     text = challengeText({ gateway: r.bool(0.8) ? ctx.gatewayId : 'gw-elsewhere', account: r.bool(0.5) ? ctx.researcher : '0x70997970C51812dc3A010C7d01b50e0d17dc79C8', purpose: r.bool(0.8) ? 'http' : 'mqtt', nonce: hex(r, 32), issuedAtMs: now - r.int(600_000), expiresAtMs: now + r.int(600_000) + 1 });
     if (r.bool(0.3)) {

@@ -69,6 +69,11 @@ export interface HttpTargetOptions {
   status: () => Promise<Record<string, unknown>>;
   /** Is the gateway process still there? */
   alive: () => boolean;
+  /**
+   * Fresh issued challenges with a valid signature each (a third account's), fetched while the run
+   * goes on: they expire, and each is accepted once.
+   */
+  challenges?: () => Promise<{ text: string; signature: string }[]>;
   progress?: (done: number) => void;
 }
 
@@ -149,13 +154,27 @@ export async function fuzzHttp(inputs: number, rnd: Rng, seed: number, o: HttpTa
   const honestPath = `/research/grants/${o.ctx.grantId}/readings?limit=5`;
   const honest = Buffer.from(`GET ${honestPath} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${o.ctx.token}\r\n\r\n`);
 
+  // Issued challenges for the login bodies, refreshed every few seconds while the workers run.
+  const ctx = { ...o.ctx, challenges: [...o.ctx.challenges] };
+  let running = true;
+  const refresher = (async (): Promise<void> => {
+    while (running && o.challenges) {
+      try {
+        ctx.challenges = await o.challenges();
+      } catch {
+        // The listener may refuse (rate limits) or be busy: keep the last ones.
+      }
+      for (let i = 0; i < 30 && running; i++) await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+
   const worker = async (): Promise<void> => {
     let conn: HttpConnection | undefined;
     /** The request before this one on the same connection: unsolicited bytes are its answer's doing. */
     let previous: HttpInput | undefined;
     while (next < inputs) {
       const n = next++;
-      const input = httpInput(rnd, o.ctx);
+      const input = httpInput(rnd, ctx);
       tally.inputs++;
       tally.unit(`kind:${input.kind}`);
       if (!conn?.alive) {
@@ -205,6 +224,8 @@ export async function fuzzHttp(inputs: number, rnd: Rng, seed: number, o: HttpTa
     conn?.close();
   };
   await Promise.all(Array.from({ length: o.concurrency }, worker));
+  running = false;
+  await refresher;
   const report = tally.report('http', seed, performance.now() - t0);
   const after = (await o.status())['http'] as HttpStatusPart | undefined;
   // Every refusal answered was counted once; a refusal whose answer was lost (a reset) may be counted without being seen.

@@ -148,7 +148,8 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
         if (t === 'http') {
           r = await fuzzHttp(b.http, prng(subSeed(o.seed, 'http')), o.seed, {
             port: f.gw.httpPort,
-            ctx: { gatewayId: FUZZ_GATEWAY_ID, grantId: f.researcher.grantId, token: f.researcher.token, strangerToken: f.stranger.token, researcher: f.researcher.wallet.address, cursor: f.cursor, deviceId: f.honest.id, pseudonym: f.honest.patient, maxHeaderBytes: FUZZ_LIMITS['http.maxHeaderBytes'], maxBodyBytes: FUZZ_LIMITS['http.maxBodyBytes'] },
+            ctx: { gatewayId: FUZZ_GATEWAY_ID, grantId: f.researcher.grantId, token: f.researcher.token, strangerToken: f.stranger.token, researcher: f.researcher.wallet.address, cursor: f.cursor, deviceId: f.honest.id, pseudonym: f.honest.patient, maxHeaderBytes: FUZZ_LIMITS['http.maxHeaderBytes'], maxBodyBytes: FUZZ_LIMITS['http.maxBodyBytes'], challenges: [] },
+            challenges: () => f.issuedChallenges(10),
             concurrency: o.httpConcurrency ?? 8,
             honestEvery: 500,
             deadlineMs: 15_000,
