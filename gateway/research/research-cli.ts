@@ -45,6 +45,11 @@
  * adds FILE's certificates (a hospital or development CA) for this command
  * (gateway/util/tls-trust.ts).
  *
+ * MQTT over TLS. `subscribe` dials an mqtts:// --mqtt with the same trust as the API (the
+ * system's CAs, NODE_EXTRA_CA_CERTS, --ca). Without --mqtt it follows the API's transport: an
+ * https API means MQTT over TLS (defaultBrokerUrl), so that the consented stream is never in
+ * clear where the API is encrypted.
+ *
  * Exit codes: 0 done, 1 refused or failed, 2 usage error.
  */
 import { randomBytes } from 'node:crypto';
@@ -58,7 +63,7 @@ import { getAddress, type BaseWallet } from 'ethers';
 import { ConfigError, configFromFlags, type GatewayConfig } from '../config.js';
 import { parseArgv } from '../util/argv.js';
 import { readKeyFile } from '../chain/runtime.js';
-import { runningGateway } from '../gateway.js';
+import { runningGateway, type RunningGateway } from '../gateway.js';
 import { encodeLogin, parseChallenge, selfIssuedChallenge, type LoginChallenge, type LoginPurpose } from '../consent/auth.js';
 import { checkPseudonym, defaultIo, type CliIo } from '../chain/admin-cli.js';
 import type { GrantJson as ApiGrant } from './http.js';
@@ -67,7 +72,7 @@ import { formatGrantTable, iso, parseMetrics, parseTimeArg, type GrantRow } from
 import { verifyCommand } from '../proof/verify-cli.js';
 import { BUNDLES_FORMAT, BUNDLE_VERSION, isBundleFormatError, parseBundles, type ProofBundle } from '../proof/bundle.js';
 import { decodeFrame, sampleTimeNs, sampleValue } from '../../firmware-proto/frame.js';
-import { trustCaFile } from '../util/tls-trust.js';
+import { trustCaFile, trustedCas } from '../util/tls-trust.js';
 
 export const RESEARCH_USAGE = `usage: vitalproof research <login|logout|grants|subscribe|export|verify> [options]
   login --key-file F                 log in to the gateway's API with the researcher's key; keeps the
@@ -79,8 +84,12 @@ export const RESEARCH_USAGE = `usage: vitalproof research <login|logout|grants|s
   subscribe --key-file F --pseudonym P --metric M[,M…]
                                      live readings of patient P (one JSON line each on stdout; notices
                                      on stderr) until every subscription ends (revocation, expiry)
-      --mqtt URL                     the broker (default: the gateway running on --dataDir, else
-                                     mqtt://MQTT.HOST:MQTT.PORT of the configuration)
+      --mqtt URL                     the broker, mqtt:// or mqtts:// (MQTT over TLS, trusted like an
+                                     https --url: --ca, NODE_EXTRA_CA_CERTS). Default: the gateway
+                                     running on --dataDir (its TLS listener when its API is https);
+                                     for an https --url mqtts://URL.HOST:MQTT.TLS.PORT (8883); else
+                                     mqtt://MQTT.HOST:MQTT.PORT of the configuration. The API does not
+                                     say where the broker is: give --mqtt when it listens elsewhere
       --count N                      stop after N deliveries
       --format ndjson|text           one JSON object per delivery (default), or a readable line
       --gateway-id ID                the gateway's id for self-issued MQTT logins (default: from
@@ -100,8 +109,8 @@ common options:
   --url U            the gateway's HTTP API (default: the gateway running on --dataDir, else
                      http://HTTP.HOST:HTTP.PORT of the configuration, http://127.0.0.1:8080;
                      https:// when the configuration has http.tls.cert)
-  --ca FILE          trust FILE's CA certificates for an https --url (besides the system's and
-                     NODE_EXTRA_CA_CERTS)
+  --ca FILE          trust FILE's CA certificates for an https --url and an mqtts --mqtt (besides
+                     the system's and NODE_EXTRA_CA_CERTS)
   --key-file F       the researcher's private key (64 hex digits); with it, an ended session is renewed
   --session-file F   where sessions are kept (default ${defaultSessionFile()}, mode 0600)
 times T: Unix ms, ISO 8601, now, now±N(ms|s|m|h|d|w)
@@ -148,7 +157,7 @@ export async function researchCommand(argv: string[], io: CliIo = defaultIo): Pr
         return 0;
       }
       case 'subscribe':
-        return await subscribe(flags, cfg, base, key, store, io, running?.mqttPort, running?.gatewayId);
+        return await subscribe(flags, cfg, base, key, store, io, running);
       case 'export':
         return await exportGrant(positionals.slice(1), flags, base, key, store, io);
       default:
@@ -499,8 +508,13 @@ export function topicMatches(filter: string, topic: string): boolean {
 const REFUSAL_NOTICE_WAIT_MS = 2000;
 
 export interface LiveOptions {
-  /** mqtt://host:port of the gateway's broker. */
+  /** mqtt://host:port of the gateway's broker, or mqtts://host:port (MQTT over TLS). */
   brokerUrl: string;
+  /**
+   * mqtts: the CA certificates (PEM) the broker's certificate must chain to. They replace Node's
+   * default list (the system's roots and NODE_EXTRA_CA_CERTS), which applies when this is left out.
+   */
+  ca?: readonly string[];
   key: BaseWallet;
   /** The gateway's id: self-issued logins name it (docs/consent.md). */
   gatewayId: string;
@@ -568,6 +582,7 @@ export class LiveSubscription extends EventEmitter<LiveEvents> {
       clean: true,
       reconnectPeriod: 1000,
       connectTimeout: 10_000,
+      ...(o.ca ? { ca: [...o.ca] } : {}),
     });
     this.client.on('reconnect', () => {
       this.client.options.password = mqttPassword(o.gatewayId, o.key);
@@ -679,7 +694,7 @@ export class LiveSubscription extends EventEmitter<LiveEvents> {
   }
 }
 
-async function subscribe(flags: Record<string, string>, cfg: GatewayConfig, base: string, key: BaseWallet | undefined, store: SessionStore, io: CliIo, runningMqttPort: number | undefined, runningGatewayId: string | undefined): Promise<number> {
+async function subscribe(flags: Record<string, string>, cfg: GatewayConfig, base: string, key: BaseWallet | undefined, store: SessionStore, io: CliIo, running: RunningGateway | undefined): Promise<number> {
   if (!key) throw new ConfigError(`research subscribe needs --key-file (the MQTT login is signed with it)\n${RESEARCH_USAGE}`);
   const pseudonym = flags['pseudonym'];
   if (!pseudonym || pseudonym === 'true') throw new ConfigError(`research subscribe needs --pseudonym\n${RESEARCH_USAGE}`);
@@ -690,19 +705,20 @@ async function subscribe(flags: Record<string, string>, cfg: GatewayConfig, base
   const count = flags['count'] !== undefined ? positive('--count', flags['count']) : undefined;
   const format = flags['format'] ?? 'ndjson';
   if (format !== 'ndjson' && format !== 'text') throw new ConfigError(`--format must be ndjson or text for subscribe, got "${format}"`);
-  const brokerUrl = flags['mqtt'] ?? (runningMqttPort ? `mqtt://127.0.0.1:${runningMqttPort}` : `mqtt://${cfg.mqtt.host}:${cfg.mqtt.port}`);
+  const brokerUrl = flags['mqtt'] ?? defaultBrokerUrl(base, cfg, running);
   if (!/^mqtts?:\/\/[^/]+/.test(brokerUrl)) throw new ConfigError(`--mqtt must be an mqtt:// or mqtts:// URL, got "${brokerUrl}"`);
+  const ca = brokerUrl.startsWith('mqtts:') ? trustedCas() : undefined;
 
   // The gateway's id names the gateway in a self-issued login: from the flag, the saved session,
   // the gateway on --dataDir; else the gateway issues the first challenge (and names itself in it).
-  let gatewayId = flags['gateway-id'] ?? sessionGatewayId(store, base, key.address) ?? runningGatewayId;
+  let gatewayId = flags['gateway-id'] ?? sessionGatewayId(store, base, key.address) ?? running?.gatewayId;
   let firstPassword: string | undefined;
   if (!gatewayId) {
     const { text, challenge } = await fetchChallenge(base, key.address, 'mqtt');
     gatewayId = challenge.gateway;
     firstPassword = encodeLogin({ text, signature: await key.signMessage(text) });
   }
-  const live = new LiveSubscription({ brokerUrl, key, gatewayId, pseudonym, metrics, ...(firstPassword ? { firstPassword } : {}) });
+  const live = new LiveSubscription({ brokerUrl, key, gatewayId, pseudonym, metrics, ...(firstPassword ? { firstPassword } : {}), ...(ca ? { ca } : {}) });
   let delivered = 0;
   return new Promise<number>((resolve) => {
     let done = false;
@@ -731,9 +747,35 @@ async function subscribe(flags: Record<string, string>, cfg: GatewayConfig, base
       if (count !== undefined && delivered >= count) finish(0, `${count} deliveries received`);
     });
     live.on('loginRefused', (rc, m) => finish(1, `the gateway refused the login at ${brokerUrl}: ${rc === 4 ? 'bad credentials (4)' : 'not authorised (5)'}: ${m}`));
-    live.on('connectFailed', (e) => finish(1, `cannot connect to ${brokerUrl}: ${e.message}`));
+    live.on('connectFailed', (e) => finish(1, brokerFailure(brokerUrl, e)));
     live.on('connectionLost', (why) => io.err(`mqtt: connection lost (${why}); reconnecting with a fresh login`));
   });
+}
+
+/**
+ * The broker `subscribe` dials without --mqtt, over the same kind of transport as the API (an
+ * https API: MQTT over TLS).
+ *   - The gateway running on --dataDir, when `base` is its API: the listeners it advertises in
+ *     dataDir/gateway.json: mqtts://<the API's host>:<mqttTlsPort> for an https API; the plain
+ *     loopback listener for an http API, or when it runs no TLS listener (same box, loopback).
+ *   - Else an https `base`: mqtts://<its host>:<mqtt.tls.port> (8883 unless configured): the API
+ *     does not say where the broker listens, so --mqtt is needed when it is anywhere else.
+ *   - Else mqtt://<mqtt.host>:<mqtt.port> of the configuration (127.0.0.1:1883).
+ * @example defaultBrokerUrl('https://gw.ward3:8080', cfg, undefined) // 'mqtts://gw.ward3:8883'
+ */
+export function defaultBrokerUrl(base: string, cfg: GatewayConfig, running: RunningGateway | undefined): string {
+  const api = new URL(base);
+  const https = api.protocol === 'https:';
+  if (running && normaliseUrl(running.httpUrl) === base) {
+    return https && running.mqttTlsPort !== undefined ? `mqtts://${api.hostname}:${running.mqttTlsPort}` : `mqtt://127.0.0.1:${running.mqttPort}`;
+  }
+  return https ? `mqtts://${api.hostname}:${cfg.mqtt.tls.port}` : `mqtt://${cfg.mqtt.host}:${cfg.mqtt.port}`;
+}
+
+/** Why the broker could not be reached, with what to do when its certificate is not trusted. */
+function brokerFailure(brokerUrl: string, e: Error & { code?: string | number }): string {
+  if (typeof e.code === 'string' && CERT_ERRORS.has(e.code)) return `cannot trust the broker at ${brokerUrl}: ${e.code} (${e.message}); give its CA with --ca FILE (or NODE_EXTRA_CA_CERTS)`;
+  return `cannot connect to ${brokerUrl}: ${e.message}`;
 }
 
 function sessionGatewayId(store: SessionStore, base: string, address: string): string | undefined {

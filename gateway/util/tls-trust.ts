@@ -47,8 +47,19 @@ export function readCaFile(path: string): string[] {
  */
 export function trustCaFile(path: string): void {
   for (const p of readCaFile(path)) if (!added.includes(p)) added.push(p);
+  setGlobalDispatcher(new Agent({ connect: { ca: trustedCas() } }));
+}
+
+/**
+ * What this process trusts once trustCaFile ran: the system's roots, NODE_EXTRA_CA_CERTS and
+ * every --ca, for a TLS client other than fetch (mqtts: a `ca` option replaces Node's default
+ * list, so it must carry all three). Undefined when no --ca was given: Node's defaults are the
+ * same list then, and leaving `ca` out keeps them.
+ */
+export function trustedCas(): string[] | undefined {
+  if (added.length === 0) return undefined;
   const fromEnv = process.env.NODE_EXTRA_CA_CERTS ? safeRead(process.env.NODE_EXTRA_CA_CERTS) : [];
-  setGlobalDispatcher(new Agent({ connect: { ca: [...rootCertificates, ...fromEnv, ...added] } }));
+  return [...rootCertificates, ...fromEnv, ...added];
 }
 
 /** The certificates added by trustCaFile (for a client that is not fetch, e.g. mqtts). */
