@@ -19,9 +19,15 @@
  * sees the subscription end when the patient revokes, and the patient reads the disclosure report.
  * At the end it compares what the gateway refused with what the simulator expects it to
  * refuse. Gateway logs go to ./data/demo/gateway.log.
+ *
+ * Nothing in clear (issue #10): the demo makes a DEV ONLY CA in ./data/demo/tls
+ * (gateway/tls/dev-ca.ts), and the MQTT wearables and the researcher speak MQTT over TLS
+ * (8883) and HTTPS (8080) with it, as they would on a ward network. The plain MQTT listener
+ * stays on loopback (1883) for local tools; BLE wearables stay on the simulated BlueZ.
  */
+import { X509Certificate } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -41,13 +47,18 @@ import { startPrivateBus, type PrivateBus } from '../device-sim/bluez/bus-daemon
 import { RADIO_FAULT_KINDS } from '../device-sim/faults.js';
 import { ApiError } from '../gateway/research/research-cli.js';
 import { ResearcherDemo } from './lib/demo-researcher.js';
+import { ensureDevCa, type DevCa } from '../gateway/tls/dev-ca.js';
+import { readTlsFiles } from '../device-sim/mqtt-link.js';
 
 const DATA_DIR = resolve('data', 'demo');
 const SEED = 'demo';
 const BLE_SEED = 'demo-ble';
 const SENSORS = 'mix';
 const DEFAULT_MQTT_PORT = 1883;
+const DEFAULT_MQTT_TLS_PORT = 8883;
 const DEFAULT_HTTP_PORT = 8080;
+/** The DEV ONLY CA is made again when it or the server certificate expires within this long (dev-ca.ts issues them for 30 days). */
+const CA_RENEW_BEFORE_MS = 24 * 3_600_000;
 /** About 1 % per frame for each frame fault, 0.5 % for the connection faults. */
 const DEFAULT_FAULTS = 'tamper=0.01,bad_signature=0.01,malformed=0.01,replay=0.01,skew=0.01,wrong_topic=0.01,unknown_device=0.005,disconnect=0.005';
 /** The BLE wearables' faults: frame faults as over MQTT, plus broken fragment streams and radio trouble. */
@@ -66,8 +77,10 @@ const USAGE = `usage: npm run demo -- [--duration D] [--devices N] [--faults SPE
   --ble-devices N    simulated BLE wearables (default 6, seed "${BLE_SEED}"); 0: no BLE
   --ble-faults SPEC  their faults, or "none"; default: ${DEFAULT_BLE_FAULTS}
                      kinds: ${FAULT_KINDS.filter((k) => k !== 'unknown_device').join(' ')} ${RADIO_FAULT_KINDS.join(' ')}
-Everything listens on 127.0.0.1: MQTT on ${DEFAULT_MQTT_PORT} and HTTP status on ${DEFAULT_HTTP_PORT}, or free ports when
-those are taken. Data (gateway, embedded InfluxDB, simulator state) stays in ${rel(DATA_DIR)} across runs;
+Everything listens on 127.0.0.1: MQTT over TLS on ${DEFAULT_MQTT_TLS_PORT} (the wearables and the researcher), plain MQTT on
+${DEFAULT_MQTT_PORT} (loopback only, for local tools), HTTPS status and API on ${DEFAULT_HTTP_PORT}, or free ports when those
+are taken. TLS certificates come from a DEV ONLY CA made in ${rel(join(DATA_DIR, 'tls'))} (ca.crt: curl --cacert, --ca).
+Data (gateway, embedded InfluxDB, simulator state) stays in ${rel(DATA_DIR)} across runs;
 delete that directory to start over. Gateway logs: ${rel(join(DATA_DIR, 'gateway.log'))}.`;
 
 class UsageError extends Error {}
@@ -124,40 +137,56 @@ function portFree(port: number, host = '127.0.0.1'): Promise<boolean> {
   });
 }
 
+/**
+ * The demo's DEV ONLY CA and server certificate in dataDir/tls, made again when one of them
+ * expires within a day (the data dir is kept across runs; dev-ca.ts reuses what it finds).
+ */
+function demoCa(dir: string): DevCa {
+  const expiring = (p: string): boolean => existsSync(p) && Date.parse(new X509Certificate(readFileSync(p)).validTo) - Date.now() < CA_RENEW_BEFORE_MS;
+  if (expiring(join(dir, 'ca.crt')) || expiring(join(dir, 'server.crt'))) rmSync(dir, { recursive: true, force: true });
+  return ensureDevCa(dir);
+}
+
 /** The default ports when they are free, else free ones; retried when a port is taken between the check and the listen. */
-async function startOnPorts(log: ReturnType<typeof createLogger>, ble: boolean): Promise<{ gw: Gateway; fallback: string[] }> {
-  let mqttPort = (await portFree(DEFAULT_MQTT_PORT)) ? DEFAULT_MQTT_PORT : 0;
-  let httpPort = (await portFree(DEFAULT_HTTP_PORT)) ? DEFAULT_HTTP_PORT : 0;
+async function startOnPorts(log: ReturnType<typeof createLogger>, ble: boolean, ca: DevCa): Promise<{ gw: Gateway; mqttTlsPort: number; fallback: string[] }> {
+  const ports = { mqtt: DEFAULT_MQTT_PORT, mqttTls: DEFAULT_MQTT_TLS_PORT, http: DEFAULT_HTTP_PORT };
+  const names = { mqtt: 'MQTT', mqttTls: 'MQTT over TLS', http: 'HTTPS' };
+  const chosen: Record<keyof typeof ports, number> = { mqtt: 0, mqttTls: 0, http: 0 };
+  for (const k of Object.keys(ports) as (keyof typeof ports)[]) chosen[k] = (await portFree(ports[k])) ? ports[k] : 0;
   for (let attempt = 1; ; attempt++) {
     const fallback: string[] = [];
-    if (mqttPort === 0 || httpPort === 0) {
-      const [a, b] = await findFreePorts(2);
-      if (mqttPort === 0) {
-        mqttPort = a!;
-        fallback.push(`MQTT port ${DEFAULT_MQTT_PORT} is busy: using ${mqttPort}`);
-      }
-      if (httpPort === 0) {
-        httpPort = b!;
-        fallback.push(`HTTP port ${DEFAULT_HTTP_PORT} is busy: using ${httpPort}`);
-      }
+    const busy = (Object.keys(chosen) as (keyof typeof ports)[]).filter((k) => chosen[k] === 0);
+    if (busy.length) {
+      const free = await findFreePorts(busy.length);
+      busy.forEach((k, i) => {
+        chosen[k] = free[i]!;
+        if (attempt === 1) fallback.push(`${names[k]} port ${ports[k]} is busy: using ${chosen[k]}`);
+        else fallback.push(`${names[k]}: using port ${chosen[k]}`);
+      });
     }
     // Built-in defaults only (no VP_* environment, no config file): the demo is the same everywhere.
     const config = loadConfig({
       env: {},
       flags: {
         dataDir: DATA_DIR,
-        'mqtt.port': String(mqttPort),
-        'http.port': String(httpPort),
+        'mqtt.port': String(chosen.mqtt),
+        // TLS on loopback too: the wearables and the researcher use it as they would on a ward network.
+        'mqtt.tls.cert': ca.serverCert,
+        'mqtt.tls.key': ca.serverKey,
+        'mqtt.tls.port': String(chosen.mqttTls),
+        'http.port': String(chosen.http),
+        'http.tls.cert': ca.serverCert,
+        'http.tls.key': ca.serverKey,
         'influx.url': '',
         'log.file': join(DATA_DIR, 'gateway.log'),
         ...(ble ? { 'ble.mode': 'on', 'ble.scanIntervalMs': '500', 'ble.refuseHoldMs': '10000' } : {}),
       },
     });
     try {
-      return { gw: await startGateway(config, log), fallback };
+      return { gw: await startGateway(config, log), mqttTlsPort: chosen.mqttTls, fallback };
     } catch (e) {
       if (!isAddrInUse(e) || attempt >= 3) throw e;
-      mqttPort = httpPort = 0; // someone took a port since the check: pick fresh ones
+      chosen.mqtt = chosen.mqttTls = chosen.http = 0; // someone took a port since the check: pick fresh ones
     }
   }
 }
@@ -220,10 +249,20 @@ async function main(argv: string[]): Promise<number> {
     process.env.DBUS_SYSTEM_BUS_ADDRESS = bus.address;
   }
   console.log(`VitalProof demo: starting the gateway (embedded MQTT broker, BLE central, spool, embedded influxd, embedded chain) in ${rel(DATA_DIR)} ...`);
-  const { gw, fallback } = await startOnPorts(log, bus !== undefined).catch(async (e: Error) => {
+  let ca: DevCa;
+  try {
+    ca = demoCa(join(DATA_DIR, 'tls'));
+  } catch (e) {
+    await bus?.stop();
+    throw e;
+  }
+  const { gw, mqttTlsPort, fallback } = await startOnPorts(log, bus !== undefined, ca).catch(async (e: Error) => {
     await bus?.stop();
     throw e;
   });
+  const httpsUrl = `https://127.0.0.1:${gw.httpPort}`;
+  const mqttsUrl = `mqtts://127.0.0.1:${mqttTlsPort}`;
+  const caFile = rel(ca.caCert);
   const stopGateway = (() => {
     let p: Promise<void> | undefined;
     return () => (p ??= gw.stop().finally(async () => {
@@ -241,8 +280,13 @@ async function main(argv: string[]): Promise<number> {
     if (enrol.refused.length) throw new Error(`enrolment refused: ${enrol.refused.map((r) => `${r.deviceId} ${r.reason}`).join(', ')}`);
 
     for (const f of fallback) console.log(`note: ${f}`);
-    console.log(`  MQTT broker   mqtt://127.0.0.1:${gw.mqttPort}`);
-    console.log(`  status        http://127.0.0.1:${gw.httpPort}/status   (also /metrics, /healthz; or: npx vitalproof status --url http://127.0.0.1:${gw.httpPort})`);
+    console.log(`  TLS           the MQTT wearables and the researcher speak MQTT over TLS and HTTPS, with certificates from a`);
+    console.log(`                DEV ONLY CA made for this demo (never for patient data): ${caFile}  (curl --cacert, vitalproof --ca)`);
+    console.log(`  MQTT broker   ${mqttsUrl}   (MQTT over TLS: the MQTT wearables and the researcher)`);
+    console.log(`                mqtt://127.0.0.1:${gw.mqttPort}    (plain, loopback only: local tools)`);
+    console.log(`  status        ${httpsUrl}/status   (also /metrics, /healthz; the API is HTTPS only)`);
+    console.log(`                curl --cacert ${caFile} ${httpsUrl}/status`);
+    console.log(`                npx vitalproof status --url ${httpsUrl} --ca ${caFile}`);
     console.log(`  InfluxDB      ${gw.influxUrl}  database ${gw.config.influx.database}  (embedded: it stops when the demo stops)`);
     if (gw.chain) {
       console.log(`  chain         ${gw.chain.url}  chain id ${gw.chain.chainId} (embedded anvil, DEV ONLY keys; state in ${rel(join(DATA_DIR, 'chain'))})`);
@@ -257,7 +301,7 @@ async function main(argv: string[]): Promise<number> {
     for (const h of influxHints(gw.influxUrl, gw.config.influx.database)) console.log(`    ${h}`);
     if (gw.chain) {
       console.log('  and export proofs, verify them against the chain, and audit InfluxDB:');
-      for (const h of proofHints(devices[0]!.deviceId, gw.chain.url)) console.log(`    ${h}`);
+      for (const h of proofHints(devices[0]!.deviceId, gw.chain.url, caFile)) console.log(`    ${h}`);
     }
     // The researcher: bound patient, grant, live subscription (only with a ConsentRegistry and the research API).
     let researcher: ResearcherDemo | undefined;
@@ -265,8 +309,9 @@ async function main(argv: string[]): Promise<number> {
     if (gw.chain?.record.consentRegistry) {
       const r = new ResearcherDemo({
         dataDir: DATA_DIR,
-        httpUrl: `http://127.0.0.1:${gw.httpPort}`,
-        mqttUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
+        httpUrl: httpsUrl,
+        mqttUrl: mqttsUrl,
+        caFile: ca.caCert,
         gatewayId: gw.config.gatewayId,
         pseudonym: devices[0]!.patient,
         durationMs: o.durationMs,
@@ -339,7 +384,8 @@ async function main(argv: string[]): Promise<number> {
     try {
       [fleetReport, bleReport] = await Promise.all([
         runFleet({
-          brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
+          brokerUrl: mqttsUrl,
+          tls: readTlsFiles({ ca: ca.caCert }),
           devices: o.devices,
           seed: SEED,
           sensors: SENSORS,
@@ -382,12 +428,13 @@ async function main(argv: string[]): Promise<number> {
     clearInterval(ticker);
     render(true);
     const final = gw.snapshot();
-    const proofLines = await checkOneProof(gw, fleetReport.perDevice.find((d) => d.acked > 0)?.deviceId, anchored);
-    const bleProofLines = bleReport ? await checkOneProof(gw, bleReport.perDevice.find((d) => d.acked > 0)?.deviceId, anchored, 'BLE ') : [];
+    const proofLines = await checkOneProof(gw, fleetReport.perDevice.find((d) => d.acked > 0)?.deviceId, anchored, caFile);
+    const bleProofLines = bleReport ? await checkOneProof(gw, bleReport.perDevice.find((d) => d.acked > 0)?.deviceId, anchored, caFile, 'BLE ') : [];
     // The researcher's end: export with proofs and verify, revocation, disclosure report.
     const researched = researcher ? await researcher.finish() : undefined;
     await stopGateway();
     console.log(`\n${summary(final, [fleetReport, ...(bleReport ? [bleReport] : [])], gw.influxUrl, gw.config.influx.database, stopReason, Date.now() - started)}`);
+    console.log(`  TLS        MQTT wearables over ${mqttsUrl}, researcher over ${httpsUrl} and ${mqttsUrl}; DEV ONLY CA ${caFile}`);
     for (const l of [...proofLines, ...bleProofLines.slice(1, 2)]) console.log(l);
     for (const l of researched?.lines ?? []) console.log(l);
     if (researched) console.log(researched.ok ? '             every researcher step held: live deliveries, export verified, subscription cut on revocation, accesses in the report' : '  WARNING: a researcher step failed (see above)');
@@ -400,7 +447,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /** Exports the bundle of one stored frame of `device` and verifies it against the chain, as `vitalproof verify` does. */
-async function checkOneProof(gw: Gateway, device: string | undefined, anchored: boolean, label = ''): Promise<string[]> {
+async function checkOneProof(gw: Gateway, device: string | undefined, anchored: boolean, caFile: string, label = ''): Promise<string[]> {
   const s = gw.snapshot();
   if (!gw.chain) return ['  proofs     chain.mode is off: nothing anchored'];
   const out = [
@@ -414,14 +461,15 @@ async function checkOneProof(gw: Gateway, device: string | undefined, anchored: 
   const v = await verifyBundle(bundle, { provider: gw.chain.provider });
   out.push(`  ${`${label}proof`.padEnd(10)} frame ${bundle.frame.deviceId}/${bundle.frame.seq} (batch ${bundle.anchor.batchSeq}, leaf ${bundle.inclusion.leafIndex} of ${bundle.inclusion.treeSize}): ` + v.checks.map((c) => `${c.check} ${c.status === 'pass' ? 'ok' : c.status.toUpperCase()}`).join(', '));
   out.push('  do the same yourself while a demo runs (e.g. npm run demo -- --duration 10m), from another terminal:');
-  for (const h of proofHints(device, gw.chain.url.replace(/:\d+$/, ':<PORT>'))) out.push(`    ${h}`);
+  for (const h of proofHints(device, gw.chain.url.replace(/:\d+$/, ':<PORT>'), caFile)) out.push(`    ${h}`);
   return out;
 }
 
-function proofHints(device: string, chainUrl: string): string[] {
+/** `caFile`: the export reads the gateway's HTTPS API, so it trusts the demo's CA (Node's NODE_EXTRA_CA_CERTS). */
+function proofHints(device: string, chainUrl: string, caFile: string): string[] {
   const dd = rel(DATA_DIR);
   return [
-    `npx vitalproof export --dataDir ${dd} --device ${device} --out bundles.json`,
+    `NODE_EXTRA_CA_CERTS=${caFile} npx vitalproof export --dataDir ${dd} --device ${device} --out bundles.json`,
     `npx vitalproof verify bundles.json --rpc ${chainUrl}`,
     `npx vitalproof audit --dataDir ${dd} --device ${device}`,
   ];

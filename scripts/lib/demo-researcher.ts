@@ -7,8 +7,9 @@
  *   start   the hospital admin binds the pseudonym of one demo wearable to a patient address
  *           (DEV ONLY account 3; skipped when bound already), the patient grants a researcher
  *           (DEV ONLY account 4) heart_rate and spo2 for a data window around now, with an
- *           expiry; the researcher logs in over HTTP, waits until the gateway knows the grant,
- *           and subscribes over MQTT (a self-issued login): deliveries are counted for the live view.
+ *           expiry; the researcher logs in over HTTPS, waits until the gateway knows the grant,
+ *           and subscribes over MQTT over TLS (a self-issued login): deliveries are counted for the
+ *           live view. With `caFile` (the demo's DEV ONLY CA) both trust that CA, as `--ca` does.
  *   finish  the researcher exports the grant's readings with proofs and verifies them (one bundle
  *           against the chain, every reading against its signed frame); the patient revokes; the
  *           subscription's `subscription_ended` notice is awaited; the patient's disclosure report
@@ -23,6 +24,7 @@ import type { JsonRpcProvider } from 'ethers';
 import { devWallet } from '../../gateway/chain/anvil.js';
 import { adminCommand, type CliIo } from '../../gateway/chain/admin-cli.js';
 import { consentCommand, iso } from '../../gateway/consent/consent-cli.js';
+import { trustCaFile, trustedCas } from '../../gateway/util/tls-trust.js';
 import {
   apiRequest,
   ApiError,
@@ -48,8 +50,12 @@ const ENDED_TIMEOUT_MS = 10_000;
 
 export interface ResearcherDemoOptions {
   dataDir: string;
+  /** The gateway's API: https://… (with `caFile`) or http://… on loopback. */
   httpUrl: string;
+  /** The gateway's broker: mqtts://… (with `caFile`) or mqtt://… on loopback. */
   mqttUrl: string;
+  /** PEM CA certificate the gateway's certificate chains to (the commands' --ca). */
+  caFile?: string;
   gatewayId: string;
   /** The demo wearable whose patient shares. */
   pseudonym: string;
@@ -117,9 +123,22 @@ export class ResearcherDemo {
     return { ...this.status, byMetric: { ...this.status.byMetric } };
   }
 
+  /** The commands' `--ca FILE`, when there is a CA to name. */
+  private get caArgs(): string[] {
+    return this.o.caFile ? ['--ca', this.o.caFile] : [];
+  }
+
+  /** "MQTT over TLS" or "MQTT", as the broker URL says. */
+  private get mqttLabel(): string {
+    return this.o.mqttUrl.startsWith('mqtts:') ? 'MQTT over TLS' : 'MQTT';
+  }
+
   /** Bind (once), grant, log in, wait for the gateway to see the grant, subscribe. */
   async start(): Promise<void> {
     const o = this.o;
+    // This process's fetch() and the subscriber trust the CA, as the commands' --ca would.
+    if (o.caFile) trustCaFile(o.caFile);
+    const ca = o.caFile && o.mqttUrl.startsWith('mqtts:') ? trustedCas() : undefined;
     const common = ['--dataDir', o.dataDir];
     const bind = await run('admin bind-patient', adminCommand, ['bind-patient', o.pseudonym, this.patient.address, ...common]);
     this.notes.push(bind.join(' ').includes('already') ? `patient ${o.pseudonym} is bound to ${this.patient.address} (dev account ${DEMO_PATIENT_ACCOUNT}) from an earlier run` : `bound patient ${o.pseudonym} to ${this.patient.address} (dev account ${DEMO_PATIENT_ACCOUNT})`);
@@ -132,7 +151,7 @@ export class ResearcherDemo {
     this.status.grantId = g.grantId;
     this.notes.push(`grant ${g.grantId}: ${METRICS.join(', ')} recorded ${iso(g.dataFromMs)} to ${iso(g.dataToMs)}, to researcher ${this.researcher.address} (dev account ${DEMO_RESEARCHER_ACCOUNT}), until ${iso(g.expiresAtMs)}`);
 
-    // The researcher: an HTTP session, then live over MQTT once the gateway's consent view has the grant.
+    // The researcher: an HTTP(S) session, then live over MQTT (TLS) once the gateway's consent view has the grant.
     const store = new SessionStore(this.sessionFile);
     const s = await httpLogin(o.httpUrl, this.researcher, store);
     const deadline = Date.now() + GRANT_SEEN_TIMEOUT_MS;
@@ -142,7 +161,7 @@ export class ResearcherDemo {
       if (Date.now() > deadline) throw new Error(`the gateway did not see grant ${g.grantId} within ${GRANT_SEEN_TIMEOUT_MS / 1000} s`);
       await new Promise((r) => setTimeout(r, 200));
     }
-    const live = new LiveSubscription({ brokerUrl: o.mqttUrl, key: this.researcher, gatewayId: o.gatewayId, pseudonym: o.pseudonym, metrics: METRICS });
+    const live = new LiveSubscription({ brokerUrl: o.mqttUrl, key: this.researcher, gatewayId: o.gatewayId, pseudonym: o.pseudonym, metrics: METRICS, ...(ca ? { ca } : {}) });
     this.live = live;
     const ready = new Promise<void>((resolve, reject) => {
       live.once('ready', () => resolve());
@@ -165,7 +184,7 @@ export class ResearcherDemo {
     });
     await ready;
     if (this.status.subscribed.length === 0) throw new Error(`every subscription was refused: ${this.status.refused.join('; ')}`);
-    this.notes.push(`researcher subscribed over MQTT to ${this.status.subscribed.join(', ')}`);
+    this.notes.push(`researcher logged in at ${o.httpUrl} and subscribed over ${this.mqttLabel} (${o.mqttUrl}) to ${this.status.subscribed.join(', ')}`);
   }
 
   /** The live view's line. */
@@ -189,13 +208,13 @@ export class ResearcherDemo {
     };
     const s = this.status;
     lines.push(`  researcher ${this.researcher.address} (DEV ONLY account ${DEMO_RESEARCHER_ACCOUNT}), grant ${s.grantId} of patient ${o.pseudonym} (account ${DEMO_PATIENT_ACCOUNT}): ${METRICS.join(', ')}`);
-    lines.push(`             live over MQTT: ${s.deliveries} deliveries (${Object.entries(s.byMetric).map(([m, n]) => `${m} ${n}`).join(', ') || 'none'}), ${s.readings} readings, last reading ${s.lastReadingMs !== undefined ? iso(Math.floor(s.lastReadingMs)) : 'none'}`);
+    lines.push(`             live over ${this.mqttLabel}: ${s.deliveries} deliveries (${Object.entries(s.byMetric).map(([m, n]) => `${m} ${n}`).join(', ') || 'none'}), ${s.readings} readings, last reading ${s.lastReadingMs !== undefined ? iso(Math.floor(s.lastReadingMs)) : 'none'}`);
     if (s.deliveries === 0) fail('no live delivery reached the researcher');
 
     // Export with proofs, as `vitalproof research export` does, and verify what came out.
     const file = join(this.dir, `grant-${s.grantId}.json`);
     try {
-      const out = await run('research export', researchCommand, ['export', s.grantId, '--out', file, '--proofs', '--url', o.httpUrl, '--key-file', this.researcherKeyFile, '--session-file', this.sessionFile]);
+      const out = await run('research export', researchCommand, ['export', s.grantId, '--out', file, '--proofs', '--url', o.httpUrl, ...this.caArgs, '--key-file', this.researcherKeyFile, '--session-file', this.sessionFile]);
       const exp = readExportFile(file)!;
       const bundles = parseBundles(JSON.parse(readFileSync(`${file}.proofs.json`, 'utf8')));
       const check = checkExportAgainstBundles(exp.frames, bundles);
@@ -237,7 +256,7 @@ export class ResearcherDemo {
 
     // The patient's accounting of disclosures, each anchored access verified against the chain.
     try {
-      const out = await run('consent list --disclosures', consentCommand, ['list', '--pseudonym', o.pseudonym, '--key-file', this.patientKeyFile, '--disclosures', '--json', '--url', o.httpUrl, '--session-file', this.sessionFile, '--dataDir', o.dataDir]);
+      const out = await run('consent list --disclosures', consentCommand, ['list', '--pseudonym', o.pseudonym, '--key-file', this.patientKeyFile, '--disclosures', '--json', '--url', o.httpUrl, ...this.caArgs, '--session-file', this.sessionFile, '--dataDir', o.dataDir]);
       const doc = JSON.parse(out.join('\n')) as { disclosures: { summary: { entries: number; anchored: number; pending: number; errors: number; readings: number; researchers: string[] }; items: { kind: string; grantId: string; count: number; verified?: string }[] } };
       const sum = doc.disclosures.summary;
       const mine = doc.disclosures.items.filter((i) => i.grantId === s.grantId);
@@ -266,11 +285,12 @@ export class ResearcherDemo {
   hints(): string[] {
     const dd = this.show(this.o.dataDir);
     const r = this.show(this.researcherKeyFile);
+    const ca = this.o.caFile ? ` --ca ${this.show(this.o.caFile)}` : '';
     return [
       `npx vitalproof consent list --dataDir ${dd} --pseudonym ${this.o.pseudonym}`,
-      `npx vitalproof research login --key-file ${r} --url ${this.o.httpUrl}`,
-      `npx vitalproof research subscribe --key-file ${r} --url ${this.o.httpUrl} --mqtt ${this.o.mqttUrl} --pseudonym ${this.o.pseudonym} --metric heart_rate --format text`,
-      `npx vitalproof research export ${this.status.grantId} --url ${this.o.httpUrl} --out grant.csv --format csv --proofs`,
+      `npx vitalproof research login --key-file ${r} --url ${this.o.httpUrl}${ca}`,
+      `npx vitalproof research subscribe --key-file ${r} --url ${this.o.httpUrl} --mqtt ${this.o.mqttUrl}${ca} --pseudonym ${this.o.pseudonym} --metric heart_rate --format text`,
+      `npx vitalproof research export ${this.status.grantId} --url ${this.o.httpUrl}${ca} --out grant.csv --format csv --proofs`,
     ];
   }
 }
