@@ -4,8 +4,9 @@
  * the same --seed and --inputs give the same inputs (but for what must be current: CONNECT
  * tokens, fresh frames' times). Prints inputs per target, inputs/s, the gateway's peak RSS and
  * the outcomes by code; exits 1 when any input got an outcome its target does not allow, the
- * gateway exited, an honest frame went missing, the counters do not account for the inputs, or
- * the gateway's memory grew beyond the bound.
+ * gateway exited, an honest frame went missing, the counters do not account for the inputs, the
+ * gateway logged at error level or flooded its log with warnings, or its memory grew beyond the
+ * bound.
  *
  *   npm run fuzz -- [--inputs 1000000] [--seed 1] [--target all|frame,gatt,http,mqtt] [--json FILE]
  */
@@ -13,7 +14,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { positiveInt } from './lib/duration.js';
 import { formatReport, mib } from './lib/fuzz-report.js';
-import { budgets, RSS_GROWTH_BOUND, runFuzz, TARGETS, type Target } from './lib/fuzz-run.js';
+import { budgets, LOG_FLOOD_PER_MINUTE, RSS_GROWTH_BOUND, runFuzz, TARGETS, type Target } from './lib/fuzz-run.js';
 
 async function main(argv: string[]): Promise<number> {
   const { values: v } = parseArgs({
@@ -46,6 +47,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(`gateway pid ${g.pid}: started in ${(g.startMs / 1000).toFixed(1)} s; RSS baseline ${mib(g.rss.baselineBytes)}, peak ${mib(g.rss.peakBytes)} (bound: baseline + ${mib(RSS_GROWTH_BOUND)}), after ${mib(g.rss.afterBytes)}, VmHWM ${mib(g.rss.hwmBytes)}; ${g.exited ? 'EXITED' : 'still running at the end'}`);
     console.log(`  honest frames: ${g.honest.sent} published, missing from storage ${g.honest.missing.length}, stored twice ${g.honest.duplicated.length}; log lines ${g.logLines}; error lines ${g.errors.length}`);
     for (const e of g.errors) console.log(`  error line: ${e}`);
+    for (const f of g.logFloods) console.log(`  log flood: ${f.event}, ${f.maxPerMinute} warning lines in one minute (at most ${LOG_FLOOD_PER_MINUTE})`);
   }
   const s = r.elapsedMs / 1000;
   console.log(`total: ${r.inputs.toLocaleString('en-US')} inputs in ${s.toFixed(1)} s (${Math.round(r.inputs / s).toLocaleString('en-US')} inputs/s); unexpected: ${r.unexpected}`);

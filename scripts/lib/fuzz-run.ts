@@ -19,6 +19,34 @@ export type Target = (typeof TARGETS)[number];
 /** Share of the budget per target: the in-process targets are cheap, the network ones are where the gateway is. */
 export const DEFAULT_WEIGHTS: Record<Target, number> = { frame: 0.45, gatt: 0.25, http: 0.15, mqtt: 0.15 };
 
+/**
+ * Warning-or-worse lines of one event in any minute, at most: what the gateway logs on its own
+ * (batches, anchors: about one a second) stays far below; refusals of what outsiders send must be
+ * counted and summed (gateway/log.ts LogLimiter), not written one by one.
+ */
+export const LOG_FLOOD_PER_MINUTE = 120;
+
+/** The busiest minute of each warning-or-worse event, for those above LOG_FLOOD_PER_MINUTE. */
+export function logFloods(lines: readonly { level: number; event?: string; time?: unknown }[]): { event: string; maxPerMinute: number }[] {
+  const times = new Map<string, number[]>();
+  for (const l of lines) {
+    if (l.level < 40 || l.event === undefined) continue;
+    const t = Date.parse(String(l.time));
+    if (Number.isFinite(t)) times.set(l.event, [...(times.get(l.event) ?? []), t]);
+  }
+  const out: { event: string; maxPerMinute: number }[] = [];
+  for (const [event, ts] of times) {
+    ts.sort((a, b) => a - b);
+    let max = 0;
+    for (let i = 0, j = 0; i < ts.length; i++) {
+      while (ts[i]! - ts[j]! >= 60_000) j++;
+      max = Math.max(max, i - j + 1);
+    }
+    if (max > LOG_FLOOD_PER_MINUTE) out.push({ event, maxPerMinute: max });
+  }
+  return out;
+}
+
 /** Limits of the fuzz gateway's own process (bytes): its resident set may not grow beyond this over its baseline. */
 export const RSS_GROWTH_BOUND = 256 * 1024 * 1024;
 
@@ -52,6 +80,8 @@ export interface FuzzResult {
     /** Log lines the gateway wrote during the network targets (all levels), and those at error level or above. */
     logLines: number;
     errors: string[];
+    /** Warning-or-worse events written more than LOG_FLOOD_PER_MINUTE times in some minute: a party outside the gateway sets the rate. */
+    logFloods: { event: string; maxPerMinute: number }[];
     startMs: number;
   };
   /** Every unexpected outcome of every target, and the gateway-level failures. */
@@ -203,6 +233,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
         honest,
         logLines: lines.length,
         errors: lines.filter((l) => l.level >= 50).slice(0, 20).map((l) => JSON.stringify(l).slice(0, 400)),
+        logFloods: logFloods(lines),
         startMs,
       };
     } finally {
@@ -215,7 +246,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
     if (gateway.exited) unexpected++;
     if (gateway.honest.missing.length || gateway.honest.duplicated.length) unexpected++;
     if (gateway.rss.peakBytes - gateway.rss.baselineBytes > RSS_GROWTH_BOUND) unexpected++;
-    unexpected += gateway.errors.length;
+    unexpected += gateway.errors.length + gateway.logFloods.length;
   }
   return { seed: o.seed, inputs: reports.reduce((a, r) => a + r.inputs, 0), elapsedMs: performance.now() - t0, reports, ...(gateway ? { gateway } : {}), unexpected };
 }

@@ -70,13 +70,14 @@ describe(`fuzzing, bounded (${Object.values(BUDGET).reduce((a, b) => a + b, 0).t
     }
   });
 
-  it('the gateway never exited, stored every honest frame exactly once, logged no error, and its memory stayed bounded', () => {
+  it('the gateway never exited, stored every honest frame exactly once, logged no error and no flood of warnings, and its memory stayed bounded', () => {
     const g = result.gateway!;
     expect(g.exited).toBe(false);
     expect(g.honest.sent).toBeGreaterThan(0);
     expect(g.honest.missing).toEqual([]);
     expect(g.honest.duplicated).toEqual([]);
     expect(g.errors).toEqual([]);
+    expect(g.logFloods).toEqual([]);
     expect(g.rss.peakBytes - g.rss.baselineBytes).toBeLessThan(RSS_GROWTH_BOUND);
     expect(result.unexpected).toBe(0);
   });
