@@ -77,7 +77,7 @@ const USAGE = `usage: npm run demo -- [--duration D] [--devices N] [--faults SPE
   --ble-devices N    simulated BLE wearables (default 6, seed "${BLE_SEED}"); 0: no BLE
   --ble-faults SPEC  their faults, or "none"; default: ${DEFAULT_BLE_FAULTS}
                      kinds: ${FAULT_KINDS.filter((k) => k !== 'unknown_device').join(' ')} ${RADIO_FAULT_KINDS.join(' ')}
-Everything listens on 127.0.0.1: MQTT over TLS on ${DEFAULT_MQTT_TLS_PORT} (the wearables and the researcher), plain MQTT on
+Everything listens on 127.0.0.1: MQTT over TLS on ${DEFAULT_MQTT_TLS_PORT} (the MQTT wearables and the researcher), plain MQTT on
 ${DEFAULT_MQTT_PORT} (loopback only, for local tools), HTTPS status and API on ${DEFAULT_HTTP_PORT}, or free ports when those
 are taken. TLS certificates come from a DEV ONLY CA made in ${rel(join(DATA_DIR, 'tls'))} (ca.crt: curl --cacert, --ca).
 Data (gateway, embedded InfluxDB, simulator state) stays in ${rel(DATA_DIR)} across runs;
