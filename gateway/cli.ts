@@ -45,7 +45,7 @@ const USAGE = `usage: vitalproof <run|enrol|revoke|devices|status|export|verify|
   revoke DEVICE_ID    revoke a device; --at ISO_TIME (default now)
   devices             list enrolled devices
   status              print a running gateway's status; --url http://127.0.0.1:8080 (https://… with --ca FILE for a private CA)
-  export              proof bundles of stored frames: --device ID [--seq N | --from T --to T] [--out FILE]
+  export              proof bundles of stored frames: --device ID [--seq N | --from T --to T] [--out FILE] [--url URL --ca FILE]
   verify FILE…        check proof bundles: --rpc URL, or --offline
   audit               check what InfluxDB holds against the signed frames and anchored batches: [--device ID] [--from T] [--to T] [--json FILE]
   storage replay      write frames InfluxDB refused for good (the storage quarantine) again, once the database is fixed: [--dry-run]

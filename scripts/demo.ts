@@ -465,11 +465,11 @@ async function checkOneProof(gw: Gateway, device: string | undefined, anchored: 
   return out;
 }
 
-/** `caFile`: the export reads the gateway's HTTPS API, so it trusts the demo's CA (Node's NODE_EXTRA_CA_CERTS). */
+/** `caFile`: the export reads the gateway's HTTPS API, so it trusts the demo's CA (--ca). */
 function proofHints(device: string, chainUrl: string, caFile: string): string[] {
   const dd = rel(DATA_DIR);
   return [
-    `NODE_EXTRA_CA_CERTS=${caFile} npx vitalproof export --dataDir ${dd} --device ${device} --out bundles.json`,
+    `npx vitalproof export --dataDir ${dd} --device ${device} --ca ${caFile} --out bundles.json`,
     `npx vitalproof verify bundles.json --rpc ${chainUrl}`,
     `npx vitalproof audit --dataDir ${dd} --device ${device}`,
   ];

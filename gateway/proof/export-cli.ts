@@ -2,8 +2,10 @@
  * `vitalproof export`: proof bundles from a running gateway's HTTP API into a file that
  * `vitalproof verify` (or any verifier following docs/proof-format.md) checks.
  *
- *   export --device ID --seq N            [--out FILE|-] [--url URL]   one frame's bundle
- *   export [--device ID] [--from T] [--to T] [--limit N] [--out FILE|-] [--url URL]
+ *   export --device ID --seq N            [--out FILE|-] [--url URL] [--ca FILE]   one frame's bundle
+ *   export [--device ID] [--from T] [--to T] [--limit N] [--out FILE|-] [--url URL] [--ca FILE]
+ *
+ * --ca FILE: trust that CA for an https --url (docs/operations.md, "HTTPS for the API").
  */
 import { writeFileSync } from 'node:fs';
 import { ConfigError, configFromFlags } from '../config.js';
@@ -11,12 +13,14 @@ import { runningGateway } from '../gateway.js';
 import { parseArgv } from '../util/argv.js';
 import type { ProofBundles } from './bundle.js';
 import { parseTimeMs } from '../util/time.js';
+import { trustCaFile } from '../util/tls-trust.js';
 
-const OWN = ['device', 'seq', 'from', 'to', 'limit', 'out', 'url', 'config'];
+const OWN = ['device', 'seq', 'from', 'to', 'limit', 'out', 'url', 'config', 'ca'];
 
 export async function exportCommand(argv: string[], out: (line: string) => void = console.log): Promise<number> {
   const { flags } = parseArgv(argv);
   const cfg = configFromFlags(flags, OWN);
+  if (flags['ca'] !== undefined) trustCaFile(flags['ca']);
   const base = flags['url'] ?? runningGateway(cfg.dataDir)?.httpUrl ?? `http://${cfg.http.host}:${cfg.http.port}`;
   const target = flags['out'] ?? '-';
   const write = (doc: unknown): void => {

@@ -132,6 +132,16 @@ describe('a researcher over HTTPS and MQTT over TLS', () => {
     expect(new Set(got.map((d) => d.seq)).size).toBe(FRAMES);
   });
 
+  it('exports proof bundles from the HTTPS API with --ca, and refuses an untrusted certificate without it', async () => {
+    await until((s) => Number(s.batches.lastAnchored) >= 1 && s.batches.pendingAnchors === 0, 'the frames anchored');
+    const out = join(dir, 'bundles.json');
+    const untrusted = cli('export', '--device', devices[0]!.deviceId, '--dataDir', dataDir, '--url', url, '--out', out);
+    expect(untrusted.code).not.toBe(0);
+    const ok = cli('export', '--device', devices[0]!.deviceId, '--dataDir', dataDir, '--url', url, '--ca', ca.caCert, '--out', out);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect((JSON.parse(readFileSync(out, 'utf8')) as { bundles: unknown[] }).bundles.length).toBeGreaterThan(0);
+  });
+
   it('without --mqtt dials the TLS listener the running gateway advertises: refused untrusted, delivering with NODE_EXTRA_CA_CERTS', async () => {
     // The session saved by the login above names the gateway: no HTTPS call is needed before the broker.
     const untrusted = new RunningCli(['research', 'subscribe', '--key-file', keyFile('researcher'), '--pseudonym', P, '--metric', 'heart_rate', '--dataDir', dataDir], env());
