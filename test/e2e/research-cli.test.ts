@@ -7,11 +7,10 @@
  * access, each with a proof that verifies. A researcher without a grant is told why.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fleetDevices, writeEnrolmentFile } from '../../device-sim/fleet.js';
 import { runFleet } from '../../device-sim/run.js';
 import { devWallet } from '../../gateway/chain/anvil.js';
@@ -20,6 +19,7 @@ import type { ApiFrame, Delivery } from '../../gateway/research/research-cli.js'
 import { useInfluxd } from '../support/influxd.js';
 import { CLI, GatewayProcess } from '../support/gateway-process.js';
 import { anchoredAll, embeddedChainUrl } from '../support/anchored.js';
+import { RunningCli } from '../support/running-cli.js';
 
 const influx = useInfluxd();
 const FRAMES = 12;
@@ -42,48 +42,8 @@ function cli(...args: string[]): { code: number; stdout: string; stderr: string 
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** A command line that keeps running (research subscribe): its output lines as they come. */
-class Running {
-  readonly out: string[] = [];
-  readonly err: string[] = [];
-  readonly exited: Promise<number | null>;
-  private waiters: (() => void)[] = [];
-  private readonly proc: ChildProcess;
-  constructor(args: string[]) {
-    this.proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const lines = (stream: NodeJS.ReadableStream, into: string[]): void => {
-      createInterface({ input: stream }).on('line', (l) => {
-        into.push(l);
-        for (const w of this.waiters.splice(0)) w();
-      });
-    };
-    lines(this.proc.stdout!, this.out);
-    lines(this.proc.stderr!, this.err);
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code) => {
-      resolve(code);
-      for (const w of this.waiters.splice(0)) w();
-    }));
-  }
-  /** Resolves once `pred` holds over the output so far; rejects after `timeoutMs`. */
-  async until(pred: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!pred()) {
-      if (this.proc.exitCode !== null) throw new Error(`exited (${this.proc.exitCode}) before ${what}: ${this.err.join('\n')}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; stderr: ${this.err.join('\n')}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-  kill(): void {
-    if (this.proc.exitCode === null) this.proc.kill('SIGTERM');
-  }
-}
+/** A command line that keeps running (research subscribe), with HOME at the test's dir (its session store). */
+const running = (args: string[]): RunningCli => new RunningCli(args, { HOME: dir });
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'vp-research-cli-'));
@@ -111,7 +71,7 @@ afterAll(async () => {
 });
 
 describe('sharing with a researcher through the command lines', () => {
-  let subscriber: Running;
+  let subscriber: RunningCli;
 
   it('binds the patient and grants on the running gateway\'s chain; the gateway sees the grant', async () => {
     const bind = cli('admin', 'bind-patient', P, patient.address, '--dataDir', dataDir);
@@ -138,18 +98,18 @@ describe('sharing with a researcher through the command lines', () => {
   });
 
   it('tells a researcher without a grant why it receives nothing', async () => {
-    const r = new Running(['research', 'subscribe', '--key-file', keyFile('stranger'), '--pseudonym', P, '--metric', 'heart_rate', '--url', url, '--mqtt', mqttUrl, '--gateway-id', 'gw-research']);
+    const r = running(['research', 'subscribe', '--key-file', keyFile('stranger'), '--pseudonym', P, '--metric', 'heart_rate', '--url', url, '--mqtt', mqttUrl, '--gateway-id', 'gw-research']);
     expect(await r.exited).toBe(1);
     expect(r.err).toContain(`refused: vp/consented/${P}/heart_rate: NO_GRANT`);
     expect(r.out).toEqual([]);
     // A login for another gateway is refused at CONNECT (5: not authorised).
-    const other = new Running(['research', 'subscribe', '--key-file', keyFile('researcher'), '--pseudonym', P, '--metric', 'heart_rate', '--mqtt', mqttUrl, '--gateway-id', 'gw-elsewhere']);
+    const other = running(['research', 'subscribe', '--key-file', keyFile('researcher'), '--pseudonym', P, '--metric', 'heart_rate', '--mqtt', mqttUrl, '--gateway-id', 'gw-elsewhere']);
     expect(await other.exited).toBe(1);
     expect(other.err.join('\n')).toMatch(/the gateway refused the login at mqtt:\/\/127\.0\.0\.1:\d+: not authorised \(5\)/);
   });
 
   it('subscribes, and receives every reading of the patient\'s wearable live, and nothing else', async () => {
-    subscriber = new Running(['research', 'subscribe', '--key-file', keyFile('researcher'), '--pseudonym', P, '--metric', 'heart_rate,spo2', '--url', url, '--mqtt', mqttUrl]);
+    subscriber = running(['research', 'subscribe', '--key-file', keyFile('researcher'), '--pseudonym', P, '--metric', 'heart_rate,spo2', '--url', url, '--mqtt', mqttUrl]);
     await subscriber.until(() => subscriber.err.filter((l) => l.startsWith('subscribed to ')).length === 2, 'both subscriptions');
     const report = await runFleet({ brokerUrl: mqttUrl, devices: devices.length, seed: 'research-cli', sensors: 'heart_rate,spo2', frames: FRAMES, stateDir: join(dir, 'sim'), drainTimeoutMs: 60_000 });
     expect(report.frames.acked).toBe(devices.length * FRAMES);
