@@ -21,6 +21,7 @@ import { chainProvider, EMBEDDED_ACCOUNTS } from '../../gateway/chain/runtime.js
 import type { DeploymentRecord } from '../../gateway/chain/deploy.js';
 import { encodeLogin, selfIssuedChallenge } from '../../gateway/consent/auth.js';
 import { CLI, GatewayProcess } from './gateway-process.js';
+import { connectPacket as rawConnectPacket } from './mqtt-raw.js';
 import { embeddedChainUrl } from './anchored.js';
 
 export interface ConsentWorld {
@@ -87,38 +88,9 @@ export async function researcherOptions(wallet: Wallet, gatewayId: string, clien
   return { username: wallet.address, password: await loginPassword(wallet, gatewayId), protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000, clean: true, ...(clientId ? { clientId } : {}) };
 }
 
-/** MQTT 3.1.1 §2.2.3 remaining length. */
-function remainingLength(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return Buffer.from(out);
-}
-
-const utf8 = (s: string | Buffer): Buffer => {
-  const b = typeof s === 'string' ? Buffer.from(s, 'utf8') : s;
-  const len = Buffer.alloc(2);
-  len.writeUInt16BE(b.length);
-  return Buffer.concat([len, b]);
-};
-
 /** A CONNECT packet (MQTT 3.1.1 §3.1): clean session, username and password, keep-alive 30 s. */
 export function connectPacket(clientId: string, username: string, password: string): Buffer {
-  const header = Buffer.concat([utf8('MQTT'), Buffer.from([4, 0b1100_0010, 0, 30])]); // level 4; username, password, clean session
-  const body = Buffer.concat([header, utf8(clientId), utf8(username), utf8(password)]);
-  return Buffer.concat([Buffer.from([0x10]), remainingLength(body.length), body]);
-}
-
-/** A SUBSCRIBE packet (MQTT 3.1.1 §3.8) with QoS 0 for every filter. */
-export function subscribePacket(packetId: number, topics: readonly string[]): Buffer {
-  const id = Buffer.alloc(2);
-  id.writeUInt16BE(packetId);
-  const body = Buffer.concat([id, ...topics.map((t) => Buffer.concat([utf8(t), Buffer.from([0])]))]);
-  return Buffer.concat([Buffer.from([0x82]), remainingLength(body.length), body]);
+  return rawConnectPacket({ clientId, username, password: Buffer.from(password, 'utf8') });
 }
 
 /**
