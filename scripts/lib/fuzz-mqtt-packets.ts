@@ -479,3 +479,85 @@ export function sessionInput(r: Rng, ctx: SessionContext, id: number): SessionIn
   const full = publish(own, payload, { qos: 1, id });
   return withVerdict('publish-cut', Buffer.concat([Buffer.from([0x32]), varint(full.length + 64), full.subarray(2, 2 + r.int(full.length - 2))]), { kind: 'stalled' });
 }
+
+// ---------------------------------------------------------------- after a researcher's CONNECT
+
+export interface ResearcherContext {
+  /** The researcher's address, as its notices topic spells it (lower case). */
+  address: string;
+  /** Pseudonyms: the patient who granted the fuzz researcher heart_rate, and others. */
+  patients: readonly string[];
+  deviceId: string;
+  maxResearcherPacketBytes: number;
+}
+
+/** A topic filter MQTT allows (§4.7.1): not empty, no U+0000, '+' alone in its level, '#' alone in the last one. */
+export function validFilter(f: string): boolean {
+  if (f === '' || f.includes('\u0000')) return false;
+  const levels = f.split('/');
+  return levels.every((l, i) => (l.includes('#') ? l === '#' && i === levels.length - 1 : !l.includes('+') || l === '+'));
+}
+
+/** A filter a researcher may try: consented topics of every shape, notices (its own and others'), device topics, wildcards; 5 % are invalid ones. */
+function researcherFilter(r: Rng, ctx: ResearcherContext): string {
+  if (r.bool(0.05)) return r.pick(['', 'a/#/b', 'vp/consented/#/heart_rate', 'vp/consented/pt+/x', '#/', 'a\u0000b']);
+  const patient = r.bool(0.8) ? r.pick(ctx.patients) : r.pick(['+', 'x', 'pt-' + 'a'.repeat(70), 'pt-\u00e9']);
+  const metric = r.pick(['heart_rate', 'spo2', 'ecg', '+', '#', 'heart_rate/x', 'HEART_RATE', 'steps']);
+  return r.pick([
+    `vp/consented/${patient}/${metric}`,
+    `vp/consented/${patient}/${metric}`,
+    `vp/consented/${patient}/${metric}`,
+    `vp/consented/${patient}`,
+    'vp/consented/#',
+    'vp/consented/+/+',
+    `vp/researcher/${ctx.address}/notices`,
+    `vp/researcher/0x${'1'.repeat(40)}/notices`,
+    'vp/researcher/+/notices',
+    `vp/v1/dev/${ctx.deviceId}/frames`,
+    '#',
+    '+',
+    '$SYS/#',
+    `vp/consented/${patient}/${metric === '#' ? 'x' : metric}/${'x'.repeat(r.int(3000))}`,
+  ]);
+}
+
+/**
+ * A packet after a researcher's CONNACK 0 (researchers subscribe; they may not publish), with
+ * the filters of a SUBSCRIBE for the consent check the caller makes on its SUBACK.
+ */
+export function researcherInput(r: Rng, ctx: ResearcherContext, id: number): SessionInput & { filters?: string[] } {
+  const limit = ctx.maxResearcherPacketBytes;
+  const withVerdict = (kind: string, bytes: Buffer, ok: SessionExpect): SessionInput => {
+    const v = readStream(Buffer.concat([bytes, PINGREQ]), limit, true);
+    if (v.refusal) return { kind, bytes, expect: { kind: 'refused', refusal: v.refusal } };
+    if (v.partial) return { kind, bytes, expect: { kind: 'stalled' } };
+    if (ok.kind === 'any') return { kind, bytes, expect: { kind: 'any', publishes: 0 } };
+    return { kind, bytes, expect: ok };
+  };
+  const x = r.int(100);
+  if (x < 65) {
+    const filters = Array.from({ length: 1 + r.int(r.bool(0.9) ? 4 : 40) }, () => researcherFilter(r, ctx));
+    const qos = filters.map(() => r.int(3));
+    // Filters MQTT forbids close the connection; the broker judges them.
+    const invalid = !filters.every(validFilter);
+    const body = Buffer.concat([Buffer.from([id >> 8, id & 0xff]), ...filters.flatMap((f, i) => [field(f), Buffer.from([qos[i]!])])]);
+    const input = withVerdict('r-subscribe', packet(0x82, body), invalid ? { kind: 'any', publishes: 0 } : { kind: 'answers', answers: ['suback'], publishes: 0 });
+    return { ...input, filters };
+  }
+  if (x < 77) {
+    const filters = Array.from({ length: 1 + r.int(4) }, () => researcherFilter(r, ctx)).filter((f) => f !== '');
+    if (!filters.length) filters.push('#');
+    return withVerdict('r-unsubscribe', packet(0xa2, Buffer.concat([Buffer.from([id >> 8, id & 0xff]), ...filters.map((f) => field(f))])), filters.every(validFilter) ? { kind: 'answers', answers: ['unsuback'], publishes: 0 } : { kind: 'any', publishes: 0 });
+  }
+  if (x < 80) {
+    // Researchers do not publish: the broker refuses it (and closes the connection).
+    const topic = r.pick([`vp/consented/${r.pick(ctx.patients)}/heart_rate`, `vp/v1/dev/${ctx.deviceId}/frames`, `vp/researcher/${ctx.address}/notices`, 'x']);
+    return withVerdict('r-publish', publish(topic, r.bytes(r.int(200)), { qos: r.int(3), id }), { kind: 'any', publishes: 0 });
+  }
+  if (x < 95) return withVerdict('r-pingreq', Buffer.from(PINGREQ), { kind: 'answers', answers: ['pingresp'], publishes: 0 });
+  if (x < 98) {
+    const bytes = r.pick([Buffer.from([0x00, 0x00]), Buffer.from([0x80, 0x06, 0x00, 0x01, 0x00, 0x01, 0x23, 0x00]), connect({ clientId: 'again', keepalive: 30 }), Buffer.concat([Buffer.from([0x82]), varint(limit + 1)]), packet(0x82, Buffer.from([0, 1]))]);
+    return withVerdict('r-bad-header', bytes, { kind: 'any', publishes: 0 });
+  }
+  return withVerdict('r-random', Buffer.from(r.bytes(1 + r.int(60))), { kind: 'any', publishes: 0 });
+}

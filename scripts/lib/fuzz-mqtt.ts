@@ -24,7 +24,8 @@ import { makeConnectPassword } from '../../firmware-proto/connect.js';
 import { sensorByName } from '../../firmware-proto/catalogue.js';
 import { MAX_FRAME_BYTES } from '../../firmware-proto/frame.js';
 import type { FuzzDevice } from './fuzz-gateway.js';
-import { connect, DISCONNECT, PINGREQ, preConnectInput, sessionInput, type MqttContext, type SessionExpect } from './fuzz-mqtt-packets.js';
+import { connect, DISCONNECT, PINGREQ, preConnectInput, researcherInput, sessionInput, type MqttContext, type SessionExpect, type SessionInput } from './fuzz-mqtt-packets.js';
+import { noticeTopic } from '../../gateway/research/live.js';
 import { prng, subSeed } from './fuzz-rng.js';
 import { Tally, type TargetReport } from './fuzz-report.js';
 
@@ -96,7 +97,14 @@ export interface MqttTargetOptions {
   otherDeviceId: string;
   unenrolled: FuzzDevice;
   researcherAddress: string;
-  limits: { maxConnectBytes: number; maxDevicePacketBytes: number; maxKeepaliveS: number; connectDeadlineMs: number };
+  limits: { maxConnectBytes: number; maxDevicePacketBytes: number; maxResearcherPacketBytes: number; maxKeepaliveS: number; connectDeadlineMs: number };
+  /**
+   * Researchers that run sessions beside the devices' (a key with a grant, one without): they
+   * subscribe to whatever they like, and a SUBACK or a delivery outside their grant is a breach.
+   */
+  researchers: MqttResearcher[];
+  /** The pseudonym whose heart_rate the granted researcher may receive, and other ones. */
+  patients: { granted: string; others: string[] };
   /** Pre-CONNECT connections in parallel. */
   preConcurrency: number;
   /** Share of inputs sent before CONNECT (the rest in sessions). */
@@ -111,6 +119,18 @@ export interface MqttTargetOptions {
   deadlineMs: number;
   progress?: (done: number) => void;
 }
+
+export interface MqttResearcher {
+  /** EIP-55 address. */
+  address: string;
+  /** Holds the grant of `patients.granted` (heart_rate). */
+  granted: boolean;
+  /** A fresh MQTT password: a self-issued login signed by the key (auth.ts encodeLogin). */
+  login(): Promise<Buffer>;
+}
+
+/** Share of the inputs after CONNECT that each researcher sends. */
+const RESEARCHER_SHARE = 0.02;
 
 /** Counts the target expects /status to show: exact, or up to `doubt` more. */
 class Expected {
@@ -160,6 +180,9 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
   let honest = 0;
   let exited = false;
   const preCount = Math.round(inputs * o.preShare);
+  // Researchers reconnect through a login budget (a few logins a second per key): a small share of the session inputs each.
+  const researcherCount = Math.round((inputs - preCount) * RESEARCHER_SHARE) * o.researchers.length;
+  const deviceCount = inputs - preCount - researcherCount;
   /** Worker w of k gets indices [from, from + quota) of a range of n. */
   const quota = (n: number, k: number, w: number): { from: number; count: number } => {
     const base = Math.floor(n / k);
@@ -270,30 +293,48 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
     }
   };
 
-  /** Sessions of one enrolled device, one after another, each input answered before the next. */
-  const sessionWorker = async (d: FuzzDevice, w: number): Promise<void> => {
+  /**
+   * Sessions of one enrolled device (or one researcher), one after another, each input answered
+   * before the next.
+   */
+  const sessionWorker = async (who: { device: FuzzDevice } | { researcher: MqttResearcher }, w: number): Promise<void> => {
     const rnd = prng(subSeed(seed, `mqtt-session-${w}`));
-    const q = quota(inputs - preCount, o.sessionDevices.length, w);
+    const q = 'device' in who ? quota(deviceCount, o.sessionDevices.length, w) : { from: deviceCount + (w - o.sessionDevices.length) * Math.round((inputs - preCount) * RESEARCHER_SHARE), count: Math.round((inputs - preCount) * RESEARCHER_SHARE) };
     let k = 0;
-    const frames = baseFrames(d);
+    const d = 'device' in who ? who.device : undefined;
+    const res = 'researcher' in who ? who.researcher : undefined;
+    const frames = d ? baseFrames(d) : undefined;
     let lastTs = Date.now();
     const freshFrame = (): Uint8Array => {
       lastTs = Math.max(lastTs + 1, Date.now());
-      return d.core.record({ timestampMs: BigInt(lastTs), sensor: sensorByName('heart_rate').code, scale: 0, intervalUs: 1_000_000, samples: Int32Array.of(70) }).raw;
+      return d!.core.record({ timestampMs: BigInt(lastTs), sensor: sensorByName('heart_rate').code, scale: 0, intervalUs: 1_000_000, samples: Int32Array.of(70) }).raw;
     };
-    const sctx = { device: d, otherDeviceId: o.preDevice.id, frames, freshFrame, maxDevicePacketBytes: o.limits.maxDevicePacketBytes };
+    const sctx = d && frames ? { device: d, otherDeviceId: o.preDevice.id, frames, freshFrame, maxDevicePacketBytes: o.limits.maxDevicePacketBytes } : undefined;
+    const notices = res ? noticeTopic(res.address) : '';
+    const rctx = res ? { address: res.address.toLowerCase(), patients: [o.patients.granted, ...o.patients.others], deviceId: o.otherDeviceId, maxResearcherPacketBytes: o.limits.maxResearcherPacketBytes } : undefined;
+    /** What a researcher may be granted: its notices, and (with the grant) the granted patient's heart_rate. */
+    const grantable = (f: string): boolean => f === notices || (res?.granted === true && (f === `vp/consented/${o.patients.granted}/heart_rate` || f === `vp/consented/${o.patients.granted}/+`));
+    const clientId = d ? d.clientId : `fz-r-${w}`;
     let id = 1;
     let refusedInARow = 0;
-    while (k < q.count && !exited && refusedInARow < 3) {
+    while (k < q.count && !exited && refusedInARow < (res ? 50 : 3)) {
       const c = new RawMqtt(o.port);
-      c.write(connect({ clientId: d.clientId, username: d.id, password: makeConnectPassword(d.id, d.clientId, d.secretKey), keepalive: o.keepaliveS }));
+      c.write(connect({ clientId, username: d ? d.id : res!.address, password: d ? makeConnectPassword(d.id, d.clientId, d.secretKey) : await res!.login(), keepalive: o.keepaliveS }));
       await c.until(() => c.got.length > 0, o.deadlineMs);
-      tally.unit('sessions');
+      tally.unit(res ? 'researcherSessions' : 'sessions');
       const ack = c.got[0];
-      if (!ack || ack.cmd !== 'connack' || (ack as { returnCode?: number }).returnCode !== 0) {
-        tally.fail(preCount + q.from + k, 'SESSION_REFUSED', `the session's valid CONNECT got ${ack ? cmdName(ack) : c.closed ? 'a close' : 'nothing'}`, d.id);
+      const rc = ack?.cmd === 'connack' ? (ack as { returnCode?: number }).returnCode : undefined;
+      if (rc !== 0) {
         c.destroy();
         refusedInARow++;
+        if (res && (rc === 3 || rc === 5)) {
+          // A researcher's login budget or connection cap is spent for the moment (CONNACK 3, 5): counted, and tried again shortly.
+          expected.add('researcher-refusals');
+          tally.count(`session connack ${rc} (researcher, retried)`);
+          await new Promise((r) => setTimeout(r, 250));
+          continue;
+        }
+        tally.fail(preCount + q.from + k, 'SESSION_REFUSED', `the session's valid CONNECT got ${ack ? cmdName(ack) : c.closed ? 'a close' : 'nothing'}`, d?.id ?? res!.address);
         continue;
       }
       refusedInARow = 0;
@@ -302,7 +343,7 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
       for (let j = 0; j < length && k < q.count && !exited && !c.closed; j++, k++) {
         const n = preCount + q.from + k;
         id = (id % 65_535) + 1;
-        const input = sessionInput(rnd, sctx, id);
+        const input: SessionInput & { filters?: string[] } = sctx ? sessionInput(rnd, sctx, id) : researcherInput(rnd, rctx!, id);
         tally.inputs++;
         tally.unit(`session:${input.kind}`);
         const e: SessionExpect = input.expect;
@@ -338,8 +379,18 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
             // QoS 0 publishes reached the pipeline before the PINGRESP; acknowledged ones are counted with the acknowledgements.
             publishesCertain += e.publishes - e.answers.filter((a) => a === 'puback' || a === 'pubrec').length;
             if (input.fresh) freshAccepted++;
-            const suback = c.got.slice(from).find((p) => p.cmd === 'suback') as { granted?: number[] } | undefined;
-            if (suback && !(suback.granted ?? []).every((g) => g === 128)) fail('DEVICE_SUBSCRIBED', `SUBACK granted ${JSON.stringify(suback.granted)} to a device`);
+            const suback = c.got.slice(from).find((p) => p.cmd === 'suback' && mine(p)) as { granted?: number[] } | undefined;
+            if (suback && d && !(suback.granted ?? []).every((g) => g === 128)) fail('DEVICE_SUBSCRIBED', `SUBACK granted ${JSON.stringify(suback.granted)} to a device`);
+            if (suback && res && input.filters) {
+              // aedes 1.2.0 answers a SUBSCRIBE that names a filter twice with one return code per distinct
+              // filter, in order of first appearance (MQTT-3.8.4-5 wants one per pair): read the codes so.
+              const filters = [...new Set(input.filters)];
+              if (filters.length < input.filters.length) tally.unit('subackDeduplicated');
+              const codes = suback.granted ?? [];
+              if (codes.length !== filters.length || !codes.every((g) => [0, 1, 2, 128].includes(g))) fail('BAD_SUBACK', `${codes.length} return codes ${JSON.stringify(codes)} for ${filters.length} distinct filters`);
+              const breach = filters.filter((f, i) => codes[i] !== 128 && !grantable(f));
+              if (breach.length) fail('CONSENT_BREACH', `${res.granted ? 'the granted researcher' : 'a researcher without grants'} was granted ${JSON.stringify(breach)}`);
+            }
           }
         } else if (e.kind === 'any') {
           loose = true;
@@ -361,11 +412,18 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
       }
       c.destroy();
       // Every PUBACK and PUBREC proves a PUBLISH reached the pipeline (authorizePublish answered it).
-      publishesCertain += c.got.filter((p) => p.cmd === 'puback' || p.cmd === 'pubrec').length;
+      if (d) publishesCertain += c.got.filter((p) => p.cmd === 'puback' || p.cmd === 'pubrec').length;
+      // What the broker delivered: nothing to a device; to a researcher, its notices and what its grant covers.
+      for (const p of c.got.filter((x) => x.cmd === 'publish') as { topic: string }[]) {
+        const ok = res && (p.topic === notices || (res.granted && p.topic === `vp/consented/${o.patients.granted}/heart_rate`));
+        tally.unit(res ? 'researcherDeliveries' : 'deviceDeliveries');
+        if (!ok) tally.fail(preCount + q.from + k, 'CONSENT_BREACH', `${res ? (res.granted ? 'the granted researcher' : 'a researcher without grants') : 'a device'} received a PUBLISH on ${p.topic}`, d?.id ?? res!.address);
+      }
     }
   };
 
-  await Promise.all([...Array.from({ length: o.preConcurrency }, (_, w) => preWorker(w)), ...o.sessionDevices.map((dev, w) => sessionWorker(dev, w))]);
+  const sessioners = [...o.sessionDevices.map((device) => ({ device })), ...o.researchers.map((researcher) => ({ researcher }))];
+  await Promise.all([...Array.from({ length: o.preConcurrency }, (_, w) => preWorker(w)), ...sessioners.map((x, w) => sessionWorker(x, w))]);
   await Promise.all(background);
   const report = tally.report('mqtt', seed, performance.now() - t0);
   report.units['honestFrames'] = honest;

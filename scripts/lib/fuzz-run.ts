@@ -8,7 +8,9 @@ import { fuzzFrameDecoder } from './fuzz-frames.js';
 import { FUZZ_GATEWAY_ID, FUZZ_LIMITS, honestStored, processMemory, startFuzzGateway, type FuzzGateway } from './fuzz-gateway.js';
 import { fuzzReassembler } from './fuzz-gatt.js';
 import { fuzzHttp } from './fuzz-http.js';
-import { fuzzMqtt } from './fuzz-mqtt.js';
+import { fuzzMqtt, type MqttResearcher } from './fuzz-mqtt.js';
+import type { Wallet } from 'ethers';
+import { encodeLogin, selfIssuedChallenge } from '../../gateway/consent/auth.js';
 import { prng, subSeed } from './fuzz-rng.js';
 import type { TargetReport } from './fuzz-report.js';
 import { cpuWindow } from './proc.js';
@@ -189,7 +191,16 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
           });
         } else {
           const [pre, ...sessionDevices] = f.fuzz;
-          const s = (await f.gw.status()) as unknown as { mqtt: { limits?: { maxConnectBytes: number; maxDevicePacketBytes: number; maxKeepaliveS: number; connectDeadlineMs: number } } };
+          const s = (await f.gw.status()) as unknown as { mqtt: { limits?: { maxConnectBytes: number; maxDevicePacketBytes: number; maxResearcherPacketBytes: number; maxKeepaliveS: number; connectDeadlineMs: number } } };
+          // Researchers log in over MQTT with self-issued challenges, signed by their own keys.
+          const researcher = (wallet: Wallet, granted: boolean): MqttResearcher => ({
+            address: wallet.address,
+            granted,
+            login: async () => {
+              const text = selfIssuedChallenge(FUZZ_GATEWAY_ID, wallet.address);
+              return Buffer.from(encodeLogin({ text, signature: await wallet.signMessage(text) }));
+            },
+          });
           const limits = s.mqtt.limits;
           if (!limits) throw new Error('/status has no mqtt.limits: this gateway predates the MQTT listener limits');
           r = await fuzzMqtt(b.mqtt, o.seed, {
@@ -200,6 +211,8 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
             otherDeviceId: f.honest.id,
             unenrolled: f.unenrolled,
             researcherAddress: f.researcher.wallet.address,
+            researchers: [researcher(f.researcher.wallet, true), researcher(f.stranger.wallet, false)],
+            patients: { granted: f.honest.patient, others: [f.fuzz[1]?.patient ?? 'pt-nobody', 'pt-nobody-at-all'] },
             limits,
             preConcurrency: o.mqttPreConcurrency ?? 32,
             preShare: 0.5,
