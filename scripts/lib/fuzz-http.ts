@@ -69,6 +69,8 @@ export interface HttpTargetOptions {
   status: () => Promise<Record<string, unknown>>;
   /** Is the gateway process still there? */
   alive: () => boolean;
+  /** Why it exited and when (its last error-level line), once it has. */
+  exitReason?: () => { reason: string; atMs?: number };
   /**
    * Fresh issued challenges with a valid signature each (a third account's), fetched while the run
    * goes on: they expire, and each is accepted once.
@@ -168,6 +170,9 @@ export async function fuzzHttp(inputs: number, rnd: Rng, seed: number, o: HttpTa
     }
   })();
 
+  /** The last inputs sent, with when: when the gateway exits, the ones sent just before its fatal line are the suspects. */
+  const recent: { n: number; atMs: number; input: HttpInput }[] = [];
+  let exitReported = false;
   const worker = async (): Promise<void> => {
     let conn: HttpConnection | undefined;
     /** The request before this one on the same connection: unsolicited bytes are its answer's doing. */
@@ -175,6 +180,8 @@ export async function fuzzHttp(inputs: number, rnd: Rng, seed: number, o: HttpTa
     while (next < inputs) {
       const n = next++;
       const input = httpInput(rnd, ctx);
+      recent.push({ n, atMs: Date.now(), input });
+      if (recent.length > 512) recent.splice(0, 256);
       tally.inputs++;
       tally.unit(`kind:${input.kind}`);
       if (!conn?.alive) {
@@ -216,7 +223,13 @@ export async function fuzzHttp(inputs: number, rnd: Rng, seed: number, o: HttpTa
         else tally.fail(n, 'HONEST_REFUSED', `an honest readings request got ${a ? `${a.status} ${a.body.subarray(0, 200).toString('utf8')}` : hx.malformed ?? (hx.timedOut ? 'no answer' : 'a close')}`, honestPath);
       }
       if (!o.alive()) {
-        tally.fail(n, 'GATEWAY_EXITED', `the gateway process exited after input ${n} (${input.kind})`, input.bytes.subarray(0, 4096).toString('latin1'));
+        if (!exitReported) {
+          // One of the inputs sent just before the process logged its end did it: the last `concurrency` of them.
+          const why = o.exitReason?.() ?? { reason: 'no reason logged' };
+          const suspects = recent.filter((x) => why.atMs === undefined || x.atMs <= why.atMs).slice(-o.concurrency);
+          tally.fail(n, 'GATEWAY_EXITED', `the gateway process exited (${why.reason}); one of the ${suspects.length} inputs sent just before did it: #${suspects.map((x) => x.n).join(', #')}`, suspects.map((x) => `#${x.n} ${JSON.stringify(x.input.bytes.subarray(0, 600).toString('latin1'))}`).join('\n'));
+        }
+        exitReported = true;
         next = inputs;
       }
       o.progress?.(tally.inputs);
@@ -227,6 +240,7 @@ export async function fuzzHttp(inputs: number, rnd: Rng, seed: number, o: HttpTa
   running = false;
   await refresher;
   const report = tally.report('http', seed, performance.now() - t0);
+  if (!o.alive()) return report; // no counters to read
   const after = (await o.status())['http'] as HttpStatusPart | undefined;
   // Every refusal answered was counted once; a refusal whose answer was lost (a reset) may be counted without being seen.
   const accounting: NonNullable<TargetReport['accounting']> = {};

@@ -429,6 +429,7 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
   report.units['honestFrames'] = honest;
   report.units['freshFramesAcked'] = freshAccepted;
 
+  if (!o.alive()) return report; // no counters to read
   // The counters, once the pipeline has settled (two equal readings in a row).
   let after = (await o.status()) as unknown as Status;
   for (let i = 0; i < 50; i++) {

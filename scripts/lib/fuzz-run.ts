@@ -182,6 +182,11 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
             port: f.gw.httpPort,
             ctx: { gatewayId: FUZZ_GATEWAY_ID, grantId: f.researcher.grantId, token: f.researcher.token, strangerToken: f.stranger.token, researcher: f.researcher.wallet.address, cursor: f.cursor, deviceId: f.honest.id, pseudonym: f.honest.patient, maxHeaderBytes: FUZZ_LIMITS['http.maxHeaderBytes'], maxBodyBytes: FUZZ_LIMITS['http.maxBodyBytes'], challenges: [] },
             challenges: () => f.issuedChallenges(10),
+            exitReason: () => {
+              const last = f.gw.lines.filter((l) => l.level >= 50).at(-1);
+              const at = Date.parse(String(last?.['time']));
+              return { reason: `${String(last?.event ?? 'no error line')}: ${String(last?.['err'] ?? '')}`, ...(Number.isFinite(at) ? { atMs: at } : {}) };
+            },
             concurrency: o.httpConcurrency ?? 8,
             honestEvery: 500,
             deadlineMs: 15_000,
@@ -228,10 +233,12 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
         const peak = sampler.mark();
         const after = sampler.sample();
         // CPU seconds over the target: the gateway's, the fuzzer's own, and everything else the machine did meanwhile.
-        const c = cpu();
-        r.units['gatewayCpuS'] = Math.round((c.processes['gateway'] ?? 0) * 10) / 10;
-        r.units['fuzzerCpuS'] = Math.round(c.selfS * 10) / 10;
-        r.units['otherCpuS'] = Math.round(c.otherS * 10) / 10;
+        if (alive()) {
+          const c = cpu();
+          r.units['gatewayCpuS'] = Math.round((c.processes['gateway'] ?? 0) * 10) / 10;
+          r.units['fuzzerCpuS'] = Math.round(c.selfS * 10) / 10;
+          r.units['otherCpuS'] = Math.round(c.otherS * 10) / 10;
+        }
         r.rss = { baselineBytes: startRss, peakBytes: peak, afterBytes: after, samples: sampler.samples };
         last = after;
         reports.push(r);
