@@ -443,6 +443,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       registry,
       metrics,
       log,
+      refusalLog: { burst: config.log.limitBurst, windowMs: config.log.limitWindowMs },
       connectWindowMs: m.connectWindowMs,
       ...(research ? { researchers: research } : {}),
       limits: mqttLimits(m),

@@ -464,10 +464,17 @@ async function readJson(req: IncomingMessage, guard: HttpGuard): Promise<unknown
   if (declared > max) throw tooLarge();
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > max) throw tooLarge();
-    chunks.push(c as Buffer);
+  try {
+    for await (const c of req) {
+      size += (c as Buffer).length;
+      if (size > max) throw tooLarge();
+      chunks.push(c as Buffer);
+    }
+  } catch (e) {
+    if (e instanceof HttpError) throw e;
+    // The client cut the body short ('aborted'): its fault, counted, never an error-level log line.
+    guard.refuse('HTTP_MALFORMED');
+    throw new HttpError(400, 'HTTP_MALFORMED', `the request body ended before its ${declared} declared bytes`);
   }
   try {
     const v = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;

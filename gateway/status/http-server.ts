@@ -38,7 +38,8 @@ export const HTTP_REFUSALS = {
   HTTP_HEADERS_TOO_LARGE: 'the request line and headers exceed http.maxHeaderBytes (431)',
   HTTP_BODY_TOO_LARGE: 'the request body exceeds http.maxBodyBytes (413)',
   HTTP_REQUEST_TIMEOUT: 'no complete headers within http.headersTimeoutMs, or no complete request within http.requestTimeoutMs (408)',
-  HTTP_MALFORMED: 'bytes that are not HTTP/1.1 (400)',
+  HTTP_MALFORMED: 'bytes that are not HTTP/1.1, or a request target that is not a path (400)',
+  HTTP_METHOD_NOT_ALLOWED: 'a CONNECT request: the gateway is no proxy (405)',
   HTTP_TLS_HANDSHAKE_FAILED: 'the TLS handshake failed or timed out: a plain-HTTP client on the HTTPS port, an untrusted or broken client',
   LOGIN_RATE_LIMITED: 'more POST /auth/login from this address than http.loginPerSourcePerS (burst http.loginPerSourceBurst) allow (429)',
 } as const;
@@ -207,6 +208,8 @@ export class HttpGuard {
   }
 }
 
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 405: 'Method Not Allowed', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
+
 /** The request limits of http.* (docs/operations.md). */
 export type HttpLimits = Pick<HttpConfig, 'maxHeaderBytes' | 'requestTimeoutMs' | 'headersTimeoutMs' | 'keepAliveTimeoutMs'>;
 
@@ -226,27 +229,53 @@ export function createApiServer(guard: HttpGuard, limits: HttpLimits, handler: R
     connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
   };
   const tls = guard.transport.tls;
+  // Answers still owed on each connection: a refusal of a malformed request that was pipelined
+  // behind others waits for them, so that every answer goes out in request order (RFC 9112 §9.3.2).
+  const owed = new WeakMap<Socket, number>();
+  const afterOwed = new WeakMap<Socket, () => void>();
+  const counted: typeof handler = (req, res) => {
+    const socket = req.socket;
+    owed.set(socket, (owed.get(socket) ?? 0) + 1);
+    res.once('close', () => {
+      const left = (owed.get(socket) ?? 1) - 1;
+      owed.set(socket, left);
+      if (left === 0) {
+        const next = afterOwed.get(socket);
+        afterOwed.delete(socket);
+        next?.();
+      }
+    });
+    handler(req, res);
+  };
   const server: Server = tls
-    ? (createHttpsServer({ ...common, cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}), minVersion: 'TLSv1.2', handshakeTimeout: limits.headersTimeoutMs }, handler) as unknown as Server)
-    : createHttpServer(common, handler);
+    ? (createHttpsServer({ ...common, cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}), minVersion: 'TLSv1.2', handshakeTimeout: limits.headersTimeoutMs }, counted) as unknown as Server)
+    : createHttpServer(common, counted);
   // First, before TLS wraps the socket: a refused connection costs no handshake.
   server.prependListener('connection', (socket: Socket) => {
     if (!guard.admit(socket)) socket.destroy();
   });
   // The parser may report several errors for one connection's bytes: one refusal per connection.
   const answered = new WeakSet<Socket>();
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    const answer = (status: number, code: HttpRefusal): void => {
-      if (answered.has(socket)) return void socket.destroy();
-      answered.add(socket);
-      guard.refuse(code);
+  const refuseOn = (socket: Socket, status: number, code: HttpRefusal, extra = ''): void => {
+    if (answered.has(socket)) return void socket.destroy();
+    answered.add(socket);
+    guard.refuse(code);
+    const send = (): void => {
       if (!socket.writable) return void socket.destroy();
       const body = JSON.stringify({ error: code, message: `${code}: ${HTTP_REFUSALS[code]}` });
-      socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Bad Request'}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`);
     };
+    if ((owed.get(socket) ?? 0) > 0) afterOwed.set(socket, send);
+    else send();
+  };
+  // A CONNECT request (a proxy tunnel): Node closes the socket in silence unless someone listens.
+  server.on('connect', (_req: IncomingMessage, socket: Socket) => refuseOn(socket, 405, 'HTTP_METHOD_NOT_ALLOWED', 'allow: GET, POST\r\n'));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    const answer = (status: number, code: HttpRefusal): void => refuseOn(socket, status, code);
     if (err.code === 'HPE_HEADER_OVERFLOW') answer(431, 'HTTP_HEADERS_TOO_LARGE');
     else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answer(408, 'HTTP_REQUEST_TIMEOUT');
     else if (err.code === 'ECONNRESET' || err.code === 'EPIPE') socket.destroy(); // the client hung up: no refusal of ours
+    else if (err.code === 'HPE_INVALID_EOF_STATE') socket.destroy(); // it hung up mid-request: the request's reader counts it
     else if (/^ERR_(SSL|TLS)_/.test(err.code ?? '')) socket.destroy(); // a failed handshake: counted once, by tlsClientError
     else answer(400, 'HTTP_MALFORMED');
   });

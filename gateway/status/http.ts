@@ -136,6 +136,20 @@ export interface StatusSnapshot {
  * routes (`handle`: logins, consented readings, disclosure reports) from anywhere the port is
  * bound, and are checked there; the operator's routes must never become a way around consent.
  */
+/**
+ * The request target as a URL, or undefined when it is not an origin-form path (RFC 9112
+ * §3.2.1): '//' and its kin would make `new URL(target, base)` read a host and throw.
+ */
+export function requestUrl(target: string | undefined): URL | undefined {
+  const t = target ?? '/';
+  if (!t.startsWith('/')) return undefined;
+  try {
+    return new URL(`http://localhost${t}`);
+  } catch {
+    return undefined;
+  }
+}
+
 export function isLoopback(address: string | undefined): boolean {
   if (!address) return false;
   const a = address.startsWith('::ffff:') ? address.slice(7) : address;
@@ -161,8 +175,14 @@ export async function startStatusServer(
       res.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'OPERATOR_ONLY', message: `${url} answers only on the gateway host (loopback); researchers use /research/…, patients /patient/…` }));
     };
     const builtIn = url === '/status' || url === '/metrics' || url === '/healthz';
+    const parsed = requestUrl(req.url);
+    if (!parsed) {
+      // '//', '//[' …: not a path (the URL parser throws on them; an uncaught throw here ended the process).
+      res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'HTTP_MALFORMED', message: 'HTTP_MALFORMED: the request target is not a path' }));
+      return;
+    }
     if (!builtIn && src.handle) {
-      const u = new URL(req.url ?? '/', 'http://localhost');
+      const u = parsed;
       src.handle(req, u, res).then(
         (handled) => {
           if (handled) return;
@@ -192,7 +212,7 @@ export async function startStatusServer(
       const ok = alarms.length === 0;
       res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, alarms, warnings, storageUp: s.storage.up, spoolAlarm: s.spool.alarm }));
     } else if (src.route) {
-      answerRoute(new URL(req.url ?? '/', 'http://localhost'));
+      answerRoute(parsed);
     } else res.writeHead(404).end();
 
     function answerRoute(u: URL): void {

@@ -39,6 +39,7 @@ import { sourceOf } from './admission.js';
 import { GuardedSocket } from './guarded-socket.js';
 import { MqttListeners, type ListenerLimits } from './listeners.js';
 import { RefusalLog } from './refusal-log.js';
+import { LogLimiter, type LogLimiterOptions } from '../../log.js';
 import type { MqttRefusal } from './refusals.js';
 import { deviceCertRefusal } from './tls.js';
 
@@ -49,6 +50,8 @@ export interface MqttTransportOptions {
   registry: DeviceRegistry;
   metrics: Metrics;
   log: Logger;
+  /** Device CONNECT refusals are logged through a LogLimiter (anyone can provoke them): burst per window. */
+  refusalLog?: LogLimiterOptions;
   /** CONNECT tokens are accepted within this many ms of the gateway clock. */
   connectWindowMs?: number;
   now?: () => number;
@@ -118,6 +121,7 @@ export class MqttTransport {
   private broker!: Aedes;
   private listeners: MqttListeners | undefined;
   private readonly auth: ConnectAuthenticator;
+  private readonly limited: LogLimiter;
   private readonly refusals: RefusalLog;
   private readonly limits: MqttLimits;
   readonly devices = new Map<string, DeviceClient>();
@@ -127,6 +131,7 @@ export class MqttTransport {
   constructor(private readonly o: MqttTransportOptions) {
     const now = o.now ?? Date.now;
     // A token made before this process started cannot be replayed after a restart.
+    this.limited = new LogLimiter(o.log, o.refusalLog);
     this.auth = new ConnectAuthenticator(o.registry, { windowMs: o.connectWindowMs ?? 30_000, startedAtMs: now(), now });
     this.limits = o.limits ?? mqttLimits(DEFAULTS.mqtt);
     this.refusals = new RefusalLog(o.log, this.limits.refusalLogIntervalMs);
@@ -182,7 +187,7 @@ export class MqttTransport {
         if (!verdict.ok) {
           const refusal = verdict.reason;
           this.o.metrics.countConnectRefused(refusal);
-          this.o.log.warn({ event: 'connect_refused', reason: refusal, device: isDeviceId(username ?? '') ? username : undefined }, 'CONNECT refused');
+          this.limited.warn('connect_refused', { reason: refusal, device: isDeviceId(username ?? '') ? username : undefined }, 'CONNECT refused', refusal);
           const err = Object.assign(new Error(refusal), { returnCode: CONNACK_REFUSAL_CODE[refusal] });
           return done(err, false);
         }
