@@ -15,10 +15,10 @@
  * (HTTP_BODY_TOO_LARGE), 429 (LOGIN_RATE_LIMITED per source, AUTH_BUSY when the gateway's
  * budget of signature checks is spent; both with Retry-After), 503 (UNAVAILABLE). A login is
  * rate-limited by source before its body is read, and checked cheap-first by the
- * authenticator (gateway/consent/auth.ts): forged challenges cost no signature recovery. Every readings page that discloses anything is one access-log entry (kind
- * export): JSON and CSV pages are read and checked whole, logged (durably), then sent; NDJSON
- * pages are streamed as read and logged when they end, before their last line (the cursor
- * line), so a client holding that line knows its page is on the record.
+ * authenticator (gateway/consent/auth.ts): forged challenges cost no signature recovery.
+ * Every readings page that discloses anything is one access-log entry (kind export): JSON,
+ * NDJSON and CSV pages alike are read and checked whole, logged (durably), then sent, so a crash
+ * can never leave a reading disclosed and unlogged (a page is at most MAX_PAGE_FRAMES frames).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sensorByCode, sensorByName, type SensorSpec } from '../../firmware-proto/catalogue.js';
@@ -318,36 +318,6 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
     const header = { grantId: g.grantId.toString(), patient: pseudonym, from: fromMs, to: toMs };
 
     try {
-      if (format === 'ndjson') {
-        // The first read before the header: storage that does not answer is still a plain 503.
-        let n = await it.next();
-        res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-        let last: ServedFrame | undefined;
-        let next: string | null = null;
-        try {
-          for (; !n.done; n = await it.next()) {
-            if (tally.frames === limit) {
-              next = encodeCursor(g.grantId, { timeNs: last!.timeNs, deviceId: last!.deviceId, seq: last!.seq });
-              break;
-            }
-            if (res.destroyed) break;
-            const f = n.value;
-            const proof = withProofs ? d.proofs.bundleOf(f.stored) : undefined;
-            await write(res, `${JSON.stringify({ ...frameJson(f), ...(proof?.ok ? { proof: proof.bundle } : {}) })}\n`);
-            tally.add(f);
-            last = f;
-          }
-        } catch (e) {
-          // A page broken off (storage failed mid-way): what went out is still put on the record.
-          await record().catch((err: Error) => d.log.error({ event: 'access_log_write_failed', err: err.message, researcher, pseudonym }, 'a disclosure could not be logged'));
-          throw e;
-        }
-        // What went out is on the record before the page is declared complete (its last line).
-        await record();
-        if (!res.destroyed) res.end(`${JSON.stringify({ nextCursor: next })}\n`);
-        return;
-      }
-
       const frames: ServedFrame[] = [];
       let next: string | null = null;
       for (;;) {
@@ -363,6 +333,16 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
       for (const f of frames) tally.add(f);
       // Logged (durably) before anything is sent.
       await record();
+      if (format === 'ndjson') {
+        res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+        for (const f of frames) {
+          if (res.destroyed) return;
+          const proof = withProofs ? d.proofs.bundleOf(f.stored) : undefined;
+          await write(res, `${JSON.stringify({ ...frameJson(f), ...(proof?.ok ? { proof: proof.bundle } : {}) })}\n`);
+        }
+        res.end(`${JSON.stringify({ nextCursor: next })}\n`);
+        return;
+      }
       if (format === 'csv') {
         res.writeHead(200, { 'content-type': 'text/csv; charset=utf-8', 'cache-control': 'no-store', ...(next ? { 'x-next-cursor': next } : {}) });
         await write(res, `${CSV_HEADER}\n`);
