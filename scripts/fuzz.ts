@@ -45,7 +45,7 @@ async function main(argv: string[]): Promise<number> {
   if (r.gateway) {
     const g = r.gateway;
     console.log(`gateway pid ${g.pid}: started in ${(g.startMs / 1000).toFixed(1)} s; RSS baseline ${mib(g.rss.baselineBytes)}, peak ${mib(g.rss.peakBytes)} (bound: baseline + ${mib(RSS_GROWTH_BOUND)}), after ${mib(g.rss.afterBytes)}, VmHWM ${mib(g.rss.hwmBytes)}; ${g.exited ? 'EXITED' : 'still running at the end'}`);
-    console.log(`  honest frames: ${g.honest.sent} published, missing from storage ${g.honest.missing.length}, stored twice ${g.honest.duplicated.length}; log lines ${g.logLines}; error lines ${g.errors.length}`);
+    console.log(`  honest frames: ${g.honest.sent} published, missing from storage ${g.honest.missing.length}, stored twice ${g.honest.duplicated.length}; log lines ${g.logLines}; error lines ${g.errorLines}${g.errorLines > g.errors.length ? ` (the first ${g.errors.length}:)` : ''}`);
     for (const e of g.errors) console.log(`  error line: ${e}`);
     for (const f of g.logFloods) console.log(`  log flood: ${f.event}, ${f.maxPerMinute} warning lines in one minute (at most ${LOG_FLOOD_PER_MINUTE})`);
   }

@@ -195,6 +195,7 @@ export async function fuzzHttp(inputs: number, rnd: Rng, seed: number, o: HttpTa
       if (v.problem) {
         const before = v.problem[1].includes('unsolicited') && previous ? ` (the request before it on this connection: ${JSON.stringify(previous.bytes.subarray(0, 600).toString('latin1'))})` : '';
         tally.fail(n, v.problem[0], `${input.kind}: ${v.problem[1]}${before}`, input.bytes.subarray(0, 2048).toString('latin1'));
+        tally.unit(`unexpected ${v.problem[0]} by ${input.kind}`);
       }
       previous = input;
       for (const out of v.outcomes) tally.count(out);

@@ -81,6 +81,8 @@ export interface FuzzResult {
     honest: { sent: number; missing: string[]; duplicated: string[] };
     /** Log lines the gateway wrote during the network targets (all levels), and those at error level or above. */
     logLines: number;
+    /** Error-level lines: how many, and the first 20. */
+    errorLines: number;
     errors: string[];
     /** Warning-or-worse events written more than LOG_FLOOD_PER_MINUTE times in some minute: a party outside the gateway sets the rate. */
     logFloods: { event: string; maxPerMinute: number }[];
@@ -174,8 +176,11 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
         const startRss = sampler.sample();
         const cpu = cpuWindow({ gateway: pid });
         let r: TargetReport;
+        let logged = 0;
         const progress = (every: number) => (n: number): void => {
-          if (n % every === 0) log(`${t}: ${n.toLocaleString('en-US')} inputs, gateway RSS ${(processMemory(pid).rss / 1048576).toFixed(0)} MiB`);
+          if (n % every !== 0 || n === logged) return;
+          logged = n;
+          log(`${t}: ${n.toLocaleString('en-US')} inputs, gateway RSS ${(processMemory(pid).rss / 1048576).toFixed(0)} MiB`);
         };
         if (t === 'http') {
           r = await fuzzHttp(b.http, prng(subSeed(o.seed, 'http')), o.seed, {
@@ -252,6 +257,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
         rss: { baselineBytes: baseline, peakBytes: Math.max(...reports.filter((r) => r.rss).map((r) => r.rss!.peakBytes), baseline), afterBytes: last, hwmBytes: processMemory(pid).hwm },
         honest,
         logLines: lines.length,
+        errorLines: lines.filter((l) => l.level >= 50).length,
         errors: lines.filter((l) => l.level >= 50).slice(0, 20).map((l) => JSON.stringify(l).slice(0, 400)),
         logFloods: logFloods(lines),
         startMs,
@@ -266,7 +272,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
     if (gateway.exited) unexpected++;
     if (gateway.honest.missing.length || gateway.honest.duplicated.length) unexpected++;
     if (gateway.rss.peakBytes - gateway.rss.baselineBytes > RSS_GROWTH_BOUND) unexpected++;
-    unexpected += gateway.errors.length + gateway.logFloods.length;
+    unexpected += gateway.errorLines + gateway.logFloods.length;
   }
   return { seed: o.seed, inputs: reports.reduce((a, r) => a + r.inputs, 0), elapsedMs: performance.now() - t0, reports, ...(gateway ? { gateway } : {}), unexpected };
 }
