@@ -2,8 +2,10 @@
  * What `npm run fuzz` found in the HTTP listener, each reduced to its smallest input against
  * the real gateway process (docs/fuzzing.md, "Findings"): a request target that crashed the
  * process, a malformed request that jumped ahead of the answers pipelined before it, a CONNECT
- * request closed without an answer, and a body cut short that wrote an error-level log line per
- * request. Each test states the behaviour the gateway owes, and fails while the finding stands.
+ * request closed without an answer, a body cut short that wrote an error-level log line per
+ * request, and (after the fix of the second) a chunked body broken after its headers that left
+ * the connection open with no answer. Each test states the behaviour the gateway owes, and fails
+ * while the finding stands.
  *
  * Plain HTTP on raw sockets (scripts/lib/fuzz-http-wire.ts): Node's own client would not send
  * these bytes. The test that can end the process runs last.
@@ -67,6 +69,20 @@ describe('HTTP findings of the fuzzer', () => {
     // A full round trip after them: the gateway has handled the cut requests' ends by the time it answers this.
     expect((await gw.status()).gatewayId).toBeTruthy();
     expect(gw.lines.filter((l) => l.level >= 50).slice(errorsBefore).map((l) => l.event)).toEqual([]);
+  });
+
+  it('answers a request whose chunked body breaks after its headers, on a route that reads bodies, instead of holding the connection open', async () => {
+    // Since the refusal of a malformed request waits for the answers owed before it, a body the
+    // parser gives up on leaves the route waiting for the rest of it: no answer, no close, no
+    // timeout (a slot of http.maxConnections held for as long as the client likes).
+    for (const [te, chunks] of [
+      ['chunked', 'ffffffffffffffffffff\r\n{}\r\n'],
+      ['chunked', 'zz\r\n{}\r\n0\r\n\r\n'],
+      ['xchunked', '2\r\n{}\r\n0\r\n\r\n'],
+    ] as const) {
+      const r = await send(`POST /auth/challenge HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ntransfer-encoding: ${te}\r\n\r\n${chunks}`);
+      expect(r.answers.map((a) => [a.status, codeOf(a)]), `${te} ${JSON.stringify(chunks)}`).toEqual([[400, 'HTTP_MALFORMED']]);
+    }
   });
 
   it('answers a request target the URL parser refuses ("//") with a 4xx and keeps running (it ended the process)', async () => {
