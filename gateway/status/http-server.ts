@@ -232,17 +232,19 @@ export function createApiServer(guard: HttpGuard, limits: HttpLimits, handler: R
   // Answers still owed on each connection: a refusal of a malformed request that was pipelined
   // behind others waits for them, so that every answer goes out in request order (RFC 9112 §9.3.2).
   const owed = new WeakMap<Socket, number>();
-  const afterOwed = new WeakMap<Socket, () => void>();
+  const lastRequest = new WeakMap<Socket, IncomingMessage>();
+  const afterOwed = new WeakMap<Socket, { upTo: number; send: () => void }>();
   const counted: typeof handler = (req, res) => {
     const socket = req.socket;
     owed.set(socket, (owed.get(socket) ?? 0) + 1);
+    lastRequest.set(socket, req);
     res.once('close', () => {
       const left = (owed.get(socket) ?? 1) - 1;
       owed.set(socket, left);
-      if (left === 0) {
-        const next = afterOwed.get(socket);
+      const next = afterOwed.get(socket);
+      if (next && left <= next.upTo) {
         afterOwed.delete(socket);
-        next?.();
+        next.send();
       }
     });
     handler(req, res);
@@ -265,7 +267,11 @@ export function createApiServer(guard: HttpGuard, limits: HttpLimits, handler: R
       const body = JSON.stringify({ error: code, message: `${code}: ${HTTP_REFUSALS[code]}` });
       socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Bad Request'}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`);
     };
-    if ((owed.get(socket) ?? 0) > 0) afterOwed.set(socket, send);
+    // A request whose own body broke (a bad chunk) will never complete: its answer is this
+    // refusal, sent once the requests before it are answered.
+    const last = lastRequest.get(socket);
+    const upTo = last && !last.complete ? 1 : 0;
+    if ((owed.get(socket) ?? 0) > upTo) afterOwed.set(socket, { upTo, send });
     else send();
   };
   // A CONNECT request (a proxy tunnel): Node closes the socket in silence unless someone listens.
