@@ -371,7 +371,11 @@ function serialise(method: string, target: string, headers: [string, string][], 
 /** Bytes that break HTTP/1.1 itself (request line, headers, framing), or a request never finished. */
 function rawInput(r: Rng, ctx: HttpContext): HttpInput {
   const valid = serialise('GET', `/research/grants/${ctx.grantId}/readings`, [['authorization', `Bearer ${ctx.token}`]], undefined);
-  const mk = (kind: string, bytes: Buffer | string, incomplete = false, method?: string): HttpInput => ({ kind: `raw:${kind}`, bytes: Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes, 'latin1'), method, incomplete, oversized: false });
+  // Bytes without the blank line that ends a header section are no finished request, whatever they are: the client half-closes after them.
+  const mk = (kind: string, bytes: Buffer | string, incomplete = false, method?: string): HttpInput => {
+    const b = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes, 'latin1');
+    return { kind: `raw:${kind}`, bytes: b, method, incomplete: incomplete || (b.indexOf('\r\n\r\n') < 0 && b.indexOf('\n\n') < 0), oversized: false };
+  };
   switch (r.int(16)) {
     case 0:
       return mk('random', Buffer.from(r.bytes(1 + r.int(300))));

@@ -168,8 +168,10 @@ export interface MqttContext {
 export type PreExpect =
   /** CONNACK 0: a valid device CONNECT. */
   | { kind: 'accepted' }
-  /** CONNACK with this return code, counted under `connect` (device) or as a researcher login refusal. */
-  | { kind: 'connack'; code: number; connect?: ConnectReason; researcher?: boolean }
+  /** A device CONNECT refused with this return code, counted under `connect`. */
+  | { kind: 'connack'; code: number; connect: ConnectReason }
+  /** A researcher CONNECT refused by the gate (CONNACK 2, 3, 4 or 5), counted in consent.loginRefusedBy. */
+  | { kind: 'researcher-refused' }
   /** Closed without CONNACK, counted under this MQTT_* code. */
   | { kind: 'refused'; refusal: 'MQTT_MALFORMED' | 'MQTT_PACKET_TOO_LARGE' | 'MQTT_CONNECT_TIMEOUT' | 'MQTT_KEEPALIVE_REFUSED' }
   /** A complete CONNECT whose body the broker's parser judges: a CONNACK refusal or a close, counted as it may be. */
@@ -312,7 +314,7 @@ export function preConnectInput(r: Rng, ctx: MqttContext): PreInput {
     const whole = r.bool(0.8);
     const username = whole ? pick(r, [ctx.researcherAddress, '', `0x${Buffer.from(r.bytes(20)).toString('hex')}`]) : pick(r, [ctx.researcherAddress, `0x${Buffer.from(r.bytes(20)).toString('hex')}`]);
     const password = whole ? Buffer.from(login) : Buffer.from(`${login.slice(0, r.int(login.length))}`);
-    return mk('researcher', connect({ clientId: r.bool(0.2) ? `vp-dev-${ctx.otherDeviceId}` : `r-${nonce.slice(0, 8)}`, username, password, keepalive: 30 }), { kind: 'connack', code: -1, researcher: true });
+    return mk('researcher', connect({ clientId: r.bool(0.2) ? `vp-dev-${ctx.otherDeviceId}` : `r-${nonce.slice(0, 8)}`, username, password, keepalive: 30 }), { kind: 'researcher-refused' });
   }
   if (x < 96) {
     // Byte mutations of a valid CONNECT made by mqtt-packet.

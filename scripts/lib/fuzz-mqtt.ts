@@ -239,8 +239,12 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
           break;
         case 'connack':
           if (rc === undefined) fail('NO_CONNACK', 'closed without CONNACK');
-          else if (e.researcher ? ![2, 3, 4, 5].includes(rc) : rc !== e.code) fail('WRONG_CONNACK', `got ${outcome}`);
-          else if (e.connect) expected.add(`connect:${e.connect}`);
+          else if (rc !== e.code) fail('WRONG_CONNACK', `got ${outcome}`);
+          else expected.add(`connect:${e.connect}`);
+          break;
+        case 'researcher-refused':
+          if (rc === undefined) fail('NO_CONNACK', 'closed without CONNACK');
+          else if (![2, 3, 4, 5].includes(rc)) fail('WRONG_CONNACK', `got ${outcome}`);
           else expected.add('researcher-refusals');
           break;
         case 'refused':
