@@ -4,7 +4,9 @@
  * torn tail is cut, device state is rebuilt from the checkpoint plus the spool tail, and
  * only then do devices get to connect.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { clearRunningGateway, writeRunningGateway, type RunningGateway } from './running.js';
+import { openRegistry } from './registry/open.js';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type { GatewayConfig } from './config.js';
@@ -16,11 +18,7 @@ import { IngestPipeline } from './ingest/pipeline.js';
 import { Quarantine } from './ingest/quarantine.js';
 import { decodeSpoolRecord } from './ingest/spool-record.js';
 import type { AcceptedFrame } from './ingest/types.js';
-import { FileRegistry } from './registry/file-registry.js';
 import type { DeviceRegistry } from './registry/registry.js';
-import { ChainRegistry } from './registry/chain-registry.js';
-import { ConfigError } from './config.js';
-import type { Signer } from 'ethers';
 import { Metrics } from './status/metrics.js';
 import { startStatusServer, type StatusSnapshot } from './status/http.js';
 import { HttpGuard, httpTransport } from './status/http-server.js';
@@ -89,56 +87,6 @@ export interface Gateway {
   /** Resolves when a fatal fault stops the gateway (e.g. a corrupt spool). */
   fatal: Promise<Error>;
   stop(): Promise<void>;
-}
-
-export function registryPath(dataDir: string): string {
-  return join(dataDir, 'registry.json');
-}
-
-/** What a running gateway tells the command-line tools on the same data dir (dataDir/gateway.json). */
-export interface RunningGateway {
-  pid: number;
-  gatewayId: string;
-  influxUrl: string;
-  httpUrl: string;
-  mqttPort: number;
-  /** The MQTT over TLS listener's port, when it runs (mqtt.tls.cert). */
-  mqttTlsPort?: number;
-  chainUrl?: string;
-}
-
-/** The gateway running on this data dir, if any (its pid is alive). */
-export function runningGateway(dataDir: string): RunningGateway | undefined {
-  const p = join(dataDir, RUNTIME_FILE);
-  if (!existsSync(p)) return undefined;
-  try {
-    const r = JSON.parse(readFileSync(p, 'utf8')) as RunningGateway;
-    process.kill(r.pid, 0);
-    return r;
-  } catch {
-    return undefined;
-  }
-}
-
-const RUNTIME_FILE = 'gateway.json';
-
-/** The device registry of `config`: the DeviceRegistry contract (followed, cached locally) or the registry file. */
-export function openRegistry(config: GatewayConfig, chain: ChainRuntime | undefined, log?: Logger, opts: { follow?: boolean; signer?: Signer } = {}): DeviceRegistry & { sync?: () => Promise<void> } {
-  if (config.registry.source === 'file') return new FileRegistry(registryPath(config.dataDir), { watch: opts.follow ?? true, ...(log ? { log } : {}) });
-  if (!chain) throw new ConfigError('registry.source "chain" needs a chain');
-  return new ChainRegistry({
-    provider: chain.provider,
-    deviceRegistryAddress: chain.record.deviceRegistry.address,
-    deployBlock: chain.record.deployBlock,
-    chainId: chain.chainId,
-    dataDir: join(config.dataDir, 'registry'),
-    site: config.registry.site,
-    confirmations: config.chain.confirmations,
-    rpcTimeoutMs: config.chain.rpcTimeoutMs,
-    follow: opts.follow ?? true,
-    ...(opts.signer ? { signer: opts.signer } : {}),
-    ...(log ? { log } : {}),
-  });
 }
 
 export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
@@ -631,8 +579,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     cleanups.push(() => closeServer(http.server));
 
     const runtime: RunningGateway = { pid: process.pid, gatewayId: config.gatewayId, influxUrl, httpUrl: `${httpT.tls ? 'https' : 'http'}://${config.http.host}:${http.port}`, mqttPort: mqtt.port, ...(mqtt.tlsPort !== undefined ? { mqttTlsPort: mqtt.tlsPort } : {}), ...(chain ? { chainUrl: chain.url } : {}) };
-    writeFileSync(join(config.dataDir, RUNTIME_FILE), `${JSON.stringify(runtime, null, 2)}\n`);
-    cleanups.push(() => Promise.resolve(rmSync(join(config.dataDir, RUNTIME_FILE), { force: true })));
+    writeRunningGateway(config.dataDir, runtime);
+    cleanups.push(() => Promise.resolve(clearRunningGateway(config.dataDir)));
     log.info({ event: 'ready', mqttPort: mqtt.port, ...(mqtt.tlsPort !== undefined ? { mqttTlsPort: mqtt.tlsPort } : {}), httpPort: http.port, influxUrl, gatewayId: config.gatewayId, devices: registry.list().length }, 'gateway ready');
     return {
       config,

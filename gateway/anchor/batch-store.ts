@@ -15,7 +15,7 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeAtomic } from '../spool/wal.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { Rfc6962Tree } from '../merkle/tree.js';
 
 export const BATCH_FILE_VERSION = 1;
@@ -189,7 +189,7 @@ export class BatchStore {
       frames: batch.leaves.map((l) => [l.device, l.seq.toString(), l.timeMs, l.lsn.toString()]),
     };
     mkdirSync(this.shardDir(batch.seq), { recursive: true });
-    writeAtomic(this.batchPath(batch.seq), JSON.stringify(file));
+    writeFileAtomic(this.batchPath(batch.seq), JSON.stringify(file));
     this.state.lastSealed = batch.seq;
     this.state.lastSealedLsn = batch.lastLsn;
     this.writeState();
@@ -204,7 +204,7 @@ export class BatchStore {
     if (a.seq !== this.state.lastAnchored + 1n || a.seq > this.state.lastSealed) {
       throw new RangeError(`anchor of batch ${a.seq} recorded after ${this.state.lastAnchored} (last sealed ${this.state.lastSealed})`);
     }
-    writeAtomic(this.anchorPath(a.seq), JSON.stringify({ version: 1, ...a, seq: a.seq.toString() }));
+    writeFileAtomic(this.anchorPath(a.seq), JSON.stringify({ version: 1, ...a, seq: a.seq.toString() }));
     this.state.lastAnchored = a.seq;
     this.writeState();
   }
@@ -249,7 +249,7 @@ export class BatchStore {
       lastSealedLsn: this.state.lastSealedLsn.toString(),
       lastAnchored: this.state.lastAnchored.toString(),
     };
-    writeAtomic(join(this.dir, 'state.json'), `${JSON.stringify(s)}\n`);
+    writeFileAtomic(join(this.dir, 'state.json'), `${JSON.stringify(s)}\n`);
   }
 
   private shardDir(seq: bigint): string {

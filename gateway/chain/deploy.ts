@@ -16,7 +16,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ContractFactory, getAddress, resolveAddress, type AddressLike, type Provider, type Signer, type TransactionReceipt } from 'ethers';
-import { writeAtomic } from '../spool/wal.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { anchorRegistryArtifact, consentRegistryArtifact, deviceRegistryArtifact, INPUT_SHA256, SOLC_VERSION } from './artifacts.js';
 import { anchorRegistryAt, consentRegistryAt, deviceRegistryAt, ROLES, type AnchorRegistryContract, type ConsentRegistryContract, type DeviceRegistryContract } from './contracts.js';
 import { ChainError } from './errors.js';
@@ -297,7 +297,7 @@ export function readDeploymentRecord(path: string): StoredDeploymentRecord | und
 
 /** Writes the record atomically (temp file, fsync, rename). */
 export function writeDeploymentRecord(path: string, record: StoredDeploymentRecord): void {
-  writeAtomic(path, `${JSON.stringify(record, null, 2)}\n`);
+  writeFileAtomic(path, `${JSON.stringify(record, null, 2)}\n`);
 }
 
 /**

@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getAddress, type Log, type Provider } from 'ethers';
-import { writeAtomic } from '../spool/wal.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { ChainError } from './errors.js';
 
 /** Blocks per eth_getLogs request: public endpoints commonly refuse wider ranges. */
@@ -421,7 +421,7 @@ export class LogFollower<S extends FollowedState, C> {
       data: this.o.hooks.save(this.live),
     };
     try {
-      writeAtomic(this.o.cachePath, `${JSON.stringify(doc)}\n`);
+      writeFileAtomic(this.o.cachePath, `${JSON.stringify(doc)}\n`);
       this.cacheDirty = false;
       this.lastCacheWrite = Date.now();
     } catch (e) {

@@ -38,7 +38,7 @@ import { parseArgv } from '../util/argv.js';
 import { sensorByCode, sensorByName } from '../../firmware-proto/catalogue.js';
 import { sensorCodesOf, sensorMaskOf, consentRegistryInterface, type ConsentRegistryContract, type Grant } from '../chain/contracts.js';
 import { readKeyFile, type ChainRuntime } from '../chain/runtime.js';
-import { runningGateway } from '../gateway.js';
+import { runningGateway } from '../running.js';
 import { addressArg, chainConfig, checkPseudonym, consentOf, defaultIo, isFallbackOf, resolvePatientRef, revertMessage, send, short, withChain, type CliIo } from '../chain/admin-cli.js';
 import { verifyAccessBundle } from '../proof/access-verify.js';
 import type { DisclosureItem, DisclosureReport } from './disclosure.js';

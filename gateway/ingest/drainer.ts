@@ -8,7 +8,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WalReader, writeAtomic, type Wal } from '../spool/wal.js';
+import { WalReader, type Wal } from '../spool/wal.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import type { Metrics } from '../status/metrics.js';
 import { DeviceStates, type Checkpoint } from './device-state.js';
 import { decodeSpoolRecord } from './spool-record.js';
@@ -138,7 +139,7 @@ export class Drainer {
 
   private releaseNow(): void {
     if (this.pendingRelease === undefined) return;
-    writeAtomic(this.checkpointPath, JSON.stringify(this.ckStates.toCheckpoint(this.pendingRelease)));
+    writeFileAtomic(this.checkpointPath, JSON.stringify(this.ckStates.toCheckpoint(this.pendingRelease)));
     if (this.opts.release) this.opts.release(this.pendingRelease);
     else this.wal.release(this.pendingRelease);
     this.pendingRelease = undefined;

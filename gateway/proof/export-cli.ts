@@ -9,7 +9,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { ConfigError, configFromFlags } from '../config.js';
-import { runningGateway } from '../gateway.js';
+import { runningGateway } from '../running.js';
 import { parseArgv } from '../util/argv.js';
 import type { ProofBundles } from './bundle.js';
 import { parseTimeMs } from '../util/time.js';

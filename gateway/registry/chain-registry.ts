@@ -39,7 +39,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { getAddress, isError, type Log, type Provider, type Signer, type TransactionReceipt } from 'ethers';
 import { decodeRevert, deviceRegistryAt, deviceRegistryInterface, ROLES, type DeviceRegistryErrors } from '../chain/contracts.js';
 import { deviceIdFromBytes8, deviceIdToBytes8, patientRefOf, siteIdOf } from '../chain/ids.js';
-import { writeAtomic } from '../spool/wal.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { DIRECTORY_FILE, fallbackPseudonym, loadOrCreatePatientRefKey, PseudonymDirectory, type DirectoryEntry } from './directory.js';
 import type { KeyProblem } from '../../firmware-proto/signing.js';
 import { checkEnrolment, KeyRuleCache, refusedKeysBy, type DeviceRecord, type DeviceRegistry, type EnrolResult, type EnrolmentEntry, type RefusedKey } from './registry.js';
@@ -719,7 +719,7 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
       devices: [...this.view.devices.values()],
     };
     try {
-      writeAtomic(this.cachePath, `${JSON.stringify(doc, null, 2)}\n`);
+      writeFileAtomic(this.cachePath, `${JSON.stringify(doc, null, 2)}\n`);
       this.cacheDirty = false;
       this.lastCacheWrite = Date.now();
     } catch (e) {

@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { MIN_PATIENT_REF_KEY_BYTES } from '../chain/ids.js';
-import { writeAtomic } from '../spool/wal.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { PSEUDONYM } from './registry.js';
 
 export const DIRECTORY_FILE = 'directory.json';
@@ -106,7 +106,7 @@ export class PseudonymDirectory {
     const next = new Map(this.entries);
     for (const [id, e] of updates) next.set(id, { patient: e.patient, patientRef: e.patientRef, sensors: [...e.sensors], ...(e.firmware ? { firmware: e.firmware } : {}) });
     const devices = Object.fromEntries([...next].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-    writeAtomic(this.path, `${JSON.stringify({ version: 1, devices }, null, 2)}\n`);
+    writeFileAtomic(this.path, `${JSON.stringify({ version: 1, devices }, null, 2)}\n`);
     this.entries = next;
     const st = statSync(this.path);
     this.stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;

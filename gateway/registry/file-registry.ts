@@ -11,7 +11,7 @@
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { writeAtomic } from '../spool/wal.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { checkEnrolment, KeyRuleCache, type DeviceRecord, type DeviceRegistry, type EnrolResult, type EnrolmentEntry, type RefusedKey } from './registry.js';
 
 /** The log method used (a pino Logger fits). */
@@ -161,7 +161,7 @@ export class FileRegistry extends EventEmitter<{ revoked: [DeviceRecord]; change
   private save(): void {
     const doc = { version: 1, devices: [...[...this.devices.values()].map(toStored), ...this.refusedStored] };
     const text = `${JSON.stringify(doc, null, 2)}\n`;
-    writeAtomic(this.path, text);
+    writeFileAtomic(this.path, text);
     this.lastText = text;
   }
 

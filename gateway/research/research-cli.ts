@@ -63,7 +63,7 @@ import { getAddress, type BaseWallet } from 'ethers';
 import { ConfigError, configFromFlags, type GatewayConfig } from '../config.js';
 import { parseArgv } from '../util/argv.js';
 import { readKeyFile } from '../chain/runtime.js';
-import { runningGateway, type RunningGateway } from '../gateway.js';
+import { runningGateway, type RunningGateway } from '../running.js';
 import { encodeLogin, parseChallenge, selfIssuedChallenge, type LoginChallenge, type LoginPurpose } from '../consent/auth.js';
 import { checkPseudonym, defaultIo, type CliIo } from '../chain/admin-cli.js';
 import type { GrantJson as ApiGrant } from './http.js';

@@ -24,7 +24,8 @@
  *   filesystem the log counts as over quota, so appends wait (acknowledgements are withheld)
  *   until space returns.
  */
-import { mkdirSync, openSync, readdirSync, readSync, closeSync, statSync, statfsSync, ftruncateSync, fsyncSync, writeFileSync, renameSync, readFileSync, unlinkSync, existsSync } from 'node:fs';
+import { mkdirSync, openSync, readdirSync, readSync, closeSync, statSync, statfsSync, ftruncateSync, fsyncSync, readFileSync, unlinkSync, existsSync } from 'node:fs';
+import { fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -401,7 +402,7 @@ export class Wal {
   release(lsn: bigint): void {
     if (lsn <= this.released) return;
     if (lsn > this.durable) throw new RangeError(`cannot release ${lsn}: only ${this.durable} is durable`);
-    writeAtomic(join(this.dir, 'released'), `${lsn}\n`);
+    writeFileAtomic(join(this.dir, 'released'), `${lsn}\n`);
     this.released = lsn;
     this.dropReleasedSegments();
     if (!this.overQuota) for (const w of this.quotaWaiters.splice(0)) w();
@@ -563,22 +564,3 @@ function readReleased(dir: string): bigint {
   return /^\d+$/.test(s) ? BigInt(s) : 0n;
 }
 
-/** Writes a small file so that a crash leaves either the old or the new content. */
-export function writeAtomic(path: string, content: string): void {
-  const tmp = `${path}.tmp`;
-  writeFileSync(tmp, content);
-  const fd = openSync(tmp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
-  fsyncDir(join(path, '..'));
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}

@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, configFromFlags, type GatewayConfig } from '../config.js';
 import { parseArgv } from '../util/argv.js';
-import { runningGateway } from '../gateway.js';
+import { runningGateway } from '../running.js';
 import { InfluxSink } from './influx-sink.js';
 import { startInfluxd, type InfluxdHandle } from './influxd.js';
 import { logSafeMessage, STORAGE_QUARANTINE_DIR, StorageQuarantine } from './quarantine.js';

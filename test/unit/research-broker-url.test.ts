@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { loadConfig } from '../../gateway/config.js';
-import type { RunningGateway } from '../../gateway/gateway.js';
+import type { RunningGateway } from '../../gateway/running.js';
 import { defaultBrokerUrl } from '../../gateway/research/research-cli.js';
 import { ensureDevCa } from '../../gateway/tls/dev-ca.js';
 import { trustCaFile, trustedCas } from '../../gateway/util/tls-trust.js';

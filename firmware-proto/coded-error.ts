@@ -1,0 +1,55 @@
+/**
+ * The project's one base for coded errors. It lives in the lowest layer (firmware-proto,
+ * which imports nothing of the gateway) so that the protocol decoders, the device simulator
+ * and every gateway component share it.
+ *
+ * A component declares its codes once, as a catalogue (code -> what it means), and derives
+ * its error class from CodedError:
+ *
+ *   export const STORAGE_ERRORS = { INFLUX_TIMEOUT: 'InfluxDB did not answer ...' } as const;
+ *   export type StorageErrorCode = keyof typeof STORAGE_ERRORS;
+ *   export class StorageError extends CodedError<StorageErrorCode> {
+ *     constructor(code: StorageErrorCode, detail?: ErrorDetail, options?: ErrorOptions) {
+ *       super(STORAGE_ERRORS, code, detail, options);
+ *     }
+ *   }
+ *
+ * Callers branch on `code` (isError(e, 'INFLUX_TIMEOUT')), never on the message. `detail`
+ * carries what was expected and what was found; the message is `CODE: meaning {detail}`.
+ * Codes are unique across every catalogue of the project (docs/errors.md lists them all, and
+ * its test fails on a duplicate), so a code alone names one failure.
+ */
+
+/** What was expected and what was found, and any other facts of one failure (JSON-able; bigints print as decimal strings). */
+export type ErrorDetail = Record<string, unknown>;
+
+/** A catalogue of codes: each code with one sentence on what it means. */
+export type Catalogue<C extends string = string> = Readonly<Record<C, string>>;
+
+export class CodedError<C extends string = string> extends Error {
+  readonly code: C;
+  readonly detail: Readonly<ErrorDetail>;
+  constructor(catalogue: Catalogue<C>, code: C, detail: ErrorDetail = {}, options?: ErrorOptions) {
+    super(`${code}: ${catalogue[code]}${Object.keys(detail).length ? ` ${detailJson(detail)}` : ''}`, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.detail = detail;
+  }
+}
+
+/**
+ * Whether `e` is a coded error, of `code` when given. With a class, whether it is an error of
+ * that component (and of `code`).
+ */
+export function isError<C extends string>(e: unknown, code?: C): e is CodedError<C>;
+export function isError<E extends CodedError>(e: unknown, cls: abstract new (...args: never[]) => E, code?: E['code']): e is E;
+export function isError(e: unknown, a?: string | (abstract new (...args: never[]) => CodedError), b?: string): boolean {
+  if (!(e instanceof CodedError)) return false;
+  if (typeof a === 'function') return e instanceof a && (b === undefined || e.code === b);
+  return a === undefined || e.code === a;
+}
+
+/** JSON of an error detail; bigints as decimal strings. */
+export function detailJson(detail: ErrorDetail): string {
+  return JSON.stringify(detail, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+}
