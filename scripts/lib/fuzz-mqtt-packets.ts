@@ -22,70 +22,7 @@ import { TOPIC_PREFIX, frameTopic } from '../../firmware-proto/topics.js';
 import type { ConnectReason } from '../../firmware-proto/reasons.js';
 import { mutateFrame } from './fuzz-frames.js';
 import type { Rng } from './fuzz-rng.js';
-
-// ---------------------------------------------------------------- encoding (§2.2, §1.5)
-
-/** Remaining Length (§2.2.3): 7 bits per byte, least significant first, 1-4 bytes. */
-export function varint(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return Buffer.from(out);
-}
-
-/** A UTF-8 string or binary field: uint16 BE length, then the bytes (§1.5.3). */
-export function field(s: string | Uint8Array, declared?: number): Buffer {
-  const b = typeof s === 'string' ? Buffer.from(s, 'utf8') : Buffer.from(s);
-  const h = Buffer.alloc(2);
-  h.writeUInt16BE((declared ?? b.length) & 0xffff);
-  return Buffer.concat([h, b]);
-}
-
-/** A packet: first byte, Remaining Length of `body` (or `declared`), body. */
-export function packet(first: number, body: Buffer, declared?: number): Buffer {
-  return Buffer.concat([Buffer.from([first]), varint(declared ?? body.length), body]);
-}
-
-export const PINGREQ = Buffer.from([0xc0, 0x00]);
-export const DISCONNECT = Buffer.from([0xe0, 0x00]);
-
-export interface ConnectFields {
-  protocol?: string;
-  level?: number;
-  /** Connect flags byte; default from the fields present. */
-  flags?: number;
-  keepalive?: number;
-  clientId?: string;
-  username?: string | undefined;
-  password?: Uint8Array | undefined;
-  will?: { topic: string; payload: Uint8Array };
-}
-
-/** A CONNECT laid out by hand (§3.1), so that any field can be wrong. */
-export function connect(f: ConnectFields): Buffer {
-  let flags = 0x02; // clean session
-  if (f.username !== undefined) flags |= 0x80;
-  if (f.password !== undefined) flags |= 0x40;
-  if (f.will) flags |= 0x04;
-  const vh = Buffer.concat([field(f.protocol ?? 'MQTT'), Buffer.from([f.level ?? 4, f.flags ?? flags, ((f.keepalive ?? 30) >> 8) & 0xff, (f.keepalive ?? 30) & 0xff])]);
-  const parts = [vh, field(f.clientId ?? '')];
-  if (f.will) parts.push(field(f.will.topic), field(f.will.payload));
-  if (f.username !== undefined) parts.push(field(f.username));
-  if (f.password !== undefined) parts.push(field(f.password));
-  return packet(0x10, Buffer.concat(parts));
-}
-
-export function publish(topic: string, payload: Uint8Array, o: { qos?: number; dup?: boolean; retain?: boolean; id?: number } = {}): Buffer {
-  const qos = o.qos ?? 1;
-  const first = 0x30 | (o.dup ? 0x08 : 0) | (qos << 1) | (o.retain ? 1 : 0);
-  const id = Buffer.alloc(qos > 0 ? 2 : 0);
-  if (qos > 0) id.writeUInt16BE(o.id ?? 1);
-  return packet(first, Buffer.concat([field(topic), id, Buffer.from(payload)]));
-}
+import { connect, field, packet, PINGREQ, publish, varint, type ConnectFields } from './mqtt-wire.js';
 
 // ---------------------------------------------------------------- the listener's rules, read independently
 

@@ -8,40 +8,13 @@ import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { once } from 'node:events';
 import { makeConnectPassword } from '../../firmware-proto/connect.js';
 import { deviceClientId } from '../../firmware-proto/topics.js';
+import { connect, publish, publishHeader as wirePublishHeader, subscribe } from '../../scripts/lib/mqtt-wire.js';
 
-/** Remaining Length (§2.2.3). */
-export function varint(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return Buffer.from(out);
-}
-
-const str = (s: string | Buffer): Buffer => {
-  const b = typeof s === 'string' ? Buffer.from(s, 'utf8') : s;
-  const len = Buffer.alloc(2);
-  len.writeUInt16BE(b.length);
-  return Buffer.concat([len, b]);
-};
+export { varint } from '../../scripts/lib/mqtt-wire.js';
 
 /** A CONNECT packet (§3.1), clean session. */
 export function connectPacket(o: { clientId: string; username?: string; password?: Buffer; keepaliveS?: number }): Buffer {
-  const flags = 0x02 | (o.username !== undefined ? 0x80 : 0) | (o.password !== undefined ? 0x40 : 0);
-  const ka = Buffer.alloc(2);
-  ka.writeUInt16BE(o.keepaliveS ?? 30);
-  const body = Buffer.concat([
-    str('MQTT'),
-    Buffer.from([4, flags]),
-    ka,
-    str(o.clientId),
-    ...(o.username !== undefined ? [str(o.username)] : []),
-    ...(o.password !== undefined ? [str(o.password)] : []),
-  ]);
-  return Buffer.concat([Buffer.from([0x10]), varint(body.length), body]);
+  return connect({ clientId: o.clientId, username: o.username, password: o.password, keepalive: o.keepaliveS ?? 30 });
 }
 
 /** A device's CONNECT with a fresh signed token (PROTOCOL.md §6.1). */
@@ -52,23 +25,17 @@ export function deviceConnect(deviceId: string, secretKey: Uint8Array, keepalive
 
 /** The header of a QoS 1 PUBLISH (§3.3) whose payload is `payloadBytes` long: the bytes before the payload. */
 export function publishHeader(topic: string, payloadBytes: number, packetId = 1): Buffer {
-  const t = str(topic);
-  const id = Buffer.alloc(2);
-  id.writeUInt16BE(packetId);
-  return Buffer.concat([Buffer.from([0x32]), varint(t.length + 2 + payloadBytes), t, id]);
+  return wirePublishHeader(topic, payloadBytes, { qos: 1, id: packetId });
 }
 
 /** A whole QoS 1 PUBLISH. */
 export function publishPacket(topic: string, payload: Uint8Array, packetId = 1): Buffer {
-  return Buffer.concat([publishHeader(topic, payload.length, packetId), payload]);
+  return publish(topic, payload, { qos: 1, id: packetId });
 }
 
 /** A SUBSCRIBE (§3.8) of one filter at QoS 0. */
 export function subscribePacket(filter: string, packetId = 1): Buffer {
-  const id = Buffer.alloc(2);
-  id.writeUInt16BE(packetId);
-  const body = Buffer.concat([id, str(filter), Buffer.from([0])]);
-  return Buffer.concat([Buffer.from([0x82]), varint(body.length), body]);
+  return subscribe(filter, { id: packetId });
 }
 
 /** A raw client: what it received, and whether (and when) the server closed it. */
