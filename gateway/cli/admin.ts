@@ -24,13 +24,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { getAddress, isAddress, ZeroAddress, ZeroHash, type Signer, type TransactionReceipt } from 'ethers';
 import { ConfigError, configFromFlags, type GatewayConfig } from '../config.js';
-import { parseArgv } from '../util/argv.js';
+import { parseArgv } from './args.js';
 import { PSEUDONYM } from '../registry/registry.js';
 import { fallbackPseudonym, loadOrCreatePatientRefKey, PATIENT_REF_KEY_FILE, PseudonymDirectory, DIRECTORY_FILE } from '../registry/directory.js';
-import { patientRefOf } from './ids.js';
-import { DEV_ACCOUNT_COUNT, devWallet } from './anvil.js';
-import { anchorRegistryAt, anchorRegistryInterface, consentRegistryAt, consentRegistryInterface, decodeRevert, ROLES, type ConsentRegistryContract } from './contracts.js';
-import { EMBEDDED_ACCOUNTS, openChainForCli, readKeyFile, type ChainRuntime } from './runtime.js';
+import { patientRefOf } from '../chain/ids.js';
+import { DEV_ACCOUNT_COUNT, devWallet } from '../chain/anvil.js';
+import { anchorRegistryAt, anchorRegistryInterface, consentRegistryAt, consentRegistryInterface, decodeRevert, ROLES, type ConsentRegistryContract } from '../chain/contracts.js';
+import { EMBEDDED_ACCOUNTS, openChainForCli, readKeyFile, type ChainRuntime } from '../chain/runtime.js';
 
 export const ADMIN_USAGE = `usage: vitalproof admin <bind-patient|authorize-gateway|dev-key> [options]
   bind-patient PSEUDONYM ADDRESS   bind the patient's Ethereum address to the pseudonym's patientRef on

@@ -17,7 +17,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, configFromFlags, type GatewayConfig } from '../config.js';
-import { parseArgv } from '../util/argv.js';
+import { parseArgv } from './args.js';
 import { parseTimeMs } from '../util/time.js';
 import { runningGateway } from '../running.js';
 import { registryPath } from '../registry/open.js';
@@ -26,7 +26,7 @@ import { chainDir, openChainForCli, type ChainRuntime } from '../chain/runtime.j
 import { DEPLOYMENT_FILE } from '../chain/deploy.js';
 import { FileRegistry } from '../registry/file-registry.js';
 import { startInfluxd, type InfluxdHandle } from '../storage/influxd.js';
-import { FINDING_CODES, runAudit, type AuditReport, type Finding, type FindingCode } from './audit.js';
+import { FINDING_CODES, runAudit, type AuditReport, type Finding, type FindingCode } from '../audit/audit.js';
 
 export const AUDIT_USAGE = `usage: vitalproof audit [options]
   checks every point in InfluxDB against its signed frame, its Merkle batch and the root anchored on chain

@@ -11,10 +11,10 @@ import { dirname } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { getAddress } from 'ethers';
 import { ConfigError, configFromFlags, loadConfig } from '../config.js';
-import { parseArgv } from '../util/argv.js';
-import { STREAM } from './contracts.js';
-import { completeDeployment, deployContracts, readDeploymentRecord, writeDeploymentRecord, DEPLOYMENT_FILE, type DeploymentRecord } from './deploy.js';
-import { chainDir, chainProvider, openChainForCli, readKeyFile } from './runtime.js';
+import { parseArgv } from './args.js';
+import { STREAM } from '../chain/contracts.js';
+import { completeDeployment, deployContracts, readDeploymentRecord, writeDeploymentRecord, DEPLOYMENT_FILE, type DeploymentRecord } from '../chain/deploy.js';
+import { chainDir, chainProvider, openChainForCli, readKeyFile } from '../chain/runtime.js';
 import { join } from 'node:path';
 
 const USAGE = `usage: vitalproof chain <deploy|info> [options]

@@ -34,15 +34,15 @@ import type { GrantJson } from '../research/http.js';
 import { writeFileSync } from 'node:fs';
 import { getAddress, id, ZeroHash } from 'ethers';
 import { ConfigError } from '../config.js';
-import { parseArgv } from '../util/argv.js';
+import { parseArgv } from './args.js';
 import { sensorByCode, sensorByName } from '../../firmware-proto/catalogue.js';
 import { sensorCodesOf, sensorMaskOf, consentRegistryInterface, type ConsentRegistryContract, type Grant } from '../chain/contracts.js';
 import { readKeyFile, type ChainRuntime } from '../chain/runtime.js';
 import { runningGateway } from '../running.js';
-import { addressArg, chainConfig, checkPseudonym, consentOf, defaultIo, isFallbackOf, resolvePatientRef, revertMessage, send, short, withChain, type CliIo } from '../chain/admin-cli.js';
+import { addressArg, chainConfig, checkPseudonym, consentOf, defaultIo, isFallbackOf, resolvePatientRef, revertMessage, send, short, withChain, type CliIo } from './admin.js';
 import { verifyAccessBundle } from '../proof/access-verify.js';
-import type { DisclosureItem, DisclosureReport } from './disclosure.js';
-import { apiRequest, ApiError, defaultSessionFile, sessionFor, SessionStore } from '../research/research-cli.js';
+import type { DisclosureItem, DisclosureReport } from '../consent/disclosure.js';
+import { apiRequest, ApiError, defaultSessionFile, sessionFor, SessionStore } from './research.js';
 import { trustCaFile } from '../util/tls-trust.js';
 
 export const CONSENT_USAGE = `usage: vitalproof consent <grant|revoke|list> [options]

@@ -10,8 +10,8 @@
 import { writeFileSync } from 'node:fs';
 import { ConfigError, configFromFlags } from '../config.js';
 import { runningGateway } from '../running.js';
-import { parseArgv } from '../util/argv.js';
-import type { ProofBundles } from './bundle.js';
+import { parseArgv } from './args.js';
+import type { ProofBundles } from '../proof/bundle.js';
 import { parseTimeMs } from '../util/time.js';
 import { trustCaFile } from '../util/tls-trust.js';
 

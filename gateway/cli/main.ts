@@ -19,26 +19,25 @@
  * Any configuration key can be given as a flag (--mqtt.port 1884), an environment
  * variable (VP_MQTT_PORT=1884) or in the --config file; see docs/operations.md.
  */
-import { readFileSync } from 'node:fs';
-import { ConfigError, configFromFlags } from './config.js';
-import { createLogger } from './log.js';
-import { parseArgv } from './util/argv.js';
-import { startGateway } from './gateway.js';
-import { openRegistry } from './registry/open.js';
-import { openChainForCli, readKeyFile } from './chain/runtime.js';
-import { parseEnrolmentFile } from './registry/registry.js';
-import { formatStatus } from './status/format.js';
-import { trustCaFile } from './util/tls-trust.js';
-import { SdNotifier } from './status/sd-notify.js';
-import { chainCommand } from './chain/chain-cli.js';
-import { exportCommand } from './proof/export-cli.js';
-import { verifyCommand } from './proof/verify-cli.js';
-import { auditCommand } from './audit/audit-cli.js';
-import { storageCommand } from './storage/storage-cli.js';
-import { adminCommand } from './chain/admin-cli.js';
-import { consentCommand } from './consent/consent-cli.js';
-import { researchCommand } from './research/research-cli.js';
-import type { StatusSnapshot } from './status/http.js';
+import { ConfigError, configFromFlags } from '../config.js';
+import { createLogger } from '../log.js';
+import { parseArgv } from './args.js';
+import { startGateway } from '../gateway.js';
+import { openRegistry } from '../registry/open.js';
+import { openChainForCli, readKeyFile } from '../chain/runtime.js';
+import { enrolFile, EnrolmentError, readEnrolmentFile } from '../registry/enrolment.js';
+import { formatStatus } from '../status/format.js';
+import { trustCaFile } from '../util/tls-trust.js';
+import { SdNotifier } from '../status/sd-notify.js';
+import { chainCommand } from './chain.js';
+import { exportCommand } from './export.js';
+import { verifyCommand } from './verify.js';
+import { auditCommand } from './audit.js';
+import { storageCommand } from './storage.js';
+import { adminCommand } from './admin.js';
+import { consentCommand } from './consent.js';
+import { researchCommand } from './research.js';
+import type { StatusSnapshot } from '../status/http.js';
 
 const USAGE = `usage: vitalproof <run|enrol|revoke|devices|status|export|verify|audit|storage|chain|admin|consent|research> [options]
   run                 run the gateway (embedded MQTT broker, spool, InfluxDB writer, Merkle batches, anchoring, status endpoint)
@@ -163,6 +162,7 @@ async function main(argv: string[]): Promise<number> {
 async function registryCommand(cmd: 'enrol' | 'revoke' | 'devices', args: string[], flags: Record<string, string>): Promise<number> {
   const cfg = configFromFlags(flags, ['at', 'admin-key-file']);
   if (cmd === 'enrol' && !args[0]) throw new ConfigError('enrol needs an enrolment file');
+  const file = cmd === 'enrol' ? readEnrolmentFile(args[0]!) : undefined; // a file refused as a whole starts no chain
   if (cmd === 'revoke' && !args[0]) throw new ConfigError('revoke needs a device id');
   const at = flags.at ? Date.parse(flags.at) : Date.now();
   if (!Number.isFinite(at)) throw new ConfigError(`--at "${flags.at}" is not a time`);
@@ -172,7 +172,7 @@ async function registryCommand(cmd: 'enrol' | 'revoke' | 'devices', args: string
     const reg = openRegistry(cfg, chain, undefined, { follow: false, ...(signer && cmd !== 'devices' ? { signer } : {}) });
     try {
       if (cmd === 'enrol') {
-        const res = await reg.enrol(parseEnrolmentFile(readFileSync(args[0]!, 'utf8')));
+        const res = await enrolFile(reg, file!);
         await chain?.makeDurable();
         console.log(`enrolled ${res.enrolled.length}, already enrolled ${res.unchanged.length}, refused ${res.refused.length}${chain ? ` (on chain ${chain.chainId}, DeviceRegistry ${chain.record.deviceRegistry.address})` : ''}`);
         for (const r of res.refused) console.log(`  refused ${r.deviceId}: ${r.reason} (${r.detail})`);
@@ -202,7 +202,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (e: Error) => {
-    console.error(e instanceof ConfigError ? `error: ${e.message}` : e.stack ?? String(e));
+    console.error(e instanceof ConfigError || e instanceof EnrolmentError ? `error: ${e.message}` : e.stack ?? String(e));
     process.exitCode = e instanceof ConfigError ? 2 : 1;
   },
 );

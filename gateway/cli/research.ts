@@ -61,15 +61,15 @@ import { EventEmitter } from 'node:events';
 import mqtt, { type MqttClient } from 'mqtt';
 import { getAddress, type BaseWallet } from 'ethers';
 import { ConfigError, configFromFlags, type GatewayConfig } from '../config.js';
-import { parseArgv } from '../util/argv.js';
+import { parseArgv } from './args.js';
 import { readKeyFile } from '../chain/runtime.js';
 import { runningGateway, type RunningGateway } from '../running.js';
 import { encodeLogin, parseChallenge, selfIssuedChallenge, type LoginChallenge, type LoginPurpose } from '../consent/auth.js';
-import { checkPseudonym, defaultIo, type CliIo } from '../chain/admin-cli.js';
-import type { GrantJson as ApiGrant } from './http.js';
-import type { FrameJson as ApiFrame } from './readings.js';
-import { formatGrantTable, iso, parseMetrics, parseTimeArg, type GrantRow } from '../consent/consent-cli.js';
-import { verifyCommand } from '../proof/verify-cli.js';
+import { checkPseudonym, defaultIo, type CliIo } from './admin.js';
+import type { GrantJson as ApiGrant } from '../research/http.js';
+import type { FrameJson as ApiFrame } from '../research/readings.js';
+import { formatGrantTable, iso, parseMetrics, parseTimeArg, type GrantRow } from './consent.js';
+import { verifyCommand } from './verify.js';
 import { BUNDLES_FORMAT, BUNDLE_VERSION, isBundleFormatError, parseBundles, type ProofBundle } from '../proof/bundle.js';
 import { decodeFrame, sampleTimeNs, sampleValue } from '../../firmware-proto/frame.js';
 import { trustCaFile, trustedCas } from '../util/tls-trust.js';
@@ -200,8 +200,8 @@ export class ApiError extends Error {
 }
 
 /** The API's Grant and readings Frame (docs/research-api.md): the server's own types, so client and server cannot drift. */
-export type { GrantJson as ApiGrant } from './http.js';
-export type { FrameJson as ApiFrame } from './readings.js';
+export type { GrantJson as ApiGrant } from '../research/http.js';
+export type { FrameJson as ApiFrame } from '../research/readings.js';
 
 /** A readings page, format json. */
 export interface ReadingsPage {

@@ -15,12 +15,12 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, configFromFlags, type GatewayConfig } from '../config.js';
-import { parseArgv } from '../util/argv.js';
+import { parseArgv } from './args.js';
 import { runningGateway } from '../running.js';
-import { InfluxSink } from './influx-sink.js';
-import { startInfluxd, type InfluxdHandle } from './influxd.js';
-import { logSafeMessage, STORAGE_QUARANTINE_DIR, StorageQuarantine } from './quarantine.js';
-import { replayQuarantine, type ReplayReport } from './replay.js';
+import { InfluxSink } from '../storage/influx-sink.js';
+import { startInfluxd, type InfluxdHandle } from '../storage/influxd.js';
+import { logSafeMessage, STORAGE_QUARANTINE_DIR, StorageQuarantine } from '../storage/quarantine.js';
+import { replayQuarantine, type ReplayReport } from '../storage/replay.js';
 
 export const STORAGE_USAGE = `usage: vitalproof storage replay [options]
   writes the frames of the storage quarantine (dataDir/${STORAGE_QUARANTINE_DIR}/: frames InfluxDB refused

@@ -16,8 +16,8 @@ import { readFileSync } from 'node:fs';
 import { JsonRpcProvider } from 'ethers';
 import { isChainError } from '../chain/errors.js';
 import { readDeploymentRecord } from '../chain/deploy.js';
-import { isBundleFormatError, parseBundles, type ProofBundle } from './bundle.js';
-import { ONLINE_CHECKS, VerifyCache, verifyBundle, type BundleVerdict, type CheckResult, type TrustedDeployment } from './verify.js';
+import { isBundleFormatError, parseBundles, type ProofBundle } from '../proof/bundle.js';
+import { ONLINE_CHECKS, VerifyCache, verifyBundle, type BundleVerdict, type CheckResult, type TrustedDeployment } from '../proof/verify.js';
 
 export const VERIFY_USAGE = `usage: vitalproof verify FILE [FILE…] (--rpc URL | --offline) [--deployment FILE] [--json]
   FILE               a proof bundle, or a collection of them ("vitalproof.proof-bundles")

@@ -1,7 +1,7 @@
 /**
  * The demo's researcher (scripts/demo.ts): consent-governed sharing on the demo's own gateway,
  * through the same command lines a hospital, a patient and a researcher would use
- * (gateway/chain/admin-cli.ts, gateway/consent/consent-cli.ts, gateway/research/research-cli.ts),
+ * (gateway/cli/admin.ts, gateway/cli/consent.ts, gateway/cli/research.ts),
  * run in this process with their output captured.
  *
  *   start   the hospital admin binds the pseudonym of one demo wearable to a patient address
@@ -22,8 +22,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JsonRpcProvider } from 'ethers';
 import { devWallet } from '../../gateway/chain/anvil.js';
-import { adminCommand, type CliIo } from '../../gateway/chain/admin-cli.js';
-import { consentCommand, iso } from '../../gateway/consent/consent-cli.js';
+import { adminCommand, type CliIo } from '../../gateway/cli/admin.js';
+import { consentCommand, iso } from '../../gateway/cli/consent.js';
 import { trustCaFile, trustedCas } from '../../gateway/util/tls-trust.js';
 import {
   apiRequest,
@@ -36,7 +36,7 @@ import {
   SessionStore,
   type ApiGrant,
   type Notice,
-} from '../../gateway/research/research-cli.js';
+} from '../../gateway/cli/research.js';
 import { parseBundles } from '../../gateway/proof/bundle.js';
 import { verifyBundle } from '../../gateway/proof/verify.js';
 

@@ -1,5 +1,5 @@
 /**
- * The real gateway the network fuzz targets attack: `cli.js run` as a child process (the same
+ * The real gateway the network fuzz targets attack: `cli/main.js run` as a child process (the same
  * harness as the bench and the e2e suites) on a fresh data dir, with the embedded chain (anvil,
  * DeviceRegistry, ConsentRegistry) and an embedded influxd, so that every route has something
  * behind it: enrolled devices (an honest one, and one per parallel fuzz session), a patient

@@ -1,5 +1,5 @@
 /**
- * The real gateway (`node dist/gateway/cli.js run`) as a child process: the same thing an
+ * The real gateway (`node dist/gateway/cli/main.js run`) as a child process: the same thing an
  * operator runs, for the bench (its CPU time is read from /proc by pid) and for the
  * end-to-end tests (which SIGKILL it). Log lines are JSON on stdout; callers wait for the
  * events they need (`ready` carries the ports) instead of sleeping.
@@ -11,10 +11,10 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { StatusSnapshot } from '../../gateway/status/http.js';
 
-/** dist/gateway/cli.js: next to this file when it runs from dist/scripts/lib/, else (vitest on the sources) in dist/. */
-export const GATEWAY_CLI = [new URL('../../gateway/cli.js', import.meta.url), new URL('../../dist/gateway/cli.js', import.meta.url)]
+/** dist/gateway/cli/main.js: next to this file when it runs from dist/scripts/lib/, else (vitest on the sources) in dist/. */
+export const GATEWAY_CLI = [new URL('../../gateway/cli/main.js', import.meta.url), new URL('../../dist/gateway/cli/main.js', import.meta.url)]
   .map((u) => fileURLToPath(u))
-  .find((p) => existsSync(p)) ?? fileURLToPath(new URL('../../dist/gateway/cli.js', import.meta.url));
+  .find((p) => existsSync(p)) ?? fileURLToPath(new URL('../../dist/gateway/cli/main.js', import.meta.url));
 
 /** How long `start` waits for the gateway's `ready` line (influxd start and spool recovery included). */
 const READY_TIMEOUT_MS = 60_000;
@@ -63,7 +63,7 @@ export class GatewayProcess {
     return this.proc.pid;
   }
 
-  /** Spawns `cli.js run` with `--key value` flags and resolves once it logged `ready`. */
+  /** Spawns `cli/main.js run` with `--key value` flags and resolves once it logged `ready`. */
   static async start(flags: Record<string, string | number>, env: NodeJS.ProcessEnv = {}): Promise<GatewayProcess> {
     const args = [GATEWAY_CLI, 'run', ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, String(v)])];
     const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,6 +1,6 @@
 /**
  * The consent command lines against a real chain: `vitalproof admin` and `vitalproof consent`
- * run as processes (dist/gateway/cli.js) on the embedded chain of a temp data dir, which each
+ * run as processes (dist/gateway/cli/main.js) on the embedded chain of a temp data dir, which each
  * command starts from the data dir's state and stops again. What they did is then read from the
  * chain directly: the binding of the pseudonym's patientRef (the data dir's patient-ref key),
  * the grants, the revocation, the gateway role.

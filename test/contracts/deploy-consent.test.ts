@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ContractFactory, getAddress, getCreateAddress, type HDNodeWallet } from 'ethers';
 import { anchorRegistryArtifact, consentRegistryArtifact, deviceRegistryArtifact, INPUT_SHA256, SOLC_VERSION } from '../../gateway/chain/artifacts.js';
-import { chainCommand } from '../../gateway/chain/chain-cli.js';
+import { chainCommand } from '../../gateway/cli/chain.js';
 import { anchorRegistryAt, consentRegistryAt, deviceRegistryAt, ROLES, STREAM } from '../../gateway/chain/contracts.js';
 import { completeDeployment, deployContracts, DEPLOYMENT_FILE, isComplete, loadOrDeploy, readDeploymentRecord, verifyDeployment, writeDeploymentRecord, type StoredDeploymentRecord } from '../../gateway/chain/deploy.js';
 import { isChainError, type ChainErrorCode } from '../../gateway/chain/errors.js';

@@ -18,7 +18,7 @@ import { deviceIdToBytes8, patientRefOf, siteIdOf } from '../../gateway/chain/id
 import { Rfc6962Tree } from '../../gateway/merkle/tree.js';
 import { buildBundle, bundleCollection, type ProofBundle } from '../../gateway/proof/bundle.js';
 import { verifyBundle, VerifyCache, type BundleVerdict, type CheckName, type CheckResult } from '../../gateway/proof/verify.js';
-import { verifyCommand } from '../../gateway/proof/verify-cli.js';
+import { verifyCommand } from '../../gateway/cli/verify.js';
 import { findFreePort } from '../../gateway/util/net.js';
 import { localProvider, useAnvil } from '../support/anvil.js';
 import { heartRate, testDevice, type TestDevice } from '../support/devices.js';

@@ -14,7 +14,7 @@ import { runFleet, type FleetOptions, type FleetReport } from '../../device-sim/
 import { HEADER_BYTES, decodeFrame, sampleTimeNs, sampleValue } from '../../firmware-proto/frame.js';
 import { BatchStore } from '../../gateway/anchor/batch-store.js';
 import { runAudit, type AuditChain, type AuditOptions, type AuditReport, type Finding } from '../../gateway/audit/audit.js';
-import { auditCommand } from '../../gateway/audit/audit-cli.js';
+import { auditCommand } from '../../gateway/cli/audit.js';
 import type { DeploymentRecord } from '../../gateway/chain/deploy.js';
 import { chainProvider } from '../../gateway/chain/runtime.js';
 import { Rfc6962Tree } from '../../gateway/merkle/tree.js';

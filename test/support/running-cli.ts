@@ -14,7 +14,7 @@ export class RunningCli {
   private waiters: (() => void)[] = [];
   private readonly proc: ChildProcess;
 
-  /** Spawns `node dist/gateway/cli.js ...args` with this process's environment plus `env`. */
+  /** Spawns `node dist/gateway/cli/main.js ...args` with this process's environment plus `env`. */
   constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
     this.proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const lines = (stream: NodeJS.ReadableStream, into: string[]): void => {

@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { Wallet } from 'ethers';
 import { ConfigError } from '../../gateway/config.js';
 import { ResearcherAuthenticator } from '../../gateway/consent/auth.js';
-import { formatDisclosures, formatGrantTable, grantRow, metricNames, parseMetrics, parseTimeArg } from '../../gateway/consent/consent-cli.js';
+import { formatDisclosures, formatGrantTable, grantRow, metricNames, parseMetrics, parseTimeArg } from '../../gateway/cli/consent.js';
 import {
   ApiError,
   checkExportAgainstBundles,
@@ -35,7 +35,7 @@ import {
   topicMatches,
   withSession,
   type ApiFrame,
-} from '../../gateway/research/research-cli.js';
+} from '../../gateway/cli/research.js';
 import { signFrame } from '../../firmware-proto/device.js';
 import { deviceIdFromKey, generateKeys } from '../../firmware-proto/signing.js';
 import type { ProofBundle } from '../../gateway/proof/bundle.js';
