@@ -26,11 +26,25 @@ export type ErrorDetail = Record<string, unknown>;
 /** A catalogue of codes: each code with one sentence on what it means. */
 export type Catalogue<C extends string = string> = Readonly<Record<C, string>>;
 
+/**
+ * What to do about each code of a catalogue, declared next to it (docs/errors.md is made from
+ * both): the remedy a reader of the message, the log or /status needs.
+ */
+export type Remedies<C extends string = string> = Readonly<Record<C, string>>;
+
+export interface CodedErrorOptions extends ErrorOptions {
+  /**
+   * The whole message, where one written for the case says more than the catalogue's sentence
+   * with a detail (ConfigError names the key and the value; HttpError is the answer's message).
+   */
+  message?: string;
+}
+
 export class CodedError<C extends string = string> extends Error {
   readonly code: C;
   readonly detail: Readonly<ErrorDetail>;
-  constructor(catalogue: Catalogue<C>, code: C, detail: ErrorDetail = {}, options?: ErrorOptions) {
-    super(`${code}: ${catalogue[code]}${Object.keys(detail).length ? ` ${detailJson(detail)}` : ''}`, options);
+  constructor(catalogue: Catalogue<C>, code: C, detail: ErrorDetail = {}, options?: CodedErrorOptions) {
+    super(options?.message ?? `${code}: ${catalogue[code]}${Object.keys(detail).length ? ` ${detailJson(detail)}` : ''}`, options);
     this.name = new.target.name;
     this.code = code;
     this.detail = detail;

@@ -4,20 +4,13 @@
  *   GET /proofs/frame/<device>/<seq>                 one bundle (200), or an error (404, 409, 422)
  *   GET /proofs?device=<id>&from=<t>&to=<t>&limit=n  { export: <bundle collection>, skipped: [...], truncated }
  *
- * Times are Unix ms or ISO 8601. Errors are JSON { error: CODE, message }.
+ * Times are Unix ms or ISO 8601. Errors are JSON { error: CODE, message }, with the status of
+ * their code (gateway/http/errors.ts).
  */
 import type { ServerResponse } from 'node:http';
 import { parseTimeMs } from '../util/time.js';
-import type { ProofErrorCode, ProofService } from './service.js';
-
-const STATUS: Record<ProofErrorCode, number> = {
-  FRAME_NOT_FOUND: 404,
-  NOT_BATCHED: 409,
-  NOT_YET_ANCHORED: 409,
-  FRAME_TAMPERED: 422,
-  DEVICE_UNKNOWN: 409,
-  CHAIN_OFF: 409,
-};
+import { errorBody, HTTP_STATUS } from '../http/errors.js';
+import type { ProofService } from './service.js';
 
 export function proofRoutes(service: ProofService): (url: URL, res: ServerResponse) => Promise<boolean> {
   const json = (res: ServerResponse, status: number, body: unknown): true => {
@@ -28,17 +21,17 @@ export function proofRoutes(service: ProofService): (url: URL, res: ServerRespon
     const m = /^\/proofs\/frame\/([0-9a-f]{16})\/(\d+)$/.exec(url.pathname);
     if (m) {
       const r = await service.byFrame(m[1]!, BigInt(m[2]!));
-      return r.ok ? json(res, 200, r.bundle) : json(res, STATUS[r.code], { error: r.code, message: r.message });
+      return r.ok ? json(res, 200, r.bundle) : json(res, HTTP_STATUS[r.code], errorBody(r.code, r.message));
     }
     if (url.pathname === '/proofs') {
       const q = url.searchParams;
       const device = q.get('device') ?? undefined;
-      if (device !== undefined && !/^[0-9a-f]{16}$/.test(device)) return json(res, 400, { error: 'BAD_REQUEST', message: 'device must be 16 lowercase hex digits' });
+      if (device !== undefined && !/^[0-9a-f]{16}$/.test(device)) return json(res, HTTP_STATUS.BAD_REQUEST, errorBody('BAD_REQUEST', 'device must be 16 lowercase hex digits'));
       const from = parseTimeMs(q.get('from'));
       const to = parseTimeMs(q.get('to'));
       const limit = q.get('limit') ? Number(q.get('limit')) : undefined;
-      if (Number.isNaN(from) || Number.isNaN(to)) return json(res, 400, { error: 'BAD_REQUEST', message: 'from and to must be Unix ms or ISO 8601 times' });
-      if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) return json(res, 400, { error: 'BAD_REQUEST', message: 'limit must be a positive integer' });
+      if (Number.isNaN(from) || Number.isNaN(to)) return json(res, HTTP_STATUS.BAD_REQUEST, errorBody('BAD_REQUEST', 'from and to must be Unix ms or ISO 8601 times'));
+      if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) return json(res, HTTP_STATUS.BAD_REQUEST, errorBody('BAD_REQUEST', 'limit must be a positive integer'));
       return json(res, 200, await service.byRange(device, from, to, limit));
     }
     return false;

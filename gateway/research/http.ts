@@ -27,6 +27,7 @@ import type { AccessLog } from '../consent/access-log.js';
 import type { AccessEntry } from '../consent/access-entry.js';
 import type { ResearcherAuthenticator, Session } from '../consent/auth.js';
 import { HttpGuard } from '../status/http-server.js';
+import { errorBody, HTTP_STATUS, HttpError } from '../http/errors.js';
 import type { ConsentGrant, ConsentView } from '../consent/consent-view.js';
 import type { DisclosureService } from '../consent/disclosure.js';
 import type { Logger } from '../log.js';
@@ -74,16 +75,6 @@ export interface ResearchApiDeps {
   now?: () => number;
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 /** The metric names of a grant's sensor mask (catalogue names; a code the catalogue lacks as `sensor-<code>`). */
 export function grantMetrics(g: Pick<ConsentGrant, 'sensorMask'>): string[] {
   return sensorCodesOf(g.sensorMask).map((c) => sensorByCode(c)?.name ?? `sensor-${c}`);
@@ -121,33 +112,33 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
     return true;
   };
   const method = (req: IncomingMessage, want: 'GET' | 'POST'): void => {
-    if (req.method !== want) throw new HttpError(405, 'BAD_REQUEST', `${req.method} not allowed here: use ${want}`);
+    if (req.method !== want) throw new HttpError('BAD_REQUEST', `${req.method} not allowed here: use ${want}`, { status: 405 });
   };
   const session = (req: IncomingMessage): Session => {
     const h = req.headers.authorization ?? '';
     const m = /^Bearer ([A-Za-z0-9_-]{1,128})$/.exec(h);
     const r = d.auth.session(m ? m[1]! : '');
-    if (!r.ok) throw new HttpError(401, r.code, m ? r.message : `${r.code}: send Authorization: Bearer <token> from POST /auth/login`);
+    if (!r.ok) throw new HttpError(r.code, m ? r.message : `${r.code}: send Authorization: Bearer <token> from POST /auth/login`);
     return r.session;
   };
   const consent = (): ConsentView => {
-    if (!d.view) throw new HttpError(503, 'UNAVAILABLE', 'this gateway has no ConsentRegistry (chain off, or a deployment that predates it)');
+    if (!d.view) throw new HttpError('UNAVAILABLE', 'this gateway has no ConsentRegistry (chain off, or a deployment that predates it)');
     return d.view;
   };
   const timeParam = (url: URL, name: string): number | undefined => {
     const v = parseTimeMs(url.searchParams.get(name));
-    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new HttpError(400, 'BAD_REQUEST', `${name} must be Unix ms or an ISO 8601 time`);
+    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new HttpError('BAD_REQUEST', `${name} must be Unix ms or an ISO 8601 time`);
     return v;
   };
   /** The patient a pseudonym names, and that the session speaks for it. */
   const patientOf = (url: URL, s: Session): { view: ConsentView; pseudonym: string; patientRef: string } => {
     const view = consent();
     const p = url.searchParams.get('pseudonym') ?? '';
-    if (!PSEUDONYM.test(p)) throw new HttpError(400, 'BAD_REQUEST', 'pseudonym must be 3-64 characters [A-Za-z0-9._-]');
+    if (!PSEUDONYM.test(p)) throw new HttpError('BAD_REQUEST', 'pseudonym must be 3-64 characters [A-Za-z0-9._-]');
     const ref = view.patientRefOf(p);
     const bound = ref ? view.patientOf(ref) : undefined;
-    if (!ref || !bound) throw new HttpError(404, 'UNKNOWN_PATIENT', `no patient address is bound to pseudonym ${p} on ConsentRegistry`);
-    if (bound.toLowerCase() !== s.researcher.toLowerCase()) throw new HttpError(403, 'NOT_PATIENT', `the session's address ${s.researcher} is not the address bound to pseudonym ${p}`);
+    if (!ref || !bound) throw new HttpError('UNKNOWN_PATIENT', `no patient address is bound to pseudonym ${p} on ConsentRegistry`);
+    if (bound.toLowerCase() !== s.researcher.toLowerCase()) throw new HttpError('NOT_PATIENT', `the session's address ${s.researcher} is not the address bound to pseudonym ${p}`);
     return { view, pseudonym: view.pseudonymOf(ref), patientRef: ref };
   };
 
@@ -157,13 +148,13 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
       method(req, 'POST');
       const b = (await body(req)) as { address?: unknown; purpose?: unknown };
       const purpose = b.purpose ?? 'http';
-      if (typeof b.address !== 'string' || !/^0x[0-9a-fA-F]{40}$/.test(b.address)) throw new HttpError(400, 'BAD_REQUEST', 'address must be an Ethereum address (0x and 40 hex digits)');
-      if (purpose !== 'http' && purpose !== 'mqtt') throw new HttpError(400, 'BAD_REQUEST', 'purpose must be "http" or "mqtt"');
+      if (typeof b.address !== 'string' || !/^0x[0-9a-fA-F]{40}$/.test(b.address)) throw new HttpError('BAD_REQUEST', 'address must be an Ethereum address (0x and 40 hex digits)');
+      if (purpose !== 'http' && purpose !== 'mqtt') throw new HttpError('BAD_REQUEST', 'purpose must be "http" or "mqtt"');
       let text: string;
       try {
         text = d.auth.issueChallenge(b.address, purpose).text;
       } catch (e) {
-        throw new HttpError(400, 'BAD_REQUEST', (e as Error).message);
+        throw new HttpError('BAD_REQUEST', (e as Error).message);
       }
       return json(res, 200, { challenge: text });
     }
@@ -172,15 +163,15 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
       // Per source first, before the body is read: the cheapest refusal there is.
       const wait = guard.loginAttempt(req.socket.remoteAddress);
       if (wait !== undefined) {
-        return json(res, 429, { error: 'LOGIN_RATE_LIMITED', message: `LOGIN_RATE_LIMITED: too many logins from this address; retry in ${Math.ceil(wait / 1000)} s` }, { 'retry-after': String(Math.ceil(wait / 1000)) });
+        return json(res, HTTP_STATUS.LOGIN_RATE_LIMITED, errorBody('LOGIN_RATE_LIMITED', `LOGIN_RATE_LIMITED: too many logins from this address; retry in ${Math.ceil(wait / 1000)} s`), { 'retry-after': String(Math.ceil(wait / 1000)) });
       }
       const b = (await body(req)) as { challenge?: unknown; signature?: unknown };
       const r = d.auth.login({ text: b.challenge as string, signature: b.signature as string });
       if (!r.ok) {
         // Counted and summed into rate-limited http_refused lines, never a line per refusal.
         guard.loginRefused(r.code);
-        if (r.code === 'AUTH_BUSY') return json(res, 429, { error: r.code, message: r.message }, { 'retry-after': '1' });
-        return json(res, 401, { error: r.code, message: r.message }, { 'www-authenticate': 'Bearer' });
+        if (r.code === 'AUTH_BUSY') return json(res, HTTP_STATUS[r.code], errorBody(r.code, r.message), { 'retry-after': '1' });
+        return json(res, HTTP_STATUS[r.code], errorBody(r.code, r.message), { 'www-authenticate': 'Bearer' });
       }
       guard.sessionsOpened++;
       d.log.info({ event: 'research_login', researcher: r.session.researcher, expiresAtMs: r.session.expiresAtMs }, 'HTTP session opened');
@@ -189,7 +180,7 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
     if (path === '/auth/logout') {
       method(req, 'POST');
       const all = url.searchParams.get('all');
-      if (all !== null && all !== '0' && all !== '1') throw new HttpError(400, 'BAD_REQUEST', 'all must be 1 (every session of the address) or 0');
+      if (all !== null && all !== '0' && all !== '1') throw new HttpError('BAD_REQUEST', 'all must be 1 (every session of the address) or 0');
       const s = session(req);
       const ended = all === '1' ? d.auth.endSessionsOf(s.researcher) : d.auth.logout(s.token) ? 1 : 0;
       guard.loggedOut += ended;
@@ -222,8 +213,8 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
       const p = patientOf(url, s);
       const fromMs = timeParam(url, 'from');
       const toMs = timeParam(url, 'to');
-      if (fromMs !== undefined && toMs !== undefined && fromMs > toMs) throw new HttpError(400, 'BAD_REQUEST', 'from is after to');
-      if (!d.disclosures) throw new HttpError(503, 'UNAVAILABLE', 'no disclosure service: this gateway has no ConsentRegistry');
+      if (fromMs !== undefined && toMs !== undefined && fromMs > toMs) throw new HttpError('BAD_REQUEST', 'from is after to');
+      if (!d.disclosures) throw new HttpError('UNAVAILABLE', 'no disclosure service: this gateway has no ConsentRegistry');
       const report = d.disclosures.disclosureReport(p.pseudonym, { ...(fromMs !== undefined ? { fromMs } : {}), ...(toMs !== undefined ? { toMs } : {}) });
       d.log.info({ event: 'patient_disclosure_report', pseudonym: p.pseudonym, entries: report.summary.entries }, 'disclosure report served');
       return json(res, 200, report);
@@ -235,26 +226,26 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
   const readings = async (url: URL, res: ServerResponse, idText: string, s: Session): Promise<void> => {
     const startedAt = now();
     const view = consent();
-    if (!/^[1-9][0-9]{0,19}$/.test(idText) || BigInt(idText) > (1n << 64n) - 1n) throw new HttpError(400, 'BAD_REQUEST', 'the grant id must be a positive integer');
+    if (!/^[1-9][0-9]{0,19}$/.test(idText) || BigInt(idText) > (1n << 64n) - 1n) throw new HttpError('BAD_REQUEST', 'the grant id must be a positive integer');
     const g = view.grant(BigInt(idText));
-    if (!g) throw new HttpError(404, 'UNKNOWN_GRANT', `ConsentRegistry has no grant ${idText} (or this gateway has not seen it yet)`);
-    if (g.researcher.toLowerCase() !== s.researcher.toLowerCase()) throw new HttpError(403, 'NOT_GRANTEE', `grant ${idText} was made to another researcher`);
-    if (g.revokedAtMs !== 0n) throw new HttpError(403, 'REVOKED', `grant ${idText} was revoked at ${iso(Number(g.revokedAtMs))}`);
-    if (!view.inForce(g, startedAt)) throw new HttpError(403, 'EXPIRED', `grant ${idText} expired at ${iso(Number(g.expiresAtMs))}`);
+    if (!g) throw new HttpError('UNKNOWN_GRANT', `ConsentRegistry has no grant ${idText} (or this gateway has not seen it yet)`);
+    if (g.researcher.toLowerCase() !== s.researcher.toLowerCase()) throw new HttpError('NOT_GRANTEE', `grant ${idText} was made to another researcher`);
+    if (g.revokedAtMs !== 0n) throw new HttpError('REVOKED', `grant ${idText} was revoked at ${iso(Number(g.revokedAtMs))}`);
+    if (!view.inForce(g, startedAt)) throw new HttpError('EXPIRED', `grant ${idText} expired at ${iso(Number(g.expiresAtMs))}`);
 
     const q = url.searchParams;
     const format = q.get('format') ?? 'json';
-    if (format !== 'json' && format !== 'ndjson' && format !== 'csv') throw new HttpError(400, 'BAD_REQUEST', 'format must be json, ndjson or csv');
+    if (format !== 'json' && format !== 'ndjson' && format !== 'csv') throw new HttpError('BAD_REQUEST', 'format must be json, ndjson or csv');
     const proofsParam = q.get('proofs');
-    if (proofsParam !== null && proofsParam !== '0' && proofsParam !== '1') throw new HttpError(400, 'BAD_REQUEST', 'proofs must be 1 (or 0)');
+    if (proofsParam !== null && proofsParam !== '0' && proofsParam !== '1') throw new HttpError('BAD_REQUEST', 'proofs must be 1 (or 0)');
     const withProofs = proofsParam === '1';
-    if (withProofs && format === 'csv') throw new HttpError(400, 'BAD_REQUEST', 'proof bundles come with format json (a "proofs" array) or ndjson (a "proof" field per frame), not csv');
+    if (withProofs && format === 'csv') throw new HttpError('BAD_REQUEST', 'proof bundles come with format json (a "proofs" array) or ndjson (a "proof" field per frame), not csv');
     const limitText = q.get('limit');
     const limit = limitText === null ? DEFAULT_PAGE_FRAMES : Number(limitText);
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_FRAMES) throw new HttpError(400, 'BAD_REQUEST', `limit must be 1 … ${MAX_PAGE_FRAMES} frames`);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_FRAMES) throw new HttpError('BAD_REQUEST', `limit must be 1 … ${MAX_PAGE_FRAMES} frames`);
     const cursorText = q.get('cursor');
     const after = cursorText ? decodeCursor(cursorText, g.grantId) : undefined;
-    if (cursorText && !after) throw new HttpError(400, 'BAD_CURSOR', 'the cursor is not one this gateway gave out for this grant');
+    if (cursorText && !after) throw new HttpError('BAD_CURSOR', 'the cursor is not one this gateway gave out for this grant');
 
     const granted = new Set(sensorCodesOf(g.sensorMask));
     const asked = q.getAll('metric').flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
@@ -267,22 +258,22 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
         try {
           spec = sensorByName(name);
         } catch {
-          throw new HttpError(400, 'BAD_REQUEST', `unknown metric "${name}"`);
+          throw new HttpError('BAD_REQUEST', `unknown metric "${name}"`);
         }
-        if (!granted.has(spec.code)) throw new HttpError(403, 'SENSOR_NOT_GRANTED', `grant ${idText} does not cover ${name} (it covers ${grantMetrics(g).join(', ')})`);
+        if (!granted.has(spec.code)) throw new HttpError('SENSOR_NOT_GRANTED', `grant ${idText} does not cover ${name} (it covers ${grantMetrics(g).join(', ')})`);
         sensors.push(spec);
       }
     }
-    if (sensors.length === 0) throw new HttpError(403, 'SENSOR_NOT_GRANTED', `grant ${idText} covers no sensor of this gateway's catalogue`);
+    if (sensors.length === 0) throw new HttpError('SENSOR_NOT_GRANTED', `grant ${idText} covers no sensor of this gateway's catalogue`);
 
     const windowFrom = safe(g.dataFromMs);
     const windowTo = safe(g.dataToMs);
     const askedFrom = timeParam(url, 'from');
     const askedTo = timeParam(url, 'to');
-    if (askedFrom !== undefined && askedTo !== undefined && askedFrom > askedTo) throw new HttpError(400, 'BAD_REQUEST', 'from is after to');
+    if (askedFrom !== undefined && askedTo !== undefined && askedFrom > askedTo) throw new HttpError('BAD_REQUEST', 'from is after to');
     const fromMs = Math.max(askedFrom ?? windowFrom, windowFrom);
     const toMs = Math.min(askedTo ?? windowTo, windowTo);
-    if (fromMs > toMs) throw new HttpError(403, 'OUTSIDE_DATA_WINDOW', `grant ${idText} covers data recorded ${iso(windowFrom)} … ${iso(windowTo)}, not the range asked for`);
+    if (fromMs > toMs) throw new HttpError('OUTSIDE_DATA_WINDOW', `grant ${idText} covers data recorded ${iso(windowFrom)} … ${iso(windowTo)}, not the range asked for`);
 
     const pseudonym = view.pseudonymOf(g.patientRef);
     const researcher = s.researcher;
@@ -388,7 +379,7 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
           return true;
         }
         // 413: the rest of the body is never read, so the connection closes after the answer.
-        return json(res, e.status, { error: e.code, message: e.message }, e.status === 401 ? { 'www-authenticate': 'Bearer' } : e.status === 413 ? { connection: 'close' } : {});
+        return json(res, e.status, errorBody(e.code, e.message), e.status === 401 ? { 'www-authenticate': 'Bearer' } : e.status === 413 ? { connection: 'close' } : {});
       }
       d.log.error({ event: 'research_api_failed', path: url.pathname, err: (e as Error).message }, 'research API request failed');
       if (res.headersSent) {
@@ -396,7 +387,7 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
         return true;
       }
       // Storage or the disk failed: no internal detail to the client (the log has it).
-      return json(res, 503, { error: 'UNAVAILABLE', message: 'UNAVAILABLE: the gateway cannot answer this now (storage or the access log failed); try again later' });
+      return json(res, HTTP_STATUS.UNAVAILABLE, errorBody('UNAVAILABLE', 'UNAVAILABLE: the gateway cannot answer this now (storage or the access log failed); try again later'));
     }
   };
 }
@@ -434,11 +425,11 @@ function write(res: ServerResponse, chunk: string): Promise<void> {
 
 async function readJson(req: IncomingMessage, guard: HttpGuard): Promise<unknown> {
   const type = req.headers['content-type'] ?? '';
-  if (!/^application\/json\b/i.test(type)) throw new HttpError(400, 'BAD_REQUEST', 'send a JSON body (content-type: application/json)');
+  if (!/^application\/json\b/i.test(type)) throw new HttpError('BAD_REQUEST', 'send a JSON body (content-type: application/json)');
   const max = guard.limits.maxBodyBytes;
   const tooLarge = (): HttpError => {
     guard.refuse('HTTP_BODY_TOO_LARGE');
-    return new HttpError(413, 'HTTP_BODY_TOO_LARGE', `the body is larger than ${max} bytes (http.maxBodyBytes)`);
+    return new HttpError('HTTP_BODY_TOO_LARGE', `the body is larger than ${max} bytes (http.maxBodyBytes)`);
   };
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > max) throw tooLarge();
@@ -454,14 +445,14 @@ async function readJson(req: IncomingMessage, guard: HttpGuard): Promise<unknown
     if (e instanceof HttpError) throw e;
     // The client cut the body short ('aborted'): its fault, counted, never an error-level log line.
     guard.refuse('HTTP_MALFORMED');
-    throw new HttpError(400, 'HTTP_MALFORMED', `the request body ended before its ${declared} declared bytes`);
+    throw new HttpError('HTTP_MALFORMED', `the request body ended before its ${declared} declared bytes`);
   }
   try {
     const v = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
     return v;
   } catch {
-    throw new HttpError(400, 'BAD_REQUEST', 'the body is not a JSON object');
+    throw new HttpError('BAD_REQUEST', 'the body is not a JSON object');
   }
 }
 

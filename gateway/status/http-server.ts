@@ -17,7 +17,7 @@
  *   logins      POST /auth/login at most http.loginPerSourcePerS per source (burst
  *               http.loginPerSourceBurst): 429 LOGIN_RATE_LIMITED, before the body is read.
  *
- * Every refusal is one code of HTTP_REFUSALS, counted (/status http.refusedBy, /metrics
+ * Every refusal is one code of HTTP_REFUSALS (gateway/http/errors.ts), counted (/status http.refusedBy, /metrics
  * vitalproof_http_refused_total) and summed into an `http_refused` log line at most every 10 s,
  * never a line per refusal (an unauthenticated party must not be able to fill the log).
  */
@@ -28,23 +28,9 @@ import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { ConfigError, type GatewayConfig } from '../config.js';
 import type { AuthStats } from '../consent/auth.js';
+import { ALL_HTTP_REFUSALS, HTTP_STATUS, refusalMessage, type HttpErrorCode, type HttpRefusal } from '../http/errors.js';
 import type { Logger } from '../log.js';
 import { KeyedBuckets } from '../util/token-bucket.js';
-
-/** The closed set of reasons the listener refuses a connection or a request before its route. */
-export const HTTP_REFUSALS = {
-  HTTP_TOO_MANY_CONNECTIONS: 'http.maxConnections connections were open already: the connection was closed at once',
-  HTTP_TOO_MANY_FROM_SOURCE: 'http.maxConnectionsPerSource connections from this address (IPv6: this /64) were open already',
-  HTTP_HEADERS_TOO_LARGE: 'the request line and headers exceed http.maxHeaderBytes (431)',
-  HTTP_BODY_TOO_LARGE: 'the request body exceeds http.maxBodyBytes (413)',
-  HTTP_REQUEST_TIMEOUT: 'no complete headers within http.headersTimeoutMs, or no complete request within http.requestTimeoutMs (408)',
-  HTTP_MALFORMED: 'bytes that are not HTTP/1.1, or a request target that is not a path (400)',
-  HTTP_METHOD_NOT_ALLOWED: 'a CONNECT request: the gateway is no proxy (405)',
-  HTTP_TLS_HANDSHAKE_FAILED: 'the TLS handshake failed or timed out: a plain-HTTP client on the HTTPS port, an untrusted or broken client',
-  LOGIN_RATE_LIMITED: 'more POST /auth/login from this address than http.loginPerSourcePerS (burst http.loginPerSourceBurst) allow (429)',
-} as const;
-export type HttpRefusal = keyof typeof HTTP_REFUSALS;
-export const ALL_HTTP_REFUSALS = Object.keys(HTTP_REFUSALS) as HttpRefusal[];
 
 /** The http.* configuration keys this module reads. */
 export type HttpConfig = GatewayConfig['http'];
@@ -258,13 +244,14 @@ export function createApiServer(guard: HttpGuard, limits: HttpLimits, handler: R
   });
   // The parser may report several errors for one connection's bytes: one refusal per connection.
   const answered = new WeakSet<Socket>();
-  const refuseOn = (socket: Socket, status: number, code: HttpRefusal, extra = ''): void => {
+  const refuseOn = (socket: Socket, code: HttpRefusal & HttpErrorCode, extra = ''): void => {
     if (answered.has(socket)) return void socket.destroy();
     answered.add(socket);
     guard.refuse(code);
     const send = (): void => {
       if (!socket.writable) return void socket.destroy();
-      const body = JSON.stringify({ error: code, message: `${code}: ${HTTP_REFUSALS[code]}` });
+      const body = JSON.stringify({ error: code, message: refusalMessage(code) });
+      const status = HTTP_STATUS[code];
       socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Bad Request'}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`);
     };
     // A request whose own body broke (a bad chunk) will never complete: its answer is this
@@ -275,15 +262,14 @@ export function createApiServer(guard: HttpGuard, limits: HttpLimits, handler: R
     else send();
   };
   // A CONNECT request (a proxy tunnel): Node closes the socket in silence unless someone listens.
-  server.on('connect', (_req: IncomingMessage, socket: Socket) => refuseOn(socket, 405, 'HTTP_METHOD_NOT_ALLOWED', 'allow: GET, POST\r\n'));
+  server.on('connect', (_req: IncomingMessage, socket: Socket) => refuseOn(socket, 'HTTP_METHOD_NOT_ALLOWED', 'allow: GET, POST\r\n'));
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    const answer = (status: number, code: HttpRefusal): void => refuseOn(socket, status, code);
-    if (err.code === 'HPE_HEADER_OVERFLOW') answer(431, 'HTTP_HEADERS_TOO_LARGE');
-    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answer(408, 'HTTP_REQUEST_TIMEOUT');
+    if (err.code === 'HPE_HEADER_OVERFLOW') refuseOn(socket, 'HTTP_HEADERS_TOO_LARGE');
+    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') refuseOn(socket, 'HTTP_REQUEST_TIMEOUT');
     else if (err.code === 'ECONNRESET' || err.code === 'EPIPE') socket.destroy(); // the client hung up: no refusal of ours
     else if (err.code === 'HPE_INVALID_EOF_STATE') socket.destroy(); // it hung up mid-request: the request's reader counts it
     else if (/^ERR_(SSL|TLS)_/.test(err.code ?? '')) socket.destroy(); // a failed handshake: counted once, by tlsClientError
-    else answer(400, 'HTTP_MALFORMED');
+    else refuseOn(socket, 'HTTP_MALFORMED');
   });
   if (tls) {
     server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: Socket) => {

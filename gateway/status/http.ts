@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createApiServer, HttpGuard, type HttpLimits, type HttpStatus } from './http-server.js';
+import { errorBody, HTTP_STATUS } from '../http/errors.js';
 import type { BleStatus } from '../transport/ble/central.js';
 import { ALARMS, ALL_ALARMS, type Alarm, type AlarmCode, type DependencyStatus } from './health.js';
 import type { MqttStatus } from '../transport/mqtt/broker.js';
@@ -172,13 +173,13 @@ export async function startStatusServer(
     const url = (req.url ?? '/').split('?')[0];
     const operator = isLoopback(req.socket.remoteAddress);
     const refuseOperatorRoute = (): void => {
-      res.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'OPERATOR_ONLY', message: `${url} answers only on the gateway host (loopback); researchers use /research/…, patients /patient/…` }));
+      res.writeHead(HTTP_STATUS.OPERATOR_ONLY, { 'content-type': 'application/json' }).end(JSON.stringify(errorBody('OPERATOR_ONLY', `${url} answers only on the gateway host (loopback); researchers use /research/…, patients /patient/…`)));
     };
     const builtIn = url === '/status' || url === '/metrics' || url === '/healthz';
     const parsed = requestUrl(req.url);
     if (!parsed) {
       // '//', '//[' …: not a path (the URL parser throws on them; an uncaught throw here ended the process).
-      res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'HTTP_MALFORMED', message: 'HTTP_MALFORMED: the request target is not a path' }));
+      res.writeHead(HTTP_STATUS.HTTP_MALFORMED, { 'content-type': 'application/json' }).end(JSON.stringify(errorBody('HTTP_MALFORMED', 'HTTP_MALFORMED: the request target is not a path')));
       return;
     }
     if (!builtIn && src.handle) {
@@ -230,7 +231,7 @@ export async function startStatusServer(
         res.destroy(e);
         return;
       }
-      res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'UNAVAILABLE', message: e.message }));
+      res.writeHead(HTTP_STATUS.UNAVAILABLE, { 'content-type': 'application/json' }).end(JSON.stringify(errorBody('UNAVAILABLE', e.message)));
     }
   });
   await new Promise<void>((res, rej) => {

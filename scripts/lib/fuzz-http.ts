@@ -17,34 +17,15 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GRANT_STATUS } from '../../gateway/chain/contracts.js';
-import { AUTH_ERRORS } from '../../gateway/consent/auth.js';
-import { PROOF_ERRORS } from '../../gateway/proof/service.js';
-import { HTTP_REFUSALS } from '../../gateway/status/http-server.js';
+import { HTTP_REFUSALS, HTTP_STATUS } from '../../gateway/http/errors.js';
 import { repoRoot } from './fuzz-frames.js';
 import { httpInput, type HttpContext, type HttpInput } from './fuzz-http-inputs.js';
 import { HttpConnection, type Exchange } from './fuzz-http-wire.js';
 import type { Rng } from './fuzz-rng.js';
 import { Tally, type TargetReport } from './fuzz-report.js';
 
-/**
- * Every error code the API documents (docs/research-api.md, docs/operations.md): the catalogues
- * of the code, and the route-level codes of gateway/research/http.ts, gateway/proof/http.ts and
- * gateway/status/http.ts.
- */
-export const DOCUMENTED_HTTP_CODES: ReadonlySet<string> = new Set([
-  ...Object.keys(AUTH_ERRORS),
-  ...Object.keys(HTTP_REFUSALS),
-  ...Object.keys(PROOF_ERRORS),
-  ...Object.keys(GRANT_STATUS).filter((k) => k !== 'OK'),
-  'NO_GRANT',
-  'BAD_REQUEST',
-  'BAD_CURSOR',
-  'NOT_PATIENT',
-  'UNKNOWN_PATIENT',
-  'UNAVAILABLE',
-  'OPERATOR_ONLY',
-]);
+/** Every error code the API answers or counts: the HTTP catalogue (gateway/http/errors.ts). */
+export const DOCUMENTED_HTTP_CODES: ReadonlySet<string> = new Set([...Object.keys(HTTP_STATUS), ...Object.keys(HTTP_REFUSALS)]);
 
 /** Backticked upper-case codes anywhere in docs/*.md: a code the API answers must be among them. */
 export function codesInDocs(): Set<string> {
