@@ -109,19 +109,6 @@ export function checkEnrolment(e: EnrolmentEntry): { reason: EnrolRefusal; detai
   return undefined;
 }
 
-/** Reads an enrolment file (the simulator's `export`, or a hospital's own list). */
-export function parseEnrolmentFile(text: string): EnrolmentEntry[] {
-  const doc = JSON.parse(text) as { version?: number; devices?: unknown };
-  if (doc.version !== 1 || !Array.isArray(doc.devices)) throw new TypeError('enrolment file must be { "version": 1, "devices": [...] }');
-  return doc.devices.map((d, i) => {
-    const e = d as Partial<EnrolmentEntry>;
-    if (typeof e.deviceId !== 'string' || typeof e.publicKey !== 'string' || typeof e.patient !== 'string') {
-      throw new TypeError(`devices[${i}] needs string deviceId, publicKey and patient`);
-    }
-    return { deviceId: e.deviceId, publicKey: e.publicKey.toLowerCase(), patient: e.patient, sensors: e.sensors ?? [], ...(e.firmware ? { firmware: e.firmware } : {}) };
-  });
-}
-
 /** Whether a frame with this device timestamp is refused because the device was revoked. */
 export function revokedAt(rec: DeviceRecord, timestampMs: number): boolean {
   return rec.revokedAtMs !== undefined && timestampMs >= rec.revokedAtMs;

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkPublicKey, deviceIdFromKey } from '../../firmware-proto/signing.js';
 import { assignSensors, enrolmentFile, fleetDevices, rogueDevice, SIM_FIRMWARE, writeEnrolmentFile } from '../../device-sim/fleet.js';
-import { checkEnrolment, parseEnrolmentFile } from '../../gateway/registry/registry.js';
+import { checkEnrolment } from '../../gateway/registry/registry.js';
+import { parseEnrolmentFile } from '../../gateway/registry/enrolment.js';
 
 let dir: string;
 beforeEach(() => {
@@ -100,7 +101,8 @@ describe('enrolment export', () => {
       expect(e.publicKey).toMatch(/^[0-9a-f]{64}$/);
     });
     // The gateway's own reader and enrolment rules accept every entry.
-    const entries = parseEnrolmentFile(readFileSync(path, 'utf8'));
+    const { entries, refused } = parseEnrolmentFile(readFileSync(path, 'utf8'));
+    expect(refused).toEqual([]);
     expect(entries.map((e) => e.deviceId)).toEqual(fleet.map((d) => d.deviceId));
     for (const e of entries) expect(checkEnrolment(e)).toBeUndefined();
   });
