@@ -1,0 +1,69 @@
+/**
+ * The spool at start-up (docs/architecture.md, "Recovery"): the torn tail is cut, numbering
+ * resumes above every position a consumer recorded, lost records are reported, and device
+ * state is rebuilt from the storage checkpoint plus the spool's tail. All of this happens
+ * before any transport listens.
+ */
+import { join } from 'node:path';
+import { DeviceStates } from '../ingest/device-state.js';
+import { readCheckpoint } from '../ingest/drainer.js';
+import { decodeSpoolRecord } from '../ingest/spool-record.js';
+import { Wal, WalReader } from '../spool/wal.js';
+import type { PartContext } from './lifecycle.js';
+
+export interface SpoolPart {
+  wal: Wal;
+  /** The storage writer's checkpoint: device state and the last spool position in storage. */
+  checkpointPath: string;
+  /** Device state as of the last durable record (checkpoint plus the spool's tail). */
+  states: DeviceStates;
+  /** How far each consumer has made the spool's records durable elsewhere. */
+  consumed: { storage: bigint; batches: bigint };
+  /** Records that `consumer` is done with everything up to `lsn`; releases what every consumer is done with. */
+  advance(consumer: 'storage' | 'batches', lsn: bigint): void;
+}
+
+/**
+ * Opens and recovers the spool.
+ * @param batchesLsn the last spool position in a sealed Merkle batch (the batch store's record).
+ */
+export async function recoverSpool(ctx: PartContext, batchesLsn: bigint): Promise<SpoolPart> {
+  const { config, log, life } = ctx;
+  const checkpointPath = join(config.dataDir, 'spool', 'checkpoint.json');
+  const checkpoint = readCheckpoint(checkpointPath);
+  const ckLsn = BigInt(checkpoint?.lsn ?? '0');
+  // No spool position is ever handed out twice: numbering resumes above whatever storage
+  // (the checkpoint) or the sealed batches have recorded, even when the spool lost its tail.
+  const wal = await Wal.open(join(config.dataDir, 'spool'), {
+    quotaBytes: config.spool.quotaBytes,
+    segmentBytes: config.spool.segmentBytes,
+    minFreeBytes: config.spool.minFreeBytes,
+    minNextLsn: (ckLsn > batchesLsn ? ckLsn : batchesLsn) + 1n,
+  });
+  life.onStop(() => wal.close());
+  for (const lost of wal.recovered.lost) {
+    log.error({ event: 'spool_loss', from: lost.from.toString(), to: lost.to.toString(), records: Number(lost.to - lost.from + 1n), why: lost.why }, 'spool records that were durable are missing: they are reported, and their positions are never reused');
+  }
+  const states = DeviceStates.fromCheckpoint(checkpoint);
+  // Rebuild the live view: everything durable after the checkpoint.
+  const tail = new WalReader(wal, ckLsn + 1n);
+  let replayed = 0;
+  for (let recs = tail.read(5000); recs.length > 0; recs = tail.read(5000)) {
+    for (const r of recs) {
+      const f = decodeSpoolRecord(r.lsn, r.payload);
+      states.apply(f.frame, f.sha256);
+      replayed++;
+    }
+  }
+  tail.close();
+  log.info({ event: 'spool_recovered', backlog: Number(wal.backlog), replayed, truncatedBytes: wal.recovered.truncatedBytes }, 'spool recovered');
+
+  // The spool is released only up to what both storage and the sealed batches have consumed.
+  const consumed = { storage: ckLsn, batches: batchesLsn };
+  const advance = (consumer: 'storage' | 'batches', lsn: bigint): void => {
+    consumed[consumer] = lsn;
+    const upTo = consumed.storage < consumed.batches ? consumed.storage : consumed.batches;
+    if (upTo > wal.releasedLsn) wal.release(upTo);
+  };
+  return { wal, checkpointPath, states, consumed, advance };
+}
