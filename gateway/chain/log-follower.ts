@@ -1,8 +1,8 @@
 /**
  * Follows the events of one contract by polling eth_getLogs, into a local state that is served
- * from memory and cached on disk: the machinery of the on-chain device registry
- * (gateway/registry/chain-registry.ts), without knowing what the events mean. ConsentView
- * (gateway/consent/consent-view.ts) is built on it.
+ * from memory and cached on disk, without knowing what the events mean. The device registry
+ * (gateway/registry/chain-registry.ts) and ConsentView (gateway/consent/consent-view.ts) are
+ * built on it.
  *
  *   start        load the cache file (this chain, this contract, this deploy block) and serve it
  *   every poll   head = latest block; the block the state ends at must still have its hash, else
@@ -50,10 +50,14 @@ export interface LogFollowerHooks<S extends FollowedState, C> {
   published?(changes: C): boolean | void;
   /** After a rescanned state replaced `before` (a reorganisation, or a cache of another chain). */
   swapped?(before: S, after: S): void;
+  /** Fields the `<prefix>_rescanned` log line adds about a rescan that replaced `before`. */
+  rescanned?(before: S, after: S): Record<string, unknown>;
+  /** At the start of each round, once the chain id is checked (e.g. re-read a file the state is joined with). */
+  beforeRound?(): void;
   /** The owner's part of the state as JSON, for the cache file. */
   save(state: S): unknown;
-  /** The owner's part read back from the cache file; undefined when it is not valid. */
-  load(data: unknown, lastBlock: number, lastBlockHash: string | undefined): S | undefined;
+  /** The owner's part read back from the cache file; undefined (or why, as a string) when it is not valid. */
+  load(data: unknown, lastBlock: number, lastBlockHash: string | undefined): S | string | undefined;
 }
 
 export interface LogFollowerOptions<S extends FollowedState, C> {
@@ -66,6 +70,10 @@ export interface LogFollowerOptions<S extends FollowedState, C> {
   deployBlock: number;
   /** The cache file (JSON, written atomically). */
   cachePath: string;
+  /** The cache file's key for the owner's part of the state. Default 'data'; the registry's cache, older than this engine, has 'devices'. */
+  cacheField?: string;
+  /** Indentation of the cache file's JSON (the registry's is indented for people to read). Default none. */
+  cacheIndent?: number;
   /** Blocks an event needs (its own included) before it is applied. Default 1. */
   confirmations?: number;
   /** Polling period while the chain answers. Default 1000. */
@@ -99,6 +107,7 @@ export interface LogFollowerStatus {
   lastSyncAtMs?: number;
 }
 
+/** The cache file: these fields, then the owner's part under `cacheField`. */
 interface CacheFile {
   version: 1;
   chainId: number;
@@ -106,7 +115,7 @@ interface CacheFile {
   deployBlock: number;
   lastBlock: number;
   lastBlockHash: string | null;
-  data: unknown;
+  [cacheField: string]: unknown;
 }
 
 /** Thrown inside a scan when the block the state ends at is no longer on the chain. */
@@ -207,12 +216,15 @@ export class LogFollower<S extends FollowedState, C> {
     return r;
   }
 
-  /** Syncs until every event up to `block` is applied (a provider may answer a cached head for a moment). */
-  async syncTo(block: number): Promise<void> {
+  /**
+   * Syncs until every event up to `block` is applied (a provider may answer a cached head for a moment).
+   * @throws `stuck(reason)` (default an Error of `reason`) when the node keeps reporting a head below `block`.
+   */
+  async syncTo(block: number, stuck: (reason: string) => Error = (reason) => new Error(reason)): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       await this.sync();
       if (this.live.lastBlock >= block) return;
-      if (attempt >= 100) throw new Error(`the node keeps reporting a head below block ${block}`);
+      if (attempt >= 100) throw stuck(`the node keeps reporting a head below block ${block}`);
       await sleep(Math.min(100, this.o.pollIntervalMs));
     }
   }
@@ -275,6 +287,7 @@ export class LogFollower<S extends FollowedState, C> {
 
   private async round(): Promise<void> {
     if (!this.chainChecked) await this.checkChain();
+    this.o.hooks.beforeRound?.();
     const head = await this.rpc(this.o.provider.getBlockNumber(), 'eth_blockNumber');
     const target = head - (this.o.confirmations - 1);
     const v = this.live;
@@ -371,7 +384,7 @@ export class LogFollower<S extends FollowedState, C> {
       }
       const before = this.live;
       this.live = fresh;
-      this.o.log?.info({ event: `${p}_rescanned`, lastBlock: fresh.lastBlock }, 'state rebuilt from the chain');
+      this.o.log?.info({ event: `${p}_rescanned`, lastBlock: fresh.lastBlock, ...this.o.hooks.rescanned?.(before, fresh) }, 'state rebuilt from the chain');
       this.swap(before);
       return;
     }
@@ -402,8 +415,8 @@ export class LogFollower<S extends FollowedState, C> {
     if (c.contract.toLowerCase() !== this.address.toLowerCase()) return ignore('another contract', { cached: c.contract, contract: this.address });
     if (this.o.chainId !== undefined && c.chainId !== this.o.chainId) return ignore('another chain id', { cached: c.chainId, chainId: this.o.chainId });
     if (c.deployBlock !== this.o.deployBlock) return ignore('another deploy block', { cached: c.deployBlock, deployBlock: this.o.deployBlock });
-    const state = this.o.hooks.load(c.data, c.lastBlock, c.lastBlockHash ?? undefined);
-    if (!state) return ignore('malformed entries');
+    const state = this.o.hooks.load(c[this.o.cacheField ?? 'data'], c.lastBlock, c.lastBlockHash ?? undefined);
+    if (state === undefined || typeof state === 'string') return ignore(state ?? 'malformed entries');
     this.chainId = c.chainId;
     this.lastCacheWrite = Date.now();
     return state;
@@ -418,10 +431,10 @@ export class LogFollower<S extends FollowedState, C> {
       deployBlock: this.o.deployBlock,
       lastBlock: this.live.lastBlock,
       lastBlockHash: this.live.lastBlockHash ?? null,
-      data: this.o.hooks.save(this.live),
+      [this.o.cacheField ?? 'data']: this.o.hooks.save(this.live),
     };
     try {
-      writeFileAtomic(this.o.cachePath, `${JSON.stringify(doc)}\n`);
+      writeFileAtomic(this.o.cachePath, `${JSON.stringify(doc, null, this.o.cacheIndent)}\n`);
       this.cacheDirty = false;
       this.lastCacheWrite = Date.now();
     } catch (e) {

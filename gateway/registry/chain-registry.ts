@@ -4,14 +4,17 @@
  *
  * Ingest reads it synchronously from memory, like the file registry, and never waits on the
  * chain. The memory view is the contract's DeviceEnrolled / DeviceRevoked events, followed by
- * polling eth_getLogs, joined with the local pseudonym directory (./directory.ts):
+ * gateway/chain/log-follower.ts (polling eth_getLogs, confirmations, reorganisation rescans,
+ * the cache served while the chain is down), joined with the local pseudonym directory
+ * (./directory.ts), which is re-read before each round:
  *
  *   start        load registry-cache.json (this chain, this contract) and serve it at once
- *   every poll   head = latest block; the block at lastBlock must still have lastBlockHash,
- *                else the chain reorganised under us: rescan from deployBlock into a fresh
- *                view and swap it in; then getLogs(lastBlock+1 .. head-confirmations+1) in
- *                ranges of at most 2,000 blocks, applied in (block, log index) order
+ *   every poll   the events after the cached lastBlock, up to head-confirmations+1; a
+ *                reorganisation under the view rebuilds it from deployBlock (registry_reorg)
  *   chain down   keep serving the view; log the first failure and every 10th; back off
+ *
+ * registry-cache.json keeps the format it had before the follower existed (the devices at top
+ * level, indented), so caches written by earlier gateways load without a rescan.
  *
  * enrol() and revoke() send the transactions (a signer with HOSPITAL_ADMIN_ROLE is needed),
  * then sync, so the local view shows their effect when they resolve.
@@ -33,20 +36,19 @@
  *   registry.get('3f2a9c0d4e5b6a71'); // DeviceRecord | undefined
  */
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { getAddress, isError, type Log, type Provider, type Signer, type TransactionReceipt } from 'ethers';
+import { CodedError, type ErrorDetail } from '../../firmware-proto/coded-error.js';
 import { decodeRevert, deviceRegistryAt, deviceRegistryInterface, ROLES, type DeviceRegistryErrors } from '../chain/contracts.js';
 import { deviceIdFromBytes8, deviceIdToBytes8, patientRefOf, siteIdOf } from '../chain/ids.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { FollowerClosedError, LogFollower, type FollowedState, type FollowerLog } from '../chain/log-follower.js';
 import { DIRECTORY_FILE, fallbackPseudonym, loadOrCreatePatientRefKey, PseudonymDirectory, type DirectoryEntry } from './directory.js';
 import type { KeyProblem } from '../../firmware-proto/signing.js';
 import { checkEnrolment, KeyRuleCache, refusedKeysBy, type DeviceRecord, type DeviceRegistry, type EnrolResult, type EnrolmentEntry, type RefusedKey } from './registry.js';
 
 export const CACHE_FILE = 'registry-cache.json';
-/** Blocks per eth_getLogs request: public endpoints commonly refuse wider ranges. */
-export const MAX_LOG_RANGE = 2000;
+export { MAX_LOG_RANGE } from '../chain/log-follower.js';
 
 /** The closed set of ChainRegistry failures; callers branch on `code`, never on the message. */
 export const CHAIN_REGISTRY_ERRORS = {
@@ -59,15 +61,9 @@ export const CHAIN_REGISTRY_ERRORS = {
 } as const;
 export type ChainRegistryErrorCode = keyof typeof CHAIN_REGISTRY_ERRORS;
 
-export class ChainRegistryError extends Error {
-  readonly code: ChainRegistryErrorCode;
-  readonly detail: Readonly<Record<string, unknown>>;
-  constructor(code: ChainRegistryErrorCode, detail: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    const extra = Object.keys(detail).length ? ` ${JSON.stringify(detail, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}` : '';
-    super(`${code}: ${CHAIN_REGISTRY_ERRORS[code]}${extra}`, options);
-    this.name = 'ChainRegistryError';
-    this.code = code;
-    this.detail = detail;
+export class ChainRegistryError extends CodedError<ChainRegistryErrorCode> {
+  constructor(code: ChainRegistryErrorCode, detail: ErrorDetail = {}, options?: ErrorOptions) {
+    super(CHAIN_REGISTRY_ERRORS, code, detail, options);
   }
 }
 
@@ -76,11 +72,7 @@ export function isChainRegistryError(e: unknown, code?: ChainRegistryErrorCode):
 }
 
 /** The log methods used (a pino Logger fits). */
-export interface RegistryLog {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+export type RegistryLog = FollowerLog;
 
 export interface ChainRegistryOptions {
   provider: Provider;
@@ -143,54 +135,26 @@ interface ChainDevice {
   block: number;
 }
 
-/** Everything applied up to and including `lastBlock`, whose hash was `lastBlockHash`. */
-interface View {
-  lastBlock: number;
-  lastBlockHash: string | undefined;
+/** Every event up to and including `lastBlock`, whose hash was `lastBlockHash`, applied. */
+interface View extends FollowedState {
   devices: Map<string, ChainDevice>;
 }
 
-interface CacheFile {
-  version: 1;
-  chainId: number;
-  contract: string;
-  deployBlock: number;
-  lastBlock: number;
-  lastBlockHash: string | null;
-  devices: ChainDevice[];
+/** What a chunk of events changed. */
+interface Changes {
+  enrolled: string[];
+  revoked: string[];
 }
 
-/** Thrown inside a scan when the block the view ends at is no longer on the chain. */
-class ReorgDetected extends Error {}
-
-const LOG_EVERY_NTH_FAILURE = 10;
-const CACHE_FLUSH_MS = 60_000;
-const CHUNK_ATTEMPTS = 3;
-const RESCAN_ATTEMPTS = 3;
 const [ENROLLED_TOPIC, REVOKED_TOPIC] = [deviceRegistryInterface.getEvent('DeviceEnrolled')!.topicHash, deviceRegistryInterface.getEvent('DeviceRevoked')!.topicHash];
 
 export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; changed: [] }> implements DeviceRegistry {
   readonly contract: string;
-  private readonly o: Required<Pick<ChainRegistryOptions, 'confirmations' | 'pollIntervalMs' | 'maxBackoffMs' | 'rpcTimeoutMs' | 'site'>> & ChainRegistryOptions;
+  private readonly o: Required<Pick<ChainRegistryOptions, 'confirmations' | 'site'>> & ChainRegistryOptions;
+  private readonly follower: LogFollower<View, Changes>;
   private readonly directory: PseudonymDirectory;
-  private readonly cachePath: string;
-  private view: View;
   private records = new Map<string, DeviceRecord>();
-  private chainId: number | undefined;
-  private chainChecked = false;
-  private following = false;
-  private failures = 0;
-  private lastError: string | undefined;
-  private lastSyncAtMs: number | undefined;
-  private lastCacheWrite = 0;
-  private cacheDirty = false;
   private closed = false;
-  private timer: NodeJS.Timeout | undefined;
-  private rounds: Promise<void> = Promise.resolve();
-  private readonly firstSync: Promise<void>;
-  private resolveFirstSync!: () => void;
-  private rejectFirstSync!: (e: Error) => void;
-  private synced = false;
   /** Devices whose directory entry names another patientRef than the chain: warned once each. */
   private readonly mismatchWarned = new Set<string>();
   /** Devices of the view whose key breaks the rule (§2.2): not records. */
@@ -206,23 +170,46 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
    */
   constructor(opts: ChainRegistryOptions) {
     super();
-    if (!Number.isSafeInteger(opts.deployBlock) || opts.deployBlock < 0) throw new TypeError(`deployBlock must be a block number, got ${opts.deployBlock}`);
-    const confirmations = opts.confirmations ?? 1;
-    if (!Number.isSafeInteger(confirmations) || confirmations < 1) throw new TypeError(`confirmations must be at least 1, got ${confirmations}`);
-    this.o = { confirmations, pollIntervalMs: 1000, maxBackoffMs: 30_000, rpcTimeoutMs: 15_000, site: 'default', ...stripUndefined(opts) };
+    this.o = { confirmations: 1, site: 'default', ...stripUndefined(opts) };
     siteIdOf(this.o.site); // TypeError for an empty label, now rather than at the first enrol
-    this.contract = getAddress(opts.deviceRegistryAddress);
+    getAddress(opts.deviceRegistryAddress); // an invalid address throws before anything is created on disk
     mkdirSync(opts.dataDir, { recursive: true });
     this.directory = new PseudonymDirectory(join(opts.dataDir, DIRECTORY_FILE));
-    this.cachePath = join(opts.dataDir, CACHE_FILE);
-    this.view = this.loadCache() ?? this.emptyView();
-    this.rebuildRecords();
-    this.firstSync = new Promise((res, rej) => {
-      this.resolveFirstSync = res;
-      this.rejectFirstSync = rej;
+    this.follower = new LogFollower<View, Changes>({
+      provider: opts.provider,
+      address: opts.deviceRegistryAddress,
+      topics: [ENROLLED_TOPIC, REVOKED_TOPIC],
+      deployBlock: opts.deployBlock,
+      cachePath: join(opts.dataDir, CACHE_FILE),
+      cacheField: 'devices',
+      cacheIndent: 2,
+      logPrefix: 'registry',
+      ...(opts.confirmations !== undefined ? { confirmations: opts.confirmations } : {}),
+      ...(opts.pollIntervalMs !== undefined ? { pollIntervalMs: opts.pollIntervalMs } : {}),
+      ...(opts.maxBackoffMs !== undefined ? { maxBackoffMs: opts.maxBackoffMs } : {}),
+      ...(opts.rpcTimeoutMs !== undefined ? { rpcTimeoutMs: opts.rpcTimeoutMs } : {}),
+      ...(opts.follow !== undefined ? { follow: opts.follow } : {}),
+      ...(opts.chainId !== undefined ? { chainId: opts.chainId } : {}),
+      ...(opts.log ? { log: opts.log } : {}),
+      hooks: {
+        empty: (lastBlock) => ({ lastBlock, lastBlockHash: undefined, devices: new Map() }),
+        apply: applyLogs,
+        published: (c) => this.published(c),
+        swapped: (before) => this.swapped(before),
+        rescanned: (before, after) => ({ devices: after.devices.size, dropped: [...before.devices.keys()].filter((id) => !after.devices.has(id)).length }),
+        beforeRound: () => this.refreshDirectory(),
+        save: (v) => [...v.devices.values()],
+        load: loadDevices,
+      },
     });
-    this.firstSync.catch(() => undefined); // rejected by close(): only for whoever waits on ready()
-    if (opts.follow !== false) this.schedule(0);
+    this.contract = this.follower.address;
+    this.rebuildRecords();
+    this.follower.start();
+  }
+
+  /** The live view (the follower's state). */
+  private get view(): View {
+    return this.follower.state;
   }
 
   get(deviceId: string): DeviceRecord | undefined {
@@ -240,17 +227,18 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
   status(): ChainRegistryStatus {
     let revoked = 0;
     for (const d of this.view.devices.values()) if (d.revokedAtMs !== undefined) revoked++;
+    const f = this.follower.status();
     return {
-      following: this.following,
-      lastBlock: this.view.lastBlock,
-      ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
+      following: f.following,
+      lastBlock: f.lastBlock,
+      ...(f.lastError !== undefined ? { lastError: f.lastError } : {}),
       devices: this.view.devices.size,
       revoked,
       refusedKeys: this.refused.size,
       refusedKeysBy: refusedKeysBy([...this.refused.values()]),
-      ...(this.chainId !== undefined ? { chainId: this.chainId } : {}),
-      failures: this.failures,
-      ...(this.lastSyncAtMs !== undefined ? { lastSyncAtMs: this.lastSyncAtMs } : {}),
+      ...(f.chainId !== undefined ? { chainId: f.chainId } : {}),
+      failures: f.failures,
+      ...(f.lastSyncAtMs !== undefined ? { lastSyncAtMs: f.lastSyncAtMs } : {}),
     };
   }
 
@@ -260,8 +248,9 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
    * `follow: false` it runs sync() and rejects when that fails.
    */
   ready(): Promise<void> {
-    if (this.synced || this.o.follow !== false) return this.firstSync;
-    return this.sync();
+    return this.follower.ready().catch((e: unknown) => {
+      throw e instanceof FollowerClosedError ? new ChainRegistryError('REGISTRY_CLOSED', { reason: 'closed before the first catch-up' }) : e;
+    });
   }
 
   /**
@@ -273,9 +262,7 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
    */
   sync(): Promise<void> {
     if (this.closed) return Promise.reject(new ChainRegistryError('REGISTRY_CLOSED'));
-    const r = this.rounds.then(() => this.guardedRound());
-    this.rounds = r.catch(() => undefined);
-    return r;
+    return this.follower.sync();
   }
 
   /**
@@ -435,170 +422,38 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.rounds;
-    this.following = false;
-    if (!this.synced) this.rejectFirstSync(new ChainRegistryError('REGISTRY_CLOSED', { reason: 'closed before the first catch-up' }));
-    this.writeCache();
+    await this.follower.close();
   }
 
-  // ---- following the chain -------------------------------------------------------------
+  // ---- following the chain (the follower's hooks) ----------------------------------------
 
-  private schedule(delayMs: number): void {
-    if (this.closed) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.sync().then(
-        () => this.schedule(this.o.pollIntervalMs),
-        () => this.schedule(Math.min(this.o.maxBackoffMs, this.o.pollIntervalMs * 2 ** Math.min(this.failures, 16))),
-      );
-    }, delayMs);
-    this.timer.unref();
+  /** Syncs until every event up to `block` (which holds our transaction) is applied. */
+  private syncTo(block: number): Promise<void> {
+    return this.follower.syncTo(block, (reason) => new ChainRegistryError('REGISTRY_TX_FAILED', { reason: `${reason}, which holds our transaction` }));
   }
 
-  private async guardedRound(): Promise<void> {
-    try {
-      await this.round();
-    } catch (e) {
-      this.following = false;
-      this.failures++;
-      this.lastError = (e as Error).message;
-      if (this.failures === 1 || this.failures % LOG_EVERY_NTH_FAILURE === 0) {
-        this.o.log?.warn({ event: 'registry_chain_unreachable', failures: this.failures, lastBlock: this.view.lastBlock, err: this.lastError }, 'chain unreachable: serving the cached registry');
-      }
-      throw e;
-    }
-    if (this.failures > 0) this.o.log?.info({ event: 'registry_chain_reachable', after: this.failures, lastBlock: this.view.lastBlock }, 'chain reachable again: registry following');
-    this.failures = 0;
-    this.lastError = undefined;
-    this.following = true;
-    this.lastSyncAtMs = Date.now();
-    if (!this.synced) {
-      this.synced = true;
-      this.resolveFirstSync();
-    }
-    if (this.cacheDirty && Date.now() - this.lastCacheWrite >= CACHE_FLUSH_MS) this.writeCache();
-  }
-
-  /** Syncs until every event up to `block` is applied (a provider may answer a cached head for a moment). */
-  private async syncTo(block: number): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      await this.sync();
-      if (this.view.lastBlock >= block) return;
-      if (attempt >= 100) throw new ChainRegistryError('REGISTRY_TX_FAILED', { reason: `the node keeps reporting a head below block ${block}, which holds our transaction` });
-      await sleep(Math.min(100, this.o.pollIntervalMs));
-    }
-  }
-
-  private async round(): Promise<void> {
-    if (!this.chainChecked) await this.checkChain();
+  /** Before each round: another process may have enrolled, and written the directory. */
+  private refreshDirectory(): void {
     try {
       if (this.directory.refresh()) this.refreshRecords();
     } catch (e) {
       this.o.log?.warn({ event: 'registry_directory_unreadable', err: (e as Error).message }, 'pseudonym directory unreadable; keeping the entries read before');
     }
-    const head = await this.rpc(this.o.provider.getBlockNumber(), 'eth_blockNumber');
-    const target = head - (this.o.confirmations - 1);
-    const v = this.view;
-    if (v.lastBlockHash !== undefined) {
-      // The block the view ends at must still be on the chain (gone or replaced: reorg, or a
-      // reverted dev chain). The scan checks it again after reading each range of logs.
-      const b = await this.blockHash(v.lastBlock);
-      if (b !== v.lastBlockHash) return this.rescan(target, { block: v.lastBlock, expected: v.lastBlockHash, got: b ?? null });
-    }
-    if (target <= v.lastBlock) return;
-    try {
-      await this.scan(v, target, (changes) => this.publish(changes.enrolled, changes.revoked));
-    } catch (e) {
-      if (e instanceof ReorgDetected) return this.rescan(target, { block: v.lastBlock, reason: e.message });
-      throw e;
-    }
   }
 
-  /** First contact: a cache of another chain is dropped (the contract address was checked at load). */
-  private async checkChain(): Promise<void> {
-    const p = this.o.provider as Provider & { send?: (method: string, params: unknown[]) => Promise<unknown> };
-    // A JSON-RPC provider with a static network answers getNetwork() without asking the node.
-    const id = typeof p.send === 'function' ? Number(await this.rpc(p.send('eth_chainId', []), 'eth_chainId')) : Number((await this.rpc(p.getNetwork(), 'getNetwork')).chainId);
-    const cached = this.chainId;
-    this.chainId = id;
-    this.chainChecked = true;
-    if (cached !== undefined && cached !== id) {
-      this.o.log?.warn({ event: 'registry_cache_ignored', reason: 'another chain id', cached, chainId: id }, 'registry cache is for another chain: rebuilding it');
-      const before = this.view;
-      this.view = this.emptyView();
-      this.swapped(before);
-    }
-  }
-
-  /**
-   * Scans getLogs from view.lastBlock+1 to `to` into `view`, chunk by chunk; after each chunk
-   * the view ends at the chunk's last block and `onChunk` gets what changed.
-   * @throws ReorgDetected when the view's last block is replaced while scanning.
-   */
-  private async scan(view: View, to: number, onChunk?: (c: { enrolled: string[]; revoked: string[] }) => void): Promise<void> {
-    while (view.lastBlock < to) {
-      const from = view.lastBlock + 1;
-      const end = Math.min(to, from + MAX_LOG_RANGE - 1);
-      let logs: Log[] | undefined;
-      let endHash: string | undefined;
-      for (let attempt = 1; !logs; attempt++) {
-        // The hash of `end` read before and after the logs: unchanged, the logs are of that
-        // chain (a change below `end` changes its hash). The view's own last block is checked
-        // in between, so logs of a new branch are never appended to a view of the old one.
-        const before = await this.blockHash(end);
-        const got = await this.rpc(this.o.provider.getLogs({ address: this.contract, topics: [[ENROLLED_TOPIC, REVOKED_TOPIC]], fromBlock: from, toBlock: end }), 'eth_getLogs');
-        if (view.lastBlockHash !== undefined && (await this.blockHash(view.lastBlock)) !== view.lastBlockHash) throw new ReorgDetected(`block ${view.lastBlock} was replaced`);
-        const after = await this.blockHash(end);
-        if (before !== undefined && before === after && got.every((l) => !l.removed && (l.blockNumber !== end || l.blockHash === before))) {
-          logs = got;
-          endHash = before;
-        } else if (attempt >= CHUNK_ATTEMPTS) throw new Error(`blocks ${from}-${end} kept changing while their logs were read (reorganisation in progress)`);
-      }
-      const changes = applyLogs(view, logs);
-      view.lastBlock = end;
-      view.lastBlockHash = endHash;
-      onChunk?.(changes);
-    }
-  }
-
-  /** Rebuilds the view from deployBlock (the chain reorganised), then swaps it in. */
-  private async rescan(target: number, why: Record<string, unknown>): Promise<void> {
-    this.o.log?.warn({ event: 'registry_reorg', ...why, deployBlock: this.o.deployBlock }, 'chain reorganised under the registry: rescanning from the deploy block');
-    for (let attempt = 1; ; attempt++) {
-      const fresh = this.emptyView();
-      try {
-        await this.scan(fresh, target);
-      } catch (e) {
-        if (e instanceof ReorgDetected && attempt < RESCAN_ATTEMPTS) continue;
-        throw e;
-      }
-      const before = this.view;
-      this.view = fresh;
-      const dropped = [...before.devices.keys()].filter((id) => !fresh.devices.has(id));
-      this.o.log?.info({ event: 'registry_rescanned', lastBlock: fresh.lastBlock, devices: fresh.devices.size, dropped: dropped.length }, 'registry rebuilt from the chain');
-      this.swapped(before);
-      return;
-    }
-  }
-
-  /** After the view was replaced: new records, 'revoked' for revocations new to us, 'changed'. */
+  /** After a rescanned view replaced `before`: new records, 'revoked' for revocations new to us, 'changed'. */
   private swapped(before: View): void {
     this.rebuildRecords();
     for (const [id, d] of this.view.devices) {
       const rec = this.records.get(id);
       if (rec && d.revokedAtMs !== undefined && before.devices.get(id)?.revokedAtMs === undefined) this.emit('revoked', rec);
     }
-    this.cacheDirty = true;
-    this.writeCache();
     this.emit('changed');
   }
 
-  /** Applies the outcome of a chunk scanned into the live view. */
-  private publish(enrolled: string[], revoked: string[]): void {
-    this.cacheDirty = true;
-    if (!enrolled.length && !revoked.length) return;
+  /** After a chunk was applied to the live view; true when it changed something (the follower writes the cache). */
+  private published({ enrolled, revoked }: Changes): boolean {
+    if (!enrolled.length && !revoked.length) return false;
     if (enrolled.some((id) => !this.directory.get(id))) {
       // Written by another process just before its transaction: re-read before falling back.
       try {
@@ -612,11 +467,11 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
       const rec = this.records.get(id);
       if (rec) this.emit('revoked', rec); // a refused device was never served: nothing to cut
     }
-    this.writeCache();
     this.emit('changed');
+    return true;
   }
 
-  // ---- records, directory, cache --------------------------------------------------------
+  // ---- records and directory ------------------------------------------------------------
 
   private rebuildRecords(): void {
     this.records = new Map();
@@ -677,57 +532,6 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
     };
   }
 
-  private emptyView(): View {
-    return { lastBlock: this.o.deployBlock - 1, lastBlockHash: undefined, devices: new Map() };
-  }
-
-  private loadCache(): View | undefined {
-    if (!existsSync(this.cachePath)) return undefined;
-    const ignore = (reason: string, extra: Record<string, unknown> = {}): undefined => {
-      this.o.log?.warn({ event: 'registry_cache_ignored', reason, path: this.cachePath, ...extra }, 'registry cache ignored: rebuilding it from the chain');
-      return undefined;
-    };
-    let c: Partial<CacheFile>;
-    try {
-      c = JSON.parse(readFileSync(this.cachePath, 'utf8')) as Partial<CacheFile>;
-    } catch (e) {
-      return ignore(`unreadable: ${(e as Error).message}`);
-    }
-    if (c.version !== 1 || typeof c.chainId !== 'number' || typeof c.contract !== 'string' || typeof c.lastBlock !== 'number' || !Array.isArray(c.devices)) return ignore('not a version 1 registry cache');
-    if (c.contract.toLowerCase() !== this.contract.toLowerCase()) return ignore('another contract', { cached: c.contract, contract: this.contract });
-    if (this.o.chainId !== undefined && c.chainId !== this.o.chainId) return ignore('another chain id', { cached: c.chainId, chainId: this.o.chainId });
-    if (c.deployBlock !== this.o.deployBlock) return ignore('another deploy block', { cached: c.deployBlock, deployBlock: this.o.deployBlock });
-    const devices = new Map<string, ChainDevice>();
-    for (const d of c.devices) {
-      if (!validCachedDevice(d)) return ignore('malformed device entry');
-      devices.set(d.deviceId, d);
-    }
-    this.chainId = c.chainId;
-    this.lastCacheWrite = Date.now();
-    return { lastBlock: c.lastBlock, lastBlockHash: c.lastBlockHash ?? undefined, devices };
-  }
-
-  private writeCache(): void {
-    if (this.chainId === undefined) return; // never reached the chain and no cache: nothing known to keep
-    const doc: CacheFile = {
-      version: 1,
-      chainId: this.chainId,
-      contract: this.contract,
-      deployBlock: this.o.deployBlock,
-      lastBlock: this.view.lastBlock,
-      lastBlockHash: this.view.lastBlockHash ?? null,
-      devices: [...this.view.devices.values()],
-    };
-    try {
-      writeFileAtomic(this.cachePath, `${JSON.stringify(doc, null, 2)}\n`);
-      this.cacheDirty = false;
-      this.lastCacheWrite = Date.now();
-    } catch (e) {
-      // The cache only spares a rescan at the next start; the view in memory is unaffected.
-      this.o.log?.error({ event: 'registry_cache_write_failed', path: this.cachePath, err: (e as Error).message }, 'registry cache not written');
-    }
-  }
-
   // ---- helpers --------------------------------------------------------------------------
 
   private requireSigner(): Signer {
@@ -749,33 +553,13 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
     if (r?.name === 'AccessControlUnauthorizedAccount') return new ChainRegistryError('REGISTRY_NOT_AUTHORIZED', { account: r.args[0], neededRole: r.args[1], hospitalAdminRole: ROLES.HOSPITAL_ADMIN });
     return e instanceof Error ? e : new Error(String(e));
   }
-
-  private async blockHash(n: number): Promise<string | undefined> {
-    const b = await this.rpc(this.o.provider.getBlock(n), 'eth_getBlockByNumber');
-    return b?.hash ?? undefined;
-  }
-
-  /** An RPC call with a deadline: a black-holed endpoint must fail the round, not stall it. */
-  private async rpc<T>(p: Promise<T>, what: string): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_res, rej) => {
-      timer = setTimeout(() => rej(new Error(`${what}: no answer within ${this.o.rpcTimeoutMs} ms`)), this.o.rpcTimeoutMs);
-    });
-    p.catch(() => undefined); // a late failure after the deadline is not an unhandled rejection
-    try {
-      return await Promise.race([p, deadline]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
 }
 
-/** Applies logs to `view` in (block, log index) order; returns the devices enrolled and revoked. */
-function applyLogs(view: View, logs: readonly Log[]): { enrolled: string[]; revoked: string[] } {
+/** Applies logs (in block, log index order) to `view`; returns the devices enrolled and revoked. */
+function applyLogs(view: View, logs: readonly Log[]): Changes {
   const enrolled: string[] = [];
   const revoked: string[] = [];
-  const sorted = [...logs].sort((a, b) => a.blockNumber - b.blockNumber || a.index - b.index);
-  for (const log of sorted) {
+  for (const log of logs) {
     const parsed = deviceRegistryInterface.parseLog({ topics: [...log.topics], data: log.data });
     if (!parsed) continue;
     if (parsed.name === 'DeviceEnrolled') {
@@ -800,6 +584,17 @@ function applyLogs(view: View, logs: readonly Log[]): { enrolled: string[]; revo
     }
   }
   return { enrolled, revoked };
+}
+
+/** The devices of a cache file (registry-cache.json's `devices`); why not, when they are not valid. */
+function loadDevices(data: unknown, lastBlock: number, lastBlockHash: string | undefined): View | string {
+  if (!Array.isArray(data)) return 'not a version 1 registry cache';
+  const devices = new Map<string, ChainDevice>();
+  for (const d of data) {
+    if (!validCachedDevice(d)) return 'malformed device entry';
+    devices.set(d.deviceId, d);
+  }
+  return { lastBlock, lastBlockHash, devices };
 }
 
 function validCachedDevice(d: unknown): d is ChainDevice {
