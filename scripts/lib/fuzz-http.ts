@@ -17,6 +17,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { AUTH_ERRORS } from '../../gateway/consent/auth.js';
 import { HTTP_REFUSALS, HTTP_STATUS } from '../../gateway/http/errors.js';
 import { repoRoot } from './fuzz-frames.js';
 import { httpInput, type HttpContext, type HttpInput } from './fuzz-http-inputs.js';
