@@ -45,7 +45,7 @@ import { parseDuration, positiveInt } from './lib/duration.js';
 import { verifyBundle } from '../gateway/proof/verify.js';
 import { startPrivateBus, type PrivateBus } from '../device-sim/bluez/bus-daemon.js';
 import { RADIO_FAULT_KINDS } from '../device-sim/faults.js';
-import { ApiError } from '../gateway/cli/research.js';
+import { ApiError } from '../gateway/research-client/index.js';
 import { ResearcherDemo } from './lib/demo-researcher.js';
 import { ensureDevCa, type DevCa } from '../gateway/tls/dev-ca.js';
 import { readTlsFiles } from '../device-sim/mqtt-link.js';

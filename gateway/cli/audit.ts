@@ -17,7 +17,8 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, configFromFlags, type GatewayConfig } from '../config.js';
-import { parseArgv } from './args.js';
+import { parseArgs } from './args.js';
+import { usageErrorLines } from './errors.js';
 import { parseTimeMs } from '../util/time.js';
 import { runningGateway } from '../running.js';
 import { registryPath } from '../registry/open.js';
@@ -49,20 +50,21 @@ const OWN_FLAGS = ['device', 'from', 'to', 'json', 'limit', 'max-findings', 'gat
  * @returns the exit code: 0 ok, 1 findings, 2 usage/config error or audit not possible.
  */
 export async function auditCommand(argv: string[], out: (line: string) => void = console.log): Promise<number> {
-  const { positionals, flags } = parseArgv(argv);
-  if (flags['help'] !== undefined) {
-    out(AUDIT_USAGE);
-    return 0;
-  }
   let opts: ReturnType<typeof parseOptions>;
   let cfg: GatewayConfig;
   try {
+    const { positionals, flags } = parseArgs(argv, { values: OWN_FLAGS.filter((f) => f !== 'help') });
+    if (flags['help'] !== undefined) {
+      out(AUDIT_USAGE);
+      return 0;
+    }
     if (positionals.length > 0) throw new ConfigError(`unexpected argument "${positionals[0]}"`);
     opts = parseOptions(flags);
     cfg = configFromFlags(flags, OWN_FLAGS);
   } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    out(`error: ${e.message}`);
+    const lines = usageErrorLines(e);
+    if (!lines) throw e;
+    out(lines[0]!);
     out(AUDIT_USAGE);
     return 2;
   }
@@ -141,10 +143,7 @@ function parseOptions(flags: Record<string, string>): CliOptions {
   if (flags['from'] !== undefined) o.fromMs = parseTime('--from', flags['from']);
   if (flags['to'] !== undefined) o.toMs = parseTime('--to', flags['to']);
   if (o.fromMs !== undefined && o.toMs !== undefined && o.toMs <= o.fromMs) throw new ConfigError('--to must be after --from');
-  if (flags['json'] !== undefined) {
-    if (flags['json'] === 'true') throw new ConfigError('--json needs a file name, or - for stdout');
-    o.json = flags['json'];
-  }
+  if (flags['json'] !== undefined) o.json = flags['json'];
   for (const [flag, prop] of [['limit', 'limit'], ['max-findings', 'maxFindings']] as const) {
     if (flags[flag] === undefined) continue;
     const n = Number(flags[flag]);

@@ -11,7 +11,8 @@ import { dirname } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { getAddress } from 'ethers';
 import { ConfigError, configFromFlags, loadConfig } from '../config.js';
-import { parseArgv } from './args.js';
+import { parseArgs } from './args.js';
+import { badUsage } from './errors.js';
 import { STREAM } from '../chain/contracts.js';
 import { completeDeployment, deployContracts, readDeploymentRecord, writeDeploymentRecord, DEPLOYMENT_FILE, type DeploymentRecord } from '../chain/deploy.js';
 import { chainDir, chainProvider, openChainForCli, readKeyFile } from '../chain/runtime.js';
@@ -31,12 +32,12 @@ const USAGE = `usage: vitalproof chain <deploy|info> [options]
   info     the chain, contracts, this gateway's account and its anchors`;
 
 export async function chainCommand(argv: string[], out: (line: string) => void = console.log): Promise<number> {
-  const { positionals, flags } = parseArgv(argv);
+  const { positionals, flags } = parseArgs(argv, { values: ['rpc', 'key-file', 'out', 'gateway', 'hospital-admin', 'confirmations', 'complete'], usage: USAGE });
   const sub = positionals[0];
   if (sub === 'deploy') {
     const rpc = flags['rpc'];
     const keyFile = flags['key-file'];
-    if (!rpc || !keyFile) throw new ConfigError(`chain deploy needs --rpc and --key-file\n${USAGE}`);
+    if (!rpc || !keyFile) throw badUsage('chain deploy needs --rpc and --key-file', USAGE);
     const list = (v: string | undefined): string[] | undefined => (v ? v.split(',').map((a) => getAddress(a.trim())) : undefined);
     const confirmations = Number(flags['confirmations'] ?? 1);
     if (!Number.isInteger(confirmations) || confirmations < 1) throw new ConfigError('--confirmations must be an integer >= 1');

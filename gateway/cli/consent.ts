@@ -30,20 +30,20 @@
  *
  * Exit codes: 0 done, 1 refused or failed (a revert, a proof that does not verify), 2 usage error.
  */
-import type { GrantJson } from '../research/http.js';
 import { writeFileSync } from 'node:fs';
 import { getAddress, id, ZeroHash } from 'ethers';
-import { ConfigError } from '../config.js';
-import { parseArgv } from './args.js';
-import { sensorByCode, sensorByName } from '../../firmware-proto/catalogue.js';
-import { sensorCodesOf, sensorMaskOf, consentRegistryInterface, type ConsentRegistryContract, type Grant } from '../chain/contracts.js';
+import { consentRegistryInterface, sensorMaskOf, type ConsentRegistryContract, type Grant } from '../chain/contracts.js';
 import { readKeyFile, type ChainRuntime } from '../chain/runtime.js';
 import { runningGateway } from '../running.js';
-import { addressArg, chainConfig, checkPseudonym, consentOf, defaultIo, isFallbackOf, resolvePatientRef, revertMessage, send, short, withChain, type CliIo } from './admin.js';
 import { verifyAccessBundle } from '../proof/access-verify.js';
 import type { DisclosureItem, DisclosureReport } from '../consent/disclosure.js';
-import { apiRequest, ApiError, defaultSessionFile, sessionFor, SessionStore } from './research.js';
+import { ApiError, apiRequest, defaultSessionFile, sessionFor, SessionStore } from '../research-client/index.js';
 import { trustCaFile } from '../util/tls-trust.js';
+import { addressArg, chainConfigKey, checkPseudonym, parseArgs, parseMetrics, parseTimeArg } from './args.js';
+import { chainConfig, consentOf, revertMessage, send, withChain } from './chain-context.js';
+import { badUsage } from './errors.js';
+import { defaultIo, formatGrantTable, iso, metricNames, short, type CliIo, type GrantRow } from './output.js';
+import { isFallbackOf, resolvePatientRef } from './patient-ref.js';
 
 export const CONSENT_USAGE = `usage: vitalproof consent <grant|revoke|list> [options]
   grant    --key-file F --pseudonym P --researcher 0x… --metrics a,b --from T --to T --expires T --purpose TEXT
@@ -69,20 +69,21 @@ chain: --dataDir DIR (its embedded chain, or the running gateway's), or --config
 an external one. DEV ONLY on the embedded chain: dev account 3 is the demo's patient, 4 its researcher
 exit code: 0 done, 1 refused or failed, 2 usage error`;
 
-const OWN = ['ca', 'key-file', 'pseudonym', 'researcher', 'metrics', 'from', 'to', 'expires', 'purpose', 'disclosures', 'url', 'out', 'json', 'session-file', 'help'];
+const VALUES = ['ca', 'key-file', 'pseudonym', 'researcher', 'metrics', 'from', 'to', 'expires', 'purpose', 'url', 'out', 'session-file'];
+const SWITCHES = ['disclosures', 'json'];
+const OWN = [...VALUES, ...SWITCHES, 'help'];
 
 /**
  * Runs `vitalproof consent` with `argv` (the arguments after "consent").
- * @returns the exit code; usage errors are thrown as ConfigError (exit code 2).
+ * @returns the exit code; usage errors are thrown as UsageError or ConfigError (exit code 2).
  */
 export async function consentCommand(argv: string[], io: CliIo = defaultIo): Promise<number> {
-  const { positionals, flags } = parseArgv(argv);
+  const { positionals, flags } = parseArgs(argv, { values: VALUES, switches: SWITCHES, others: chainConfigKey, usage: CONSENT_USAGE });
   const sub = positionals[0];
   if (flags['help'] || !sub) {
     (sub ? io.out : io.err)(CONSENT_USAGE);
     return sub ? 0 : 2;
   }
-  for (const k of Object.keys(flags)) if (!OWN.includes(k) && !k.includes('.') && !['config', 'dataDir', 'gatewayId'].includes(k)) throw new ConfigError(`unknown option --${k}\n${CONSENT_USAGE}`);
   switch (sub) {
     case 'grant':
       return grantCommand(positionals.slice(1), flags, io);
@@ -91,14 +92,14 @@ export async function consentCommand(argv: string[], io: CliIo = defaultIo): Pro
     case 'list':
       return listCommand(positionals.slice(1), flags, io);
     default:
-      throw new ConfigError(`unknown consent command "${sub}"\n${CONSENT_USAGE}`);
+      throw badUsage(`unknown consent command "${sub}"`, CONSENT_USAGE);
   }
 }
 
 async function grantCommand(rest: string[], flags: Record<string, string>, io: CliIo): Promise<number> {
-  if (rest.length) throw new ConfigError(`consent grant takes no positional argument (got "${rest[0]}")`);
-  const missing = ['key-file', 'pseudonym', 'researcher', 'metrics', 'from', 'to', 'expires', 'purpose'].filter((k) => flags[k] === undefined || flags[k] === 'true');
-  if (missing.length) throw new ConfigError(`consent grant needs ${missing.map((k) => `--${k}`).join(', ')}\n${CONSENT_USAGE}`);
+  if (rest.length) throw badUsage(`consent grant takes no positional argument (got "${rest[0]}")`);
+  const missing = ['key-file', 'pseudonym', 'researcher', 'metrics', 'from', 'to', 'expires', 'purpose'].filter((k) => flags[k] === undefined);
+  if (missing.length) throw badUsage(`consent grant needs ${missing.map((k) => `--${k}`).join(', ')}`, CONSENT_USAGE);
   const pseudonym = flags['pseudonym']!;
   checkPseudonym(pseudonym);
   const researcher = addressArg('--researcher', flags['researcher']!);
@@ -107,10 +108,10 @@ async function grantCommand(rest: string[], flags: Record<string, string>, io: C
   const from = parseTimeArg('--from', flags['from']!, now);
   const to = parseTimeArg('--to', flags['to']!, now);
   const expires = parseTimeArg('--expires', flags['expires']!, now);
-  if (from > to) throw new ConfigError(`--from (${iso(from)}) is after --to (${iso(to)})`);
-  if (expires <= now) throw new ConfigError(`--expires (${iso(expires)}) must be in the future`);
+  if (from > to) throw badUsage(`--from (${iso(from)}) is after --to (${iso(to)})`);
+  if (expires <= now) throw badUsage(`--expires (${iso(expires)}) must be in the future`);
   const purpose = flags['purpose']!;
-  if (!purpose.trim()) throw new ConfigError('--purpose must not be empty');
+  if (!purpose.trim()) throw badUsage('--purpose must not be empty');
   const key = readKeyFile(flags['key-file']!);
   const cfg = chainConfig(flags, OWN, flags['key-file']);
   return withChain(cfg, async (chain) => {
@@ -136,8 +137,8 @@ async function grantCommand(rest: string[], flags: Record<string, string>, io: C
 
 async function revokeCommand(rest: string[], flags: Record<string, string>, io: CliIo): Promise<number> {
   const idArg = rest[0];
-  if (!idArg || rest.length > 1 || !/^[1-9]\d*$/.test(idArg)) throw new ConfigError(`consent revoke needs a grant id (a positive integer)\n${CONSENT_USAGE}`);
-  if (!flags['key-file'] || flags['key-file'] === 'true') throw new ConfigError(`consent revoke needs --key-file (the patient's key)\n${CONSENT_USAGE}`);
+  if (!idArg || rest.length > 1 || !/^[1-9]\d*$/.test(idArg)) throw badUsage('consent revoke needs a grant id (a positive integer)', CONSENT_USAGE);
+  if (!flags['key-file']) throw badUsage("consent revoke needs --key-file (the patient's key)", CONSENT_USAGE);
   const key = readKeyFile(flags['key-file']);
   const cfg = chainConfig(flags, OWN, flags['key-file']);
   return withChain(cfg, async (chain) => {
@@ -170,18 +171,17 @@ async function revokeCommand(rest: string[], flags: Record<string, string>, io: 
 }
 
 async function listCommand(rest: string[], flags: Record<string, string>, io: CliIo): Promise<number> {
-  if (rest.length) throw new ConfigError(`consent list takes no positional argument (got "${rest[0]}")`);
+  if (rest.length) throw badUsage(`consent list takes no positional argument (got "${rest[0]}")`);
   const pseudonym = flags['pseudonym'];
-  if (!pseudonym || pseudonym === 'true') throw new ConfigError(`consent list needs --pseudonym\n${CONSENT_USAGE}`);
+  if (!pseudonym) throw badUsage('consent list needs --pseudonym', CONSENT_USAGE);
   checkPseudonym(pseudonym);
   const disclosures = flags['disclosures'] !== undefined;
-  if (disclosures && flags['disclosures'] !== 'true') throw new ConfigError('--disclosures takes no value');
-  const keyFile = flags['key-file'] && flags['key-file'] !== 'true' ? flags['key-file'] : undefined;
-  if (disclosures && !keyFile) throw new ConfigError('consent list --disclosures needs --key-file: the gateway shows a patient\'s disclosures to the patient\'s key only');
+  const keyFile = flags['key-file'];
+  if (disclosures && !keyFile) throw badUsage('consent list --disclosures needs --key-file: the gateway shows a patient\'s disclosures to the patient\'s key only');
   const now = Date.now();
   const from = flags['from'] !== undefined ? parseTimeArg('--from', flags['from'], now) : undefined;
   const to = flags['to'] !== undefined ? parseTimeArg('--to', flags['to'], now) : undefined;
-  if (!disclosures && (from !== undefined || to !== undefined || flags['out'] !== undefined)) throw new ConfigError('--from, --to and --out apply to --disclosures');
+  if (!disclosures && (from !== undefined || to !== undefined || flags['out'] !== undefined)) throw badUsage('--from, --to and --out apply to --disclosures');
   const key = keyFile ? readKeyFile(keyFile) : undefined;
   const cfg = chainConfig(flags, OWN, keyFile);
   const json = flags['json'] !== undefined;
@@ -238,9 +238,6 @@ async function listCommand(rest: string[], flags: Record<string, string>, io: Cl
   });
 }
 
-/** A grant as `consent list` shows it: the API's Grant (docs/research-api.md) without the pseudonym. */
-export type GrantRow = Omit<GrantJson, 'patient'>;
-
 export function grantRow(grantId: bigint, g: Grant, nowMs: number): GrantRow {
   const revoked = g.revokedAtMs !== 0n;
   return {
@@ -255,24 +252,6 @@ export function grantRow(grantId: bigint, g: Grant, nowMs: number): GrantRow {
     revokedAtMs: revoked ? Number(g.revokedAtMs) : null,
     status: revoked ? 'REVOKED' : nowMs >= Number(g.expiresAtMs) ? 'EXPIRED' : 'OK',
   };
-}
-
-/** The grant table of `consent list` (and `research grants`): a header and one line per grant. */
-export function formatGrantTable(rows: readonly GrantRow[]): string[] {
-  if (rows.length === 0) return ['(no grants)'];
-  const cells = rows.map((g) => [
-    g.grantId,
-    g.status === 'REVOKED' ? `REVOKED ${iso(g.revokedAtMs!)}` : g.status,
-    g.researcher,
-    g.metrics.join(','),
-    `${iso(g.dataFromMs)} .. ${iso(g.dataToMs)}`,
-    iso(g.expiresAtMs),
-    iso(g.grantedAtMs),
-  ]);
-  const head = ['grant', 'status', 'researcher', 'metrics', 'data window', 'expires', 'granted'];
-  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]): string => c.map((x, i) => (i === c.length - 1 ? x : x.padEnd(widths[i]!))).join('  ');
-  return [line(head), ...cells.map(line)];
 }
 
 interface VerifiedItem {
@@ -335,54 +314,3 @@ function safeParse(l: { topics: readonly string[]; data: string }): ReturnType<t
     return undefined;
   }
 }
-
-// ---- arguments ----------------------------------------------------------------------------
-
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
-
-/**
- * A time on the command line: Unix ms (digits), ISO 8601 (a date, or a date and time; without a
- * zone it is UTC), `now`, or `now` plus or minus a duration (`now-1h`, `now+30d`; `+7d` and
- * `-15m` are short for them); `now` is taken to the whole second (to the ms with an offset in ms).
- * @throws ConfigError naming `name` when `v` is none of these.
- * @example parseTimeArg('--expires', 'now+30d', Date.now())
- */
-export function parseTimeArg(name: string, v: string, nowMs: number): number {
-  const s = v.trim();
-  if (/^\d+$/.test(s)) return Number(s);
-  const rel = /^(?:now)?(?:([+-])(\d+(?:\.\d+)?)(ms|s|m|h|d|w))?$/.exec(s);
-  if (rel && (s === 'now' || rel[1])) {
-    // Relative to now in whole seconds (unless the offset is in ms): readable, and the same for every option of one command.
-    const base = rel[3] === 'ms' ? nowMs : Math.floor(nowMs / 1000) * 1000;
-    return rel[1] ? Math.round(base + (rel[1] === '-' ? -1 : 1) * Number(rel[2]) * UNIT_MS[rel[3]!]!) : base;
-  }
-  if (/^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/.test(s)) {
-    const t = Date.parse(/[T ]\d{2}:\d{2}/.test(s) && !/(Z|[+-]\d{2}:?\d{2})$/.test(s) ? `${s.replace(' ', 'T')}Z` : s.replace(' ', 'T'));
-    if (Number.isFinite(t) && t >= 0) return t;
-  }
-  throw new ConfigError(`${name} "${v}" is not a time: Unix ms, ISO 8601 (2026-05-04T10:00:00Z), now, or now±N(ms|s|m|h|d|w) like now-1h`);
-}
-
-/** "heart_rate,spo2" → their catalogue entries, in the order given, without repeats. @throws ConfigError for an unknown name. */
-export function parseMetrics(v: string): { name: string; code: number }[] {
-  const names = [...new Set(v.split(',').map((s) => s.trim()).filter(Boolean))];
-  if (names.length === 0) throw new ConfigError('--metrics needs at least one sensor name (e.g. heart_rate,spo2)');
-  return names.map((n) => {
-    try {
-      const s = sensorByName(n);
-      return { name: s.name, code: s.code };
-    } catch (e) {
-      throw new ConfigError(`--metrics: ${(e as Error).message}`);
-    }
-  });
-}
-
-/** The catalogue names of a ConsentRegistry sensor mask (`sensor-<code>` for a code this build does not know, as the gateway names it). */
-export function metricNames(mask: bigint | number): string[] {
-  return sensorCodesOf(mask).map((c) => sensorByCode(c)?.name ?? `sensor-${c}`);
-}
-
-export function iso(ms: number): string {
-  return Number.isFinite(ms) && ms >= 0 && ms <= 8.64e15 ? new Date(ms).toISOString().replace('.000Z', 'Z') : String(ms);
-}
-

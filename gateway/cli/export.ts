@@ -10,15 +10,17 @@
 import { writeFileSync } from 'node:fs';
 import { ConfigError, configFromFlags } from '../config.js';
 import { runningGateway } from '../running.js';
-import { parseArgv } from './args.js';
+import { parseArgs } from './args.js';
 import type { ProofBundles } from '../proof/bundle.js';
 import { parseTimeMs } from '../util/time.js';
 import { trustCaFile } from '../util/tls-trust.js';
 
 const OWN = ['device', 'seq', 'from', 'to', 'limit', 'out', 'url', 'config', 'ca'];
 
+/** Runs `vitalproof export` with `argv` (the arguments after "export"). @returns the exit code: 0 exported, 1 nothing to export or refused. */
+
 export async function exportCommand(argv: string[], out: (line: string) => void = console.log): Promise<number> {
-  const { flags } = parseArgv(argv);
+  const { flags } = parseArgs(argv, { values: OWN });
   const cfg = configFromFlags(flags, OWN);
   if (flags['ca'] !== undefined) trustCaFile(flags['ca']);
   const base = flags['url'] ?? runningGateway(cfg.dataDir)?.httpUrl ?? `http://${cfg.http.host}:${cfg.http.port}`;

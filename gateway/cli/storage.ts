@@ -15,7 +15,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, configFromFlags, type GatewayConfig } from '../config.js';
-import { parseArgv } from './args.js';
+import { parseArgs } from './args.js';
+import { usageErrorLines } from './errors.js';
 import { runningGateway } from '../running.js';
 import { InfluxSink } from '../storage/influx-sink.js';
 import { startInfluxd, type InfluxdHandle } from '../storage/influxd.js';
@@ -37,19 +38,23 @@ const OWN_FLAGS = ['dry-run', 'json', 'help'] as const;
  * @returns the exit code (see the module comment).
  */
 export async function storageCommand(argv: string[], out: (line: string) => void = console.log): Promise<number> {
-  const { positionals, flags } = parseArgv(argv);
-  if (flags['help'] !== undefined) {
-    out(STORAGE_USAGE);
-    return 0;
-  }
   let cfg: GatewayConfig;
+  let flags: Record<string, string>;
   try {
+    const args = parseArgs(argv, { switches: ['dry-run', 'json'] });
+    flags = args.flags;
+    if (flags['help'] !== undefined) {
+      out(STORAGE_USAGE);
+      return 0;
+    }
+    const positionals = args.positionals;
     if (positionals[0] !== 'replay') throw new ConfigError(positionals[0] ? `unknown storage command "${positionals[0]}"` : 'storage needs a command: replay');
     if (positionals.length > 1) throw new ConfigError(`unexpected argument "${positionals[1]}"`);
     cfg = configFromFlags(flags, OWN_FLAGS);
   } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    out(`error: ${e.message}`);
+    const lines = usageErrorLines(e);
+    if (!lines) throw e;
+    out(lines[0]!);
     out(STORAGE_USAGE);
     return 2;
   }

@@ -10,13 +10,15 @@
  *                      registry addresses every bundle must name (else they come from the bundle)
  *   --json             one machine-readable JSON document instead of text
  *
- * No side effects at import: gateway/cli.ts calls verifyCommand.
+ * No side effects at import: gateway/cli/main.ts calls verifyCommand.
  */
 import { readFileSync } from 'node:fs';
 import { JsonRpcProvider } from 'ethers';
 import { isChainError } from '../chain/errors.js';
 import { readDeploymentRecord } from '../chain/deploy.js';
 import { isBundleFormatError, parseBundles, type ProofBundle } from '../proof/bundle.js';
+import { parseArgs, type FlagSpec } from './args.js';
+import { badUsage, UsageError } from './errors.js';
 import { ONLINE_CHECKS, VerifyCache, verifyBundle, type BundleVerdict, type CheckResult, type TrustedDeployment } from '../proof/verify.js';
 
 export const VERIFY_USAGE = `usage: vitalproof verify FILE [FILE…] (--rpc URL | --offline) [--deployment FILE] [--json]
@@ -47,8 +49,6 @@ interface Args {
   help: boolean;
 }
 
-class UsageError extends Error {}
-
 /**
  * Runs `vitalproof verify` with `argv` (the arguments after "verify").
  * @param out receives stdout lines (the report); @param err stderr lines (usage and file errors).
@@ -59,10 +59,10 @@ class UsageError extends Error {}
 export async function verifyCommand(argv: string[], out: (line: string) => void = console.log, err: (line: string) => void = console.error): Promise<number> {
   let args: Args;
   try {
-    args = parseArgs(argv);
+    args = readArgs(argv);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    err(`error: ${e.message}`);
+    err(`error: ${e.text}`);
     err(VERIFY_USAGE);
     return 2;
   }
@@ -130,59 +130,28 @@ export async function verifyCommand(argv: string[], out: (line: string) => void 
   }
 }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { files: [], offline: false, json: false, help: false };
-  const value = (i: number, name: string): string => {
-    const v = argv[i + 1];
-    if (v === undefined || v.startsWith('--')) throw new UsageError(`${name} needs a value`);
-    return v;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const name = eq > 0 ? arg.slice(0, eq) : arg;
-    const inline = eq > 0 ? arg.slice(eq + 1) : undefined;
-    const take = (): string => {
-      if (inline !== undefined) return inline;
-      const v = value(i, name);
-      i++;
-      return v;
-    };
-    switch (name) {
-      case '--rpc':
-        a.rpc = take();
-        break;
-      case '--deployment':
-        a.deployment = take();
-        break;
-      case '--offline':
-      case '--json':
-      case '--help':
-      case '-h':
-        if (inline !== undefined) throw new UsageError(`${name} takes no value`);
-        if (name === '--offline') a.offline = true;
-        else if (name === '--json') a.json = true;
-        else a.help = true;
-        break;
-      default:
-        if (arg.startsWith('-') && arg !== '-') throw new UsageError(`unknown option ${arg}`);
-        a.files.push(arg);
-    }
-  }
+/** vitalproof verify's flags (research verify passes them through). */
+export const VERIFY_FLAGS: FlagSpec = { values: ['rpc', 'deployment'], switches: ['offline', 'json'], aliases: { '-h': 'help' }, others: 'reject', usage: VERIFY_USAGE };
+
+function readArgs(argv: string[]): Args {
+  const { positionals, flags } = parseArgs(argv, VERIFY_FLAGS);
+  const a: Args = { files: positionals, offline: flags['offline'] !== undefined, json: flags['json'] !== undefined, help: flags['help'] !== undefined };
+  if (flags['rpc'] !== undefined) a.rpc = flags['rpc'];
+  if (flags['deployment'] !== undefined) a.deployment = flags['deployment'];
   if (a.help) return a;
-  if (a.files.length === 0) throw new UsageError('no bundle file given');
-  if (a.offline && a.rpc !== undefined) throw new UsageError('--offline and --rpc exclude each other: --offline never touches the network');
+  if (a.files.length === 0) throw badUsage('no bundle file given');
+  if (a.offline && a.rpc !== undefined) throw badUsage('--offline and --rpc exclude each other: --offline never touches the network');
   if (!a.offline && a.rpc === undefined) {
-    throw new UsageError('choose --rpc URL (check everything, the chain included) or --offline (frame, signature and Merkle inclusion only; anchor and device not checked)');
+    throw badUsage('choose --rpc URL (check everything, the chain included) or --offline (frame, signature and Merkle inclusion only; anchor and device not checked)');
   }
   if (a.rpc !== undefined) {
     let url: URL;
     try {
       url = new URL(a.rpc);
     } catch {
-      throw new UsageError(`--rpc "${a.rpc}" is not a URL`);
+      throw badUsage(`--rpc "${a.rpc}" is not a URL`);
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--rpc must be an http(s) JSON-RPC URL, got ${url.protocol}`);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw badUsage(`--rpc must be an http(s) JSON-RPC URL, got ${url.protocol}`);
   }
   return a;
 }

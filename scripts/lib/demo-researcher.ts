@@ -22,8 +22,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JsonRpcProvider } from 'ethers';
 import { devWallet } from '../../gateway/chain/anvil.js';
-import { adminCommand, type CliIo } from '../../gateway/cli/admin.js';
-import { consentCommand, iso } from '../../gateway/cli/consent.js';
+import { adminCommand } from '../../gateway/cli/admin.js';
+import { consentCommand } from '../../gateway/cli/consent.js';
+import { iso, type CliIo } from '../../gateway/cli/output.js';
+import { researchCommand } from '../../gateway/cli/research.js';
 import { trustCaFile, trustedCas } from '../../gateway/util/tls-trust.js';
 import {
   apiRequest,
@@ -32,11 +34,10 @@ import {
   httpLogin,
   LiveSubscription,
   readExportFile,
-  researchCommand,
   SessionStore,
   type ApiGrant,
   type Notice,
-} from '../../gateway/cli/research.js';
+} from '../../gateway/research-client/index.js';
 import { parseBundles } from '../../gateway/proof/bundle.js';
 import { verifyBundle } from '../../gateway/proof/verify.js';
 

@@ -15,7 +15,7 @@ import { fleetDevices, writeEnrolmentFile } from '../../device-sim/fleet.js';
 import { runFleet } from '../../device-sim/run.js';
 import { devWallet } from '../../gateway/chain/anvil.js';
 import { parseBundles } from '../../gateway/proof/bundle.js';
-import type { ApiFrame, Delivery } from '../../gateway/cli/research.js';
+import type { ApiFrame, Delivery } from '../../gateway/research-client/index.js';
 import { useInfluxd } from '../support/influxd.js';
 import { CLI, GatewayProcess } from '../support/gateway-process.js';
 import { anchoredAll, embeddedChainUrl } from '../support/anchored.js';

@@ -17,7 +17,7 @@ import { runFleet } from '../../device-sim/run.js';
 import { readTlsFiles } from '../../device-sim/mqtt-link.js';
 import { devWallet } from '../../gateway/chain/anvil.js';
 import { ensureDevCa, type DevCa } from '../../gateway/tls/dev-ca.js';
-import type { Delivery } from '../../gateway/cli/research.js';
+import type { Delivery } from '../../gateway/research-client/index.js';
 import type { StatusSnapshot } from '../../gateway/status/http.js';
 import { useInfluxd } from '../support/influxd.js';
 import { CLI, GatewayProcess } from '../support/gateway-process.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { loadConfig } from '../../gateway/config.js';
 import type { RunningGateway } from '../../gateway/running.js';
-import { defaultBrokerUrl } from '../../gateway/cli/research.js';
+import { defaultBrokerUrl } from '../../gateway/cli/research-subscribe.js';
 import { ensureDevCa } from '../../gateway/tls/dev-ca.js';
 import { trustCaFile, trustedCas } from '../../gateway/util/tls-trust.js';
 

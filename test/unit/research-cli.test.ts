@@ -15,7 +15,11 @@ import type { AddressInfo } from 'node:net';
 import { Wallet } from 'ethers';
 import { ConfigError } from '../../gateway/config.js';
 import { ResearcherAuthenticator } from '../../gateway/consent/auth.js';
-import { formatDisclosures, formatGrantTable, grantRow, metricNames, parseMetrics, parseTimeArg } from '../../gateway/cli/consent.js';
+import { parseMetrics, parseTimeArg } from '../../gateway/cli/args.js';
+import { formatDisclosures, grantRow } from '../../gateway/cli/consent.js';
+import { formatGrantTable, metricNames, ProgressLine } from '../../gateway/cli/output.js';
+import { formatExportProgress } from '../../gateway/cli/research-export.js';
+import { formatDelivery, formatNotice } from '../../gateway/cli/research-subscribe.js';
 import {
   ApiError,
   checkExportAgainstBundles,
@@ -23,19 +27,15 @@ import {
   CSV_HEADER,
   csvRows,
   fetchChallenge,
-  formatDelivery,
-  formatExportProgress,
-  formatNotice,
   httpLogin,
   mqttPassword,
   noticeTopic,
-  ProgressLine,
   readExportFile,
   SessionStore,
   topicMatches,
   withSession,
   type ApiFrame,
-} from '../../gateway/cli/research.js';
+} from '../../gateway/research-client/index.js';
 import { signFrame } from '../../firmware-proto/device.js';
 import { deviceIdFromKey, generateKeys } from '../../firmware-proto/signing.js';
 import type { ProofBundle } from '../../gateway/proof/bundle.js';

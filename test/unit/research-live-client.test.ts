@@ -11,7 +11,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { Aedes, type Client } from 'aedes';
 import { Wallet } from 'ethers';
 import { ResearcherAuthenticator, decodeLogin, parseChallenge } from '../../gateway/consent/auth.js';
-import { LiveSubscription, noticeTopic, type Delivery, type LiveEvents, type Notice } from '../../gateway/cli/research.js';
+import { LiveSubscription, noticeTopic, type Delivery, type LiveEvents, type Notice } from '../../gateway/research-client/index.js';
 
 const researcher = new Wallet('0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d');
 const P = 'pt-live-1';

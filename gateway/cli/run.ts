@@ -1,0 +1,71 @@
+/**
+ * `vitalproof run`: the gateway itself (gateway/gateway.ts), under systemd's notify protocol
+ * (deploy/vitalproof.service). The only command that loads the gateway: the command table
+ * (commands.ts) loads this module only when `run` is the command.
+ */
+import { configFromFlags } from '../config.js';
+import { startGateway } from '../gateway.js';
+import { createLogger } from '../log.js';
+import { SdNotifier } from '../status/sd-notify.js';
+import { parseArgs } from './args.js';
+
+/** How long a stop may take before the process exits regardless (ms). */
+const STOP_DEADLINE_MS = 15_000;
+
+/**
+ * Runs the gateway with the configuration of `argv` (--config FILE, any config key as a flag).
+ * @returns never: the process ends by process.exit, on a signal or a fatal fault.
+ */
+export async function runCommand(argv: string[]): Promise<number> {
+  const cfg = configFromFlags(parseArgs(argv).flags, ['help']);
+  const log = createLogger(cfg.log.level, cfg.log.file || undefined, { maxBytes: cfg.log.maxBytes, keepFiles: cfg.log.keepFiles });
+  const gw = await startGateway(cfg, log);
+  // systemd (deploy/vitalproof.service): READY=1 now, WATCHDOG=1 only while healthy; a no-op without NOTIFY_SOCKET.
+  const notifier = new SdNotifier({
+    healthy: () => gw.health.watchdog(Math.max(5000, 3 * cfg.health.intervalMs)),
+    status: () => {
+      const a = gw.health.list();
+      return a.length ? `alarms: ${a.map((x) => x.code).join(', ')}` : 'running';
+    },
+    log,
+  });
+  notifier.ready();
+  // Whatever happens on the way down, the process ends: a supervisor (systemd, docs/operations.md)
+  // restarts a gateway that exits, never one that lingers with its listeners closed.
+  const exitAfterStop = async (code: number): Promise<never> => {
+    notifier.stopping();
+    const deadline = setTimeout(() => {
+      log.error({ event: 'stop_timeout', ms: STOP_DEADLINE_MS }, 'shutdown took too long; exiting anyway');
+      log.flush();
+      process.exit(code === 0 ? 1 : code);
+    }, STOP_DEADLINE_MS);
+    deadline.unref();
+    try {
+      await gw.stop();
+    } catch (e) {
+      log.error({ event: 'stop_failed', err: (e as Error).message }, 'shutdown failed');
+      if (code === 0) code = 1;
+    }
+    log.flush();
+    process.exit(code);
+  };
+  let stopping = false;
+  const stop = (sig: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ event: 'stopping', signal: sig }, 'stopping');
+    void exitAfterStop(0);
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  const fault = (what: string) => (e: unknown): void => {
+    log.fatal({ event: 'fatal', err: e instanceof Error ? e.message : String(e), what }, 'fatal fault; exiting');
+    if (stopping) return;
+    stopping = true;
+    void exitAfterStop(1);
+  };
+  process.on('uncaughtException', fault('uncaught exception'));
+  process.on('unhandledRejection', fault('unhandled rejection'));
+  gw.fatal.then(fault('gateway fault'), fault('gateway fault'));
+  return new Promise<number>(() => undefined); // ends by process.exit
+}
