@@ -2,8 +2,8 @@
  * The access log: an append-only, durable record of every disclosure of a patient's data to a
  * researcher (docs/consent.md, "Access log"). append() resolves only once the entry is on disk
  * (fdatasync, group commit: gateway/spool/wal.ts); entries are numbered from 1 without gaps (the
- * log's LSN), and are never released or rewritten. AccessLogBatcher (./access-batcher.ts) cuts
- * them into Merkle batches anchored as AnchorRegistry stream 1; DisclosureService
+ * log's LSN), and are never released or rewritten. The batcher (gateway/anchor/batcher.ts, with
+ * accessLogLeaves below) cuts them into Merkle batches anchored as AnchorRegistry stream 1; DisclosureService
  * (./disclosure.ts) answers a patient's "who saw what".
  *
  * Live deliveries are logged before they are sent (gateway/research/live.ts, docs/consent.md
@@ -14,7 +14,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Wal, WalReader } from '../spool/wal.js';
-import { accessEntryFromJson, normaliseAccessRecord, type AccessEntry, type AccessEntryJson, type AccessRecord } from './access-entry.js';
+import type { LeafSource } from '../anchor/batcher.js';
+import { accessEntryFromJson, accessLeafHash, normaliseAccessRecord, type AccessEntry, type AccessEntryJson, type AccessRecord } from './access-entry.js';
 
 /** The stored form of an entry: its JSON form (access-entry.ts) without the seq, which is the record's LSN. */
 type StoredEntry = Omit<AccessEntryJson, 'seq'> & { v: 1 };
@@ -98,6 +99,31 @@ export class AccessLog {
     this.closed = true;
     await this.wal.close();
   }
+}
+
+/**
+ * The access log as the leaves of its Merkle batches, for the batcher (gateway/anchor/batcher.ts),
+ * into a BatchStore of its own that an Anchorer with `stream: STREAM.ACCESS_LOG` anchors:
+ *
+ *   leaf      = SHA-256(0x00 ‖ encodeAccessEntry(entry)) (./access-entry.ts)
+ *   recorded  = `seq` and `lsn` the entry's seq, `timeMs` its `atMs` (so the anchored time window,
+ *               AnchorRegistry's first/lastFrameTimeMs, is the earliest and latest `atMs` of the
+ *               batch's entries); the per-leaf `device` is unused ('-')
+ *
+ * The log is never released, so after a crash the open batch is rebuilt from the entries after
+ * the last sealed one, with the same leaves in the same order.
+ * @example new Batcher(accessLogLeaves(log), new BatchStore(join(dataDir, 'access-batches')), { intervalMs: 10_000 })
+ */
+export function accessLogLeaves(log: AccessLog): LeafSource<AccessEntry> {
+  return {
+    wal: log.wal,
+    read: (seq, payload) => parseRecord(seq, payload),
+    hash: (e) => accessLeafHash(e),
+    record: (e) => ({ device: '-', seq: e.seq, timeMs: e.atMs }),
+    checkStore: (store) => {
+      if (store.lastSealedLsn > log.lastSeq) throw new Error(`the access-log batch store has sealed entries up to ${store.lastSealedLsn}, the log holds ${log.lastSeq}: the log was replaced or lost`);
+    },
+  };
 }
 
 /** Decodes one stored record. @throws Error when it is not an entry. */

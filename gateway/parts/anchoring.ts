@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { Anchorer, type AnchorerOptions, type AnchorTarget } from '../anchor/anchorer.js';
 import { BatchStore } from '../anchor/batch-store.js';
-import { Batcher } from '../anchor/batcher.js';
+import { Batcher, frameLeaves } from '../anchor/batcher.js';
 import { txLaneOf } from '../anchor/tx-lane.js';
 import type { ChainRuntime } from '../chain/runtime.js';
 import type { GatewayConfig } from '../config.js';
@@ -23,7 +23,7 @@ export function openFrameBatches(config: GatewayConfig): BatchStore {
 
 export interface AnchoringPart {
   batches: BatchStore;
-  batcher: Batcher;
+  batcher: Batcher<Buffer>;
   /** Undefined when chain.mode is off: batches are sealed but not anchored. */
   anchorer: Anchorer | undefined;
   /** One target, one account, one transaction lane for both streams (docs/anchoring.md, "Two streams, one account"). */
@@ -37,7 +37,8 @@ export function startAnchoring(ctx: PartContext, chain: ChainRuntime | undefined
   // Merkle batches: the batcher reads the spool on its own; the spool is released only up
   // to what both storage and the sealed batches have consumed.
   let anchorer: Anchorer | undefined;
-  const batcher = new Batcher(spool.wal, batches, spool.consumed.storage, {
+  const batcher = new Batcher(frameLeaves(spool.wal), batches, {
+    storedThroughLsn: spool.consumed.storage,
     intervalMs: config.batch.intervalMs,
     maxLeaves: config.batch.maxFrames,
     onSealed: (b) => {

@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import { sensorByCode } from '../../firmware-proto/catalogue.js';
 import { Anchorer } from '../anchor/anchorer.js';
 import { BatchStore } from '../anchor/batch-store.js';
+import { Batcher } from '../anchor/batcher.js';
 import { STREAM, sensorCodesOf } from '../chain/contracts.js';
 import type { ChainRuntime } from '../chain/runtime.js';
-import { AccessLogBatcher } from '../consent/access-batcher.js';
-import { AccessLog } from '../consent/access-log.js';
+import type { AccessEntry } from '../consent/access-entry.js';
+import { AccessLog, accessLogLeaves } from '../consent/access-log.js';
 import { ResearcherAuthenticator } from '../consent/auth.js';
 import { ConsentView } from '../consent/consent-view.js';
 import { DIRECTORY_FILE, PATIENT_REF_KEY_FILE, PseudonymDirectory } from '../registry/directory.js';
@@ -23,7 +24,7 @@ export interface ConsentPart {
   accessLog: AccessLog;
   /** The access log's Merkle batches (anchored as AnchorRegistry stream 1). */
   accessBatches: BatchStore;
-  accessBatcher: AccessLogBatcher;
+  accessBatcher: Batcher<AccessEntry>;
   accessAnchorer: Anchorer | undefined;
   /** The local view of ConsentRegistry; undefined without one. */
   view: ConsentView | undefined;
@@ -41,7 +42,7 @@ export async function startConsent(ctx: PartContext, chain: ChainRuntime | undef
   life.onStop(() => accessLog.close());
   const accessBatches = new BatchStore(join(config.dataDir, 'access-batches'));
   let accessAnchorer: Anchorer | undefined;
-  const accessBatcher = new AccessLogBatcher(accessLog, accessBatches, {
+  const accessBatcher = new Batcher(accessLogLeaves(accessLog), accessBatches, {
     intervalMs: config.accessLog.intervalMs,
     maxLeaves: config.accessLog.maxEntries,
     onSealed: (b) => {

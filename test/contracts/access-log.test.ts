@@ -16,9 +16,9 @@ import { BatchStore, type SealedBatch } from '../../gateway/anchor/batch-store.j
 import { anchorRegistryAt, consentRegistryAt, sensorMaskOf, STREAM, type ConsentRegistryContract } from '../../gateway/chain/contracts.js';
 import { deployContracts, type DeploymentRecord } from '../../gateway/chain/deploy.js';
 import { patientRefOf } from '../../gateway/chain/ids.js';
-import { AccessLogBatcher } from '../../gateway/consent/access-batcher.js';
+import { Batcher } from '../../gateway/anchor/batcher.js';
 import { accessLeafHash, encodeAccessEntry, type AccessEntry, type AccessRecord } from '../../gateway/consent/access-entry.js';
-import { AccessLog } from '../../gateway/consent/access-log.js';
+import { AccessLog, accessLogLeaves } from '../../gateway/consent/access-log.js';
 import { DisclosureService, type DisclosureItem } from '../../gateway/consent/disclosure.js';
 import { hashLeaf } from '../../gateway/merkle/rfc6962.js';
 import { Rfc6962Tree } from '../../gateway/merkle/tree.js';
@@ -164,12 +164,12 @@ describe('access-log batches', () => {
     const store = new BatchStore(join(dir, 'batches'));
     const rec: AccessRecord = { kind: 'export', researcher: VECTOR.researcher, pseudonym: PSEUDONYM, patientRef: P, grantId: 1n, metrics: ['heart_rate'], fromMs: T0, toMs: T0 + 10, count: 2, firstAtMs: 5000, atMs: 6000 };
     for (let i = 0; i < 3; i++) await log.append({ ...rec, atMs: 6000 + i });
-    const first = new AccessLogBatcher(log, store, { intervalMs: 60_000 });
+    const first = new Batcher(accessLogLeaves(log), store, { intervalMs: 60_000 });
     expect(first.seal()?.leafCount).toBe(3);
     for (let i = 0; i < 4; i++) await log.append({ ...rec, atMs: 7000 - i });
-    const crashed = new AccessLogBatcher(log, store, { intervalMs: 60_000 });
+    const crashed = new Batcher(accessLogLeaves(log), store, { intervalMs: 60_000 });
     expect(crashed.openLeaves).toBe(4); // "crashes" here: nothing sealed
-    const restarted = new AccessLogBatcher(log, store, { intervalMs: 60_000 });
+    const restarted = new Batcher(accessLogLeaves(log), store, { intervalMs: 60_000 });
     const b = restarted.seal()!;
     const entries = [...log.entries(4n)];
     expect(b).toMatchObject({ seq: 2n, leafCount: 4, firstLsn: 4n, lastLsn: 7n, firstFrameTimeMs: 6997, lastFrameTimeMs: 7000 });
@@ -224,7 +224,7 @@ describe('access log anchored as stream 1, proofs and the disclosure report', ()
     // What a misbehaving gateway might log: a metric the grant does not cover, and a delivery after the revocation.
     const uncovered = await log.append({ kind: 'live', researcher: researcher.address, pseudonym: PSEUDONYM, patientRef: P, grantId: g1, metrics: ['ecg'], fromMs: T0, toMs: T0, count: 1, firstAtMs: now, atMs: now });
     const late = await log.append({ kind: 'live', researcher: researcher2.address, pseudonym: PSEUDONYM, patientRef: P, grantId: g3, metrics: ['heart_rate'], fromMs: T0, toMs: T0, count: 1, firstAtMs: g3RevokedAtMs + 10_000, atMs: g3RevokedAtMs + 10_000 });
-    const batcher = new AccessLogBatcher(log, store, { intervalMs: 60_000 });
+    const batcher = new Batcher(accessLogLeaves(log), store, { intervalMs: 60_000 });
     expect(batcher.seal()?.leafCount).toBe(5);
     const pending = await log.append({ kind: 'export', researcher: researcher.address, pseudonym: PSEUDONYM, patientRef: P, grantId: g1, metrics: ['spo2'], fromMs: T0, toMs: T0 + 1, count: 2, firstAtMs: now, atMs: now + 1 });
 

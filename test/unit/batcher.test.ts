@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Batcher, type Placement } from '../../gateway/anchor/batcher.js';
+import { Batcher, frameLeaves, type Placement } from '../../gateway/anchor/batcher.js';
 import { BatchStore } from '../../gateway/anchor/batch-store.js';
 import { encodeSpoolRecord } from '../../gateway/ingest/spool-record.js';
 import { hashLeaf } from '../../gateway/merkle/rfc6962.js';
@@ -46,7 +46,7 @@ describe('Batcher', () => {
     const store = new BatchStore(join(dir, 'batches'));
     let now = 0;
     const sealed: bigint[] = [];
-    const b = new Batcher(wal, store, 0n, { intervalMs: 1000, maxLeaves: 7, now: () => now, onSealed: (x) => sealed.push(x.seq) });
+    const b = new Batcher(frameLeaves(wal), store, { storedThroughLsn: 0n, intervalMs: 1000, maxLeaves: 7, now: () => now, onSealed: (x) => sealed.push(x.seq) });
     const raws = await accept(wal, 17);
     // Count seals: 7 + 7, then 3 stay open until the interval passes.
     const placements: Placement[] = raws.map((_, i) => b.placementOf(BigInt(i + 1)));
@@ -76,7 +76,7 @@ describe('Batcher', () => {
   it('rebuilds the open batch after a crash with the same leaves, and keeps placements of unstored frames', async () => {
     const wal = await Wal.open(join(dir, 'spool'));
     const store = new BatchStore(join(dir, 'batches'));
-    const b = new Batcher(wal, store, 0n, { intervalMs: 60_000, maxLeaves: 5 });
+    const b = new Batcher(frameLeaves(wal), store, { storedThroughLsn: 0n, intervalMs: 60_000, maxLeaves: 5 });
     await accept(wal, 8); // batch 1 sealed (5), 3 open
     const before = Array.from({ length: 8 }, (_, i) => b.placementOf(BigInt(i + 1)));
     b.stored(2n); // storage confirmed 1..2 only
@@ -85,7 +85,7 @@ describe('Batcher', () => {
     const wal2 = await Wal.open(join(dir, 'spool'));
     const store2 = new BatchStore(join(dir, 'batches'));
     expect(store2.lastSealed).toBe(1n);
-    const b2 = new Batcher(wal2, store2, 2n, { intervalMs: 60_000, maxLeaves: 5 });
+    const b2 = new Batcher(frameLeaves(wal2), store2, { storedThroughLsn: 2n, intervalMs: 60_000, maxLeaves: 5 });
     expect(b2.openLeaves).toBe(3);
     for (let i = 3; i <= 8; i++) expect(b2.placementOf(BigInt(i))).toEqual(before[i - 1]);
     expect(() => b2.placementOf(1n)).toThrow(RangeError); // stored before the crash: not needed again
@@ -101,7 +101,7 @@ describe('Batcher', () => {
   it('seals what is open on a clean stop, and seals nothing when there is nothing', async () => {
     const wal = await Wal.open(join(dir, 'spool'));
     const store = new BatchStore(join(dir, 'batches'));
-    const b = new Batcher(wal, store, 0n, { intervalMs: 60_000 });
+    const b = new Batcher(frameLeaves(wal), store, { storedThroughLsn: 0n, intervalMs: 60_000 });
     expect(b.seal()).toBeUndefined();
     await accept(wal, 2);
     b.stop();
