@@ -101,10 +101,6 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       db,
       spool,
       placementOf: (lsn) => anchoring.batcher.placementOf(lsn),
-      stored: (lsn) => {
-        anchoring.batcher.stored(lsn);
-        spool.advance('storage', lsn);
-      },
       onReleased: () => watch.check(),
     });
     const pipeline = ingestPipeline(ctx, { registry, verification, spool, research: research.live, checkSpool: watch.check });

@@ -1,13 +1,15 @@
 /**
  * Moves accepted frames from the spool to storage, in spool order, in batches, retrying
- * with exponential backoff while storage is down. A record is released from the spool only
- * after storage confirmed the batch that holds it, and only after the device-state
- * checkpoint that covers it is on disk. A crash re-sends at most the unreleased batches;
- * storage writes are idempotent (same series, same time, same values), so nothing is
- * stored twice.
+ * with exponential backoff while storage is down. Its spool position ('storage',
+ * gateway/spool/positions.ts) advances only after storage confirmed the batch that holds a
+ * record, and only after the device-state checkpoint that covers it is on disk; the spool
+ * releases a record once every consumer's position is past it. A crash re-sends at most the
+ * batches after the checkpoint; storage writes are idempotent (same series, same time, same
+ * values), so nothing is stored twice.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { SpoolPosition } from '../spool/positions.js';
 import { WalReader, type Wal } from '../spool/wal.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import type { Metrics } from '../status/metrics.js';
@@ -28,11 +30,6 @@ export interface DrainerOptions {
   onReleased?: () => void;
   /** Where each frame sits in its Merkle batch, stored with it (gateway/anchor/batcher.ts). */
   placementOf?: (lsn: bigint) => { batch: bigint; leaf: number };
-  /**
-   * Hands back spool records up to `lsn` once stored and checkpointed. Default: release
-   * them in the spool. The gateway passes a gate that also waits for the batcher.
-   */
-  release?: (lsn: bigint) => void;
 }
 
 export function readCheckpoint(path: string): Checkpoint | undefined {
@@ -62,6 +59,8 @@ export class Drainer {
     private readonly sink: FrameSink,
     private readonly checkpointPath: string,
     private readonly metrics: Metrics,
+    /** This writer's position among the spool's consumers: the checkpoint's LSN at start. */
+    private readonly position: SpoolPosition,
     private readonly opts: DrainerOptions = {},
   ) {
     const ck = readCheckpoint(checkpointPath);
@@ -140,8 +139,7 @@ export class Drainer {
   private releaseNow(): void {
     if (this.pendingRelease === undefined) return;
     writeFileAtomic(this.checkpointPath, JSON.stringify(this.ckStates.toCheckpoint(this.pendingRelease)));
-    if (this.opts.release) this.opts.release(this.pendingRelease);
-    else this.wal.release(this.pendingRelease);
+    this.position.advance(this.pendingRelease);
     this.pendingRelease = undefined;
     this.lastRelease = Date.now();
     this.opts.onReleased?.();

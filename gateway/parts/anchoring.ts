@@ -34,15 +34,16 @@ export interface AnchoringPart {
 /** The frame batcher (its seal fault is fatal) and, with a chain, the frames' anchorer. */
 export function startAnchoring(ctx: PartContext, chain: ChainRuntime | undefined, spool: SpoolPart, batches: BatchStore): AnchoringPart {
   const { config, log, life } = ctx;
-  // Merkle batches: the batcher reads the spool on its own; the spool is released only up
-  // to what both storage and the sealed batches have consumed.
+  // Merkle batches: the batcher reads the spool on its own; a sealed batch advances its spool
+  // position ('batches'), and storage's advances drop the placements it no longer needs.
+  const { positions } = spool;
   let anchorer: Anchorer | undefined;
   const batcher = new Batcher(frameLeaves(spool.wal), batches, {
-    storedThroughLsn: spool.consumed.storage,
+    storedThroughLsn: positions.lsn('storage'),
     intervalMs: config.batch.intervalMs,
     maxLeaves: config.batch.maxFrames,
     onSealed: (b) => {
-      spool.advance('batches', b.lastLsn);
+      positions.advance('batches', b.lastLsn);
       log.info({ event: 'batch_sealed', batch: b.seq.toString(), leaves: b.leafCount, root: b.root, firstFrameTimeMs: b.firstFrameTimeMs, lastFrameTimeMs: b.lastFrameTimeMs }, 'batch sealed');
       anchorer?.wake();
     },
@@ -51,11 +52,12 @@ export function startAnchoring(ctx: PartContext, chain: ChainRuntime | undefined
       life.fail(e);
     },
   });
+  positions.onAdvance('storage', (lsn) => batcher.stored(lsn));
   batcher.start();
   life.onStop(() => batcher.stop());
   // Frames of the open batch were lost with the spool's tail: InfluxDB may already name their
   // leaves. Seal what survived now, so that no new frame takes a lost frame's place.
-  if (spool.wal.recovered.lost.some((r) => r.to > spool.consumed.batches)) {
+  if (spool.wal.recovered.lost.some((r) => r.to > positions.lsn('batches'))) {
     const b = batcher.seal();
     log.warn({ event: 'batch_sealed_after_loss', batch: b?.seq.toString(), leaves: b?.leafCount ?? 0 }, 'the open batch was sealed with the frames that survived the spool loss');
   }

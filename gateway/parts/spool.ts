@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { DeviceStates } from '../ingest/device-state.js';
 import { readCheckpoint } from '../ingest/drainer.js';
 import { decodeSpoolRecord } from '../ingest/spool-record.js';
+import { SpoolPositions } from '../spool/positions.js';
 import { Wal, WalReader } from '../spool/wal.js';
 import type { PartContext } from './lifecycle.js';
 
@@ -17,11 +18,12 @@ export interface SpoolPart {
   checkpointPath: string;
   /** Device state as of the last durable record (checkpoint plus the spool's tail). */
   states: DeviceStates;
-  /** How far each consumer has made the spool's records durable elsewhere. */
-  consumed: { storage: bigint; batches: bigint };
-  /** Records that `consumer` is done with everything up to `lsn`; releases what every consumer is done with. */
-  advance(consumer: 'storage' | 'batches', lsn: bigint): void;
+  /** The consumers' read positions (the storage writer, the frame batcher): they decide what the spool releases. */
+  positions: SpoolPositions<SpoolConsumer>;
 }
+
+/** The spool's consumers, each with its position in gateway/spool/positions.ts. */
+export type SpoolConsumer = 'storage' | 'batches';
 
 /**
  * Opens and recovers the spool.
@@ -32,14 +34,17 @@ export async function recoverSpool(ctx: PartContext, batchesLsn: bigint): Promis
   const checkpointPath = join(config.dataDir, 'spool', 'checkpoint.json');
   const checkpoint = readCheckpoint(checkpointPath);
   const ckLsn = BigInt(checkpoint?.lsn ?? '0');
+  // The spool is released only up to what both storage and the sealed batches have consumed.
+  const positions = new SpoolPositions<SpoolConsumer>({ storage: ckLsn, batches: batchesLsn });
   // No spool position is ever handed out twice: numbering resumes above whatever storage
   // (the checkpoint) or the sealed batches have recorded, even when the spool lost its tail.
   const wal = await Wal.open(join(config.dataDir, 'spool'), {
     quotaBytes: config.spool.quotaBytes,
     segmentBytes: config.spool.segmentBytes,
     minFreeBytes: config.spool.minFreeBytes,
-    minNextLsn: (ckLsn > batchesLsn ? ckLsn : batchesLsn) + 1n,
+    minNextLsn: positions.nextLsnFloor,
   });
+  positions.attach(wal);
   life.onStop(() => wal.close());
   for (const lost of wal.recovered.lost) {
     log.error({ event: 'spool_loss', from: lost.from.toString(), to: lost.to.toString(), records: Number(lost.to - lost.from + 1n), why: lost.why }, 'spool records that were durable are missing: they are reported, and their positions are never reused');
@@ -57,13 +62,5 @@ export async function recoverSpool(ctx: PartContext, batchesLsn: bigint): Promis
   }
   tail.close();
   log.info({ event: 'spool_recovered', backlog: Number(wal.backlog), replayed, truncatedBytes: wal.recovered.truncatedBytes }, 'spool recovered');
-
-  // The spool is released only up to what both storage and the sealed batches have consumed.
-  const consumed = { storage: ckLsn, batches: batchesLsn };
-  const advance = (consumer: 'storage' | 'batches', lsn: bigint): void => {
-    consumed[consumer] = lsn;
-    const upTo = consumed.storage < consumed.batches ? consumed.storage : consumed.batches;
-    if (upTo > wal.releasedLsn) wal.release(upTo);
-  };
-  return { wal, checkpointPath, states, consumed, advance };
+  return { wal, checkpointPath, states, positions };
 }

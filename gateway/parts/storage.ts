@@ -38,9 +38,7 @@ export interface StorageWriterDeps {
   spool: SpoolPart;
   /** Where each frame sits in its Merkle batch, stored with it (gateway/anchor/batcher.ts). */
   placementOf: (lsn: bigint) => { batch: bigint; leaf: number };
-  /** Storage made everything up to `lsn` durable (and the checkpoint covers it). */
-  stored: (lsn: bigint) => void;
-  /** After spool records were released (space freed). */
+  /** After the writer advanced its spool position (records may have been released). */
   onReleased: () => void;
 }
 
@@ -58,7 +56,7 @@ export function startStorageWriter(ctx: PartContext, d: StorageWriterDeps): Stor
       log.error({ event: 'storage_quarantined', device: q.device, seq: q.seq, lsn: q.lsn, status: q.status, err: logSafeMessage(q.error) }, 'InfluxDB refuses a frame for good: set aside in the storage quarantine; fix the database, then run `vitalproof storage replay`');
     },
   });
-  const writer = new Drainer(d.spool.wal, sink, d.spool.checkpointPath, metrics, {
+  const writer = new Drainer(d.spool.wal, sink, d.spool.checkpointPath, metrics, d.spool.positions.position('storage'), {
     batchFrames: config.storage.batchFrames,
     retryMinMs: config.storage.retryMinMs,
     retryMaxMs: config.storage.retryMaxMs,
@@ -68,7 +66,6 @@ export function startStorageWriter(ctx: PartContext, d: StorageWriterDeps): Stor
     onRecovered: (attempts) => log.info({ event: 'storage_recovered', attempts }, 'InfluxDB writes resumed'),
     onReleased: d.onReleased,
     placementOf: d.placementOf,
-    release: d.stored,
   });
   writer.start().catch((e: Error) => {
     log.fatal({ event: 'drainer_failed', err: e.message }, 'spool drain failed');
