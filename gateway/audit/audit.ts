@@ -2,7 +2,7 @@
  * The audit: what InfluxDB holds, point by point, against the frames the wearables signed,
  * the Merkle batches the gateway cut, and the roots anchored on chain (docs/audit.md).
  *
- * InfluxDB is untrusted storage (PRODUCT.md, trust model). A stored reading is `intact` only
+ * InfluxDB is untrusted storage (docs/trust-model.md). A stored reading is `intact` only
  * when all of this holds:
  *
  *   point ──(device, time; seq)──► `frames` point ──raw──► decodeFrame ─► sample i equals the point
