@@ -6,10 +6,10 @@
  */
 import { join } from 'node:path';
 import { DeviceStates } from '../ingest/device-state.js';
-import { readCheckpoint } from '../ingest/drainer.js';
 import { decodeSpoolRecord } from '../ingest/spool-record.js';
 import { SpoolPositions } from '../spool/positions.js';
 import { Wal, WalReader } from '../spool/wal.js';
+import { readCheckpoint } from '../storage/writer.js';
 import type { PartContext } from './lifecycle.js';
 
 export interface SpoolPart {

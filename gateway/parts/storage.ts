@@ -3,10 +3,10 @@
  * influx.url names) and the writer that moves accepted frames from the spool into it.
  */
 import { join } from 'node:path';
-import { Drainer } from '../ingest/drainer.js';
 import { startInfluxd } from '../storage/influxd.js';
 import { InfluxSink } from '../storage/influx-sink.js';
 import { logSafeMessage, STORAGE_QUARANTINE_DIR, StorageQuarantine } from '../storage/quarantine.js';
+import { StorageWriter } from '../storage/writer.js';
 import type { PartContext } from './lifecycle.js';
 import type { SpoolPart } from './spool.js';
 
@@ -28,7 +28,7 @@ export async function startDatabase(ctx: PartContext): Promise<Database> {
 
 export interface StoragePart {
   sink: InfluxSink;
-  writer: Drainer;
+  writer: StorageWriter;
   /** Frames InfluxDB refused for good, set aside (docs/storage.md, "Storage quarantine"). */
   quarantine: StorageQuarantine;
 }
@@ -56,7 +56,7 @@ export function startStorageWriter(ctx: PartContext, d: StorageWriterDeps): Stor
       log.error({ event: 'storage_quarantined', device: q.device, seq: q.seq, lsn: q.lsn, status: q.status, err: logSafeMessage(q.error) }, 'InfluxDB refuses a frame for good: set aside in the storage quarantine; fix the database, then run `vitalproof storage replay`');
     },
   });
-  const writer = new Drainer(d.spool.wal, sink, d.spool.checkpointPath, metrics, d.spool.positions.position('storage'), {
+  const writer = new StorageWriter(d.spool.wal, sink, d.spool.checkpointPath, metrics, d.spool.positions.position('storage'), {
     batchFrames: config.storage.batchFrames,
     retryMinMs: config.storage.retryMinMs,
     retryMaxMs: config.storage.retryMaxMs,

@@ -13,11 +13,11 @@ import type { SpoolPosition } from '../spool/positions.js';
 import { WalReader, type Wal } from '../spool/wal.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import type { Metrics } from '../status/metrics.js';
-import { DeviceStates, type Checkpoint } from './device-state.js';
-import { decodeSpoolRecord } from './spool-record.js';
-import type { FrameSink } from './types.js';
+import { DeviceStates, type Checkpoint } from '../ingest/device-state.js';
+import { decodeSpoolRecord } from '../ingest/spool-record.js';
+import type { FrameSink } from '../ingest/types.js';
 
-export interface DrainerOptions {
+export interface StorageWriterOptions {
   /** Frames per storage write. */
   batchFrames?: number;
   retryMinMs?: number;
@@ -37,7 +37,7 @@ export function readCheckpoint(path: string): Checkpoint | undefined {
   return JSON.parse(readFileSync(path, 'utf8')) as Checkpoint;
 }
 
-export class Drainer {
+export class StorageWriter {
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
   private readonly ckStates: DeviceStates;
@@ -61,7 +61,7 @@ export class Drainer {
     private readonly metrics: Metrics,
     /** This writer's position among the spool's consumers: the checkpoint's LSN at start. */
     private readonly position: SpoolPosition,
-    private readonly opts: DrainerOptions = {},
+    private readonly opts: StorageWriterOptions = {},
   ) {
     const ck = readCheckpoint(checkpointPath);
     this.ckStates = DeviceStates.fromCheckpoint(ck);
