@@ -13,6 +13,7 @@
  * are little-endian, and this code never sees them.
  */
 import { createHash } from 'node:crypto';
+import { CodedError } from './coded-error.js';
 import type { Outbox } from './device.js';
 import { FRAME_VERSION, MAX_FRAME_BYTES, MIN_FRAME_BYTES, isDeviceId } from './frame.js';
 import { ATT_MTU_MIN, FRAME_COUNTER_MODULO, fragments, notificationBytes } from './fragment.js';
@@ -81,20 +82,15 @@ export const ATT_ERROR_FOR: Readonly<Record<GattValueErrorCode, number>> = {
   GATT_BAD_FIELD: 0x80,
 };
 
-/** A refused control or info value: what was expected and what was found travel with it. */
-export class GattValueError extends Error {
-  readonly code: GattValueErrorCode;
-  readonly detail: Readonly<Record<string, number | string>>;
+/**
+ * A refused control or info value: what was expected and what was found travel with it.
+ * Test for it with isError(e, GattValueError[, code]).
+ */
+export class GattValueError extends CodedError<GattValueErrorCode> {
+  declare readonly detail: Readonly<Record<string, number | string>>;
   constructor(code: GattValueErrorCode, detail: Record<string, number | string> = {}) {
-    super(`${code}: ${GATT_VALUE_ERRORS[code]}${Object.keys(detail).length ? ` ${JSON.stringify(detail)}` : ''}`);
-    this.name = 'GattValueError';
-    this.code = code;
-    this.detail = detail;
+    super(GATT_VALUE_ERRORS, code, detail);
   }
-}
-
-export function isGattValueError(e: unknown, code?: GattValueErrorCode): e is GattValueError {
-  return e instanceof GattValueError && (code === undefined || e.code === code);
 }
 
 const UINT64_MAX = (1n << 64n) - 1n;

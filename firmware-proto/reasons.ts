@@ -3,6 +3,8 @@
  * PROTOCOL.md §7 documents each one with how to solve it; the gateway counts every
  * rejection under exactly one of these codes, and the test vectors name them.
  */
+import { CodedError, type ErrorDetail } from './coded-error.js';
+
 export const FRAME_REASONS = {
   // §3 decoding: the bytes are not a canonical v1 frame
   FRAME_TOO_SHORT: 'fewer bytes than a header, one sample and a signature',
@@ -45,24 +47,12 @@ export const ALL_CONNECT_REASONS = Object.keys(CONNECT_REASONS) as ConnectReason
 /**
  * A coded protocol failure: what was expected and what was found travel with it.
  * Decoders throw it; verification returns a verdict carrying the same code.
+ * Test for it with isError(e, ProtocolError[, code]).
  */
-export class ProtocolError extends Error {
-  readonly code: FrameReason;
-  readonly detail: Readonly<Record<string, unknown>>;
-  constructor(code: FrameReason, detail: Record<string, unknown> = {}) {
-    super(`${code}: ${FRAME_REASONS[code]}${Object.keys(detail).length ? ` ${JSON.stringify(detail, bigintJson)}` : ''}`);
-    this.name = 'ProtocolError';
-    this.code = code;
-    this.detail = detail;
+export class ProtocolError extends CodedError<FrameReason> {
+  constructor(code: FrameReason, detail: ErrorDetail = {}) {
+    super(FRAME_REASONS, code, detail);
   }
-}
-
-export function isProtocolError(e: unknown, code?: FrameReason): e is ProtocolError {
-  return e instanceof ProtocolError && (code === undefined || e.code === code);
-}
-
-function bigintJson(_k: string, v: unknown): unknown {
-  return typeof v === 'bigint' ? v.toString() : v;
 }
 
 /**

@@ -9,6 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { CodedError, type Remedies } from '../firmware-proto/coded-error.js';
 import { MAX_FRAME_BYTES } from '../firmware-proto/frame.js';
 
 export interface GatewayConfig {
@@ -55,7 +56,7 @@ export interface GatewayConfig {
       requireClientCert: string;
     };
   };
-  /** The status / API listener (gateway/status/http-server.ts, docs/operations.md "HTTP limits" and "Encryption in transit"). */
+  /** The status / API listener (gateway/http/server.ts, docs/operations.md "HTTP limits" and "Encryption in transit"). */
   http: {
     host: string;
     port: number;
@@ -252,10 +253,33 @@ export const DEFAULTS: GatewayConfig = {
   log: { level: 'info', file: '', maxBytes: 64 * 1024 * 1024, keepFiles: 4, limitBurst: 10, limitWindowMs: 60_000 },
 };
 
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
+/** Why a configuration (or a command's arguments) cannot be used; the message names the key and the value. */
+export const CONFIG_ERRORS = {
+  CONFIG_BAD_VALUE: 'a setting or argument has a value of the wrong type or outside its range',
+  CONFIG_UNKNOWN_KEY: 'a configuration key (file, environment or flag) that the gateway does not have',
+  CONFIG_CONFLICT: 'settings that do not go together, or a setting that needs another one that is not set',
+  CONFIG_FILE_UNREADABLE: 'a file the configuration names cannot be read, or does not hold what it should',
+  CONFIG_PLAIN_NOT_LOOPBACK: 'plain MQTT or HTTP on an address other than loopback, without allowPlain',
+  CONFIG_NO_CHAIN: 'the command needs a chain, or a deployment record, that this configuration does not have',
+} as const;
+export type ConfigErrorCode = keyof typeof CONFIG_ERRORS;
+
+export const CONFIG_REMEDIES: Remedies<ConfigErrorCode> = {
+  CONFIG_BAD_VALUE: 'give the value the message asks for (docs/operations.md lists every key with its default)',
+  CONFIG_UNKNOWN_KEY: 'check the spelling against docs/operations.md, "Configuration"; environment variables are VP_ and the key in upper snake case',
+  CONFIG_CONFLICT: 'set the settings the message names together, or neither',
+  CONFIG_FILE_UNREADABLE: 'check the path and its permissions, and that the file holds what the key needs (PEM certificates, a 64-hex-digit key, JSON)',
+  CONFIG_PLAIN_NOT_LOOPBACK: 'serve the network over TLS (the tls.cert and tls.key keys), bind the host to 127.0.0.1, or set allowPlain true to accept the risk knowingly (docs/operations.md, "Encryption in transit")',
+  CONFIG_NO_CHAIN: 'run with chain.mode embedded or external, and deploy the contracts with `vitalproof chain deploy` (point chain.deployment at its record)',
+};
+
+/**
+ * A configuration the gateway or a command cannot run with. The message is written for the
+ * operator (it names the key and the value, and is printed as is); `code` is for branching.
+ */
+export class ConfigError extends CodedError<ConfigErrorCode> {
+  constructor(message: string, code: ConfigErrorCode = 'CONFIG_BAD_VALUE') {
+    super(CONFIG_ERRORS, code, {}, { message });
   }
 }
 
@@ -286,7 +310,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
     try {
       doc = JSON.parse(readFileSync(file, 'utf8'));
     } catch (e) {
-      throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
+      throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`, 'CONFIG_FILE_UNREADABLE');
     }
     for (const [k, v] of configKeys(doc as object)) set(cfg, k, v, `file ${file}`);
   }
@@ -298,8 +322,8 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   cfg.dataDir = resolve(cfg.dataDir);
   if (!['embedded', 'external', 'off'].includes(cfg.chain.mode)) throw new ConfigError(`chain.mode must be embedded, external or off, got "${cfg.chain.mode}"`);
   if (!['chain', 'file'].includes(cfg.registry.source)) throw new ConfigError(`registry.source must be chain or file, got "${cfg.registry.source}"`);
-  if (cfg.registry.source === 'chain' && cfg.chain.mode === 'off') throw new ConfigError('registry.source "chain" needs a chain: set chain.mode to embedded or external, or registry.source to file');
-  if (cfg.chain.mode === 'external' && (!cfg.chain.rpcUrl || !cfg.chain.keyFile)) throw new ConfigError('chain.mode external needs chain.rpcUrl and chain.keyFile (and chain.deployment, or dataDir/chain/deployment.json)');
+  if (cfg.registry.source === 'chain' && cfg.chain.mode === 'off') throw new ConfigError('registry.source "chain" needs a chain: set chain.mode to embedded or external, or registry.source to file', 'CONFIG_CONFLICT');
+  if (cfg.chain.mode === 'external' && (!cfg.chain.rpcUrl || !cfg.chain.keyFile)) throw new ConfigError('chain.mode external needs chain.rpcUrl and chain.keyFile (and chain.deployment, or dataDir/chain/deployment.json)', 'CONFIG_CONFLICT');
   if (!['on', 'off'].includes(cfg.ble.mode)) throw new ConfigError(`ble.mode must be on or off, got "${cfg.ble.mode}"`);
   if (!Number.isInteger(cfg.ble.maxConnections) || cfg.ble.maxConnections < 1) throw new ConfigError(`ble.maxConnections must be an integer >= 1, got ${cfg.ble.maxConnections}`);
   if (!Number.isInteger(cfg.chain.confirmations) || cfg.chain.confirmations < 1) throw new ConfigError(`chain.confirmations must be an integer >= 1, got ${cfg.chain.confirmations}`);
@@ -321,7 +345,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   for (const [k, v] of [['http.loginPerSourcePerS', cfg.http.loginPerSourcePerS], ['login.recoveriesPerS', cfg.login.recoveriesPerS], ['login.selfIssuedPerS', cfg.login.selfIssuedPerS]] as const) {
     if (!(v > 0)) throw new ConfigError(`${k} must be a number > 0, got ${v}`);
   }
-  if (cfg.http.headersTimeoutMs > cfg.http.requestTimeoutMs) throw new ConfigError(`http.headersTimeoutMs (${cfg.http.headersTimeoutMs}) must not exceed http.requestTimeoutMs (${cfg.http.requestTimeoutMs})`);
+  if (cfg.http.headersTimeoutMs > cfg.http.requestTimeoutMs) throw new ConfigError(`http.headersTimeoutMs (${cfg.http.headersTimeoutMs}) must not exceed http.requestTimeoutMs (${cfg.http.requestTimeoutMs})`, 'CONFIG_CONFLICT');
   for (const k of ['cert', 'key', 'ca'] as const) if (cfg.http.tls[k]) cfg.http.tls[k] = resolve(cfg.http.tls[k]);
   if (cfg.chain.deployment) cfg.chain.deployment = resolve(cfg.chain.deployment);
   if (cfg.chain.keyFile) cfg.chain.keyFile = resolve(cfg.chain.keyFile);
@@ -363,9 +387,9 @@ function checkMqtt(m: GatewayConfig['mqtt']): void {
   for (const [k, v, min] of atLeast) if (!Number.isInteger(v) || v < min) throw new ConfigError(`${k} must be an integer >= ${min}, got ${v}`);
   if (m.maxKeepaliveS > 65_535) throw new ConfigError(`mqtt.maxKeepaliveS must be <= 65535 (MQTT 3.1.1 §3.1.2.10), got ${m.maxKeepaliveS}`);
   const t = m.tls;
-  if (Boolean(t.cert) !== Boolean(t.key)) throw new ConfigError(`mqtt.tls.cert and mqtt.tls.key go together: got cert "${t.cert}", key "${t.key}"`);
-  if (t.ca && !t.cert) throw new ConfigError('mqtt.tls.ca needs a TLS listener: set mqtt.tls.cert and mqtt.tls.key too');
-  if (t.requireClientCert === 'true' && !t.ca) throw new ConfigError('mqtt.tls.requireClientCert true needs mqtt.tls.ca (the CA that issued the devices\' certificates) and mqtt.tls.cert / mqtt.tls.key');
+  if (Boolean(t.cert) !== Boolean(t.key)) throw new ConfigError(`mqtt.tls.cert and mqtt.tls.key go together: got cert "${t.cert}", key "${t.key}"`, 'CONFIG_CONFLICT');
+  if (t.ca && !t.cert) throw new ConfigError('mqtt.tls.ca needs a TLS listener: set mqtt.tls.cert and mqtt.tls.key too', 'CONFIG_CONFLICT');
+  if (t.requireClientCert === 'true' && !t.ca) throw new ConfigError('mqtt.tls.requireClientCert true needs mqtt.tls.ca (the CA that issued the devices\' certificates) and mqtt.tls.cert / mqtt.tls.key', 'CONFIG_CONFLICT');
   if (t.cert) {
     t.cert = resolve(t.cert);
     t.key = resolve(t.key);
@@ -376,6 +400,7 @@ function checkMqtt(m: GatewayConfig['mqtt']): void {
     throw new ConfigError(
       `mqtt.host is "${m.host}", not a loopback address: plain MQTT there would carry readings, CONNECT tokens and researchers' streams in clear on the network. ` +
         'Keep mqtt.host on 127.0.0.1 and serve the network over TLS (mqtt.tls.cert, mqtt.tls.key, mqtt.tls.host), or set mqtt.allowPlain true to accept the risk (docs/operations.md, "Encryption in transit")',
+      'CONFIG_PLAIN_NOT_LOOPBACK',
     );
   }
 }
@@ -396,11 +421,11 @@ function set(cfg: GatewayConfig, key: string, value: Leaf, source: string): void
   let node = cfg as unknown as Record<string, unknown>;
   for (const p of path.slice(0, -1)) {
     const next = node[p];
-    if (typeof next !== 'object' || next === null) throw new ConfigError(`unknown config key "${key}" (${source})`);
+    if (typeof next !== 'object' || next === null) throw new ConfigError(`unknown config key "${key}" (${source})`, 'CONFIG_UNKNOWN_KEY');
     node = next as Record<string, unknown>;
   }
   const leaf = path[path.length - 1]!;
-  if (!(leaf in node) || typeof node[leaf] === 'object') throw new ConfigError(`unknown config key "${key}" (${source})`);
+  if (!(leaf in node) || typeof node[leaf] === 'object') throw new ConfigError(`unknown config key "${key}" (${source})`, 'CONFIG_UNKNOWN_KEY');
   if (typeof node[leaf] === 'number') {
     const n = typeof value === 'number' ? value : Number(value);
     if (!Number.isFinite(n) || (typeof value === 'string' && value.trim() === '')) throw new ConfigError(`config key "${key}" must be a number, got "${value}" (${source})`);

@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { diffVectorFiles, runVectorGenerator, type VectorSet } from './lib/vector-files.js';
+import { isError } from '../firmware-proto/coded-error.js';
 import { decodeFrame } from '../firmware-proto/frame.js';
 import { fragmentFrame, notificationBytes, Reassembler, type ReassemblyVerdict } from '../firmware-proto/fragment.js';
 import {
@@ -34,7 +35,7 @@ import {
   encodeAck,
   encodeInfo,
   infoMatchesKey,
-  isGattValueError,
+  GattValueError,
   type GattValueErrorCode,
 } from '../firmware-proto/gatt.js';
 import { ALL_FRAGMENT_REASONS, type FragmentReason } from '../firmware-proto/reasons.js';
@@ -456,7 +457,7 @@ function checkValue(kind: 'control' | 'info', v: ValueVector): void {
     const norm = Object.fromEntries(Object.entries(d).map(([k, x]) => [k, typeof x === 'bigint' ? x.toString() : x]));
     if (JSON.stringify(norm) !== JSON.stringify(v.want)) throw new Error(`${kind}/${v.name}: decodes to ${JSON.stringify(norm)}`);
   } catch (e) {
-    if (!isGattValueError(e)) throw e;
+    if (!isError(e, GattValueError)) throw e;
     if (e.code !== v.wantError) throw new Error(`${kind}/${v.name}: refused with ${e.code}, the vector says ${v.wantError}`);
   }
 }

@@ -9,6 +9,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CodedError } from '../../firmware-proto/coded-error.js';
 import { spawnServer, terminate } from '../../gateway/util/child.js';
 
 export const DBUS_DAEMON = '/usr/bin/dbus-daemon';
@@ -17,16 +18,17 @@ export const DBUS_DAEMON = '/usr/bin/dbus-daemon';
 const START_LIMIT_MS = 10_000;
 const STOP_LIMIT_MS = 3_000;
 
-export type BusDaemonErrorCode = 'BUS_DAEMON_EXITED' | 'BUS_DAEMON_TIMEOUT';
+export const BUS_DAEMON_ERRORS = {
+  BUS_DAEMON_EXITED: 'dbus-daemon exited before printing its address',
+  BUS_DAEMON_TIMEOUT: 'dbus-daemon printed no address in time',
+} as const;
+export type BusDaemonErrorCode = keyof typeof BUS_DAEMON_ERRORS;
 
 /** The daemon did not come up: what it printed travels with the error. */
-export class BusDaemonError extends Error {
-  readonly code: BusDaemonErrorCode;
+export class BusDaemonError extends CodedError<BusDaemonErrorCode> {
   readonly output: string;
   constructor(code: BusDaemonErrorCode, message: string, output: string) {
-    super(`${code}: ${message}${output.trim() ? `\n${output.trim()}` : ''}`);
-    this.name = 'BusDaemonError';
-    this.code = code;
+    super(BUS_DAEMON_ERRORS, code, {}, { message: `${code}: ${message}${output.trim() ? `\n${output.trim()}` : ''}` });
     this.output = output;
   }
 }

@@ -13,7 +13,8 @@
  * peripheral's GATT server while some client has notifications enabled, in bursts that yield
  * to the event loop, with an optional pause after each (a slow link).
  */
-import { ATT_ERROR_FOR, GATT_PROFILE, isGattValueError } from '../../firmware-proto/gatt.js';
+import { isError } from '../../firmware-proto/coded-error.js';
+import { ATT_ERROR_FOR, GATT_PROFILE, GattValueError } from '../../firmware-proto/gatt.js';
 import type { Callers, Variant } from './dbus.js';
 import { Interface } from './dbus.js';
 import { attError, bluezError } from './errors.js';
@@ -233,7 +234,7 @@ export class GattConnection {
     try {
       this.peripheral.server.writeControl(new Uint8Array(value));
     } catch (e) {
-      if (isGattValueError(e)) throw attError(ATT_ERROR_FOR[e.code]);
+      if (isError(e, GattValueError)) throw attError(ATT_ERROR_FOR[e.code]);
       throw e;
     }
     this.wake();

@@ -13,6 +13,7 @@
  * (bus-daemon.ts).
  */
 import { sessionBus, type MessageBus } from 'dbus-next';
+import { CodedError } from '../../firmware-proto/coded-error.js';
 import { Adapter, ADAPTER_PATH } from './adapter.js';
 import { Callers, Interface } from './dbus.js';
 import { ObjectTree } from './object-tree.js';
@@ -39,14 +40,15 @@ export interface SimulatedBluezOptions {
 const DO_NOT_QUEUE = 0x4;
 const PRIMARY_OWNER = 1;
 
-export type SimulatedBluezErrorCode = 'BLUEZ_NAME_TAKEN' | 'BLUEZ_BUS_UNREACHABLE';
+export const SIMULATED_BLUEZ_ERRORS = {
+  BLUEZ_NAME_TAKEN: 'org.bluez is already owned on the bus (a real BlueZ, or another simulator)',
+  BLUEZ_BUS_UNREACHABLE: 'the simulated BlueZ cannot reach its D-Bus (closed, or no bus at the address)',
+} as const;
+export type SimulatedBluezErrorCode = keyof typeof SIMULATED_BLUEZ_ERRORS;
 
-export class SimulatedBluezError extends Error {
-  readonly code: SimulatedBluezErrorCode;
+export class SimulatedBluezError extends CodedError<SimulatedBluezErrorCode> {
   constructor(code: SimulatedBluezErrorCode, message: string) {
-    super(`${code}: ${message}`);
-    this.name = 'SimulatedBluezError';
-    this.code = code;
+    super(SIMULATED_BLUEZ_ERRORS, code, {}, { message: `${code}: ${message}` });
   }
 }
 

@@ -33,6 +33,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { id, zeroPadValue, toBeHex, type Provider, type Signer, type TransactionReceipt } from 'ethers';
+import { CodedError, type ErrorDetail } from '../../firmware-proto/coded-error.js';
 import type { Logger } from '../log.js';
 import { STREAM, type AnchorRegistryContract, type StreamId } from '../chain/contracts.js';
 import type { AnchorRecord, BatchStore, SealedBatch } from './batch-store.js';
@@ -45,13 +46,10 @@ export const ANCHOR_ERRORS = {
 } as const;
 export type AnchorErrorCode = keyof typeof ANCHOR_ERRORS;
 
-export class AnchorError extends Error {
-  constructor(
-    readonly code: AnchorErrorCode,
-    readonly detail: Record<string, unknown> = {},
-  ) {
-    super(`${code}: ${ANCHOR_ERRORS[code]} ${JSON.stringify(detail, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`);
-    this.name = 'AnchorError';
+/** A coded anchoring failure; `detail` carries what was expected and what was found. */
+export class AnchorError extends CodedError<AnchorErrorCode> {
+  constructor(code: AnchorErrorCode, detail: ErrorDetail = {}) {
+    super(ANCHOR_ERRORS, code, detail);
   }
 }
 

@@ -11,14 +11,19 @@
  * AnchorTarget to share one between different signer objects of the same account.
  */
 import { EventEmitter } from 'node:events';
+import { CodedError } from '../../firmware-proto/coded-error.js';
 
 export type LaneRelease = () => void;
 
-export class TxLaneAbortedError extends Error {
-  readonly code = 'TX_LANE_ABORTED';
+export const TX_LANE_ERRORS = {
+  TX_LANE_ABORTED: 'stopped while waiting for the transaction lane',
+} as const;
+export type TxLaneErrorCode = keyof typeof TX_LANE_ERRORS;
+
+/** An anchorer stopped (its signal aborted) before it got the lane: nothing was sent. */
+export class TxLaneAbortedError extends CodedError<TxLaneErrorCode> {
   constructor() {
-    super('TX_LANE_ABORTED: stopped while waiting for the transaction lane');
-    this.name = 'TxLaneAbortedError';
+    super(TX_LANE_ERRORS, 'TX_LANE_ABORTED');
   }
 }
 

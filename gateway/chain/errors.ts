@@ -4,6 +4,8 @@
  * Reverts of the contracts themselves are not here: they are the contracts' custom errors,
  * decoded by `decodeRevert` (gateway/chain/contracts.ts).
  */
+import { CodedError, isError, type ErrorDetail } from '../../firmware-proto/coded-error.js';
+
 export const CHAIN_ERRORS = {
   ANVIL_NOT_FOUND: 'the anvil binary was not found: install the npm package @foundry-rs/anvil (its platform package holds the binary), or pass `binary`',
   ANVIL_PORT_IN_USE: 'anvil could not bind its port: another process holds it',
@@ -25,18 +27,13 @@ export const CHAIN_ERRORS = {
 export type ChainErrorCode = keyof typeof CHAIN_ERRORS;
 
 /** A coded chain failure; `detail` carries what was expected and what was found. */
-export class ChainError extends Error {
-  readonly code: ChainErrorCode;
-  readonly detail: Readonly<Record<string, unknown>>;
-  constructor(code: ChainErrorCode, detail: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    const extra = Object.keys(detail).length ? ` ${JSON.stringify(detail, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}` : '';
-    super(`${code}: ${CHAIN_ERRORS[code]}${extra}`, options);
-    this.name = 'ChainError';
-    this.code = code;
-    this.detail = detail;
+export class ChainError extends CodedError<ChainErrorCode> {
+  constructor(code: ChainErrorCode, detail: ErrorDetail = {}, options?: ErrorOptions) {
+    super(CHAIN_ERRORS, code, detail, options);
   }
 }
 
+/** isError(e, ChainError, code), kept for its many callers. */
 export function isChainError(e: unknown, code?: ChainErrorCode): e is ChainError {
-  return e instanceof ChainError && (code === undefined || e.code === code);
+  return isError(e, ChainError, code);
 }

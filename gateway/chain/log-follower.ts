@@ -19,6 +19,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getAddress, type Log, type Provider } from 'ethers';
+import { CodedError } from '../../firmware-proto/coded-error.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { ChainError } from './errors.js';
 
@@ -121,12 +122,15 @@ interface CacheFile {
 /** Thrown inside a scan when the block the state ends at is no longer on the chain. */
 class ReorgDetected extends Error {}
 
+export const FOLLOWER_ERRORS = {
+  FOLLOWER_CLOSED: 'the follower was closed',
+} as const;
+export type FollowerErrorCode = keyof typeof FOLLOWER_ERRORS;
+
 /** Thrown by sync() after close(). */
-export class FollowerClosedError extends Error {
-  readonly code = 'FOLLOWER_CLOSED';
+export class FollowerClosedError extends CodedError<FollowerErrorCode> {
   constructor() {
-    super('FOLLOWER_CLOSED: the follower was closed');
-    this.name = 'FollowerClosedError';
+    super(FOLLOWER_ERRORS, 'FOLLOWER_CLOSED');
   }
 }
 

@@ -71,10 +71,10 @@ export function readKeyFile(path: string): Wallet {
   try {
     text = readFileSync(path, 'utf8').trim();
   } catch (e) {
-    throw new ConfigError(`cannot read key file ${path}: ${(e as Error).message}`);
+    throw new ConfigError(`cannot read key file ${path}: ${(e as Error).message}`, 'CONFIG_FILE_UNREADABLE');
   }
   const hex = text.startsWith('0x') ? text : `0x${text}`;
-  if (!/^0x[0-9a-fA-F]{64}$/.test(hex)) throw new ConfigError(`key file ${path} must hold a 32-byte private key as 64 hex digits`);
+  if (!/^0x[0-9a-fA-F]{64}$/.test(hex)) throw new ConfigError(`key file ${path} must hold a 32-byte private key as 64 hex digits`, 'CONFIG_FILE_UNREADABLE');
   return new Wallet(hex);
 }
 
@@ -85,12 +85,12 @@ export function readKeyFile(path: string): Wallet {
  * with its state saved, by `stop`).
  */
 export async function openChainForCli(cfg: GatewayConfig, log?: Logger): Promise<ChainRuntime> {
-  if (cfg.chain.mode === 'off') throw new ConfigError('chain.mode is off: this command needs a chain');
+  if (cfg.chain.mode === 'off') throw new ConfigError('chain.mode is off: this command needs a chain', 'CONFIG_NO_CHAIN');
   if (cfg.chain.mode === 'external') return openChain(cfg, log);
   const running = runningEndpoint(cfg.dataDir);
   if (!running) return openChain(cfg, log, { writeEndpoint: false });
   const record = readDeploymentRecord(join(chainDir(cfg.dataDir), DEPLOYMENT_FILE));
-  if (!record) throw new ConfigError(`the running gateway's chain has no deployment record in ${chainDir(cfg.dataDir)}`);
+  if (!record) throw new ConfigError(`the running gateway's chain has no deployment record in ${chainDir(cfg.dataDir)}`, 'CONFIG_NO_CHAIN');
   const provider = chainProvider(running.url, record.chainId, 100, cfg.chain.rpcTimeoutMs);
   return {
     ...embeddedRuntime(running.url, provider, record),
@@ -170,10 +170,10 @@ export async function openChain(cfg: GatewayConfig, log?: Logger, opts: { writeE
       throw e;
     }
   }
-  if (cfg.chain.mode !== 'external') throw new ConfigError(`chain.mode "${cfg.chain.mode}" has no chain to open`);
+  if (cfg.chain.mode !== 'external') throw new ConfigError(`chain.mode "${cfg.chain.mode}" has no chain to open`, 'CONFIG_NO_CHAIN');
   const recordPath = cfg.chain.deployment || join(chainDir(cfg.dataDir), DEPLOYMENT_FILE);
   const record = readDeploymentRecord(recordPath);
-  if (!record) throw new ConfigError(`no deployment record at ${recordPath}: deploy the contracts with "vitalproof chain deploy" and point chain.deployment at its record`);
+  if (!record) throw new ConfigError(`no deployment record at ${recordPath}: deploy the contracts with "vitalproof chain deploy" and point chain.deployment at its record`, 'CONFIG_NO_CHAIN');
   const provider = chainProvider(cfg.chain.rpcUrl, record.chainId, 1000, cfg.chain.rpcTimeoutMs);
   const wallet = readKeyFile(cfg.chain.keyFile).connect(provider) as Wallet | HDNodeWallet;
   let verified: Promise<void> | undefined;

@@ -73,23 +73,24 @@ export function isLoopbackHost(host: string): boolean {
 export function httpTransport(http: HttpConfig): HttpTransport {
   const { cert, key, ca } = http.tls;
   if (http.allowPlain !== 'true' && http.allowPlain !== 'false') throw new ConfigError(`http.allowPlain must be true or false, got "${http.allowPlain}"`);
-  if (!cert !== !key) throw new ConfigError(`http.tls.cert and http.tls.key go together: got ${cert ? 'a certificate without its key' : 'a key without its certificate'}`);
+  if (!cert !== !key) throw new ConfigError(`http.tls.cert and http.tls.key go together: got ${cert ? 'a certificate without its key' : 'a key without its certificate'}`, 'CONFIG_CONFLICT');
   if (cert && key) {
     const read = (k: string, p: string): Buffer => {
       try {
         return readFileSync(p);
       } catch (e) {
-        throw new ConfigError(`cannot read ${k} ${p}: ${(e as Error).message}`);
+        throw new ConfigError(`cannot read ${k} ${p}: ${(e as Error).message}`, 'CONFIG_FILE_UNREADABLE');
       }
     };
     return { tls: { cert: read('http.tls.cert', cert), key: read('http.tls.key', key), ...(ca ? { ca: read('http.tls.ca', ca) } : {}) }, plainAllowed: false };
   }
-  if (ca) throw new ConfigError('http.tls.ca is set but http.tls.cert and http.tls.key are not: HTTPS needs a certificate and its key');
+  if (ca) throw new ConfigError('http.tls.ca is set but http.tls.cert and http.tls.key are not: HTTPS needs a certificate and its key', 'CONFIG_CONFLICT');
   if (isLoopbackHost(http.host)) return { plainAllowed: false };
   if (http.allowPlain === 'true') return { plainAllowed: true };
   throw new ConfigError(
     `http.host ${http.host} is not loopback and there is no certificate: bearer tokens and health data would cross the network in clear. ` +
       'Set http.tls.cert and http.tls.key (docs/operations.md, "Encryption in transit"), bind http.host to 127.0.0.1, or set http.allowPlain=true to accept plain HTTP knowingly',
+    'CONFIG_PLAIN_NOT_LOOPBACK',
   );
 }
 

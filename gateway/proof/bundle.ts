@@ -22,7 +22,8 @@
  */
 import { getAddress } from 'ethers';
 import { decodeFrame } from '../../firmware-proto/frame.js';
-import { isProtocolError } from '../../firmware-proto/reasons.js';
+import { isError } from '../../firmware-proto/coded-error.js';
+import { ProtocolError } from '../../firmware-proto/reasons.js';
 import { HASH_SIZE } from '../merkle/rfc6962.js';
 import { STREAM } from '../chain/contracts.js';
 
@@ -51,6 +52,8 @@ export type BundleFormatCode = keyof typeof BUNDLE_FORMAT_ERRORS;
  * field (`inclusion.auditPath[2]`, `bundles[3].anchor.txHash`; `''` for the value itself).
  */
 export class BundleFormatError extends TypeError {
+  // Not a CodedError: docs/proof-format.md promises verifiers a TypeError, and a class has one
+  // base. It keeps CodedError's shape (code, `CODE: ...` message) and its own isBundleFormatError.
   readonly code: BundleFormatCode;
   readonly field: string;
   constructor(code: BundleFormatCode, field: string, detail: string) {
@@ -202,7 +205,7 @@ export function buildBundle(input: BundleInput): ProofBundle {
   try {
     frame = decodeFrame(raw);
   } catch (e) {
-    if (isProtocolError(e)) throw new BundleFormatError('BAD_VALUE', 'frame.raw', `the bytes are not a v1 frame (${e.message})`);
+    if (isError(e, ProtocolError)) throw new BundleFormatError('BAD_VALUE', 'frame.raw', `the bytes are not a v1 frame (${e.message})`);
     throw e;
   }
   if (frame.timestampMs > BigInt(Number.MAX_SAFE_INTEGER)) {

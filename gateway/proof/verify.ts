@@ -18,7 +18,7 @@
  */
 import { isError, type Provider, type TransactionReceipt } from 'ethers';
 import { decodeFrame, type Frame } from '../../firmware-proto/frame.js';
-import { isProtocolError } from '../../firmware-proto/reasons.js';
+import { ProtocolError } from '../../firmware-proto/reasons.js';
 import { checkPublicKey, deviceIdFromKey, frameSigningMessage, type KeyProblem } from '../../firmware-proto/signing.js';
 import { anchorRegistryAt, anchorRegistryInterface, decodeRevert, deviceRegistryAt, deviceRegistryInterface, type Anchor, type AnchorRegistryErrors, type Device, type DeviceRegistryErrors } from '../chain/contracts.js';
 import { deviceIdToBytes8 } from '../chain/ids.js';
@@ -244,7 +244,7 @@ function frameCheck(b: ProofBundle, raw: Buffer): { result: CheckResult; frame?:
   try {
     frame = decodeFrame(raw);
   } catch (e) {
-    if (!isProtocolError(e)) throw e;
+    if (!(e instanceof ProtocolError)) throw e;
     return {
       result: fail('frame', 'FRAME_MALFORMED', `the ${raw.length} raw bytes are not a v1 frame: ${e.code} (${e.message})`, { reason: e.code, ...jsonSafe(e.detail) }),
     };

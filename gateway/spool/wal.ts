@@ -25,6 +25,7 @@
  *   until space returns.
  */
 import { mkdirSync, openSync, readdirSync, readSync, closeSync, statSync, statfsSync, ftruncateSync, fsyncSync, readFileSync, unlinkSync, existsSync } from 'node:fs';
+import { CodedError } from '../../firmware-proto/coded-error.js';
 import { fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -78,13 +79,20 @@ interface PendingAppend {
   reject: (e: Error) => void;
 }
 
-export class WalError extends Error {
-  constructor(
-    message: string,
-    readonly code: 'WAL_CLOSED' | 'WAL_RECORD_TOO_LARGE' | 'WAL_IO' | 'WAL_DISK_FULL' | 'WAL_BROKEN',
-  ) {
-    super(message);
-    this.name = 'WalError';
+/** The closed set of spool (write-ahead log) failures; docs/operations.md says how to solve each. */
+export const WAL_ERRORS = {
+  WAL_CLOSED: 'the write-ahead log is closed: the gateway is stopping',
+  WAL_RECORD_TOO_LARGE: 'a record is larger than the spool takes (MAX_RECORD_BYTES)',
+  WAL_IO: 'a spool read or write failed, or the spool on disk is not what was written (a gap, a missing segment)',
+  WAL_DISK_FULL: 'a spool write failed because the disk is full (ENOSPC, EDQUOT)',
+  WAL_BROKEN: 'a spool write failed and could not be cut back: nothing more is appended before a restart',
+} as const;
+export type WalErrorCode = keyof typeof WAL_ERRORS;
+
+/** A coded spool failure; the message says what happened, in the words of the failing step. */
+export class WalError extends CodedError<WalErrorCode> {
+  constructor(code: WalErrorCode, message: string) {
+    super(WAL_ERRORS, code, {}, { message });
   }
 }
 
@@ -244,9 +252,9 @@ export class Wal {
    * @throws WalError WAL_RECORD_TOO_LARGE for a payload over MAX_RECORD_BYTES.
    */
   append(payload: Uint8Array): { lsn: bigint; durable: Promise<bigint> } {
-    if (this.closed) throw new WalError('write-ahead log is closed', 'WAL_CLOSED');
+    if (this.closed) throw new WalError('WAL_CLOSED', 'write-ahead log is closed');
     if (this.broken) throw this.broken;
-    if (payload.length > MAX_RECORD_BYTES) throw new WalError(`record of ${payload.length} bytes exceeds ${MAX_RECORD_BYTES}`, 'WAL_RECORD_TOO_LARGE');
+    if (payload.length > MAX_RECORD_BYTES) throw new WalError('WAL_RECORD_TOO_LARGE', `record of ${payload.length} bytes exceeds ${MAX_RECORD_BYTES}`);
     const lsn = this.nextLsn++;
     const buf = encodeRecord(lsn, payload);
     let resolve!: (l: bigint) => void;
@@ -308,7 +316,7 @@ export class Wal {
         try {
           await this.rotate();
         } catch (e) {
-          this.breakLog(new WalError(`spool rotation failed: ${(e as Error).message}`, 'WAL_BROKEN'));
+          this.breakLog(new WalError('WAL_BROKEN', `spool rotation failed: ${(e as Error).message}`));
         }
       }
     }
@@ -339,7 +347,7 @@ export class Wal {
    */
   private async failGroup(seg: Segment, group: PendingAppend[], e: NodeJS.ErrnoException): Promise<void> {
     const full = e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EFBIG';
-    const err = new WalError(`spool write failed: ${e.message}`, full ? 'WAL_DISK_FULL' : 'WAL_IO');
+    const err = new WalError(full ? 'WAL_DISK_FULL' : 'WAL_IO', `spool write failed: ${e.message}`);
     this.lastWriteError = err;
     const queued = this.pending.splice(0);
     try {
@@ -347,7 +355,7 @@ export class Wal {
       await this.active.datasync();
     } catch (te) {
       // Bytes of a rejected group may stay in the file, ahead of where the next group would go.
-      this.breakLog(new WalError(`spool write failed (${e.message}) and could not be cut back: ${(te as Error).message}; restart needed`, 'WAL_BROKEN'));
+      this.breakLog(new WalError('WAL_BROKEN', `spool write failed (${e.message}) and could not be cut back: ${(te as Error).message}; restart needed`));
     }
     this.nextLsn = this.durable + 1n;
     for (const p of [...group, ...queued]) p.reject(err);
@@ -464,7 +472,7 @@ export class WalReader {
         // end of this segment: move to the next one, over a reported gap if there is one
         const segs = this.wal.segmentsSnapshot();
         const following = segs[this.segIndex + 1];
-        if (!following) throw new WalError(`spool record ${this.next} is durable but not on disk (durable up to ${this.wal.durableLsn})`, 'WAL_IO');
+        if (!following) throw new WalError('WAL_IO', `spool record ${this.next} is durable but not on disk (durable up to ${this.wal.durableLsn})`);
         if (following.firstLsn > this.next) this.next = following.firstLsn;
         this.segIndex++;
         this.offset = 0;
@@ -472,7 +480,7 @@ export class WalReader {
         continue;
       }
       if (rec.lsn < this.next) continue; // before our position (first segment after a release)
-      if (rec.lsn !== this.next) throw new WalError(`spool LSN gap: expected ${this.next}, found ${rec.lsn}`, 'WAL_IO');
+      if (rec.lsn !== this.next) throw new WalError('WAL_IO', `spool LSN gap: expected ${this.next}, found ${rec.lsn}`);
       out.push(rec);
       bytes += rec.payload.length;
       this.next++;
@@ -487,7 +495,7 @@ export class WalReader {
     let idx = -1;
     for (let i = 0; i < segs.length; i++) if (segs[i]!.firstLsn <= this.next) idx = i;
     if (idx < 0) {
-      if (segs.length === 0) throw new WalError(`spool has no segment for record ${this.next}`, 'WAL_IO');
+      if (segs.length === 0) throw new WalError('WAL_IO', `spool has no segment for record ${this.next}`);
       idx = 0;
       this.next = segs[0]!.firstLsn;
     }

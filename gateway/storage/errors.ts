@@ -2,6 +2,8 @@
  * The closed set of storage failures. Callers branch on `code`, never on the message;
  * docs/storage.md has the table with how to solve each one.
  */
+import { CodedError, isError, type ErrorDetail } from '../../firmware-proto/coded-error.js';
+
 export const STORAGE_ERRORS = {
   INFLUXD_NOT_FOUND: 'the influxd binary (InfluxDB 1.x) is not on PATH; install it with `apt-get install influxdb`, or configure influx.url to use an existing server',
   INFLUXD_PORT_IN_USE: 'influxd could not bind its port: another process holds it',
@@ -19,20 +21,15 @@ export const STORAGE_ERRORS = {
 export type StorageErrorCode = keyof typeof STORAGE_ERRORS;
 
 /** A coded storage failure; `detail` carries what was expected and what was found. */
-export class StorageError extends Error {
-  readonly code: StorageErrorCode;
-  readonly detail: Readonly<Record<string, unknown>>;
-  constructor(code: StorageErrorCode, detail: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    const extra = Object.keys(detail).length ? ` ${JSON.stringify(detail, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}` : '';
-    super(`${code}: ${STORAGE_ERRORS[code]}${extra}`, options);
-    this.name = 'StorageError';
-    this.code = code;
-    this.detail = detail;
+export class StorageError extends CodedError<StorageErrorCode> {
+  constructor(code: StorageErrorCode, detail: ErrorDetail = {}, options?: ErrorOptions) {
+    super(STORAGE_ERRORS, code, detail, options);
   }
 }
 
+/** isError(e, StorageError, code), kept for its many callers. */
 export function isStorageError(e: unknown, code?: StorageErrorCode): e is StorageError {
-  return e instanceof StorageError && (code === undefined || e.code === code);
+  return isError(e, StorageError, code);
 }
 
 /**

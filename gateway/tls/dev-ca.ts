@@ -13,6 +13,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CodedError } from '../../firmware-proto/coded-error.js';
 
 export interface DevCa {
   dir: string;
@@ -21,11 +22,15 @@ export interface DevCa {
   serverKey: string;
 }
 
-export class DevCaError extends Error {
-  readonly code = 'DEV_CA_FAILED';
+export const DEV_CA_ERRORS = {
+  DEV_CA_FAILED: 'openssl could not make the development CA or one of its certificates',
+} as const;
+export type DevCaErrorCode = keyof typeof DEV_CA_ERRORS;
+
+/** openssl is missing or failed; the message says which step and what openssl printed. */
+export class DevCaError extends CodedError<DevCaErrorCode> {
   constructor(message: string) {
-    super(message);
-    this.name = 'DevCaError';
+    super(DEV_CA_ERRORS, 'DEV_CA_FAILED', {}, { message });
   }
 }
 

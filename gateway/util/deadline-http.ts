@@ -10,6 +10,7 @@
  */
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { CodedError } from '../../firmware-proto/coded-error.js';
 
 export interface DeadlineResponse {
   status: number;
@@ -18,16 +19,28 @@ export interface DeadlineResponse {
   body: Buffer;
 }
 
-/** Why a request failed: `timeout` at the deadline, `network` for a refused, reset or unresolvable connection, `cancelled` by the caller. */
-export class DeadlineHttpError extends Error {
+export const DEADLINE_HTTP_ERRORS = {
+  REQUEST_DEADLINE: 'no complete answer within the deadline',
+  REQUEST_NETWORK: 'the connection was refused, reset or could not be resolved',
+  REQUEST_CANCELLED: 'the caller cancelled the request',
+} as const;
+export type DeadlineHttpErrorCode = keyof typeof DEADLINE_HTTP_ERRORS;
+
+const CODE_OF = { timeout: 'REQUEST_DEADLINE', network: 'REQUEST_NETWORK', cancelled: 'REQUEST_CANCELLED' } as const satisfies Record<string, DeadlineHttpErrorCode>;
+
+/**
+ * Why a request failed: `timeout` at the deadline, `network` for a refused, reset or
+ * unresolvable connection, `cancelled` by the caller. Callers turn it into their component's
+ * code (CHAIN_TIMEOUT, INFLUX_UNREACHABLE, …); the message stays `kind: reason`.
+ */
+export class DeadlineHttpError extends CodedError<DeadlineHttpErrorCode> {
   constructor(
-    readonly kind: 'timeout' | 'network' | 'cancelled',
+    readonly kind: keyof typeof CODE_OF,
     /** The system error code (ECONNREFUSED, …) or message, for `network`. */
     readonly reason: string,
-    options?: { cause?: unknown },
+    options?: ErrorOptions,
   ) {
-    super(`${kind}: ${reason}`, options);
-    this.name = 'DeadlineHttpError';
+    super(DEADLINE_HTTP_ERRORS, CODE_OF[kind], { reason }, { ...options, message: `${kind}: ${reason}` });
   }
 }
 

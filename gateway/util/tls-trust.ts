@@ -24,15 +24,15 @@ export function readCaFile(path: string): string[] {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new ConfigError(`--ca ${path}: cannot read it: ${(e as Error).message}`);
+    throw new ConfigError(`--ca ${path}: cannot read it: ${(e as Error).message}`, 'CONFIG_FILE_UNREADABLE');
   }
   const pems = text.match(PEM_CERT) ?? [];
-  if (pems.length === 0) throw new ConfigError(`--ca ${path}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)`);
+  if (pems.length === 0) throw new ConfigError(`--ca ${path}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)`, 'CONFIG_FILE_UNREADABLE');
   for (const p of pems) {
     try {
       new X509Certificate(p);
     } catch (e) {
-      throw new ConfigError(`--ca ${path}: a certificate in it does not parse: ${(e as Error).message}`);
+      throw new ConfigError(`--ca ${path}: a certificate in it does not parse: ${(e as Error).message}`, 'CONFIG_FILE_UNREADABLE');
     }
   }
   return pems;

@@ -23,7 +23,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Reassembler, type ReassemblyVerdict } from '../../firmware-proto/fragment.js';
 import { decodeInfo, encodeAck, GATT_PROFILE, infoMatchesKey, VITALPROOF_SERVICE_UUID } from '../../firmware-proto/gatt.js';
 import { decodeFrame, frameEndMs } from '../../firmware-proto/frame.js';
-import { isProtocolError, type FragmentReason, type FrameReason } from '../../firmware-proto/reasons.js';
+import { isError } from '../../firmware-proto/coded-error.js';
+import { ProtocolError, type FragmentReason, type FrameReason } from '../../firmware-proto/reasons.js';
 import { concat, deviceIdFromKey, FRAME_TAG } from '../../firmware-proto/signing.js';
 import { ADAPTER_PATH } from '../../device-sim/bluez/adapter.js';
 import { devicePathFor } from '../../device-sim/bluez/device.js';
@@ -647,7 +648,7 @@ class Judge {
     try {
       f = decodeFrame(raw);
     } catch (e) {
-      if (isProtocolError(e)) return this.reject(e.code);
+      if (isError(e, ProtocolError)) return this.reject(e.code);
       throw e;
     }
     const key = this.keys.get(f.deviceId);

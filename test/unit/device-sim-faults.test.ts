@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { sensorByName } from '../../firmware-proto/catalogue.js';
 import { DeviceCore, SequenceCounter, signFrame } from '../../firmware-proto/device.js';
 import { decodeFrame, frameEndMs, MAX_FRAME_BYTES } from '../../firmware-proto/frame.js';
-import { isProtocolError, ProtocolError, type FrameReason } from '../../firmware-proto/reasons.js';
+import { isError } from '../../firmware-proto/coded-error.js';
+import { ProtocolError, type FrameReason } from '../../firmware-proto/reasons.js';
 import { FRAME_TAG, concat } from '../../firmware-proto/signing.js';
 import { deviceOfFrameTopic, frameTopic } from '../../firmware-proto/topics.js';
 import { scaledClock } from '../../device-sim/clock.js';
@@ -145,7 +146,7 @@ class Judge {
     try {
       f = decodeFrame(raw);
     } catch (e) {
-      if (isProtocolError(e)) return this.reject(e.code);
+      if (isError(e, ProtocolError)) return this.reject(e.code);
       throw e;
     }
     const key = this.keys.get(f.deviceId);

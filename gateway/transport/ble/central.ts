@@ -15,7 +15,8 @@
  * - Reconnection: at once after a loss in transit or a dropped link, then with exponential
  *   backoff and jitter while attempts keep failing.
  */
-import { decodeInfo, infoMatchesKey, isGattValueError, CONTROL_CHARACTERISTIC_UUID, FRAME_CHARACTERISTIC_UUID, INFO_CHARACTERISTIC_UUID, VITALPROOF_SERVICE_UUID } from '../../../firmware-proto/gatt.js';
+import { isError } from '../../../firmware-proto/coded-error.js';
+import { decodeInfo, GattValueError, infoMatchesKey, CONTROL_CHARACTERISTIC_UUID, FRAME_CHARACTERISTIC_UUID, INFO_CHARACTERISTIC_UUID, VITALPROOF_SERVICE_UUID } from '../../../firmware-proto/gatt.js';
 import { isDeviceId } from '../../../firmware-proto/frame.js';
 import type { BleReason, ConnectReason } from '../../../firmware-proto/reasons.js';
 import type { IngestPipeline } from '../../ingest/pipeline.js';
@@ -317,7 +318,7 @@ export class BleCentral {
       try {
         info = decodeInfo(await this.timed(profile.info.readValue(), 'info read'));
       } catch (e) {
-        return await this.drop(s, 'BLE_INFO_INVALID', { err: isGattValueError(e) ? e.code : dbusErrorText(e) });
+        return await this.drop(s, 'BLE_INFO_INVALID', { err: isError(e, GattValueError) ? e.code : dbusErrorText(e) });
       }
       s.deviceId = info.deviceId;
       const refusal = this.refusal(info.deviceId);

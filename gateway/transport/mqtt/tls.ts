@@ -29,7 +29,7 @@ export function tlsServerOptions(t: MqttTlsConfig, handshakeTimeoutMs: number): 
     try {
       return readFileSync(path);
     } catch (e) {
-      throw new ConfigError(`mqtt.tls.${key}: cannot read ${path}: ${(e as Error).message}`);
+      throw new ConfigError(`mqtt.tls.${key}: cannot read ${path}: ${(e as Error).message}`, 'CONFIG_FILE_UNREADABLE');
     }
   };
   return {
