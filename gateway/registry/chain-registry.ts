@@ -38,11 +38,12 @@
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { getAddress, isError, type Log, type Provider, type Signer, type TransactionReceipt } from 'ethers';
+import { getAddress, isError, type Provider, type Signer, type TransactionReceipt } from 'ethers';
 import { CodedError, type ErrorDetail } from '../../firmware-proto/coded-error.js';
 import { decodeRevert, deviceRegistryAt, deviceRegistryInterface, ROLES, type DeviceRegistryErrors } from '../chain/contracts.js';
-import { deviceIdFromBytes8, deviceIdToBytes8, patientRefOf, siteIdOf } from '../chain/ids.js';
-import { FollowerClosedError, LogFollower, type FollowedState, type FollowerLog } from '../chain/log-follower.js';
+import { deviceIdToBytes8, patientRefOf, siteIdOf } from '../chain/ids.js';
+import { FollowerClosedError, LogFollower, type FollowerLog } from '../chain/log-follower.js';
+import { applyLogs, DEVICE_REGISTRY_TOPICS, emptyView, loadDevices, type ChainDevice, type Changes, type View } from './chain-view.js';
 import { DIRECTORY_FILE, fallbackPseudonym, loadOrCreatePatientRefKey, PseudonymDirectory, type DirectoryEntry } from './directory.js';
 import type { KeyProblem } from '../../firmware-proto/signing.js';
 import { checkEnrolment, KeyRuleCache, refusedKeysBy, type DeviceRecord, type DeviceRegistry, type EnrolResult, type EnrolmentEntry, type RefusedKey } from './registry.js';
@@ -122,32 +123,6 @@ export interface ChainRegistryStatus {
   lastSyncAtMs?: number;
 }
 
-/** One device as the chain has it (cached; no pseudonym). */
-interface ChainDevice {
-  deviceId: string;
-  /** 64 lowercase hex digits. */
-  publicKey: string;
-  /** 0x + 64 lowercase hex digits. */
-  patientRef: string;
-  site: string;
-  enrolledAtMs: number;
-  revokedAtMs?: number;
-  block: number;
-}
-
-/** Every event up to and including `lastBlock`, whose hash was `lastBlockHash`, applied. */
-interface View extends FollowedState {
-  devices: Map<string, ChainDevice>;
-}
-
-/** What a chunk of events changed. */
-interface Changes {
-  enrolled: string[];
-  revoked: string[];
-}
-
-const [ENROLLED_TOPIC, REVOKED_TOPIC] = [deviceRegistryInterface.getEvent('DeviceEnrolled')!.topicHash, deviceRegistryInterface.getEvent('DeviceRevoked')!.topicHash];
-
 export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; changed: [] }> implements DeviceRegistry {
   readonly contract: string;
   private readonly o: Required<Pick<ChainRegistryOptions, 'confirmations' | 'site'>> & ChainRegistryOptions;
@@ -175,24 +150,18 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
     getAddress(opts.deviceRegistryAddress); // an invalid address throws before anything is created on disk
     mkdirSync(opts.dataDir, { recursive: true });
     this.directory = new PseudonymDirectory(join(opts.dataDir, DIRECTORY_FILE));
+    // Options left undefined take the follower's defaults (it drops undefined values).
+    const { provider, deployBlock, confirmations, pollIntervalMs, maxBackoffMs, rpcTimeoutMs, follow, chainId, log } = opts;
     this.follower = new LogFollower<View, Changes>({
-      provider: opts.provider,
+      provider, deployBlock, confirmations, pollIntervalMs, maxBackoffMs, rpcTimeoutMs, follow, chainId, log,
       address: opts.deviceRegistryAddress,
-      topics: [ENROLLED_TOPIC, REVOKED_TOPIC],
-      deployBlock: opts.deployBlock,
+      topics: DEVICE_REGISTRY_TOPICS,
       cachePath: join(opts.dataDir, CACHE_FILE),
       cacheField: 'devices',
       cacheIndent: 2,
       logPrefix: 'registry',
-      ...(opts.confirmations !== undefined ? { confirmations: opts.confirmations } : {}),
-      ...(opts.pollIntervalMs !== undefined ? { pollIntervalMs: opts.pollIntervalMs } : {}),
-      ...(opts.maxBackoffMs !== undefined ? { maxBackoffMs: opts.maxBackoffMs } : {}),
-      ...(opts.rpcTimeoutMs !== undefined ? { rpcTimeoutMs: opts.rpcTimeoutMs } : {}),
-      ...(opts.follow !== undefined ? { follow: opts.follow } : {}),
-      ...(opts.chainId !== undefined ? { chainId: opts.chainId } : {}),
-      ...(opts.log ? { log: opts.log } : {}),
       hooks: {
-        empty: (lastBlock) => ({ lastBlock, lastBlockHash: undefined, devices: new Map() }),
+        empty: emptyView,
         apply: applyLogs,
         published: (c) => this.published(c),
         swapped: (before) => this.swapped(before),
@@ -553,65 +522,6 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
     if (r?.name === 'AccessControlUnauthorizedAccount') return new ChainRegistryError('REGISTRY_NOT_AUTHORIZED', { account: r.args[0], neededRole: r.args[1], hospitalAdminRole: ROLES.HOSPITAL_ADMIN });
     return e instanceof Error ? e : new Error(String(e));
   }
-}
-
-/** Applies logs (in block, log index order) to `view`; returns the devices enrolled and revoked. */
-function applyLogs(view: View, logs: readonly Log[]): Changes {
-  const enrolled: string[] = [];
-  const revoked: string[] = [];
-  for (const log of logs) {
-    const parsed = deviceRegistryInterface.parseLog({ topics: [...log.topics], data: log.data });
-    if (!parsed) continue;
-    if (parsed.name === 'DeviceEnrolled') {
-      const [deviceId, patientRef, site, publicKey, enrolledAtMs] = parsed.args.toArray() as [string, string, string, string, bigint];
-      const id = deviceIdFromBytes8(deviceId);
-      view.devices.set(id, {
-        deviceId: id,
-        publicKey: publicKey.toLowerCase().replace(/^0x/, ''),
-        patientRef: patientRef.toLowerCase(),
-        site: site.toLowerCase(),
-        enrolledAtMs: Number(enrolledAtMs),
-        block: log.blockNumber,
-      });
-      enrolled.push(id);
-    } else if (parsed.name === 'DeviceRevoked') {
-      const [deviceId, effectiveTimeMs] = parsed.args.toArray() as [string, bigint];
-      const d = view.devices.get(deviceIdFromBytes8(deviceId));
-      // The contract revokes only enrolled devices, once: anything else is not this contract's log.
-      if (!d || d.revokedAtMs !== undefined) continue;
-      d.revokedAtMs = Number(effectiveTimeMs);
-      revoked.push(d.deviceId);
-    }
-  }
-  return { enrolled, revoked };
-}
-
-/** The devices of a cache file (registry-cache.json's `devices`); why not, when they are not valid. */
-function loadDevices(data: unknown, lastBlock: number, lastBlockHash: string | undefined): View | string {
-  if (!Array.isArray(data)) return 'not a version 1 registry cache';
-  const devices = new Map<string, ChainDevice>();
-  for (const d of data) {
-    if (!validCachedDevice(d)) return 'malformed device entry';
-    devices.set(d.deviceId, d);
-  }
-  return { lastBlock, lastBlockHash, devices };
-}
-
-function validCachedDevice(d: unknown): d is ChainDevice {
-  const x = d as Partial<ChainDevice> | null;
-  return (
-    !!x &&
-    typeof x.deviceId === 'string' &&
-    /^[0-9a-f]{16}$/.test(x.deviceId) &&
-    typeof x.publicKey === 'string' &&
-    /^[0-9a-f]{64}$/.test(x.publicKey) &&
-    typeof x.patientRef === 'string' &&
-    /^0x[0-9a-f]{64}$/.test(x.patientRef) &&
-    typeof x.site === 'string' &&
-    typeof x.enrolledAtMs === 'number' &&
-    (x.revokedAtMs === undefined || typeof x.revokedAtMs === 'number') &&
-    typeof x.block === 'number'
-  );
 }
 
 function entryOf(e: EnrolmentEntry, patientRef: string): DirectoryEntry {

@@ -33,6 +33,7 @@ import { DeviceStates } from '../../gateway/ingest/device-state.js';
 import { IngestPipeline } from '../../gateway/ingest/pipeline.js';
 import { findFreePort } from '../../gateway/util/net.js';
 import { useAnvil } from '../support/anvil.js';
+import { until } from '../support/device-registry-suite.js';
 import { heartRate, testDevice } from '../support/devices.js';
 import { mined } from './support.js';
 
@@ -77,24 +78,6 @@ function registry(dataDir: string, opts: Partial<ChainRegistryOptions> = {}): Ch
   const r = new ChainRegistry({ provider: chain.provider, deviceRegistryAddress: record.deviceRegistry.address, deployBlock: record.deployBlock, dataDir, pollIntervalMs: 50, maxBackoffMs: 200, ...opts });
   open.push(r);
   return r;
-}
-
-/** Resolves when `cond` holds, checked now and after each 'changed' of `r` (a deadline only for a readable failure). */
-function until(r: ChainRegistry, cond: () => boolean, what: string): Promise<void> {
-  if (cond()) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const onChanged = (): void => {
-      if (!cond()) return;
-      clearTimeout(timer);
-      r.off('changed', onChanged);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      r.off('changed', onChanged);
-      reject(new Error(`timed out waiting for ${what}`));
-    }, 30_000);
-    r.on('changed', onChanged);
-  });
 }
 
 const expectedBy = (): Partial<Record<KeyProblem, number>> => {

@@ -21,6 +21,7 @@ import { CACHE_FILE, ChainRegistry, isChainRegistryError, type ChainRegistryErro
 import { DIRECTORY_FILE, loadOrCreatePatientRefKey, PATIENT_REF_KEY_FILE, PseudonymDirectory } from '../../gateway/registry/directory.js';
 import { PSEUDONYM } from '../../gateway/registry/registry.js';
 import { localProvider, useAnvil } from '../support/anvil.js';
+import { until } from '../support/device-registry-suite.js';
 import { testDevice } from '../support/devices.js';
 import { mined } from './support.js';
 
@@ -66,25 +67,6 @@ function registry(dataDir: string, opts: Partial<ChainRegistryOptions> = {}): Ch
 /** The registry with the hospital admin's key (dev account 0, granted HOSPITAL_ADMIN_ROLE at deployment). */
 function adminRegistry(dataDir: string, opts: Partial<ChainRegistryOptions> = {}): ChainRegistry {
   return registry(dataDir, { signer: chain.wallet(0), follow: false, ...opts });
-}
-
-/** Resolves when `cond` holds, checked now and after each 'changed' of `r`. */
-function until(r: ChainRegistry, cond: () => boolean, what: string): Promise<void> {
-  if (cond()) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const onChanged = (): void => {
-      if (!cond()) return;
-      clearTimeout(timer);
-      r.off('changed', onChanged);
-      resolve();
-    };
-    // A deadline for a readable failure, not a synchronisation: the event is what we wait for.
-    const timer = setTimeout(() => {
-      r.off('changed', onChanged);
-      reject(new Error(`timed out waiting for ${what}`));
-    }, 30_000);
-    r.on('changed', onChanged);
-  });
 }
 
 async function expectRegistryError(action: Promise<unknown>, code: ChainRegistryErrorCode): Promise<Record<string, unknown>> {

@@ -51,8 +51,8 @@ async function synced(r: OpenedRegistry): Promise<OpenedRegistry> {
   return r;
 }
 
-/** Resolves when `cond` holds, checked now and after each 'changed' of `r`. */
-function until(r: DeviceRegistry, cond: () => boolean, what: string): Promise<void> {
+/** Resolves when `cond` holds, checked now and after each 'changed' of `r` (the 30 s deadline only makes a failure readable). */
+export function until(r: DeviceRegistry, cond: () => boolean, what: string): Promise<void> {
   if (cond()) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const onChanged = (): void => {
