@@ -1,7 +1,7 @@
 /**
  * The command line's own failures: a command line that is not valid (an unknown option, an
  * option without its value, a missing argument). Codes per firmware-proto/coded-error.ts; the
- * user reads `text` (`error: <text>`, then the command's usage), exit code 2.
+ * message is the line the user reads (`error: <message>`, then the command's usage), exit code 2.
  */
 import { CodedError } from '../../firmware-proto/coded-error.js';
 import { ConfigError } from '../config.js';
@@ -21,7 +21,7 @@ export interface UsageDetail {
   problem?: string;
 }
 
-/** A command line that is not valid: exit code 2 with `error: <text>` and the command's usage. */
+/** A command line that is not valid: exit code 2 with `error: <message>` and the command's usage. */
 export class UsageError extends CodedError<CliErrorCode> {
   declare readonly detail: Readonly<UsageDetail>;
   constructor(
@@ -30,22 +30,21 @@ export class UsageError extends CodedError<CliErrorCode> {
     /** The usage printed after the error line, when the command prints one. */
     readonly usage?: string,
   ) {
-    super(CLI_ERRORS, code, { ...detail });
+    // The message is the line the user reads after `error: ` (as the commands always printed it).
+    super(CLI_ERRORS, code, { ...detail }, { message: usageText(code, detail) });
   }
+}
 
-  /** The line the user reads after `error: `. */
-  get text(): string {
-    const { option, problem } = this.detail;
-    switch (this.code) {
-      case 'CLI_UNKNOWN_OPTION':
-        return `unknown option ${option}`;
-      case 'CLI_OPTION_NEEDS_VALUE':
-        return `${option} needs a value`;
-      case 'CLI_OPTION_TAKES_NO_VALUE':
-        return `${option} takes no value`;
-      default:
-        return problem ?? CLI_ERRORS[this.code];
-    }
+function usageText(code: CliErrorCode, { option, problem }: UsageDetail): string {
+  switch (code) {
+    case 'CLI_UNKNOWN_OPTION':
+      return `unknown option ${option}`;
+    case 'CLI_OPTION_NEEDS_VALUE':
+      return `${option} needs a value`;
+    case 'CLI_OPTION_TAKES_NO_VALUE':
+      return `${option} takes no value`;
+    default:
+      return problem ?? CLI_ERRORS[code];
   }
 }
 
@@ -56,7 +55,7 @@ export function badUsage(problem: string, usage?: string): UsageError {
 
 /** The lines a usage or configuration error prints (`error: …`, then the usage); undefined for any other error. */
 export function usageErrorLines(e: unknown): string[] | undefined {
-  if (e instanceof UsageError) return [`error: ${e.text}`, ...(e.usage !== undefined ? [e.usage] : [])];
+  if (e instanceof UsageError) return [`error: ${e.message}`, ...(e.usage !== undefined ? [e.usage] : [])];
   if (e instanceof ConfigError) return [`error: ${e.message}`];
   return undefined;
 }

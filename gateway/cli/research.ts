@@ -141,12 +141,11 @@ export async function researchCommand(argv: string[], io: CliIo = defaultIo): Pr
   }
 }
 
-/** What to do when there is no session to use: in the words of the command (`logout` when given). */
+/** What to do when there is no session to use; logout, which never logs in without --all, says so. */
 function sessionProblem(e: NoSessionError, logout: { all: boolean } | undefined): string {
   const { url, sessionFile } = e.detail;
-  if (e.code === 'CLIENT_SESSION_AMBIGUOUS') return `several accounts have sessions with ${url} in ${sessionFile}: name one with --key-file`;
-  if (logout) return `no session with ${url} in ${sessionFile}${logout.all ? ': give --key-file to end every session of the account' : ''}`;
-  return `no session with ${url} in ${sessionFile} (or it has ended): vitalproof research login --key-file F --url ${url}`;
+  if (logout && e.code === 'CLIENT_NO_SESSION') return `no session with ${url} in ${sessionFile}${logout.all ? ': give --key-file to end every session of the account' : ''}`;
+  return e.message;
 }
 
 function unreachableMessage(e: unknown, base: string): string | undefined {

@@ -62,7 +62,7 @@ export async function verifyCommand(argv: string[], out: (line: string) => void 
     args = readArgs(argv);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    err(`error: ${e.text}`);
+    err(`error: ${e.message}`);
     err(VERIFY_USAGE);
     return 2;
   }

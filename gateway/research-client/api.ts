@@ -6,25 +6,12 @@
  */
 import { ConfigError } from '../config.js';
 import type { FrameJson } from '../research/readings.js';
+import { ApiError } from './errors.js';
+
+export { ApiError } from './errors.js';
 
 export type { GrantJson as ApiGrant } from '../research/http.js';
 export type { FrameJson as ApiFrame } from '../research/readings.js';
-
-/** A refusal of the API: `{ error: CODE, message }` with its HTTP status (docs/research-api.md). */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly path: string,
-  ) {
-    super(message);
-    this.name = 'ApiError';
-  }
-  describe(): string {
-    return `the gateway refused ${this.path.split('?')[0]}: HTTP ${this.status} ${this.code}${this.message ? `: ${this.message}` : ''}`;
-  }
-}
 
 /** A readings page, format json (GET /research/grants/<id>/readings). */
 export interface ReadingsPage {

@@ -1,14 +1,51 @@
 /**
- * The researcher client's own failures (besides the gateway's refusals, ApiError): no session
- * to speak for the account. Codes per firmware-proto/coded-error.ts; a command line words them
- * for its user from the detail (gateway/cli/research.ts).
+ * The researcher client's errors (codes per firmware-proto/coded-error.ts):
+ *   - ApiError: the gateway refused a request (its { error, message } and status; the codes are
+ *     the HTTP catalogue's, gateway/http/errors.ts), or answered what the client cannot take
+ *     (API_CLIENT_ERRORS; nothing was signed or written for it);
+ *   - NoSessionError: no session to speak for the account.
  */
-import { CodedError } from '../../firmware-proto/coded-error.js';
+import { CodedError, type Catalogue } from '../../firmware-proto/coded-error.js';
+import type { HttpErrorCode } from '../http/errors.js';
+
+/** Answers the client refuses to take, as ApiError codes besides the gateway's own. */
+export const API_CLIENT_ERRORS = {
+  NOT_JSON: 'the gateway answered with something that is not JSON',
+  NOT_A_CHALLENGE: 'the answer to POST /auth/challenge is not a VitalProof login challenge: nothing was signed',
+  WRONG_CHALLENGE: "the gateway's login challenge names another account or purpose: nothing was signed",
+  NO_TOKEN: 'the answer to POST /auth/login has no session token',
+  NOT_A_PAGE: 'a readings page without its frames',
+} as const satisfies Catalogue;
+export type ApiClientCode = keyof typeof API_CLIENT_ERRORS;
+
+/**
+ * The code of an ApiError: the gateway's (HttpErrorCode), the client's own, `HTTP_<status>`
+ * for an error answer without a JSON body, or a code a newer gateway answers that this build
+ * does not know (kept as it came).
+ */
+export type ApiErrorCode = HttpErrorCode | ApiClientCode | `HTTP_${number}` | (string & {});
+
+/** A refusal of the API: `{ error: CODE, message }` with its HTTP status (docs/research-api.md). */
+export class ApiError extends CodedError<ApiErrorCode> {
+  constructor(
+    readonly status: number,
+    code: ApiErrorCode,
+    message: string,
+    readonly path: string,
+  ) {
+    // The gateway's message is the case's own words; the catalogues say what the code means.
+    super({} as Catalogue<ApiErrorCode>, code, { status, path }, { message });
+  }
+
+  describe(): string {
+    return `the gateway refused ${this.path.split('?')[0]}: HTTP ${this.status} ${this.code}${this.message ? `: ${this.message}` : ''}`;
+  }
+}
 
 export const RESEARCH_CLIENT_ERRORS = {
   CLIENT_NO_SESSION: 'no session with this gateway is saved (or it has ended) and no key was given to log in: vitalproof research login --key-file F',
   CLIENT_SESSION_AMBIGUOUS: 'several accounts have sessions with this gateway: name the account with its key (--key-file)',
-} as const;
+} as const satisfies Catalogue;
 export type ResearchClientErrorCode = keyof typeof RESEARCH_CLIENT_ERRORS;
 
 /** Where the session was looked for: the gateway's API URL and the session file. */
@@ -21,6 +58,12 @@ export interface SessionLookup {
 export class NoSessionError extends CodedError<ResearchClientErrorCode> {
   declare readonly detail: Readonly<SessionLookup>;
   constructor(code: ResearchClientErrorCode, detail: SessionLookup) {
-    super(RESEARCH_CLIENT_ERRORS, code, { ...detail });
+    const { url, sessionFile } = detail;
+    super(RESEARCH_CLIENT_ERRORS, code, { ...detail }, {
+      message:
+        code === 'CLIENT_SESSION_AMBIGUOUS'
+          ? `several accounts have sessions with ${url} in ${sessionFile}: name one with --key-file`
+          : `no session with ${url} in ${sessionFile} (or it has ended): vitalproof research login --key-file F --url ${url}`,
+    });
   }
 }

@@ -32,15 +32,15 @@ describe('parseArgs', () => {
     expect(parseArgs(['--from', '-15m', '--out', '-'], spec).flags).toEqual({ from: '-15m', out: '-' });
     const e = refusal(['--rpc', '--offline'], spec);
     expect(e.code).toBe('CLI_OPTION_NEEDS_VALUE');
-    expect(e.text).toBe('--rpc needs a value');
-    expect(refusal(['f.json', '--out'], spec).text).toBe('--out needs a value');
+    expect(e.message).toBe('--rpc needs a value');
+    expect(refusal(['f.json', '--out'], spec).message).toBe('--out needs a value');
   });
 
   it('never lets a switch swallow the next argument, and refuses a switch given a value', () => {
     expect(parseArgs(['export', '--proofs', '7', '--json'], spec)).toMatchObject({ positionals: ['export', '7'], flags: { proofs: 'true', json: 'true' } });
     const e = refusal(['--proofs=yes'], spec);
     expect(e.code).toBe('CLI_OPTION_TAKES_NO_VALUE');
-    expect(e.text).toBe('--proofs takes no value');
+    expect(e.message).toBe('--proofs takes no value');
     expect(parseArgs(['--help'], {}).flags).toEqual({ help: 'true' });
   });
 
@@ -59,7 +59,7 @@ describe('parseArgs', () => {
     for (const [argv, option] of [[['--frobnicate'], '--frobnicate'], [['--frob=1'], '--frob=1'], [['-x'], '-x'], [['--dataDir', 'd'], '--dataDir']] as const) {
       const e = refusal([...argv], strict);
       expect(isError(e, UsageError, 'CLI_UNKNOWN_OPTION')).toBe(true);
-      expect(e.text).toBe(`unknown option ${option}`);
+      expect(e.message).toBe(`unknown option ${option}`);
       expect(e.usage).toBe('usage: x');
     }
   });
@@ -68,7 +68,7 @@ describe('parseArgs', () => {
     const chainSpec = { ...spec, others: chainConfigKey, usage: 'usage: consent' };
     expect(parseArgs(['list', '--dataDir', 'd', '--chain.mode', 'external', '--config', 'c.json'], chainSpec).flags).toEqual({ dataDir: 'd', 'chain.mode': 'external', config: 'c.json' });
     const e = refusal(['list', '--colour=red'], chainSpec);
-    expect(e.text).toBe('unknown option --colour');
+    expect(e.message).toBe('unknown option --colour');
     expect(usageErrorLines(e)).toEqual(['error: unknown option --colour', 'usage: consent']);
   });
 
@@ -85,7 +85,10 @@ describe('usage errors', () => {
     expect(usageErrorLines(new UsageError('CLI_BAD_USAGE', { problem: 'enrol needs an enrolment file' }))).toEqual(['error: enrol needs an enrolment file']);
     expect(usageErrorLines(new ConfigError('config key "mqtt.port" must be a number'))).toEqual(['error: config key "mqtt.port" must be a number']);
     expect(usageErrorLines(new Error('boom'))).toBeUndefined();
-    expect(new UsageError('CLI_OPTION_NEEDS_VALUE', { option: '--rpc' }).message).toMatch(/^CLI_OPTION_NEEDS_VALUE: /);
+    const e = new UsageError('CLI_OPTION_NEEDS_VALUE', { option: '--rpc' }, 'usage: verify');
+    expect(isError(e, 'CLI_OPTION_NEEDS_VALUE')).toBe(true);
+    expect(e.detail).toEqual({ option: '--rpc' });
+    expect(usageErrorLines(e)).toEqual(['error: --rpc needs a value', 'usage: verify']);
   });
 });
 
