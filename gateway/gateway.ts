@@ -15,7 +15,7 @@ import type { IngestPipeline } from './ingest/pipeline.js';
 import type { DeviceRegistry } from './registry/registry.js';
 import { Metrics } from './status/metrics.js';
 import type { StatusSnapshot } from './status/http.js';
-import { httpTransport } from './status/http-server.js';
+import { httpTransport } from './http/server.js';
 import { Health } from './status/health.js';
 import type { BleCentral } from './transport/ble/central.js';
 import type { BatchStore } from './anchor/batch-store.js';

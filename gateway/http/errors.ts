@@ -15,7 +15,7 @@ import { PROOF_ERRORS, type ProofErrorCode } from '../proof/service.js';
 
 /**
  * The closed set of reasons the listener refuses a connection or a request before its route
- * (gateway/status/http-server.ts). The first two and HTTP_TLS_HANDSHAKE_FAILED close the
+ * (gateway/http/server.ts). The first two and HTTP_TLS_HANDSHAKE_FAILED close the
  * connection without an answer; the others are answered with their HTTP_STATUS.
  */
 export const HTTP_REFUSALS = {

@@ -4,12 +4,13 @@
  * listener with its limits (HTTPS, or plain HTTP on loopback or when allowed).
  */
 import type { Server } from 'node:http';
+import { startHttpServer, type Route } from '../http/routes.js';
+import { HttpGuard, type HttpTransport } from '../http/server.js';
 import type { ProofService } from '../proof/service.js';
 import { proofRoutes } from '../proof/http.js';
 import type { DeviceRegistry } from '../registry/registry.js';
-import { researchRoutes } from '../research/http.js';
-import { startStatusServer, type StatusSnapshot } from '../status/http.js';
-import { HttpGuard, type HttpTransport } from '../status/http-server.js';
+import { researchRoutes, type ResearchApiDeps } from '../research/http.js';
+import { statusRoutes, type StatusSnapshot } from '../status/http.js';
 import type { InfluxSink } from '../storage/influx-sink.js';
 import type { ConsentPart } from './consent.js';
 import type { PartContext } from './lifecycle.js';
@@ -25,11 +26,19 @@ export interface HttpDeps {
   proofs: ProofService;
 }
 
+/**
+ * The gateway's route table (gateway/http/routes.ts): every route the endpoint serves, each
+ * marked operator or public by the domain that contributes it.
+ */
+export function gatewayRoutes(d: { snapshot: () => StatusSnapshot; guard: HttpGuard; research: ResearchApiDeps; proofs: ProofService }): Route[] {
+  return [...statusRoutes(d.snapshot, () => d.guard.status()), ...researchRoutes(d.research), ...proofRoutes(d.proofs)];
+}
+
 /** Listens on http.host:http.port; the last part to start, the first to stop. */
 export async function startHttp(ctx: PartContext, d: HttpDeps): Promise<{ port: number }> {
   const { config, log, life } = ctx;
   const guard = new HttpGuard(config.http, d.transport, { log, auth: d.consent.auth });
-  const handle = researchRoutes({
+  const research: ResearchApiDeps = {
     guard,
     auth: d.consent.auth,
     view: d.consent.view,
@@ -45,8 +54,9 @@ export async function startHttp(ctx: PartContext, d: HttpDeps): Promise<{ port: 
     },
     proofs: d.proofs,
     log,
-  });
-  const http = await startStatusServer(config.http.host, config.http.port, { snapshot: d.snapshot, route: proofRoutes(d.proofs), handle }, { guard, limits: config.http });
+  };
+  const routes = gatewayRoutes({ snapshot: d.snapshot, guard, research, proofs: d.proofs });
+  const http = await startHttpServer(config.http.host, config.http.port, routes, { guard, limits: config.http });
   life.onStop(() => closeServer(http.server));
   return { port: http.port };
 }

@@ -8,7 +8,7 @@ import type { DeviceStates } from '../ingest/device-state.js';
 import type { IngestPipeline } from '../ingest/pipeline.js';
 import type { DeviceRegistry } from '../registry/registry.js';
 import type { LiveResearchAccess } from '../research/live.js';
-import type { HttpTransport } from '../status/http-server.js';
+import type { HttpTransport } from '../http/server.js';
 import { BleCentral } from '../transport/ble/central.js';
 import { MqttTransport, mqttLimits } from '../transport/mqtt/broker.js';
 import { tlsServerOptions } from '../transport/mqtt/tls.js';

@@ -26,7 +26,8 @@ import { sensorCodesOf } from '../chain/contracts.js';
 import type { AccessLog } from '../consent/access-log.js';
 import type { AccessEntry } from '../consent/access-entry.js';
 import type { ResearcherAuthenticator, Session } from '../consent/auth.js';
-import { HttpGuard } from '../status/http-server.js';
+import { HttpGuard } from '../http/server.js';
+import type { Route } from '../http/routes.js';
 import { errorBody, HTTP_STATUS, HttpError } from '../http/errors.js';
 import type { ConsentGrant, ConsentView } from '../consent/consent-view.js';
 import type { DisclosureService } from '../consent/disclosure.js';
@@ -101,8 +102,8 @@ export function grantJson(g: ConsentGrant, pseudonym: string, nowMs: number): Gr
   };
 }
 
-/** The request handler for the status server's `handle` hook. */
-export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: URL, res: ServerResponse) => Promise<boolean> {
+/** The researcher and patient routes of the gateway's route table (gateway/http/routes.ts). */
+export function researchRoutes(d: ResearchApiDeps): Route[] {
   const now = d.now ?? Date.now;
   const guard = d.guard ?? new HttpGuard({ maxConnections: 512, maxConnectionsPerSource: 64, maxBodyBytes: MAX_BODY_BYTES, loginPerSourcePerS: 1, loginPerSourceBurst: 10 });
   const body = (req: IncomingMessage): Promise<unknown> => readJson(req, guard);
@@ -142,9 +143,9 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
     return { view, pseudonym: view.pseudonymOf(ref), patientRef: ref };
   };
 
-  const routes = async (req: IncomingMessage, url: URL, res: ServerResponse): Promise<boolean> => {
-    const path = url.pathname;
-    if (path === '/auth/challenge') {
+  /** Every route is public: each checks its caller itself (a login's signature, a bearer session, consent). */
+  const routes: Route[] = [
+    { path: '/auth/challenge', access: 'public', handle: async (req, _url, res) => {
       method(req, 'POST');
       const b = (await body(req)) as { address?: unknown; purpose?: unknown };
       const purpose = b.purpose ?? 'http';
@@ -157,8 +158,8 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
         throw new HttpError('BAD_REQUEST', (e as Error).message);
       }
       return json(res, 200, { challenge: text });
-    }
-    if (path === '/auth/login') {
+    } },
+    { path: '/auth/login', access: 'public', handle: async (req, _url, res) => {
       method(req, 'POST');
       // Per source first, before the body is read: the cheapest refusal there is.
       const wait = guard.loginAttempt(req.socket.remoteAddress);
@@ -176,8 +177,8 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
       guard.sessionsOpened++;
       d.log.info({ event: 'research_login', researcher: r.session.researcher, expiresAtMs: r.session.expiresAtMs }, 'HTTP session opened');
       return json(res, 200, { token: r.session.token, address: r.session.researcher, expiresAtMs: r.session.expiresAtMs });
-    }
-    if (path === '/auth/logout') {
+    } },
+    { path: '/auth/logout', access: 'public', handle: async (req, url, res) => {
       method(req, 'POST');
       const all = url.searchParams.get('all');
       if (all !== null && all !== '0' && all !== '1') throw new HttpError('BAD_REQUEST', 'all must be 1 (every session of the address) or 0');
@@ -186,28 +187,27 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
       guard.loggedOut += ended;
       d.log.info({ event: 'research_logout', researcher: s.researcher, ended, all: all === '1' }, all === '1' ? 'every HTTP session of the address ended' : 'HTTP session ended');
       return json(res, 200, { address: s.researcher, ended });
-    }
-    if (path === '/research/grants') {
+    } },
+    { path: '/research/grants', access: 'public', handle: async (req, _url, res) => {
       method(req, 'GET');
       const s = session(req);
       const view = consent();
       const t = now();
       const grants = view.grantsFor(s.researcher).reverse().map((g) => grantJson(g, view.pseudonymOf(g.patientRef), t));
       return json(res, 200, { grants });
-    }
-    const m = /^\/research\/grants\/([^/]+)\/readings$/.exec(path);
-    if (m) {
+    } },
+    { path: /^\/research\/grants\/([^/]+)\/readings$/, access: 'public', handle: async (req, url, res, [id]) => {
       method(req, 'GET');
-      await readings(url, res, m[1]!, session(req));
+      await readings(url, res, id!, session(req));
       return true;
-    }
-    if (path === '/patient/grants') {
+    } },
+    { path: '/patient/grants', access: 'public', handle: async (req, url, res) => {
       method(req, 'GET');
       const p = patientOf(url, session(req));
       const t = now();
       return json(res, 200, { grants: p.view.grantsOf(p.patientRef).reverse().map((g) => grantJson(g, p.pseudonym, t)) });
-    }
-    if (path === '/patient/disclosures') {
+    } },
+    { path: '/patient/disclosures', access: 'public', handle: async (req, url, res) => {
       method(req, 'GET');
       const s = session(req);
       const p = patientOf(url, s);
@@ -218,9 +218,8 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
       const report = d.disclosures.disclosureReport(p.pseudonym, { ...(fromMs !== undefined ? { fromMs } : {}), ...(toMs !== undefined ? { toMs } : {}) });
       d.log.info({ event: 'patient_disclosure_report', pseudonym: p.pseudonym, entries: report.summary.entries }, 'disclosure report served');
       return json(res, 200, report);
-    }
-    return false;
-  };
+    } },
+  ];
 
   /** GET /research/grants/<id>/readings */
   const readings = async (url: URL, res: ServerResponse, idText: string, s: Session): Promise<void> => {
@@ -369,9 +368,10 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
     }
   };
 
-  return async (req, url, res) => {
+  /** Answers a route's coded refusal (HttpError) with its status; anything else is a 503 UNAVAILABLE. */
+  const answered = (handle: Route['handle']): Route['handle'] => async (req, url, res, params) => {
     try {
-      return await routes(req, url, res);
+      return await handle(req, url, res, params);
     } catch (e) {
       if (e instanceof HttpError) {
         if (res.headersSent) {
@@ -390,6 +390,7 @@ export function researchRoutes(d: ResearchApiDeps): (req: IncomingMessage, url: 
       return json(res, HTTP_STATUS.UNAVAILABLE, errorBody('UNAVAILABLE', 'UNAVAILABLE: the gateway cannot answer this now (storage or the access log failed); try again later'));
     }
   };
+  return routes.map((r) => ({ ...r, handle: answered(r.handle) }));
 }
 
 /** Sums what a page disclosed, for its access-log entry. */

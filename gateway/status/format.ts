@@ -24,7 +24,7 @@ export function formatStatus(s: StatusSnapshot): string {
   ].join('\n');
 }
 
-/** The API listener (gateway/status/http-server.ts): scheme, connections, refusals, logins. */
+/** The API listener (gateway/http/server.ts): scheme, connections, refusals, logins. */
 function httpLines(h: StatusSnapshot['http']): string[] {
   if (!h) return [];
   const list = (o: Record<string, number>): string => Object.entries(o).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';

@@ -1,25 +1,13 @@
 /**
- * The local HTTP endpoint: GET /status (JSON), GET /metrics (Prometheus text), GET /healthz,
- * and the routes the gateway adds: the proof API (GET) and the researcher and patient API
- * (docs/research-api.md: GET and POST).
+ * The status routes of the gateway's HTTP endpoint (gateway/http/routes.ts): GET /status (JSON)
+ * and GET /metrics (Prometheus text) for the operator, GET /healthz for anyone; and the
+ * snapshot they serve.
  */
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { createApiServer, HttpGuard, type HttpLimits, type HttpStatus } from './http-server.js';
-import { errorBody, HTTP_STATUS } from '../http/errors.js';
+import type { HttpStatus } from '../http/server.js';
+import type { Route } from '../http/routes.js';
 import type { BleStatus } from '../transport/ble/central.js';
 import { ALARMS, ALL_ALARMS, type Alarm, type AlarmCode, type DependencyStatus } from './health.js';
 import type { MqttStatus } from '../transport/mqtt/broker.js';
-
-export interface StatusSource {
-  snapshot(): StatusSnapshot;
-  /** Further GET routes (the proof API): answers and returns true when it handled the request. */
-  route?: (url: URL, res: ServerResponse) => Promise<boolean>;
-  /**
-   * Routes for any method (the research API, gateway/research/http.ts), tried after the status
-   * routes and before `route`: answers and returns true when it handled the request.
-   */
-  handle?: (req: IncomingMessage, url: URL, res: ServerResponse) => Promise<boolean>;
-}
 
 /** The consent side (docs/consent.md): the local view of ConsentRegistry and the live researcher transport. */
 export interface ConsentStatus {
@@ -127,124 +115,44 @@ export interface StatusSnapshot {
   };
   consent: ConsentStatus;
   accessLog: AccessLogStatus;
-  /** The listener (gateway/status/http-server.ts): added by the status server to what it serves. */
+  /** The listener (gateway/http/server.ts): added by /status and /metrics to the parts' snapshot. */
   http?: HttpStatus;
 }
 
 /**
- * Loopback clients only: the operator's routes (/status, /metrics, and `route`: the proof API,
- * which serves raw signed frames without a login). Researchers and patients reach their own
- * routes (`handle`: logins, consented readings, disclosure reports) from anywhere the port is
- * bound, and are checked there; the operator's routes must never become a way around consent.
+ * /status and /metrics (operator: loopback only) serve `snapshot` with the listener's own
+ * figures; /healthz (public) answers 503 while any critical alarm is raised, with codes only.
  */
-/**
- * The request target as a URL, or undefined when it is not an origin-form path (RFC 9112
- * §3.2.1): '//' and its kin would make `new URL(target, base)` read a host and throw.
- */
-export function requestUrl(target: string | undefined): URL | undefined {
-  const t = target ?? '/';
-  if (!t.startsWith('/')) return undefined;
-  try {
-    return new URL(`http://localhost${t}`);
-  } catch {
-    return undefined;
-  }
-}
-
-export function isLoopback(address: string | undefined): boolean {
-  if (!address) return false;
-  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
-  return a === '::1' || /^127\./.test(a);
-}
-
-/**
- * Listens on host:port. `listener`: the guard (TLS or plain, connection caps, counters) and the
- * request limits of http.*; without it, plain HTTP with the defaults' limits (tests, tools).
- */
-export async function startStatusServer(
-  host: string,
-  port: number,
-  src: StatusSource,
-  listener: { guard: HttpGuard; limits: HttpLimits } = defaultListener(),
-): Promise<{ server: Server; port: number }> {
-  const { guard } = listener;
-  const snapshot = (): StatusSnapshot => ({ ...src.snapshot(), http: guard.status() });
-  const server = createApiServer(guard, listener.limits, (req, res) => {
-    const url = (req.url ?? '/').split('?')[0];
-    const operator = isLoopback(req.socket.remoteAddress);
-    const refuseOperatorRoute = (): void => {
-      res.writeHead(HTTP_STATUS.OPERATOR_ONLY, { 'content-type': 'application/json' }).end(JSON.stringify(errorBody('OPERATOR_ONLY', `${url} answers only on the gateway host (loopback); researchers use /research/…, patients /patient/…`)));
-    };
-    const builtIn = url === '/status' || url === '/metrics' || url === '/healthz';
-    const parsed = requestUrl(req.url);
-    if (!parsed) {
-      // '//', '//[' …: not a path (the URL parser throws on them; an uncaught throw here ended the process).
-      res.writeHead(HTTP_STATUS.HTTP_MALFORMED, { 'content-type': 'application/json' }).end(JSON.stringify(errorBody('HTTP_MALFORMED', 'HTTP_MALFORMED: the request target is not a path')));
-      return;
-    }
-    if (!builtIn && src.handle) {
-      const u = parsed;
-      src.handle(req, u, res).then(
-        (handled) => {
-          if (handled) return;
-          if (req.method === 'GET' && src.route) return answerRoute(u);
-          res.writeHead(req.method === 'GET' ? 404 : 405).end();
-        },
-        (e: Error) => failed(e),
-      );
-      return;
-    }
-    if (req.method !== 'GET') {
-      res.writeHead(405).end();
-      return;
-    }
-    if ((url === '/status' || url === '/metrics') && !operator) {
-      refuseOperatorRoute();
-    } else if (url === '/status') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(snapshot(), null, 2));
-    } else if (url === '/metrics') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(prometheus(snapshot()));
-    } else if (url === '/healthz') {
-      // 503 while any critical alarm is raised; codes only (this route answers beyond loopback).
-      const s = src.snapshot();
-      const alarms: AlarmCode[] = s.alarms.filter((a) => a.severity === 'critical').map((a) => a.code);
-      if (s.spool.diskLow && !alarms.includes('DISK_FULL')) alarms.push('DISK_FULL');
-      const warnings = s.alarms.filter((a) => a.severity !== 'critical').map((a) => a.code);
-      const ok = alarms.length === 0;
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, alarms, warnings, storageUp: s.storage.up, spoolAlarm: s.spool.alarm }));
-    } else if (src.route) {
-      answerRoute(parsed);
-    } else res.writeHead(404).end();
-
-    function answerRoute(u: URL): void {
-      if (!operator) return refuseOperatorRoute();
-      src.route!(u, res).then(
-        (handled) => {
-          if (!handled) res.writeHead(404).end();
-        },
-        (e: Error) => failed(e),
-      );
-    }
-    function failed(e: Error): void {
-      if (res.headersSent) {
-        // A streamed answer broke off: the client sees a truncated body, never a wrong one.
-        res.destroy(e);
-        return;
-      }
-      res.writeHead(HTTP_STATUS.UNAVAILABLE, { 'content-type': 'application/json' }).end(JSON.stringify(errorBody('UNAVAILABLE', e.message)));
-    }
-  });
-  await new Promise<void>((res, rej) => {
-    server.once('error', rej);
-    server.listen(port, host, () => res());
-  });
-  const addr = server.address();
-  return { server, port: typeof addr === 'object' && addr ? addr.port : port };
-}
-
-function defaultListener(): { guard: HttpGuard; limits: HttpLimits } {
-  const limits = { maxHeaderBytes: 16 * 1024, requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 5_000 };
-  return { guard: new HttpGuard({ maxConnections: 512, maxConnectionsPerSource: 64, maxBodyBytes: 16 * 1024, loginPerSourcePerS: 1, loginPerSourceBurst: 10 }), limits };
+export function statusRoutes(snapshot: () => StatusSnapshot, listener: () => HttpStatus): Route[] {
+  const full = (): StatusSnapshot => ({ ...snapshot(), http: listener() });
+  return [
+    {
+      path: '/status',
+      access: 'operator',
+      methods: ['GET'],
+      handle: (_req, _url, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(full(), null, 2)),
+    },
+    {
+      path: '/metrics',
+      access: 'operator',
+      methods: ['GET'],
+      handle: (_req, _url, res) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(prometheus(full())),
+    },
+    {
+      path: '/healthz',
+      access: 'public',
+      methods: ['GET'],
+      handle: (_req, _url, res) => {
+        // 503 while any critical alarm is raised; codes only (this route answers beyond loopback).
+        const s = snapshot();
+        const alarms: AlarmCode[] = s.alarms.filter((a) => a.severity === 'critical').map((a) => a.code);
+        if (s.spool.diskLow && !alarms.includes('DISK_FULL')) alarms.push('DISK_FULL');
+        const warnings = s.alarms.filter((a) => a.severity !== 'critical').map((a) => a.code);
+        const ok = alarms.length === 0;
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, alarms, warnings, storageUp: s.storage.up, spoolAlarm: s.spool.alarm }));
+      },
+    },
+  ];
 }
 
 function prometheus(s: StatusSnapshot): string {

@@ -1,5 +1,5 @@
 /**
- * The status / API listener's own limits (gateway/status/http-server.ts) on real servers over
+ * The status / API listener's own limits (gateway/http/server.ts) on real servers over
  * loopback, plain and TLS (a development CA made by the openssl CLI): which transport a
  * configuration gets, connection caps in all and per source (127.0.0.x are distinct sources),
  * oversized headers, requests that never finish, TLS handshakes that fail, and the operator's
@@ -14,8 +14,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Server } from 'node:http';
 import { DEFAULTS, ConfigError, loadConfig, type GatewayConfig } from '../../gateway/config.js';
-import { HttpGuard, httpTransport, sourceKey, type HttpStatus } from '../../gateway/status/http-server.js';
-import { startStatusServer, type StatusSnapshot } from '../../gateway/status/http.js';
+import { HttpGuard, httpTransport, sourceKey, type HttpStatus } from '../../gateway/http/server.js';
+import { startHttpServer } from '../../gateway/http/routes.js';
+import { statusRoutes, type StatusSnapshot } from '../../gateway/status/http.js';
 import { ensureDevCa, pem, type DevCa } from '../../gateway/tls/dev-ca.js';
 import { KeyedBuckets, TokenBucket } from '../../gateway/util/token-bucket.js';
 
@@ -95,7 +96,7 @@ async function listen(tls: boolean, over: Partial<GatewayConfig['http']> = {}): 
   });
   const guard = new HttpGuard(cfg, httpTransport(cfg));
   const snapshot = (): StatusSnapshot => ({ gatewayId: 'gw-unit' }) as unknown as StatusSnapshot;
-  const { server, port } = await startStatusServer('127.0.0.1', 0, { snapshot }, { guard, limits: cfg });
+  const { server, port } = await startHttpServer('127.0.0.1', 0, statusRoutes(snapshot, () => guard.status()), { guard, limits: cfg });
   return { server, port, guard, status: () => guard.status() };
 }
 

@@ -1,6 +1,6 @@
-/** Which HTTP clients count as the operator (the gateway host itself): gateway/status/http.ts isLoopback. */
+/** Which HTTP clients count as the operator (the gateway host itself): gateway/http/routes.ts isLoopback. */
 import { describe, expect, it } from 'vitest';
-import { isLoopback } from '../../gateway/status/http.js';
+import { isLoopback } from '../../gateway/http/routes.js';
 
 describe('operator routes answer loopback clients only', () => {
   it.each(['127.0.0.1', '127.5.6.7', '::1', '::ffff:127.0.0.1'])('%s is the gateway host', (a) => {
