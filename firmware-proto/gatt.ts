@@ -13,7 +13,7 @@
  * are little-endian, and this code never sees them.
  */
 import { createHash } from 'node:crypto';
-import { CodedError } from './coded-error.js';
+import { CodedError, type Remedies } from './coded-error.js';
 import type { Outbox } from './device.js';
 import { FRAME_VERSION, MAX_FRAME_BYTES, MIN_FRAME_BYTES, isDeviceId } from './frame.js';
 import { ATT_MTU_MIN, FRAME_COUNTER_MODULO, fragments, notificationBytes } from './fragment.js';
@@ -69,6 +69,14 @@ export const GATT_VALUE_ERRORS = {
 } as const;
 
 export type GattValueErrorCode = keyof typeof GATT_VALUE_ERRORS;
+
+/** What to do about each code: PROTOCOL.md §10.3, §10.4: the `gatt/control` and `gatt/info` vectors check each. */
+export const GATT_VALUE_ERROR_REMEDIES: Remedies<GattValueErrorCode> = {
+  GATT_BAD_LENGTH: 'Write control values of exactly 9 bytes and info values of exactly 22 (PROTOCOL.md §10.3, §10.4).',
+  GATT_UNKNOWN_OPCODE: 'Send opcode 1 (ACK): the only one version 1 has.',
+  GATT_UNKNOWN_VERSION: 'Put protocol version 1 in the info value.',
+  GATT_BAD_FIELD: 'Keep each field in its range (max frame bytes 101 … 16384).',
+};
 
 /**
  * The ATT error a device answers a refused control write with (Core Vol 3 Part F §3.4.1.1):

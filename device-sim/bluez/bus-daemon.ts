@@ -9,7 +9,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CodedError } from '../../firmware-proto/coded-error.js';
+import { CodedError, type Remedies } from '../../firmware-proto/coded-error.js';
 import { spawnServer, terminate } from '../../gateway/util/child.js';
 
 export const DBUS_DAEMON = '/usr/bin/dbus-daemon';
@@ -23,6 +23,12 @@ export const BUS_DAEMON_ERRORS = {
   BUS_DAEMON_TIMEOUT: 'dbus-daemon printed no address in time',
 } as const;
 export type BusDaemonErrorCode = keyof typeof BUS_DAEMON_ERRORS;
+
+/** What to do about each code. */
+export const BUS_DAEMON_ERROR_REMEDIES: Remedies<BusDaemonErrorCode> = {
+  BUS_DAEMON_EXITED: 'Read what it printed (in the message): `apt-get install dbus` for /usr/bin/dbus-daemon; a directory it cannot write its socket in.',
+  BUS_DAEMON_TIMEOUT: "Check the machine's load; read what it printed (in the message).",
+};
 
 /** The daemon did not come up: what it printed travels with the error. */
 export class BusDaemonError extends CodedError<BusDaemonErrorCode> {

@@ -13,7 +13,7 @@
  * (bus-daemon.ts).
  */
 import { sessionBus, type MessageBus } from 'dbus-next';
-import { CodedError } from '../../firmware-proto/coded-error.js';
+import { CodedError, type Remedies } from '../../firmware-proto/coded-error.js';
 import { Adapter, ADAPTER_PATH } from './adapter.js';
 import { Callers, Interface } from './dbus.js';
 import { ObjectTree } from './object-tree.js';
@@ -45,6 +45,12 @@ export const SIMULATED_BLUEZ_ERRORS = {
   BLUEZ_BUS_UNREACHABLE: 'the simulated BlueZ cannot reach its D-Bus (closed, or no bus at the address)',
 } as const;
 export type SimulatedBluezErrorCode = keyof typeof SIMULATED_BLUEZ_ERRORS;
+
+/** What to do about each code. */
+export const SIMULATED_BLUEZ_ERROR_REMEDIES: Remedies<SimulatedBluezErrorCode> = {
+  BLUEZ_NAME_TAKEN: "Run the simulator on its own bus (`DBUS_SYSTEM_BUS_ADDRESS`, device-sim/README.md), not on the host's system bus with a real BlueZ; stop the other simulator.",
+  BLUEZ_BUS_UNREACHABLE: 'Start the private bus first (device-sim/bluez/bus-daemon.ts), and pass its address.',
+};
 
 export class SimulatedBluezError extends CodedError<SimulatedBluezErrorCode> {
   constructor(code: SimulatedBluezErrorCode, message: string) {

@@ -33,7 +33,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { id, zeroPadValue, toBeHex, type Provider, type Signer, type TransactionReceipt } from 'ethers';
-import { CodedError, type ErrorDetail } from '../../firmware-proto/coded-error.js';
+import { CodedError, type ErrorDetail, type Remedies } from '../../firmware-proto/coded-error.js';
 import type { Logger } from '../log.js';
 import { STREAM, type AnchorRegistryContract, type StreamId } from '../chain/contracts.js';
 import type { AnchorRecord, BatchStore, SealedBatch } from './batch-store.js';
@@ -45,6 +45,13 @@ export const ANCHOR_ERRORS = {
   TX_REVERTED: 'the anchoring transaction was mined but reverted',
 } as const;
 export type AnchorErrorCode = keyof typeof ANCHOR_ERRORS;
+
+/** What to do about each code: docs/anchoring.md. */
+export const ANCHOR_ERROR_REMEDIES: Remedies<AnchorErrorCode> = {
+  ANCHOR_CONFLICT: 'An operator must look (alarm ANCHOR_HALTED): stop the other process that anchors with this key, or restore the batch store that belongs to this chain.',
+  CHAIN_BEHIND: 'An operator must look (alarm ANCHOR_HALTED): the chain was reset or is another chain; restore its state, or point the gateway at the right one.',
+  TX_REVERTED: "Read the transaction's revert (`detail.txHash`): usually the gateway account lost its role on AnchorRegistry; the batch is retried.",
+};
 
 /** A coded anchoring failure; `detail` carries what was expected and what was found. */
 export class AnchorError extends CodedError<AnchorErrorCode> {

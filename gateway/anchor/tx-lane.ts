@@ -11,7 +11,7 @@
  * AnchorTarget to share one between different signer objects of the same account.
  */
 import { EventEmitter } from 'node:events';
-import { CodedError } from '../../firmware-proto/coded-error.js';
+import { CodedError, type Remedies } from '../../firmware-proto/coded-error.js';
 
 export type LaneRelease = () => void;
 
@@ -19,6 +19,11 @@ export const TX_LANE_ERRORS = {
   TX_LANE_ABORTED: 'stopped while waiting for the transaction lane',
 } as const;
 export type TxLaneErrorCode = keyof typeof TX_LANE_ERRORS;
+
+/** What to do about each code. */
+export const TX_LANE_ERROR_REMEDIES: Remedies<TxLaneErrorCode> = {
+  TX_LANE_ABORTED: 'Nothing: the anchorer was stopping; its batch is anchored after the next start.',
+};
 
 /** An anchorer stopped (its signal aborted) before it got the lane: nothing was sent. */
 export class TxLaneAbortedError extends CodedError<TxLaneErrorCode> {

@@ -4,7 +4,7 @@
  * Reverts of the contracts themselves are not here: they are the contracts' custom errors,
  * decoded by `decodeRevert` (gateway/chain/contracts.ts).
  */
-import { CodedError, isError, type ErrorDetail } from '../../firmware-proto/coded-error.js';
+import { CodedError, isError, type ErrorDetail, type Remedies } from '../../firmware-proto/coded-error.js';
 
 export const CHAIN_ERRORS = {
   ANVIL_NOT_FOUND: 'the anvil binary was not found: install the npm package @foundry-rs/anvil (its platform package holds the binary), or pass `binary`',
@@ -25,6 +25,25 @@ export const CHAIN_ERRORS = {
 } as const;
 
 export type ChainErrorCode = keyof typeof CHAIN_ERRORS;
+
+/** What to do about each code: docs/contracts.md. */
+export const CHAIN_ERROR_REMEDIES: Remedies<ChainErrorCode> = {
+  ANVIL_NOT_FOUND: '`npm ci` (installs `@foundry-rs/anvil` and its platform package), or pass `binary`.',
+  ANVIL_PORT_IN_USE: 'Choose another port, or stop the other process (free ports are re-picked).',
+  ANVIL_START_FAILED: "Read `detail.output` (anvil's last lines).",
+  ANVIL_START_TIMEOUT: "Check the machine's load; read `detail.output`.",
+  ANVIL_STATE_CORRUPT: 'Restore the data dir from a backup; only if the chain may be lost, move the file away (then DEPLOYMENT_MISSING follows).',
+  ANVIL_CHAIN_ID_MISMATCH: 'Use that chain id, or another data dir.',
+  DEPLOYMENT_RECORD_INVALID: 'Restore it, or move it away to deploy afresh.',
+  DEPLOYMENT_CHAIN_MISMATCH: 'Point the gateway at the right endpoint.',
+  DEPLOYMENT_MISSING: 'Restore the chain state; or, accepting that earlier anchors are gone from this chain, move `deployment.json` away to deploy afresh.',
+  DEPLOYMENT_CODE_MISMATCH: 'Run the gateway version that deployed it, or deploy this build afresh.',
+  DEPLOYMENT_CHAIN_REPLACED: 'As DEPLOYMENT_MISSING; anvil gives the same addresses to the same deployer and nonces, so only the block hash tells.',
+  DEPLOYMENT_INCOMPLETE: 'Embedded: the next start adds it; external: `vitalproof chain deploy --rpc URL --key-file <admin key> --complete <record>`.',
+  CHAIN_TIMEOUT: "Check the node's process and load; the gateway retries by itself and raises CHAIN_HUNG meanwhile (docs/anchoring.md, \"A hung chain\").",
+  CHAIN_UNREACHABLE: 'Check the node and the network path to `chain.rpcUrl`; CHAIN_DOWN is raised meanwhile.',
+  CHAIN_RPC_ERROR: 'Check that `chain.rpcUrl` points at a JSON-RPC endpoint, and its access rules.',
+};
 
 /** A coded chain failure; `detail` carries what was expected and what was found. */
 export class ChainError extends CodedError<ChainErrorCode> {

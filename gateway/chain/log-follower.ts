@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getAddress, type Log, type Provider } from 'ethers';
-import { CodedError } from '../../firmware-proto/coded-error.js';
+import { CodedError, type Remedies } from '../../firmware-proto/coded-error.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { ChainError } from './errors.js';
 
@@ -126,6 +126,11 @@ export const FOLLOWER_ERRORS = {
   FOLLOWER_CLOSED: 'the follower was closed',
 } as const;
 export type FollowerErrorCode = keyof typeof FOLLOWER_ERRORS;
+
+/** What to do about each code. */
+export const FOLLOWER_ERROR_REMEDIES: Remedies<FollowerErrorCode> = {
+  FOLLOWER_CLOSED: 'Nothing: the gateway is stopping; the follower starts again from its cache on the next start.',
+};
 
 /** Thrown by sync() after close(). */
 export class FollowerClosedError extends CodedError<FollowerErrorCode> {

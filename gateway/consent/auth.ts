@@ -66,6 +66,7 @@
  *
  * Verdicts, not exceptions, for anything a client sends: { ok: false, code, message }.
  */
+import type { Remedies } from '../../firmware-proto/coded-error.js';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { getAddress, isAddress, verifyMessage } from 'ethers';
 import { KeyedBuckets, TokenBucket } from '../util/token-bucket.js';
@@ -91,6 +92,22 @@ export const AUTH_ERRORS = {
   AUTH_BUSY: "the gateway's budget of login signature checks is spent for now (a flood of logins, or many logins for one account): retry in a few seconds; a self-issued MQTT login can use a gateway-issued challenge instead",
 } as const;
 export type AuthErrorCode = keyof typeof AUTH_ERRORS;
+
+/** What to do about each code: docs/consent.md, "Logins". */
+export const AUTH_ERROR_REMEDIES: Remedies<AuthErrorCode> = {
+  AUTH_MALFORMED: 'Sign the exact challenge text; send `base64url(text).0x…` as the MQTT password.',
+  AUTH_BAD_SIGNATURE: "Sign with the account's key, over the exact text.",
+  AUTH_WRONG_ACCOUNT: 'Use the address as the MQTT username, or leave it empty.',
+  AUTH_WRONG_GATEWAY: 'Ask this gateway for a challenge, or use its id.',
+  AUTH_WRONG_PURPOSE: '`mqtt` for MQTT, `http` for the API.',
+  AUTH_UNKNOWN_CHALLENGE: '`POST /auth/challenge` again.',
+  AUTH_EXPIRED: 'Make a fresh challenge.',
+  AUTH_CLOCK_SKEW: 'Fix the client clock.',
+  AUTH_REPLAYED: 'Every login needs a fresh challenge.',
+  AUTH_UNKNOWN_SESSION: 'Log in again.',
+  AUTH_SESSION_EXPIRED: 'Log in again.',
+  AUTH_BUSY: 'Retry after `Retry-After`; over MQTT (CONNACK 3), retry later or use a gateway-issued `mqtt` challenge.',
+};
 
 export type AuthFailure = { ok: false; code: AuthErrorCode; message: string };
 

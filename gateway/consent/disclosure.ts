@@ -7,6 +7,7 @@
  * A report is a scan of the log (entries are not indexed by patient): about a second per
  * million entries.
  */
+import type { Remedies } from '../../firmware-proto/coded-error.js';
 import { Rfc6962Tree } from '../merkle/tree.js';
 import type { BatchStore, SealedBatch } from '../anchor/batch-store.js';
 import { buildAccessBundle, type AccessProofBundle } from '../proof/access-bundle.js';
@@ -23,6 +24,14 @@ export const ACCESS_PROOF_ERRORS = {
   ENTRY_TAMPERED: 'the entry in the log is not the leaf its batch holds: the log or the batch store was edited',
 } as const;
 export type AccessProofErrorCode = keyof typeof ACCESS_PROOF_ERRORS;
+
+/** What to do about each code: docs/consent.md, "Disclosure reports". */
+export const ACCESS_PROOF_REMEDIES: Remedies<AccessProofErrorCode> = {
+  ENTRY_NOT_FOUND: 'Check the seq against the report (`vitalproof consent disclosures`).',
+  NOT_YET_BATCHED: 'Ask again after the batch interval (`accessLog.intervalMs`), then after the next anchor.',
+  NOT_YET_ANCHORED: 'Ask again after the next anchor (`accessLog.anchored` in /status).',
+  ENTRY_TAMPERED: 'The access log or its batch store was edited: restore them from a backup, and find out who edited them.',
+};
 
 export type AccessProofResult = { ok: true; bundle: AccessProofBundle } | { ok: false; code: AccessProofErrorCode; message: string; seq: string; batchSeq?: string };
 

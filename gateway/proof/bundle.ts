@@ -22,7 +22,7 @@
  */
 import { getAddress } from 'ethers';
 import { decodeFrame } from '../../firmware-proto/frame.js';
-import { isError } from '../../firmware-proto/coded-error.js';
+import { isError, type Remedies } from '../../firmware-proto/coded-error.js';
 import { ProtocolError } from '../../firmware-proto/reasons.js';
 import { HASH_SIZE } from '../merkle/rfc6962.js';
 import { STREAM } from '../chain/contracts.js';
@@ -46,6 +46,17 @@ export const BUNDLE_FORMAT_ERRORS = {
 } as const;
 
 export type BundleFormatCode = keyof typeof BUNDLE_FORMAT_ERRORS;
+
+/** What to do about each code: docs/proof-format.md: the field names the JSON path. */
+export const BUNDLE_FORMAT_REMEDIES: Remedies<BundleFormatCode> = {
+  NOT_AN_OBJECT: 'Give the file of a proof bundle (or a collection of them), as the gateway exported it.',
+  UNKNOWN_FORMAT: 'Give a `vitalproof.proof-bundle` (or `vitalproof.proof-bundles`); an access proof is checked by `vitalproof research verify`.',
+  UNSUPPORTED_VERSION: 'Use a verifier that reads this version.',
+  MISSING_FIELD: 'The bundle was cut or edited: export it again from the gateway.',
+  UNKNOWN_FIELD: 'The bundle was edited, or made by a newer gateway: export it again, or use a verifier of that version.',
+  WRONG_TYPE: 'The bundle was edited (a number where a string goes, say): export it again.',
+  BAD_VALUE: 'The bundle was edited, or is not canonical: export it again.',
+};
 
 /**
  * A value that is not a version-1 proof bundle. `field` is the JSON path of the offending

@@ -7,6 +7,7 @@
  * batch's leaf, or the answer is FRAME_TAMPERED (the audit says more). A bundle is only made
  * for a frame whose batch is anchored with its confirmations; otherwise NOT_YET_ANCHORED.
  */
+import type { Remedies } from '../../firmware-proto/coded-error.js';
 import { Rfc6962Tree } from '../merkle/tree.js';
 import { hashLeaf } from '../merkle/rfc6962.js';
 import type { BatchStore } from '../anchor/batch-store.js';
@@ -23,6 +24,16 @@ export const PROOF_ERRORS = {
   CHAIN_OFF: 'this gateway runs without a chain (chain.mode off): nothing is anchored',
 } as const;
 export type ProofErrorCode = keyof typeof PROOF_ERRORS;
+
+/** What to do about each code: docs/proof-format.md, "The proof API". */
+export const PROOF_ERROR_REMEDIES: Remedies<ProofErrorCode> = {
+  FRAME_NOT_FOUND: 'Check the device id and seq (`vitalproof audit` shows gaps).',
+  NOT_BATCHED: 'Run `vitalproof audit`.',
+  NOT_YET_ANCHORED: 'Ask again after the next anchor (`batches.lastAnchored` in /status).',
+  FRAME_TAMPERED: 'Run `vitalproof audit` (docs/audit.md).',
+  DEVICE_UNKNOWN: 'Check the enrolment.',
+  CHAIN_OFF: 'Run the gateway with a chain.',
+};
 
 export type BundleResult = { ok: true; bundle: ProofBundle } | { ok: false; code: ProofErrorCode; message: string; device: string; seq: string; timestampMs?: number };
 

@@ -25,7 +25,7 @@
  *   until space returns.
  */
 import { mkdirSync, openSync, readdirSync, readSync, closeSync, statSync, statfsSync, ftruncateSync, fsyncSync, readFileSync, unlinkSync, existsSync } from 'node:fs';
-import { CodedError } from '../../firmware-proto/coded-error.js';
+import { CodedError, type Remedies } from '../../firmware-proto/coded-error.js';
 import { fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -88,6 +88,15 @@ export const WAL_ERRORS = {
   WAL_BROKEN: 'a spool write failed and could not be cut back: nothing more is appended before a restart',
 } as const;
 export type WalErrorCode = keyof typeof WAL_ERRORS;
+
+/** What to do about each code: docs/operations.md, "Alarms" (DISK_FULL, SPOOL_*). */
+export const WAL_ERROR_REMEDIES: Remedies<WalErrorCode> = {
+  WAL_CLOSED: 'Nothing: the gateway is stopping; devices resend what was not acknowledged.',
+  WAL_RECORD_TOO_LARGE: 'A frame over MAX_FRAME_BYTES never gets here (the decoder refuses it): report it as a bug.',
+  WAL_IO: "Check the data dir's disk and filesystem (`dmesg`, SMART); `/status` spool.lastError and lostOnRecovery say which records.",
+  WAL_DISK_FULL: "Free space on the data dir's filesystem; acknowledgements are held meanwhile and the gateway resumes by itself (alarm DISK_FULL).",
+  WAL_BROKEN: 'Restart the gateway after fixing the disk: the spool recovers up to its last durable record; devices resend the rest.',
+};
 
 /** A coded spool failure; the message says what happened, in the words of the failing step. */
 export class WalError extends CodedError<WalErrorCode> {

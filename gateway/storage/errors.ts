@@ -2,7 +2,7 @@
  * The closed set of storage failures. Callers branch on `code`, never on the message;
  * docs/storage.md has the table with how to solve each one.
  */
-import { CodedError, isError, type ErrorDetail } from '../../firmware-proto/coded-error.js';
+import { CodedError, isError, type ErrorDetail, type Remedies } from '../../firmware-proto/coded-error.js';
 
 export const STORAGE_ERRORS = {
   INFLUXD_NOT_FOUND: 'the influxd binary (InfluxDB 1.x) is not on PATH; install it with `apt-get install influxdb`, or configure influx.url to use an existing server',
@@ -19,6 +19,21 @@ export const STORAGE_ERRORS = {
 } as const;
 
 export type StorageErrorCode = keyof typeof STORAGE_ERRORS;
+
+/** What to do about each code: docs/storage.md. */
+export const STORAGE_ERROR_REMEDIES: Remedies<StorageErrorCode> = {
+  INFLUXD_NOT_FOUND: '`apt-get install influxdb`, or set `influx.url`.',
+  INFLUXD_PORT_IN_USE: 'A fixed `port` is taken: choose another or free it (free ports are re-picked automatically).',
+  INFLUXD_START_FAILED: "Read `detail.output` (influxd's last log lines): permissions on the data dir, a corrupt WAL.",
+  INFLUXD_START_TIMEOUT: 'A slow disk replaying a large WAL: raise `startTimeoutMs`.',
+  INFLUX_UNREACHABLE: 'Is InfluxDB running, is `influx.url` right; the spool keeps the frames meanwhile.',
+  INFLUX_TIMEOUT: 'An overloaded server; the write is retried (safely: writes are idempotent).',
+  INFLUX_REJECTED: '`detail.error` says why: 401/403 credentials or grants (retried until fixed); 404 database missing (recreated on retry); 400 `field type conflict`: another writer made the measurement with other types, and the frames are quarantined (docs/storage.md, "Storage quarantine").',
+  INFLUX_SERVER_ERROR: "InfluxDB's own log.",
+  INFLUX_BAD_RESPONSE: 'A proxy in between answering for InfluxDB: point `influx.url` at InfluxDB itself.',
+  QUARANTINE_FULL: 'Fix the database and run `vitalproof storage replay`; meanwhile refused frames wait in the spool (the writer retries with backoff, the spool alarm follows).',
+  QUARANTINE_WRITE_FAILED: "Free space or fix the directory's permissions; the frame stays in the spool and is tried again.",
+};
 
 /** A coded storage failure; `detail` carries what was expected and what was found. */
 export class StorageError extends CodedError<StorageErrorCode> {

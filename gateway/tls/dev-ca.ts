@@ -13,7 +13,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CodedError } from '../../firmware-proto/coded-error.js';
+import { CodedError, type Remedies } from '../../firmware-proto/coded-error.js';
 
 export interface DevCa {
   dir: string;
@@ -26,6 +26,11 @@ export const DEV_CA_ERRORS = {
   DEV_CA_FAILED: 'openssl could not make the development CA or one of its certificates',
 } as const;
 export type DevCaErrorCode = keyof typeof DEV_CA_ERRORS;
+
+/** What to do about each code. */
+export const DEV_CA_ERROR_REMEDIES: Remedies<DevCaErrorCode> = {
+  DEV_CA_FAILED: 'Install openssl (`apt-get install openssl`); the message has what openssl printed. DEV ONLY: a hospital uses its own PKI.',
+};
 
 /** openssl is missing or failed; the message says which step and what openssl printed. */
 export class DevCaError extends CodedError<DevCaErrorCode> {

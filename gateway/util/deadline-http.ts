@@ -10,7 +10,7 @@
  */
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { CodedError } from '../../firmware-proto/coded-error.js';
+import { CodedError, type Remedies } from '../../firmware-proto/coded-error.js';
 
 export interface DeadlineResponse {
   status: number;
@@ -25,6 +25,13 @@ export const DEADLINE_HTTP_ERRORS = {
   REQUEST_CANCELLED: 'the caller cancelled the request',
 } as const;
 export type DeadlineHttpErrorCode = keyof typeof DEADLINE_HTTP_ERRORS;
+
+/** What to do about each code: Callers report these under their own codes (CHAIN_TIMEOUT, INFLUX_UNREACHABLE, …): see those. */
+export const DEADLINE_HTTP_ERROR_REMEDIES: Remedies<DeadlineHttpErrorCode> = {
+  REQUEST_DEADLINE: "See the caller's code (CHAIN_TIMEOUT, INFLUX_TIMEOUT): a hung or overloaded server.",
+  REQUEST_NETWORK: "See the caller's code (CHAIN_UNREACHABLE, INFLUX_UNREACHABLE): is the server running, is its URL right.",
+  REQUEST_CANCELLED: 'Nothing: the caller gave up on the request (a shutdown, a newer request).',
+};
 
 const CODE_OF = { timeout: 'REQUEST_DEADLINE', network: 'REQUEST_NETWORK', cancelled: 'REQUEST_CANCELLED' } as const satisfies Record<string, DeadlineHttpErrorCode>;
 
