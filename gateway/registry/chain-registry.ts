@@ -39,7 +39,7 @@ import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { getAddress, isError, type Provider, type Signer, type TransactionReceipt } from 'ethers';
-import { CodedError, type ErrorDetail } from '../../firmware-proto/coded-error.js';
+import { CodedError, type ErrorDetail, type Remedies } from '../../firmware-proto/coded-error.js';
 import { decodeRevert, deviceRegistryAt, deviceRegistryInterface, ROLES, type DeviceRegistryErrors } from '../chain/contracts.js';
 import { deviceIdToBytes8, patientRefOf, siteIdOf } from '../chain/ids.js';
 import { FollowerClosedError, LogFollower, type FollowerLog } from '../chain/log-follower.js';
@@ -61,6 +61,16 @@ export const CHAIN_REGISTRY_ERRORS = {
   REGISTRY_CLOSED: 'the registry was closed',
 } as const;
 export type ChainRegistryErrorCode = keyof typeof CHAIN_REGISTRY_ERRORS;
+
+/** What to do about each code (docs/errors.md). */
+export const CHAIN_REGISTRY_ERROR_REMEDIES: Remedies<ChainRegistryErrorCode> = {
+  REGISTRY_NO_SIGNER: 'Give the command the hospital admin key (--admin-key-file F, or the embedded chain\'s admin account).',
+  REGISTRY_NOT_AUTHORIZED: 'Use a key that holds HOSPITAL_ADMIN_ROLE, or have the DeviceRegistry admin grant it.',
+  REGISTRY_UNKNOWN_DEVICE: 'Check the device id; enrol the device first.',
+  REGISTRY_REVOCATION_BEFORE_ENROLMENT: 'Give the revocation time in milliseconds, at or after the enrolment.',
+  REGISTRY_TX_FAILED: 'Check the chain (CHAIN_DOWN, CHAIN_HUNG) and run the enrolment again: it is idempotent.',
+  REGISTRY_CLOSED: 'Nothing: the gateway is stopping.',
+};
 
 export class ChainRegistryError extends CodedError<ChainRegistryErrorCode> {
   constructor(code: ChainRegistryErrorCode, detail: ErrorDetail = {}, options?: ErrorOptions) {
