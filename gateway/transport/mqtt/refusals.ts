@@ -32,7 +32,7 @@ export const MQTT_REFUSAL_REMEDIES: Remedies<MqttRefusal> = {
   MQTT_TOO_MANY_FROM_SOURCE: 'One host is opening many connections: block it, or raise the cap for a simulator or a NAT that hides many devices.',
   MQTT_KEEPALIVE_REFUSED: "Configure the client's keep-alive between 1 s and `mqtt.maxKeepaliveS`.",
   MQTT_TLS_HANDSHAKE_FAILED: 'Point plain clients at the TLS port with `mqtts://` and the CA; give clients the CA that signed `mqtt.tls.cert`.',
-  MQTT_CERT_REQUIRED: 'Issue the device a certificate from `mqtt.tls.ca` with CN = its device id.',
+  MQTT_CERT_REQUIRED: 'Issue the device a certificate from `mqtt.tls.ca` with CN = its device id, and connect it to the TLS listener (with mutual TLS required, the plain listener refuses every device).',
   MQTT_CERT_MISMATCH: 'A certificate moved to another device, or a wrong one installed: reissue.',
 };
 
