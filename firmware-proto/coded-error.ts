@@ -3,11 +3,12 @@
  * which imports nothing of the gateway) so that the protocol decoders, the device simulator
  * and every gateway component share it.
  *
- * A component declares its codes once, as a catalogue (code -> what it means), and derives
- * its error class from CodedError:
+ * A component declares its codes once, as a catalogue (code -> what it means) with its
+ * remedies beside it (code -> what to do), and derives its error class from CodedError:
  *
  *   export const STORAGE_ERRORS = { INFLUX_TIMEOUT: 'InfluxDB did not answer ...' } as const;
  *   export type StorageErrorCode = keyof typeof STORAGE_ERRORS;
+ *   export const STORAGE_ERROR_REMEDIES: Remedies<StorageErrorCode> = { INFLUX_TIMEOUT: 'An overloaded server; ...' };
  *   export class StorageError extends CodedError<StorageErrorCode> {
  *     constructor(code: StorageErrorCode, detail?: ErrorDetail, options?: ErrorOptions) {
  *       super(STORAGE_ERRORS, code, detail, options);
@@ -16,8 +17,10 @@
  *
  * Callers branch on `code` (isError(e, 'INFLUX_TIMEOUT')), never on the message. `detail`
  * carries what was expected and what was found; the message is `CODE: meaning {detail}`.
- * Codes are unique across every catalogue of the project (docs/errors.md lists them all, and
- * its test fails on a duplicate), so a code alone names one failure.
+ * Codes are unique across every catalogue of the project, so a code alone names one failure.
+ * docs/errors.md is generated from the catalogues and their remedies (scripts/lib/errors-doc.ts
+ * lists them; `npm run docs:errors`); its test fails on a stale page, an unlisted catalogue or
+ * a code that two catalogues share.
  */
 
 /** What was expected and what was found, and any other facts of one failure (JSON-able; bigints print as decimal strings). */

@@ -31,7 +31,7 @@ import { ACCESS_PROOF_ERRORS, ACCESS_PROOF_REMEDIES } from '../../gateway/consen
 import { HTTP_ERROR_REMEDIES, HTTP_ERRORS, HTTP_REFUSAL_REMEDIES, HTTP_REFUSALS, HTTP_STATUS } from '../../gateway/http/errors.js';
 import { BUNDLE_FORMAT_ERRORS, BUNDLE_FORMAT_REMEDIES } from '../../gateway/proof/bundle.js';
 import { PROOF_ERROR_REMEDIES, PROOF_ERRORS } from '../../gateway/proof/service.js';
-import { CHAIN_REGISTRY_ERRORS, type ChainRegistryErrorCode } from '../../gateway/registry/chain-registry.js';
+import { CHAIN_REGISTRY_ERROR_REMEDIES, CHAIN_REGISTRY_ERRORS } from '../../gateway/registry/chain-registry.js';
 import { ENROL_ERRORS, type EnrolErrorCode } from '../../gateway/registry/enrolment.js';
 import { API_CLIENT_ERRORS, RESEARCH_CLIENT_ERRORS, type ApiClientCode, type ResearchClientErrorCode } from '../../gateway/research-client/errors.js';
 import { WAL_ERROR_REMEDIES, WAL_ERRORS } from '../../gateway/spool/wal.js';
@@ -61,17 +61,8 @@ function section<C extends string>(s: Omit<ErrorSection, 'means' | 'todo'> & { m
 
 /**
  * Remedies of catalogues whose owners have not declared theirs next to them yet: they belong
- * beside CHAIN_REGISTRY_ERRORS, ENROL_ERRORS, CLI_ERRORS, API_CLIENT_ERRORS and
- * RESEARCH_CLIENT_ERRORS.
+ * beside ENROL_ERRORS, CLI_ERRORS, API_CLIENT_ERRORS and RESEARCH_CLIENT_ERRORS.
  */
-const CHAIN_REGISTRY_REMEDIES: Remedies<ChainRegistryErrorCode> = {
-  REGISTRY_NO_SIGNER: 'Give the command the hospital admin key (--admin-key-file F, or the embedded chain\'s admin account).',
-  REGISTRY_NOT_AUTHORIZED: 'Use a key that holds HOSPITAL_ADMIN_ROLE, or have the DeviceRegistry admin grant it.',
-  REGISTRY_UNKNOWN_DEVICE: 'Check the device id; enrol the device first.',
-  REGISTRY_REVOCATION_BEFORE_ENROLMENT: 'Give the revocation time in milliseconds, at or after the enrolment.',
-  REGISTRY_TX_FAILED: 'Check the chain (CHAIN_DOWN, CHAIN_HUNG) and run the enrolment again: it is idempotent.',
-  REGISTRY_CLOSED: 'Nothing: the gateway is stopping.',
-};
 const ENROL_REMEDIES: Remedies<EnrolErrorCode> = {
   ENROL_UNREADABLE: 'Check the path and its permissions.',
   ENROL_NOT_JSON: 'Fix the JSON (the message says where it stops parsing).',
@@ -117,7 +108,7 @@ export const ERROR_SECTIONS: readonly ErrorSection[] = [
   section({ title: 'Proof bundle format', name: 'BUNDLE_FORMAT_ERRORS', file: 'gateway/proof/bundle.ts', intro: 'Why a JSON value is not a version-1 proof bundle (docs/proof-format.md): `vitalproof verify` and verifiers, with the JSON path of the field.', means: BUNDLE_FORMAT_ERRORS, todo: BUNDLE_FORMAT_REMEDIES }),
   section({ title: 'Configuration', name: 'CONFIG_ERRORS', file: 'gateway/config.ts', intro: 'Why the gateway or a command cannot run with its configuration or arguments (docs/operations.md): `error: <message>` and exit code 2; the message names the key and the value.', means: CONFIG_ERRORS, todo: CONFIG_REMEDIES }),
   section({ title: 'Chain', name: 'CHAIN_ERRORS', file: 'gateway/chain/errors.ts', intro: 'Failures of the embedded anvil, the deployment and the JSON-RPC endpoint (docs/contracts.md): the log, `/status` chain.lastError, alarms CHAIN_DOWN and CHAIN_HUNG.', means: CHAIN_ERRORS, todo: CHAIN_ERROR_REMEDIES }),
-  section({ title: 'Device registry on chain', name: 'CHAIN_REGISTRY_ERRORS', file: 'gateway/registry/chain-registry.ts', intro: 'Failures of enrolling and revoking devices on DeviceRegistry (docs/contracts.md): `vitalproof enrol`, `vitalproof revoke`.', means: CHAIN_REGISTRY_ERRORS, todo: CHAIN_REGISTRY_REMEDIES }),
+  section({ title: 'Device registry on chain', name: 'CHAIN_REGISTRY_ERRORS', file: 'gateway/registry/chain-registry.ts', intro: 'Failures of enrolling and revoking devices on DeviceRegistry (docs/contracts.md): `vitalproof enrol`, `vitalproof revoke`.', means: CHAIN_REGISTRY_ERRORS, todo: CHAIN_REGISTRY_ERROR_REMEDIES }),
   section({ title: 'Enrolment files', name: 'ENROL_ERRORS', file: 'gateway/registry/enrolment.ts', intro: 'Why `vitalproof enrol` refuses an enrolment file, or one device of it (docs/enrolment.md).', means: ENROL_ERRORS, todo: ENROL_REMEDIES }),
   section({ title: 'Storage', name: 'STORAGE_ERRORS', file: 'gateway/storage/errors.ts', intro: 'Failures of InfluxDB and the storage quarantine (docs/storage.md): the log, `/status` storage.lastError, alarm STORAGE_DOWN.', means: STORAGE_ERRORS, todo: STORAGE_ERROR_REMEDIES }),
   section({ title: 'Spool', name: 'WAL_ERRORS', file: 'gateway/spool/wal.ts', intro: 'Failures of the write-ahead log every frame passes through (docs/operations.md): `/status` spool.lastError, alarm DISK_FULL.', means: WAL_ERRORS, todo: WAL_ERROR_REMEDIES }),
