@@ -4,7 +4,7 @@
 // private bus the BLE simulator and tests run on) and `openssl` (the DEV ONLY CA for TLS) are there.
 // Silent when all already are. Plain JS on purpose: nothing is compiled yet.
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -38,12 +38,28 @@ function fail(msg) {
   process.exit(1);
 }
 
-// 1. Dependencies. npm writes node_modules/.package-lock.json at the end of every install.
-if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) {
-  // npm here can write lock files without other platforms' optional packages, which `npm ci`
-  // then refuses as out of sync (npm/cli#4828); a plain install is the fallback.
-  const ci = existsSync(join(root, 'package-lock.json')) && spawnSync('npm', ['ci'], { cwd: root, stdio: 'inherit' }).status === 0;
-  if (!ci) run('npm', ['install', '--no-audit', '--no-fund']);
+// 1. Dependencies. npm writes node_modules/.package-lock.json at the end of every install; an
+// install is due when it is missing or lags the committed lock file (after a pull that added or
+// bumped a package). `npm ci` installs exactly the lock file and prints one progress line. The lock
+// file lists every platform's optional packages (esbuild, rollup, anvil, unrs), so npm 10 and 11
+// both accept it; were it out of sync, npm ci says so and we stop rather than paper over it with a
+// plain install that rewrites the lock.
+if (installDue()) {
+  console.error('setup: npm ci (node_modules is missing or behind package-lock.json)');
+  const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) {
+    fail(`\`npm ci\` failed (${r.error?.message ?? `exit ${r.status ?? r.signal}`}). If it says package.json and package-lock.json are out of sync, run \`npm install\` and commit package-lock.json.`);
+  }
+}
+
+/** True when node_modules lacks a package the lock file needs, or holds another version of it. */
+function installDue() {
+  const installed = join(root, 'node_modules', '.package-lock.json');
+  if (!existsSync(installed)) return true;
+  const want = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')).packages;
+  const have = JSON.parse(readFileSync(installed, 'utf8')).packages;
+  // Other platforms' optional packages are in the lock file but never installed here.
+  return Object.entries(want).some(([path, p]) => path !== '' && !p.optional && have[path]?.version !== p.version);
 }
 
 // 2. influxd and dbus-daemon: the tests and the demo start their own (free loopback port, private bus).
