@@ -52,6 +52,7 @@
  */
 import type { AedesPublishPacket, Client, Subscription } from 'aedes';
 import { sensorByName } from '../../firmware-proto/catalogue.js';
+import type { Catalogue, Remedies } from '../../firmware-proto/coded-error.js';
 import { sampleTimeNs, sampleValue, type Frame } from '../../firmware-proto/frame.js';
 import type { AcceptedFrame } from '../ingest/types.js';
 import { LogLimiter, type Logger, type LogLimiterOptions } from '../log.js';
@@ -65,8 +66,20 @@ import { isLoopbackHost } from '../config.js';
 export const CONSENTED_PREFIX = 'vp/consented/';
 export const RESEARCHER_PREFIX = 'vp/researcher/';
 
-/** Codes of a refused subscription besides the consent DecisionCodes. */
-export type LiveRefusalCode = DecisionCode | 'TOPIC_NOT_ALLOWED' | 'TOO_MANY_SUBSCRIPTIONS';
+/** Why a researcher's subscription is refused besides the consent DecisionCodes (docs/consent.md, "Subscriptions"). */
+export const SUBSCRIBE_REFUSALS = {
+  TOPIC_NOT_ALLOWED: "a topic no researcher may subscribe to: `#`, a wildcard for the patient, device topics, another researcher's notices, an unknown metric",
+  TOO_MANY_SUBSCRIPTIONS: 'the client holds 64 consented subscriptions already',
+} as const satisfies Catalogue;
+export type SubscribeRefusal = keyof typeof SUBSCRIBE_REFUSALS;
+
+export const SUBSCRIBE_REFUSAL_REMEDIES: Remedies<SubscribeRefusal> = {
+  TOPIC_NOT_ALLOWED: 'Subscribe to `vp/consented/<pseudonym>/<metric>` (or `+` for every metric of the grant) and to your own notices topic only (docs/research-api.md, "MQTT").',
+  TOO_MANY_SUBSCRIPTIONS: 'Unsubscribe from topics you no longer need, or open another connection.',
+};
+
+/** Codes of a refused subscription: the consent DecisionCodes and SUBSCRIBE_REFUSALS. */
+export type LiveRefusalCode = DecisionCode | SubscribeRefusal;
 
 /** A notice on `vp/researcher/<address>/notices` (docs/research-api.md). */
 export interface LiveNotice {
@@ -119,7 +132,20 @@ const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 const NOT_AUTHORISED: ReadonlySet<string> = new Set<AuthErrorCode>(['AUTH_WRONG_GATEWAY', 'AUTH_WRONG_PURPOSE']);
 
 /** Why a researcher CONNECT was refused besides the login's own AuthErrorCodes (docs/research-api.md, "MQTT"). */
-export type AdmissionRefusal = 'CLIENT_ID_RESERVED' | 'CLIENT_ID_IN_USE' | 'TOO_MANY_CONNECTIONS' | 'NO_LIVE_GRANT';
+export const ADMISSION_REFUSALS = {
+  CLIENT_ID_RESERVED: "the client id starts `vp-dev-` (devices' ids); CONNACK 2",
+  CLIENT_ID_IN_USE: 'a connected researcher of another key holds this client id; CONNACK 2',
+  TOO_MANY_CONNECTIONS: 'the key has research.maxConnectionsPerResearcher connections already; CONNACK 5',
+  NO_LIVE_GRANT: 'the key holds no grant in force whose data window has not ended, and the pool of connections for such keys (research.maxUngrantedConnections) is full; CONNACK 5',
+} as const satisfies Catalogue;
+export type AdmissionRefusal = keyof typeof ADMISSION_REFUSALS;
+
+export const ADMISSION_REFUSAL_REMEDIES: Remedies<AdmissionRefusal> = {
+  CLIENT_ID_RESERVED: 'Use a client id of your own, e.g. `vp-research-<random>`.',
+  CLIENT_ID_IN_USE: 'Use a client id of your own per connection, e.g. `vp-research-<random>`.',
+  TOO_MANY_CONNECTIONS: 'Close connections you no longer use; one connection carries every subscription.',
+  NO_LIVE_GRANT: 'Ask the patient for a grant (a live stream needs one in force); or retry when the pool frees.',
+};
 
 /** CONNACK return codes of the admission refusals (MQTT 3.1.1 §3.2.2.3: 2 identifier rejected, 5 not authorised). */
 export const ADMISSION_RETURN_CODE: Readonly<Record<AdmissionRefusal, 2 | 5>> = { CLIENT_ID_RESERVED: 2, CLIENT_ID_IN_USE: 2, TOO_MANY_CONNECTIONS: 5, NO_LIVE_GRANT: 5 };
