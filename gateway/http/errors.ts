@@ -110,8 +110,6 @@ export const HTTP_STATUS: Readonly<Record<HttpErrorCode, number>> = {
   CHAIN_OFF: 409,
 };
 
-export const ALL_HTTP_ERROR_CODES = Object.keys(HTTP_STATUS) as HttpErrorCode[];
-
 /** What each answerable code means, from the catalogue that declares it. */
 const HTTP_MEANINGS: Catalogue<HttpErrorCode> = { ...HTTP_REFUSALS, ...HTTP_ERRORS, ...AUTH_ERRORS, ...CONSENT_DECISIONS, ...PROOF_ERRORS };
 
