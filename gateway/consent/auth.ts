@@ -66,9 +66,9 @@
  *
  * Verdicts, not exceptions, for anything a client sends: { ok: false, code, message }.
  */
-import type { Remedies } from '../../firmware-proto/coded-error.js';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { getAddress, isAddress, verifyMessage } from 'ethers';
+import type { Remedies } from '../../firmware-proto/coded-error.js';
 import { KeyedBuckets, TokenBucket } from '../util/token-bucket.js';
 
 export const LOGIN_TITLE = 'VitalProof researcher login';
