@@ -50,7 +50,7 @@ export function readTlsFiles(paths: { ca?: string | undefined; cert?: string | u
     try {
       out[k] = readFileSync(p);
     } catch (e) {
-      throw new TypeError(`--${k} ${p}: ${(e as Error).message}`);
+      throw new TypeError(`--${k} ${p}: ${(e as Error).message}`, { cause: e });
     }
   }
   return out;

@@ -458,7 +458,7 @@ function checkValue(kind: 'control' | 'info', v: ValueVector): void {
     if (JSON.stringify(norm) !== JSON.stringify(v.want)) throw new Error(`${kind}/${v.name}: decodes to ${JSON.stringify(norm)}`);
   } catch (e) {
     if (!isError(e, GattValueError)) throw e;
-    if (e.code !== v.wantError) throw new Error(`${kind}/${v.name}: refused with ${e.code}, the vector says ${v.wantError}`);
+    if (e.code !== v.wantError) throw new Error(`${kind}/${v.name}: refused with ${e.code}, the vector says ${v.wantError}`, { cause: e });
   }
 }
 

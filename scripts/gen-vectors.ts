@@ -462,7 +462,7 @@ function checkInvalid(v: InvalidSpec): void {
     decoded = decodeFrame(v.frame);
   } catch (e) {
     if (!(e instanceof ProtocolError)) throw e;
-    if (v.stage !== 'decode' || e.code !== v.wantReason) throw new Error(`${v.name}: decodeFrame says ${e.code}, the vector says ${v.stage} ${v.wantReason}`);
+    if (v.stage !== 'decode' || e.code !== v.wantReason) throw new Error(`${v.name}: decodeFrame says ${e.code}, the vector says ${v.stage} ${v.wantReason}`, { cause: e });
     return;
   }
   if (v.stage === 'decode') throw new Error(`${v.name}: decodeFrame accepted a frame the vector says is ${v.wantReason}`);

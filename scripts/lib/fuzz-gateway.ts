@@ -136,7 +136,8 @@ export async function startFuzzGateway(seed: number, o: FuzzGatewayOptions): Pro
     rmSync(dir, { recursive: true, force: true });
     throw e;
   }
-  const influxUrl = String(gw.lines.find((l) => l.event === 'ready')?.['influxUrl'] ?? '');
+  const readyUrl = gw.lines.find((l) => l.event === 'ready')?.['influxUrl'];
+  const influxUrl = typeof readyUrl === 'string' ? readyUrl : '';
   const honest = fuzzDevice(sims[0]!);
   const clients: MqttClient[] = [];
   let provider: JsonRpcProvider | undefined;

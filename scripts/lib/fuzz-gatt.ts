@@ -124,7 +124,10 @@ export function mutateStream(rnd: Rng, s: Timed[], other: Timed[]): Timed[] {
       case 7: {
         // plausible header, random fields and data
         const b = rnd.bytes(2 + rnd.int(40));
-        if (rnd.bool(0.5)) b[1] = 0, (b[0] = b[0]! & 0xfc);
+        if (rnd.bool(0.5)) {
+          b[1] = 0;
+          b[0] = b[0]! & 0xfc;
+        }
         out.splice(j, 0, { note: b, atMs: x.atMs });
         break;
       }

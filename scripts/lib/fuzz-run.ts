@@ -163,7 +163,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
         try {
           return (await f.gw.status()) as unknown as Record<string, unknown>;
         } catch (e) {
-          if (i >= 20 || !alive()) throw new Error(`/status did not answer: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
+          if (i >= 20 || !alive()) throw new Error(`/status did not answer: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`, { cause: e });
           await new Promise((r) => setTimeout(r, 250));
         }
       }
@@ -190,7 +190,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
             exitReason: () => {
               const last = f.gw.lines.filter((l) => l.level >= 50).at(-1);
               const at = Date.parse(String(last?.['time']));
-              return { reason: `${String(last?.event ?? 'no error line')}: ${String(last?.['err'] ?? '')}`, ...(Number.isFinite(at) ? { atMs: at } : {}) };
+              return { reason: `${last?.event ?? 'no error line'}: ${errText(last?.['err'])}`, ...(Number.isFinite(at) ? { atMs: at } : {}) };
             },
             concurrency: o.httpConcurrency ?? 8,
             honestEvery: 500,
@@ -275,4 +275,11 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
     unexpected += gateway.errorLines + gateway.logFloods.length;
   }
   return { seed: o.seed, inputs: reports.reduce((a, r) => a + r.inputs, 0), elapsedMs: performance.now() - t0, reports, ...(gateway ? { gateway } : {}), unexpected };
+}
+
+/** A log line's `err`: pino writes an Error as { type, message, stack }, which String() prints as '[object Object]'. */
+function errText(err: unknown): string {
+  if (typeof err === 'string') return err;
+  const message = typeof err === 'object' && err !== null ? (err as { message?: unknown }).message : undefined;
+  return typeof message === 'string' ? message : err == null ? '' : JSON.stringify(err);
 }
