@@ -264,7 +264,7 @@ export const CONFIG_ERRORS = {
 } as const;
 export type ConfigErrorCode = keyof typeof CONFIG_ERRORS;
 
-export const CONFIG_REMEDIES: Remedies<ConfigErrorCode> = {
+export const CONFIG_ERROR_REMEDIES: Remedies<ConfigErrorCode> = {
   CONFIG_BAD_VALUE: 'give the value the message asks for (docs/operations.md lists every key with its default)',
   CONFIG_UNKNOWN_KEY: 'check the spelling against docs/operations.md, "Configuration"; environment variables are VP_ and the key in upper snake case',
   CONFIG_CONFLICT: 'set the settings the message names together, or neither',

@@ -26,7 +26,7 @@ export const ACCESS_PROOF_ERRORS = {
 export type AccessProofErrorCode = keyof typeof ACCESS_PROOF_ERRORS;
 
 /** What to do about each code: docs/consent.md, "Disclosure reports". */
-export const ACCESS_PROOF_REMEDIES: Remedies<AccessProofErrorCode> = {
+export const ACCESS_PROOF_ERROR_REMEDIES: Remedies<AccessProofErrorCode> = {
   ENTRY_NOT_FOUND: 'Check the seq against the report (`vitalproof consent disclosures`).',
   NOT_YET_BATCHED: 'Ask again after the batch interval (`accessLog.intervalMs`), then after the next anchor.',
   NOT_YET_ANCHORED: 'Ask again after the next anchor (`accessLog.anchored` in /status).',

@@ -48,7 +48,7 @@ export const BUNDLE_FORMAT_ERRORS = {
 export type BundleFormatCode = keyof typeof BUNDLE_FORMAT_ERRORS;
 
 /** What to do about each code: docs/proof-format.md: the field names the JSON path. */
-export const BUNDLE_FORMAT_REMEDIES: Remedies<BundleFormatCode> = {
+export const BUNDLE_FORMAT_ERROR_REMEDIES: Remedies<BundleFormatCode> = {
   NOT_AN_OBJECT: 'Give the file of a proof bundle (or a collection of them), as the gateway exported it.',
   UNKNOWN_FORMAT: 'Give a `vitalproof.proof-bundle` (or `vitalproof.proof-bundles`); an access proof is checked by `vitalproof research verify`.',
   UNSUPPORTED_VERSION: 'Use a verifier that reads this version.',

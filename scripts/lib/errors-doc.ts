@@ -24,12 +24,12 @@ import { TX_LANE_ERROR_REMEDIES, TX_LANE_ERRORS } from '../../gateway/anchor/tx-
 import { CHAIN_ERROR_REMEDIES, CHAIN_ERRORS } from '../../gateway/chain/errors.js';
 import { FOLLOWER_ERROR_REMEDIES, FOLLOWER_ERRORS } from '../../gateway/chain/log-follower.js';
 import { CLI_ERRORS, type CliErrorCode } from '../../gateway/cli/errors.js';
-import { CONFIG_ERRORS, CONFIG_REMEDIES } from '../../gateway/config.js';
+import { CONFIG_ERRORS, CONFIG_ERROR_REMEDIES } from '../../gateway/config.js';
 import { AUTH_ERROR_REMEDIES, AUTH_ERRORS } from '../../gateway/consent/auth.js';
 import { CONSENT_DECISION_REMEDIES, CONSENT_DECISIONS } from '../../gateway/consent/decisions.js';
-import { ACCESS_PROOF_ERRORS, ACCESS_PROOF_REMEDIES } from '../../gateway/consent/disclosure.js';
+import { ACCESS_PROOF_ERRORS, ACCESS_PROOF_ERROR_REMEDIES } from '../../gateway/consent/disclosure.js';
 import { HTTP_ERROR_REMEDIES, HTTP_ERRORS, HTTP_REFUSAL_REMEDIES, HTTP_REFUSALS, HTTP_STATUS } from '../../gateway/http/errors.js';
-import { BUNDLE_FORMAT_ERRORS, BUNDLE_FORMAT_REMEDIES } from '../../gateway/proof/bundle.js';
+import { BUNDLE_FORMAT_ERRORS, BUNDLE_FORMAT_ERROR_REMEDIES } from '../../gateway/proof/bundle.js';
 import { PROOF_ERROR_REMEDIES, PROOF_ERRORS } from '../../gateway/proof/service.js';
 import { ADMISSION_REFUSAL_REMEDIES, ADMISSION_REFUSALS, SUBSCRIBE_REFUSAL_REMEDIES, SUBSCRIBE_REFUSALS } from '../../gateway/research/live.js';
 import { CHAIN_REGISTRY_ERROR_REMEDIES, CHAIN_REGISTRY_ERRORS } from '../../gateway/registry/chain-registry.js';
@@ -107,9 +107,9 @@ export const ERROR_SECTIONS: readonly ErrorSection[] = [
   section({ title: 'Researcher MQTT connections', name: 'ADMISSION_REFUSALS', file: 'gateway/research/live.ts', intro: 'Why a researcher\'s MQTT CONNECT is refused besides its login (docs/research-api.md, "MQTT"): the CONNACK return code shown, `/status` consent.loginRefusedBy.', means: ADMISSION_REFUSALS, todo: ADMISSION_REFUSAL_REMEDIES }),
   section({ title: 'Researcher subscriptions', name: 'SUBSCRIBE_REFUSALS', file: 'gateway/research/live.ts', intro: 'Why a researcher\'s subscription is refused besides consent (docs/consent.md): a notice on the researcher\'s notices topic, `/status` consent.subscribeRefusedBy.', means: SUBSCRIBE_REFUSALS, todo: SUBSCRIBE_REFUSAL_REMEDIES }),
   section({ title: 'Proof API', name: 'PROOF_ERRORS', file: 'gateway/proof/service.ts', intro: 'Why the gateway has no proof bundle for a frame (docs/proof-format.md, "The proof API"): HTTP answers with the status shown, `skipped` entries of a range export.', means: PROOF_ERRORS, todo: PROOF_ERROR_REMEDIES, http: true }),
-  section({ title: 'Access proofs', name: 'ACCESS_PROOF_ERRORS', file: 'gateway/consent/disclosure.ts', intro: 'Why a disclosure report has no access proof for an entry (docs/consent.md, "Disclosure reports"): the `reason` of a pending or error item.', means: ACCESS_PROOF_ERRORS, todo: ACCESS_PROOF_REMEDIES }),
-  section({ title: 'Proof bundle format', name: 'BUNDLE_FORMAT_ERRORS', file: 'gateway/proof/bundle.ts', intro: 'Why a JSON value is not a version-1 proof bundle (docs/proof-format.md): `vitalproof verify` and verifiers, with the JSON path of the field.', means: BUNDLE_FORMAT_ERRORS, todo: BUNDLE_FORMAT_REMEDIES }),
-  section({ title: 'Configuration', name: 'CONFIG_ERRORS', file: 'gateway/config.ts', intro: 'Why the gateway or a command cannot run with its configuration or arguments (docs/operations.md): `error: <message>` and exit code 2; the message names the key and the value.', means: CONFIG_ERRORS, todo: CONFIG_REMEDIES }),
+  section({ title: 'Access proofs', name: 'ACCESS_PROOF_ERRORS', file: 'gateway/consent/disclosure.ts', intro: 'Why a disclosure report has no access proof for an entry (docs/consent.md, "Disclosure reports"): the `reason` of a pending or error item.', means: ACCESS_PROOF_ERRORS, todo: ACCESS_PROOF_ERROR_REMEDIES }),
+  section({ title: 'Proof bundle format', name: 'BUNDLE_FORMAT_ERRORS', file: 'gateway/proof/bundle.ts', intro: 'Why a JSON value is not a version-1 proof bundle (docs/proof-format.md): `vitalproof verify` and verifiers, with the JSON path of the field.', means: BUNDLE_FORMAT_ERRORS, todo: BUNDLE_FORMAT_ERROR_REMEDIES }),
+  section({ title: 'Configuration', name: 'CONFIG_ERRORS', file: 'gateway/config.ts', intro: 'Why the gateway or a command cannot run with its configuration or arguments (docs/operations.md): `error: <message>` and exit code 2; the message names the key and the value.', means: CONFIG_ERRORS, todo: CONFIG_ERROR_REMEDIES }),
   section({ title: 'Chain', name: 'CHAIN_ERRORS', file: 'gateway/chain/errors.ts', intro: 'Failures of the embedded anvil, the deployment and the JSON-RPC endpoint (docs/contracts.md): the log, `/status` chain.lastError, alarms CHAIN_DOWN and CHAIN_HUNG.', means: CHAIN_ERRORS, todo: CHAIN_ERROR_REMEDIES }),
   section({ title: 'Device registry on chain', name: 'CHAIN_REGISTRY_ERRORS', file: 'gateway/registry/chain-registry.ts', intro: 'Failures of enrolling and revoking devices on DeviceRegistry (docs/contracts.md): `vitalproof enrol`, `vitalproof revoke`.', means: CHAIN_REGISTRY_ERRORS, todo: CHAIN_REGISTRY_ERROR_REMEDIES }),
   section({ title: 'Enrolment files', name: 'ENROL_ERRORS', file: 'gateway/registry/enrolment.ts', intro: 'Why `vitalproof enrol` refuses an enrolment file, or one device of it (docs/enrolment.md).', means: ENROL_ERRORS, todo: ENROL_REMEDIES }),
