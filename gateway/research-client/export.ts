@@ -8,8 +8,10 @@
  * last page is in: a failed export leaves nothing half written under FILE.
  */
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { BUNDLES_FORMAT, BUNDLE_VERSION } from '../proof/bundle.js';
 import { CSV_HEADER } from '../research/readings.js';
+import { fsyncDir } from '../util/atomic-file.js';
 import { ApiError, apiRequest, type ApiFrame, type ReadingsPage } from './api.js';
 
 export { CSV_HEADER } from '../research/readings.js';
@@ -39,7 +41,10 @@ export interface ExportState {
   done?: boolean;
 }
 
-/** A file written in pieces to a temporary name and renamed into place when complete. */
+/**
+ * A file written in pieces to a temporary name and renamed into place when complete, durably
+ * (the file, then its directory, as util/atomic-file.ts writes a whole file at once).
+ */
 class StagedFile {
   private readonly tmp: string;
   private fd: number;
@@ -58,6 +63,7 @@ class StagedFile {
     closeSync(this.fd);
     this.fd = -1;
     renameSync(this.tmp, this.path);
+    fsyncDir(dirname(this.path));
   }
   discard(): void {
     if (this.fd >= 0) closeSync(this.fd);
