@@ -265,12 +265,12 @@ export const CONFIG_ERRORS = {
 export type ConfigErrorCode = keyof typeof CONFIG_ERRORS;
 
 export const CONFIG_ERROR_REMEDIES: Remedies<ConfigErrorCode> = {
-  CONFIG_BAD_VALUE: 'give the value the message asks for (docs/operations.md lists every key with its default)',
-  CONFIG_UNKNOWN_KEY: 'check the spelling against docs/operations.md, "Configuration"; environment variables are VP_ and the key in upper snake case',
-  CONFIG_CONFLICT: 'set the settings the message names together, or neither',
-  CONFIG_FILE_UNREADABLE: 'check the path and its permissions, and that the file holds what the key needs (PEM certificates, a 64-hex-digit key, JSON)',
-  CONFIG_PLAIN_NOT_LOOPBACK: 'serve the network over TLS (the tls.cert and tls.key keys), bind the host to 127.0.0.1, or set allowPlain true to accept the risk knowingly (docs/operations.md, "Encryption in transit")',
-  CONFIG_NO_CHAIN: 'run with chain.mode embedded or external, and deploy the contracts with `vitalproof chain deploy` (point chain.deployment at its record)',
+  CONFIG_BAD_VALUE: 'Give the value the message asks for (docs/operations.md lists every key with its default)',
+  CONFIG_UNKNOWN_KEY: 'Check the spelling against docs/operations.md, "Configuration"; environment variables are VP_ and the key in upper snake case',
+  CONFIG_CONFLICT: 'Set the settings the message names together, or neither',
+  CONFIG_FILE_UNREADABLE: 'Check the path and its permissions, and that the file holds what the key needs (PEM certificates, a 64-hex-digit key, JSON)',
+  CONFIG_PLAIN_NOT_LOOPBACK: 'Serve the network over TLS (the tls.cert and tls.key keys), bind the host to 127.0.0.1, or set allowPlain true to accept the risk knowingly (docs/operations.md, "Encryption in transit")',
+  CONFIG_NO_CHAIN: 'Run with chain.mode embedded or external, and deploy the contracts with `vitalproof chain deploy` (point chain.deployment at its record)',
 };
 
 /**

@@ -20,11 +20,11 @@ export const CONSENT_DECISIONS = {
 export type ConsentDecisionCode = keyof typeof CONSENT_DECISIONS;
 
 export const CONSENT_DECISION_REMEDIES: Remedies<ConsentDecisionCode> = {
-  UNKNOWN_GRANT: 'check the grant id (`vitalproof research grants`); a grant made moments ago appears once the gateway has followed its block',
-  NOT_GRANTEE: 'log in with the account the grant names',
-  REVOKED: 'the patient withdrew consent: ask the patient for a new grant',
-  EXPIRED: 'ask the patient for a new grant',
-  SENSOR_NOT_GRANTED: 'ask only for the metrics the grant lists, or ask the patient for a grant that covers this one',
-  OUTSIDE_DATA_WINDOW: "ask for a time range inside the grant's data window",
-  NO_GRANT: 'ask the patient for a grant',
+  UNKNOWN_GRANT: 'Check the grant id (`vitalproof research grants`); a grant made moments ago appears once the gateway has followed its block',
+  NOT_GRANTEE: 'Log in with the account the grant names',
+  REVOKED: 'The patient withdrew consent: ask the patient for a new grant',
+  EXPIRED: 'Ask the patient for a new grant',
+  SENSOR_NOT_GRANTED: 'Ask only for the metrics the grant lists, or ask the patient for a grant that covers this one',
+  OUTSIDE_DATA_WINDOW: "Ask for a time range inside the grant's data window",
+  NO_GRANT: 'Ask the patient for a grant',
 };

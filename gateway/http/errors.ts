@@ -34,15 +34,15 @@ export const ALL_HTTP_REFUSALS = Object.keys(HTTP_REFUSALS) as HttpRefusal[];
 
 /** docs/operations.md, "HTTP limits". */
 export const HTTP_REFUSAL_REMEDIES: Remedies<HttpRefusal> = {
-  HTTP_TOO_MANY_CONNECTIONS: 'find who holds them; raise http.maxConnections only for many researchers',
-  HTTP_TOO_MANY_FROM_SOURCE: 'one host opens many connections: block it, or raise http.maxConnectionsPerSource for a proxy in front of many clients',
-  HTTP_HEADERS_TOO_LARGE: 'not a VitalProof client; a proxy adding huge headers: raise http.maxHeaderBytes',
-  HTTP_BODY_TOO_LARGE: "the API's bodies are under 2 KB: not a VitalProof client",
-  HTTP_REQUEST_TIMEOUT: 'scanners and idle sockets: nothing; a very slow link: raise the timeouts',
-  HTTP_MALFORMED: 'not an HTTP client, or a client that hung up mid-request (a body cut short before its content-length is counted here too)',
-  HTTP_METHOD_NOT_ALLOWED: 'not a client of this API',
-  HTTP_TLS_HANDSHAKE_FAILED: 'use https:// and give clients the CA (--ca FILE)',
-  LOGIN_RATE_LIMITED: 'a login loop or a flood: it ends by itself (retry after Retry-After); a shared NAT of many researchers: raise http.loginPerSourceBurst',
+  HTTP_TOO_MANY_CONNECTIONS: 'Find who holds them; raise http.maxConnections only for many researchers',
+  HTTP_TOO_MANY_FROM_SOURCE: 'One host opens many connections: block it, or raise http.maxConnectionsPerSource for a proxy in front of many clients',
+  HTTP_HEADERS_TOO_LARGE: 'Not a VitalProof client; a proxy adding huge headers: raise http.maxHeaderBytes',
+  HTTP_BODY_TOO_LARGE: "The API's bodies are under 2 KB: not a VitalProof client",
+  HTTP_REQUEST_TIMEOUT: 'Scanners and idle sockets: nothing; a very slow link: raise the timeouts',
+  HTTP_MALFORMED: 'Not an HTTP client, or a client that hung up mid-request (a body cut short before its content-length is counted here too)',
+  HTTP_METHOD_NOT_ALLOWED: 'Not a client of this API',
+  HTTP_TLS_HANDSHAKE_FAILED: 'Use https:// and give clients the CA (--ca FILE)',
+  LOGIN_RATE_LIMITED: 'A login loop or a flood: it ends by itself (retry after Retry-After); a shared NAT of many researchers: raise http.loginPerSourceBurst',
 };
 
 /** The routes' own codes (gateway/research/http.ts, gateway/proof/http.ts, gateway/status/http.ts). */
@@ -58,12 +58,12 @@ export type HttpRouteCode = keyof typeof HTTP_ERRORS;
 
 /** docs/research-api.md, "Errors". */
 export const HTTP_ERROR_REMEDIES: Remedies<HttpRouteCode> = {
-  BAD_REQUEST: 'fix the request as the message says (docs/research-api.md lists each route\'s parameters)',
-  BAD_CURSOR: 'pass nextCursor of the previous page of the same grant unchanged, or start again without a cursor',
-  NOT_PATIENT: 'log in with the account bound to the pseudonym (`vitalproof consent bind`)',
-  UNKNOWN_PATIENT: 'check the pseudonym; bind the patient address to it first',
-  UNAVAILABLE: 'a gateway without a ConsentRegistry serves no consent routes: run it with a chain whose deployment has one; otherwise try again later (the log says what failed)',
-  OPERATOR_ONLY: 'ask on the gateway host (127.0.0.1 or ::1); researchers use /research/…, patients /patient/…',
+  BAD_REQUEST: 'Fix the request as the message says (docs/research-api.md lists each route\'s parameters)',
+  BAD_CURSOR: 'Pass nextCursor of the previous page of the same grant unchanged, or start again without a cursor',
+  NOT_PATIENT: 'Log in with the account bound to the pseudonym (`vitalproof consent bind`)',
+  UNKNOWN_PATIENT: 'Check the pseudonym; bind the patient address to it first',
+  UNAVAILABLE: 'A gateway without a ConsentRegistry serves no consent routes: run it with a chain whose deployment has one; otherwise try again later (the log says what failed)',
+  OPERATOR_ONLY: 'Ask on the gateway host (127.0.0.1 or ::1); researchers use /research/…, patients /patient/…',
 };
 
 /** Every code an HTTP answer can carry. */
