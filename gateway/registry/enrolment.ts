@@ -13,7 +13,7 @@
  * one typo does not hold back a ward's worth of devices.
  */
 import { readFileSync } from 'node:fs';
-import { CodedError, type ErrorDetail } from '../../firmware-proto/coded-error.js';
+import { CodedError, type ErrorDetail, type Remedies } from '../../firmware-proto/coded-error.js';
 import { SENSORS } from '../../firmware-proto/catalogue.js';
 import type { DeviceRegistry, EnrolRefusal, EnrolResult, EnrolmentEntry } from './registry.js';
 
@@ -28,6 +28,18 @@ export const ENROL_ERRORS = {
   ENROL_UNKNOWN_SENSOR: 'a sensor is not a name of the sensor catalogue (PROTOCOL.md §4); sensors are given by name, not by code',
 } as const;
 export type EnrolErrorCode = keyof typeof ENROL_ERRORS;
+
+/** What to do about each refusal (docs/errors.md). */
+export const ENROL_ERROR_REMEDIES: Remedies<EnrolErrorCode> = {
+  ENROL_UNREADABLE: 'Check the path and its permissions.',
+  ENROL_NOT_JSON: 'Fix the JSON (the message says where it stops parsing).',
+  ENROL_NOT_ENROLMENT_FILE: 'Write the file as docs/enrolment.md shows: `{ "version": 1, "devices": [...] }`.',
+  ENROL_BAD_VERSION: 'Set "version" to 1.',
+  ENROL_NOT_AN_OBJECT: 'Make each entry of "devices" an object (docs/enrolment.schema.json); the other devices are enrolled.',
+  ENROL_MISSING_FIELD: 'Give the entry its deviceId, publicKey and patient; the other devices are enrolled.',
+  ENROL_WRONG_TYPE: 'Give each field its JSON type (docs/enrolment.schema.json); the other devices are enrolled.',
+  ENROL_UNKNOWN_SENSOR: 'Name the sensors as PROTOCOL.md §4 does (`heart_rate`, not 1); the other devices are enrolled.',
+};
 
 export class EnrolmentError extends CodedError<EnrolErrorCode> {
   constructor(code: EnrolErrorCode, detail?: ErrorDetail, options?: ErrorOptions) {

@@ -33,7 +33,7 @@ import { BUNDLE_FORMAT_ERRORS, BUNDLE_FORMAT_ERROR_REMEDIES } from '../../gatewa
 import { PROOF_ERROR_REMEDIES, PROOF_ERRORS } from '../../gateway/proof/service.js';
 import { ADMISSION_REFUSAL_REMEDIES, ADMISSION_REFUSALS, SUBSCRIBE_REFUSAL_REMEDIES, SUBSCRIBE_REFUSALS } from '../../gateway/research/live.js';
 import { CHAIN_REGISTRY_ERROR_REMEDIES, CHAIN_REGISTRY_ERRORS } from '../../gateway/registry/chain-registry.js';
-import { ENROL_ERRORS, type EnrolErrorCode } from '../../gateway/registry/enrolment.js';
+import { ENROL_ERROR_REMEDIES, ENROL_ERRORS } from '../../gateway/registry/enrolment.js';
 import { API_CLIENT_ERRORS, RESEARCH_CLIENT_ERRORS, type ApiClientCode, type ResearchClientErrorCode } from '../../gateway/research-client/errors.js';
 import { WAL_ERROR_REMEDIES, WAL_ERRORS } from '../../gateway/spool/wal.js';
 import { STORAGE_ERROR_REMEDIES, STORAGE_ERRORS } from '../../gateway/storage/errors.js';
@@ -62,18 +62,8 @@ function section<C extends string>(s: Omit<ErrorSection, 'means' | 'todo'> & { m
 
 /**
  * Remedies of catalogues whose owners have not declared theirs next to them yet: they belong
- * beside ENROL_ERRORS, CLI_ERRORS, API_CLIENT_ERRORS and RESEARCH_CLIENT_ERRORS.
+ * beside CLI_ERRORS, API_CLIENT_ERRORS and RESEARCH_CLIENT_ERRORS.
  */
-const ENROL_REMEDIES: Remedies<EnrolErrorCode> = {
-  ENROL_UNREADABLE: 'Check the path and its permissions.',
-  ENROL_NOT_JSON: 'Fix the JSON (the message says where it stops parsing).',
-  ENROL_NOT_ENROLMENT_FILE: 'Write the file as docs/enrolment.md shows: `{ "version": 1, "devices": [...] }`.',
-  ENROL_BAD_VERSION: 'Set "version" to 1.',
-  ENROL_NOT_AN_OBJECT: 'Make each entry of "devices" an object (docs/enrolment.schema.json); the other devices are enrolled.',
-  ENROL_MISSING_FIELD: 'Give the entry its deviceId, publicKey and patient; the other devices are enrolled.',
-  ENROL_WRONG_TYPE: 'Give each field its JSON type (docs/enrolment.schema.json); the other devices are enrolled.',
-  ENROL_UNKNOWN_SENSOR: 'Name the sensors as PROTOCOL.md §4 does (`heart_rate`, not 1); the other devices are enrolled.',
-};
 const CLI_REMEDIES: Remedies<CliErrorCode> = {
   CLI_UNKNOWN_OPTION: 'Check the spelling against the command\'s usage (--help).',
   CLI_OPTION_NEEDS_VALUE: 'Give the option its value: `--option VALUE`.',
@@ -112,7 +102,7 @@ export const ERROR_SECTIONS: readonly ErrorSection[] = [
   section({ title: 'Configuration', name: 'CONFIG_ERRORS', file: 'gateway/config.ts', intro: 'Why the gateway or a command cannot run with its configuration or arguments (docs/operations.md): `error: <message>` and exit code 2; the message names the key and the value.', means: CONFIG_ERRORS, todo: CONFIG_ERROR_REMEDIES }),
   section({ title: 'Chain', name: 'CHAIN_ERRORS', file: 'gateway/chain/errors.ts', intro: 'Failures of the embedded anvil, the deployment and the JSON-RPC endpoint (docs/contracts.md): the log, `/status` chain.lastError, alarms CHAIN_DOWN and CHAIN_HUNG.', means: CHAIN_ERRORS, todo: CHAIN_ERROR_REMEDIES }),
   section({ title: 'Device registry on chain', name: 'CHAIN_REGISTRY_ERRORS', file: 'gateway/registry/chain-registry.ts', intro: 'Failures of enrolling and revoking devices on DeviceRegistry (docs/contracts.md): `vitalproof enrol`, `vitalproof revoke`.', means: CHAIN_REGISTRY_ERRORS, todo: CHAIN_REGISTRY_ERROR_REMEDIES }),
-  section({ title: 'Enrolment files', name: 'ENROL_ERRORS', file: 'gateway/registry/enrolment.ts', intro: 'Why `vitalproof enrol` refuses an enrolment file, or one device of it (docs/enrolment.md).', means: ENROL_ERRORS, todo: ENROL_REMEDIES }),
+  section({ title: 'Enrolment files', name: 'ENROL_ERRORS', file: 'gateway/registry/enrolment.ts', intro: 'Why `vitalproof enrol` refuses an enrolment file, or one device of it (docs/enrolment.md).', means: ENROL_ERRORS, todo: ENROL_ERROR_REMEDIES }),
   section({ title: 'Storage', name: 'STORAGE_ERRORS', file: 'gateway/storage/errors.ts', intro: 'Failures of InfluxDB and the storage quarantine (docs/storage.md): the log, `/status` storage.lastError, alarm STORAGE_DOWN.', means: STORAGE_ERRORS, todo: STORAGE_ERROR_REMEDIES }),
   section({ title: 'Spool', name: 'WAL_ERRORS', file: 'gateway/spool/wal.ts', intro: 'Failures of the write-ahead log every frame passes through (docs/operations.md): `/status` spool.lastError, alarm DISK_FULL.', means: WAL_ERRORS, todo: WAL_ERROR_REMEDIES }),
   section({ title: 'Anchoring', name: 'ANCHOR_ERRORS', file: 'gateway/anchor/anchorer.ts', intro: 'Why anchoring stops or a batch is retried (docs/anchoring.md): `anchor_halted` log lines, `/status` chain.halted, alarm ANCHOR_HALTED.', means: ANCHOR_ERRORS, todo: ANCHOR_ERROR_REMEDIES }),
