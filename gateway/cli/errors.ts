@@ -3,7 +3,7 @@
  * option without its value, a missing argument). Codes per firmware-proto/coded-error.ts; the
  * message is the line the user reads (`error: <message>`, then the command's usage), exit code 2.
  */
-import { CodedError } from '../../firmware-proto/coded-error.js';
+import { CodedError, type Remedies } from '../../firmware-proto/coded-error.js';
 import { ConfigError } from '../config.js';
 
 export const CLI_ERRORS = {
@@ -59,3 +59,11 @@ export function usageErrorLines(e: unknown): string[] | undefined {
   if (e instanceof ConfigError) return [`error: ${e.message}`];
   return undefined;
 }
+
+/** What to do about each code (docs/errors.md). */
+export const CLI_ERROR_REMEDIES: Remedies<CliErrorCode> = {
+  CLI_UNKNOWN_OPTION: 'Check the spelling against the command\'s usage (--help).',
+  CLI_OPTION_NEEDS_VALUE: 'Give the option its value: `--option VALUE`.',
+  CLI_OPTION_TAKES_NO_VALUE: 'Give the switch alone, without a value.',
+  CLI_BAD_USAGE: 'Follow the usage printed under the error.',
+};

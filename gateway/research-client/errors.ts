@@ -5,7 +5,7 @@
  *     (API_CLIENT_ERRORS; nothing was signed or written for it);
  *   - NoSessionError: no session to speak for the account.
  */
-import { CodedError, type Catalogue } from '../../firmware-proto/coded-error.js';
+import { CodedError, type Catalogue, type Remedies } from '../../firmware-proto/coded-error.js';
 import type { HttpErrorCode } from '../http/errors.js';
 
 /** Answers the client refuses to take, as ApiError codes besides the gateway's own. */
@@ -67,3 +67,18 @@ export class NoSessionError extends CodedError<ResearchClientErrorCode> {
     });
   }
 }
+
+/** What to do about each code (docs/errors.md). */
+export const API_CLIENT_ERROR_REMEDIES: Remedies<ApiClientCode> = {
+  NOT_JSON: 'Check --url: it must be the gateway\'s API (a proxy or another server answered).',
+  NOT_A_CHALLENGE: 'Check --url: the server is not a VitalProof gateway, or a newer one; nothing was signed.',
+  WRONG_CHALLENGE: 'Do not log in to this server: its challenge is for another account or purpose (a server that wants your signature for something else).',
+  NO_TOKEN: 'Check --url and the gateway version; log in again.',
+  NOT_A_PAGE: 'Check --url and the gateway version.',
+};
+
+/** What to do about each code (docs/errors.md). */
+export const RESEARCH_CLIENT_ERROR_REMEDIES: Remedies<ResearchClientErrorCode> = {
+  CLIENT_NO_SESSION: 'Log in: `vitalproof research login --key-file F`.',
+  CLIENT_SESSION_AMBIGUOUS: 'Name the account with its key (--key-file).',
+};

@@ -23,7 +23,7 @@ import { ANCHOR_ERROR_REMEDIES, ANCHOR_ERRORS } from '../../gateway/anchor/ancho
 import { TX_LANE_ERROR_REMEDIES, TX_LANE_ERRORS } from '../../gateway/anchor/tx-lane.js';
 import { CHAIN_ERROR_REMEDIES, CHAIN_ERRORS } from '../../gateway/chain/errors.js';
 import { FOLLOWER_ERROR_REMEDIES, FOLLOWER_ERRORS } from '../../gateway/chain/log-follower.js';
-import { CLI_ERRORS, type CliErrorCode } from '../../gateway/cli/errors.js';
+import { CLI_ERROR_REMEDIES, CLI_ERRORS } from '../../gateway/cli/errors.js';
 import { CONFIG_ERRORS, CONFIG_ERROR_REMEDIES } from '../../gateway/config.js';
 import { AUTH_ERROR_REMEDIES, AUTH_ERRORS } from '../../gateway/consent/auth.js';
 import { CONSENT_DECISION_REMEDIES, CONSENT_DECISIONS } from '../../gateway/consent/decisions.js';
@@ -34,7 +34,7 @@ import { PROOF_ERROR_REMEDIES, PROOF_ERRORS } from '../../gateway/proof/service.
 import { ADMISSION_REFUSAL_REMEDIES, ADMISSION_REFUSALS, SUBSCRIBE_REFUSAL_REMEDIES, SUBSCRIBE_REFUSALS } from '../../gateway/research/live.js';
 import { CHAIN_REGISTRY_ERROR_REMEDIES, CHAIN_REGISTRY_ERRORS } from '../../gateway/registry/chain-registry.js';
 import { ENROL_ERROR_REMEDIES, ENROL_ERRORS } from '../../gateway/registry/enrolment.js';
-import { API_CLIENT_ERRORS, RESEARCH_CLIENT_ERRORS, type ApiClientCode, type ResearchClientErrorCode } from '../../gateway/research-client/errors.js';
+import { API_CLIENT_ERROR_REMEDIES, API_CLIENT_ERRORS, RESEARCH_CLIENT_ERROR_REMEDIES, RESEARCH_CLIENT_ERRORS } from '../../gateway/research-client/errors.js';
 import { WAL_ERROR_REMEDIES, WAL_ERRORS } from '../../gateway/spool/wal.js';
 import { STORAGE_ERROR_REMEDIES, STORAGE_ERRORS } from '../../gateway/storage/errors.js';
 import { DEV_CA_ERROR_REMEDIES, DEV_CA_ERRORS } from '../../gateway/tls/dev-ca.js';
@@ -60,27 +60,6 @@ function section<C extends string>(s: Omit<ErrorSection, 'means' | 'todo'> & { m
   return s;
 }
 
-/**
- * Remedies of catalogues whose owners have not declared theirs next to them yet: they belong
- * beside CLI_ERRORS, API_CLIENT_ERRORS and RESEARCH_CLIENT_ERRORS.
- */
-const CLI_REMEDIES: Remedies<CliErrorCode> = {
-  CLI_UNKNOWN_OPTION: 'Check the spelling against the command\'s usage (--help).',
-  CLI_OPTION_NEEDS_VALUE: 'Give the option its value: `--option VALUE`.',
-  CLI_OPTION_TAKES_NO_VALUE: 'Give the switch alone, without a value.',
-  CLI_BAD_USAGE: 'Follow the usage printed under the error.',
-};
-const API_CLIENT_REMEDIES: Remedies<ApiClientCode> = {
-  NOT_JSON: 'Check --url: it must be the gateway\'s API (a proxy or another server answered).',
-  NOT_A_CHALLENGE: 'Check --url: the server is not a VitalProof gateway, or a newer one; nothing was signed.',
-  WRONG_CHALLENGE: 'Do not log in to this server: its challenge is for another account or purpose (a server that wants your signature for something else).',
-  NO_TOKEN: 'Check --url and the gateway version; log in again.',
-  NOT_A_PAGE: 'Check --url and the gateway version.',
-};
-const RESEARCH_CLIENT_REMEDIES: Remedies<ResearchClientErrorCode> = {
-  CLIENT_NO_SESSION: 'Log in: `vitalproof research login --key-file F`.',
-  CLIENT_SESSION_AMBIGUOUS: 'Name the account with its key (--key-file).',
-};
 
 /** Every catalogue of the project, in the order docs/errors.md shows them. */
 export const ERROR_SECTIONS: readonly ErrorSection[] = [
@@ -109,9 +88,9 @@ export const ERROR_SECTIONS: readonly ErrorSection[] = [
   section({ title: 'Transaction lane', name: 'TX_LANE_ERRORS', file: 'gateway/anchor/tx-lane.ts', intro: 'The anchorers\' shared transaction lane (docs/anchoring.md): seen at shutdown only.', means: TX_LANE_ERRORS, todo: TX_LANE_ERROR_REMEDIES }),
   section({ title: 'Chain log follower', name: 'FOLLOWER_ERRORS', file: 'gateway/chain/log-follower.ts', intro: 'The follower of contract logs (ConsentRegistry, DeviceRegistry): seen at shutdown only.', means: FOLLOWER_ERRORS, todo: FOLLOWER_ERROR_REMEDIES }),
   section({ title: 'Outbound HTTP requests', name: 'DEADLINE_HTTP_ERRORS', file: 'gateway/util/deadline-http.ts', intro: 'One request with a deadline (the chain\'s JSON-RPC, InfluxDB\'s /ping): callers report these under their own codes.', means: DEADLINE_HTTP_ERRORS, todo: DEADLINE_HTTP_ERROR_REMEDIES }),
-  section({ title: 'Command line', name: 'CLI_ERRORS', file: 'gateway/cli/errors.ts', intro: 'A command line that is not valid: `error: <message>`, the usage, exit code 2.', means: CLI_ERRORS, todo: CLI_REMEDIES }),
-  section({ title: 'Researcher client', name: 'API_CLIENT_ERRORS', file: 'gateway/research-client/errors.ts', intro: 'Answers the researcher client refuses to take (`vitalproof research …`); the gateway\'s own refusals carry the HTTP codes above.', means: API_CLIENT_ERRORS, todo: API_CLIENT_REMEDIES }),
-  section({ title: 'Researcher sessions', name: 'RESEARCH_CLIENT_ERRORS', file: 'gateway/research-client/errors.ts', intro: 'The researcher client\'s saved sessions (`vitalproof research …`).', means: RESEARCH_CLIENT_ERRORS, todo: RESEARCH_CLIENT_REMEDIES }),
+  section({ title: 'Command line', name: 'CLI_ERRORS', file: 'gateway/cli/errors.ts', intro: 'A command line that is not valid: `error: <message>`, the usage, exit code 2.', means: CLI_ERRORS, todo: CLI_ERROR_REMEDIES }),
+  section({ title: 'Researcher client', name: 'API_CLIENT_ERRORS', file: 'gateway/research-client/errors.ts', intro: 'Answers the researcher client refuses to take (`vitalproof research …`); the gateway\'s own refusals carry the HTTP codes above.', means: API_CLIENT_ERRORS, todo: API_CLIENT_ERROR_REMEDIES }),
+  section({ title: 'Researcher sessions', name: 'RESEARCH_CLIENT_ERRORS', file: 'gateway/research-client/errors.ts', intro: 'The researcher client\'s saved sessions (`vitalproof research …`).', means: RESEARCH_CLIENT_ERRORS, todo: RESEARCH_CLIENT_ERROR_REMEDIES }),
   section({ title: 'Development CA', name: 'DEV_CA_ERRORS', file: 'gateway/tls/dev-ca.ts', intro: 'The DEV ONLY certificate authority of the demo and the tests.', means: DEV_CA_ERRORS, todo: DEV_CA_ERROR_REMEDIES }),
   section({ title: 'Simulated BlueZ', name: 'SIMULATED_BLUEZ_ERRORS', file: 'device-sim/bluez/service.ts', intro: 'The device simulator\'s BlueZ (device-sim/README.md).', means: SIMULATED_BLUEZ_ERRORS, todo: SIMULATED_BLUEZ_ERROR_REMEDIES }),
   section({ title: 'Simulator bus', name: 'BUS_DAEMON_ERRORS', file: 'device-sim/bluez/bus-daemon.ts', intro: 'The private D-Bus of the simulated BlueZ (device-sim/README.md).', means: BUS_DAEMON_ERRORS, todo: BUS_DAEMON_ERROR_REMEDIES }),
