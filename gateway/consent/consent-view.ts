@@ -6,7 +6,7 @@
  * served while the chain is down). Delivery asks it, synchronously, and never waits on the chain.
  *
  * decide() and checkGrant() answer exactly as the contract's isPermitted() and checkGrant()
- * would at block time `nowMs` (test/contracts/consent-view.test.ts compares the two over many
+ * would at block time `nowMs` (test/gateway/consent/consent-view.test.ts compares the two over many
  * random cases); the view even mirrors the contract's pruning of a pair's open-grant list, so
  * it names the same grant. By default "now" is the gateway's clock.
  *

@@ -3,7 +3,7 @@
  *
  * merkletreejs is a general Merkle library; it builds the RFC 9162 §2.1.1 tree only when
  * fed exactly as below (checked against reference.ts for every size 1..300 in
- * test/unit/merkle-reference.test.ts):
+ * test/gateway/merkle/reference.test.ts):
  *   - leaves go in already hashed with hashLeaf (SHA-256(0x00 ‖ data)), `hashLeaves: false`;
  *   - its hash function receives the concatenation left ‖ right of two children (64 bytes)
  *     and must return SHA-256(0x01 ‖ left ‖ right), so the node prefix is added here;

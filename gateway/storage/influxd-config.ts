@@ -3,7 +3,7 @@
  * data dir, every listener on loopback, nothing phoning home and nothing extra listening.
  *
  * WARNING (InfluxDB 1.6.7): influxd silently ignores unknown keys, so a misspelt key here
- * is a setting that never applied; test/integration/influxd.test.ts checks the effects
+ * is a setting that never applied; test/gateway/storage/influxd.test.ts checks the effects
  * (the only listening sockets are the two chosen loopback ports).
  */
 import { join } from 'node:path';

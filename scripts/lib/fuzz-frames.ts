@@ -1,7 +1,7 @@
 /**
  * Frame decoder fuzzing (PROTOCOL.md §3.2): structure-aware mutations of valid frames, a
  * slow, obviously-correct reference reading of §3.2 to judge decodeFrame against, and the
- * `frame` target of `npm run fuzz`. test/unit/frame-fuzz.test.ts and the MQTT target (which
+ * `frame` target of `npm run fuzz`. test/firmware-proto/frame-fuzz.test.ts and the MQTT target (which
  * mutates frames its own devices signed) draw from the same generators.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';

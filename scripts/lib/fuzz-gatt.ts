@@ -3,7 +3,7 @@
  * valid frames at random MTUs, mutated streams (lost, doubled, reordered, flipped, cut,
  * extended, foreign and random notifications, stalls), an independent witness for every frame
  * the reassembler returns, and the `gatt` target of `npm run fuzz`. The 20,000-stream fuzz of
- * test/unit/gatt-fragment.test.ts draws from the same generators.
+ * test/firmware-proto/gatt-fragment.test.ts draws from the same generators.
  */
 import { MAX_FRAME_BYTES } from '../../firmware-proto/frame.js';
 import { DEFAULT_STALL_MS, fragmentFrame, MAX_NOTIFICATION_BYTES, Reassembler } from '../../firmware-proto/fragment.js';

@@ -8,7 +8,7 @@ import { ContractFactory, ZeroAddress, ZeroHash, type HDNodeWallet } from 'ether
 import { anchorRegistryArtifact } from '../../gateway/chain/artifacts.js';
 import { anchorRegistryAt, anchorRegistryInterface as iface, ROLES, STREAM, type AnchorRegistryContract, type AnchorRegistryErrors } from '../../gateway/chain/contracts.js';
 import { useAnvil } from '../support/anvil.js';
-import { deployAnchorRegistry, eventsOf, expectRevert, mined, plain } from './support.js';
+import { deployAnchorRegistry, eventsOf, expectRevert, mined, plain } from '../support/contracts.js';
 
 const chain = useAnvil({ snapshotEach: true });
 

@@ -41,7 +41,7 @@ import {
 } from '../../gateway/chain/contracts.js';
 import { patientRefOf } from '../../gateway/chain/ids.js';
 import { useAnvil } from '../support/anvil.js';
-import { deployConsentRegistry, eventsOf, expectRevert, mined, plain } from './support.js';
+import { deployConsentRegistry, eventsOf, expectRevert, mined, plain } from '../support/contracts.js';
 
 const chain = useAnvil({ snapshotEach: true });
 

@@ -10,7 +10,7 @@ import { deviceRegistryArtifact } from '../../gateway/chain/artifacts.js';
 import { deviceRegistryAt, deviceRegistryInterface as iface, ROLES, type DeviceRegistryContract, type DeviceRegistryErrors } from '../../gateway/chain/contracts.js';
 import { deviceIdToBytes8, patientRefOf, siteIdOf } from '../../gateway/chain/ids.js';
 import { useAnvil } from '../support/anvil.js';
-import { deployDeviceRegistry, eventsOf, expectRevert, mined, plain } from './support.js';
+import { deployDeviceRegistry, eventsOf, expectRevert, mined, plain } from '../support/contracts.js';
 
 const chain = useAnvil({ snapshotEach: true });
 

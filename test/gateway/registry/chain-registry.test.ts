@@ -5,7 +5,7 @@
  * before the registry moved onto gateway/chain/log-follower.ts: the fixture of
  * test/data/registry-cache-v1/ (written by that code, scripts/gen-registry-cache-fixture.ts)
  * loads, and a cache in that format is followed on from its lastBlock, not rescanned from the
- * deploy block. Contract behaviour is in test/contracts/chain-registry*.test.ts.
+ * deploy block. Contract behaviour is in test/gateway/registry/chain-registry-follow.test.ts and chain-registry-keys.test.ts.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
