@@ -29,6 +29,7 @@ import { Rfc6962Tree } from '../merkle/tree.js';
 import { InfluxHttp, type Series } from '../storage/influx-http.js';
 import { FRAMES_MEASUREMENT, fromStoredUint64, toStoredUint64 } from '../storage/schema.js';
 import { KeyCache, verifyEd25519 } from '../verify/ed25519.js';
+import { textOf } from '../util/text.js';
 
 /** The closed set of finding codes, with what each means (docs/audit.md says what to do). */
 export const FINDING_CODES = {
@@ -750,7 +751,7 @@ class Audit {
     edit('sha256', typeof row.fields['sha256'] === 'string' ? row.fields['sha256'] : null, createHash('sha256').update(raw).digest('hex'));
     // The signature (PROTOCOL.md §5.2, the gateway's rule).
     if (key.key) {
-      let good = false;
+      let good: boolean;
       try {
         good = verifyEd25519(this.keyCache.get(key.key), Buffer.concat([FRAME_TAG, f.body]), f.signature);
       } catch {
@@ -920,7 +921,7 @@ function toRows(series: Series[]): Record<string, unknown>[] {
 }
 
 function tagOf(v: unknown): string {
-  return v === null || v === undefined ? '' : String(v);
+  return v === null || v === undefined ? '' : textOf(v);
 }
 
 /** An integer field as read back (a number, or a decimal string for 16+ digits); undefined when absent or not an integer. */
@@ -973,13 +974,13 @@ function valueDiffs(r: Record<string, unknown>, fc: FrameCtx, i: number, channel
   });
   for (const [k, v] of Object.entries(r)) {
     if (TAGS.has(k) || k === 'seq' || channels.includes(k) || v === null || v === undefined) continue;
-    out.push({ field: k, stored: typeof v === 'number' ? v : String(v), expected: null });
+    out.push({ field: k, stored: typeof v === 'number' ? v : textOf(v), expected: null });
   }
   return out;
 }
 
 function tagOrNull(v: unknown): string | null {
-  return v === null || v === undefined ? null : String(v);
+  return v === null || v === undefined ? null : textOf(v);
 }
 
 function diffFields(diffs: Diff[]): Pick<Finding, 'field' | 'stored' | 'expected' | 'diffs'> {

@@ -132,13 +132,13 @@ export function parseRecord(seq: bigint, payload: Buffer): AccessEntry {
   try {
     s = JSON.parse(payload.toString('utf8')) as StoredEntry;
   } catch (e) {
-    throw new Error(`access log record ${seq} is not JSON: ${(e as Error).message}`);
+    throw new Error(`access log record ${seq} is not JSON: ${(e as Error).message}`, { cause: e });
   }
   if (s?.v !== 1 || typeof s.grantId !== 'string' || !/^[1-9][0-9]*$/.test(s.grantId)) throw new Error(`access log record ${seq} is not a version 1 entry`);
   try {
     return entryOf(seq, s);
   } catch (e) {
-    throw new Error(`access log record ${seq} is not a valid entry: ${(e as Error).message}`);
+    throw new Error(`access log record ${seq} is not a valid entry: ${(e as Error).message}`, { cause: e });
   }
 }
 

@@ -26,6 +26,7 @@ import { isError, type Remedies } from '../../firmware-proto/coded-error.js';
 import { ProtocolError } from '../../firmware-proto/reasons.js';
 import { HASH_SIZE } from '../merkle/rfc6962.js';
 import { STREAM } from '../chain/contracts.js';
+import { textOf } from '../util/text.js';
 
 /** `format` of a single bundle. */
 export const BUNDLE_FORMAT = 'vitalproof.proof-bundle';
@@ -404,7 +405,7 @@ function show(v: unknown): string {
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'object') return 'an object';
   if (typeof v === 'string') return v.length > 40 ? `a string of ${v.length} characters` : JSON.stringify(v);
-  return `${typeof v} ${String(v)}`;
+  return `${typeof v} ${textOf(v)}`;
 }
 
 function object(v: unknown, at: string): Record<string, unknown> {

@@ -154,7 +154,7 @@ export class VerifyCache {
    *   staticNetwork provider, say), or the failure of that request.
    */
   constructor(known: { chainId?: Promise<number> } = {}) {
-    if (known.chainId) this.read('chainId', () => known.chainId as Promise<number>);
+    if (known.chainId) void this.read('chainId', () => known.chainId as Promise<number>);
   }
 
   /** The memoised result of `load` under `key`. */

@@ -118,7 +118,7 @@ function parseDirectory(text: string, path: string): Map<string, DirectoryEntry>
   try {
     doc = JSON.parse(text) as typeof doc;
   } catch (e) {
-    throw new Error(`pseudonym directory ${path} is not JSON: ${(e as Error).message}`);
+    throw new Error(`pseudonym directory ${path} is not JSON: ${(e as Error).message}`, { cause: e });
   }
   if (doc.version !== 1 || !doc.devices || typeof doc.devices !== 'object' || Array.isArray(doc.devices)) {
     throw new Error(`pseudonym directory ${path} must be { "version": 1, "devices": { "<deviceId>": {...} } }`);

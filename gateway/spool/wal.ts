@@ -338,7 +338,7 @@ export class Wal {
    */
   private async writeAll(bufs: Buffer[]): Promise<void> {
     const total = bufs.reduce((n, b) => n + b.length, 0);
-    let written = (await this.active.writev(bufs)).bytesWritten;
+    const written = (await this.active.writev(bufs)).bytesWritten;
     if (written === total) return;
     const rest = Buffer.concat(bufs).subarray(written);
     let off = 0;
@@ -347,7 +347,6 @@ export class Wal {
       if (bytesWritten <= 0) throw Object.assign(new Error(`short write: ${written + off} of ${total} bytes`), { code: 'EIO' });
       off += bytesWritten;
     }
-    written += off;
   }
 
   /**

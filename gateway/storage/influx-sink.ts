@@ -16,6 +16,7 @@ import { InfluxHttp, type Series } from './influx-http.js';
 import { writeIsolating } from './isolate.js';
 import { StorageQuarantine, type QuarantinedFrame } from './quarantine.js';
 import { FRAMES_MEASUREMENT, frameToLines, fromStoredUint64, toStoredUint64, type StoredFrame, type StoredPoint } from './schema.js';
+import { textOf } from '../util/text.js';
 
 /** Points per HTTP write: InfluxDB's documented sweet spot for 1.x. */
 export const MAX_POINTS_PER_WRITE = 5000;
@@ -120,7 +121,7 @@ export class InfluxSink implements FrameSink {
       ...(this.opts.retentionPolicy ? { retentionPolicy: this.opts.retentionPolicy } : {}),
       lines,
       status: e.detail['status'] as number,
-      error: String(e.detail['error'] ?? e.message),
+      error: textOf(e.detail['error'] ?? e.message),
       quarantinedAtMs: Date.now(),
     };
     if (q.add(entry)) this.opts.onQuarantined?.(entry);
@@ -239,7 +240,7 @@ function msToNs(ms: number): bigint {
 
 /** An absent tag reads back as null; line protocol cannot store an empty one. */
 function tag(v: unknown): string {
-  return v === null || v === undefined ? '' : String(v);
+  return v === null || v === undefined ? '' : textOf(v);
 }
 
 function toRows(series: Series[]): Record<string, unknown>[] {

@@ -12,6 +12,7 @@
 import { writeIsolating } from './isolate.js';
 import type { InfluxSink } from './influx-sink.js';
 import type { QuarantinedFrame, StorageQuarantine } from './quarantine.js';
+import { textOf } from '../util/text.js';
 
 /** Frames written per round; after a round the stored ones are removed from the quarantine. */
 const ROUND_FRAMES = 500;
@@ -81,7 +82,7 @@ export async function replayQuarantine(
       await writeIsolating(round, (lines) => sink.writeLines(lines), (h, e) => {
         refused.add(h.file);
         const status = e.detail['status'] as number;
-        const error = String(e.detail['error'] ?? e.message);
+        const error = textOf(e.detail['error'] ?? e.message);
         quarantine.update(h.file, { ...h.entry, lastReplay: { atMs: now(), status, error } });
         report.stillRefused.push({ ...summary(h.file, h.entry), status, error });
       });

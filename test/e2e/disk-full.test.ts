@@ -92,7 +92,6 @@ describe('a full disk', () => {
   it('below minFreeBytes: holds acknowledgements, alarms, and resumes by itself when space returns', async () => {
     gw = await GatewayProcess.start(flags());
     let filler: string | undefined;
-    let atAlarm: FleetProgress | undefined;
     let progress: FleetProgress | undefined;
     const run = fleet('low', {
       onProgress: (p) => {
@@ -103,7 +102,7 @@ describe('a full disk', () => {
     const alarm = await gw.waitFor((l) => l.event === 'disk_low');
     expect(alarm.event).toBe('disk_low');
     const held = await gw.until((s) => s.spool.diskLow, 30_000, 'status shows the disk low');
-    atAlarm = progress;
+    const atAlarm = progress;
     expect(held.spool.diskFreeBytes).toBeLessThan(8 * MiB);
     expect(held.alarms.map((x) => x.code)).toContain('DISK_FULL');
     // /healthz is not healthy while acknowledgements are held.

@@ -75,7 +75,7 @@ function api(method: 'GET' | 'POST', path: string, o: { body?: unknown; raw?: st
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          let body: Answer['body'] = {};
+          let body: Answer['body'];
           try {
             body = text ? (JSON.parse(text) as Answer['body']) : {};
           } catch {

@@ -201,11 +201,11 @@ describe('sharing with a researcher through the command lines', () => {
     const m = /disclosures \(gateway gw-research\): (\d+) accesses, (\d+) readings, to 1 researcher \(([^)]+)\); (\d+) anchored, 0 pending, 0 errors/.exec(r.stdout);
     expect(m, r.stdout).not.toBeNull();
     expect(m![3]).toBe(researcher.address);
-    const lines = r.stdout.split('\n').filter((l) => /^  #\d+ /.test(l));
+    const lines = r.stdout.split('\n').filter((l) => /^ {2}#\d+ /.test(l));
     expect(lines.length).toBe(Number(m![1]));
     expect(lines.every((l) => l.endsWith('proof verified'))).toBe(true);
-    expect(lines.some((l) => /^  #\d+ live /.test(l))).toBe(true);
-    expect(lines.filter((l) => /^  #\d+ export /.test(l)).length).toBe(3 + 3 + 3); // the pages of the JSON export, of the CSV export, and of the API read directly above
+    expect(lines.some((l) => /^ {2}#\d+ live /.test(l))).toBe(true);
+    expect(lines.filter((l) => /^ {2}#\d+ export /.test(l)).length).toBe(3 + 3 + 3); // the pages of the JSON export, of the CSV export, and of the API read directly above
     const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as { format: string; items: { status: string }[] };
     expect(report.format).toBe('vitalproof.disclosure-report');
     expect(report.items.every((i) => i.status === 'anchored')).toBe(true);

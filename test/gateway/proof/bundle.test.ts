@@ -324,6 +324,7 @@ describe('parseBundle / parseBundles', () => {
     expect([p.anchor.contract, p.anchor.gateway, p.device.registry.address]).toEqual([ANCHORS, GATEWAY, REGISTRY]);
   });
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each case reaches into the bundle's JSON to break one field
   const refusals: [string, (b: Record<string, any>) => unknown, BundleFormatCode, string][] = [
     ['an array', () => [], 'NOT_AN_OBJECT', ''],
     ['another format', (b) => ({ ...b, format: 'vitalproof.proof' }), 'UNKNOWN_FORMAT', 'format'],
@@ -359,6 +360,7 @@ describe('parseBundle / parseBundles', () => {
   ];
   for (const [name, edit, code, field] of refusals) {
     it(`refuses ${name}: ${code} at "${field}"`, () => {
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the case reaches into the bundle's JSON to break one field
       const b = JSON.parse(JSON.stringify(bundleOf(0))) as Record<string, any>;
       const replaced = edit(b);
       const input = replaced === undefined ? b : replaced;
