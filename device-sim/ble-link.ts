@@ -52,7 +52,16 @@ import { deviceInfoFor, encodeInfo, GattDeviceSession } from '../firmware-proto/
 import type { FragmentReason } from '../firmware-proto/reasons.js';
 import type { DisconnectCause, GattServer, Peripheral } from './bluez/radio.js';
 import type { SimulatedBluez } from './bluez/service.js';
-import { badFragmentStream, frameStream, oversizedStream, stalledStream, withCounter, withDeviceId, type BadFragmentVariant, type FragmentStream } from './ble-streams.js';
+import {
+  badFragmentStream,
+  frameStream,
+  oversizedStream,
+  stalledStream,
+  withCounter,
+  withDeviceId,
+  type BadFragmentVariant,
+  type FragmentStream,
+} from './ble-streams.js';
 import { newLinkCounters, Waiters, type FrameLink, type LinkCounters, type RadioFaults } from './link.js';
 
 /** The firmware version a simulated wearable reports in its info value (§10.3: major.minor.patch). */
@@ -338,7 +347,8 @@ export class BleLink implements FrameLink, RadioFaults, GattServer {
     this.counter = (c + 1) % FRAME_COUNTER_MODULO;
     this.framesStarted++;
     const f = this.frames[this.cursor++];
-    if (!f || parseFragmentHeader(v)?.index !== 0 || !startsWith(f.raw, v.subarray(4))) throw new Error(`BleLink lost track of GattDeviceSession's frames (device ${this.o.deviceId})`);
+    if (!f || parseFragmentHeader(v)?.index !== 0 || !startsWith(f.raw, v.subarray(4)))
+      throw new Error(`BleLink lost track of GattDeviceSession's frames (device ${this.o.deviceId})`);
     for (const e of this.awaitingCover.splice(0)) e.coverSeq = f.seq;
     return this.honest(v, c);
   }

@@ -33,7 +33,13 @@ export function addRogueWearable(bluez: SimulatedBluez, o: { seed: string; n: nu
   const start = Date.now() - 60_000;
   for (let i = 0; i < (o.frames ?? 3); i++) {
     const t = start + i * frameMs;
-    const { seq, raw } = core.record({ timestampMs: BigInt(t), sensor: spec.code, scale: spec.defaultScale, intervalUs: spec.defaultIntervalUs, samples: patient.generate(spec, t, spec.defaultSamplesPerFrame) });
+    const { seq, raw } = core.record({
+      timestampMs: BigInt(t),
+      sensor: spec.code,
+      scale: spec.defaultScale,
+      intervalUs: spec.defaultIntervalUs,
+      samples: patient.generate(spec, t, spec.defaultSamplesPerFrame),
+    });
     link.enqueueFrame(seq, raw);
   }
   link.start();

@@ -76,7 +76,8 @@ export function frameStream(raw: Uint8Array, counter: number, mtu: number): Frag
  * before allocating anything. The rest is never sent: the gateway disconnects on the loss.
  */
 export function oversizedStream(payload: Uint8Array, counter: number, mtu: number): BadStream {
-  if (payload.length <= MAX_FRAME_BYTES || payload.length > 0xffff) throw new RangeError(`an oversized frame is ${MAX_FRAME_BYTES + 1} … 65535 bytes, got ${payload.length}`);
+  if (payload.length <= MAX_FRAME_BYTES || payload.length > 0xffff)
+    throw new RangeError(`an oversized frame is ${MAX_FRAME_BYTES + 1} … 65535 bytes, got ${payload.length}`);
   const first = new Uint8Array(notificationBytes(mtu));
   const h = counter << COUNTER_SHIFT; // index 0, not last, first transmission
   first.set([h >> 8, h & 0xff, payload.length >> 8, payload.length & 0xff]);

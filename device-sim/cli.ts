@@ -135,7 +135,8 @@ async function main(argv: string[]): Promise<number> {
   if (transport !== 'mqtt' && transport !== 'ble') throw new UsageError(`--transport must be mqtt or ble, got "${transport}"`);
   if (transport === 'mqtt') option(() => checkBrokerUrl(v.broker));
   const tls = tlsRunOptions(v);
-  if (tls && (transport !== 'mqtt' || !v.broker.startsWith('mqtts:'))) throw new UsageError('--ca, --cert, --key and --client-certs need --broker mqtts://HOST:PORT');
+  if (tls && (transport !== 'mqtt' || !v.broker.startsWith('mqtts:')))
+    throw new UsageError('--ca, --cert, --key and --client-certs need --broker mqtts://HOST:PORT');
   const faults = option(() => parseFaultRates(v.faults));
   option(() => checkFaultsForTransport(faults, transport));
   const ble = transport === 'ble' ? bleRunOptions(v) : undefined;

@@ -60,7 +60,18 @@ import type { Rng } from './rng.js';
  * and from the second frame on every old seed chooses differently (only frame 1 keeps its
  * choices). A new kind gets a stream of its own (SOLO_RADIO_FAULT_KINDS).
  */
-export const FAULT_KINDS = ['gap', 'skew', 'tamper', 'bad_signature', 'malformed', 'oversized', 'wrong_topic', 'replay', 'unknown_device', 'disconnect'] as const;
+export const FAULT_KINDS = [
+  'gap',
+  'skew',
+  'tamper',
+  'bad_signature',
+  'malformed',
+  'oversized',
+  'wrong_topic',
+  'replay',
+  'unknown_device',
+  'disconnect',
+] as const;
 
 /**
  * Faults only a radio link commits (BLE). Appended after FAULT_KINDS, and drawn from a stream of
@@ -124,7 +135,8 @@ export function checkFaultsForTransport(rates: FaultRates, transport: Transport)
   for (const [kind, rate] of Object.entries(rates) as [FaultKind, number][]) {
     if (!(rate > 0)) continue;
     if (transport === 'mqtt' && isRadioFaultKind(kind)) throw new TypeError(`fault ${kind} needs a radio: use it with transport ble`);
-    if (transport === 'ble' && kind === 'unknown_device') throw new TypeError('fault unknown_device is not supported over BLE: a non-enrolled peripheral is simply never connected');
+    if (transport === 'ble' && kind === 'unknown_device')
+      throw new TypeError('fault unknown_device is not supported over BLE: a non-enrolled peripheral is simply never connected');
   }
 }
 
@@ -134,7 +146,10 @@ export function checkFaultsForTransport(rates: FaultRates, transport: Transport)
  */
 export function parseFaultRates(spec: string): FaultRates {
   const rates: FaultRates = {};
-  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [kind, value, ...rest] = part.split('=');
     const rate = Number(value);
     if (!kind || !isFaultKind(kind)) throw new TypeError(`unknown fault "${kind}"; known: ${ALL_FAULT_KINDS.join(', ')}`);

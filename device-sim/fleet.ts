@@ -75,7 +75,14 @@ export function assignSensors(spec: string, count: number, seed: string): Sensor
     });
   }
   if (s === 'all') return Array.from({ length: count }, () => ordered(SENSORS.map((x) => x.name).filter((n) => SIMULATED_SENSORS.includes(n))));
-  const groups = s.split(';').map((g) => ordered(g.split(',').map((n) => n.trim()).filter(Boolean)));
+  const groups = s.split(';').map((g) =>
+    ordered(
+      g
+        .split(',')
+        .map((n) => n.trim())
+        .filter(Boolean),
+    ),
+  );
   return Array.from({ length: count }, (_, i) => groups[i % groups.length]!);
 }
 
@@ -94,7 +101,9 @@ export function fleetDevices(seed: string, count: number, sensors = 'mix'): SimD
       index,
       deviceId: deviceIdFromKey(keys.publicKey),
       keys,
-      patient: `pt-${Buffer.from(seedBytes('patient-pseudonym', seed, index)).toString('hex').slice(0, 12)}`,
+      patient: `pt-${Buffer.from(seedBytes('patient-pseudonym', seed, index))
+        .toString('hex')
+        .slice(0, 12)}`,
       patientSeed: seedBytes('patient', seed, index),
       sensors: set,
     };

@@ -24,28 +24,38 @@ export function summary(r: FleetReport): string {
   );
   const c = r.connections;
   const refusals = Object.entries(c.refusals).map(([rc, n]) => `rc ${rc}: ${n}`);
-  lines.push(`connections: ${c.connects} made, ${c.abruptDisconnects} cut by the disconnect fault, ${c.connectErrors} failed${refusals.length ? `, refused ${refusals.join(', ')}` : ''}`);
-  if (r.clockWaitMs > 0) lines.push(`note: ${Math.round(r.clockWaitMs / 1000)} s of frames had to wait for the real clock (an earlier run on this state dir covered that time)`);
+  lines.push(
+    `connections: ${c.connects} made, ${c.abruptDisconnects} cut by the disconnect fault, ${c.connectErrors} failed${refusals.length ? `, refused ${refusals.join(', ')}` : ''}`,
+  );
+  if (r.clockWaitMs > 0)
+    lines.push(`note: ${Math.round(r.clockWaitMs / 1000)} s of frames had to wait for the real clock (an earlier run on this state dir covered that time)`);
   const t = r.faults;
   if (t.entries.length) {
     lines.push('faults injected:');
-    lines.push(`  ${'kind'.padEnd(15)}${'expected'.padEnd(24)}${'injected'.padStart(9)}${'confirmed'.padStart(10)}${'lost'.padStart(6)}${'unexpected'.padStart(11)}`);
+    lines.push(
+      `  ${'kind'.padEnd(15)}${'expected'.padEnd(24)}${'injected'.padStart(9)}${'confirmed'.padStart(10)}${'lost'.padStart(6)}${'unexpected'.padStart(11)}`,
+    );
     for (const e of t.entries) {
-      lines.push(`  ${e.kind.padEnd(15)}${e.expected.padEnd(24)}${String(e.injected).padStart(9)}${String(e.confirmed).padStart(10)}${String(e.lost).padStart(6)}${String(e.unexpected).padStart(11)}`);
+      lines.push(
+        `  ${e.kind.padEnd(15)}${e.expected.padEnd(24)}${String(e.injected).padStart(9)}${String(e.confirmed).padStart(10)}${String(e.lost).padStart(6)}${String(e.unexpected).padStart(11)}`,
+      );
     }
     const list = (o: Record<string, number | undefined>): string =>
       Object.entries(o)
         .filter(([, n]) => n)
         .map(([k, n]) => `${k}=${n}`)
         .join(' ') || 'none';
-    const refused = r.transport === 'ble' ? `fragment streams refused ${list(t.expectedFragmentRejections)}` : `connect refused ${list(t.expectedConnectRefusals)}`;
+    const refused =
+      r.transport === 'ble' ? `fragment streams refused ${list(t.expectedFragmentRejections)}` : `connect refused ${list(t.expectedConnectRefusals)}`;
     lines.push(`the gateway should count: rejected ${list(t.expectedRejections)}; ${refused}; sequence gaps ${t.expectedSeqGaps}`);
     if (t.lost) lines.push(`  (${t.lost} faulty frames went down with their connection: the gateway may have counted them or not)`);
     if (t.pending) lines.push(`  (${t.pending} faults still unsettled when the run ended)`);
   } else lines.push('faults injected: none');
   if (r.rogues?.length) {
     const subscribed = r.rogues.filter((x) => x.notifyStarts > 0).length;
-    lines.push(`rogue wearables: ${r.rogues.length}, connected ${r.rogues.filter((x) => x.connections > 0).length}, subscribed ${subscribed}${subscribed ? ' (WARNING: a central subscribed to a non-enrolled device)' : ''}`);
+    lines.push(
+      `rogue wearables: ${r.rogues.length}, connected ${r.rogues.filter((x) => x.connections > 0).length}, subscribed ${subscribed}${subscribed ? ' (WARNING: a central subscribed to a non-enrolled device)' : ''}`,
+    );
   }
   if (!r.drained) lines.push('WARNING: the run ended before every frame was acknowledged; with --state, the next run sends them first');
   return lines.join('\n');

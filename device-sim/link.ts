@@ -31,7 +31,18 @@ export interface LinkCounters {
 export type Transport = 'mqtt' | 'ble';
 
 export function newLinkCounters(): LinkCounters {
-  return { connects: 0, refusals: {}, connectErrors: 0, sent: 0, acked: 0, retransmitted: 0, extrasSent: 0, extrasAcked: 0, extrasLost: 0, abruptDisconnects: 0 };
+  return {
+    connects: 0,
+    refusals: {},
+    connectErrors: 0,
+    sent: 0,
+    acked: 0,
+    retransmitted: 0,
+    extrasSent: 0,
+    extrasAcked: 0,
+    extrasLost: 0,
+    abruptDisconnects: 0,
+  };
 }
 
 /** MQTT 3.1.1 CONNACK return code 5, which the gateway gives unknown and revoked devices. */
@@ -155,4 +166,3 @@ export class Waiters {
     for (const w of this.waiting.splice(0)) w.resolve(false);
   }
 }
-

@@ -79,13 +79,18 @@ export interface MqttLinkOptions {
   now?: () => number;
 }
 
-type Item =
-  | { ord: number; type: 'frame'; seq: bigint }
-  | { ord: number; type: 'extra'; topic: string; payload: Uint8Array; settle: (acked: boolean) => void };
+type Item = { ord: number; type: 'frame'; seq: bigint } | { ord: number; type: 'extra'; topic: string; payload: Uint8Array; settle: (acked: boolean) => void };
 
 const asBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
-function clientOptions(deviceId: string, secretKey: Uint8Array, nowMs: number, connectTimeoutMs: number, keepaliveS: number, tls: MqttTlsMaterial = {}): IClientOptions {
+function clientOptions(
+  deviceId: string,
+  secretKey: Uint8Array,
+  nowMs: number,
+  connectTimeoutMs: number,
+  keepaliveS: number,
+  tls: MqttTlsMaterial = {},
+): IClientOptions {
   const clientId = deviceClientId(deviceId);
   return {
     ...tls,
@@ -221,7 +226,10 @@ export class MqttLink implements FrameLink {
     if (this.stopping) return;
     const epoch = ++this.epoch;
     // A fresh token for every attempt: the gateway accepts each one once (PROTOCOL.md §6.1).
-    const client = connect(this.o.brokerUrl, clientOptions(this.o.deviceId, this.o.secretKey, this.now(), this.o.connectTimeoutMs ?? 10_000, this.o.keepaliveS ?? 30, this.o.tls));
+    const client = connect(
+      this.o.brokerUrl,
+      clientOptions(this.o.deviceId, this.o.secretKey, this.now(), this.o.connectTimeoutMs ?? 10_000, this.o.keepaliveS ?? 30, this.o.tls),
+    );
     this.client = client;
     client.on('connect', () => {
       if (epoch === this.epoch) this.onConnected();
@@ -378,7 +386,12 @@ export function checkBrokerUrl(url: string): void {
  * One connection attempt and nothing more (the unknown_device fault): resolves with the
  * CONNACK verdict; a connection that is let in is closed again at once.
  */
-export function connectOnce(brokerUrl: string, deviceId: string, secretKey: Uint8Array, opts: { timeoutMs?: number; now?: () => number; tls?: MqttTlsMaterial } = {}): Promise<ConnectAttempt> {
+export function connectOnce(
+  brokerUrl: string,
+  deviceId: string,
+  secretKey: Uint8Array,
+  opts: { timeoutMs?: number; now?: () => number; tls?: MqttTlsMaterial } = {},
+): Promise<ConnectAttempt> {
   return new Promise((resolve) => {
     let done = false;
     const finish = (r: ConnectAttempt): void => {

@@ -119,7 +119,11 @@ export class Patient {
   heartRate(tMs: number): number {
     const p = this.params;
     const hr =
-      p.restingHr + 3 * this.circadian(tMs) - 5 * (1 - this.awake(tMs)) + p.hrActivityGain * this.activity(tMs) + 4 * (valueNoise(this.k.hr, tMs, 15_000) - 0.5);
+      p.restingHr +
+      3 * this.circadian(tMs) -
+      5 * (1 - this.awake(tMs)) +
+      p.hrActivityGain * this.activity(tMs) +
+      4 * (valueNoise(this.k.hr, tMs, 15_000) - 0.5);
     return clamp(hr, 40, 180);
   }
 

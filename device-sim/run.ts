@@ -207,7 +207,8 @@ function checkBleOptions(b: BleFleetOptions | undefined): BleFleetOptions {
   }
   if (b.rogues !== undefined && !(Number.isInteger(b.rogues) && b.rogues >= 0)) throw new RangeError(`ble.rogues must be a whole number ≥ 0, got ${b.rogues}`);
   for (const [name, r] of Object.entries({ outOfRangeMs: b.outOfRangeMs, vanishMs: b.vanishMs })) {
-    if (r !== undefined && !(Number.isInteger(r[0]) && Number.isInteger(r[1]) && r[0] >= 0 && r[1] >= r[0])) throw new RangeError(`ble.${name} must be [min, max] whole milliseconds, 0 ≤ min ≤ max, got ${JSON.stringify(r)}`);
+    if (r !== undefined && !(Number.isInteger(r[0]) && Number.isInteger(r[1]) && r[0] >= 0 && r[1] >= r[0]))
+      throw new RangeError(`ble.${name} must be [min, max] whole milliseconds, 0 ≤ min ≤ max, got ${JSON.stringify(r)}`);
   }
   return b;
 }
@@ -240,12 +241,12 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
   const ownBluez = ble !== undefined && !ble.bluez;
   const bluez: SimulatedBluez | undefined = ble
     ? (ble.bluez ??
-      await startSimulatedBluez({
+      (await startSimulatedBluez({
         busAddress: ble.busAddress,
         ...(ble.temporaryTimeoutMs !== undefined ? { temporaryTimeoutMs: ble.temporaryTimeoutMs } : {}),
         ...(ble.connectTimeoutMs !== undefined ? { connectTimeoutMs: ble.connectTimeoutMs } : {}),
         ...(ble.scanIntervalMs !== undefined ? { scanIntervalMs: ble.scanIntervalMs } : {}),
-      }))
+      })))
     : undefined;
   const closeBluez = async (): Promise<void> => {
     if (ownBluez) await bluez?.close();
@@ -328,7 +329,8 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
   const rogueWearables: RogueWearable[] = [];
   try {
     for (const d of fleet) members.push(member(d));
-    for (let n = 0; bluez && n < (ble?.rogues ?? 0); n++) rogueWearables.push(addRogueWearable(bluez, { seed: o.seed, n, ...(ble?.mtu !== undefined ? { mtu: ble.mtu } : {}) }));
+    for (let n = 0; bluez && n < (ble?.rogues ?? 0); n++)
+      rogueWearables.push(addRogueWearable(bluez, { seed: o.seed, n, ...(ble?.mtu !== undefined ? { mtu: ble.mtu } : {}) }));
   } catch (e) {
     // A shared BlueZ stays up: take this run's peripherals off its air.
     await Promise.all([...members.map((m) => m.link.stop()), ...rogueWearables.map((r) => r.link.stop())]);
@@ -400,7 +402,11 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
 
   async function finish(drained: boolean): Promise<FleetReport> {
     await Promise.all(members.map((m) => m.link.stop()));
-    for (const m of members) m.state.close(m.core.counter.peek(), m.core.outbox.unacked().map((e) => ({ seq: e.seq, raw: e.raw, sent: e.sent })));
+    for (const m of members)
+      m.state.close(
+        m.core.counter.peek(),
+        m.core.outbox.unacked().map((e) => ({ seq: e.seq, raw: e.raw, sent: e.sent })),
+      );
     phase = 'done';
     o.onProgress?.(progress());
     const c = members.map((m) => m.link.counters);
@@ -430,7 +436,12 @@ export async function runFleet(o: FleetOptions): Promise<FleetReport> {
         unacked: members.reduce((n, m) => n + m.core.outbox.size, 0),
         droppedFromOutbox: members.reduce((n, m) => n + m.core.outbox.dropped, 0),
       },
-      connections: { connects: add((x) => x.connects), refusals, connectErrors: add((x) => x.connectErrors), abruptDisconnects: add((x) => x.abruptDisconnects) },
+      connections: {
+        connects: add((x) => x.connects),
+        refusals,
+        connectErrors: add((x) => x.connectErrors),
+        abruptDisconnects: add((x) => x.abruptDisconnects),
+      },
       faults: tally.report(),
       perDevice: members.map((m) => ({
         deviceId: m.d.deviceId,

@@ -318,7 +318,8 @@ function otherDeviceId(id: string): string {
 export function planTracks(sensors: readonly SensorSpec[], pace: Pace, nowMs: number, state: DeviceState): SensorTrack[] {
   const frameMs = sensors.map((spec) => Math.ceil((spec.defaultSamplesPerFrame * spec.defaultIntervalUs) / 1000));
   const resume = (i: number, start: number): number => Math.max(Math.floor(start), state.nextStart(sensors[i]!.name) ?? 0);
-  if (pace.kind === 'clock') return sensors.map((spec, i) => ({ spec, frameMs: frameMs[i]!, remaining: Number.POSITIVE_INFINITY, nextStart: resume(i, nowMs) }));
+  if (pace.kind === 'clock')
+    return sensors.map((spec, i) => ({ spec, frameMs: frameMs[i]!, remaining: Number.POSITIVE_INFINITY, nextStart: resume(i, nowMs) }));
   const ends = sensors.map(() => 0);
   const counts = sensors.map(() => 0);
   for (let k = 0; k < pace.frames; k++) {

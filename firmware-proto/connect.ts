@@ -31,7 +31,13 @@ export function connectSigningMessage(deviceId: string, clientId: string, timest
 }
 
 /** A fresh CONNECT password for this device and client id. */
-export function makeConnectPassword(deviceId: string, clientId: string, secretKey: Uint8Array, nowMs = Date.now(), nonce: Uint8Array = randomBytes(16)): Uint8Array {
+export function makeConnectPassword(
+  deviceId: string,
+  clientId: string,
+  secretKey: Uint8Array,
+  nowMs = Date.now(),
+  nonce: Uint8Array = randomBytes(16),
+): Uint8Array {
   const ts = BigInt(nowMs);
   const sig = ed.sign(connectSigningMessage(deviceId, clientId, ts, nonce), secretKey);
   const out = new Uint8Array(CONNECT_TOKEN_BYTES);

@@ -101,7 +101,8 @@ export interface FragmentOptions {
 export function* fragments(frame: Uint8Array, o: FragmentOptions): Generator<Uint8Array, void, undefined> {
   const n = notificationBytes(o.mtu);
   if (frame.length < 1 || frame.length > MAX_FRAME_BYTES) throw new RangeError(`a frame is 1 … ${MAX_FRAME_BYTES} bytes, got ${frame.length}`);
-  if (!Number.isInteger(o.counter) || o.counter < 0 || o.counter >= FRAME_COUNTER_MODULO) throw new RangeError(`frame counter must be 0 … 15, got ${o.counter}`);
+  if (!Number.isInteger(o.counter) || o.counter < 0 || o.counter >= FRAME_COUNTER_MODULO)
+    throw new RangeError(`frame counter must be 0 … 15, got ${o.counter}`);
   const flags = (o.retransmit ? RETRANSMIT_BIT : 0) | (o.counter << COUNTER_SHIFT);
   let offset = 0;
   for (let index = 0; offset < frame.length; index++) {
@@ -322,7 +323,17 @@ export class Reassembler {
       this.discarding = false;
       // 5. The counter must follow the previous frame's: otherwise whole frames went missing.
       if (h.counter !== this.expectedCounter) {
-        rejections.push(this.count({ reason: 'FRAGMENT_COUNTER_GAP', detail: { expected: this.expectedCounter, got: h.counter, missing: (h.counter - this.expectedCounter + FRAME_COUNTER_MODULO) % FRAME_COUNTER_MODULO }, droppedBytes: 0 }));
+        rejections.push(
+          this.count({
+            reason: 'FRAGMENT_COUNTER_GAP',
+            detail: {
+              expected: this.expectedCounter,
+              got: h.counter,
+              missing: (h.counter - this.expectedCounter + FRAME_COUNTER_MODULO) % FRAME_COUNTER_MODULO,
+            },
+            droppedBytes: 0,
+          }),
+        );
       }
       this.expectedCounter = (h.counter + 1) % FRAME_COUNTER_MODULO;
       // 6. The declared length, checked before anything is allocated for it.
@@ -330,7 +341,8 @@ export class Reassembler {
       if (length === 0) return refuse(this.dropPartial('FRAGMENT_MALFORMED', { frameLength: 0 }));
       if (length > MAX_FRAME_BYTES) return refuse(this.dropPartial('FRAGMENT_OVERSIZED', { max: MAX_FRAME_BYTES, frameLength: length }));
       if (data.length > length) return refuse(this.dropPartial('FRAGMENT_OVERSIZED', { frameLength: length, got: data.length }));
-      if (h.last !== (data.length === length)) return refuse(this.dropPartial('FRAGMENT_LENGTH_MISMATCH', { frameLength: length, got: data.length, last: h.last }));
+      if (h.last !== (data.length === length))
+        return refuse(this.dropPartial('FRAGMENT_LENGTH_MISMATCH', { frameLength: length, got: data.length, last: h.last }));
       const buf = new Uint8Array(length);
       buf.set(data);
       this.counts.fragments++;
@@ -352,14 +364,17 @@ export class Reassembler {
     }
     if (h.counter !== p.counter || h.index !== p.nextIndex) {
       if (h.counter !== p.counter) this.expectedCounter = (h.counter + 1) % FRAME_COUNTER_MODULO;
-      return refuse(this.dropPartial('FRAGMENT_OUT_OF_ORDER', { expectedCounter: p.counter, gotCounter: h.counter, expectedIndex: p.nextIndex, gotIndex: h.index }));
+      return refuse(
+        this.dropPartial('FRAGMENT_OUT_OF_ORDER', { expectedCounter: p.counter, gotCounter: h.counter, expectedIndex: p.nextIndex, gotIndex: h.index }),
+      );
     }
     // 8. The retransmission flag is a property of the whole frame.
     if (h.retransmit !== p.retransmit) return refuse(this.dropPartial('FRAGMENT_MALFORMED', { expectedRetransmit: p.retransmit, gotRetransmit: h.retransmit }));
     // 9. Exactly the declared length, with the last-fragment flag on the fragment that reaches it.
     const total = p.received + data.length;
     if (total > p.buf.length) return refuse(this.dropPartial('FRAGMENT_OVERSIZED', { frameLength: p.buf.length, got: total }));
-    if (h.last !== (total === p.buf.length)) return refuse(this.dropPartial('FRAGMENT_LENGTH_MISMATCH', { frameLength: p.buf.length, got: total, last: h.last }));
+    if (h.last !== (total === p.buf.length))
+      return refuse(this.dropPartial('FRAGMENT_LENGTH_MISMATCH', { frameLength: p.buf.length, got: total, last: h.last }));
     p.buf.set(data, p.received);
     p.received = total;
     p.nextIndex++;

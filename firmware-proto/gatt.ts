@@ -175,7 +175,8 @@ export function encodeInfo(info: DeviceInfo): Uint8Array {
   if (!HEX16.test(info.keyFingerprint)) throw new TypeError(`keyFingerprint must be 16 lowercase hex digits, got "${info.keyFingerprint}"`);
   const fw = FIRMWARE_VERSION.exec(info.firmwareVersion)?.slice(1).map(Number);
   if (!fw || fw.some((x) => x > 255)) throw new TypeError(`firmwareVersion must be "major.minor.patch", each 0 … 255, got "${info.firmwareVersion}"`);
-  if (!Number.isInteger(info.maxFrameBytes) || info.maxFrameBytes < MIN_FRAME_BYTES || info.maxFrameBytes > MAX_FRAME_BYTES) throw new TypeError(`maxFrameBytes must be ${MIN_FRAME_BYTES} … ${MAX_FRAME_BYTES}, got ${info.maxFrameBytes}`);
+  if (!Number.isInteger(info.maxFrameBytes) || info.maxFrameBytes < MIN_FRAME_BYTES || info.maxFrameBytes > MAX_FRAME_BYTES)
+    throw new TypeError(`maxFrameBytes must be ${MIN_FRAME_BYTES} … ${MAX_FRAME_BYTES}, got ${info.maxFrameBytes}`);
   const out = new Uint8Array(INFO_BYTES);
   out[0] = info.protocolVersion;
   out.set(Buffer.from(info.deviceId, 'hex'), 1);
@@ -195,7 +196,8 @@ export function decodeInfo(value: Uint8Array): DeviceInfo {
   if (version !== FRAME_VERSION) throw new GattValueError('GATT_UNKNOWN_VERSION', { expected: FRAME_VERSION, got: version });
   if (value.length !== INFO_BYTES) throw new GattValueError('GATT_BAD_LENGTH', { expected: INFO_BYTES, got: value.length });
   const maxFrameBytes = (value[20]! << 8) | value[21]!;
-  if (maxFrameBytes < MIN_FRAME_BYTES || maxFrameBytes > MAX_FRAME_BYTES) throw new GattValueError('GATT_BAD_FIELD', { field: 'maxFrameBytes', min: MIN_FRAME_BYTES, max: MAX_FRAME_BYTES, got: maxFrameBytes });
+  if (maxFrameBytes < MIN_FRAME_BYTES || maxFrameBytes > MAX_FRAME_BYTES)
+    throw new GattValueError('GATT_BAD_FIELD', { field: 'maxFrameBytes', min: MIN_FRAME_BYTES, max: MAX_FRAME_BYTES, got: maxFrameBytes });
   const hex = (a: number, b: number): string => Buffer.from(value.subarray(a, b)).toString('hex');
   return {
     protocolVersion: version,

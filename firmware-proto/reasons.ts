@@ -31,9 +31,11 @@ export type FrameReason = keyof typeof FRAME_REASONS;
 
 /** What to do about each code: PROTOCOL.md §7.1: what a device (its firmware) does about each frame reason. */
 export const FRAME_REASON_REMEDIES: Remedies<FrameReason> = {
-  FRAME_TOO_SHORT: 'The payload was cut: check the MQTT payload length and that the signature is appended. A frame with count 0 and no samples (97 bytes) lands here too.',
+  FRAME_TOO_SHORT:
+    'The payload was cut: check the MQTT payload length and that the signature is appended. A frame with count 0 and no samples (97 bytes) lands here too.',
   FRAME_OVERSIZED: 'Split the series into frames of at most 4071 samples (one channel) or 1357 (accelerometer).',
-  UNKNOWN_VERSION: 'Send version 1; a gateway that does not know a newer version refuses it. Check that the payload starts at the frame and not at a transport header.',
+  UNKNOWN_VERSION:
+    'Send version 1; a gateway that does not know a newer version refuses it. Check that the payload starts at the frame and not at a transport header.',
   UNKNOWN_SENSOR: 'Use a code of PROTOCOL.md §4; update the gateway when the catalogue grows.',
   BAD_SCALE: 'Write the scale as a signed byte in −9 … 9.',
   BAD_SAMPLE_COUNT: 'Never send an empty frame.',
@@ -44,10 +46,12 @@ export const FRAME_REASON_REMEDIES: Remedies<FrameReason> = {
   UNKNOWN_DEVICE: 'Enrol the device (device id and key, PROTOCOL.md §2); check that the id in the frame is derived from the key (§2.1).',
   DEVICE_REVOKED: 'The device is out of service; re-enrol it with a new key if it returns.',
   DEVICE_MISMATCH: 'Publish only your own frames, on `vp/v1/dev/<own id>/frames`.',
-  BAD_SIGNATURE: "Sign `FRAME_TAG ‖ body` with the tag's trailing 0x00; sign the exact bytes sent; check the enrolled key is this device's. Run the valid vectors (PROTOCOL.md §9).",
+  BAD_SIGNATURE:
+    "Sign `FRAME_TAG ‖ body` with the tag's trailing 0x00; sign the exact bytes sent; check the enrolled key is this device's. Run the valid vectors (PROTOCOL.md §9).",
   REPLAY: 'Never reuse a seq (PROTOCOL.md §8.1: persist before use); resend the exact stored bytes with DUP = 1; send in seq order.',
   CLOCK_SKEW: 'Synchronise the device clock; do not record before the clock is set; deliver backlogs within the bound.',
-  TIME_OVERLAP: 'Start each frame after the last sample of the previous one; never let the clock step backwards between frames of a sensor, across reboots too (PROTOCOL.md §8.3).',
+  TIME_OVERLAP:
+    'Start each frame after the last sample of the previous one; never let the clock step backwards between frames of a sensor, across reboots too (PROTOCOL.md §8.3).',
 };
 
 /** Reasons for refusing an MQTT CONNECT (PROTOCOL.md §6.1). */
@@ -115,7 +119,8 @@ export const FRAGMENT_REASON_REMEDIES: Remedies<FragmentReason> = {
   FRAGMENT_DUPLICATE: 'Nothing: a copy made on the way (not a loss).',
   FRAGMENT_INTERRUPTED: 'Finish every frame you start (PROTOCOL.md §10.4: acknowledgements take effect at frame boundaries).',
   FRAGMENT_LENGTH_MISMATCH: "Set L exactly on the fragment that carries the frame's last byte.",
-  FRAGMENT_COUNTER_GAP: 'Start each connection at C = 0 and add 1 per frame handed out, retransmissions included. On an honest device: look for notifications dropped in the host stacks.',
+  FRAGMENT_COUNTER_GAP:
+    'Start each connection at C = 0 and add 1 per frame handed out, retransmissions included. On an honest device: look for notifications dropped in the host stacks.',
   FRAGMENT_STALLED: "A connection interval or latency above the gateway's `ble.stallMs`; raise it, or look for a device that stops mid-frame.",
 };
 
@@ -141,7 +146,8 @@ export type BleReason = keyof typeof BLE_REASONS;
 
 /** What to do about each code: docs/ble.md. */
 export const BLE_REASON_REMEDIES: Remedies<BleReason> = {
-  BLE_CONNECT_FAILED: 'Nothing if it passes: the gateway retries with backoff (`ble.reconnectMinMs` … `ble.reconnectMaxMs`). Often: move the device or the adapter closer, raise `ble.connectTimeoutMs`.',
+  BLE_CONNECT_FAILED:
+    'Nothing if it passes: the gateway retries with backoff (`ble.reconnectMinMs` … `ble.reconnectMaxMs`). Often: move the device or the adapter closer, raise `ble.connectTimeoutMs`.',
   BLE_PROFILE_MISSING: 'Not a VitalProof device, or its firmware lacks the GATT profile of PROTOCOL.md §10.2: fix the firmware.',
   BLE_INFO_INVALID: 'Make the info characteristic exactly the 22 bytes of PROTOCOL.md §10.3 (the `info/` vectors check it).',
   BLE_KEY_MISMATCH: 'The device advertises another identity than its enrolment: re-enrol it with the key it holds, or restore the enrolled key on it.',

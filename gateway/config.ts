@@ -243,13 +243,34 @@ export const DEFAULTS: GatewayConfig = {
   ingest: { maxFutureSkewMs: 30_000, maxBacklogMs: 7 * 24 * 3600_000, verifyWorkers: 2 },
   storage: { batchFrames: 1000, retryMinMs: 200, retryMaxMs: 10_000, quarantineMaxBytes: 256 * 1024 * 1024 },
   batch: { intervalMs: 10_000, maxFrames: 50_000 },
-  chain: { mode: 'embedded', rpcUrl: '', deployment: '', keyFile: '', embeddedPort: 0, confirmations: 1, txTimeoutMs: 60_000, retryMinMs: 500, retryMaxMs: 15_000, rpcTimeoutMs: 10_000 },
+  chain: {
+    mode: 'embedded',
+    rpcUrl: '',
+    deployment: '',
+    keyFile: '',
+    embeddedPort: 0,
+    confirmations: 1,
+    txTimeoutMs: 60_000,
+    retryMinMs: 500,
+    retryMaxMs: 15_000,
+    rpcTimeoutMs: 10_000,
+  },
   health: { intervalMs: 1000, probeTimeoutMs: 2000, anchorsBehindIntervals: 3, anchorsBehindMinMs: 30_000 },
   consent: { pollIntervalMs: 250 },
   accessLog: { intervalMs: 10_000, maxEntries: 50_000, liveBatchMs: 0 },
   research: { maxConnectionsPerResearcher: 4, maxUngrantedConnections: 4 },
   registry: { source: 'chain', site: 'default' },
-  ble: { mode: 'off', adapter: '', scanIntervalMs: 1000, maxConnections: 32, connectTimeoutMs: 10_000, reconnectMinMs: 500, reconnectMaxMs: 30_000, stallMs: 10_000, refuseHoldMs: 60_000 },
+  ble: {
+    mode: 'off',
+    adapter: '',
+    scanIntervalMs: 1000,
+    maxConnections: 32,
+    connectTimeoutMs: 10_000,
+    reconnectMinMs: 500,
+    reconnectMaxMs: 30_000,
+    stallMs: 10_000,
+    refuseHoldMs: 60_000,
+  },
   log: { level: 'info', file: '', maxBytes: 64 * 1024 * 1024, keepFiles: 4, limitBurst: 10, limitWindowMs: 60_000 },
 };
 
@@ -269,7 +290,8 @@ export const CONFIG_ERROR_REMEDIES: Remedies<ConfigErrorCode> = {
   CONFIG_UNKNOWN_KEY: 'Check the spelling against docs/operations.md, "Configuration"; environment variables are VP_ and the key in upper snake case',
   CONFIG_CONFLICT: 'Set the settings the message names together, or neither',
   CONFIG_FILE_UNREADABLE: 'Check the path and its permissions, and that the file holds what the key needs (PEM certificates, a 64-hex-digit key, JSON)',
-  CONFIG_PLAIN_NOT_LOOPBACK: 'Serve the network over TLS (the tls.cert and tls.key keys), bind the host to 127.0.0.1, or set allowPlain true to accept the risk knowingly (docs/operations.md, "Encryption in transit")',
+  CONFIG_PLAIN_NOT_LOOPBACK:
+    'Serve the network over TLS (the tls.cert and tls.key keys), bind the host to 127.0.0.1, or set allowPlain true to accept the risk knowingly (docs/operations.md, "Encryption in transit")',
   CONFIG_NO_CHAIN: 'Run with chain.mode embedded or external, and deploy the contracts with `vitalproof chain deploy` (point chain.deployment at its record)',
 };
 
@@ -293,7 +315,10 @@ export function configKeys(obj: object = DEFAULTS, prefix = ''): [string, Leaf][
 }
 
 export function envName(key: string): string {
-  return `VP_${key.replace(/([a-z])([A-Z])/g, '$1_$2').replace(/\./g, '_').toUpperCase()}`;
+  return `VP_${key
+    .replace(/([a-z])([A-Z])/g, '$1_$2')
+    .replace(/\./g, '_')
+    .toUpperCase()}`;
 }
 
 /**
@@ -322,30 +347,74 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   cfg.dataDir = resolve(cfg.dataDir);
   if (!['embedded', 'external', 'off'].includes(cfg.chain.mode)) throw new ConfigError(`chain.mode must be embedded, external or off, got "${cfg.chain.mode}"`);
   if (!['chain', 'file'].includes(cfg.registry.source)) throw new ConfigError(`registry.source must be chain or file, got "${cfg.registry.source}"`);
-  if (cfg.registry.source === 'chain' && cfg.chain.mode === 'off') throw new ConfigError('registry.source "chain" needs a chain: set chain.mode to embedded or external, or registry.source to file', 'CONFIG_CONFLICT');
-  if (cfg.chain.mode === 'external' && (!cfg.chain.rpcUrl || !cfg.chain.keyFile)) throw new ConfigError('chain.mode external needs chain.rpcUrl and chain.keyFile (and chain.deployment, or dataDir/chain/deployment.json)', 'CONFIG_CONFLICT');
+  if (cfg.registry.source === 'chain' && cfg.chain.mode === 'off')
+    throw new ConfigError('registry.source "chain" needs a chain: set chain.mode to embedded or external, or registry.source to file', 'CONFIG_CONFLICT');
+  if (cfg.chain.mode === 'external' && (!cfg.chain.rpcUrl || !cfg.chain.keyFile))
+    throw new ConfigError(
+      'chain.mode external needs chain.rpcUrl and chain.keyFile (and chain.deployment, or dataDir/chain/deployment.json)',
+      'CONFIG_CONFLICT',
+    );
   if (!['on', 'off'].includes(cfg.ble.mode)) throw new ConfigError(`ble.mode must be on or off, got "${cfg.ble.mode}"`);
-  if (!Number.isInteger(cfg.ble.maxConnections) || cfg.ble.maxConnections < 1) throw new ConfigError(`ble.maxConnections must be an integer >= 1, got ${cfg.ble.maxConnections}`);
-  if (!Number.isInteger(cfg.chain.confirmations) || cfg.chain.confirmations < 1) throw new ConfigError(`chain.confirmations must be an integer >= 1, got ${cfg.chain.confirmations}`);
-  for (const [k, v] of [['consent.pollIntervalMs', cfg.consent.pollIntervalMs], ['accessLog.intervalMs', cfg.accessLog.intervalMs], ['accessLog.maxEntries', cfg.accessLog.maxEntries], ['log.limitWindowMs', cfg.log.limitWindowMs], ['research.maxConnectionsPerResearcher', cfg.research.maxConnectionsPerResearcher]] as const) {
+  if (!Number.isInteger(cfg.ble.maxConnections) || cfg.ble.maxConnections < 1)
+    throw new ConfigError(`ble.maxConnections must be an integer >= 1, got ${cfg.ble.maxConnections}`);
+  if (!Number.isInteger(cfg.chain.confirmations) || cfg.chain.confirmations < 1)
+    throw new ConfigError(`chain.confirmations must be an integer >= 1, got ${cfg.chain.confirmations}`);
+  for (const [k, v] of [
+    ['consent.pollIntervalMs', cfg.consent.pollIntervalMs],
+    ['accessLog.intervalMs', cfg.accessLog.intervalMs],
+    ['accessLog.maxEntries', cfg.accessLog.maxEntries],
+    ['log.limitWindowMs', cfg.log.limitWindowMs],
+    ['research.maxConnectionsPerResearcher', cfg.research.maxConnectionsPerResearcher],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new ConfigError(`${k} must be an integer >= 1, got ${v}`);
   }
-  for (const [k, v] of [['accessLog.liveBatchMs', cfg.accessLog.liveBatchMs], ['research.maxUngrantedConnections', cfg.research.maxUngrantedConnections], ['log.maxBytes', cfg.log.maxBytes], ['log.keepFiles', cfg.log.keepFiles], ['log.limitBurst', cfg.log.limitBurst]] as const) {
+  for (const [k, v] of [
+    ['accessLog.liveBatchMs', cfg.accessLog.liveBatchMs],
+    ['research.maxUngrantedConnections', cfg.research.maxUngrantedConnections],
+    ['log.maxBytes', cfg.log.maxBytes],
+    ['log.keepFiles', cfg.log.keepFiles],
+    ['log.limitBurst', cfg.log.limitBurst],
+  ] as const) {
     if (!Number.isInteger(v) || v < 0) throw new ConfigError(`${k} must be an integer >= 0, got ${v}`);
   }
   if (cfg.log.keepFiles > 1000) throw new ConfigError(`log.keepFiles must be at most 1000, got ${cfg.log.keepFiles}`);
-  if (!Number.isSafeInteger(cfg.storage.quarantineMaxBytes) || cfg.storage.quarantineMaxBytes < 1) throw new ConfigError(`storage.quarantineMaxBytes must be an integer >= 1, got ${cfg.storage.quarantineMaxBytes}`);
-  for (const [k, v] of [['chain.rpcTimeoutMs', cfg.chain.rpcTimeoutMs], ['health.intervalMs', cfg.health.intervalMs], ['health.probeTimeoutMs', cfg.health.probeTimeoutMs], ['health.anchorsBehindIntervals', cfg.health.anchorsBehindIntervals], ['health.anchorsBehindMinMs', cfg.health.anchorsBehindMinMs]] as const) {
+  if (!Number.isSafeInteger(cfg.storage.quarantineMaxBytes) || cfg.storage.quarantineMaxBytes < 1)
+    throw new ConfigError(`storage.quarantineMaxBytes must be an integer >= 1, got ${cfg.storage.quarantineMaxBytes}`);
+  for (const [k, v] of [
+    ['chain.rpcTimeoutMs', cfg.chain.rpcTimeoutMs],
+    ['health.intervalMs', cfg.health.intervalMs],
+    ['health.probeTimeoutMs', cfg.health.probeTimeoutMs],
+    ['health.anchorsBehindIntervals', cfg.health.anchorsBehindIntervals],
+    ['health.anchorsBehindMinMs', cfg.health.anchorsBehindMinMs],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new ConfigError(`${k} must be an integer >= 1, got ${v}`);
   }
   checkMqtt(cfg.mqtt);
-  for (const [k, v] of [['http.maxHeaderBytes', cfg.http.maxHeaderBytes], ['http.maxBodyBytes', cfg.http.maxBodyBytes], ['http.headersTimeoutMs', cfg.http.headersTimeoutMs], ['http.requestTimeoutMs', cfg.http.requestTimeoutMs], ['http.keepAliveTimeoutMs', cfg.http.keepAliveTimeoutMs], ['http.maxConnections', cfg.http.maxConnections], ['http.maxConnectionsPerSource', cfg.http.maxConnectionsPerSource], ['http.loginPerSourceBurst', cfg.http.loginPerSourceBurst], ['login.maxUnadmittedSessions', cfg.login.maxUnadmittedSessions]] as const) {
+  for (const [k, v] of [
+    ['http.maxHeaderBytes', cfg.http.maxHeaderBytes],
+    ['http.maxBodyBytes', cfg.http.maxBodyBytes],
+    ['http.headersTimeoutMs', cfg.http.headersTimeoutMs],
+    ['http.requestTimeoutMs', cfg.http.requestTimeoutMs],
+    ['http.keepAliveTimeoutMs', cfg.http.keepAliveTimeoutMs],
+    ['http.maxConnections', cfg.http.maxConnections],
+    ['http.maxConnectionsPerSource', cfg.http.maxConnectionsPerSource],
+    ['http.loginPerSourceBurst', cfg.http.loginPerSourceBurst],
+    ['login.maxUnadmittedSessions', cfg.login.maxUnadmittedSessions],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new ConfigError(`${k} must be an integer >= 1, got ${v}`);
   }
-  for (const [k, v] of [['http.loginPerSourcePerS', cfg.http.loginPerSourcePerS], ['login.recoveriesPerS', cfg.login.recoveriesPerS], ['login.selfIssuedPerS', cfg.login.selfIssuedPerS]] as const) {
+  for (const [k, v] of [
+    ['http.loginPerSourcePerS', cfg.http.loginPerSourcePerS],
+    ['login.recoveriesPerS', cfg.login.recoveriesPerS],
+    ['login.selfIssuedPerS', cfg.login.selfIssuedPerS],
+  ] as const) {
     if (!(v > 0)) throw new ConfigError(`${k} must be a number > 0, got ${v}`);
   }
-  if (cfg.http.headersTimeoutMs > cfg.http.requestTimeoutMs) throw new ConfigError(`http.headersTimeoutMs (${cfg.http.headersTimeoutMs}) must not exceed http.requestTimeoutMs (${cfg.http.requestTimeoutMs})`, 'CONFIG_CONFLICT');
+  if (cfg.http.headersTimeoutMs > cfg.http.requestTimeoutMs)
+    throw new ConfigError(
+      `http.headersTimeoutMs (${cfg.http.headersTimeoutMs}) must not exceed http.requestTimeoutMs (${cfg.http.requestTimeoutMs})`,
+      'CONFIG_CONFLICT',
+    );
   for (const k of ['cert', 'key', 'ca'] as const) if (cfg.http.tls[k]) cfg.http.tls[k] = resolve(cfg.http.tls[k]);
   if (cfg.chain.deployment) cfg.chain.deployment = resolve(cfg.chain.deployment);
   if (cfg.chain.keyFile) cfg.chain.keyFile = resolve(cfg.chain.keyFile);
@@ -358,7 +427,10 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
  * Anything else (0.0.0.0, ::, an interface address, a host name) may face the network.
  */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1');
   const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
 }
@@ -373,7 +445,8 @@ const MIN_DEVICE_PACKET_BYTES = MAX_FRAME_BYTES + 64;
  */
 function checkMqtt(m: GatewayConfig['mqtt']): void {
   for (const k of ['allowPlain'] as const) if (!['true', 'false'].includes(m[k])) throw new ConfigError(`mqtt.${k} must be true or false, got "${m[k]}"`);
-  if (!['true', 'false'].includes(m.tls.requireClientCert)) throw new ConfigError(`mqtt.tls.requireClientCert must be true or false, got "${m.tls.requireClientCert}"`);
+  if (!['true', 'false'].includes(m.tls.requireClientCert))
+    throw new ConfigError(`mqtt.tls.requireClientCert must be true or false, got "${m.tls.requireClientCert}"`);
   const atLeast: [string, number, number][] = [
     ['mqtt.maxConnectBytes', m.maxConnectBytes, 256],
     ['mqtt.maxDevicePacketBytes', m.maxDevicePacketBytes, MIN_DEVICE_PACKET_BYTES],
@@ -387,9 +460,14 @@ function checkMqtt(m: GatewayConfig['mqtt']): void {
   for (const [k, v, min] of atLeast) if (!Number.isInteger(v) || v < min) throw new ConfigError(`${k} must be an integer >= ${min}, got ${v}`);
   if (m.maxKeepaliveS > 65_535) throw new ConfigError(`mqtt.maxKeepaliveS must be <= 65535 (MQTT 3.1.1 §3.1.2.10), got ${m.maxKeepaliveS}`);
   const t = m.tls;
-  if (Boolean(t.cert) !== Boolean(t.key)) throw new ConfigError(`mqtt.tls.cert and mqtt.tls.key go together: got cert "${t.cert}", key "${t.key}"`, 'CONFIG_CONFLICT');
+  if (Boolean(t.cert) !== Boolean(t.key))
+    throw new ConfigError(`mqtt.tls.cert and mqtt.tls.key go together: got cert "${t.cert}", key "${t.key}"`, 'CONFIG_CONFLICT');
   if (t.ca && !t.cert) throw new ConfigError('mqtt.tls.ca needs a TLS listener: set mqtt.tls.cert and mqtt.tls.key too', 'CONFIG_CONFLICT');
-  if (t.requireClientCert === 'true' && !t.ca) throw new ConfigError('mqtt.tls.requireClientCert true needs mqtt.tls.ca (the CA that issued the devices\' certificates) and mqtt.tls.cert / mqtt.tls.key', 'CONFIG_CONFLICT');
+  if (t.requireClientCert === 'true' && !t.ca)
+    throw new ConfigError(
+      "mqtt.tls.requireClientCert true needs mqtt.tls.ca (the CA that issued the devices' certificates) and mqtt.tls.cert / mqtt.tls.key",
+      'CONFIG_CONFLICT',
+    );
   if (t.cert) {
     t.cert = resolve(t.cert);
     t.key = resolve(t.key);
@@ -428,7 +506,8 @@ function set(cfg: GatewayConfig, key: string, value: Leaf, source: string): void
   if (!(leaf in node) || typeof node[leaf] === 'object') throw new ConfigError(`unknown config key "${key}" (${source})`, 'CONFIG_UNKNOWN_KEY');
   if (typeof node[leaf] === 'number') {
     const n = typeof value === 'number' ? value : Number(value);
-    if (!Number.isFinite(n) || (typeof value === 'string' && value.trim() === '')) throw new ConfigError(`config key "${key}" must be a number, got "${value}" (${source})`);
+    if (!Number.isFinite(n) || (typeof value === 'string' && value.trim() === ''))
+      throw new ConfigError(`config key "${key}" must be a number, got "${value}" (${source})`);
     node[leaf] = n;
   } else node[leaf] = String(value);
 }

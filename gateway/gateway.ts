@@ -82,7 +82,11 @@ export interface Gateway {
 export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
   // Before anything starts: plain HTTP off loopback without http.allowPlain is a ConfigError.
   const httpT = httpTransport(config.http);
-  if (httpT.plainAllowed) log.warn({ event: 'http_plain', host: config.http.host }, 'plain HTTP on a non-loopback address (http.allowPlain=true): bearer tokens and readings cross the network in clear');
+  if (httpT.plainAllowed)
+    log.warn(
+      { event: 'http_plain', host: config.http.host },
+      'plain HTTP on a non-loopback address (http.allowPlain=true): bearer tokens and readings cross the network in clear',
+    );
   mkdirSync(config.dataDir, { recursive: true });
   const life = new Lifecycle(log);
   const ctx: PartContext = { config, log, metrics: new Metrics(), health: new Health({ log }), life };
@@ -111,10 +115,29 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const http = await startHttp(ctx, { transport: httpT, snapshot, consent, research, registry, sink: storage.sink, proofs });
 
     const { mqtt } = transports;
-    const runtime: RunningGateway = { pid: process.pid, gatewayId: config.gatewayId, influxUrl: db.url, httpUrl: `${httpT.tls ? 'https' : 'http'}://${config.http.host}:${http.port}`, mqttPort: mqtt.port, ...(mqtt.tlsPort !== undefined ? { mqttTlsPort: mqtt.tlsPort } : {}), ...(chain ? { chainUrl: chain.url } : {}) };
+    const runtime: RunningGateway = {
+      pid: process.pid,
+      gatewayId: config.gatewayId,
+      influxUrl: db.url,
+      httpUrl: `${httpT.tls ? 'https' : 'http'}://${config.http.host}:${http.port}`,
+      mqttPort: mqtt.port,
+      ...(mqtt.tlsPort !== undefined ? { mqttTlsPort: mqtt.tlsPort } : {}),
+      ...(chain ? { chainUrl: chain.url } : {}),
+    };
     writeRunningGateway(config.dataDir, runtime);
     life.onStop(() => clearRunningGateway(config.dataDir));
-    log.info({ event: 'ready', mqttPort: mqtt.port, ...(mqtt.tlsPort !== undefined ? { mqttTlsPort: mqtt.tlsPort } : {}), httpPort: http.port, influxUrl: db.url, gatewayId: config.gatewayId, devices: registry.list().length }, 'gateway ready');
+    log.info(
+      {
+        event: 'ready',
+        mqttPort: mqtt.port,
+        ...(mqtt.tlsPort !== undefined ? { mqttTlsPort: mqtt.tlsPort } : {}),
+        httpPort: http.port,
+        influxUrl: db.url,
+        gatewayId: config.gatewayId,
+        devices: registry.list().length,
+      },
+      'gateway ready',
+    );
     return {
       config,
       metrics: ctx.metrics,

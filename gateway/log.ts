@@ -67,7 +67,8 @@ export class RotatingFile {
     this.maxBytes = opts.maxBytes ?? 64 * 1024 * 1024;
     this.keepFiles = opts.keepFiles ?? 4;
     if (!Number.isSafeInteger(this.maxBytes) || this.maxBytes < 0) throw new RangeError(`log.maxBytes must be an integer >= 0, got ${this.maxBytes}`);
-    if (!Number.isSafeInteger(this.keepFiles) || this.keepFiles < 0 || this.keepFiles > 1000) throw new RangeError(`log.keepFiles must be an integer 0-1000, got ${this.keepFiles}`);
+    if (!Number.isSafeInteger(this.keepFiles) || this.keepFiles < 0 || this.keepFiles > 1000)
+      throw new RangeError(`log.keepFiles must be an integer 0-1000, got ${this.keepFiles}`);
     mkdirSync(dirname(file), { recursive: true });
     this.fd = openSync(file, 'a');
     this.bytes = existsSync(file) ? statSync(file).size : 0;
@@ -258,10 +259,13 @@ export class LogLimiter {
     w.byReason.set(key, (w.byReason.get(key) ?? 0) + 1);
     if (!w.timer) {
       const win = w;
-      w.timer = setTimeout(() => {
-        if (this.events.get(event) === win) this.events.delete(event);
-        this.summarise(event, win);
-      }, Math.max(0, win.startedAtMs + this.windowMs - now));
+      w.timer = setTimeout(
+        () => {
+          if (this.events.get(event) === win) this.events.delete(event);
+          this.summarise(event, win);
+        },
+        Math.max(0, win.startedAtMs + this.windowMs - now),
+      );
       w.timer.unref();
     }
   }
@@ -272,6 +276,9 @@ export class LogLimiter {
     if (w.suppressed === 0) return;
     const n = w.suppressed;
     w.suppressed = 0;
-    this.log[w.level]({ event: 'log_suppressed', of: event, suppressed: n, byReason: Object.fromEntries(w.byReason), windowMs: this.windowMs }, `${n} more ${event} lines not written (rate limit: ${this.burst} per ${this.windowMs} ms)`);
+    this.log[w.level](
+      { event: 'log_suppressed', of: event, suppressed: n, byReason: Object.fromEntries(w.byReason), windowMs: this.windowMs },
+      `${n} more ${event} lines not written (rate limit: ${this.burst} per ${this.windowMs} ms)`,
+    );
   }
 }

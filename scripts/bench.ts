@@ -51,7 +51,9 @@ async function main(argv: string[]): Promise<number> {
     },
   });
   if (v.help) {
-    console.log('usage: npm run bench -- [--devices 50] [--frames 600 (small frames per device; the mix sends a third)] [--flood-rate 500 (forged logins/s in (g))] [--flood-sources 16 (their loopback addresses)] [--only login-flood] [--out ./data/bench-results.json]');
+    console.log(
+      'usage: npm run bench -- [--devices 50] [--frames 600 (small frames per device; the mix sends a third)] [--flood-rate 500 (forged logins/s in (g))] [--flood-sources 16 (their loopback addresses)] [--only login-flood] [--out ./data/bench-results.json]',
+    );
     return 0;
   }
   const nDevices = positiveInt('devices', v.devices);
@@ -91,7 +93,8 @@ async function main(argv: string[]): Promise<number> {
   await sleep(1000);
   const idleBusy = sig(machineCpuSeconds().busy - m0.busy, 2);
   machine.busyCpuSecondsBeforeStart = idleBusy;
-  if (idleBusy > 0.2) log(`WARNING: the machine was already busy (${idleBusy} CPU-s in the last second, before the bench started anything): figures will be low`);
+  if (idleBusy > 0.2)
+    log(`WARNING: the machine was already busy (${idleBusy} CPU-s in the last second, before the bench started anything): figures will be low`);
 
   // (a) before anything else runs, on this otherwise idle thread.
   log('(a) bare Ed25519 verification on one core ...');
@@ -121,7 +124,10 @@ async function main(argv: string[]): Promise<number> {
     writeEnrolmentFile(enrolFile, [...small, ...mix, ...paced, ...bleDevices, ...floodFleets.base, ...floodFleets.attack]);
     execFileSync(process.execPath, [GATEWAY_CLI, 'enrol', enrolFile, '--dataDir', gwDir], { stdio: 'pipe' });
     bus = await startPrivateBus({ dir: join(dir, 'bus') });
-    gw = await GatewayProcess.start({ dataDir: gwDir, 'influx.url': influxd.url, 'mqtt.port': 0, 'http.port': 0, gatewayId: 'gw-bench', 'ble.mode': 'on', 'ble.scanIntervalMs': 200 }, { DBUS_SYSTEM_BUS_ADDRESS: bus.address });
+    gw = await GatewayProcess.start(
+      { dataDir: gwDir, 'influx.url': influxd.url, 'mqtt.port': 0, 'http.port': 0, gatewayId: 'gw-bench', 'ble.mode': 'on', 'ble.scanIntervalMs': 200 },
+      { DBUS_SYSTEM_BUS_ADDRESS: bus.address },
+    );
 
     log(`(b) pre-signing ${nDevices} × ${perDevice} heart_rate frames ...`);
     const smallFrames = splitFrames(small, perDevice, ['heart_rate']);
@@ -150,16 +156,26 @@ async function main(argv: string[]): Promise<number> {
     const blePer = Math.max(10, Math.round(perDevice / 6));
     log(`(f) BLE: ${BLE_DEVICES} simulated wearables × ${blePer} heart_rate frames through the simulated BlueZ (private dbus-daemon) ...`);
     const ble = await bleRun(gw, influxd, bus, blePer, e2eSmall.gatewayCpuUsPerFrame);
-    log(`    ${fmt(ble.framesPerSecond)} frames/s acknowledged; gateway ${fmt(ble.gatewayCpuUsPerFrame)} µs CPU per frame, ${fmt(ble.ratioToMqtt, 2)} × an MQTT frame's`);
+    log(
+      `    ${fmt(ble.framesPerSecond)} frames/s acknowledged; gateway ${fmt(ble.gatewayCpuUsPerFrame)} µs CPU per frame, ${fmt(ble.ratioToMqtt, 2)} × an MQTT frame's`,
+    );
     log(`(g) login flood: honest devices paced at ${fmt(rate / 2)} frames/s, without and then with ${floodRate} forged logins/s ...`);
     const loginFlood = await loginFloodRun(gw, influxd, { base: floodFleets.base, attack: floodFleets.attack }, rate / 2, floodRate, floodSources, WINDOW);
-    log(`    PUBACK p50 ${fmt(loginFlood.baseline.p50Ms, 1)} → ${fmt(loginFlood.underFlood.p50Ms, 1)} ms (× ${fmt(loginFlood.ratioP50, 2)}), p95 ${fmt(loginFlood.baseline.p95Ms, 1)} → ${fmt(loginFlood.underFlood.p95Ms, 1)} ms (× ${fmt(loginFlood.ratioP95, 2)})`);
+    log(
+      `    PUBACK p50 ${fmt(loginFlood.baseline.p50Ms, 1)} → ${fmt(loginFlood.underFlood.p50Ms, 1)} ms (× ${fmt(loginFlood.ratioP50, 2)}), p95 ${fmt(loginFlood.baseline.p95Ms, 1)} → ${fmt(loginFlood.underFlood.p95Ms, 1)} ms (× ${fmt(loginFlood.ratioP95, 2)})`,
+    );
     const problems = gw.problems();
 
     const results = {
       version: 1,
       machine,
-      settings: { devices: nDevices, inFlightPerDevice: WINDOW, gatewayVerifyWorkers: 2, storageBatchFrames: 1000, note: 'gateway defaults except data dir, ports and influx.url' },
+      settings: {
+        devices: nDevices,
+        inFlightPerDevice: WINDOW,
+        gatewayVerifyWorkers: 2,
+        storageBatchFrames: 1000,
+        note: 'gateway defaults except data dir, ports and influx.url',
+      },
       verify: verifyFigures,
       endToEnd: [e2eSmall, e2eMix],
       latency,
@@ -174,10 +190,14 @@ async function main(argv: string[]): Promise<number> {
     writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
     print(results);
     console.log(`\nwritten to ${outFile}`);
-    const ok = e2eSmall.complete && e2eMix.complete && latency.errors === 0 && ble.complete && loginFlood.baseline.errors === 0 && loginFlood.underFlood.errors === 0;
+    const ok =
+      e2eSmall.complete && e2eMix.complete && latency.errors === 0 && ble.complete && loginFlood.baseline.errors === 0 && loginFlood.underFlood.errors === 0;
     if (!ok) console.log('WARNING: a run did not complete (see "complete" and "errors" in the JSON)');
     const busy = [e2eSmall.cpu, e2eMix.cpu, latency.cpu].filter((c) => c.otherS > 0.1 * machine.cpus * c.wallS);
-    if (busy.length) console.log(`WARNING: other processes used more than 10 % of the machine's CPU during ${busy.length} of the 3 runs (OTHER above): those figures understate this gateway`);
+    if (busy.length)
+      console.log(
+        `WARNING: other processes used more than 10 % of the machine's CPU during ${busy.length} of the 3 runs (OTHER above): those figures understate this gateway`,
+      );
     return ok ? 0 : 1;
   } finally {
     let t = performance.now();

@@ -122,7 +122,13 @@ function options(argv: string[]): Options | undefined {
     const bleFaults = v['ble-faults'].trim() === 'none' ? '' : v['ble-faults'];
     parseFaultRates(bleFaults);
     const bleDevices = v['ble-devices'] === '0' ? 0 : positiveInt('ble-devices', v['ble-devices']);
-    return { durationMs: v.duration !== undefined ? parseDuration(v.duration) : undefined, devices: positiveInt('devices', v.devices), faults, bleDevices, bleFaults };
+    return {
+      durationMs: v.duration !== undefined ? parseDuration(v.duration) : undefined,
+      devices: positiveInt('devices', v.devices),
+      faults,
+      bleDevices,
+      bleFaults,
+    };
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -204,7 +210,10 @@ class LiveView {
 }
 
 function compactLine(s: StatusSnapshot, p: FleetProgress | undefined, ble: FleetProgress | undefined, elapsedS: number, researcher?: string): string {
-  const list = (o: Record<string, number>): string => Object.entries(o).map(([k, n]) => `${k}=${n}`).join(' ') || 'none';
+  const list = (o: Record<string, number>): string =>
+    Object.entries(o)
+      .map(([k, n]) => `${k}=${n}`)
+      .join(' ') || 'none';
   return (
     `[${String(elapsedS).padStart(5)}s] gateway: received ${s.frames.received} accepted ${s.frames.accepted} (${s.frames.acceptedPerS.toFixed(1)}/s) ` +
     `rejected ${s.frames.rejected} (${list(s.frames.rejectedBy)}) connect refused ${list(s.mqtt.connectRefusedBy)} devices ${s.mqtt.devicesConnected} ` +
@@ -265,10 +274,11 @@ async function main(argv: string[]): Promise<number> {
   const caFile = rel(ca.caCert);
   const stopGateway = (() => {
     let p: Promise<void> | undefined;
-    return () => (p ??= gw.stop().finally(async () => {
-      log.flush();
-      await bus?.stop();
-    }));
+    return () =>
+      (p ??= gw.stop().finally(async () => {
+        log.flush();
+        await bus?.stop();
+      }));
   })();
 
   let fleetReport: FleetReport | undefined;
@@ -290,11 +300,15 @@ async function main(argv: string[]): Promise<number> {
     console.log(`  InfluxDB      ${gw.influxUrl}  database ${gw.config.influx.database}  (embedded: it stops when the demo stops)`);
     if (gw.chain) {
       console.log(`  chain         ${gw.chain.url}  chain id ${gw.chain.chainId} (embedded anvil, DEV ONLY keys; state in ${rel(join(DATA_DIR, 'chain'))})`);
-      console.log(`                DeviceRegistry ${gw.chain.record.deviceRegistry.address}  AnchorRegistry ${gw.chain.record.anchorRegistry.address}  gateway ${gw.chain.address}`);
+      console.log(
+        `                DeviceRegistry ${gw.chain.record.deviceRegistry.address}  AnchorRegistry ${gw.chain.record.anchorRegistry.address}  gateway ${gw.chain.address}`,
+      );
       console.log(`                a Merkle batch of accepted frames is sealed and anchored every ${gw.config.batch.intervalMs / 1000} s`);
     }
     console.log(`  gateway log   ${rel(logFile)}`);
-    console.log(`  devices       ${devices.length} MQTT wearables (seed "${SEED}")${bleDevices.length ? ` and ${bleDevices.length} BLE wearables (seed "${BLE_SEED}")` : ''}: ${enrol.enrolled.length} newly enrolled, ${enrol.unchanged.length} already enrolled; state in ${rel(stateDir)}`);
+    console.log(
+      `  devices       ${devices.length} MQTT wearables (seed "${SEED}")${bleDevices.length ? ` and ${bleDevices.length} BLE wearables (seed "${BLE_SEED}")` : ''}: ${enrol.enrolled.length} newly enrolled, ${enrol.unchanged.length} already enrolled; state in ${rel(stateDir)}`,
+    );
     if (bus) console.log(`  BLE           simulated BlueZ on a private D-Bus: DBUS_SYSTEM_BUS_ADDRESS=${bus.address}`);
     console.log(`  faults        MQTT: ${o.faults || 'none'}${bus ? `\n                BLE:  ${o.bleFaults || 'none'}` : ''}`);
     console.log('  look at the stored data from another terminal while the demo runs:');
@@ -371,7 +385,11 @@ async function main(argv: string[]): Promise<number> {
         const head = stop.signal.aborted
           ? `stopping (${stopReason}): waiting for acknowledgements and InfluxDB writes ... (Ctrl-C again to quit at once)`
           : `running ${elapsedS}s${o.durationMs !== undefined ? ` of ${Math.round(o.durationMs / 1000)}s` : ''}  (Ctrl-C to stop)`;
-        const sims = [`sim mqtt ${progress ? progressLine(progress).trim() : 'starting'}`, ...(bus ? [`sim ble  ${bleProgress ? progressLine(bleProgress).trim() : 'starting'}`] : []), ...(researcher ? [researcher.line()] : [])];
+        const sims = [
+          `sim mqtt ${progress ? progressLine(progress).trim() : 'starting'}`,
+          ...(bus ? [`sim ble  ${bleProgress ? progressLine(bleProgress).trim() : 'starting'}`] : []),
+          ...(researcher ? [researcher.line()] : []),
+        ];
         view.draw([head, formatStatus(s), ...sims].join('\n'));
       } else if (final || Date.now() - lastPlain >= 5000) {
         lastPlain = Date.now();
@@ -433,11 +451,18 @@ async function main(argv: string[]): Promise<number> {
     // The researcher's end: export with proofs and verify, revocation, disclosure report.
     const researched = researcher ? await researcher.finish() : undefined;
     await stopGateway();
-    console.log(`\n${summary(final, [fleetReport, ...(bleReport ? [bleReport] : [])], gw.influxUrl, gw.config.influx.database, stopReason, Date.now() - started)}`);
+    console.log(
+      `\n${summary(final, [fleetReport, ...(bleReport ? [bleReport] : [])], gw.influxUrl, gw.config.influx.database, stopReason, Date.now() - started)}`,
+    );
     console.log(`  TLS        MQTT wearables over ${mqttsUrl}, researcher over ${httpsUrl} and ${mqttsUrl}; DEV ONLY CA ${caFile}`);
     for (const l of [...proofLines, ...bleProofLines.slice(1, 2)]) console.log(l);
     for (const l of researched?.lines ?? []) console.log(l);
-    if (researched) console.log(researched.ok ? '             every researcher step held: live deliveries, export verified, subscription cut on revocation, accesses in the report' : '  WARNING: a researcher step failed (see above)');
+    if (researched)
+      console.log(
+        researched.ok
+          ? '             every researcher step held: live deliveries, export verified, subscription cut on revocation, accesses in the report'
+          : '  WARNING: a researcher step failed (see above)',
+      );
     if (researcherFailure) console.log(`  WARNING: the researcher did not start: ${researcherFailure}`);
     const reports = [fleetReport, ...(bleReport ? [bleReport] : [])];
     return reports.every((r) => r.drained && r.faults.unexpected === 0) && researcherFailure === undefined && (researched?.ok ?? true) ? 0 : 1;
@@ -452,14 +477,19 @@ async function checkOneProof(gw: Gateway, device: string | undefined, anchored: 
   if (!gw.chain) return ['  proofs     chain.mode is off: nothing anchored'];
   const out = [
     `  anchors    ${s.batches.lastAnchored} batches anchored on chain ${gw.chain.chainId}${anchored ? '' : ` (${s.batches.pendingAnchors} still waiting: anchored on the next start)`}` +
-      (s.chain.lastAnchor ? `; last: batch ${s.chain.lastAnchor.batch}, root ${s.chain.lastAnchor.root.slice(0, 18)}…, tx ${s.chain.lastAnchor.txHash.slice(0, 18)}…, block ${s.chain.lastAnchor.block}` : ''),
+      (s.chain.lastAnchor
+        ? `; last: batch ${s.chain.lastAnchor.batch}, root ${s.chain.lastAnchor.root.slice(0, 18)}…, tx ${s.chain.lastAnchor.txHash.slice(0, 18)}…, block ${s.chain.lastAnchor.block}`
+        : ''),
   ];
   if (!device) return out;
   const r = await gw.proofs.byRange(device, undefined, undefined, 1).catch(() => undefined);
   const bundle = r?.export.bundles[0];
   if (!bundle) return [...out, `  proof      no anchored frame of ${device} to check yet`];
   const v = await verifyBundle(bundle, { provider: gw.chain.provider });
-  out.push(`  ${`${label}proof`.padEnd(10)} frame ${bundle.frame.deviceId}/${bundle.frame.seq} (batch ${bundle.anchor.batchSeq}, leaf ${bundle.inclusion.leafIndex} of ${bundle.inclusion.treeSize}): ` + v.checks.map((c) => `${c.check} ${c.status === 'pass' ? 'ok' : c.status.toUpperCase()}`).join(', '));
+  out.push(
+    `  ${`${label}proof`.padEnd(10)} frame ${bundle.frame.deviceId}/${bundle.frame.seq} (batch ${bundle.anchor.batchSeq}, leaf ${bundle.inclusion.leafIndex} of ${bundle.inclusion.treeSize}): ` +
+      v.checks.map((c) => `${c.check} ${c.status === 'pass' ? 'ok' : c.status.toUpperCase()}`).join(', '),
+  );
   out.push('  do the same yourself while a demo runs (e.g. npm run demo -- --duration 10m), from another terminal:');
   for (const h of proofHints(device, gw.chain.url.replace(/:\d+$/, ':<PORT>'), caFile)) out.push(`    ${h}`);
   return out;
@@ -510,14 +540,19 @@ function summary(s: StatusSnapshot, reports: FleetReport[], influxUrl: string, d
       `written to InfluxDB ${s.storage.framesWritten} frames (${s.storage.pointsWritten} readings)` +
       (s.spool.backlogFrames ? `; ${s.spool.backlogFrames} still in the spool (written on the next start)` : ''),
   );
-  const injected = Object.entries(r.faults.injected).map(([k, n]) => `${k}=${n}`).join(' ') || 'none';
+  const injected =
+    Object.entries(r.faults.injected)
+      .map(([k, n]) => `${k}=${n}`)
+      .join(' ') || 'none';
   out.push(`  faults injected: ${injected}`);
 
   const rows: [string, number, number][] = [];
   const reasons = new Set([...Object.keys(s.frames.rejectedBy), ...Object.keys(r.faults.expectedRejections)]);
-  for (const k of [...reasons].sort()) rows.push([`rejected ${k}`, s.frames.rejectedBy[k] ?? 0, (r.faults.expectedRejections as Record<string, number>)[k] ?? 0]);
+  for (const k of [...reasons].sort())
+    rows.push([`rejected ${k}`, s.frames.rejectedBy[k] ?? 0, (r.faults.expectedRejections as Record<string, number>)[k] ?? 0]);
   const refusals = new Set([...Object.keys(s.mqtt.connectRefusedBy), ...Object.keys(r.faults.expectedConnectRefusals)]);
-  for (const k of [...refusals].sort()) rows.push([`connect ${k}`, s.mqtt.connectRefusedBy[k] ?? 0, (r.faults.expectedConnectRefusals as Record<string, number>)[k] ?? 0]);
+  for (const k of [...refusals].sort())
+    rows.push([`connect ${k}`, s.mqtt.connectRefusedBy[k] ?? 0, (r.faults.expectedConnectRefusals as Record<string, number>)[k] ?? 0]);
   if (s.ble.mode === 'on') {
     const frags = new Set([...Object.keys(s.ble.fragmentRejectedBy), ...Object.keys(r.faults.expectedFragmentRejections)]);
     for (const k of [...frags].sort()) rows.push([`ble ${k}`, s.ble.fragmentRejectedBy[k] ?? 0, r.faults.expectedFragmentRejections[k] ?? 0]);

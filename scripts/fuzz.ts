@@ -44,13 +44,19 @@ async function main(argv: string[]): Promise<number> {
   for (const rep of r.reports) console.log(formatReport(rep));
   if (r.gateway) {
     const g = r.gateway;
-    console.log(`gateway pid ${g.pid}: started in ${(g.startMs / 1000).toFixed(1)} s; RSS baseline ${mib(g.rss.baselineBytes)}, peak ${mib(g.rss.peakBytes)} (bound: baseline + ${mib(RSS_GROWTH_BOUND)}), after ${mib(g.rss.afterBytes)}, VmHWM ${mib(g.rss.hwmBytes)}; ${g.exited ? 'EXITED' : 'still running at the end'}`);
-    console.log(`  honest frames: ${g.honest.sent} published, missing from storage ${g.honest.missing.length}, stored twice ${g.honest.duplicated.length}; log lines ${g.logLines}; error lines ${g.errorLines}${g.errorLines > g.errors.length ? ` (the first ${g.errors.length}:)` : ''}`);
+    console.log(
+      `gateway pid ${g.pid}: started in ${(g.startMs / 1000).toFixed(1)} s; RSS baseline ${mib(g.rss.baselineBytes)}, peak ${mib(g.rss.peakBytes)} (bound: baseline + ${mib(RSS_GROWTH_BOUND)}), after ${mib(g.rss.afterBytes)}, VmHWM ${mib(g.rss.hwmBytes)}; ${g.exited ? 'EXITED' : 'still running at the end'}`,
+    );
+    console.log(
+      `  honest frames: ${g.honest.sent} published, missing from storage ${g.honest.missing.length}, stored twice ${g.honest.duplicated.length}; log lines ${g.logLines}; error lines ${g.errorLines}${g.errorLines > g.errors.length ? ` (the first ${g.errors.length}:)` : ''}`,
+    );
     for (const e of g.errors) console.log(`  error line: ${e}`);
     for (const f of g.logFloods) console.log(`  log flood: ${f.event}, ${f.maxPerMinute} warning lines in one minute (at most ${LOG_FLOOD_PER_MINUTE})`);
   }
   const s = r.elapsedMs / 1000;
-  console.log(`total: ${r.inputs.toLocaleString('en-US')} inputs in ${s.toFixed(1)} s (${Math.round(r.inputs / s).toLocaleString('en-US')} inputs/s); unexpected: ${r.unexpected}`);
+  console.log(
+    `total: ${r.inputs.toLocaleString('en-US')} inputs in ${s.toFixed(1)} s (${Math.round(r.inputs / s).toLocaleString('en-US')} inputs/s); unexpected: ${r.unexpected}`,
+  );
   if (v.json) writeFileSync(v.json, `${JSON.stringify(r, null, 2)}\n`);
   return r.unexpected === 0 ? 0 : 1;
 }

@@ -108,7 +108,16 @@ function specFragments(frame: Uint8Array, sizes: (i: number) => number, o: { cou
   const out: Uint8Array[] = [];
   for (let off = 0, i = 0; off < frame.length; i++) {
     const take = Math.min(sizes(i), frame.length - off);
-    out.push(specFragment({ last: off + take === frame.length, retransmit: o.retransmit, counter: o.counter, index: i, frameLength: i === 0 ? frame.length : undefined, data: frame.subarray(off, off + take) }));
+    out.push(
+      specFragment({
+        last: off + take === frame.length,
+        retransmit: o.retransmit,
+        counter: o.counter,
+        index: i,
+        frameLength: i === 0 ? frame.length : undefined,
+        data: frame.subarray(off, off + take),
+      }),
+    );
     off += take;
   }
   return out;
@@ -133,7 +142,13 @@ function specUuid(n: number): string {
 }
 
 function buildUuids(): unknown {
-  const want = { base: GATT_BASE_UUID, service: VITALPROOF_SERVICE_UUID, frame: FRAME_CHARACTERISTIC_UUID, control: CONTROL_CHARACTERISTIC_UUID, info: INFO_CHARACTERISTIC_UUID };
+  const want = {
+    base: GATT_BASE_UUID,
+    service: VITALPROOF_SERVICE_UUID,
+    frame: FRAME_CHARACTERISTIC_UUID,
+    control: CONTROL_CHARACTERISTIC_UUID,
+    info: INFO_CHARACTERISTIC_UUID,
+  };
   const got = { base: specUuid(0), service: specUuid(1), frame: specUuid(2), control: specUuid(3), info: specUuid(4) };
   if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`gatt.ts UUIDs differ from the §10.2 derivation: ${JSON.stringify(got)}`);
   return {
@@ -164,13 +179,56 @@ interface FragmentVector {
 function fragmentSpecs(): FragmentVector[] {
   const out: FragmentVector[] = [];
   for (const f of GATT_FRAMES) {
-    for (const mtu of GATT_MTUS) out.push({ name: `${f}-mtu-${mtu}`, desc: `frames/valid/${f} at ATT_MTU ${mtu} (notifications of at most ${Math.min(mtu - 3, 512)} bytes), the first frame of a connection`, frameVector: f, mtu, counter: 0, retransmit: false });
+    for (const mtu of GATT_MTUS)
+      out.push({
+        name: `${f}-mtu-${mtu}`,
+        desc: `frames/valid/${f} at ATT_MTU ${mtu} (notifications of at most ${Math.min(mtu - 3, 512)} bytes), the first frame of a connection`,
+        frameVector: f,
+        mtu,
+        counter: 0,
+        retransmit: false,
+      });
   }
-  out.push({ name: 'heart-rate-default-mtu-23-retransmit-counter-15', desc: 'heart-rate-default at ATT_MTU 23 as the 16th frame of a connection (counter 15) and handed out before (R = 1)', frameVector: 'heart-rate-default', mtu: 23, counter: 15, retransmit: true });
-  out.push({ name: 'accelerometer-default-mtu-185-counter-9', desc: 'accelerometer-default at ATT_MTU 185 with frame counter 9', frameVector: 'accelerometer-default', mtu: 185, counter: 9, retransmit: false });
-  out.push({ name: 'single-sample-interval-0-mtu-108-exactly-one-fragment', desc: 'the 101-byte frame at ATT_MTU 108: 105-byte notifications, so the 4-byte first header and the whole frame fill exactly one', frameVector: 'single-sample-interval-0', mtu: 108, counter: 0, retransmit: false });
-  out.push({ name: 'single-sample-interval-0-mtu-107-last-fragment-1-byte', desc: 'the 101-byte frame at ATT_MTU 107: the first fragment carries 100 bytes, the second 1', frameVector: 'single-sample-interval-0', mtu: 107, counter: 0, retransmit: false });
-  out.push({ name: 'ecg-default-mtu-1024-capped-at-512', desc: 'ecg-default at ATT_MTU 1024: no notification value exceeds 512 bytes (the longest attribute value), whatever the MTU', frameVector: 'ecg-default', mtu: 1024, counter: 0, retransmit: false });
+  out.push({
+    name: 'heart-rate-default-mtu-23-retransmit-counter-15',
+    desc: 'heart-rate-default at ATT_MTU 23 as the 16th frame of a connection (counter 15) and handed out before (R = 1)',
+    frameVector: 'heart-rate-default',
+    mtu: 23,
+    counter: 15,
+    retransmit: true,
+  });
+  out.push({
+    name: 'accelerometer-default-mtu-185-counter-9',
+    desc: 'accelerometer-default at ATT_MTU 185 with frame counter 9',
+    frameVector: 'accelerometer-default',
+    mtu: 185,
+    counter: 9,
+    retransmit: false,
+  });
+  out.push({
+    name: 'single-sample-interval-0-mtu-108-exactly-one-fragment',
+    desc: 'the 101-byte frame at ATT_MTU 108: 105-byte notifications, so the 4-byte first header and the whole frame fill exactly one',
+    frameVector: 'single-sample-interval-0',
+    mtu: 108,
+    counter: 0,
+    retransmit: false,
+  });
+  out.push({
+    name: 'single-sample-interval-0-mtu-107-last-fragment-1-byte',
+    desc: 'the 101-byte frame at ATT_MTU 107: the first fragment carries 100 bytes, the second 1',
+    frameVector: 'single-sample-interval-0',
+    mtu: 107,
+    counter: 0,
+    retransmit: false,
+  });
+  out.push({
+    name: 'ecg-default-mtu-1024-capped-at-512',
+    desc: 'ecg-default at ATT_MTU 1024: no notification value exceeds 512 bytes (the longest attribute value), whatever the MTU',
+    frameVector: 'ecg-default',
+    mtu: 1024,
+    counter: 0,
+    retransmit: false,
+  });
   return out;
 }
 
@@ -178,7 +236,8 @@ function buildFragmentVector(v: FragmentVector, frames: Map<string, Uint8Array>)
   const frame = need(frames, v.frameVector);
   const spec = specFragmentsAtMtu(frame, v.mtu, v.counter, v.retransmit);
   const codec = fragmentFrame(frame, { mtu: v.mtu, counter: v.counter, retransmit: v.retransmit });
-  if (spec.length !== codec.length || spec.some((s, i) => hex(s) !== hex(codec[i]!))) throw new Error(`${v.name}: fragmentFrame disagrees with the §10.5 layout`);
+  if (spec.length !== codec.length || spec.some((s, i) => hex(s) !== hex(codec[i]!)))
+    throw new Error(`${v.name}: fragmentFrame disagrees with the §10.5 layout`);
   const limit = notificationBytes(v.mtu);
   if (spec.some((s) => s.length > limit)) throw new Error(`${v.name}: a notification is over ${limit} bytes`);
   if (spec.length - 1 > 0x3ff) throw new Error(`${v.name}: index overflow`);
@@ -190,7 +249,8 @@ function buildFragmentVector(v: FragmentVector, frames: Map<string, Uint8Array>)
   }
   let last: ReassemblyVerdict | undefined;
   for (const s of spec) last = r.push(s);
-  if (last?.status !== 'frame' || hex(last.frame) !== hex(frame) || last.retransmit !== v.retransmit || r.lost) throw new Error(`${v.name}: the reassembler does not give the frame back`);
+  if (last?.status !== 'frame' || hex(last.frame) !== hex(frame) || last.retransmit !== v.retransmit || r.lost)
+    throw new Error(`${v.name}: the reassembler does not give the frame back`);
   decodeFrame(frame);
   return {
     desc: v.desc,
@@ -255,14 +315,17 @@ function buildReassemblyVector(v: ReassemblyVector): unknown {
     if ('expire' in s) {
       const got = r.expire();
       const gotList = got ? [{ reason: got.reason, droppedBytes: got.droppedBytes }] : [];
-      if (JSON.stringify(gotList) !== JSON.stringify(exp.rejections) || exp.status) throw new Error(`${v.name} step ${i}: expire() gives ${JSON.stringify(gotList)}, the vector says "${s.expect}"`);
+      if (JSON.stringify(gotList) !== JSON.stringify(exp.rejections) || exp.status)
+        throw new Error(`${v.name} step ${i}: expire() gives ${JSON.stringify(gotList)}, the vector says "${s.expect}"`);
       return { atMs: s.atMs, expire: true, want };
     }
     const got = r.push(s.notification);
     const gotRejections = got.rejections.map((x) => ({ reason: x.reason, droppedBytes: x.droppedBytes }));
     const gotReason = got.status === 'rejected' ? got.reason : undefined;
     if (got.status !== exp.status || gotReason !== exp.reason || JSON.stringify(gotRejections) !== JSON.stringify(exp.rejections)) {
-      throw new Error(`${v.name} step ${i}: the reassembler says ${got.status} ${gotReason ?? ''} ${JSON.stringify(gotRejections)}, the vector says "${s.expect}"`);
+      throw new Error(
+        `${v.name} step ${i}: the reassembler says ${got.status} ${gotReason ?? ''} ${JSON.stringify(gotRejections)}, the vector says "${s.expect}"`,
+      );
     }
     want.status = got.status;
     if (gotReason) want.reason = gotReason;
@@ -292,8 +355,10 @@ function reassemblySpecs(frames: Map<string, Uint8Array>): ReassemblyVector[] {
   const H = at23(hr); // 7 fragments
   if (H.length !== 7) throw new Error('heart-rate-default should take 7 fragments at MTU 23');
   const hrRest = (n: number) => H.slice(n).map((notification) => ({ atMs: 0, notification, expect: 'discarded' }));
-  const seq = (list: Uint8Array[], expects: string[], atMs = 0): Step[] => list.map((notification, i) => ({ atMs, notification, expect: expects[i] ?? expects[expects.length - 1]! }));
-  const whole = (list: Uint8Array[], atMs = 0): Step[] => list.map((notification, i) => ({ atMs, notification, expect: i === list.length - 1 ? 'frame' : 'incomplete' }));
+  const seq = (list: Uint8Array[], expects: string[], atMs = 0): Step[] =>
+    list.map((notification, i) => ({ atMs, notification, expect: expects[i] ?? expects[expects.length - 1]! }));
+  const whole = (list: Uint8Array[], atMs = 0): Step[] =>
+    list.map((notification, i) => ({ atMs, notification, expect: i === list.length - 1 ? 'frame' : 'incomplete' }));
   const get = (list: Uint8Array[], i: number): Uint8Array => {
     const x = list[i];
     if (!x) throw new Error(`no fragment ${i}`);
@@ -318,62 +383,259 @@ function reassemblySpecs(frames: Map<string, Uint8Array>): ReassemblyVector[] {
 
   // Honest streams.
   add('valid-one-frame-mtu-23', 'heart-rate-default (117 bytes) in 7 notifications at ATT_MTU 23: incomplete six times, then the frame', whole(H));
-  add('valid-three-frames-counters-0-1-2', 'heart-rate-default, spo2-default and steps-default back to back at ATT_MTU 23, frame counters 0, 1, 2', [...whole(H), ...whole(at23(spo2, 1)), ...whole(at23(steps1, 2))]);
-  add('valid-single-fragment-frames-mtu-247', 'three frames that each fit one notification at ATT_MTU 247 (244 bytes)', [...whole(at247(hr, 0)), ...whole(at247(spo2, 1)), ...whole(at247(steps1, 2))]);
-  add('valid-retransmission', 'heart-rate-default handed out before: R = 1 on every fragment, and the frame comes out flagged as a retransmission', whole(at23(hr, 0, true)));
-  add('valid-counter-wraps-after-15', '17 single-fragment frames: counters 0 … 15, then 0 again', Array.from({ length: 17 }, (_, i) => whole(at247(i % 2 ? spo2 : hr, i % 16))).flat());
-  add('valid-fragment-sizes-change-mid-frame', 'accelerometer-default (397 bytes) in fragments of 16, 18, 18 and then 242 data bytes: the receiver needs no MTU, each fragment describes itself (the MTU exchange may complete while a frame is under way)', whole(specFragments(acc, (i) => (i === 0 ? 16 : i < 3 ? 18 : 242), { counter: 0, retransmit: false })));
-  add('valid-slow-link-within-stall-limit', 'heart-rate-default with 10 s (exactly the stall limit) between fragments: not stalled', H.map((notification, i) => ({ atMs: i * STALL_MS, notification, expect: i === H.length - 1 ? 'frame' : 'incomplete' })));
+  add('valid-three-frames-counters-0-1-2', 'heart-rate-default, spo2-default and steps-default back to back at ATT_MTU 23, frame counters 0, 1, 2', [
+    ...whole(H),
+    ...whole(at23(spo2, 1)),
+    ...whole(at23(steps1, 2)),
+  ]);
+  add('valid-single-fragment-frames-mtu-247', 'three frames that each fit one notification at ATT_MTU 247 (244 bytes)', [
+    ...whole(at247(hr, 0)),
+    ...whole(at247(spo2, 1)),
+    ...whole(at247(steps1, 2)),
+  ]);
+  add(
+    'valid-retransmission',
+    'heart-rate-default handed out before: R = 1 on every fragment, and the frame comes out flagged as a retransmission',
+    whole(at23(hr, 0, true)),
+  );
+  add(
+    'valid-counter-wraps-after-15',
+    '17 single-fragment frames: counters 0 … 15, then 0 again',
+    Array.from({ length: 17 }, (_, i) => whole(at247(i % 2 ? spo2 : hr, i % 16))).flat(),
+  );
+  add(
+    'valid-fragment-sizes-change-mid-frame',
+    'accelerometer-default (397 bytes) in fragments of 16, 18, 18 and then 242 data bytes: the receiver needs no MTU, each fragment describes itself (the MTU exchange may complete while a frame is under way)',
+    whole(specFragments(acc, (i) => (i === 0 ? 16 : i < 3 ? 18 : 242), { counter: 0, retransmit: false })),
+  );
+  add(
+    'valid-slow-link-within-stall-limit',
+    'heart-rate-default with 10 s (exactly the stall limit) between fragments: not stalled',
+    H.map((notification, i) => ({ atMs: i * STALL_MS, notification, expect: i === H.length - 1 ? 'frame' : 'incomplete' })),
+  );
 
   // §10.6 rule 1: longer than any notification.
-  add('oversized-notification-513-bytes', 'a 513-byte notification: no attribute value is longer than 512 bytes, so it is refused unread (its counter is not used up); then an honest frame with counter 0', [{ atMs: 0, notification: frag({ last: true, frameLength: 509, data: new Uint8Array(509) }), expect: 'OVERSIZED' }, ...whole(H)]);
-  add('oversized-notification-and-repeated', 'the same 513-byte notification twice: too long to be kept for the duplicate check, so refused twice as OVERSIZED', [{ atMs: 0, notification: new Uint8Array(513), expect: 'OVERSIZED' }, { atMs: 0, notification: new Uint8Array(513), expect: 'OVERSIZED' }]);
+  add(
+    'oversized-notification-513-bytes',
+    'a 513-byte notification: no attribute value is longer than 512 bytes, so it is refused unread (its counter is not used up); then an honest frame with counter 0',
+    [{ atMs: 0, notification: frag({ last: true, frameLength: 509, data: new Uint8Array(509) }), expect: 'OVERSIZED' }, ...whole(H)],
+  );
+  add(
+    'oversized-notification-and-repeated',
+    'the same 513-byte notification twice: too long to be kept for the duplicate check, so refused twice as OVERSIZED',
+    [
+      { atMs: 0, notification: new Uint8Array(513), expect: 'OVERSIZED' },
+      { atMs: 0, notification: new Uint8Array(513), expect: 'OVERSIZED' },
+    ],
+  );
   // Rule 2: duplicates.
-  add('duplicate-fragment', 'fragment 2 of heart-rate-default signalled twice (as BlueZ has been seen to do): the copy is ignored and the frame completes', seq([...H.slice(0, 3), get(H, 2), ...H.slice(3)], ['incomplete', 'incomplete', 'incomplete', 'DUPLICATE', 'incomplete', 'incomplete', 'incomplete', 'frame']));
-  add('duplicate-single-fragment-frame', 'a single-fragment frame signalled twice: delivered once', seq([get(at247(hr), 0), get(at247(hr), 0), get(at247(spo2, 1), 0)], ['frame', 'DUPLICATE', 'frame']));
-  add('duplicate-last-fragment', 'the last fragment of heart-rate-default signalled twice: the frame once, then a duplicate', seq([...H, get(H, 6)], ['incomplete', 'incomplete', 'incomplete', 'incomplete', 'incomplete', 'incomplete', 'frame', 'DUPLICATE']));
-  add('duplicate-and-too-short', 'a 1-byte notification twice: TOO_SHORT, then the copy is a duplicate of it', [{ atMs: 0, notification: Uint8Array.of(0x80), expect: 'TOO_SHORT' }, { atMs: 0, notification: Uint8Array.of(0x80), expect: 'DUPLICATE' }]);
+  add(
+    'duplicate-fragment',
+    'fragment 2 of heart-rate-default signalled twice (as BlueZ has been seen to do): the copy is ignored and the frame completes',
+    seq(
+      [...H.slice(0, 3), get(H, 2), ...H.slice(3)],
+      ['incomplete', 'incomplete', 'incomplete', 'DUPLICATE', 'incomplete', 'incomplete', 'incomplete', 'frame'],
+    ),
+  );
+  add(
+    'duplicate-single-fragment-frame',
+    'a single-fragment frame signalled twice: delivered once',
+    seq([get(at247(hr), 0), get(at247(hr), 0), get(at247(spo2, 1), 0)], ['frame', 'DUPLICATE', 'frame']),
+  );
+  add(
+    'duplicate-last-fragment',
+    'the last fragment of heart-rate-default signalled twice: the frame once, then a duplicate',
+    seq([...H, get(H, 6)], ['incomplete', 'incomplete', 'incomplete', 'incomplete', 'incomplete', 'incomplete', 'frame', 'DUPLICATE']),
+  );
+  add('duplicate-and-too-short', 'a 1-byte notification twice: TOO_SHORT, then the copy is a duplicate of it', [
+    { atMs: 0, notification: Uint8Array.of(0x80), expect: 'TOO_SHORT' },
+    { atMs: 0, notification: Uint8Array.of(0x80), expect: 'DUPLICATE' },
+  ]);
   // Rule 3: too short.
   add('too-short-empty-notification', 'a notification with no bytes', [{ atMs: 0, notification: new Uint8Array(0), expect: 'TOO_SHORT' }]);
   add('too-short-1-byte', 'a 1-byte notification: not even a header word', [{ atMs: 0, notification: Uint8Array.of(0x80), expect: 'TOO_SHORT' }]);
-  add('too-short-first-fragment-header-only', 'a first fragment of 4 bytes (header word and length, no data)', [{ atMs: 0, notification: frag({ last: true, frameLength: 117, data: new Uint8Array(0) }), expect: 'TOO_SHORT' }]);
-  add('too-short-continuation-header-only', 'heart-rate-default with its fragment 3 cut to its 2-byte header: the partial frame is dropped, the rest discarded', [...whole(H.slice(0, 3)).map((s) => ({ ...s, expect: 'incomplete' })), { atMs: 0, notification: get(H, 3).slice(0, 2), expect: `TOO_SHORT:${received(3)}` }, ...hrRest(4)]);
-  add('too-short-first-fragment-3-bytes', 'a first fragment cut inside its length field', [{ atMs: 0, notification: get(H, 0).slice(0, 3), expect: 'TOO_SHORT' }]);
+  add('too-short-first-fragment-header-only', 'a first fragment of 4 bytes (header word and length, no data)', [
+    { atMs: 0, notification: frag({ last: true, frameLength: 117, data: new Uint8Array(0) }), expect: 'TOO_SHORT' },
+  ]);
+  add(
+    'too-short-continuation-header-only',
+    'heart-rate-default with its fragment 3 cut to its 2-byte header: the partial frame is dropped, the rest discarded',
+    [
+      ...whole(H.slice(0, 3)).map((s) => ({ ...s, expect: 'incomplete' })),
+      { atMs: 0, notification: get(H, 3).slice(0, 2), expect: `TOO_SHORT:${received(3)}` },
+      ...hrRest(4),
+    ],
+  );
+  add('too-short-first-fragment-3-bytes', 'a first fragment cut inside its length field', [
+    { atMs: 0, notification: get(H, 0).slice(0, 3), expect: 'TOO_SHORT' },
+  ]);
   // Rules 4-5: a first fragment interrupts; the counter must follow on.
-  add('interrupted-by-new-frame', 'heart-rate-default stops after 4 fragments and spo2-default (counter 1) begins: the partial frame is dropped, spo2-default arrives whole', [...whole(H.slice(0, 4)).map((s) => ({ ...s, expect: 'incomplete' })), ...seq(at23(spo2, 1), [`INTERRUPTED:${received(4)} > incomplete`, 'incomplete', 'incomplete', 'incomplete', 'incomplete', 'incomplete', 'frame'])]);
-  add('interrupted-by-single-fragment-frame', 'heart-rate-default stops after 2 fragments and a single-fragment frame (counter 1) follows: dropped partial and a whole frame in one step', [...whole(H.slice(0, 2)).map((s) => ({ ...s, expect: 'incomplete' })), { atMs: 0, notification: get(at247(spo2, 1), 0), expect: `INTERRUPTED:${received(2)} > frame` }]);
-  add('counter-gap-first-frame-not-0', 'the first frame of a connection has counter 1: frame 0 was lost (the frame itself arrives)', seq(at23(hr, 1), ['COUNTER_GAP > incomplete', 'incomplete', 'incomplete', 'incomplete', 'incomplete', 'incomplete', 'frame']));
-  add('counter-gap-frame-missing', 'frames with counters 0 and 2: frame 1 was lost whole', [...whole(at247(hr, 0)), { atMs: 0, notification: get(at247(spo2, 2), 0), expect: 'COUNTER_GAP > frame' }]);
-  add('counter-gap-and-interrupted', 'heart-rate-default (counter 0) stops after 2 fragments and a frame with counter 2 begins: the partial frame is dropped, and a gap of one frame is counted', [...whole(H.slice(0, 2)).map((s) => ({ ...s, expect: 'incomplete' })), { atMs: 0, notification: get(at247(spo2, 2), 0), expect: `INTERRUPTED:${received(2)} > COUNTER_GAP > frame` }]);
+  add(
+    'interrupted-by-new-frame',
+    'heart-rate-default stops after 4 fragments and spo2-default (counter 1) begins: the partial frame is dropped, spo2-default arrives whole',
+    [
+      ...whole(H.slice(0, 4)).map((s) => ({ ...s, expect: 'incomplete' })),
+      ...seq(at23(spo2, 1), [`INTERRUPTED:${received(4)} > incomplete`, 'incomplete', 'incomplete', 'incomplete', 'incomplete', 'incomplete', 'frame']),
+    ],
+  );
+  add(
+    'interrupted-by-single-fragment-frame',
+    'heart-rate-default stops after 2 fragments and a single-fragment frame (counter 1) follows: dropped partial and a whole frame in one step',
+    [
+      ...whole(H.slice(0, 2)).map((s) => ({ ...s, expect: 'incomplete' })),
+      { atMs: 0, notification: get(at247(spo2, 1), 0), expect: `INTERRUPTED:${received(2)} > frame` },
+    ],
+  );
+  add(
+    'counter-gap-first-frame-not-0',
+    'the first frame of a connection has counter 1: frame 0 was lost (the frame itself arrives)',
+    seq(at23(hr, 1), ['COUNTER_GAP > incomplete', 'incomplete', 'incomplete', 'incomplete', 'incomplete', 'incomplete', 'frame']),
+  );
+  add('counter-gap-frame-missing', 'frames with counters 0 and 2: frame 1 was lost whole', [
+    ...whole(at247(hr, 0)),
+    { atMs: 0, notification: get(at247(spo2, 2), 0), expect: 'COUNTER_GAP > frame' },
+  ]);
+  add(
+    'counter-gap-and-interrupted',
+    'heart-rate-default (counter 0) stops after 2 fragments and a frame with counter 2 begins: the partial frame is dropped, and a gap of one frame is counted',
+    [
+      ...whole(H.slice(0, 2)).map((s) => ({ ...s, expect: 'incomplete' })),
+      { atMs: 0, notification: get(at247(spo2, 2), 0), expect: `INTERRUPTED:${received(2)} > COUNTER_GAP > frame` },
+    ],
+  );
   // Rule 6: the declared length.
-  add('malformed-declared-length-0', 'a first fragment declaring a 0-byte frame', [{ atMs: 0, notification: frag({ last: true, frameLength: 0, data: Uint8Array.of(1) }), expect: 'MALFORMED' }]);
-  add('oversized-declared-16385', 'a first fragment declaring 16385 bytes, one more than MAX_FRAME_BYTES: refused before anything is allocated; its other fragments are discarded', [{ atMs: 0, notification: withByte(withByte(get(H, 0), 2, 0x40), 3, 0x01), expect: 'OVERSIZED' }, ...hrRest(1)]);
-  add('oversized-declared-65535', 'a first fragment declaring 65535 bytes', [{ atMs: 0, notification: withByte(withByte(get(H, 0), 2, 0xff), 3, 0xff), expect: 'OVERSIZED' }]);
-  add('oversized-first-fragment-more-than-declared', 'a first fragment declaring 10 bytes and carrying 16', [{ atMs: 0, notification: withByte(get(H, 0), 3, 10), expect: 'OVERSIZED' }]);
-  add('length-mismatch-single-fragment-short', 'a first and last fragment declaring 117 bytes and carrying 16', [{ atMs: 0, notification: withByte(get(H, 0), 0, get(H, 0)[0]! | 0x80), expect: 'LENGTH_MISMATCH' }]);
-  add('length-mismatch-single-fragment-without-last-flag', 'a first fragment carrying its whole declared length (16 bytes) without the last-fragment flag', [{ atMs: 0, notification: withByte(get(H, 0), 3, 16), expect: 'LENGTH_MISMATCH' }]);
-  add('interrupted-and-oversized-declared', 'heart-rate-default stops after 3 fragments, then a first fragment declaring 16385 bytes: the partial is dropped as interrupted, the new frame refused as oversized', [...whole(H.slice(0, 3)).map((s) => ({ ...s, expect: 'incomplete' })), { atMs: 0, notification: withByte(withByte(get(at23(spo2, 1), 0), 2, 0x40), 3, 0x01), expect: `INTERRUPTED:${received(3)} > OVERSIZED` }]);
-  add('counter-gap-and-malformed-length-0', 'the first frame of a connection has counter 3 and declares 0 bytes: the gap is counted, then the fragment refused', [{ atMs: 0, notification: frag({ last: true, counter: 3, frameLength: 0, data: Uint8Array.of(1) }), expect: 'COUNTER_GAP > MALFORMED' }]);
+  add('malformed-declared-length-0', 'a first fragment declaring a 0-byte frame', [
+    { atMs: 0, notification: frag({ last: true, frameLength: 0, data: Uint8Array.of(1) }), expect: 'MALFORMED' },
+  ]);
+  add(
+    'oversized-declared-16385',
+    'a first fragment declaring 16385 bytes, one more than MAX_FRAME_BYTES: refused before anything is allocated; its other fragments are discarded',
+    [{ atMs: 0, notification: withByte(withByte(get(H, 0), 2, 0x40), 3, 0x01), expect: 'OVERSIZED' }, ...hrRest(1)],
+  );
+  add('oversized-declared-65535', 'a first fragment declaring 65535 bytes', [
+    { atMs: 0, notification: withByte(withByte(get(H, 0), 2, 0xff), 3, 0xff), expect: 'OVERSIZED' },
+  ]);
+  add('oversized-first-fragment-more-than-declared', 'a first fragment declaring 10 bytes and carrying 16', [
+    { atMs: 0, notification: withByte(get(H, 0), 3, 10), expect: 'OVERSIZED' },
+  ]);
+  add('length-mismatch-single-fragment-short', 'a first and last fragment declaring 117 bytes and carrying 16', [
+    { atMs: 0, notification: withByte(get(H, 0), 0, get(H, 0)[0]! | 0x80), expect: 'LENGTH_MISMATCH' },
+  ]);
+  add('length-mismatch-single-fragment-without-last-flag', 'a first fragment carrying its whole declared length (16 bytes) without the last-fragment flag', [
+    { atMs: 0, notification: withByte(get(H, 0), 3, 16), expect: 'LENGTH_MISMATCH' },
+  ]);
+  add(
+    'interrupted-and-oversized-declared',
+    'heart-rate-default stops after 3 fragments, then a first fragment declaring 16385 bytes: the partial is dropped as interrupted, the new frame refused as oversized',
+    [
+      ...whole(H.slice(0, 3)).map((s) => ({ ...s, expect: 'incomplete' })),
+      { atMs: 0, notification: withByte(withByte(get(at23(spo2, 1), 0), 2, 0x40), 3, 0x01), expect: `INTERRUPTED:${received(3)} > OVERSIZED` },
+    ],
+  );
+  add(
+    'counter-gap-and-malformed-length-0',
+    'the first frame of a connection has counter 3 and declares 0 bytes: the gap is counted, then the fragment refused',
+    [{ atMs: 0, notification: frag({ last: true, counter: 3, frameLength: 0, data: Uint8Array.of(1) }), expect: 'COUNTER_GAP > MALFORMED' }],
+  );
   // Rule 7: continuation fragments in order.
-  add('out-of-order-fragments-swapped', 'fragments 2 and 3 of heart-rate-default swapped: the partial frame is dropped at fragment 3, the rest discarded', [...whole(H.slice(0, 2)).map((s) => ({ ...s, expect: 'incomplete' })), { atMs: 0, notification: get(H, 3), expect: `OUT_OF_ORDER:${received(2)}` }, { atMs: 0, notification: get(H, 2), expect: 'discarded' }, ...hrRest(4)]);
-  add('out-of-order-fragment-lost', 'fragment 1 of heart-rate-default lost', [{ atMs: 0, notification: get(H, 0), expect: 'incomplete' }, { atMs: 0, notification: get(H, 2), expect: `OUT_OF_ORDER:${received(1)}` }, ...hrRest(3)]);
-  add('out-of-order-index-repeated-with-other-data', 'fragment 1 of heart-rate-default, then another fragment with index 1 and other bytes: not a duplicate, out of order', [{ atMs: 0, notification: get(H, 0), expect: 'incomplete' }, { atMs: 0, notification: get(H, 1), expect: 'incomplete' }, { atMs: 0, notification: withByte(get(H, 1), 5, get(H, 1)[5]! ^ 1), expect: `OUT_OF_ORDER:${received(2)}` }]);
-  add('out-of-order-continuation-without-first', 'the first fragment of heart-rate-default lost: its continuation fragments refuse once and are then discarded; the next frame (counter 1) follows on without a counter gap', [{ atMs: 0, notification: get(H, 1), expect: 'OUT_OF_ORDER' }, ...hrRest(2), ...whole(at247(spo2, 1))]);
-  add('out-of-order-continuation-of-other-counter', 'heart-rate-default (counter 0) after 2 fragments, then fragment 2 of a frame with counter 1: a frame whose first fragment was lost', [...whole(H.slice(0, 2)).map((s) => ({ ...s, expect: 'incomplete' })), { atMs: 0, notification: get(at23(hr, 1), 2), expect: `OUT_OF_ORDER:${received(2)}` }, ...whole(at247(spo2, 2))]);
-  add('out-of-order-index-jumps-to-1023', 'fragment 1 of heart-rate-default with index 1023', [{ atMs: 0, notification: get(H, 0), expect: 'incomplete' }, { atMs: 0, notification: flipIndex(get(H, 1), 1023), expect: `OUT_OF_ORDER:${received(1)}` }]);
+  add('out-of-order-fragments-swapped', 'fragments 2 and 3 of heart-rate-default swapped: the partial frame is dropped at fragment 3, the rest discarded', [
+    ...whole(H.slice(0, 2)).map((s) => ({ ...s, expect: 'incomplete' })),
+    { atMs: 0, notification: get(H, 3), expect: `OUT_OF_ORDER:${received(2)}` },
+    { atMs: 0, notification: get(H, 2), expect: 'discarded' },
+    ...hrRest(4),
+  ]);
+  add('out-of-order-fragment-lost', 'fragment 1 of heart-rate-default lost', [
+    { atMs: 0, notification: get(H, 0), expect: 'incomplete' },
+    { atMs: 0, notification: get(H, 2), expect: `OUT_OF_ORDER:${received(1)}` },
+    ...hrRest(3),
+  ]);
+  add(
+    'out-of-order-index-repeated-with-other-data',
+    'fragment 1 of heart-rate-default, then another fragment with index 1 and other bytes: not a duplicate, out of order',
+    [
+      { atMs: 0, notification: get(H, 0), expect: 'incomplete' },
+      { atMs: 0, notification: get(H, 1), expect: 'incomplete' },
+      { atMs: 0, notification: withByte(get(H, 1), 5, get(H, 1)[5]! ^ 1), expect: `OUT_OF_ORDER:${received(2)}` },
+    ],
+  );
+  add(
+    'out-of-order-continuation-without-first',
+    'the first fragment of heart-rate-default lost: its continuation fragments refuse once and are then discarded; the next frame (counter 1) follows on without a counter gap',
+    [{ atMs: 0, notification: get(H, 1), expect: 'OUT_OF_ORDER' }, ...hrRest(2), ...whole(at247(spo2, 1))],
+  );
+  add(
+    'out-of-order-continuation-of-other-counter',
+    'heart-rate-default (counter 0) after 2 fragments, then fragment 2 of a frame with counter 1: a frame whose first fragment was lost',
+    [
+      ...whole(H.slice(0, 2)).map((s) => ({ ...s, expect: 'incomplete' })),
+      { atMs: 0, notification: get(at23(hr, 1), 2), expect: `OUT_OF_ORDER:${received(2)}` },
+      ...whole(at247(spo2, 2)),
+    ],
+  );
+  add('out-of-order-index-jumps-to-1023', 'fragment 1 of heart-rate-default with index 1023', [
+    { atMs: 0, notification: get(H, 0), expect: 'incomplete' },
+    { atMs: 0, notification: flipIndex(get(H, 1), 1023), expect: `OUT_OF_ORDER:${received(1)}` },
+  ]);
   // Rule 8: R is a property of the frame.
-  add('malformed-retransmit-flag-changed-mid-frame', 'heart-rate-default with R = 1 on fragment 3 only', [...whole(H.slice(0, 3)).map((s) => ({ ...s, expect: 'incomplete' })), { atMs: 0, notification: withByte(get(H, 3), 0, get(H, 3)[0]! | 0x40), expect: `MALFORMED:${received(3)}` }, ...hrRest(4)]);
-  add('out-of-order-and-retransmit-flag-changed', 'fragment 2 of heart-rate-default skipped, and R = 1 on fragment 3: the order is checked first', [...whole(H.slice(0, 2)).map((s) => ({ ...s, expect: 'incomplete' })), { atMs: 0, notification: withByte(get(H, 3), 0, get(H, 3)[0]! | 0x40), expect: `OUT_OF_ORDER:${received(2)}` }]);
+  add('malformed-retransmit-flag-changed-mid-frame', 'heart-rate-default with R = 1 on fragment 3 only', [
+    ...whole(H.slice(0, 3)).map((s) => ({ ...s, expect: 'incomplete' })),
+    { atMs: 0, notification: withByte(get(H, 3), 0, get(H, 3)[0]! | 0x40), expect: `MALFORMED:${received(3)}` },
+    ...hrRest(4),
+  ]);
+  add('out-of-order-and-retransmit-flag-changed', 'fragment 2 of heart-rate-default skipped, and R = 1 on fragment 3: the order is checked first', [
+    ...whole(H.slice(0, 2)).map((s) => ({ ...s, expect: 'incomplete' })),
+    { atMs: 0, notification: withByte(get(H, 3), 0, get(H, 3)[0]! | 0x40), expect: `OUT_OF_ORDER:${received(2)}` },
+  ]);
   // Rule 9: exactly the declared length, and the last flag where it is reached.
-  add('oversized-continuation-beyond-declared', 'heart-rate-default whose last fragment carries one byte more than declared', [...whole(H.slice(0, 6)).map((s) => ({ ...s, expect: 'incomplete' })), { atMs: 0, notification: Uint8Array.from([...get(H, 6), 0]), expect: `OVERSIZED:${received(6)}` }]);
-  add('length-mismatch-last-flag-too-early', 'heart-rate-default with the last-fragment flag on fragment 4 of 7', [...whole(H.slice(0, 4)).map((s) => ({ ...s, expect: 'incomplete' })), { atMs: 0, notification: withByte(get(H, 4), 0, get(H, 4)[0]! | 0x80), expect: `LENGTH_MISMATCH:${received(4)}` }, ...hrRest(5)]);
-  add('length-mismatch-declared-reached-without-last-flag', 'heart-rate-default whose last fragment lacks the last-fragment flag', [...whole(H.slice(0, 6)).map((s) => ({ ...s, expect: 'incomplete' })), { atMs: 0, notification: withByte(get(H, 6), 0, get(H, 6)[0]! & 0x7f), expect: `LENGTH_MISMATCH:${received(6)}` }]);
-  add('length-mismatch-last-fragment-truncated', 'heart-rate-default whose last fragment lost its final byte', [...whole(H.slice(0, 6)).map((s) => ({ ...s, expect: 'incomplete' })), { atMs: 0, notification: get(H, 6).slice(0, -1), expect: `LENGTH_MISMATCH:${received(6)}` }]);
+  add('oversized-continuation-beyond-declared', 'heart-rate-default whose last fragment carries one byte more than declared', [
+    ...whole(H.slice(0, 6)).map((s) => ({ ...s, expect: 'incomplete' })),
+    { atMs: 0, notification: Uint8Array.from([...get(H, 6), 0]), expect: `OVERSIZED:${received(6)}` },
+  ]);
+  add('length-mismatch-last-flag-too-early', 'heart-rate-default with the last-fragment flag on fragment 4 of 7', [
+    ...whole(H.slice(0, 4)).map((s) => ({ ...s, expect: 'incomplete' })),
+    { atMs: 0, notification: withByte(get(H, 4), 0, get(H, 4)[0]! | 0x80), expect: `LENGTH_MISMATCH:${received(4)}` },
+    ...hrRest(5),
+  ]);
+  add('length-mismatch-declared-reached-without-last-flag', 'heart-rate-default whose last fragment lacks the last-fragment flag', [
+    ...whole(H.slice(0, 6)).map((s) => ({ ...s, expect: 'incomplete' })),
+    { atMs: 0, notification: withByte(get(H, 6), 0, get(H, 6)[0]! & 0x7f), expect: `LENGTH_MISMATCH:${received(6)}` },
+  ]);
+  add('length-mismatch-last-fragment-truncated', 'heart-rate-default whose last fragment lost its final byte', [
+    ...whole(H.slice(0, 6)).map((s) => ({ ...s, expect: 'incomplete' })),
+    { atMs: 0, notification: get(H, 6).slice(0, -1), expect: `LENGTH_MISMATCH:${received(6)}` },
+  ]);
   // Stall.
-  add('stalled-partial-dropped-at-next-fragment', 'heart-rate-default stops for 10.001 s after 3 fragments (stall limit 10 s): the next fragment finds the partial frame stalled, and is discarded with the rest; the next frame arrives whole', [...whole(H.slice(0, 3)).map((s) => ({ ...s, expect: 'incomplete' })), { atMs: STALL_MS + 1, notification: get(H, 3), expect: `STALLED:${received(3)} > discarded` }, ...H.slice(4).map((notification) => ({ atMs: STALL_MS + 1, notification, expect: 'discarded' })), ...whole(at23(spo2, 1), STALL_MS + 1)]);
-  add('stalled-partial-dropped-by-expire', 'heart-rate-default stops after 2 fragments; the gateway timer calls expire() at 10 s (nothing) and at 10.001 s (the partial frame is dropped)', [...whole(H.slice(0, 2)).map((s) => ({ ...s, expect: 'incomplete' })), { atMs: STALL_MS, expire: true, expect: 'none' }, { atMs: STALL_MS + 1, expire: true, expect: `STALLED:${received(2)} > none` }, { atMs: STALL_MS + 1, expire: true, expect: 'none' }]);
+  add(
+    'stalled-partial-dropped-at-next-fragment',
+    'heart-rate-default stops for 10.001 s after 3 fragments (stall limit 10 s): the next fragment finds the partial frame stalled, and is discarded with the rest; the next frame arrives whole',
+    [
+      ...whole(H.slice(0, 3)).map((s) => ({ ...s, expect: 'incomplete' })),
+      { atMs: STALL_MS + 1, notification: get(H, 3), expect: `STALLED:${received(3)} > discarded` },
+      ...H.slice(4).map((notification) => ({ atMs: STALL_MS + 1, notification, expect: 'discarded' })),
+      ...whole(at23(spo2, 1), STALL_MS + 1),
+    ],
+  );
+  add(
+    'stalled-partial-dropped-by-expire',
+    'heart-rate-default stops after 2 fragments; the gateway timer calls expire() at 10 s (nothing) and at 10.001 s (the partial frame is dropped)',
+    [
+      ...whole(H.slice(0, 2)).map((s) => ({ ...s, expect: 'incomplete' })),
+      { atMs: STALL_MS, expire: true, expect: 'none' },
+      { atMs: STALL_MS + 1, expire: true, expect: `STALLED:${received(2)} > none` },
+      { atMs: STALL_MS + 1, expire: true, expect: 'none' },
+    ],
+  );
   // Resynchronisation.
-  add('resync-after-rejection', 'heart-rate-default refused at fragment 2 (lost fragment 1): its later fragments are discarded without a count of their own, and spo2-default (counter 1) is reassembled whole', [{ atMs: 0, notification: get(H, 0), expect: 'incomplete' }, { atMs: 0, notification: get(H, 2), expect: `OUT_OF_ORDER:${received(1)}` }, ...hrRest(3), ...whole(at23(spo2, 1))]);
+  add(
+    'resync-after-rejection',
+    'heart-rate-default refused at fragment 2 (lost fragment 1): its later fragments are discarded without a count of their own, and spo2-default (counter 1) is reassembled whole',
+    [
+      { atMs: 0, notification: get(H, 0), expect: 'incomplete' },
+      { atMs: 0, notification: get(H, 2), expect: `OUT_OF_ORDER:${received(1)}` },
+      ...hrRest(3),
+      ...whole(at23(spo2, 1)),
+    ],
+  );
   return out;
 }
 
@@ -399,7 +661,14 @@ function buildControlVectors(): ValueVector[] {
     return out;
   };
   const ok = (name: string, desc: string, n: bigint): ValueVector => ({ name, desc, value: ack(n), want: { opcode: 1, seq: n.toString() }, wantError: null });
-  const bad = (name: string, desc: string, value: Uint8Array, code: GattValueErrorCode): ValueVector => ({ name, desc, value, want: null, wantError: code, extra: { attError: ATT_ERROR_FOR[code] } });
+  const bad = (name: string, desc: string, value: Uint8Array, code: GattValueErrorCode): ValueVector => ({
+    name,
+    desc,
+    value,
+    want: null,
+    wantError: code,
+    extra: { attError: ATT_ERROR_FOR[code] },
+  });
   return [
     ok('ack-0', 'ACK 0: settles nothing (the first write of a connection to a gateway that has accepted nothing from the device yet)', 0n),
     ok('ack-1', 'ACK 1', 1n),
@@ -419,7 +688,14 @@ function buildInfoVectors(keys: Map<string, Uint8Array>): ValueVector[] {
   const b = need(keys, 'device-b');
   /** §10.3 layout, field by field. */
   const info = (pub: Uint8Array, fw: [number, number, number], maxFrameBytes: number, version = 1): Uint8Array =>
-    Uint8Array.from([version, ...unhex(deviceIdFromKey(pub)), ...createHash('sha256').update(pub).digest().subarray(0, 8), ...fw, maxFrameBytes >> 8, maxFrameBytes & 0xff]);
+    Uint8Array.from([
+      version,
+      ...unhex(deviceIdFromKey(pub)),
+      ...createHash('sha256').update(pub).digest().subarray(0, 8),
+      ...fw,
+      maxFrameBytes >> 8,
+      maxFrameBytes & 0xff,
+    ]);
   const out: ValueVector[] = [];
   const ok = (name: string, desc: string, value: Uint8Array, pub: Uint8Array, matches: boolean): void => {
     const d = decodeInfo(value);
@@ -432,19 +708,32 @@ function buildInfoVectors(keys: Map<string, Uint8Array>): ValueVector[] {
   ok('device-a', 'device-a (test key of frames/valid), firmware 1.4.2, frames up to MAX_FRAME_BYTES', info(a, [1, 4, 2], 16384), a, true);
   ok('device-b-small-frames', 'device-b, firmware 0.9.17, frames of at most 1097 bytes', info(b, [0, 9, 17], 1097), b, true);
   ok('max-frame-bytes-101', 'device-a stating the smallest possible max frame size (one sample, 101 bytes)', info(a, [255, 255, 255], 101), a, true);
-  ok('fingerprint-of-other-key', "device-a's info, checked against device-b's enrolled key: it decodes, and does not match that key", info(a, [1, 0, 0], 16384), b, false);
+  ok(
+    'fingerprint-of-other-key',
+    "device-a's info, checked against device-b's enrolled key: it decodes, and does not match that key",
+    info(a, [1, 0, 0], 16384),
+    b,
+    false,
+  );
   bad('empty', 'no bytes', new Uint8Array(0), 'GATT_BAD_LENGTH');
   bad('21-bytes', 'device-a without its last byte', info(a, [1, 4, 2], 16384).slice(0, 21), 'GATT_BAD_LENGTH');
   bad('23-bytes', 'device-a with a byte appended', Uint8Array.from([...info(a, [1, 4, 2], 16384), 0]), 'GATT_BAD_LENGTH');
   bad('version-0', 'protocol version 0', info(a, [1, 4, 2], 16384, 0), 'GATT_UNKNOWN_VERSION');
   bad('version-2', 'protocol version 2', info(a, [1, 4, 2], 16384, 2), 'GATT_UNKNOWN_VERSION');
-  bad('version-2-and-30-bytes', 'protocol version 2 and 30 bytes: the version is judged before the length (another version may have another layout)', Uint8Array.from([...info(a, [1, 4, 2], 16384, 2), ...new Uint8Array(8)]), 'GATT_UNKNOWN_VERSION');
+  bad(
+    'version-2-and-30-bytes',
+    'protocol version 2 and 30 bytes: the version is judged before the length (another version may have another layout)',
+    Uint8Array.from([...info(a, [1, 4, 2], 16384, 2), ...new Uint8Array(8)]),
+    'GATT_UNKNOWN_VERSION',
+  );
   bad('max-frame-bytes-100', 'max frame size 100, below the smallest frame (101)', info(a, [1, 4, 2], 100), 'GATT_BAD_FIELD');
   bad('max-frame-bytes-16385', 'max frame size 16385, above MAX_FRAME_BYTES', info(a, [1, 4, 2], 16385), 'GATT_BAD_FIELD');
   bad('max-frame-bytes-0', 'max frame size 0', info(a, [1, 4, 2], 0), 'GATT_BAD_FIELD');
   for (const v of out) {
-    if (v.extra?.keyMatches !== undefined && infoMatchesKey(decodeInfo(v.value), unhex(v.extra.publicKey as string)) !== v.extra.keyMatches) throw new Error(`${v.name}: infoMatchesKey disagrees`);
-    if (v.name === 'device-a' && (v.want?.keyFingerprint !== keyFingerprint(a) || v.want?.deviceId !== deviceIdFromKey(a))) throw new Error('device-a: id or fingerprint differs from §2.1');
+    if (v.extra?.keyMatches !== undefined && infoMatchesKey(decodeInfo(v.value), unhex(v.extra.publicKey as string)) !== v.extra.keyMatches)
+      throw new Error(`${v.name}: infoMatchesKey disagrees`);
+    if (v.name === 'device-a' && (v.want?.keyFingerprint !== keyFingerprint(a) || v.want?.deviceId !== deviceIdFromKey(a)))
+      throw new Error('device-a: id or fingerprint differs from §2.1');
   }
   return out;
 }
@@ -502,7 +791,13 @@ export function diffGattVectors(files: VectorSet, outDir: string): string[] {
 }
 
 function main(argv: string[]): number {
-  return runVectorGenerator(argv, import.meta.url, { build: buildGattVectors, dirs: GATT_VECTOR_DIRS, what: 'GATT vector', summary: (count) => `${count('gatt/fragment/')} fragmentations, ${count('gatt/reassembly/')} reassembly streams, ${count('gatt/control/')} control values, ${count('gatt/info/')} info values` });
+  return runVectorGenerator(argv, import.meta.url, {
+    build: buildGattVectors,
+    dirs: GATT_VECTOR_DIRS,
+    what: 'GATT vector',
+    summary: (count) =>
+      `${count('gatt/fragment/')} fragmentations, ${count('gatt/reassembly/')} reassembly streams, ${count('gatt/control/')} control values, ${count('gatt/info/')} info values`,
+  });
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {

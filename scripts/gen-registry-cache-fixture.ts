@@ -64,13 +64,20 @@ async function main(): Promise<void> {
     await registry.revoke(revoked.deviceId, enrolled + 60_000);
     // The bad key goes on chain directly, as any HOSPITAL_ADMIN_ROLE account can (docs/contracts.md, "The key rule").
     const badId = deviceIdFromKey(Buffer.from(IDENTITY_KEY, 'hex'));
-    const tx = await deviceRegistryAt(record.deviceRegistry.address, admin).enrol(deviceIdToBytes8(badId), `0x${IDENTITY_KEY}`, patientRefOf('pt-bad-key', FIXTURE_PATIENT_REF_KEY), siteIdOf('icu-north'));
+    const tx = await deviceRegistryAt(record.deviceRegistry.address, admin).enrol(
+      deviceIdToBytes8(badId),
+      `0x${IDENTITY_KEY}`,
+      patientRefOf('pt-bad-key', FIXTURE_PATIENT_REF_KEY),
+      siteIdOf('icu-north'),
+    );
     await tx.wait();
     await registry.sync();
     await registry.close();
     mkdirSync(out, { recursive: true });
     for (const f of [CACHE_FILE, DIRECTORY_FILE]) copyFileSync(join(dataDir, f), join(out, f));
-    process.stdout.write(`wrote ${out}: contract ${record.deviceRegistry.address}, deploy block ${record.deployBlock}, devices ${kept.deviceId} ${revoked.deviceId} ${badId}\n`);
+    process.stdout.write(
+      `wrote ${out}: contract ${record.deviceRegistry.address}, deploy block ${record.deployBlock}, devices ${kept.deviceId} ${revoked.deviceId} ${badId}\n`,
+    );
   } finally {
     provider.destroy();
     await anvil.kill();

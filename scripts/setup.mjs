@@ -11,20 +11,38 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** Each binary the tests and the demo start, and the Debian packages that bring it. */
 const BINARIES = [
-  { cmd: 'influxd', packages: ['influxdb', 'influxdb-client'], what: 'InfluxDB 1.x', instead: 'The gateway itself can instead use an existing InfluxDB 1.x: set VP_INFLUX_URL (docs/storage.md).' },
-  { cmd: 'dbus-daemon', packages: ['dbus-daemon'], what: 'the D-Bus message bus daemon', instead: 'Only the BLE simulator and its tests need it: the gateway on real hardware uses the system bus (docs/ble.md).' },
-  { cmd: 'openssl', packages: ['openssl'], what: 'the OpenSSL command line', instead: 'The demo and the tests make a DEV ONLY certificate authority with it for TLS; a hospital gives its own certificates (docs/operations.md).' },
+  {
+    cmd: 'influxd',
+    packages: ['influxdb', 'influxdb-client'],
+    what: 'InfluxDB 1.x',
+    instead: 'The gateway itself can instead use an existing InfluxDB 1.x: set VP_INFLUX_URL (docs/storage.md).',
+  },
+  {
+    cmd: 'dbus-daemon',
+    packages: ['dbus-daemon'],
+    what: 'the D-Bus message bus daemon',
+    instead: 'Only the BLE simulator and its tests need it: the gateway on real hardware uses the system bus (docs/ble.md).',
+  },
+  {
+    cmd: 'openssl',
+    packages: ['openssl'],
+    what: 'the OpenSSL command line',
+    instead: 'The demo and the tests make a DEV ONLY certificate authority with it for TLS; a hospital gives its own certificates (docs/operations.md).',
+  },
 ];
 
 function onPath(cmd) {
-  return (process.env.PATH ?? '').split(delimiter).filter(Boolean).some((dir) => {
-    try {
-      accessSync(join(dir, cmd), constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  return (process.env.PATH ?? '')
+    .split(delimiter)
+    .filter(Boolean)
+    .some((dir) => {
+      try {
+        accessSync(join(dir, cmd), constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
 }
 
 function run(cmd, args, env = process.env) {
@@ -48,7 +66,9 @@ if (installDue()) {
   console.error('setup: npm ci (node_modules is missing or behind package-lock.json)');
   const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) {
-    fail(`\`npm ci\` failed (${r.error?.message ?? `exit ${r.status ?? r.signal}`}). If it says package.json and package-lock.json are out of sync, run \`npm install\` and commit package-lock.json.`);
+    fail(
+      `\`npm ci\` failed (${r.error?.message ?? `exit ${r.status ?? r.signal}`}). If it says package.json and package-lock.json are out of sync, run \`npm install\` and commit package-lock.json.`,
+    );
   }
 }
 
@@ -76,7 +96,9 @@ if (missing.length > 0) {
     fail(
       [
         ...missing.map((b) => `\`${b.cmd}\` (${b.what}) is not on PATH; the tests and the demo start their own. ${b.instead}`),
-        onPath('apt-get') ? `  Install as root:  apt-get update && apt-get install -y ${packages.join(' ')}` : `  Install the Debian/Ubuntu packages ${packages.join(' ')} or their equivalents.`,
+        onPath('apt-get')
+          ? `  Install as root:  apt-get update && apt-get install -y ${packages.join(' ')}`
+          : `  Install the Debian/Ubuntu packages ${packages.join(' ')} or their equivalents.`,
       ].join('\n'),
     );
   }

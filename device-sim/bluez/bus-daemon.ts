@@ -101,7 +101,8 @@ export async function startPrivateBus(o: { dir: string }): Promise<PrivateBus> {
   const limit = new Promise<'timeout'>((res) => (timer = setTimeout(() => res('timeout'), START_LIMIT_MS)));
   const first = await Promise.race([addressLine, server.exited.then(() => 'exited' as const), limit]);
   clearTimeout(timer);
-  if (first === 'exited') throw new BusDaemonError('BUS_DAEMON_EXITED', `dbus-daemon exited before printing its address (config ${config})`, server.output.tail);
+  if (first === 'exited')
+    throw new BusDaemonError('BUS_DAEMON_EXITED', `dbus-daemon exited before printing its address (config ${config})`, server.output.tail);
   if (first === 'timeout') {
     await terminate(server, STOP_LIMIT_MS);
     throw new BusDaemonError('BUS_DAEMON_TIMEOUT', `dbus-daemon printed no address within ${START_LIMIT_MS} ms`, server.output.tail);

@@ -75,7 +75,8 @@ export function parseDiscoveryFilter(dict: Record<string, Variant>): DiscoveryFi
         break;
       case 'Transport': {
         const t = expect(key, v, 's', isString);
-        if (t !== 'auto' && t !== 'bredr' && t !== 'le') throw bluezError('org.bluez.Error.InvalidArguments', `Transport must be auto, bredr or le, got "${t}"`);
+        if (t !== 'auto' && t !== 'bredr' && t !== 'le')
+          throw bluezError('org.bluez.Error.InvalidArguments', `Transport must be auto, bredr or le, got "${t}"`);
         f.transport = t;
         break;
       }

@@ -48,7 +48,8 @@ export type SimulatedBluezErrorCode = keyof typeof SIMULATED_BLUEZ_ERRORS;
 
 /** What to do about each code. */
 export const SIMULATED_BLUEZ_ERROR_REMEDIES: Remedies<SimulatedBluezErrorCode> = {
-  BLUEZ_NAME_TAKEN: "Run the simulator on its own bus (`DBUS_SYSTEM_BUS_ADDRESS`, device-sim/README.md), not on the host's system bus with a real BlueZ; stop the other simulator.",
+  BLUEZ_NAME_TAKEN:
+    "Run the simulator on its own bus (`DBUS_SYSTEM_BUS_ADDRESS`, device-sim/README.md), not on the host's system bus with a real BlueZ; stop the other simulator.",
   BLUEZ_BUS_UNREACHABLE: 'Start the private bus first (device-sim/bluez/bus-daemon.ts), and pass its address.',
 };
 

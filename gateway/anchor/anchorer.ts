@@ -40,7 +40,8 @@ import type { AnchorRecord, BatchStore, SealedBatch } from './batch-store.js';
 import { txLaneOf, type LaneRelease, type TxLane } from './tx-lane.js';
 
 export const ANCHOR_ERRORS = {
-  ANCHOR_CONFLICT: 'the chain holds a different anchor for this batch sequence of this gateway: another process anchors with this key, or the local batch store was replaced',
+  ANCHOR_CONFLICT:
+    'the chain holds a different anchor for this batch sequence of this gateway: another process anchors with this key, or the local batch store was replaced',
   CHAIN_BEHIND: 'the chain has fewer anchors of this gateway than the batch store recorded as confirmed: the chain was reset or is another chain',
   TX_REVERTED: 'the anchoring transaction was mined but reverted',
 } as const;
@@ -48,8 +49,10 @@ export type AnchorErrorCode = keyof typeof ANCHOR_ERRORS;
 
 /** What to do about each code: docs/anchoring.md. */
 export const ANCHOR_ERROR_REMEDIES: Remedies<AnchorErrorCode> = {
-  ANCHOR_CONFLICT: 'An operator must look (alarm ANCHOR_HALTED): stop the other process that anchors with this key, or restore the batch store that belongs to this chain.',
-  CHAIN_BEHIND: 'An operator must look (alarm ANCHOR_HALTED): the chain was reset or is another chain; restore its state, or point the gateway at the right one.',
+  ANCHOR_CONFLICT:
+    'An operator must look (alarm ANCHOR_HALTED): stop the other process that anchors with this key, or restore the batch store that belongs to this chain.',
+  CHAIN_BEHIND:
+    'An operator must look (alarm ANCHOR_HALTED): the chain was reset or is another chain; restore its state, or point the gateway at the right one.',
   TX_REVERTED: "Read the transaction's revert (`detail.txHash`): usually the gateway account lost its role on AnchorRegistry; the batch is retried.",
 };
 
@@ -118,7 +121,18 @@ export class Anchorer {
   private halted: string | undefined;
   private lastAnchor: (AnchorRecord & { root: string }) | undefined;
   /** A sent transaction not yet seen mined: replaced, never doubled. */
-  private inFlight: { seq: bigint; nonce: number; hash: string; gasLimit: bigint; firstSentMs: number; maxFeePerGas?: bigint; maxPriorityFeePerGas?: bigint; gasPrice?: bigint } | undefined;
+  private inFlight:
+    | {
+        seq: bigint;
+        nonce: number;
+        hash: string;
+        gasLimit: bigint;
+        firstSentMs: number;
+        maxFeePerGas?: bigint;
+        maxPriorityFeePerGas?: bigint;
+        gasPrice?: bigint;
+      }
+    | undefined;
   /** sealedAtMs of the oldest unanchored batch, read once per batch (the file is not re-read every status). */
   private pendingHead: { seq: bigint; sealedAtMs: number } | undefined;
   readonly stream: StreamId;
@@ -212,12 +226,23 @@ export class Anchorer {
         const err = e as Error;
         this.lastError = err.message.slice(0, 500);
         if (e instanceof AnchorError && e.code !== 'TX_REVERTED') {
-          if (!this.halted) log?.error({ event: 'anchor_halted', stream: this.stream, code: e.code, batch: seq.toString(), detail: e.detail }, 'anchoring stopped: needs an operator');
+          if (!this.halted)
+            log?.error(
+              { event: 'anchor_halted', stream: this.stream, code: e.code, batch: seq.toString(), detail: e.detail },
+              'anchoring stopped: needs an operator',
+            );
           this.halted = e.code;
         } else if ((e as { code?: string }).code === 'TIMEOUT' && this.inFlight) {
-          log?.warn({ event: 'anchor_tx_slow', stream: this.stream, batch: seq.toString(), txHash: this.inFlight.hash, nonce: this.inFlight.nonce }, 'anchor transaction not mined in time; it will be replaced');
+          log?.warn(
+            { event: 'anchor_tx_slow', stream: this.stream, batch: seq.toString(), txHash: this.inFlight.hash, nonce: this.inFlight.nonce },
+            'anchor transaction not mined in time; it will be replaced',
+          );
         } else {
-          if (this.up || attempt % 10 === 0) log?.warn({ event: 'chain_down', stream: this.stream, attempt, batch: seq.toString(), pending: this.store.pendingAnchors, err: this.lastError }, 'anchoring failed; batches stay queued in order');
+          if (this.up || attempt % 10 === 0)
+            log?.warn(
+              { event: 'chain_down', stream: this.stream, attempt, batch: seq.toString(), pending: this.store.pendingAnchors, err: this.lastError },
+              'anchoring failed; batches stay queued in order',
+            );
           this.setUp(false);
         }
         const min = this.opts.retryMinMs ?? 500;
@@ -264,7 +289,13 @@ export class Anchorer {
         const bump = (v: bigint | undefined): bigint | undefined => (v === undefined ? undefined : (v * 13n) / 10n + 1n);
         // The same gas limit: estimating again would run against the pending state, where
         // the batch is already anchored by the transaction being replaced.
-        overrides = { nonce: prev.nonce, gasLimit: prev.gasLimit, ...(prev.gasPrice !== undefined ? { gasPrice: bump(prev.gasPrice) } : { maxFeePerGas: bump(prev.maxFeePerGas), maxPriorityFeePerGas: bump(prev.maxPriorityFeePerGas) }) };
+        overrides = {
+          nonce: prev.nonce,
+          gasLimit: prev.gasLimit,
+          ...(prev.gasPrice !== undefined
+            ? { gasPrice: bump(prev.gasPrice) }
+            : { maxFeePerGas: bump(prev.maxFeePerGas), maxPriorityFeePerGas: bump(prev.maxPriorityFeePerGas) }),
+        };
       }
     }
     const tx = await reg.anchor(...args, overrides);
@@ -278,7 +309,17 @@ export class Anchorer {
       ...(tx.maxFeePerGas !== null ? { maxFeePerGas: tx.maxFeePerGas } : {}),
       ...(tx.maxPriorityFeePerGas !== null ? { maxPriorityFeePerGas: tx.maxPriorityFeePerGas } : {}),
     };
-    this.opts.log?.info({ event: 'anchor_sent', stream: this.stream, batch: b.seq.toString(), txHash: tx.hash, nonce: tx.nonce, replaced: prev !== undefined && overrides['nonce'] !== undefined }, 'anchor transaction sent');
+    this.opts.log?.info(
+      {
+        event: 'anchor_sent',
+        stream: this.stream,
+        batch: b.seq.toString(),
+        txHash: tx.hash,
+        nonce: tx.nonce,
+        replaced: prev !== undefined && overrides['nonce'] !== undefined,
+      },
+      'anchor transaction sent',
+    );
     let receipt: TransactionReceipt | null;
     try {
       receipt = await tx.wait(confirmations, this.opts.txTimeoutMs ?? 60_000);
@@ -299,8 +340,20 @@ export class Anchorer {
   private async adopt(b: SealedBatch): Promise<void> {
     const { anchorRegistry: reg, provider, gateway, confirmations } = this.target;
     const a = await reg.anchorOf(gateway, this.stream, b.seq);
-    if (a.root.toLowerCase() !== b.root.toLowerCase() || Number(a.leafCount) !== b.leafCount || Number(a.firstFrameTimeMs) !== b.firstFrameTimeMs || Number(a.lastFrameTimeMs) !== b.lastFrameTimeMs) {
-      throw new AnchorError('ANCHOR_CONFLICT', { stream: this.stream, batch: b.seq, onChainRoot: a.root, localRoot: b.root, onChainLeaves: Number(a.leafCount), localLeaves: b.leafCount });
+    if (
+      a.root.toLowerCase() !== b.root.toLowerCase() ||
+      Number(a.leafCount) !== b.leafCount ||
+      Number(a.firstFrameTimeMs) !== b.firstFrameTimeMs ||
+      Number(a.lastFrameTimeMs) !== b.lastFrameTimeMs
+    ) {
+      throw new AnchorError('ANCHOR_CONFLICT', {
+        stream: this.stream,
+        batch: b.seq,
+        onChainRoot: a.root,
+        localRoot: b.root,
+        onChainLeaves: Number(a.leafCount),
+        localLeaves: b.leafCount,
+      });
     }
     const block = Number(a.blockNumber);
     const logs = await provider.getLogs({
@@ -318,7 +371,10 @@ export class Anchorer {
     const receipt = await provider.getTransactionReceipt(log.transactionHash);
     if (!receipt) throw new Error(`receipt of ${log.transactionHash} not found`);
     this.inFlight = undefined;
-    this.opts.log?.info({ event: 'anchor_adopted', stream: this.stream, batch: b.seq.toString(), txHash: receipt.hash }, 'batch was already anchored by an earlier attempt');
+    this.opts.log?.info(
+      { event: 'anchor_adopted', stream: this.stream, batch: b.seq.toString(), txHash: receipt.hash },
+      'batch was already anchored by an earlier attempt',
+    );
     await this.record(b, receipt);
   }
 
@@ -339,7 +395,17 @@ export class Anchorer {
     this.store.recordAnchor(a);
     this.lastAnchor = { ...a, root: b.root };
     this.opts.log?.info(
-      { event: 'anchored', stream: this.stream, batch: b.seq.toString(), leaves: b.leafCount, root: b.root, txHash: a.txHash, block: a.blockNumber, gasUsed: a.gasUsed, pending: this.store.pendingAnchors },
+      {
+        event: 'anchored',
+        stream: this.stream,
+        batch: b.seq.toString(),
+        leaves: b.leafCount,
+        root: b.root,
+        txHash: a.txHash,
+        block: a.blockNumber,
+        gasUsed: a.gasUsed,
+        pending: this.store.pendingAnchors,
+      },
       'batch anchored',
     );
     this.opts.onAnchored?.(a, b);

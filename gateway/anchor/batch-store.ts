@@ -173,7 +173,8 @@ export class BatchStore {
    */
   seal(batch: SealedBatch): void {
     if (batch.seq !== this.state.lastSealed + 1n) throw new RangeError(`batch ${batch.seq} sealed after ${this.state.lastSealed}`);
-    if (batch.leaves.length === 0 || batch.leafCount !== batch.leaves.length) throw new RangeError(`batch ${batch.seq} has ${batch.leaves.length} leaves, header says ${batch.leafCount}`);
+    if (batch.leaves.length === 0 || batch.leafCount !== batch.leaves.length)
+      throw new RangeError(`batch ${batch.seq} has ${batch.leaves.length} leaves, header says ${batch.leafCount}`);
     const file: BatchFile = {
       version: BATCH_FILE_VERSION,
       seq: batch.seq.toString(),
@@ -269,7 +270,8 @@ function parseBatchFile(text: string, path: string): SealedBatch {
   const f = JSON.parse(text) as BatchFile;
   if (f.version !== BATCH_FILE_VERSION) throw new Error(`${path}: batch file version ${String(f.version)} is not ${BATCH_FILE_VERSION}`);
   const hashes = Buffer.from(f.leafHashes, 'base64');
-  if (hashes.length !== f.leafCount * 32 || f.frames.length !== f.leafCount) throw new Error(`${path}: batch file holds ${f.frames.length} frames and ${hashes.length / 32} leaf hashes, header says ${f.leafCount}`);
+  if (hashes.length !== f.leafCount * 32 || f.frames.length !== f.leafCount)
+    throw new Error(`${path}: batch file holds ${f.frames.length} frames and ${hashes.length / 32} leaf hashes, header says ${f.leafCount}`);
   return {
     seq: BigInt(f.seq),
     leafCount: f.leafCount,
@@ -280,6 +282,12 @@ function parseBatchFile(text: string, path: string): SealedBatch {
     lastLsn: BigInt(f.lastLsn),
     openedAtMs: f.openedAtMs,
     sealedAtMs: f.sealedAtMs,
-    leaves: f.frames.map(([device, seq, timeMs, lsn], i) => ({ device, seq: BigInt(seq), timeMs, lsn: BigInt(lsn), leafHash: hashes.subarray(i * 32, i * 32 + 32) })),
+    leaves: f.frames.map(([device, seq, timeMs, lsn], i) => ({
+      device,
+      seq: BigInt(seq),
+      timeMs,
+      lsn: BigInt(lsn),
+      leafHash: hashes.subarray(i * 32, i * 32 + 32),
+    })),
   };
 }

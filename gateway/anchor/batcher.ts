@@ -96,7 +96,8 @@ export class Batcher<Item> {
     this.intervalMs = opts.intervalMs ?? 10_000;
     this.maxLeaves = opts.maxLeaves ?? 50_000;
     if (!(this.intervalMs > 0)) throw new RangeError(`batch interval must be > 0 ms, got ${this.intervalMs}`);
-    if (!Number.isInteger(this.maxLeaves) || this.maxLeaves < 1 || this.maxLeaves > 0xffffffff) throw new RangeError(`maxLeaves must be 1 … 2^32-1, got ${this.maxLeaves}`);
+    if (!Number.isInteger(this.maxLeaves) || this.maxLeaves < 1 || this.maxLeaves > 0xffffffff)
+      throw new RangeError(`maxLeaves must be 1 … 2^32-1, got ${this.maxLeaves}`);
     source.checkStore?.(store);
     this.now = opts.now ?? Date.now;
     const storedThrough = opts.storedThroughLsn;

@@ -35,7 +35,8 @@ import { textOf } from '../util/text.js';
 export const FINDING_CODES = {
   intact: 'the point equals its signed frame; the frame verifies under the device key, is its batch leaf, and the batch root is anchored on chain',
   edited: 'a value, the seq field or another field of the point differs from its signed frame (or from its batch leaf)',
-  frame_tampered: "the point's frame is not what the device signed and the gateway anchored: bad signature, undecodable, not its batch leaf, or its batch disagrees with the chain",
+  frame_tampered:
+    "the point's frame is not what the device signed and the gateway anchored: bad signature, undecodable, not its batch leaf, or its batch disagrees with the chain",
   missing: 'a sample the signed frame carries has no point, or a batch leaf has no `frames` point at all',
   not_anchored: "the point's frame is in a batch that is open, or sealed but not anchored (confirmed) yet",
   unverifiable: 'the point equals its frame, but the frame could not be checked to the end: no device key, or no chain to check the anchor against',
@@ -235,10 +236,14 @@ interface DeviceKey {
  *   report.ok; report.summary.counts.edited; report.findings[0];
  */
 export async function runAudit(opts: AuditOptions): Promise<AuditReport> {
-  for (const [k, v] of [['fromMs', opts.fromMs], ['toMs', opts.toMs]] as const) {
+  for (const [k, v] of [
+    ['fromMs', opts.fromMs],
+    ['toMs', opts.toMs],
+  ] as const) {
     if (v !== undefined && !Number.isSafeInteger(v)) throw new TypeError(`${k} must be an integer number of ms, got ${v}`);
   }
-  if (opts.fromMs !== undefined && opts.toMs !== undefined && opts.toMs <= opts.fromMs) throw new TypeError(`toMs (${opts.toMs}) must be after fromMs (${opts.fromMs})`);
+  if (opts.fromMs !== undefined && opts.toMs !== undefined && opts.toMs <= opts.fromMs)
+    throw new TypeError(`toMs (${opts.toMs}) must be after fromMs (${opts.fromMs})`);
   if (opts.device !== undefined && !/^[0-9a-f]{16}$/.test(opts.device)) throw new TypeError(`device must be 16 lowercase hex digits, got "${opts.device}"`);
   return new Audit(opts).run();
 }
@@ -373,16 +378,38 @@ class Audit {
 
   private async computeVerdict(seq: bigint): Promise<BatchVerdict> {
     const s = seq.toString();
-    if (seq > this.store.lastSealed) return { effect: 'not_anchored', audit: { batch: s, status: 'open', reason: `batch ${s} is still open: not sealed yet (last sealed ${this.store.lastSealed})` } };
+    if (seq > this.store.lastSealed)
+      return {
+        effect: 'not_anchored',
+        audit: { batch: s, status: 'open', reason: `batch ${s} is still open: not sealed yet (last sealed ${this.store.lastSealed})` },
+      };
     const b = this.getBatch(seq);
     if (!b) {
       const why = this.unreadable.get(seq);
-      return { effect: 'unverifiable', audit: { batch: s, status: 'absent', reason: why ? `batch ${s} cannot be read from the batch store: ${why}` : `batch ${s} is sealed but its file is not in the batch store ${this.store.dir}` } };
+      return {
+        effect: 'unverifiable',
+        audit: {
+          batch: s,
+          status: 'absent',
+          reason: why
+            ? `batch ${s} cannot be read from the batch store: ${why}`
+            : `batch ${s} is sealed but its file is not in the batch store ${this.store.dir}`,
+        },
+      };
     }
-    const root = `0x${Rfc6962Tree.fromLeafHashes(b.leaves.map((l) => l.leafHash)).root().toString('hex')}`;
+    const root = `0x${Rfc6962Tree.fromLeafHashes(b.leaves.map((l) => l.leafHash))
+      .root()
+      .toString('hex')}`;
     const base = { batch: s, leafCount: b.leafCount, root };
     if (root !== b.root.toLowerCase()) {
-      return { effect: 'frame_tampered', audit: { ...base, status: 'inconsistent', reason: `batch ${s}: its leaf hashes give root ${root}, its file says ${b.root}: the batch store was altered` } };
+      return {
+        effect: 'frame_tampered',
+        audit: {
+          ...base,
+          status: 'inconsistent',
+          reason: `batch ${s}: its leaf hashes give root ${root}, its file says ${b.root}: the batch store was altered`,
+        },
+      };
     }
     let anchor: ReturnType<BatchStore['anchorOf']>;
     try {
@@ -393,9 +420,26 @@ class Audit {
     if (!anchor) return { effect: 'not_anchored', audit: { ...base, status: 'sealed', reason: `batch ${s} is sealed but not anchored (confirmed) yet` } };
     const rec = { gateway: anchor.gateway, txHash: anchor.txHash, block: anchor.blockNumber };
     const chain = this.o.chain;
-    if (!chain) return { effect: 'unverifiable', audit: { ...base, ...rec, status: 'unchecked', reason: `batch ${s} is recorded as anchored (tx ${anchor.txHash}) but the audit has no chain to check it against` } };
+    if (!chain)
+      return {
+        effect: 'unverifiable',
+        audit: {
+          ...base,
+          ...rec,
+          status: 'unchecked',
+          reason: `batch ${s} is recorded as anchored (tx ${anchor.txHash}) but the audit has no chain to check it against`,
+        },
+      };
     if (!this.trusted.has(anchor.gateway.toLowerCase())) {
-      return { effect: 'unverifiable', audit: { ...base, ...rec, status: 'untrusted_gateway', reason: `batch ${s} was anchored by ${anchor.gateway}, not by a gateway the audit trusts (${[...this.trusted].join(', ')})` } };
+      return {
+        effect: 'unverifiable',
+        audit: {
+          ...base,
+          ...rec,
+          status: 'untrusted_gateway',
+          reason: `batch ${s} was anchored by ${anchor.gateway}, not by a gateway the audit trusts (${[...this.trusted].join(', ')})`,
+        },
+      };
     }
     const reg = anchorRegistryAt(chain.anchorRegistry, chain.provider);
     let onChain: { root: string; leafCount: bigint; firstFrameTimeMs: bigint; lastFrameTimeMs: bigint; blockNumber: bigint };
@@ -403,7 +447,15 @@ class Audit {
       onChain = await reg.anchorOf(anchor.gateway, STREAM.FRAMES, seq);
     } catch (e) {
       if (decodeRevert(e, reg.interface)?.name !== 'AnchorRegistryUnknownAnchor') throw e;
-      return { effect: 'not_anchored', audit: { ...base, ...rec, status: 'not_on_chain', reason: `batch ${s} is recorded as anchored (tx ${anchor.txHash}) but the chain holds no anchor for it: another chain, or the chain was reset` } };
+      return {
+        effect: 'not_anchored',
+        audit: {
+          ...base,
+          ...rec,
+          status: 'not_on_chain',
+          reason: `batch ${s} is recorded as anchored (tx ${anchor.txHash}) but the chain holds no anchor for it: another chain, or the chain was reset`,
+        },
+      };
     }
     const chainRoot = onChain.root.toLowerCase();
     const chainLeafCount = Number(onChain.leafCount);
@@ -411,7 +463,11 @@ class Audit {
     if (chainRoot !== root || chainLeafCount !== b.leafCount) {
       return {
         effect: 'frame_tampered',
-        audit: { ...withChain, status: 'root_mismatch', reason: `batch ${s}: root ${root} of ${b.leafCount} leaves from the batch store, but the chain anchored ${chainRoot} of ${chainLeafCount} leaves` },
+        audit: {
+          ...withChain,
+          status: 'root_mismatch',
+          reason: `batch ${s}: root ${root} of ${b.leafCount} leaves from the batch store, but the chain anchored ${chainRoot} of ${chainLeafCount} leaves`,
+        },
       };
     }
     // The time window anchored with the root is what proofs check frame times against.
@@ -426,10 +482,22 @@ class Audit {
     if (first !== lo || last !== hi) {
       return {
         effect: 'frame_tampered',
-        audit: { ...withChain, status: 'root_mismatch', reason: `batch ${s}: the chain anchored the frame-time window [${first}, ${last}] ms, the batch store's leaves span [${lo}, ${hi}] ms` },
+        audit: {
+          ...withChain,
+          status: 'root_mismatch',
+          reason: `batch ${s}: the chain anchored the frame-time window [${first}, ${last}] ms, the batch store's leaves span [${lo}, ${hi}] ms`,
+        },
       };
     }
-    return { effect: 'intact', audit: { ...withChain, block: Number(onChain.blockNumber), status: 'anchored', reason: `root and leaf count anchored on chain in block ${onChain.blockNumber}` } };
+    return {
+      effect: 'intact',
+      audit: {
+        ...withChain,
+        block: Number(onChain.blockNumber),
+        status: 'anchored',
+        reason: `root and leaf count anchored on chain in block ${onChain.blockNumber}`,
+      },
+    };
   }
 
   // ---- InfluxDB ----
@@ -466,7 +534,9 @@ class Audit {
       params['device'] = this.o.device;
     }
     this.queries++;
-    const rows = toRows(await this.http.query(`SHOW SERIES${where.length ? ` WHERE ${where.join(' AND ')}` : ''}`, { database: this.o.influx.database, params }));
+    const rows = toRows(
+      await this.http.query(`SHOW SERIES${where.length ? ` WHERE ${where.join(' AND ')}` : ''}`, { database: this.o.influx.database, params }),
+    );
     const known = new Set([FRAMES_MEASUREMENT, ...SENSORS.map((s) => s.name)]);
     const byDevice = new Map<string, Set<string>>();
     const other = new Set<string>();
@@ -514,7 +584,15 @@ class Audit {
   private async auditDevice(device: string, measurements: Set<string>): Promise<DeviceAudit> {
     const counts = emptyCounts();
     const key = await this.deviceKey(device);
-    const da: DeviceAudit = { device, keySource: key.source, ...(key.mismatch ? { keyMismatch: true } : {}), ...(key.revokedAtMs ? { revokedAtMs: key.revokedAtMs } : {}), points: 0, frames: 0, counts };
+    const da: DeviceAudit = {
+      device,
+      keySource: key.source,
+      ...(key.mismatch ? { keyMismatch: true } : {}),
+      ...(key.revokedAtMs ? { revokedAtMs: key.revokedAtMs } : {}),
+      points: 0,
+      frames: 0,
+      counts,
+    };
     const add: AddFinding = (f) => {
       counts[f.code]++;
       this.counts[f.code]++;
@@ -576,11 +654,24 @@ class Audit {
       if (!fc.inRange) continue;
       const loc = this.locate(fc);
       if (fc.duplicateOf) {
-        add({ code: 'unexpected', measurement: FRAMES_MEASUREMENT, device, ...loc, reason: `a second frames point carrying frame ${device}/${fc.seq} (tags patient=${fc.row.patient}, gateway=${fc.row.gateway}); the first is at ${isoNs(fc.duplicateOf.row.timeNs)}` });
+        add({
+          code: 'unexpected',
+          measurement: FRAMES_MEASUREMENT,
+          device,
+          ...loc,
+          reason: `a second frames point carrying frame ${device}/${fc.seq} (tags patient=${fc.row.patient}, gateway=${fc.row.gateway}); the first is at ${isoNs(fc.duplicateOf.row.timeNs)}`,
+        });
       } else if (fc.status === 'frame_tampered') {
         add({ code: 'frame_tampered', measurement: FRAMES_MEASUREMENT, device, ...loc, reason: fc.reasons.join('; ') });
       } else if (fc.edits.length > 0) {
-        add({ code: 'edited', measurement: FRAMES_MEASUREMENT, device, ...loc, ...diffFields(fc.edits), reason: `the frames point differs from its signed frame or batch leaf in ${fc.edits.map((d) => d.field).join(', ')}` });
+        add({
+          code: 'edited',
+          measurement: FRAMES_MEASUREMENT,
+          device,
+          ...loc,
+          ...diffFields(fc.edits),
+          reason: `the frames point differs from its signed frame or batch leaf in ${fc.edits.map((d) => d.field).join(', ')}`,
+        });
       } else if (fc.status !== 'intact') {
         add({ code: fc.status, measurement: FRAMES_MEASUREMENT, device, ...loc, reason: fc.reasons.join('; ') });
       } else add({ code: 'intact' });
@@ -631,7 +722,14 @@ class Audit {
           e.claimed = true;
           const diffs = tagDiffs(r, fc.row);
           if (fc.status === 'frame_tampered') add({ ...base, ...this.locate(fc, false), code: 'frame_tampered', reason: fc.reasons.join('; ') });
-          else add({ ...base, ...this.locate(fc, false), code: 'edited', ...diffFields([...diffs, ...valueDiffs(r, fc, e.i, spec.channels)]), reason: `the point is in another series than its frame (${diffs.map((d) => d.field).join(', ')})` });
+          else
+            add({
+              ...base,
+              ...this.locate(fc, false),
+              code: 'edited',
+              ...diffFields([...diffs, ...valueDiffs(r, fc, e.i, spec.channels)]),
+              reason: `the point is in another series than its frame (${diffs.map((d) => d.field).join(', ')})`,
+            });
         } else if (owner && owner.status === 'frame_tampered') {
           add({ ...base, ...this.locate(owner, false), code: 'frame_tampered', reason: `${owner.reasons.join('; ')} (the point names this frame by seq)` });
         } else {
@@ -651,7 +749,13 @@ class Audit {
         continue;
       }
       const diffs = valueDiffs(r, fc, e.i, spec.channels);
-      if (diffs.length > 0) add({ ...loc, code: 'edited', ...diffFields(diffs), reason: `stored ${diffs.map((d) => `${d.field}=${d.stored}`).join(', ')}; the signed frame says ${diffs.map((d) => `${d.field}=${d.expected}`).join(', ')}` });
+      if (diffs.length > 0)
+        add({
+          ...loc,
+          code: 'edited',
+          ...diffFields(diffs),
+          reason: `stored ${diffs.map((d) => `${d.field}=${d.stored}`).join(', ')}; the signed frame says ${diffs.map((d) => `${d.field}=${d.expected}`).join(', ')}`,
+        });
       else if (fc.status !== 'intact') add({ ...loc, code: fc.status, reason: fc.reasons.join('; ') });
       else add({ code: 'intact' });
     }
@@ -720,7 +824,15 @@ class Audit {
   /** Decodes, verifies and places one stored frame (the synchronous part). */
   private frameCtx(row: FrameRow, inRange: boolean, key: DeviceKey): FrameCtx {
     const storedSeq = intOf(row.fields['seq']);
-    const fc: FrameCtx = { row, inRange, sensor: row.sensor, seq: storedSeq === undefined ? undefined : fromStoredUint64(storedSeq), status: 'intact', reasons: [], edits: [] };
+    const fc: FrameCtx = {
+      row,
+      inRange,
+      sensor: row.sensor,
+      seq: storedSeq === undefined ? undefined : fromStoredUint64(storedSeq),
+      status: 'intact',
+      reasons: [],
+      edits: [],
+    };
     const tamper = (why: string): FrameCtx => {
       fc.status = 'frame_tampered';
       fc.reasons.push(why);
@@ -758,7 +870,10 @@ class Audit {
         good = false; // a key that is not a valid Ed25519 key verifies nothing
       }
       if (!good) tamper(`the signature does not verify under the device key (from ${key.source})`);
-      else if (key.revokedAtMs !== undefined && f.timestampMs >= BigInt(key.revokedAtMs)) tamper(`the frame is timestamped ${new Date(Number(f.timestampMs)).toISOString()}, at or after the device's revocation on chain (${new Date(key.revokedAtMs).toISOString()})`);
+      else if (key.revokedAtMs !== undefined && f.timestampMs >= BigInt(key.revokedAtMs))
+        tamper(
+          `the frame is timestamped ${new Date(Number(f.timestampMs)).toISOString()}, at or after the device's revocation on chain (${new Date(key.revokedAtMs).toISOString()})`,
+        );
     }
     // Its place in a batch: the named leaf, else the leaf of the same device and seq.
     const leafHash = hashLeaf(raw);
@@ -778,7 +893,11 @@ class Audit {
         fc.reasons.push(`batch ${named.batch} is still open: not sealed yet (last sealed ${this.store.lastSealed})`);
       } else if (named) {
         const l = leafAt(named);
-        tamper(l ? `it is not leaf ${named.leaf} of batch ${named.batch} (leaf hash ${leafHash.toString('hex')}, the batch has ${l.toString('hex')})` : `batch ${named.batch} has no leaf ${named.leaf}${this.getBatch(named.batch) ? '' : ' (batch not in the batch store)'}`);
+        tamper(
+          l
+            ? `it is not leaf ${named.leaf} of batch ${named.batch} (leaf hash ${leafHash.toString('hex')}, the batch has ${l.toString('hex')})`
+            : `batch ${named.batch} has no leaf ${named.leaf}${this.getBatch(named.batch) ? '' : ' (batch not in the batch store)'}`,
+        );
       } else {
         const lsn = intOf(row.fields['lsn']);
         if (lsn !== undefined && fromStoredUint64(lsn) > this.store.lastSealedLsn) {
@@ -793,7 +912,9 @@ class Audit {
       edit('lsn', lsn === undefined ? null : fromStoredUint64(lsn).toString(), l.lsn.toString());
     }
     if (!key.key) {
-      fc.reasons.push(`no public key for ${f.deviceId} on chain${this.o.keys ? ` or in ${this.o.keysSource ?? 'fallback'}` : ''}: the signature is not checked`);
+      fc.reasons.push(
+        `no public key for ${f.deviceId} on chain${this.o.keys ? ` or in ${this.o.keysSource ?? 'fallback'}` : ''}: the signature is not checked`,
+      );
       if (fc.status === 'intact') fc.status = 'unverifiable';
     }
     return fc;
@@ -820,7 +941,12 @@ class Audit {
       for (const h of holes) for (let s = h.after + 1n; s < h.before && lookup.length < MAX_GAP_LOOKUP; s++) if (!seen.has(s)) lookup.push(s);
       for (let i = 0; i < lookup.length; i += SEQS_PER_QUERY) {
         const { where, params } = this.deviceWhere(device, false);
-        where.push(`(${lookup.slice(i, i + SEQS_PER_QUERY).map((s) => `"seq" = ${toStoredUint64(s)}`).join(' OR ')})`);
+        where.push(
+          `(${lookup
+            .slice(i, i + SEQS_PER_QUERY)
+            .map((s) => `"seq" = ${toStoredUint64(s)}`)
+            .join(' OR ')})`,
+        );
         for (const r of await this.select(FRAMES_MEASUREMENT, where, params)) {
           const fc = this.frameCtx(toFrameRow(r), false, key);
           if (fc.frame && fc.status !== 'frame_tampered' && fc.frame.deviceId === device) seen.add(fc.frame.seq);
@@ -860,7 +986,12 @@ class Audit {
     for (let i = 0; i < list.length; i += SEQS_PER_QUERY) {
       const { where, params } = this.deviceWhere(device, false);
       where.push('"sensor" = $sensor', `time < ${this.fromNs}`);
-      where.push(`(${list.slice(i, i + SEQS_PER_QUERY).map((s) => `"seq" = ${toStoredUint64(s)}`).join(' OR ')})`);
+      where.push(
+        `(${list
+          .slice(i, i + SEQS_PER_QUERY)
+          .map((s) => `"seq" = ${toStoredUint64(s)}`)
+          .join(' OR ')})`,
+      );
       for (const r of await this.select(FRAMES_MEASUREMENT, where, { ...params, sensor: m })) out.push(this.frameCtx(toFrameRow(r), false, key));
     }
     await this.settle(out);
@@ -940,7 +1071,14 @@ function numOf(v: unknown): number | null {
 function toFrameRow(r: Record<string, unknown>): FrameRow {
   const fields: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(r)) if (!TAGS.has(k)) fields[k] = v;
-  return { timeNs: intOf(r['time']) ?? 0n, device: tagOf(r['device']), patient: tagOf(r['patient']), gateway: tagOf(r['gateway']), sensor: tagOf(r['sensor']), fields };
+  return {
+    timeNs: intOf(r['time']) ?? 0n,
+    device: tagOf(r['device']),
+    patient: tagOf(r['patient']),
+    gateway: tagOf(r['gateway']),
+    sensor: tagOf(r['sensor']),
+    fields,
+  };
 }
 
 function namedPlace(row: FrameRow): { batch: bigint; leaf: number } | undefined {

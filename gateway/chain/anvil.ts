@@ -105,7 +105,8 @@ export interface AnvilHandle {
 
 /** DEV ONLY: dev account `index` (0-9) of DEV_MNEMONIC, connected to `provider` if given. */
 export function devWallet(index: number, provider: Provider | null = null): HDNodeWallet {
-  if (!Number.isInteger(index) || index < 0 || index >= DEV_ACCOUNT_COUNT) throw new RangeError(`dev account index must be 0-${DEV_ACCOUNT_COUNT - 1}, got ${index}`);
+  if (!Number.isInteger(index) || index < 0 || index >= DEV_ACCOUNT_COUNT)
+    throw new RangeError(`dev account index must be 0-${DEV_ACCOUNT_COUNT - 1}, got ${index}`);
   return HDNodeWallet.fromPhrase(DEV_MNEMONIC, undefined, `${DEV_DERIVATION_PATH}${index}`).connect(provider);
 }
 
@@ -198,7 +199,9 @@ class Anvil implements AnvilHandle {
     if (every > 0) {
       this.timer = setInterval(() => {
         if (this.queued > 0) return; // a slow checkpoint is still running: do not pile up behind it
-        this.checkpoint().catch((e: unknown) => this.opts.log?.warn({ event: 'anvil_checkpoint_failed', err: (e as Error).message }, 'anvil checkpoint failed'));
+        this.checkpoint().catch((e: unknown) =>
+          this.opts.log?.warn({ event: 'anvil_checkpoint_failed', err: (e as Error).message }, 'anvil checkpoint failed'),
+        );
       }, every);
       this.timer.unref();
     }
@@ -237,7 +240,13 @@ class Anvil implements AnvilHandle {
     try {
       await Promise.race([
         this.checkpoint(),
-        new Promise<never>((_res, rej) => (timer = setTimeout(() => rej(new ChainError('CHAIN_TIMEOUT', { method: 'anvil_dumpState', timeoutMs: STOP_CHECKPOINT_TIMEOUT_MS })), STOP_CHECKPOINT_TIMEOUT_MS))),
+        new Promise<never>(
+          (_res, rej) =>
+            (timer = setTimeout(
+              () => rej(new ChainError('CHAIN_TIMEOUT', { method: 'anvil_dumpState', timeoutMs: STOP_CHECKPOINT_TIMEOUT_MS })),
+              STOP_CHECKPOINT_TIMEOUT_MS,
+            )),
+        ),
       ]);
     } catch (e) {
       this.opts.log?.error({ event: 'anvil_checkpoint_failed', err: (e as Error).message }, 'final anvil checkpoint failed; stopping anyway');
@@ -247,7 +256,9 @@ class Anvil implements AnvilHandle {
     this.stopping = true;
     // A stopped process (SIGSTOP, a debugger) would hold SIGTERM until continued: continue it first.
     r.child.kill('SIGCONT');
-    await terminate(r, this.opts.stopTimeoutMs ?? 10_000, () => this.opts.log?.warn({ event: 'anvil_stop_timeout', pid: r.child.pid }, 'anvil ignored SIGTERM; sending SIGKILL'));
+    await terminate(r, this.opts.stopTimeoutMs ?? 10_000, () =>
+      this.opts.log?.warn({ event: 'anvil_stop_timeout', pid: r.child.pid }, 'anvil ignored SIGTERM; sending SIGKILL'),
+    );
   }
 
   async kill(): Promise<void> {
@@ -272,13 +283,20 @@ class Anvil implements AnvilHandle {
 
   private async spawnOnce(): Promise<void> {
     const args = [
-      '--host', '127.0.0.1',
-      '--port', String(this.currentPort),
-      '--chain-id', String(this.chainId),
-      '--hardfork', this.hardfork,
-      '--mnemonic', DEV_MNEMONIC,
-      '--accounts', String(DEV_ACCOUNT_COUNT),
-      '--color', 'never',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(this.currentPort),
+      '--chain-id',
+      String(this.chainId),
+      '--hardfork',
+      this.hardfork,
+      '--mnemonic',
+      DEV_MNEMONIC,
+      '--accounts',
+      String(DEV_ACCOUNT_COUNT),
+      '--color',
+      'never',
     ];
     if (existsSync(this.statePath)) args.push('--load-state', this.statePath);
     const t0 = performance.now();
@@ -323,7 +341,8 @@ class Anvil implements AnvilHandle {
       if (output.listening) {
         const id = await this.rpc('eth_chainId', [], 1000).catch(() => undefined);
         if (typeof id === 'string') {
-          if (Number(id) !== this.chainId) throw new ChainError('ANVIL_START_FAILED', { reason: 'eth_chainId answered another chain id', expected: this.chainId, got: Number(id) });
+          if (Number(id) !== this.chainId)
+            throw new ChainError('ANVIL_START_FAILED', { reason: 'eth_chainId answered another chain id', expected: this.chainId, got: Number(id) });
           return;
         }
       }
@@ -365,7 +384,8 @@ function readMeta(dataDir: string): { chainId: number; hardfork: string } | unde
   const path = join(dataDir, META_FILE);
   if (!existsSync(path)) return undefined;
   const m = JSON.parse(readFileSync(path, 'utf8')) as { chainId?: unknown; hardfork?: unknown };
-  if (typeof m.chainId !== 'number' || typeof m.hardfork !== 'string') throw new ChainError('ANVIL_STATE_CORRUPT', { path, reason: 'anvil.json needs chainId and hardfork' });
+  if (typeof m.chainId !== 'number' || typeof m.hardfork !== 'string')
+    throw new ChainError('ANVIL_STATE_CORRUPT', { path, reason: 'anvil.json needs chainId and hardfork' });
   return { chainId: m.chainId, hardfork: m.hardfork };
 }
 
@@ -416,7 +436,10 @@ export function resolveAnvilBinary(explicit?: string): string {
       const require = createRequire(import.meta.url);
       candidates.push(join(dirname(require.resolve(`${pkg.name}/package.json`)), 'bin', pkg.exe));
     } catch {
-      throw new ChainError('ANVIL_NOT_FOUND', { package: pkg.name, reason: 'package not installed (npm ci installs it as an optional dependency of @foundry-rs/anvil)' });
+      throw new ChainError('ANVIL_NOT_FOUND', {
+        package: pkg.name,
+        reason: 'package not installed (npm ci installs it as an optional dependency of @foundry-rs/anvil)',
+      });
     }
   }
   for (const c of candidates) {

@@ -12,7 +12,14 @@
  *   }
  */
 import { Contract, Interface, id, isHexString, type ContractRunner, type Result } from 'ethers';
-import { anchorRegistryAbi, consentRegistryAbi, deviceRegistryAbi, type AnchorRegistryContract, type ConsentRegistryContract, type DeviceRegistryContract } from './artifacts.js';
+import {
+  anchorRegistryAbi,
+  consentRegistryAbi,
+  deviceRegistryAbi,
+  type AnchorRegistryContract,
+  type ConsentRegistryContract,
+  type DeviceRegistryContract,
+} from './artifacts.js';
 
 export type {
   AnchorRegistryContract,
@@ -86,7 +93,8 @@ export const MAX_MASK_SENSOR_CODE = 15;
 export function sensorMaskOf(codes: Iterable<number>): number {
   let mask = 0;
   for (const c of codes) {
-    if (!Number.isInteger(c) || c < 1 || c > MAX_MASK_SENSOR_CODE) throw new TypeError(`sensor code must be an integer in 1..${MAX_MASK_SENSOR_CODE}, got ${c}`);
+    if (!Number.isInteger(c) || c < 1 || c > MAX_MASK_SENSOR_CODE)
+      throw new TypeError(`sensor code must be an integer in 1..${MAX_MASK_SENSOR_CODE}, got ${c}`);
     mask |= 1 << c;
   }
   if (mask === 0) throw new TypeError('a sensor mask needs at least one sensor code');

@@ -18,7 +18,15 @@ import { join } from 'node:path';
 import { ContractFactory, getAddress, resolveAddress, type AddressLike, type Provider, type Signer, type TransactionReceipt } from 'ethers';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { anchorRegistryArtifact, consentRegistryArtifact, deviceRegistryArtifact, INPUT_SHA256, SOLC_VERSION } from './artifacts.js';
-import { anchorRegistryAt, consentRegistryAt, deviceRegistryAt, ROLES, type AnchorRegistryContract, type ConsentRegistryContract, type DeviceRegistryContract } from './contracts.js';
+import {
+  anchorRegistryAt,
+  consentRegistryAt,
+  deviceRegistryAt,
+  ROLES,
+  type AnchorRegistryContract,
+  type ConsentRegistryContract,
+  type DeviceRegistryContract,
+} from './contracts.js';
 import { ChainError } from './errors.js';
 
 export const DEPLOYMENT_FILE = 'deployment.json';
@@ -109,7 +117,9 @@ export async function deployContracts(signer: Signer, opts: DeployOptions = {}):
   const gateways = await Promise.all((opts.gateways ?? [deployer]).map(async (a) => getAddress(await resolveAddress(a))));
   const needsGrants = hospitalAdmins.length + gateways.length > 0;
   if (needsGrants && admin !== deployer) {
-    throw new TypeError('deployContracts: to grant roles at deployment the signer must be the admin; deploy with admin = signer, grant, then transfer DEFAULT_ADMIN_ROLE');
+    throw new TypeError(
+      'deployContracts: to grant roles at deployment the signer must be the admin; deploy with admin = signer, grant, then transfer DEFAULT_ADMIN_ROLE',
+    );
   }
 
   const dev = await deployOne(new ContractFactory(deviceRegistryArtifact.abi, deviceRegistryArtifact.bytecode, signer), admin, confirmations, txTimeoutMs);
@@ -203,7 +213,11 @@ async function verifyRecorded(provider: Provider, record: StoredDeploymentRecord
       });
     }
     if (code.toLowerCase() !== artifact.deployedBytecode.toLowerCase()) {
-      throw new ChainError('DEPLOYMENT_CODE_MISMATCH', { contract: name, address: c.address, hint: 'the contract there is another build; deploy this build afresh or run the matching gateway version' });
+      throw new ChainError('DEPLOYMENT_CODE_MISMATCH', {
+        contract: name,
+        address: c.address,
+        hint: 'the contract there is another build; deploy this build afresh or run the matching gateway version',
+      });
     }
   }
   const block = await provider.getBlock(record.deployBlock);
@@ -231,7 +245,11 @@ async function verifyRecorded(provider: Provider, record: StoredDeploymentRecord
  *   record was complete already: then nothing is sent).
  * @throws ChainError from verifyDeployment; DEPLOYMENT_INCOMPLETE when `signer` is not the admin.
  */
-export async function completeDeployment(signer: Signer, record: StoredDeploymentRecord, opts: { confirmations?: number; txTimeoutMs?: number } = {}): Promise<Deployment & { added: string[] }> {
+export async function completeDeployment(
+  signer: Signer,
+  record: StoredDeploymentRecord,
+  opts: { confirmations?: number; txTimeoutMs?: number } = {},
+): Promise<Deployment & { added: string[] }> {
   const provider = requireProvider(signer);
   await verifyRecorded(provider, record);
   const handles = (r: DeploymentRecord): Deployment => ({
@@ -290,7 +308,10 @@ export function readDeploymentRecord(path: string): StoredDeploymentRecord | und
     typeof r.deployBlock !== 'number' ||
     typeof r.deployBlockHash !== 'string'
   ) {
-    throw new ChainError('DEPLOYMENT_RECORD_INVALID', { path, reason: 'needs version 1, chainId, deviceRegistry, anchorRegistry, consentRegistry (or none), deployBlock, deployBlockHash' });
+    throw new ChainError('DEPLOYMENT_RECORD_INVALID', {
+      path,
+      reason: 'needs version 1, chainId, deviceRegistry, anchorRegistry, consentRegistry (or none), deployBlock, deployBlockHash',
+    });
   }
   return r as StoredDeploymentRecord;
 }
@@ -324,7 +345,10 @@ export async function loadOrDeploy(
   const existing = readDeploymentRecord(path);
   const connected = signer.provider ? signer : signer.connect(provider);
   if (existing) {
-    const d = await completeDeployment(connected, existing, { ...(opts.confirmations !== undefined ? { confirmations: opts.confirmations } : {}), ...(opts.txTimeoutMs !== undefined ? { txTimeoutMs: opts.txTimeoutMs } : {}) });
+    const d = await completeDeployment(connected, existing, {
+      ...(opts.confirmations !== undefined ? { confirmations: opts.confirmations } : {}),
+      ...(opts.txTimeoutMs !== undefined ? { txTimeoutMs: opts.txTimeoutMs } : {}),
+    });
     if (d.added.length > 0) {
       await opts.makeDurable?.();
       writeDeploymentRecord(path, d.record);

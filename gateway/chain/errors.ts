@@ -17,11 +17,13 @@ export const CHAIN_ERRORS = {
   DEPLOYMENT_CHAIN_MISMATCH: 'the deployment record is for another chain id than the RPC endpoint serves',
   DEPLOYMENT_MISSING: 'there is no contract code at a recorded address: the chain was reset or is another chain, and every earlier anchor is gone from it',
   DEPLOYMENT_CODE_MISMATCH: 'the code at a recorded address is not the contract this build expects',
-  DEPLOYMENT_CHAIN_REPLACED: 'the block that deployed the contracts is not on this chain any more: the chain was reset and the contracts redeployed at the same addresses',
+  DEPLOYMENT_CHAIN_REPLACED:
+    'the block that deployed the contracts is not on this chain any more: the chain was reset and the contracts redeployed at the same addresses',
   DEPLOYMENT_INCOMPLETE: 'the deployment record lacks a contract this build needs (ConsentRegistry, in a record written before it existed)',
-  CHAIN_TIMEOUT: 'the chain\'s JSON-RPC endpoint did not answer within the deadline (chain.rpcTimeoutMs, or health.probeTimeoutMs for the health probe): a hung, stopped or overloaded node',
-  CHAIN_UNREACHABLE: 'no connection to the chain\'s JSON-RPC endpoint (refused, reset or unresolvable)',
-  CHAIN_RPC_ERROR: 'the chain\'s JSON-RPC endpoint answered with an HTTP error, a JSON-RPC error or something that is not JSON-RPC',
+  CHAIN_TIMEOUT:
+    "the chain's JSON-RPC endpoint did not answer within the deadline (chain.rpcTimeoutMs, or health.probeTimeoutMs for the health probe): a hung, stopped or overloaded node",
+  CHAIN_UNREACHABLE: "no connection to the chain's JSON-RPC endpoint (refused, reset or unresolvable)",
+  CHAIN_RPC_ERROR: "the chain's JSON-RPC endpoint answered with an HTTP error, a JSON-RPC error or something that is not JSON-RPC",
 } as const;
 
 export type ChainErrorCode = keyof typeof CHAIN_ERRORS;
@@ -40,7 +42,7 @@ export const CHAIN_ERROR_REMEDIES: Remedies<ChainErrorCode> = {
   DEPLOYMENT_CODE_MISMATCH: 'Run the gateway version that deployed it, or deploy this build afresh.',
   DEPLOYMENT_CHAIN_REPLACED: 'As DEPLOYMENT_MISSING; anvil gives the same addresses to the same deployer and nonces, so only the block hash tells.',
   DEPLOYMENT_INCOMPLETE: 'Embedded: the next start adds it; external: `vitalproof chain deploy --rpc URL --key-file <admin key> --complete <record>`.',
-  CHAIN_TIMEOUT: "Check the node's process and load; the gateway retries by itself and raises CHAIN_HUNG meanwhile (docs/anchoring.md, \"A hung chain\").",
+  CHAIN_TIMEOUT: 'Check the node\'s process and load; the gateway retries by itself and raises CHAIN_HUNG meanwhile (docs/anchoring.md, "A hung chain").',
   CHAIN_UNREACHABLE: 'Check the node and the network path to `chain.rpcUrl`; CHAIN_DOWN is raised meanwhile.',
   CHAIN_RPC_ERROR: 'Check that `chain.rpcUrl` points at a JSON-RPC endpoint, and its access rules.',
 };

@@ -278,11 +278,15 @@ export class LogFollower<S extends FollowedState, C> {
       this.failures++;
       this.lastError = (e as Error).message;
       if (this.failures === 1 || this.failures % LOG_EVERY_NTH_FAILURE === 0) {
-        this.o.log?.warn({ event: `${p}_chain_unreachable`, failures: this.failures, lastBlock: this.live.lastBlock, err: this.lastError }, 'chain unreachable: serving the cached state');
+        this.o.log?.warn(
+          { event: `${p}_chain_unreachable`, failures: this.failures, lastBlock: this.live.lastBlock, err: this.lastError },
+          'chain unreachable: serving the cached state',
+        );
       }
       throw e;
     }
-    if (this.failures > 0) this.o.log?.info({ event: `${p}_chain_reachable`, after: this.failures, lastBlock: this.live.lastBlock }, 'chain reachable again: following');
+    if (this.failures > 0)
+      this.o.log?.info({ event: `${p}_chain_reachable`, after: this.failures, lastBlock: this.live.lastBlock }, 'chain reachable again: following');
     this.failures = 0;
     this.lastError = undefined;
     this.following = true;
@@ -322,12 +326,18 @@ export class LogFollower<S extends FollowedState, C> {
   private async checkChain(): Promise<void> {
     const p = this.o.provider as Provider & { send?: (method: string, params: unknown[]) => Promise<unknown> };
     // A JSON-RPC provider with a static network answers getNetwork() without asking the node.
-    const id = typeof p.send === 'function' ? Number(await this.rpc(p.send('eth_chainId', []), 'eth_chainId')) : Number((await this.rpc(p.getNetwork(), 'getNetwork')).chainId);
+    const id =
+      typeof p.send === 'function'
+        ? Number(await this.rpc(p.send('eth_chainId', []), 'eth_chainId'))
+        : Number((await this.rpc(p.getNetwork(), 'getNetwork')).chainId);
     const cached = this.chainId;
     this.chainId = id;
     this.chainChecked = true;
     if (cached !== undefined && cached !== id) {
-      this.o.log?.warn({ event: `${this.o.logPrefix}_cache_ignored`, reason: 'another chain id', cached, chainId: id }, 'cache is for another chain: rebuilding it');
+      this.o.log?.warn(
+        { event: `${this.o.logPrefix}_cache_ignored`, reason: 'another chain id', cached, chainId: id },
+        'cache is for another chain: rebuilding it',
+      );
       const before = this.live;
       this.live = this.o.hooks.empty(this.o.deployBlock - 1);
       this.swap(before);
@@ -350,8 +360,12 @@ export class LogFollower<S extends FollowedState, C> {
         // chain (a change below `end` changes its hash). The state's own last block is checked
         // in between, so logs of a new branch are never appended to a state of the old one.
         const before = await this.blockHash(end);
-        const got = await this.rpc(this.o.provider.getLogs({ address: this.address, topics: [[...this.o.topics]], fromBlock: from, toBlock: end }), 'eth_getLogs');
-        if (state.lastBlockHash !== undefined && (await this.blockHash(state.lastBlock)) !== state.lastBlockHash) throw new ReorgDetected(`block ${state.lastBlock} was replaced`);
+        const got = await this.rpc(
+          this.o.provider.getLogs({ address: this.address, topics: [[...this.o.topics]], fromBlock: from, toBlock: end }),
+          'eth_getLogs',
+        );
+        if (state.lastBlockHash !== undefined && (await this.blockHash(state.lastBlock)) !== state.lastBlockHash)
+          throw new ReorgDetected(`block ${state.lastBlock} was replaced`);
         const after = await this.blockHash(end);
         if (before !== undefined && before === after && got.every((l) => !l.removed && (l.blockNumber !== end || l.blockHash === before))) {
           logs = got;
@@ -420,7 +434,8 @@ export class LogFollower<S extends FollowedState, C> {
     } catch (e) {
       return ignore(`unreadable: ${(e as Error).message}`);
     }
-    if (c.version !== 1 || typeof c.chainId !== 'number' || typeof c.contract !== 'string' || typeof c.lastBlock !== 'number') return ignore('not a version 1 cache');
+    if (c.version !== 1 || typeof c.chainId !== 'number' || typeof c.contract !== 'string' || typeof c.lastBlock !== 'number')
+      return ignore('not a version 1 cache');
     if (c.contract.toLowerCase() !== this.address.toLowerCase()) return ignore('another contract', { cached: c.contract, contract: this.address });
     if (this.o.chainId !== undefined && c.chainId !== this.o.chainId) return ignore('another chain id', { cached: c.chainId, chainId: this.o.chainId });
     if (c.deployBlock !== this.o.deployBlock) return ignore('another deploy block', { cached: c.deployBlock, deployBlock: this.o.deployBlock });

@@ -81,7 +81,8 @@ export async function rpcCall(url: string, method: string, params: unknown[], ti
  */
 export async function probeChain(url: string, timeoutMs: number): Promise<number> {
   const r = await rpcCall(url, 'eth_blockNumber', [], timeoutMs);
-  if (typeof r !== 'string' || !/^0x[0-9a-fA-F]+$/.test(r)) throw new ChainError('CHAIN_RPC_ERROR', { url: endpointOf(url), method: 'eth_blockNumber', expected: 'a hex quantity', found: String(r).slice(0, 80) });
+  if (typeof r !== 'string' || !/^0x[0-9a-fA-F]+$/.test(r))
+    throw new ChainError('CHAIN_RPC_ERROR', { url: endpointOf(url), method: 'eth_blockNumber', expected: 'a hex quantity', found: String(r).slice(0, 80) });
   return Number(r);
 }
 
@@ -96,7 +97,13 @@ async function post(
 ): Promise<{ status: number; statusText: string; headers: Record<string, string>; body: Uint8Array }> {
   const where = { url: endpointOf(url), method: rpcMethod };
   try {
-    return await requestWithDeadline(url, { method, headers, ...(body ? { body } : {}), timeoutMs, ...(cancel ? { onCancel: (c: () => void) => cancel.addListener(c) } : {}) });
+    return await requestWithDeadline(url, {
+      method,
+      headers,
+      ...(body ? { body } : {}),
+      timeoutMs,
+      ...(cancel ? { onCancel: (c: () => void) => cancel.addListener(c) } : {}),
+    });
   } catch (e) {
     if (!(e instanceof DeadlineHttpError)) throw e;
     if (e.kind === 'cancelled') throw makeError('request cancelled', 'CANCELLED');

@@ -19,7 +19,14 @@ import type { GatewayConfig } from '../config.js';
 import { ConfigError } from '../config.js';
 import type { Logger } from '../log.js';
 import { devWallet, startAnvil, type AnvilHandle } from './anvil.js';
-import { anchorRegistryAt, consentRegistryAt, deviceRegistryAt, type AnchorRegistryContract, type ConsentRegistryContract, type DeviceRegistryContract } from './contracts.js';
+import {
+  anchorRegistryAt,
+  consentRegistryAt,
+  deviceRegistryAt,
+  type AnchorRegistryContract,
+  type ConsentRegistryContract,
+  type DeviceRegistryContract,
+} from './contracts.js';
 import { DEPLOYMENT_FILE, loadOrDeploy, readDeploymentRecord, verifyDeployment, type StoredDeploymentRecord } from './deploy.js';
 import { DEFAULT_RPC_TIMEOUT_MS, deadlineFetchRequest } from './rpc-deadline.js';
 
@@ -151,8 +158,23 @@ export async function openChain(cfg: GatewayConfig, log?: Logger, opts: { writeE
         gateways: [devWallet(EMBEDDED_ACCOUNTS.gateway).address],
         makeDurable: () => anvil.checkpoint(),
       });
-      if (d.deployed) log?.info({ event: 'contracts_deployed', chainId: d.record.chainId, deviceRegistry: d.record.deviceRegistry.address, anchorRegistry: d.record.anchorRegistry.address, consentRegistry: d.record.consentRegistry.address, block: d.record.deployBlock }, 'contracts deployed on the embedded chain');
-      if (d.added.length > 0) log?.info({ event: 'contracts_added', chainId: d.record.chainId, added: d.added, consentRegistry: d.record.consentRegistry.address }, 'contracts added to the embedded chain\'s deployment');
+      if (d.deployed)
+        log?.info(
+          {
+            event: 'contracts_deployed',
+            chainId: d.record.chainId,
+            deviceRegistry: d.record.deviceRegistry.address,
+            anchorRegistry: d.record.anchorRegistry.address,
+            consentRegistry: d.record.consentRegistry.address,
+            block: d.record.deployBlock,
+          },
+          'contracts deployed on the embedded chain',
+        );
+      if (d.added.length > 0)
+        log?.info(
+          { event: 'contracts_added', chainId: d.record.chainId, added: d.added, consentRegistry: d.record.consentRegistry.address },
+          "contracts added to the embedded chain's deployment",
+        );
       const endpoint = join(dir, ENDPOINT_FILE);
       if (opts.writeEndpoint !== false) writeFileSync(endpoint, JSON.stringify({ url: anvil.url, pid: process.pid }));
       return {
@@ -173,7 +195,11 @@ export async function openChain(cfg: GatewayConfig, log?: Logger, opts: { writeE
   if (cfg.chain.mode !== 'external') throw new ConfigError(`chain.mode "${cfg.chain.mode}" has no chain to open`, 'CONFIG_NO_CHAIN');
   const recordPath = cfg.chain.deployment || join(chainDir(cfg.dataDir), DEPLOYMENT_FILE);
   const record = readDeploymentRecord(recordPath);
-  if (!record) throw new ConfigError(`no deployment record at ${recordPath}: deploy the contracts with "vitalproof chain deploy" and point chain.deployment at its record`, 'CONFIG_NO_CHAIN');
+  if (!record)
+    throw new ConfigError(
+      `no deployment record at ${recordPath}: deploy the contracts with "vitalproof chain deploy" and point chain.deployment at its record`,
+      'CONFIG_NO_CHAIN',
+    );
   const provider = chainProvider(cfg.chain.rpcUrl, record.chainId, 1000, cfg.chain.rpcTimeoutMs);
   const wallet = readKeyFile(cfg.chain.keyFile).connect(provider) as Wallet | HDNodeWallet;
   let verified: Promise<void> | undefined;

@@ -74,7 +74,9 @@ export async function adminCommand(argv: string[], io: CliIo = defaultIo): Promi
           return 0;
         }
         if (boundTo !== ZeroHash) {
-          io.err(`refused: ${patient} is bound to another patientRef (${short(boundTo)}) already; an address speaks for one patient at most (give this patient another key)`);
+          io.err(
+            `refused: ${patient} is bound to another patientRef (${short(boundTo)}) already; an address speaks for one patient at most (give this patient another key)`,
+          );
           return 1;
         }
         const receipt = await send(() => consent.bindPatient(ref.patientRef, patient), chain, io);
@@ -100,13 +102,16 @@ export async function adminCommand(argv: string[], io: CliIo = defaultIo): Promi
         }
         const receipt = await send(() => anchors.grantRole(ROLES.GATEWAY, gateway), chain, io);
         if (!receipt) return 1;
-        io.out(`authorised ${gateway} to anchor on AnchorRegistry ${chain.record.anchorRegistry.address} (GATEWAY_ROLE; tx ${receipt.hash}, block ${receipt.blockNumber})`);
+        io.out(
+          `authorised ${gateway} to anchor on AnchorRegistry ${chain.record.anchorRegistry.address} (GATEWAY_ROLE; tx ${receipt.hash}, block ${receipt.blockNumber})`,
+        );
         return 0;
       });
     }
     case 'dev-key': {
       const n = Number(positionals[1]);
-      if (!/^\d+$/.test(positionals[1] ?? '') || n >= DEV_ACCOUNT_COUNT) throw badUsage(`admin dev-key needs an account index 0-${DEV_ACCOUNT_COUNT - 1}`, ADMIN_USAGE);
+      if (!/^\d+$/.test(positionals[1] ?? '') || n >= DEV_ACCOUNT_COUNT)
+        throw badUsage(`admin dev-key needs an account index 0-${DEV_ACCOUNT_COUNT - 1}`, ADMIN_USAGE);
       const w = devWallet(n);
       io.out(w.privateKey);
       io.err(`DEV ONLY: dev account ${n} (${w.address}) of the public test mnemonic: anyone can sign with it; never use it on a real chain`);

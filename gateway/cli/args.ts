@@ -126,7 +126,14 @@ export function parseTimeArg(name: string, v: string, nowMs: number): number {
 
 /** "heart_rate,spo2" → their catalogue entries, in the order given, without repeats. @throws ConfigError for an unknown name. */
 export function parseMetrics(v: string): { name: string; code: number }[] {
-  const names = [...new Set(v.split(',').map((s) => s.trim()).filter(Boolean))];
+  const names = [
+    ...new Set(
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+  ];
   if (names.length === 0) throw new ConfigError('--metrics needs at least one sensor name (e.g. heart_rate,spo2)');
   return names.map((n) => {
     try {

@@ -79,22 +79,41 @@ export async function auditCommand(argv: string[], out: (line: string) => void =
     let influxUrl = cfg.influx.url || running?.influxUrl || '';
     if (!influxUrl) {
       const dir = join(cfg.dataDir, 'influxdb');
-      if (!existsSync(dir)) throw new ConfigError(`no InfluxDB: set influx.url, run the audit while the gateway runs on ${cfg.dataDir}, or point --dataDir at a data dir with an embedded influxd`);
+      if (!existsSync(dir))
+        throw new ConfigError(
+          `no InfluxDB: set influx.url, run the audit while the gateway runs on ${cfg.dataDir}, or point --dataDir at a data dir with an embedded influxd`,
+        );
       influxd = await startInfluxd({ dataDir: dir });
       influxUrl = influxd.url;
     }
     const notes: string[] = [];
     if (cfg.chain.mode === 'off') notes.push('chain.mode is off: anchors are not checked (anchored frames are reported unverifiable)');
-    else if (cfg.chain.mode === 'embedded' && !existsSync(join(chainDir(cfg.dataDir), DEPLOYMENT_FILE))) notes.push(`no embedded chain in ${chainDir(cfg.dataDir)}: anchors are not checked`);
+    else if (cfg.chain.mode === 'embedded' && !existsSync(join(chainDir(cfg.dataDir), DEPLOYMENT_FILE)))
+      notes.push(`no embedded chain in ${chainDir(cfg.dataDir)}: anchors are not checked`);
     else chain = await openChainForCli(cfg);
     const gateways = opts.gateways ?? (chain ? [chain.address] : []);
     const regPath = registryPath(cfg.dataDir);
     const fileKeys = existsSync(regPath) ? new FileRegistry(regPath) : undefined;
     const gatewayId = running?.gatewayId ?? cfg.gatewayId;
     const report = await runAudit({
-      influx: { url: influxUrl, database: cfg.influx.database, username: cfg.influx.username, password: cfg.influx.password, timeoutMs: Math.max(cfg.influx.timeoutMs, 60_000) },
+      influx: {
+        url: influxUrl,
+        database: cfg.influx.database,
+        username: cfg.influx.username,
+        password: cfg.influx.password,
+        timeoutMs: Math.max(cfg.influx.timeoutMs, 60_000),
+      },
       batchStore: new BatchStore(batchesDir),
-      ...(chain ? { chain: { provider: chain.provider, anchorRegistry: chain.record.anchorRegistry.address, deviceRegistry: chain.record.deviceRegistry.address, gateways } } : {}),
+      ...(chain
+        ? {
+            chain: {
+              provider: chain.provider,
+              anchorRegistry: chain.record.anchorRegistry.address,
+              deviceRegistry: chain.record.deviceRegistry.address,
+              gateways,
+            },
+          }
+        : {}),
       ...(fileKeys ? { keys: (id: string) => fileKeys.get(id)?.publicKey, keysSource: 'file' } : {}),
       ...(opts.device !== undefined ? { device: opts.device } : {}),
       ...(opts.fromMs !== undefined ? { fromMs: opts.fromMs } : {}),
@@ -105,7 +124,9 @@ export async function auditCommand(argv: string[], out: (line: string) => void =
     if (fileKeys) notes.push(`keys not on chain come from ${regPath}`);
     if (report.otherGateways.length) notes.push(`points of other gateways were not audited: ${report.otherGateways.join(', ')}`);
     if (report.summary.points === 0 && report.otherGateways.length > 0 && !running) {
-      notes.push(`InfluxDB holds no point tagged gateway=${gatewayId}; if this data dir's gateway runs with another gatewayId (${report.otherGateways.join(', ')}), pass --gatewayId`);
+      notes.push(
+        `InfluxDB holds no point tagged gateway=${gatewayId}; if this data dir's gateway runs with another gatewayId (${report.otherGateways.join(', ')}), pass --gatewayId`,
+      );
     }
     for (const line of formatAudit(report, { limit: opts.limit, chainId: chain?.chainId, notes })) say(line);
     if (opts.json === '-') out(JSON.stringify(report, null, 2));
@@ -144,14 +165,20 @@ function parseOptions(flags: Record<string, string>): CliOptions {
   if (flags['to'] !== undefined) o.toMs = parseTime('--to', flags['to']);
   if (o.fromMs !== undefined && o.toMs !== undefined && o.toMs <= o.fromMs) throw new ConfigError('--to must be after --from');
   if (flags['json'] !== undefined) o.json = flags['json'];
-  for (const [flag, prop] of [['limit', 'limit'], ['max-findings', 'maxFindings']] as const) {
+  for (const [flag, prop] of [
+    ['limit', 'limit'],
+    ['max-findings', 'maxFindings'],
+  ] as const) {
     if (flags[flag] === undefined) continue;
     const n = Number(flags[flag]);
     if (!Number.isSafeInteger(n) || n < 0) throw new ConfigError(`--${flag} must be a whole number, got "${flags[flag]}"`);
     o[prop] = n;
   }
   if (flags['gateway'] !== undefined) {
-    const list = flags['gateway'].split(',').map((a) => a.trim()).filter(Boolean);
+    const list = flags['gateway']
+      .split(',')
+      .map((a) => a.trim())
+      .filter(Boolean);
     for (const a of list) if (!/^0x[0-9a-fA-F]{40}$/.test(a)) throw new ConfigError(`--gateway: "${a}" is not an address`);
     o.gateways = list;
   }
@@ -170,19 +197,31 @@ export function formatAudit(r: AuditReport, o: { limit: number; chainId?: number
   const lines: string[] = [];
   const range = r.range.from || r.range.to ? `${r.range.from ?? 'the beginning'} to ${r.range.to ?? 'now'}` : 'all time';
   lines.push(`audit of ${r.range.gatewayId ?? 'every gateway'}: ${r.range.device ?? 'every device'}, ${range}`);
-  lines.push(`  InfluxDB ${r.influx.url} database ${r.influx.database}; batch store ${r.batchStore.dir} (last sealed ${r.batchStore.lastSealed}, last anchored ${r.batchStore.lastAnchored})`);
-  lines.push(r.chain ? `  chain ${o.chainId ?? ''}: AnchorRegistry ${r.chain.anchorRegistry}, DeviceRegistry ${r.chain.deviceRegistry}, trusted gateway ${r.chain.gateways.join(', ')}` : '  no chain: anchors not checked');
-  const ks = Object.entries(r.keySources).map(([k, n]) => `${k} ${n}`).join(', ');
+  lines.push(
+    `  InfluxDB ${r.influx.url} database ${r.influx.database}; batch store ${r.batchStore.dir} (last sealed ${r.batchStore.lastSealed}, last anchored ${r.batchStore.lastAnchored})`,
+  );
+  lines.push(
+    r.chain
+      ? `  chain ${o.chainId ?? ''}: AnchorRegistry ${r.chain.anchorRegistry}, DeviceRegistry ${r.chain.deviceRegistry}, trusted gateway ${r.chain.gateways.join(', ')}`
+      : '  no chain: anchors not checked',
+  );
+  const ks = Object.entries(r.keySources)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
   lines.push(`  device keys: ${ks || 'no devices'}`);
   for (const n of o.notes ?? []) lines.push(`  note: ${n}`);
   lines.push(`${r.summary.devices} devices, ${r.summary.points} points (InfluxDB queries: ${r.queries}):`);
   for (const code of Object.keys(FINDING_CODES) as FindingCode[]) lines.push(`  ${code.padEnd(15)} ${String(r.summary.counts[code]).padStart(9)}`);
   const total = r.findings.length + r.findingsOmitted;
   if (r.ok) {
-    lines.push(r.summary.points > 0 ? 'OK: every point intact, nothing missing, no sequence gap' : 'OK: no points and no batch leaves in this range: nothing to audit');
+    lines.push(
+      r.summary.points > 0 ? 'OK: every point intact, nothing missing, no sequence gap' : 'OK: no points and no batch leaves in this range: nothing to audit',
+    );
     return lines;
   }
-  lines.push(`NOT OK: ${total} findings${total > o.limit ? ` (first ${o.limit})` : ''}${r.findingsOmitted ? `; the report lists ${r.findings.length} (--max-findings)` : ''}`);
+  lines.push(
+    `NOT OK: ${total} findings${total > o.limit ? ` (first ${o.limit})` : ''}${r.findingsOmitted ? `; the report lists ${r.findings.length} (--max-findings)` : ''}`,
+  );
   // The gravest first: what was changed, then what is gone, then what could not be checked.
   const shown = [...r.findings].sort((a, b) => SEVERITY.indexOf(a.code) - SEVERITY.indexOf(b.code));
   for (const f of shown.slice(0, o.limit)) lines.push(`  ${formatFinding(f)}`);
@@ -190,10 +229,20 @@ export function formatAudit(r: AuditReport, o: { limit: number; chainId?: number
 }
 
 export function formatFinding(f: Finding): string {
-  const where = [f.measurement.padEnd(16), f.device, f.time ?? '', f.seq !== undefined ? `seq ${f.seq}` : '', f.batch !== undefined ? `batch ${f.batch} leaf ${f.leaf}` : ''].filter(Boolean).join('  ');
+  const where = [
+    f.measurement.padEnd(16),
+    f.device,
+    f.time ?? '',
+    f.seq !== undefined ? `seq ${f.seq}` : '',
+    f.batch !== undefined ? `batch ${f.batch} leaf ${f.leaf}` : '',
+  ]
+    .filter(Boolean)
+    .join('  ');
   const what =
     f.code === 'edited'
-      ? (f.diffs ?? [{ field: f.field!, stored: f.stored ?? null, expected: f.expected ?? null }]).map((d) => `${d.field} stored ${String(d.stored)}, signed ${String(d.expected)}`).join('; ')
+      ? (f.diffs ?? [{ field: f.field!, stored: f.stored ?? null, expected: f.expected ?? null }])
+          .map((d) => `${d.field} stored ${String(d.stored)}, signed ${String(d.expected)}`)
+          .join('; ')
       : f.code === 'seq_gap'
         ? `${f.missingCount} seq missing: ${f.missingSeqs!.slice(0, 10).join(', ')}${f.missingCount! > 10 ? ', …' : ''}`
         : f.reason.length > 160

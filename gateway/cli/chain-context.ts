@@ -37,7 +37,8 @@ export async function withChain(cfg: GatewayConfig, fn: (chain: ChainRuntime) =>
 
 /** ConsentRegistry of the chain. @throws ConfigError when the deployment record predates it. */
 export function consentOf(chain: ChainRuntime): ConsentRegistryContract {
-  if (!chain.record.consentRegistry) throw new ConfigError('the deployment record has no ConsentRegistry: add it with "vitalproof chain deploy --complete <record>"');
+  if (!chain.record.consentRegistry)
+    throw new ConfigError('the deployment record has no ConsentRegistry: add it with "vitalproof chain deploy --complete <record>"');
   return consentRegistryAt(chain.record.consentRegistry.address, chain.provider);
 }
 
@@ -45,7 +46,11 @@ export function consentOf(chain: ChainRuntime): ConsentRegistryContract {
  * Sends a transaction and waits for it (one confirmation), then makes an embedded chain's state
  * durable. A revert with a contract's custom error is reported on `io.err` and gives undefined.
  */
-export async function send(tx: () => Promise<{ wait: (confirmations?: number) => Promise<TransactionReceipt | null> }>, chain: ChainRuntime, io: CliIo): Promise<TransactionReceipt | undefined> {
+export async function send(
+  tx: () => Promise<{ wait: (confirmations?: number) => Promise<TransactionReceipt | null> }>,
+  chain: ChainRuntime,
+  io: CliIo,
+): Promise<TransactionReceipt | undefined> {
   try {
     const receipt = await (await tx()).wait(1);
     if (!receipt) throw new Error('the transaction has no receipt');

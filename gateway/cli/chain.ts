@@ -32,7 +32,10 @@ const USAGE = `usage: vitalproof chain <deploy|info> [options]
   info     the chain, contracts, this gateway's account and its anchors`;
 
 export async function chainCommand(argv: string[], out: (line: string) => void = console.log): Promise<number> {
-  const { positionals, flags } = parseArgs(argv, { values: ['rpc', 'key-file', 'out', 'gateway', 'hospital-admin', 'confirmations', 'complete'], usage: USAGE });
+  const { positionals, flags } = parseArgs(argv, {
+    values: ['rpc', 'key-file', 'out', 'gateway', 'hospital-admin', 'confirmations', 'complete'],
+    usage: USAGE,
+  });
   const sub = positionals[0];
   if (sub === 'deploy') {
     const rpc = flags['rpc'];
@@ -80,7 +83,9 @@ export async function chainCommand(argv: string[], out: (line: string) => void =
       out(`  admin           ${d.record.roles.admin}`);
       out(`  hospital admins ${d.record.roles.hospitalAdmins.join(', ')}`);
       out(`  gateways        ${d.record.roles.gateways.join(', ')}`);
-      out(`record written to ${path}: run the gateway with --chain.mode external --chain.rpcUrl ${rpc} --chain.deployment ${path} --chain.keyFile <gateway key>`);
+      out(
+        `record written to ${path}: run the gateway with --chain.mode external --chain.rpcUrl ${rpc} --chain.deployment ${path} --chain.keyFile <gateway key>`,
+      );
       return 0;
     } finally {
       provider.destroy();
@@ -94,7 +99,9 @@ export async function chainCommand(argv: string[], out: (line: string) => void =
       out(`chain ${chain.mode} ${chain.url} (chain id ${chain.chainId}), head block ${await chain.provider.getBlockNumber()}`);
       out(`  DeviceRegistry  ${chain.record.deviceRegistry.address}`);
       out(`  AnchorRegistry  ${chain.record.anchorRegistry.address}`);
-      out(`  ConsentRegistry ${chain.record.consentRegistry?.address ?? 'none: the deployment record predates it (vitalproof chain deploy --complete <record> adds it)'}`);
+      out(
+        `  ConsentRegistry ${chain.record.consentRegistry?.address ?? 'none: the deployment record predates it (vitalproof chain deploy --complete <record> adds it)'}`,
+      );
       out(`  gateway account ${chain.address}: ${next - 1n} batches anchored`);
       return 0;
     } finally {

@@ -120,15 +120,35 @@ async function grantCommand(rest: string[], flags: Record<string, string>, io: C
     if (!ref) return 1;
     const patient = key.connect(chain.provider);
     const purposeRef = id(purpose);
-    const receipt = await send(() => (consent.connect(patient) as ConsentRegistryContract).grant(ref, researcher, sensorMaskOf(metrics.map((m) => m.code)), from, to, expires, purposeRef), chain, io);
+    const receipt = await send(
+      () =>
+        (consent.connect(patient) as ConsentRegistryContract).grant(ref, researcher, sensorMaskOf(metrics.map((m) => m.code)), from, to, expires, purposeRef),
+      chain,
+      io,
+    );
     if (!receipt) return 1;
     const ev = receipt.logs.map((l) => safeParse(l)).find((p) => p?.name === 'ConsentGranted');
     const grantId = ev ? (ev.args[0] as bigint) : undefined;
     if (grantId === undefined) throw new Error(`grant transaction ${receipt.hash} has no ConsentGranted event`);
     if (flags['json']) {
-      io.out(JSON.stringify({ grantId: grantId.toString(), patient: pseudonym, researcher, metrics: metrics.map((m) => m.name), dataFromMs: from, dataToMs: to, expiresAtMs: expires, purposeRef, txHash: receipt.hash, block: receipt.blockNumber }));
+      io.out(
+        JSON.stringify({
+          grantId: grantId.toString(),
+          patient: pseudonym,
+          researcher,
+          metrics: metrics.map((m) => m.name),
+          dataFromMs: from,
+          dataToMs: to,
+          expiresAtMs: expires,
+          purposeRef,
+          txHash: receipt.hash,
+          block: receipt.blockNumber,
+        }),
+      );
     } else {
-      io.out(`grant ${grantId}: ${pseudonym} lets ${researcher} receive ${metrics.map((m) => m.name).join(', ')} recorded ${iso(from)} to ${iso(to)}, until ${iso(expires)}`);
+      io.out(
+        `grant ${grantId}: ${pseudonym} lets ${researcher} receive ${metrics.map((m) => m.name).join(', ')} recorded ${iso(from)} to ${iso(to)}, until ${iso(expires)}`,
+      );
       io.out(`  purpose "${purpose}" (purposeRef ${purposeRef}); tx ${receipt.hash}, block ${receipt.blockNumber}`);
     }
     return 0;
@@ -158,14 +178,18 @@ async function revokeCommand(rest: string[], flags: Record<string, string>, io: 
     }
     const owner = await consent.patientOf(g.patientRef);
     if (getAddress(owner) !== key.address) {
-      io.err(`refused: grant ${idArg} is for patientRef ${short(g.patientRef)}, whose bound address is ${getAddress(owner)}, not ${key.address}: only the patient revokes`);
+      io.err(
+        `refused: grant ${idArg} is for patientRef ${short(g.patientRef)}, whose bound address is ${getAddress(owner)}, not ${key.address}: only the patient revokes`,
+      );
       return 1;
     }
     const receipt = await send(() => (consent.connect(key.connect(chain.provider)) as ConsentRegistryContract).revoke(BigInt(idArg)), chain, io);
     if (!receipt) return 1;
     const ev = receipt.logs.map((l) => safeParse(l)).find((p) => p?.name === 'ConsentRevoked');
     const at = ev ? Number(ev.args[3] as bigint) : undefined;
-    io.out(`revoked grant ${idArg} (${metricNames(g.sensorMask).join(', ')} to ${getAddress(g.researcher)})${at ? ` at ${iso(at)}` : ''}; tx ${receipt.hash}, block ${receipt.blockNumber}`);
+    io.out(
+      `revoked grant ${idArg} (${metricNames(g.sensorMask).join(', ')} to ${getAddress(g.researcher)})${at ? ` at ${iso(at)}` : ''}; tx ${receipt.hash}, block ${receipt.blockNumber}`,
+    );
     return 0;
   });
 }
@@ -177,7 +201,8 @@ async function listCommand(rest: string[], flags: Record<string, string>, io: Cl
   checkPseudonym(pseudonym);
   const disclosures = flags['disclosures'] !== undefined;
   const keyFile = flags['key-file'];
-  if (disclosures && !keyFile) throw badUsage('consent list --disclosures needs --key-file: the gateway shows a patient\'s disclosures to the patient\'s key only');
+  if (disclosures && !keyFile)
+    throw badUsage("consent list --disclosures needs --key-file: the gateway shows a patient's disclosures to the patient's key only");
   const now = Date.now();
   const from = flags['from'] !== undefined ? parseTimeArg('--from', flags['from'], now) : undefined;
   const to = flags['to'] !== undefined ? parseTimeArg('--to', flags['to'], now) : undefined;
@@ -221,13 +246,40 @@ async function listCommand(rest: string[], flags: Record<string, string>, io: Cl
       verified = await verifyItems(report.items, chain);
     }
     if (json) {
-      io.out(JSON.stringify({ pseudonym, patientRef: ref, grants, ...(report ? { disclosures: { summary: report.summary, items: verified.map((v) => ({ ...v.entry, status: v.status, ...(v.reason ? { reason: v.reason } : {}), ...(v.verdict ? { verified: v.verdict } : {}) })) } } : {}) }, null, 2));
+      io.out(
+        JSON.stringify(
+          {
+            pseudonym,
+            patientRef: ref,
+            grants,
+            ...(report
+              ? {
+                  disclosures: {
+                    summary: report.summary,
+                    items: verified.map((v) => ({
+                      ...v.entry,
+                      status: v.status,
+                      ...(v.reason ? { reason: v.reason } : {}),
+                      ...(v.verdict ? { verified: v.verdict } : {}),
+                    })),
+                  },
+                }
+              : {}),
+          },
+          null,
+          2,
+        ),
+      );
     } else {
-      io.out(`${pseudonym} (patientRef ${short(ref)}, bound to ${getAddress(await consent.patientOf(ref))}): ${grants.length} grant${grants.length === 1 ? '' : 's'}`);
+      io.out(
+        `${pseudonym} (patientRef ${short(ref)}, bound to ${getAddress(await consent.patientOf(ref))}): ${grants.length} grant${grants.length === 1 ? '' : 's'}`,
+      );
       for (const l of formatGrantTable(grants)) io.out(`  ${l}`);
       if (report) {
         const s = report.summary;
-        io.out(`disclosures (gateway ${report.gatewayId}): ${s.entries} access${s.entries === 1 ? '' : 'es'}, ${s.readings} readings, to ${s.researchers.length} researcher${s.researchers.length === 1 ? '' : 's'}${s.researchers.length ? ` (${s.researchers.join(', ')})` : ''}; ${s.anchored} anchored, ${s.pending} pending, ${s.errors} errors`);
+        io.out(
+          `disclosures (gateway ${report.gatewayId}): ${s.entries} access${s.entries === 1 ? '' : 'es'}, ${s.readings} readings, to ${s.researchers.length} researcher${s.researchers.length === 1 ? '' : 's'}${s.researchers.length ? ` (${s.researchers.join(', ')})` : ''}; ${s.anchored} anchored, ${s.pending} pending, ${s.errors} errors`,
+        );
         for (const l of formatDisclosures(verified)) io.out(`  ${l}`);
         if (flags['out']) io.out(`report with its proofs written to ${flags['out']}`);
       }
@@ -262,13 +314,32 @@ interface VerifiedItem {
   verdict?: string;
 }
 
-type DisclosureEntryView = { seq: string; kind: string; researcher: string; grantId: string; metrics: string[]; fromMs: number; toMs: number; count: number; firstAtMs: number; atMs: number; batchSeq?: string };
+type DisclosureEntryView = {
+  seq: string;
+  kind: string;
+  researcher: string;
+  grantId: string;
+  metrics: string[];
+  fromMs: number;
+  toMs: number;
+  count: number;
+  firstAtMs: number;
+  atMs: number;
+  batchSeq?: string;
+};
 
 async function verifyItems(items: readonly DisclosureItem[], chain: ChainRuntime): Promise<VerifiedItem[]> {
   const out: VerifiedItem[] = [];
   for (const it of items) {
     if (it.status === 'anchored') {
-      const v = await verifyAccessBundle(it.proof, { provider: chain.provider, trusted: { chainId: chain.chainId, anchorRegistry: chain.record.anchorRegistry.address, ...(chain.record.consentRegistry ? { consentRegistry: chain.record.consentRegistry.address } : {}) } });
+      const v = await verifyAccessBundle(it.proof, {
+        provider: chain.provider,
+        trusted: {
+          chainId: chain.chainId,
+          anchorRegistry: chain.record.anchorRegistry.address,
+          ...(chain.record.consentRegistry ? { consentRegistry: chain.record.consentRegistry.address } : {}),
+        },
+      });
       const failed = v.checks.filter((c) => c.status !== 'pass').map((c) => `${c.check} ${c.status}${c.code ? ` ${c.code}` : ''}`);
       out.push({ status: 'anchored', entry: { ...it.proof.entry, batchSeq: it.proof.anchor.batchSeq }, verdict: v.ok ? 'ok' : failed.join(', ') });
     } else {
@@ -283,7 +354,10 @@ export function formatDisclosures(items: readonly VerifiedItem[]): string[] {
   if (items.length === 0) return ['(no accesses)'];
   return items.map((v) => {
     const e = v.entry;
-    const proof = v.status === 'anchored' ? `anchored in access batch ${e.batchSeq}, proof ${v.verdict === 'ok' ? 'verified' : `FAILED: ${v.verdict}`}` : `${v.status}: ${v.reason}`;
+    const proof =
+      v.status === 'anchored'
+        ? `anchored in access batch ${e.batchSeq}, proof ${v.verdict === 'ok' ? 'verified' : `FAILED: ${v.verdict}`}`
+        : `${v.status}: ${v.reason}`;
     return `#${e.seq} ${e.kind.padEnd(6)} ${iso(e.firstAtMs)}..${iso(e.atMs).slice(11)} ${e.researcher} grant ${e.grantId}: ${e.count} ${e.metrics.join('+')} readings recorded ${iso(e.fromMs)}..${iso(e.toMs).slice(11)}; ${proof}`;
   });
 }
@@ -293,15 +367,26 @@ export function formatDisclosures(items: readonly VerifiedItem[]): string[] {
  * data dir knows the pseudonym's patientRef (or the pseudonym is a `ref-…` one) the two must agree.
  * Reports a refusal on `io.err` and gives undefined.
  */
-async function patientRefForKey(chain: ChainRuntime, consent: ConsentRegistryContract, dataDir: string, pseudonym: string, address: string, io: CliIo): Promise<string | undefined> {
+async function patientRefForKey(
+  chain: ChainRuntime,
+  consent: ConsentRegistryContract,
+  dataDir: string,
+  pseudonym: string,
+  address: string,
+  io: CliIo,
+): Promise<string | undefined> {
   const bound = (await consent.patientRefOf(address)).toLowerCase();
   if (bound === ZeroHash) {
-    io.err(`refused: ${address} is not bound to any patient on ConsentRegistry ${chain.record.consentRegistry!.address}; the hospital binds it: vitalproof admin bind-patient ${pseudonym} ${address}`);
+    io.err(
+      `refused: ${address} is not bound to any patient on ConsentRegistry ${chain.record.consentRegistry!.address}; the hospital binds it: vitalproof admin bind-patient ${pseudonym} ${address}`,
+    );
     return undefined;
   }
   const local = resolvePatientRef(dataDir, pseudonym);
   if (local ? local.patientRef !== bound : /^ref-/.test(pseudonym) && !isFallbackOf(pseudonym, bound)) {
-    io.err(`refused: ${address} speaks for patientRef ${short(bound)}, but ${pseudonym} is patientRef ${local ? short(local.patientRef) : `${pseudonym.slice(4)}…`}: wrong key or wrong pseudonym`);
+    io.err(
+      `refused: ${address} speaks for patientRef ${short(bound)}, but ${pseudonym} is patientRef ${local ? short(local.patientRef) : `${pseudonym.slice(4)}…`}: wrong key or wrong pseudonym`,
+    );
     return undefined;
   }
   return bound;

@@ -62,7 +62,7 @@ export function usageErrorLines(e: unknown): string[] | undefined {
 
 /** What to do about each code (docs/errors.md). */
 export const CLI_ERROR_REMEDIES: Remedies<CliErrorCode> = {
-  CLI_UNKNOWN_OPTION: 'Check the spelling against the command\'s usage (--help).',
+  CLI_UNKNOWN_OPTION: "Check the spelling against the command's usage (--help).",
   CLI_OPTION_NEEDS_VALUE: 'Give the option its value: `--option VALUE`.',
   CLI_OPTION_TAKES_NO_VALUE: 'Give the switch alone, without a value.',
   CLI_BAD_USAGE: 'Follow the usage printed under the error.',

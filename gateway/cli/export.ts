@@ -63,7 +63,9 @@ export async function exportCommand(argv: string[], out: (line: string) => void 
   write(body.export);
   const byCode = new Map<string, number>();
   for (const s of body.skipped) byCode.set(s.code, (byCode.get(s.code) ?? 0) + 1);
-  say(`exported ${body.export.bundles.length} bundles${target === '-' ? '' : ` to ${target}`}${body.truncated ? ' (limit reached: export the rest with --from after the last frame)' : ''}`);
+  say(
+    `exported ${body.export.bundles.length} bundles${target === '-' ? '' : ` to ${target}`}${body.truncated ? ' (limit reached: export the rest with --from after the last frame)' : ''}`,
+  );
   if (body.skipped.length) say(`skipped ${body.skipped.length}: ${[...byCode].map(([c, n]) => `${c} ${n}`).join(', ')}`);
   return body.export.bundles.length === 0 && body.skipped.length > 0 ? 1 : 0;
 }

@@ -42,7 +42,9 @@ export async function registryCommand(cmd: 'enrol' | 'revoke' | 'devices', argv:
       if (file) {
         const res = await enrolFile(reg, file);
         await chain?.makeDurable();
-        console.log(`enrolled ${res.enrolled.length}, already enrolled ${res.unchanged.length}, refused ${res.refused.length}${chain ? ` (on chain ${chain.chainId}, DeviceRegistry ${chain.record.deviceRegistry.address})` : ''}`);
+        console.log(
+          `enrolled ${res.enrolled.length}, already enrolled ${res.unchanged.length}, refused ${res.refused.length}${chain ? ` (on chain ${chain.chainId}, DeviceRegistry ${chain.record.deviceRegistry.address})` : ''}`,
+        );
         for (const r of res.refused) console.log(`  refused ${r.deviceId}: ${r.reason} (${r.detail})`);
         return res.refused.length ? 1 : 0;
       }
@@ -54,7 +56,9 @@ export async function registryCommand(cmd: 'enrol' | 'revoke' | 'devices', argv:
       }
       await reg.sync?.();
       for (const d of reg.list()) {
-        console.log(`${d.deviceId}  ${d.patient.padEnd(16)}  ${d.revokedAtMs ? `revoked ${new Date(d.revokedAtMs).toISOString()}` : 'active'}  ${d.sensors.join(',')}`);
+        console.log(
+          `${d.deviceId}  ${d.patient.padEnd(16)}  ${d.revokedAtMs ? `revoked ${new Date(d.revokedAtMs).toISOString()}` : 'active'}  ${d.sensors.join(',')}`,
+        );
       }
       return 0;
     } finally {

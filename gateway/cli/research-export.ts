@@ -12,7 +12,10 @@ import { RESEARCH_USAGE, type ResearchContext } from './research-common.js';
 
 /** The progress line: pages, frames, readings, how far through the data range, rate. */
 export function formatExportProgress(s: ExportState): string {
-  const pct = s.fromMs !== undefined && s.toMs !== undefined && s.lastMs !== undefined && s.toMs > s.fromMs ? Math.max(0, Math.min(100, Math.floor((100 * (s.lastMs - s.fromMs)) / (s.toMs - s.fromMs)))) : undefined;
+  const pct =
+    s.fromMs !== undefined && s.toMs !== undefined && s.lastMs !== undefined && s.toMs > s.fromMs
+      ? Math.max(0, Math.min(100, Math.floor((100 * (s.lastMs - s.fromMs)) / (s.toMs - s.fromMs))))
+      : undefined;
   const rate = s.elapsedMs > 0 ? Math.round((s.frames * 1000) / s.elapsedMs) : 0;
   return (
     `${s.done ? 'exported' : 'exporting'} grant ${s.grantId}: ${s.pages} page${s.pages === 1 ? '' : 's'}, ${thousands(s.frames)} frames, ${thousands(s.readings)} readings` +
@@ -71,8 +74,13 @@ export async function exportGrant(rest: string[], ctx: ResearchContext): Promise
   }
   const { state, skipped, proofsPath } = exp;
   progress.finish(formatExportProgress(state));
-  io.out(`wrote ${out} (${format}, ${thousands(state.frames)} frames, ${thousands(state.readings)} readings)${proofsPath ? ` and ${proofsPath} (${thousands(state.proofs)} proof bundles)` : ''}`);
+  io.out(
+    `wrote ${out} (${format}, ${thousands(state.frames)} frames, ${thousands(state.readings)} readings)${proofsPath ? ` and ${proofsPath} (${thousands(state.proofs)} proof bundles)` : ''}`,
+  );
   const unproven = proofs ? state.frames - state.proofs : 0;
-  if (unproven > 0) io.err(`note: ${unproven} exported frame${unproven === 1 ? ' has' : 's have'} no proof bundle${skipped.size ? ` (${[...skipped].map(([c, n]) => `${c} ${n}`).join(', ')})` : ''}: frames not anchored yet get one when exported again after the next anchor`);
+  if (unproven > 0)
+    io.err(
+      `note: ${unproven} exported frame${unproven === 1 ? ' has' : 's have'} no proof bundle${skipped.size ? ` (${[...skipped].map(([c, n]) => `${c} ${n}`).join(', ')})` : ''}: frames not anchored yet get one when exported again after the next anchor`,
+    );
   return 0;
 }

@@ -29,7 +29,6 @@ export function formatNotice(n: Notice): string {
   return `${what}: ${n.topic}: ${n.code}${n.grantId ? ` (grant ${n.grantId})` : ''}${Number.isFinite(n.atMs) ? ` at ${iso(n.atMs)}` : ''}`;
 }
 
-
 /**
  * Runs `research subscribe` (see the module comment).
  * @returns the exit code: 0 every subscription ended (or --count, or Ctrl-C), 1 refused or unreachable.
@@ -75,7 +74,9 @@ export async function subscribe(ctx: ResearchContext, cfg: GatewayConfig, runnin
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     live.on('subscribed', (t) => io.err(`subscribed to ${t}`));
-    live.on('refused', (t, n, rc) => io.err(`refused: ${t}: ${n ? `${n.code}${n.grantId ? ` (grant ${n.grantId})` : ''}` : `SUBACK 0x${(rc ?? 0x80).toString(16)} (no notice said why)`}`));
+    live.on('refused', (t, n, rc) =>
+      io.err(`refused: ${t}: ${n ? `${n.code}${n.grantId ? ` (grant ${n.grantId})` : ''}` : `SUBACK 0x${(rc ?? 0x80).toString(16)} (no notice said why)`}`),
+    );
     live.on('ready', (accepted) => {
       if (accepted === 0) finish(1, 'no subscription was accepted');
     });
@@ -87,7 +88,9 @@ export async function subscribe(ctx: ResearchContext, cfg: GatewayConfig, runnin
       io.out(format === 'text' ? formatDelivery(d) : JSON.stringify(d));
       if (count !== undefined && delivered >= count) finish(0, `${count} deliveries received`);
     });
-    live.on('loginRefused', (rc, m) => finish(1, `the gateway refused the login at ${brokerUrl}: ${rc === 4 ? 'bad credentials (4)' : 'not authorised (5)'}: ${m}`));
+    live.on('loginRefused', (rc, m) =>
+      finish(1, `the gateway refused the login at ${brokerUrl}: ${rc === 4 ? 'bad credentials (4)' : 'not authorised (5)'}: ${m}`),
+    );
     live.on('connectFailed', (e) => finish(1, brokerFailure(brokerUrl, e)));
     live.on('connectionLost', (why) => io.err(`mqtt: connection lost (${why}); reconnecting with a fresh login`));
   });
@@ -115,7 +118,8 @@ export function defaultBrokerUrl(base: string, cfg: GatewayConfig, running: Runn
 
 /** Why the broker could not be reached, with what to do when its certificate is not trusted. */
 function brokerFailure(brokerUrl: string, e: Error & { code?: string | number }): string {
-  if (typeof e.code === 'string' && CERT_ERRORS.has(e.code)) return `cannot trust the broker at ${brokerUrl}: ${e.code} (${e.message}); give its CA with --ca FILE (or NODE_EXTRA_CA_CERTS)`;
+  if (typeof e.code === 'string' && CERT_ERRORS.has(e.code))
+    return `cannot trust the broker at ${brokerUrl}: ${e.code} (${e.message}); give its CA with --ca FILE (or NODE_EXTRA_CA_CERTS)`;
   return `cannot connect to ${brokerUrl}: ${e.message}`;
 }
 
@@ -127,4 +131,3 @@ function sessionGatewayId(store: SessionStore, base: string, address: string): s
     return undefined;
   }
 }
-

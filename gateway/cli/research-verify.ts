@@ -44,6 +44,9 @@ export async function researchVerify(argv: string[], io: CliIo): Promise<number>
   if (json) io.err(line);
   else io.out(line);
   for (const m of c.mismatched.slice(0, 20)) io.err(`  MISMATCH ${m}: the exported readings are not those of the signed frame`);
-  if (c.unproven.length) io.err(`  ${c.unproven.length} frame${c.unproven.length === 1 ? ' was' : 's were'} not anchored when exported (e.g. ${c.unproven.slice(0, 3).join(', ')}): export again later to prove them`);
+  if (c.unproven.length)
+    io.err(
+      `  ${c.unproven.length} frame${c.unproven.length === 1 ? ' was' : 's were'} not anchored when exported (e.g. ${c.unproven.slice(0, 3).join(', ')}): export again later to prove them`,
+    );
   return code !== 0 || c.mismatched.length || c.unproven.length ? 1 : 0;
 }

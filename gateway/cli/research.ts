@@ -58,7 +58,18 @@
 import { configFromFlags } from '../config.js';
 import { readKeyFile } from '../chain/runtime.js';
 import { runningGateway } from '../running.js';
-import { ApiError, apiRequest, defaultSessionFile, httpLogin, logout, normaliseUrl, NoSessionError, SessionStore, withSession, type ApiGrant } from '../research-client/index.js';
+import {
+  ApiError,
+  apiRequest,
+  defaultSessionFile,
+  httpLogin,
+  logout,
+  normaliseUrl,
+  NoSessionError,
+  SessionStore,
+  withSession,
+  type ApiGrant,
+} from '../research-client/index.js';
 import { trustCaFile } from '../util/tls-trust.js';
 import { chainConfigKey, parseArgs, without } from './args.js';
 import { badUsage } from './errors.js';
@@ -68,7 +79,25 @@ import { exportGrant } from './research-export.js';
 import { subscribe } from './research-subscribe.js';
 import { researchVerify } from './research-verify.js';
 
-const VALUES = ['ca', 'key-file', 'url', 'mqtt', 'pseudonym', 'metric', 'count', 'format', 'gateway-id', 'out', 'from', 'to', 'limit', 'session-file', 'rpc', 'deployment', 'progress-interval'];
+const VALUES = [
+  'ca',
+  'key-file',
+  'url',
+  'mqtt',
+  'pseudonym',
+  'metric',
+  'count',
+  'format',
+  'gateway-id',
+  'out',
+  'from',
+  'to',
+  'limit',
+  'session-file',
+  'rpc',
+  'deployment',
+  'progress-interval',
+];
 const SWITCHES = ['all', 'proofs', 'offline', 'json'];
 const OWN = [...VALUES, ...SWITCHES, 'help'];
 
@@ -102,7 +131,10 @@ export async function researchCommand(argv: string[], io: CliIo = defaultIo): Pr
         const s = await httpLogin(base, key, store);
         io.out(`logged in to gateway ${s.gatewayId} at ${base} as ${s.address}; session valid until ${iso(s.expiresAtMs)}, saved in ${store.path}`);
         const grants = await apiRequest<{ grants: ApiGrant[] }>(base, '/research/grants', { token: s.token }).catch(() => undefined);
-        if (grants) io.out(`${grants.grants.length} grant${grants.grants.length === 1 ? '' : 's'}, ${grants.grants.filter((g) => g.status === 'OK').length} in force: vitalproof research grants --url ${base}`);
+        if (grants)
+          io.out(
+            `${grants.grants.length} grant${grants.grants.length === 1 ? '' : 's'}, ${grants.grants.filter((g) => g.status === 'OK').length} in force: vitalproof research grants --url ${base}`,
+          );
         return 0;
       }
       case 'logout': {
@@ -144,7 +176,8 @@ export async function researchCommand(argv: string[], io: CliIo = defaultIo): Pr
 /** What to do when there is no session to use; logout, which never logs in without --all, says so. */
 function sessionProblem(e: NoSessionError, logout: { all: boolean } | undefined): string {
   const { url, sessionFile } = e.detail;
-  if (logout && e.code === 'CLIENT_NO_SESSION') return `no session with ${url} in ${sessionFile}${logout.all ? ': give --key-file to end every session of the account' : ''}`;
+  if (logout && e.code === 'CLIENT_NO_SESSION')
+    return `no session with ${url} in ${sessionFile}${logout.all ? ': give --key-file to end every session of the account' : ''}`;
   return e.message;
 }
 
@@ -152,8 +185,10 @@ function unreachableMessage(e: unknown, base: string): string | undefined {
   if (!(e instanceof Error)) return undefined;
   const cause = (e as { cause?: { code?: string; message?: string } }).cause;
   if (e.name === 'TimeoutError') return `the gateway at ${base} did not answer in time`;
-  if (cause?.code && CERT_ERRORS.has(cause.code)) return `cannot trust the gateway at ${base}: ${cause.code} (${cause.message ?? ''}); give its CA with --ca FILE (or NODE_EXTRA_CA_CERTS)`;
-  if (e.message === 'fetch failed' || cause?.code === 'ECONNREFUSED') return `cannot reach the gateway at ${base}: ${cause?.code ?? cause?.message ?? e.message} (is it running? --url)`;
+  if (cause?.code && CERT_ERRORS.has(cause.code))
+    return `cannot trust the gateway at ${base}: ${cause.code} (${cause.message ?? ''}); give its CA with --ca FILE (or NODE_EXTRA_CA_CERTS)`;
+  if (e.message === 'fetch failed' || cause?.code === 'ECONNREFUSED')
+    return `cannot reach the gateway at ${base}: ${cause?.code ?? cause?.message ?? e.message} (is it running? --url)`;
   return undefined;
 }
 

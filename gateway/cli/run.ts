@@ -58,12 +58,14 @@ export async function runCommand(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
-  const fault = (what: string) => (e: unknown): void => {
-    log.fatal({ event: 'fatal', err: e instanceof Error ? e.message : String(e), what }, 'fatal fault; exiting');
-    if (stopping) return;
-    stopping = true;
-    void exitAfterStop(1);
-  };
+  const fault =
+    (what: string) =>
+    (e: unknown): void => {
+      log.fatal({ event: 'fatal', err: e instanceof Error ? e.message : String(e), what }, 'fatal fault; exiting');
+      if (stopping) return;
+      stopping = true;
+      void exitAfterStop(1);
+    };
   process.on('uncaughtException', fault('uncaught exception'));
   process.on('unhandledRejection', fault('unhandled rejection'));
   gw.fatal.then(fault('gateway fault'), fault('gateway fault'));

@@ -72,21 +72,36 @@ export async function storageCommand(argv: string[], out: (line: string) => void
       influxUrl = cfg.influx.url || runningGateway(cfg.dataDir)?.influxUrl || '';
       if (!influxUrl) {
         const embedded = join(cfg.dataDir, 'influxdb');
-        if (!existsSync(embedded)) throw new ConfigError(`no InfluxDB: set influx.url, run the replay while the gateway runs on ${cfg.dataDir}, or point --dataDir at a data dir with an embedded influxd`);
+        if (!existsSync(embedded))
+          throw new ConfigError(
+            `no InfluxDB: set influx.url, run the replay while the gateway runs on ${cfg.dataDir}, or point --dataDir at a data dir with an embedded influxd`,
+          );
         influxd = await startInfluxd({ dataDir: embedded });
         influxUrl = influxd.url;
       }
     }
     const sinks = new Map<string, InfluxSink>();
-    const report = await replayQuarantine(quarantine, (database, retentionPolicy) => {
-      const key = `${database}\0${retentionPolicy ?? ''}`;
-      let s = sinks.get(key);
-      if (!s) {
-        s = new InfluxSink({ url: influxUrl, database, gatewayId: cfg.gatewayId, username: cfg.influx.username, password: cfg.influx.password, timeoutMs: cfg.influx.timeoutMs, ...(retentionPolicy ? { retentionPolicy } : {}) });
-        sinks.set(key, s);
-      }
-      return s;
-    }, { dryRun });
+    const report = await replayQuarantine(
+      quarantine,
+      (database, retentionPolicy) => {
+        const key = `${database}\0${retentionPolicy ?? ''}`;
+        let s = sinks.get(key);
+        if (!s) {
+          s = new InfluxSink({
+            url: influxUrl,
+            database,
+            gatewayId: cfg.gatewayId,
+            username: cfg.influx.username,
+            password: cfg.influx.password,
+            timeoutMs: cfg.influx.timeoutMs,
+            ...(retentionPolicy ? { retentionPolicy } : {}),
+          });
+          sinks.set(key, s);
+        }
+        return s;
+      },
+      { dryRun },
+    );
     if (flags['json'] === 'true') out(JSON.stringify(report, null, 2));
     else for (const line of formatReplay(report, dir, influxUrl)) out(line);
     return report.stillRefused.length > 0 || report.unreadable.length > 0 ? 1 : 0;

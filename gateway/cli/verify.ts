@@ -101,9 +101,13 @@ export async function verifyCommand(argv: string[], out: (line: string) => void 
     provider = new JsonRpcProvider(rpc, known ?? 1, { staticNetwork: true, batchStallTime: 2 });
   }
   try {
-    const verdicts = await verifyAll(items.map((i) => i.bundle), { ...(provider ? { provider } : {}), offline: args.offline, ...(trusted ? { trusted } : {}), cache }, (i, v) => {
-      if (!args.json) printVerdict(out, items[i]!, i, items.length, v);
-    });
+    const verdicts = await verifyAll(
+      items.map((i) => i.bundle),
+      { ...(provider ? { provider } : {}), offline: args.offline, ...(trusted ? { trusted } : {}), cache },
+      (i, v) => {
+        if (!args.json) printVerdict(out, items[i]!, i, items.length, v);
+      },
+    );
     const failed = verdicts.filter((v) => !v.ok).length;
     if (args.json) {
       out(
@@ -131,7 +135,13 @@ export async function verifyCommand(argv: string[], out: (line: string) => void 
 }
 
 /** vitalproof verify's flags (research verify passes them through). */
-export const VERIFY_FLAGS: FlagSpec = { values: ['rpc', 'deployment'], switches: ['offline', 'json'], aliases: { '-h': 'help' }, others: 'reject', usage: VERIFY_USAGE };
+export const VERIFY_FLAGS: FlagSpec = {
+  values: ['rpc', 'deployment'],
+  switches: ['offline', 'json'],
+  aliases: { '-h': 'help' },
+  others: 'reject',
+  usage: VERIFY_USAGE,
+};
 
 function readArgs(argv: string[]): Args {
   const { positionals, flags } = parseArgs(argv, VERIFY_FLAGS);
@@ -142,7 +152,9 @@ function readArgs(argv: string[]): Args {
   if (a.files.length === 0) throw badUsage('no bundle file given');
   if (a.offline && a.rpc !== undefined) throw badUsage('--offline and --rpc exclude each other: --offline never touches the network');
   if (!a.offline && a.rpc === undefined) {
-    throw badUsage('choose --rpc URL (check everything, the chain included) or --offline (frame, signature and Merkle inclusion only; anchor and device not checked)');
+    throw badUsage(
+      'choose --rpc URL (check everything, the chain included) or --offline (frame, signature and Merkle inclusion only; anchor and device not checked)',
+    );
   }
   if (a.rpc !== undefined) {
     let url: URL;
@@ -222,7 +234,11 @@ async function probeChainId(rpc: string): Promise<number> {
 }
 
 /** Verifies with bounded concurrency; `each` sees the verdicts in input order, as soon as possible. */
-async function verifyAll(bundles: ProofBundle[], opts: Parameters<typeof verifyBundle>[1], each: (index: number, v: BundleVerdict) => void): Promise<BundleVerdict[]> {
+async function verifyAll(
+  bundles: ProofBundle[],
+  opts: Parameters<typeof verifyBundle>[1],
+  each: (index: number, v: BundleVerdict) => void,
+): Promise<BundleVerdict[]> {
   const settled = bundles.map(() => {
     let settle!: (v: Promise<BundleVerdict>) => void;
     const promise = new Promise<BundleVerdict>((resolve) => (settle = resolve));
@@ -250,7 +266,9 @@ async function verifyAll(bundles: ProofBundle[], opts: Parameters<typeof verifyB
 function printVerdict(out: (line: string) => void, item: { file: string; index: number; count: number }, i: number, total: number, v: BundleVerdict): void {
   const s = v.subject;
   const where = item.count > 1 ? `${item.file} #${item.index}` : item.file;
-  out(`[${i + 1}/${total}] ${where}: device ${s.deviceId} seq ${s.seq} (${s.sensor}) · batch ${s.batchSeq} leaf ${s.leafIndex} of ${s.treeSize} · gateway ${s.gateway} on chain ${s.chainId}`);
+  out(
+    `[${i + 1}/${total}] ${where}: device ${s.deviceId} seq ${s.seq} (${s.sensor}) · batch ${s.batchSeq} leaf ${s.leafIndex} of ${s.treeSize} · gateway ${s.gateway} on chain ${s.chainId}`,
+  );
   for (const c of v.checks) out(`  ${MARK[c.status]} ${c.check.padEnd(9)} ${c.code ? `${c.code}: ` : ''}${c.message}`);
   const failed = v.checks.filter((c) => c.status === 'fail').map((c) => c.check);
   const skipped = v.checks.filter((c) => c.status === 'skip').map((c) => c.check);

@@ -81,10 +81,12 @@ export function normaliseAccessRecord(r: AccessRecord): AccessRecord & { researc
   if (typeof r !== 'object' || r === null) throw new TypeError('access record must be an object');
   if (r.kind !== 'live' && r.kind !== 'export') throw new TypeError(`kind must be live or export, got ${String(r.kind)}`);
   if (typeof r.researcher !== 'string' || !isAddress(r.researcher)) throw new TypeError(`researcher must be an Ethereum address, got ${String(r.researcher)}`);
-  if (typeof r.pseudonym !== 'string' || !PSEUDONYM.test(r.pseudonym)) throw new TypeError(`pseudonym must be 3-64 characters [A-Za-z0-9._-], got ${String(r.pseudonym)}`);
+  if (typeof r.pseudonym !== 'string' || !PSEUDONYM.test(r.pseudonym))
+    throw new TypeError(`pseudonym must be 3-64 characters [A-Za-z0-9._-], got ${String(r.pseudonym)}`);
   const ref = typeof r.patientRef === 'string' ? r.patientRef.toLowerCase() : '';
   if (!PATIENT_REF.test(ref)) throw new TypeError(`patientRef must be 0x and 64 hex digits, got ${String(r.patientRef)}`);
-  if (typeof r.grantId !== 'bigint' || r.grantId < 1n || r.grantId > UINT64_MAX) throw new TypeError(`grantId must be a uint64 bigint ≥ 1, got ${String(r.grantId)}`);
+  if (typeof r.grantId !== 'bigint' || r.grantId < 1n || r.grantId > UINT64_MAX)
+    throw new TypeError(`grantId must be a uint64 bigint ≥ 1, got ${String(r.grantId)}`);
   if (!Array.isArray(r.metrics)) throw new TypeError('metrics must be an array of sensor names');
   const metrics = [...new Set(r.metrics)].sort();
   if (metrics.length < 1 || metrics.length > MAX_METRICS || !metrics.every((m) => typeof m === 'string' && METRIC_NAME.test(m))) {
@@ -96,7 +98,19 @@ export function normaliseAccessRecord(r: AccessRecord): AccessRecord & { researc
   if (r.fromMs > r.toMs) throw new TypeError(`fromMs ${r.fromMs} is after toMs ${r.toMs}`);
   if (r.firstAtMs > r.atMs) throw new TypeError(`firstAtMs ${r.firstAtMs} is after atMs ${r.atMs}`);
   if (r.count < 1) throw new TypeError('count must be at least 1: a disclosure of nothing is not logged');
-  return { kind: r.kind, researcher: getAddress(r.researcher), pseudonym: r.pseudonym, patientRef: ref, grantId: r.grantId, metrics, fromMs: r.fromMs, toMs: r.toMs, count: r.count, firstAtMs: r.firstAtMs, atMs: r.atMs };
+  return {
+    kind: r.kind,
+    researcher: getAddress(r.researcher),
+    pseudonym: r.pseudonym,
+    patientRef: ref,
+    grantId: r.grantId,
+    metrics,
+    fromMs: r.fromMs,
+    toMs: r.toMs,
+    count: r.count,
+    firstAtMs: r.firstAtMs,
+    atMs: r.atMs,
+  };
 }
 
 /**
@@ -119,7 +133,16 @@ export function checkAccessEntry(e: AccessEntry): AccessEntry {
  */
 export function encodeAccessEntry(e: AccessEntry): Buffer {
   checkAccessEntry(e);
-  const parts: Buffer[] = [Buffer.from(ACCESS_LEAF_TAG, 'ascii'), u64(e.seq), Buffer.from([ACCESS_KIND_CODES[e.kind]]), Buffer.from(e.researcher.slice(2), 'hex'), str(e.pseudonym), Buffer.from(e.patientRef.slice(2), 'hex'), u64(e.grantId), Buffer.from([e.metrics.length])];
+  const parts: Buffer[] = [
+    Buffer.from(ACCESS_LEAF_TAG, 'ascii'),
+    u64(e.seq),
+    Buffer.from([ACCESS_KIND_CODES[e.kind]]),
+    Buffer.from(e.researcher.slice(2), 'hex'),
+    str(e.pseudonym),
+    Buffer.from(e.patientRef.slice(2), 'hex'),
+    u64(e.grantId),
+    Buffer.from([e.metrics.length]),
+  ];
   for (const m of e.metrics) parts.push(str(m));
   parts.push(u64(e.fromMs), u64(e.toMs), u64(e.count), u64(e.firstAtMs), u64(e.atMs), Buffer.from(e.salt, 'hex'));
   return Buffer.concat(parts);
@@ -148,7 +171,21 @@ export interface AccessEntryJson {
 }
 
 export function accessEntryToJson(e: AccessEntry): AccessEntryJson {
-  return { seq: e.seq.toString(), kind: e.kind, researcher: e.researcher, pseudonym: e.pseudonym, patientRef: e.patientRef, grantId: e.grantId.toString(), metrics: [...e.metrics], fromMs: e.fromMs, toMs: e.toMs, count: e.count, firstAtMs: e.firstAtMs, atMs: e.atMs, salt: e.salt };
+  return {
+    seq: e.seq.toString(),
+    kind: e.kind,
+    researcher: e.researcher,
+    pseudonym: e.pseudonym,
+    patientRef: e.patientRef,
+    grantId: e.grantId.toString(),
+    metrics: [...e.metrics],
+    fromMs: e.fromMs,
+    toMs: e.toMs,
+    count: e.count,
+    firstAtMs: e.firstAtMs,
+    atMs: e.atMs,
+    salt: e.salt,
+  };
 }
 
 /** @throws TypeError when the JSON form is not a valid entry. */

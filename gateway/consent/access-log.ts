@@ -121,7 +121,10 @@ export function accessLogLeaves(log: AccessLog): LeafSource<AccessEntry> {
     hash: (e) => accessLeafHash(e),
     record: (e) => ({ device: '-', seq: e.seq, timeMs: e.atMs }),
     checkStore: (store) => {
-      if (store.lastSealedLsn > log.lastSeq) throw new Error(`the access-log batch store has sealed entries up to ${store.lastSealedLsn}, the log holds ${log.lastSeq}: the log was replaced or lost`);
+      if (store.lastSealedLsn > log.lastSeq)
+        throw new Error(
+          `the access-log batch store has sealed entries up to ${store.lastSealedLsn}, the log holds ${log.lastSeq}: the log was replaced or lost`,
+        );
     },
   };
 }

@@ -89,7 +89,8 @@ export const AUTH_ERRORS = {
   AUTH_REPLAYED: 'the challenge was used for a login already: every login needs a fresh challenge',
   AUTH_UNKNOWN_SESSION: 'no session has this token (never issued, logged out, or the gateway restarted): log in again',
   AUTH_SESSION_EXPIRED: 'the session has expired: log in again',
-  AUTH_BUSY: "the gateway's budget of login signature checks is spent for now (a flood of logins, or many logins for one account): retry in a few seconds; a self-issued MQTT login can use a gateway-issued challenge instead",
+  AUTH_BUSY:
+    "the gateway's budget of login signature checks is spent for now (a flood of logins, or many logins for one account): retry in a few seconds; a self-issued MQTT login can use a gateway-issued challenge instead",
 } as const;
 export type AuthErrorCode = keyof typeof AUTH_ERRORS;
 
@@ -211,7 +212,10 @@ export function challengeText(c: LoginChallenge): string {
   if (!isAddress(c.account)) throw new TypeError(`account must be an Ethereum address, got "${c.account}"`);
   if (!LOGIN_PURPOSES.includes(c.purpose)) throw new TypeError(`purpose must be mqtt or http, got "${String(c.purpose)}"`);
   if (!NONCE.test(c.nonce)) throw new TypeError('nonce must be 32 lowercase hex digits');
-  for (const [k, v] of [['issuedAtMs', c.issuedAtMs], ['expiresAtMs', c.expiresAtMs]] as const) {
+  for (const [k, v] of [
+    ['issuedAtMs', c.issuedAtMs],
+    ['expiresAtMs', c.expiresAtMs],
+  ] as const) {
     if (!Number.isSafeInteger(v) || v < 0 || v > 8.64e15) throw new TypeError(`${k} must be a Unix time in ms, got ${v}`);
   }
   return formatChallenge({ ...c, account: getAddress(c.account) });
@@ -414,7 +418,13 @@ export class ResearcherAuthenticator {
    *   budgeted per source.
    */
   verifyLogin(login: Login, purpose: LoginPurpose, source?: string): LoginResult {
-    if (typeof login !== 'object' || login === null || typeof login.text !== 'string' || typeof login.signature !== 'string' || !SIGNATURE.test(login.signature)) {
+    if (
+      typeof login !== 'object' ||
+      login === null ||
+      typeof login.text !== 'string' ||
+      typeof login.signature !== 'string' ||
+      !SIGNATURE.test(login.signature)
+    ) {
       return failure('AUTH_MALFORMED', 'expected { text, signature: 0x + 130 hex digits }');
     }
     const c = parseChallenge(login.text);
@@ -433,7 +443,8 @@ export class ResearcherAuthenticator {
       // Self-issued (MQTT): dated near the gateway clock, after the authenticator started.
       if (c.issuedAtMs > now + this.skewMs) return failure('AUTH_CLOCK_SKEW', `issued ${iso(c.issuedAtMs)}, the gateway clock reads ${iso(now)}`);
       if (c.issuedAtMs < now - this.skewMs) return failure('AUTH_EXPIRED', `issued ${iso(c.issuedAtMs)}, more than ${this.skewMs} ms before ${iso(now)}`);
-      if (c.issuedAtMs < this.startedAtMs) return failure('AUTH_EXPIRED', `issued ${iso(c.issuedAtMs)}, before the gateway started at ${iso(this.startedAtMs)}`);
+      if (c.issuedAtMs < this.startedAtMs)
+        return failure('AUTH_EXPIRED', `issued ${iso(c.issuedAtMs)}, before the gateway started at ${iso(this.startedAtMs)}`);
       if (now >= c.expiresAtMs) return failure('AUTH_EXPIRED', `the challenge expired at ${iso(c.expiresAtMs)}`);
       rememberUntil = Math.min(c.expiresAtMs, c.issuedAtMs + this.skewMs + 1);
     }
@@ -441,11 +452,13 @@ export class ResearcherAuthenticator {
     if (this.used.has(c.nonce)) return failure('AUTH_REPLAYED', `challenge ${c.nonce} was used already`);
     if (this.used.size >= this.maxUsed) return this.refuseBusy(`${this.used.size} used challenges are remembered until they expire (maxUsedNonces)`);
     if (issued) {
-      if (!this.issuedBudget.take()) return this.refuseBusy(`signature checks for gateway-issued challenges are spent; next in ${this.issuedBudget.retryAfterMs()} ms`);
+      if (!this.issuedBudget.take())
+        return this.refuseBusy(`signature checks for gateway-issued challenges are spent; next in ${this.issuedBudget.retryAfterMs()} ms`);
     } else {
       if (!this.selfIssuedPerKey.take(`account:${c.account}`)) return this.refuseBusy(`self-issued logins for ${c.account} come too fast`);
       if (source !== undefined && !this.selfIssuedPerKey.take(`source:${source}`)) return this.refuseBusy('self-issued logins from this address come too fast');
-      if (!this.selfIssuedBudget.take()) return this.refuseBusy(`signature checks for self-issued challenges are spent; next in ${this.selfIssuedBudget.retryAfterMs()} ms`);
+      if (!this.selfIssuedBudget.take())
+        return this.refuseBusy(`signature checks for self-issued challenges are spent; next in ${this.selfIssuedBudget.retryAfterMs()} ms`);
     }
 
     let recovered: string;
@@ -482,7 +495,13 @@ export class ResearcherAuthenticator {
     const now = this.now();
     this.pruneSessions(now);
     const admitted = this.admitted(r.researcher);
-    const entry: SessionEntry = { token: randomBytes(32).toString('base64url'), researcher: r.researcher, issuedAtMs: now, expiresAtMs: now + this.sessionTtlMs, admitted };
+    const entry: SessionEntry = {
+      token: randomBytes(32).toString('base64url'),
+      researcher: r.researcher,
+      issuedAtMs: now,
+      expiresAtMs: now + this.sessionTtlMs,
+      admitted,
+    };
     this.sessions.set(entry.token, entry);
     if (admitted) {
       const mine = [...this.sessions.values()].filter((s) => s.researcher === r.researcher);

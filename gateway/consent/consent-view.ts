@@ -46,7 +46,9 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const PATIENT_REF = /^0x[0-9a-f]{64}$/;
 const FALLBACK_PSEUDONYM = /^ref-([0-9a-f]{16})$/;
 
-const [BOUND_TOPIC, GRANTED_TOPIC, REVOKED_TOPIC] = ['PatientBound', 'ConsentGranted', 'ConsentRevoked'].map((n) => consentRegistryInterface.getEvent(n)!.topicHash) as [string, string, string];
+const [BOUND_TOPIC, GRANTED_TOPIC, REVOKED_TOPIC] = ['PatientBound', 'ConsentGranted', 'ConsentRevoked'].map(
+  (n) => consentRegistryInterface.getEvent(n)!.topicHash,
+) as [string, string, string];
 
 /** One grant as the contract holds it (getGrant), and where the view saw it. */
 export interface ConsentGrant {
@@ -172,7 +174,11 @@ export class ConsentView extends EventEmitter<ConsentViewEvents> {
   private readonly timers = new Map<bigint, NodeJS.Timeout>();
   private closed = false;
   /** pseudonym ↔ patientRef from the directory, rebuilt when the directory was re-read. */
-  private index: { source: ReadonlyMap<string, unknown> | undefined; toRef: Map<string, string>; toPseudonym: Map<string, string> } = { source: undefined, toRef: new Map(), toPseudonym: new Map() };
+  private index: { source: ReadonlyMap<string, unknown> | undefined; toRef: Map<string, string>; toPseudonym: Map<string, string> } = {
+    source: undefined,
+    toRef: new Map(),
+    toPseudonym: new Map(),
+  };
 
   /**
    * Loads the cache and, unless `follow: false`, starts following. Never waits on the chain.
@@ -275,7 +281,13 @@ export class ConsentView extends EventEmitter<ConsentViewEvents> {
    * Exactly the contract's checkGrant(grantId, researcher, sensor, recordedAtMs) at block time `nowMs`.
    * @throws TypeError for malformed arguments.
    */
-  checkGrant(grantId: bigint | number, researcher: string, sensor: number, recordedAtMs: number | bigint, nowMs: number | bigint = this.now()): GrantStatusName {
+  checkGrant(
+    grantId: bigint | number,
+    researcher: string,
+    sensor: number,
+    recordedAtMs: number | bigint,
+    nowMs: number | bigint = this.now(),
+  ): GrantStatusName {
     const g = this.state.grants.get(uint64Arg('grantId', grantId));
     if (!g) return 'UNKNOWN_GRANT';
     if (g.researcher.toLowerCase() !== researcherKey(researcher)) return 'NOT_GRANTEE';
@@ -351,7 +363,10 @@ export class ConsentView extends EventEmitter<ConsentViewEvents> {
     try {
       this.directory.refresh();
     } catch (e) {
-      this.opts.log?.warn({ event: 'consent_directory_unreadable', err: (e as Error).message }, 'pseudonym directory unreadable; keeping the entries read before');
+      this.opts.log?.warn(
+        { event: 'consent_directory_unreadable', err: (e as Error).message },
+        'pseudonym directory unreadable; keeping the entries read before',
+      );
     }
     const source = this.directory.all();
     if (source !== this.index.source) {
@@ -412,7 +427,13 @@ export class ConsentView extends EventEmitter<ConsentViewEvents> {
     for (const id of c.revoked) {
       const g = this.state.grants.get(id)!;
       this.disarm(id);
-      this.emit('revoked', { grant: { ...g }, revokedAtMs: Number(g.revokedAtMs), blockNumber: g.revokedBlock!, ...(g.revokedTxHash ? { txHash: g.revokedTxHash } : {}), cause: 'revoked' });
+      this.emit('revoked', {
+        grant: { ...g },
+        revokedAtMs: Number(g.revokedAtMs),
+        blockNumber: g.revokedBlock!,
+        ...(g.revokedTxHash ? { txHash: g.revokedTxHash } : {}),
+        cause: 'revoked',
+      });
     }
     this.emit('changed');
     return true;
@@ -425,12 +446,20 @@ export class ConsentView extends EventEmitter<ConsentViewEvents> {
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     for (const g of after.grants.values()) this.arm(g);
-    for (const [ref, p] of after.patients) if (before.patients.get(ref) !== p) this.emit('bound', { patientRef: ref, patient: p, ...(before.patients.get(ref) ? { previous: before.patients.get(ref)! } : {}) });
+    for (const [ref, p] of after.patients)
+      if (before.patients.get(ref) !== p)
+        this.emit('bound', { patientRef: ref, patient: p, ...(before.patients.get(ref) ? { previous: before.patients.get(ref)! } : {}) });
     for (const [id, old] of before.grants) {
       const now2 = after.grants.get(id);
       if (!live(old) || live(now2)) continue;
       if (now2 && now2.revokedAtMs !== 0n) {
-        this.emit('revoked', { grant: { ...now2 }, revokedAtMs: Number(now2.revokedAtMs), blockNumber: now2.revokedBlock!, ...(now2.revokedTxHash ? { txHash: now2.revokedTxHash } : {}), cause: 'revoked' });
+        this.emit('revoked', {
+          grant: { ...now2 },
+          revokedAtMs: Number(now2.revokedAtMs),
+          blockNumber: now2.revokedBlock!,
+          ...(now2.revokedTxHash ? { txHash: now2.revokedTxHash } : {}),
+          cause: 'revoked',
+        });
       } else {
         // The grant is gone (or changed) with the branch it was on: it grants nothing now.
         this.emit('revoked', { grant: { ...old }, revokedAtMs: Number(now), blockNumber: after.lastBlock, cause: 'reorg' });
@@ -500,7 +529,16 @@ function applyLogs(state: ConsentState, logs: readonly Log[], blockTimesMs: Read
       state.patients.set(r, getAddress(patient));
       c.bound.push({ patientRef: r, patient: getAddress(patient), ...(BigInt(previous) !== 0n ? { previous: getAddress(previous) } : {}) });
     } else if (parsed.name === 'ConsentGranted') {
-      const [grantId, ref, researcher, sensorMask, dataFromMs, dataToMs, expiresAtMs, purposeRef] = parsed.args.toArray() as [bigint, string, string, bigint, bigint, bigint, bigint, string];
+      const [grantId, ref, researcher, sensorMask, dataFromMs, dataToMs, expiresAtMs, purposeRef] = parsed.args.toArray() as [
+        bigint,
+        string,
+        string,
+        bigint,
+        bigint,
+        bigint,
+        bigint,
+        string,
+      ];
       if (state.grants.has(grantId)) continue; // ids are given out once: not this contract's log
       const nowMs = BigInt(blockTimesMs.get(log.blockHash) ?? 0);
       const r = ref.toLowerCase();
@@ -604,13 +642,18 @@ function loadState(data: unknown, lastBlock: number, lastBlockHash: string | und
   const ids = new Set<bigint>();
   for (const x of d.grants as Partial<CachedGrant>[]) {
     const ok =
-      typeof x.id === 'string' && DEC.test(x.id) &&
-      typeof x.patientRef === 'string' && HASH.test(x.patientRef) &&
-      typeof x.purposeRef === 'string' && HASH.test(x.purposeRef) &&
-      typeof x.researcher === 'string' && isAddress(x.researcher) &&
+      typeof x.id === 'string' &&
+      DEC.test(x.id) &&
+      typeof x.patientRef === 'string' &&
+      HASH.test(x.patientRef) &&
+      typeof x.purposeRef === 'string' &&
+      HASH.test(x.purposeRef) &&
+      typeof x.researcher === 'string' &&
+      isAddress(x.researcher) &&
       typeof x.sensorMask === 'number' &&
       [x.dataFromMs, x.dataToMs, x.expiresAtMs, x.grantedAtMs, x.revokedAtMs].every((v) => typeof v === 'string' && DEC.test(v)) &&
-      typeof x.block === 'number' && typeof x.txHash === 'string';
+      typeof x.block === 'number' &&
+      typeof x.txHash === 'string';
     if (!ok) return undefined;
     const g: ConsentGrant = {
       grantId: BigInt(x.id!),
@@ -640,8 +683,17 @@ function loadState(data: unknown, lastBlock: number, lastBlockHash: string | und
     s.patients.set(p[0], getAddress(p[1]));
   }
   for (const o of d.open) {
-    if (!Array.isArray(o) || typeof o[0] !== 'string' || !Array.isArray(o[1]) || !o[1].every((v: unknown) => typeof v === 'string' && DEC.test(v) && ids.has(BigInt(v)))) return undefined;
-    s.open.set(o[0], o[1].map((v: string) => BigInt(v)));
+    if (
+      !Array.isArray(o) ||
+      typeof o[0] !== 'string' ||
+      !Array.isArray(o[1]) ||
+      !o[1].every((v: unknown) => typeof v === 'string' && DEC.test(v) && ids.has(BigInt(v)))
+    )
+      return undefined;
+    s.open.set(
+      o[0],
+      o[1].map((v: string) => BigInt(v)),
+    );
   }
   return s;
 }

@@ -33,7 +33,8 @@ export const ACCESS_PROOF_ERROR_REMEDIES: Remedies<AccessProofErrorCode> = {
   ENTRY_TAMPERED: 'The access log or its batch store was edited: restore them from a backup, and find out who edited them.',
 };
 
-export type AccessProofResult = { ok: true; bundle: AccessProofBundle } | { ok: false; code: AccessProofErrorCode; message: string; seq: string; batchSeq?: string };
+export type AccessProofResult =
+  { ok: true; bundle: AccessProofBundle } | { ok: false; code: AccessProofErrorCode; message: string; seq: string; batchSeq?: string };
 
 /** One line of a report: an anchored entry with its proof, or an entry still waiting for its anchor. */
 export type DisclosureItem =
@@ -91,7 +92,8 @@ export class DisclosureService {
   disclosureReport(pseudonym: string, range: { fromMs?: number; toMs?: number } = {}): DisclosureReport {
     const fromMs = range.fromMs ?? 0;
     const toMs = range.toMs ?? Number.MAX_SAFE_INTEGER;
-    if (!Number.isSafeInteger(fromMs) || !Number.isSafeInteger(toMs) || fromMs > toMs) throw new TypeError(`range must be integers with fromMs ≤ toMs, got [${fromMs}, ${toMs})`);
+    if (!Number.isSafeInteger(fromMs) || !Number.isSafeInteger(toMs) || fromMs > toMs)
+      throw new TypeError(`range must be integers with fromMs ≤ toMs, got [${fromMs}, ${toMs})`);
     const items: DisclosureItem[] = [];
     const researchers = new Set<string>();
     let readings = 0;
@@ -104,7 +106,13 @@ export class DisclosureService {
       readings += e.count;
       if (r.ok) items.push({ status: 'anchored', proof: r.bundle });
       else if (r.code === 'ENTRY_TAMPERED') items.push({ status: 'error', entry: accessEntryToJson(e), reason: 'ENTRY_TAMPERED', batchSeq: r.batchSeq! });
-      else items.push({ status: 'pending', entry: accessEntryToJson(e), reason: r.code === 'NOT_YET_ANCHORED' ? 'NOT_YET_ANCHORED' : 'NOT_YET_BATCHED', ...(r.batchSeq ? { batchSeq: r.batchSeq } : {}) });
+      else
+        items.push({
+          status: 'pending',
+          entry: accessEntryToJson(e),
+          reason: r.code === 'NOT_YET_ANCHORED' ? 'NOT_YET_ANCHORED' : 'NOT_YET_BATCHED',
+          ...(r.batchSeq ? { batchSeq: r.batchSeq } : {}),
+        });
     }
     return {
       format: DISCLOSURE_REPORT_FORMAT,
@@ -132,7 +140,8 @@ export class DisclosureService {
     const batchSeq = batch.seq.toString();
     const leafIndex = Number(e.seq - batch.firstLsn);
     const leaf = batch.leaves[leafIndex];
-    if (!leaf || leaf.lsn !== e.seq || !leaf.leafHash.equals(accessLeafHash(e))) return { ok: false, code: 'ENTRY_TAMPERED', message: ACCESS_PROOF_ERRORS.ENTRY_TAMPERED, seq, batchSeq };
+    if (!leaf || leaf.lsn !== e.seq || !leaf.leafHash.equals(accessLeafHash(e)))
+      return { ok: false, code: 'ENTRY_TAMPERED', message: ACCESS_PROOF_ERRORS.ENTRY_TAMPERED, seq, batchSeq };
     const anchor = this.d.store.anchorOf(batch.seq);
     if (!anchor) return { ok: false, code: 'NOT_YET_ANCHORED', message: ACCESS_PROOF_ERRORS.NOT_YET_ANCHORED, seq, batchSeq };
     const tree = this.tree(batch);
@@ -144,7 +153,17 @@ export class DisclosureService {
         treeSize: tree.size,
         auditPath: tree.inclusionProof(leafIndex),
         root: tree.root(),
-        anchor: { chainId: anchor.chainId, contract: anchor.contract, gateway: anchor.gateway, batchSeq: batch.seq, firstFrameTimeMs: batch.firstFrameTimeMs, lastFrameTimeMs: batch.lastFrameTimeMs, txHash: anchor.txHash, blockNumber: anchor.blockNumber, blockHash: anchor.blockHash },
+        anchor: {
+          chainId: anchor.chainId,
+          contract: anchor.contract,
+          gateway: anchor.gateway,
+          batchSeq: batch.seq,
+          firstFrameTimeMs: batch.firstFrameTimeMs,
+          lastFrameTimeMs: batch.lastFrameTimeMs,
+          txHash: anchor.txHash,
+          blockNumber: anchor.blockNumber,
+          blockHash: anchor.blockHash,
+        },
         consentRegistry: this.d.consentRegistry,
         gatewayId: this.d.gatewayId,
         generatedAtMs: this.now(),

@@ -58,16 +58,22 @@ export type HttpRouteCode = keyof typeof HTTP_ERRORS;
 
 /** docs/research-api.md, "Errors". */
 export const HTTP_ERROR_REMEDIES: Remedies<HttpRouteCode> = {
-  BAD_REQUEST: 'Fix the request as the message says (docs/research-api.md lists each route\'s parameters)',
+  BAD_REQUEST: "Fix the request as the message says (docs/research-api.md lists each route's parameters)",
   BAD_CURSOR: 'Pass nextCursor of the previous page of the same grant unchanged, or start again without a cursor',
   NOT_PATIENT: 'Log in with the account bound to the pseudonym (`vitalproof consent bind`)',
   UNKNOWN_PATIENT: 'Check the pseudonym; bind the patient address to it first',
-  UNAVAILABLE: 'A gateway without a ConsentRegistry serves no consent routes: run it with a chain whose deployment has one; otherwise try again later (the log says what failed)',
+  UNAVAILABLE:
+    'A gateway without a ConsentRegistry serves no consent routes: run it with a chain whose deployment has one; otherwise try again later (the log says what failed)',
   OPERATOR_ONLY: 'Ask on the gateway host (127.0.0.1 or ::1); researchers use /research/…, patients /patient/…',
 };
 
 /** Every code an HTTP answer can carry. */
-export type HttpErrorCode = Exclude<HttpRefusal, 'HTTP_TOO_MANY_CONNECTIONS' | 'HTTP_TOO_MANY_FROM_SOURCE' | 'HTTP_TLS_HANDSHAKE_FAILED'> | HttpRouteCode | AuthErrorCode | ConsentDecisionCode | ProofErrorCode;
+export type HttpErrorCode =
+  | Exclude<HttpRefusal, 'HTTP_TOO_MANY_CONNECTIONS' | 'HTTP_TOO_MANY_FROM_SOURCE' | 'HTTP_TLS_HANDSHAKE_FAILED'>
+  | HttpRouteCode
+  | AuthErrorCode
+  | ConsentDecisionCode
+  | ProofErrorCode;
 
 /** The status each code is answered with. */
 export const HTTP_STATUS: Readonly<Record<HttpErrorCode, number>> = {

@@ -81,7 +81,11 @@ export function routeRequests(routes: readonly Route[]): RequestListener {
     const operator = isLoopback(req.socket.remoteAddress);
     const refuseOperatorRoute = (): void => {
       const path = (req.url ?? '/').split('?')[0];
-      json(res, HTTP_STATUS.OPERATOR_ONLY, errorBody('OPERATOR_ONLY', `${path} answers only on the gateway host (loopback); researchers use /research/…, patients /patient/…`));
+      json(
+        res,
+        HTTP_STATUS.OPERATOR_ONLY,
+        errorBody('OPERATOR_ONLY', `${path} answers only on the gateway host (loopback); researchers use /research/…, patients /patient/…`),
+      );
     };
     const { route, params } = match(routes, url.pathname);
     if (!route) {
@@ -123,7 +127,12 @@ function match(routes: readonly Route[], pathname: string): { route?: Route; par
  * Serves `routes` on host:port behind the listener: the guard (TLS or plain, connection caps,
  * counters) and the request limits of http.* (./server.ts).
  */
-export async function startHttpServer(host: string, port: number, routes: readonly Route[], listener: { guard: HttpGuard; limits: HttpLimits }): Promise<{ server: Server; port: number }> {
+export async function startHttpServer(
+  host: string,
+  port: number,
+  routes: readonly Route[],
+  listener: { guard: HttpGuard; limits: HttpLimits },
+): Promise<{ server: Server; port: number }> {
   const server = createApiServer(listener.guard, listener.limits, routeRequests(routes));
   await new Promise<void>((res, rej) => {
     server.once('error', rej);

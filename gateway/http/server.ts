@@ -73,7 +73,11 @@ export function isLoopbackHost(host: string): boolean {
 export function httpTransport(http: HttpConfig): HttpTransport {
   const { cert, key, ca } = http.tls;
   if (http.allowPlain !== 'true' && http.allowPlain !== 'false') throw new ConfigError(`http.allowPlain must be true or false, got "${http.allowPlain}"`);
-  if (!cert !== !key) throw new ConfigError(`http.tls.cert and http.tls.key go together: got ${cert ? 'a certificate without its key' : 'a key without its certificate'}`, 'CONFIG_CONFLICT');
+  if (!cert !== !key)
+    throw new ConfigError(
+      `http.tls.cert and http.tls.key go together: got ${cert ? 'a certificate without its key' : 'a key without its certificate'}`,
+      'CONFIG_CONFLICT',
+    );
   if (cert && key) {
     const read = (k: string, p: string): Buffer => {
       try {
@@ -107,7 +111,10 @@ export function sourceKey(address: string | undefined): string {
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
   const groups = address.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
 }
 
 /** Counters and per-source state of the listener; the routes count their refusals here too. */
@@ -180,7 +187,12 @@ export class HttpGuard {
       plainAllowed: this.transport.plainAllowed,
       connections: this.open,
       refusedBy: nonzero(this.refusedBy),
-      login: { sessionsOpened: this.sessionsOpened, loggedOut: this.loggedOut, refusedBy: { ...this.loginRefusedBy }, ...(this.o.auth ? this.o.auth.stats() : {}) },
+      login: {
+        sessionsOpened: this.sessionsOpened,
+        loggedOut: this.loggedOut,
+        refusedBy: { ...this.loginRefusedBy },
+        ...(this.o.auth ? this.o.auth.stats() : {}),
+      },
     };
   }
 
@@ -189,7 +201,10 @@ export class HttpGuard {
     this.sinceSummary[code] = (this.sinceSummary[code] ?? 0) + 1;
     const now = this.now();
     if (!this.o.log || now - this.summaryAtMs < 10_000) return;
-    this.o.log.info({ event: 'http_refused', byCode: this.sinceSummary, sinceMs: this.summaryAtMs ? now - this.summaryAtMs : 0 }, 'HTTP connections, requests or logins refused (counts since the last such line)');
+    this.o.log.info(
+      { event: 'http_refused', byCode: this.sinceSummary, sinceMs: this.summaryAtMs ? now - this.summaryAtMs : 0 },
+      'HTTP connections, requests or logins refused (counts since the last such line)',
+    );
     this.summaryAtMs = now;
     this.sinceSummary = {};
   }
@@ -237,7 +252,10 @@ export function createApiServer(guard: HttpGuard, limits: HttpLimits, handler: R
     handler(req, res);
   };
   const server: Server = tls
-    ? (createHttpsServer({ ...common, cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}), minVersion: 'TLSv1.2', handshakeTimeout: limits.headersTimeoutMs }, counted) as unknown as Server)
+    ? (createHttpsServer(
+        { ...common, cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}), minVersion: 'TLSv1.2', handshakeTimeout: limits.headersTimeoutMs },
+        counted,
+      ) as unknown as Server)
     : createHttpServer(common, counted);
   // First, before TLS wraps the socket: a refused connection costs no handshake.
   server.prependListener('connection', (socket: Socket) => {
@@ -253,7 +271,9 @@ export function createApiServer(guard: HttpGuard, limits: HttpLimits, handler: R
       if (!socket.writable) return void socket.destroy();
       const body = JSON.stringify({ error: code, message: refusalMessage(code) });
       const status = HTTP_STATUS[code];
-      socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Bad Request'}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Bad Request'}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`,
+      );
     };
     // A request whose own body broke (a bad chunk) will never complete: its answer is this
     // refusal, sent once the requests before it are answered.
@@ -267,9 +287,12 @@ export function createApiServer(guard: HttpGuard, limits: HttpLimits, handler: R
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (err.code === 'HPE_HEADER_OVERFLOW') refuseOn(socket, 'HTTP_HEADERS_TOO_LARGE');
     else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') refuseOn(socket, 'HTTP_REQUEST_TIMEOUT');
-    else if (err.code === 'ECONNRESET' || err.code === 'EPIPE') socket.destroy(); // the client hung up: no refusal of ours
-    else if (err.code === 'HPE_INVALID_EOF_STATE') socket.destroy(); // it hung up mid-request: the request's reader counts it
-    else if (/^ERR_(SSL|TLS)_/.test(err.code ?? '')) socket.destroy(); // a failed handshake: counted once, by tlsClientError
+    else if (err.code === 'ECONNRESET' || err.code === 'EPIPE')
+      socket.destroy(); // the client hung up: no refusal of ours
+    else if (err.code === 'HPE_INVALID_EOF_STATE')
+      socket.destroy(); // it hung up mid-request: the request's reader counts it
+    else if (/^ERR_(SSL|TLS)_/.test(err.code ?? ''))
+      socket.destroy(); // a failed handshake: counted once, by tlsClientError
     else refuseOn(socket, 'HTTP_MALFORMED');
   });
   if (tls) {

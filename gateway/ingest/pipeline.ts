@@ -119,7 +119,8 @@ export class IngestPipeline {
     const decision = prev.then(async () => {
       const ok = await verified;
       if (!ok) return { reason: 'BAD_SIGNATURE' as const, detail: { seq: frame.seq }, authentic: false };
-      if (revokedAt(rec, Number(frame.timestampMs))) return { reason: 'DEVICE_REVOKED' as const, detail: { revokedAtMs: rec.revokedAtMs, timestampMs: frame.timestampMs }, authentic: true };
+      if (revokedAt(rec, Number(frame.timestampMs)))
+        return { reason: 'DEVICE_REVOKED' as const, detail: { revokedAtMs: rec.revokedAtMs, timestampMs: frame.timestampMs }, authentic: true };
       if (this.d.wal.overQuota) {
         this.d.onSpoolFull?.();
         await this.d.wal.waitForSpace();
@@ -151,7 +152,14 @@ export class IngestPipeline {
       this.d.onDurable?.();
       if (this.d.onAccepted) {
         try {
-          this.d.onAccepted({ lsn: result.lsn, receivedAtMs: result.receivedAtMs, transport: ctx.transport, patient: result.patient, sha256: result.sha256, frame });
+          this.d.onAccepted({
+            lsn: result.lsn,
+            receivedAtMs: result.receivedAtMs,
+            transport: ctx.transport,
+            patient: result.patient,
+            sha256: result.sha256,
+            frame,
+          });
         } catch {
           // a consumer's fault never costs the device its acknowledgement
         }
@@ -185,7 +193,11 @@ export class IngestPipeline {
     const now = this.now();
     const ts = Number(frame.timestampMs);
     if (ts > now + this.rules.maxFutureSkewMs || ts < now - this.rules.maxBacklogMs) {
-      return { reason: 'CLOCK_SKEW', detail: { gatewayMs: now, timestampMs: ts, maxFutureSkewMs: this.rules.maxFutureSkewMs, maxBacklogMs: this.rules.maxBacklogMs }, authentic: true };
+      return {
+        reason: 'CLOCK_SKEW',
+        detail: { gatewayMs: now, timestampMs: ts, maxFutureSkewMs: this.rules.maxFutureSkewMs, maxBacklogMs: this.rules.maxBacklogMs },
+        authentic: true,
+      };
     }
     const lastEnd = state?.lastEndMs.get(frame.sensor);
     if (lastEnd !== undefined && frame.timestampMs <= lastEnd) {

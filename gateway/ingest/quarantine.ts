@@ -60,7 +60,10 @@ export class Quarantine {
       try {
         if (this.size === undefined) {
           await mkdir(this.dir, { recursive: true });
-          this.size = await stat(current).then((st) => st.size, () => 0);
+          this.size = await stat(current).then(
+            (st) => st.size,
+            () => 0,
+          );
         }
         let text = '';
         for (const { line } of batch) {

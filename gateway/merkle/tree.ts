@@ -48,7 +48,9 @@ function nodeHashOfPair(pair: Buffer): Buffer {
   // merkletreejs only ever hashes two 32-byte children here; anything else would mean the
   // options above were changed (e.g. leaf hashing turned on) and the tree is not RFC 9162.
   if (!(pair instanceof Uint8Array) || pair.length !== 2 * HASH_SIZE) {
-    throw new Error(`merkletreejs asked to hash ${describe(pair)} of length ${String((pair as { length?: unknown }).length)}, expected two ${HASH_SIZE}-byte children`);
+    throw new Error(
+      `merkletreejs asked to hash ${describe(pair)} of length ${String((pair as { length?: unknown }).length)}, expected two ${HASH_SIZE}-byte children`,
+    );
   }
   return hashChildren(pair.subarray(0, HASH_SIZE), pair.subarray(HASH_SIZE));
 }
@@ -88,10 +90,12 @@ export class Rfc6962Tree {
    */
   static fromLeafData(data: readonly Uint8Array[]): Rfc6962Tree {
     if (!Array.isArray(data)) throw new TypeError(`data must be an array of Uint8Array, got ${describe(data)}`);
-    return new Rfc6962Tree(data.map((d, i) => {
-      assertBytes(`data[${i}]`, d);
-      return hashLeaf(d);
-    }));
+    return new Rfc6962Tree(
+      data.map((d, i) => {
+        assertBytes(`data[${i}]`, d);
+        return hashLeaf(d);
+      }),
+    );
   }
 
   /**
@@ -102,10 +106,12 @@ export class Rfc6962Tree {
     if (!Array.isArray(leafHashes)) {
       throw new TypeError(`leafHashes must be an array of Uint8Array, got ${describe(leafHashes)}`);
     }
-    return new Rfc6962Tree(leafHashes.map((h, i) => {
-      assertBytes(`leafHashes[${i}]`, h, HASH_SIZE);
-      return Buffer.from(h);
-    }));
+    return new Rfc6962Tree(
+      leafHashes.map((h, i) => {
+        assertBytes(`leafHashes[${i}]`, h, HASH_SIZE);
+        return Buffer.from(h);
+      }),
+    );
   }
 
   /** The root hash, MTH(D[n]) of RFC 9162 §2.1.1 (SHA-256("") for the empty tree). */

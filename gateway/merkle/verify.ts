@@ -254,12 +254,7 @@ function firstBadProofHash(proof: readonly Uint8Array[]): BadHashLength | undefi
   return undefined;
 }
 
-function lengthFailure(
-  code: 'PROOF_TOO_LONG' | 'PROOF_TOO_SHORT',
-  leafIndex: bigint,
-  treeSize: bigint,
-  actualLength: number,
-): WrongProofLength {
+function lengthFailure(code: 'PROOF_TOO_LONG' | 'PROOF_TOO_SHORT', leafIndex: bigint, treeSize: bigint, actualLength: number): WrongProofLength {
   const expected = expectedLength(leafIndex, treeSize);
   return {
     ok: false,

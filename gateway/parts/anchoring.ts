@@ -44,7 +44,17 @@ export function startAnchoring(ctx: PartContext, chain: ChainRuntime | undefined
     maxLeaves: config.batch.maxFrames,
     onSealed: (b) => {
       positions.advance('batches', b.lastLsn);
-      log.info({ event: 'batch_sealed', batch: b.seq.toString(), leaves: b.leafCount, root: b.root, firstFrameTimeMs: b.firstFrameTimeMs, lastFrameTimeMs: b.lastFrameTimeMs }, 'batch sealed');
+      log.info(
+        {
+          event: 'batch_sealed',
+          batch: b.seq.toString(),
+          leaves: b.leafCount,
+          root: b.root,
+          firstFrameTimeMs: b.firstFrameTimeMs,
+          lastFrameTimeMs: b.lastFrameTimeMs,
+        },
+        'batch sealed',
+      );
       anchorer?.wake();
     },
     onError: (e) => {
@@ -59,10 +69,18 @@ export function startAnchoring(ctx: PartContext, chain: ChainRuntime | undefined
   // leaves. Seal what survived now, so that no new frame takes a lost frame's place.
   if (spool.wal.recovered.lost.some((r) => r.to > positions.lsn('batches'))) {
     const b = batcher.seal();
-    log.warn({ event: 'batch_sealed_after_loss', batch: b?.seq.toString(), leaves: b?.leafCount ?? 0 }, 'the open batch was sealed with the frames that survived the spool loss');
+    log.warn(
+      { event: 'batch_sealed_after_loss', batch: b?.seq.toString(), leaves: b?.leafCount ?? 0 },
+      'the open batch was sealed with the frames that survived the spool loss',
+    );
   }
   const target = chain ? anchorTargetOf(config, chain) : undefined;
-  const anchorOptions: AnchorerOptions = { retryMinMs: config.chain.retryMinMs, retryMaxMs: config.chain.retryMaxMs, txTimeoutMs: config.chain.txTimeoutMs, log };
+  const anchorOptions: AnchorerOptions = {
+    retryMinMs: config.chain.retryMinMs,
+    retryMaxMs: config.chain.retryMaxMs,
+    txTimeoutMs: config.chain.txTimeoutMs,
+    log,
+  };
   if (target) {
     const a = new Anchorer(batches, target, anchorOptions);
     anchorer = a;
@@ -112,7 +130,13 @@ export async function anchorNow(s: AnchorStreams, timeoutMs: number): Promise<bo
 }
 
 /** Proof bundles for stored frames: the batch store's paths and anchors, the frame from storage, the key from the registry. */
-export function frameProofs(config: GatewayConfig, chain: ChainRuntime | undefined, batches: BatchStore, sink: InfluxSink, registry: DeviceRegistry): ProofService {
+export function frameProofs(
+  config: GatewayConfig,
+  chain: ChainRuntime | undefined,
+  batches: BatchStore,
+  sink: InfluxSink,
+  registry: DeviceRegistry,
+): ProofService {
   return new ProofService({
     store: batches,
     sink,

@@ -13,7 +13,18 @@ export async function connectChain(ctx: PartContext): Promise<ChainRuntime | und
   if (config.chain.mode === 'off') return undefined;
   const c = await openChain(config, log);
   life.onStop(() => c.stop());
-  log.info({ event: 'chain_ready', mode: c.mode, url: c.url, chainId: c.chainId, gateway: c.address, anchorRegistry: c.record.anchorRegistry.address, deviceRegistry: c.record.deviceRegistry.address }, 'chain connected');
+  log.info(
+    {
+      event: 'chain_ready',
+      mode: c.mode,
+      url: c.url,
+      chainId: c.chainId,
+      gateway: c.address,
+      anchorRegistry: c.record.anchorRegistry.address,
+      deviceRegistry: c.record.deviceRegistry.address,
+    },
+    'chain connected',
+  );
   return c;
 }
 

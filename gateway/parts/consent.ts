@@ -50,7 +50,10 @@ export async function startConsent(ctx: PartContext, chain: ChainRuntime | undef
       accessAnchorer?.wake();
     },
     onError: (e) => {
-      log.fatal({ event: 'access_batcher_failed', err: e.message }, 'sealing an access-log batch failed; stopping so that a restart rebuilds the open batch from the log');
+      log.fatal(
+        { event: 'access_batcher_failed', err: e.message },
+        'sealing an access-log batch failed; stopping so that a restart rebuilds the open batch from the log',
+      );
       life.fail(e);
     },
   });
@@ -84,9 +87,46 @@ export async function startConsent(ctx: PartContext, chain: ChainRuntime | undef
     view = v;
     life.onStop(() => v.close());
     const metricsOf = (mask: number): string[] => sensorCodesOf(mask).map((c) => sensorByCode(c)?.name ?? `sensor-${c}`);
-    v.on('granted', (g) => log.info({ event: 'consent_granted', grantId: g.grantId.toString(), researcher: g.researcher, pseudonym: v.pseudonymOf(g.patientRef), metrics: metricsOf(g.sensorMask), block: g.block }, 'consent granted'));
-    v.on('revoked', (e) => log.info({ event: 'consent_revoked', grantId: e.grant.grantId.toString(), researcher: e.grant.researcher, pseudonym: v.pseudonymOf(e.grant.patientRef), revokedAtMs: e.revokedAtMs, block: e.blockNumber, cause: e.cause, seenAfterMs: Date.now() - e.revokedAtMs }, 'consent revoked'));
-    v.on('expired', (g) => log.info({ event: 'consent_expired', grantId: g.grantId.toString(), researcher: g.researcher, pseudonym: v.pseudonymOf(g.patientRef), expiresAtMs: Number(g.expiresAtMs) }, 'consent expired'));
+    v.on('granted', (g) =>
+      log.info(
+        {
+          event: 'consent_granted',
+          grantId: g.grantId.toString(),
+          researcher: g.researcher,
+          pseudonym: v.pseudonymOf(g.patientRef),
+          metrics: metricsOf(g.sensorMask),
+          block: g.block,
+        },
+        'consent granted',
+      ),
+    );
+    v.on('revoked', (e) =>
+      log.info(
+        {
+          event: 'consent_revoked',
+          grantId: e.grant.grantId.toString(),
+          researcher: e.grant.researcher,
+          pseudonym: v.pseudonymOf(e.grant.patientRef),
+          revokedAtMs: e.revokedAtMs,
+          block: e.blockNumber,
+          cause: e.cause,
+          seenAfterMs: Date.now() - e.revokedAtMs,
+        },
+        'consent revoked',
+      ),
+    );
+    v.on('expired', (g) =>
+      log.info(
+        {
+          event: 'consent_expired',
+          grantId: g.grantId.toString(),
+          researcher: g.researcher,
+          pseudonym: v.pseudonymOf(g.patientRef),
+          expiresAtMs: Number(g.expiresAtMs),
+        },
+        'consent expired',
+      ),
+    );
   }
   const auth = new ResearcherAuthenticator({
     gatewayId: config.gatewayId,

@@ -40,12 +40,23 @@ export function watchSpool(ctx: PartContext, wal: Wal, registry: DeviceRegistry)
     const low = wal.diskLow;
     if (low !== diskLow) {
       diskLow = low;
-      if (low) log.error({ event: 'disk_low', freeBytes: wal.freeBytes(), minFreeBytes: config.spool.minFreeBytes }, 'the data dir\'s disk is nearly full: acknowledgements are held until space returns');
+      if (low)
+        log.error(
+          { event: 'disk_low', freeBytes: wal.freeBytes(), minFreeBytes: config.spool.minFreeBytes },
+          "the data dir's disk is nearly full: acknowledgements are held until space returns",
+        );
       else log.info({ event: 'disk_low_cleared', freeBytes: wal.freeBytes() }, 'disk space is back: acknowledging again');
       health.set('DISK_FULL', low, `${wal.freeBytes()} bytes free on the data dir's filesystem, below spool.minFreeBytes ${config.spool.minFreeBytes}`);
     }
     const refused = registry.refusedKeys();
-    health.set('REGISTRY_BAD_KEY', refused.length > 0, `${refused.length} device key(s) enrolled on chain break the key rule and are refused: ${refused.slice(0, 5).map((r) => `${r.deviceId} ${r.reason}`).join(', ')}`);
+    health.set(
+      'REGISTRY_BAD_KEY',
+      refused.length > 0,
+      `${refused.length} device key(s) enrolled on chain break the key rule and are refused: ${refused
+        .slice(0, 5)
+        .map((r) => `${r.deviceId} ${r.reason}`)
+        .join(', ')}`,
+    );
   };
   const timer = setInterval(check, 1000);
   life.onStop(() => clearInterval(timer));
@@ -86,8 +97,24 @@ export function startHealthMonitor(ctx: PartContext, d: MonitorDeps): HealthMoni
               embedded: chain.mode === 'embedded',
               txTimeoutMs: config.chain.txTimeoutMs,
               streams: [
-                ...(anchorer ? [{ name: 'frames', status: () => anchorer.status(), behindAfterMs: Math.max(config.health.anchorsBehindMinMs, config.health.anchorsBehindIntervals * config.batch.intervalMs) }] : []),
-                ...(accessAnchorer ? [{ name: 'access-log', status: () => accessAnchorer.status(), behindAfterMs: Math.max(config.health.anchorsBehindMinMs, config.health.anchorsBehindIntervals * config.accessLog.intervalMs) }] : []),
+                ...(anchorer
+                  ? [
+                      {
+                        name: 'frames',
+                        status: () => anchorer.status(),
+                        behindAfterMs: Math.max(config.health.anchorsBehindMinMs, config.health.anchorsBehindIntervals * config.batch.intervalMs),
+                      },
+                    ]
+                  : []),
+                ...(accessAnchorer
+                  ? [
+                      {
+                        name: 'access-log',
+                        status: () => accessAnchorer.status(),
+                        behindAfterMs: Math.max(config.health.anchorsBehindMinMs, config.health.anchorsBehindIntervals * config.accessLog.intervalMs),
+                      },
+                    ]
+                  : []),
               ],
             }),
           ]

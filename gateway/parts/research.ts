@@ -36,7 +36,12 @@ export function startResearch(ctx: PartContext, chain: ChainRuntime | undefined,
   }
   const disclosures =
     chain && consent.view && consent.address
-      ? new DisclosureService({ log: consent.accessLog, store: consent.accessBatches, consentRegistry: { chainId: chain.chainId, address: consent.address }, gatewayId: config.gatewayId })
+      ? new DisclosureService({
+          log: consent.accessLog,
+          store: consent.accessBatches,
+          consentRegistry: { chainId: chain.chainId, address: consent.address },
+          gatewayId: config.gatewayId,
+        })
       : undefined;
   return { live, disclosures };
 }

@@ -47,7 +47,10 @@ export async function recoverSpool(ctx: PartContext, batchesLsn: bigint): Promis
   positions.attach(wal);
   life.onStop(() => wal.close());
   for (const lost of wal.recovered.lost) {
-    log.error({ event: 'spool_loss', from: lost.from.toString(), to: lost.to.toString(), records: Number(lost.to - lost.from + 1n), why: lost.why }, 'spool records that were durable are missing: they are reported, and their positions are never reused');
+    log.error(
+      { event: 'spool_loss', from: lost.from.toString(), to: lost.to.toString(), records: Number(lost.to - lost.from + 1n), why: lost.why },
+      'spool records that were durable are missing: they are reported, and their positions are never reused',
+    );
   }
   const states = DeviceStates.fromCheckpoint(checkpoint);
   // Rebuild the live view: everything durable after the checkpoint.

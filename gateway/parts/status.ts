@@ -54,9 +54,20 @@ export function statusSnapshot(ctx: PartContext, p: StatusParts): () => StatusSn
         seqGaps: metrics.seqGaps,
         byTransport: { mqtt: { ...metrics.byTransport.mqtt }, ble: { ...metrics.byTransport.ble } },
       },
-      mqtt: { ...mqtt.status(), devicesConnected: mqtt.connectedDevices, connectRefusedBy: nonzero(metrics.connectRefusedBy), refusedBy: nonzero(metrics.mqttRefusedBy) },
+      mqtt: {
+        ...mqtt.status(),
+        devicesConnected: mqtt.connectedDevices,
+        connectRefusedBy: nonzero(metrics.connectRefusedBy),
+        refusedBy: nonzero(metrics.mqttRefusedBy),
+      },
       ble: ble
-        ? { mode: 'on' as const, ...ble.status(), connectRefusedBy: nonzero(metrics.bleConnectRefusedBy), fragmentRejectedBy: nonzero(metrics.fragmentRejectedBy), endedBy: nonzero(metrics.bleEndedBy) }
+        ? {
+            mode: 'on' as const,
+            ...ble.status(),
+            connectRefusedBy: nonzero(metrics.bleConnectRefusedBy),
+            fragmentRejectedBy: nonzero(metrics.fragmentRejectedBy),
+            endedBy: nonzero(metrics.bleEndedBy),
+          }
         : { mode: 'off' as const },
       spool: {
         backlogFrames: Number(wal.backlog),
@@ -73,7 +84,11 @@ export function statusSnapshot(ctx: PartContext, p: StatusParts): () => StatusSn
         // Down as soon as a write fails, or the probe finds InfluxDB silent (even with nothing to write).
         up: writer.storageUp && (health.dependency('influx')?.up ?? true),
         lagMs: writer.lagMs(),
-        ...(writer.lastError ? { lastError: writer.lastError } : health.dependency('influx')?.lastError ? { lastError: health.dependency('influx')!.lastError } : {}),
+        ...(writer.lastError
+          ? { lastError: writer.lastError }
+          : health.dependency('influx')?.lastError
+            ? { lastError: health.dependency('influx')!.lastError }
+            : {}),
         framesWritten: metrics.framesWritten,
         pointsWritten: metrics.pointsWritten,
         errors: metrics.storageErrors,
@@ -109,7 +124,16 @@ export function statusSnapshot(ctx: PartContext, p: StatusParts): () => StatusSn
               ...(lastError ? { lastError } : {}),
               ...(st.halted ? { halted: st.halted } : {}),
               ...(st.lastAnchor
-                ? { lastAnchor: { batch: st.lastAnchor.seq.toString(), root: st.lastAnchor.root, txHash: st.lastAnchor.txHash, block: st.lastAnchor.blockNumber, gasUsed: Number(st.lastAnchor.gasUsed), confirmedAtMs: st.lastAnchor.confirmedAtMs } }
+                ? {
+                    lastAnchor: {
+                      batch: st.lastAnchor.seq.toString(),
+                      root: st.lastAnchor.root,
+                      txHash: st.lastAnchor.txHash,
+                      block: st.lastAnchor.blockNumber,
+                      gasUsed: Number(st.lastAnchor.gasUsed),
+                      confirmedAtMs: st.lastAnchor.confirmedAtMs,
+                    },
+                  }
                 : {}),
             };
           })()
@@ -124,9 +148,19 @@ export function statusSnapshot(ctx: PartContext, p: StatusParts): () => StatusSn
           loginRefusedBy: l?.loginRefusedBy ?? {},
           subscribeRefusedBy: l?.subscribeRefusedBy ?? {},
         };
-        if (!consent.view) return { enabled: false, following: false, ...(consent.off ? { lastError: consent.off } : {}), grants: 0, inForce: 0, patients: 0, ...live };
+        if (!consent.view)
+          return { enabled: false, following: false, ...(consent.off ? { lastError: consent.off } : {}), grants: 0, inForce: 0, patients: 0, ...live };
         const st = consent.view.status();
-        return { enabled: true, following: st.following, ...(st.lastError ? { lastError: st.lastError } : {}), lastBlock: st.lastBlock, grants: st.grants, inForce: st.inForce, patients: st.patients, ...live };
+        return {
+          enabled: true,
+          following: st.following,
+          ...(st.lastError ? { lastError: st.lastError } : {}),
+          lastBlock: st.lastBlock,
+          grants: st.grants,
+          inForce: st.inForce,
+          patients: st.patients,
+          ...live,
+        };
       })(),
       accessLog: (() => {
         const err = consent.accessAnchorer?.status();

@@ -48,12 +48,20 @@ export function startStorageWriter(ctx: PartContext, d: StorageWriterDeps): Stor
   // Frames InfluxDB refuses for good are set aside here instead of blocking the writer (docs/storage.md).
   const quarantine = new StorageQuarantine(join(config.dataDir, STORAGE_QUARANTINE_DIR), { maxBytes: config.storage.quarantineMaxBytes });
   const sink = new InfluxSink({
-    url: d.db.url, database: config.influx.database, gatewayId: config.gatewayId, username: config.influx.username, password: config.influx.password, timeoutMs: config.influx.timeoutMs,
+    url: d.db.url,
+    database: config.influx.database,
+    gatewayId: config.gatewayId,
+    username: config.influx.username,
+    password: config.influx.password,
+    timeoutMs: config.influx.timeoutMs,
     quarantine,
     onQuarantined: (q) => {
       metrics.storageQuarantined++;
       // One line per frame, device and seq only: the message is cut of quoted line protocol (readings).
-      log.error({ event: 'storage_quarantined', device: q.device, seq: q.seq, lsn: q.lsn, status: q.status, err: logSafeMessage(q.error) }, 'InfluxDB refuses a frame for good: set aside in the storage quarantine; fix the database, then run `vitalproof storage replay`');
+      log.error(
+        { event: 'storage_quarantined', device: q.device, seq: q.seq, lsn: q.lsn, status: q.status, err: logSafeMessage(q.error) },
+        'InfluxDB refuses a frame for good: set aside in the storage quarantine; fix the database, then run `vitalproof storage replay`',
+      );
     },
   });
   const writer = new StorageWriter(d.spool.wal, sink, d.spool.checkpointPath, metrics, d.spool.positions.position('storage'), {

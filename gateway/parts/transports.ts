@@ -44,7 +44,14 @@ export async function startTransports(ctx: PartContext, d: TransportDeps): Promi
     ...(d.research ? { researchers: d.research } : {}),
     limits: mqttLimits(m),
     ...(m.tls.cert
-      ? { tls: { host: m.tls.host || m.host, port: m.tls.port, options: tlsServerOptions(m.tls, m.connectDeadlineMs), requireClientCert: m.tls.requireClientCert === 'true' } }
+      ? {
+          tls: {
+            host: m.tls.host || m.host,
+            port: m.tls.port,
+            options: tlsServerOptions(m.tls, m.connectDeadlineMs),
+            requireClientCert: m.tls.requireClientCert === 'true',
+          },
+        }
       : {}),
   });
   await mqtt.start();
@@ -53,7 +60,10 @@ export async function startTransports(ctx: PartContext, d: TransportDeps): Promi
   for (const w of mqtt.status().warnings) health.raise('PLAIN_LISTENER', `mqtt: ${w}`);
   if (d.http.plainAllowed) {
     const mq = health.list().find((x) => x.code === 'PLAIN_LISTENER');
-    health.raise('PLAIN_LISTENER', `${mq ? `${mq.detail}; ` : ''}http: plain HTTP on ${config.http.host} (http.allowPlain=true): bearer tokens and readings in clear`);
+    health.raise(
+      'PLAIN_LISTENER',
+      `${mq ? `${mq.detail}; ` : ''}http: plain HTTP on ${config.http.host} (http.allowPlain=true): bearer tokens and readings in clear`,
+    );
   }
 
   let ble: BleCentral | undefined;

@@ -90,7 +90,12 @@ export function buildAccessBundle(input: AccessBundleInput): AccessProofBundle {
     format: ACCESS_BUNDLE_FORMAT,
     version: BUNDLE_VERSION,
     entry,
-    inclusion: { leafIndex: input.leafIndex, treeSize: input.treeSize, auditPath: input.auditPath.map((h, i) => hex(h, `inclusion.auditPath[${i}]`)), root: hex(input.root, 'inclusion.root') },
+    inclusion: {
+      leafIndex: input.leafIndex,
+      treeSize: input.treeSize,
+      auditPath: input.auditPath.map((h, i) => hex(h, `inclusion.auditPath[${i}]`)),
+      root: hex(input.root, 'inclusion.root'),
+    },
     anchor: {
       chainId: a.chainId,
       contract: a.contract,
@@ -117,7 +122,8 @@ export function buildAccessBundle(input: AccessBundleInput): AccessProofBundle {
  */
 export function parseAccessBundle(json: unknown, at = ''): AccessProofBundle {
   const o = R.object(json, at);
-  if (o['format'] !== ACCESS_BUNDLE_FORMAT) throw new BundleFormatError('UNKNOWN_FORMAT', R.join(at, 'format'), `expected "${ACCESS_BUNDLE_FORMAT}", got ${R.show(o['format'])}`);
+  if (o['format'] !== ACCESS_BUNDLE_FORMAT)
+    throw new BundleFormatError('UNKNOWN_FORMAT', R.join(at, 'format'), `expected "${ACCESS_BUNDLE_FORMAT}", got ${R.show(o['format'])}`);
   R.onlyFields(o, at, ['format', 'version', 'entry', 'inclusion', 'anchor', 'consentRegistry', 'gatewayId', 'generatedAtMs']);
   R.version(o, at);
 
@@ -127,10 +133,13 @@ export function parseAccessBundle(json: unknown, at = ''): AccessProofBundle {
   const kind = R.string(e, eAt, 'kind');
   if (kind !== 'live' && kind !== 'export') throw new BundleFormatError('BAD_VALUE', R.join(eAt, 'kind'), `must be "live" or "export", got ${R.show(kind)}`);
   const metricsValue = R.field(e, eAt, 'metrics');
-  if (!Array.isArray(metricsValue)) throw new BundleFormatError('WRONG_TYPE', R.join(eAt, 'metrics'), `must be an array of sensor names, got ${R.show(metricsValue)}`);
-  if (metricsValue.length < 1 || metricsValue.length > MAX_METRICS) throw new BundleFormatError('BAD_VALUE', R.join(eAt, 'metrics'), `must hold 1 to ${MAX_METRICS} names, got ${metricsValue.length}`);
+  if (!Array.isArray(metricsValue))
+    throw new BundleFormatError('WRONG_TYPE', R.join(eAt, 'metrics'), `must be an array of sensor names, got ${R.show(metricsValue)}`);
+  if (metricsValue.length < 1 || metricsValue.length > MAX_METRICS)
+    throw new BundleFormatError('BAD_VALUE', R.join(eAt, 'metrics'), `must hold 1 to ${MAX_METRICS} names, got ${metricsValue.length}`);
   const metrics = metricsValue.map((m: unknown, i) => {
-    if (typeof m !== 'string' || !METRIC.test(m)) throw new BundleFormatError('BAD_VALUE', `${R.join(eAt, 'metrics')}[${i}]`, `must be a sensor name [a-z][a-z0-9_]*, got ${R.show(m)}`);
+    if (typeof m !== 'string' || !METRIC.test(m))
+      throw new BundleFormatError('BAD_VALUE', `${R.join(eAt, 'metrics')}[${i}]`, `must be a sensor name [a-z][a-z0-9_]*, got ${R.show(m)}`);
     return m;
   });
   const entry: AccessEntryJson = {
@@ -159,7 +168,8 @@ export function parseAccessBundle(json: unknown, at = ''): AccessProofBundle {
   R.onlyFields(inc, iAt, ['leafIndex', 'treeSize', 'auditPath', 'root']);
   const pathValue = R.field(inc, iAt, 'auditPath');
   if (!Array.isArray(pathValue)) throw new BundleFormatError('WRONG_TYPE', R.join(iAt, 'auditPath'), `must be an array of hashes, got ${R.show(pathValue)}`);
-  if (pathValue.length > 64) throw new BundleFormatError('BAD_VALUE', R.join(iAt, 'auditPath'), `has ${pathValue.length} hashes; no RFC 9162 proof has more than 64`);
+  if (pathValue.length > 64)
+    throw new BundleFormatError('BAD_VALUE', R.join(iAt, 'auditPath'), `has ${pathValue.length} hashes; no RFC 9162 proof has more than 64`);
   const inclusion: BundleInclusion = {
     leafIndex: R.safeUint(inc, iAt, 'leafIndex'),
     treeSize: R.safeUint(inc, iAt, 'treeSize'),
@@ -171,7 +181,12 @@ export function parseAccessBundle(json: unknown, at = ''): AccessProofBundle {
   const a = R.object(R.field(o, at, 'anchor'), aAt);
   R.onlyFields(a, aAt, ['chainId', 'contract', 'gateway', 'stream', 'batchSeq', 'firstFrameTimeMs', 'lastFrameTimeMs', 'txHash', 'blockNumber', 'blockHash']);
   const stream = R.safeUint(a, aAt, 'stream');
-  if (stream !== STREAM.ACCESS_LOG) throw new BundleFormatError('BAD_VALUE', R.join(aAt, 'stream'), `an access-log entry is anchored in stream ${STREAM.ACCESS_LOG} (STREAM.ACCESS_LOG), got ${stream}`);
+  if (stream !== STREAM.ACCESS_LOG)
+    throw new BundleFormatError(
+      'BAD_VALUE',
+      R.join(aAt, 'stream'),
+      `an access-log entry is anchored in stream ${STREAM.ACCESS_LOG} (STREAM.ACCESS_LOG), got ${stream}`,
+    );
   const anchor: BundleAnchor = {
     chainId: R.chainId(a, aAt),
     contract: R.address(a, aAt, 'contract'),
@@ -191,6 +206,16 @@ export function parseAccessBundle(json: unknown, at = ''): AccessProofBundle {
   const consentRegistry = { chainId: R.chainId(c, cAt), address: R.address(c, cAt, 'address') };
 
   const gatewayId = R.string(o, at, 'gatewayId');
-  if (gatewayId.length === 0 || gatewayId.length > MAX_GATEWAY_ID) throw new BundleFormatError('BAD_VALUE', R.join(at, 'gatewayId'), `must be 1 to ${MAX_GATEWAY_ID} characters, got ${gatewayId.length}`);
-  return { format: ACCESS_BUNDLE_FORMAT, version: BUNDLE_VERSION, entry, inclusion, anchor, consentRegistry, gatewayId, generatedAtMs: R.safeUint(o, at, 'generatedAtMs') };
+  if (gatewayId.length === 0 || gatewayId.length > MAX_GATEWAY_ID)
+    throw new BundleFormatError('BAD_VALUE', R.join(at, 'gatewayId'), `must be 1 to ${MAX_GATEWAY_ID} characters, got ${gatewayId.length}`);
+  return {
+    format: ACCESS_BUNDLE_FORMAT,
+    version: BUNDLE_VERSION,
+    entry,
+    inclusion,
+    anchor,
+    consentRegistry,
+    gatewayId,
+    generatedAtMs: R.safeUint(o, at, 'generatedAtMs'),
+  };
 }

@@ -26,7 +26,7 @@ export const ACCESS_ONLINE_CHECKS: readonly AccessCheckName[] = ['anchor', 'gran
 
 /** Codes of the grant check, beside verify.ts's VERDICT_CODES (inclusion and anchor use those). */
 export const GRANT_VERDICT_CODES = {
-  GRANT_UNKNOWN: 'the ConsentRegistry has no grant with the entry\'s grantId',
+  GRANT_UNKNOWN: "the ConsentRegistry has no grant with the entry's grantId",
   GRANT_MISMATCH: 'the grant names another patientRef or researcher, or does not cover a metric or the data time range (detail.mismatches)',
   GRANT_NOT_IN_FORCE: 'the deliveries happened before the grant was made or after it was revoked or expired (beyond the clock tolerance)',
 } as const;
@@ -76,7 +76,8 @@ export async function verifyAccessBundle(bundle: AccessProofBundle, opts: Access
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) throw new TypeError(`timeoutMs must be a positive integer, got ${String(opts.timeoutMs)}`);
   const tolerance = opts.clockToleranceMs ?? DEFAULT_CLOCK_TOLERANCE_MS;
-  if (!Number.isSafeInteger(tolerance) || tolerance < 0) throw new TypeError(`clockToleranceMs must be a non-negative integer, got ${String(opts.clockToleranceMs)}`);
+  if (!Number.isSafeInteger(tolerance) || tolerance < 0)
+    throw new TypeError(`clockToleranceMs must be a non-negative integer, got ${String(opts.clockToleranceMs)}`);
   const cache = opts.cache ?? new VerifyCache();
   const provider = opts.offline ? undefined : opts.provider;
   const checks: AccessCheckResult[] = [inclusionCheck(b)];
@@ -89,8 +90,16 @@ export async function verifyAccessBundle(bundle: AccessProofBundle, opts: Access
   } else {
     const why = opts.offline ? 'offline verification asked for' : 'no chain provider given';
     checks.push(
-      { check: 'anchor', status: 'skip', message: `not checked (${why}): that access-log batch ${b.anchor.batchSeq} of gateway ${b.anchor.gateway} is anchored on chain ${b.anchor.chainId} (stream 1) with this root and ${b.inclusion.treeSize} leaves` },
-      { check: 'grant', status: 'skip', message: `not checked (${why}): that grant ${b.entry.grantId} of ConsentRegistry ${b.consentRegistry.address} covers this disclosure` },
+      {
+        check: 'anchor',
+        status: 'skip',
+        message: `not checked (${why}): that access-log batch ${b.anchor.batchSeq} of gateway ${b.anchor.gateway} is anchored on chain ${b.anchor.chainId} (stream 1) with this root and ${b.inclusion.treeSize} leaves`,
+      },
+      {
+        check: 'grant',
+        status: 'skip',
+        message: `not checked (${why}): that grant ${b.entry.grantId} of ConsentRegistry ${b.consentRegistry.address} covers this disclosure`,
+      },
     );
   }
   const failed = checks.some((c) => c.status === 'fail');
@@ -98,7 +107,16 @@ export async function verifyAccessBundle(bundle: AccessProofBundle, opts: Access
   return {
     ok: !failed && (skipped.length === 0 || (opts.offline === true && skipped.every((c) => ACCESS_ONLINE_CHECKS.includes(c.check)))),
     offline: provider === undefined,
-    subject: { seq: b.entry.seq, kind: b.entry.kind, researcher: b.entry.researcher, pseudonym: b.entry.pseudonym, grantId: b.entry.grantId, batchSeq: b.anchor.batchSeq, leafIndex: b.inclusion.leafIndex, treeSize: b.inclusion.treeSize },
+    subject: {
+      seq: b.entry.seq,
+      kind: b.entry.kind,
+      researcher: b.entry.researcher,
+      pseudonym: b.entry.pseudonym,
+      grantId: b.entry.grantId,
+      batchSeq: b.anchor.batchSeq,
+      leafIndex: b.inclusion.leafIndex,
+      treeSize: b.inclusion.treeSize,
+    },
     checks,
   };
 }
@@ -107,7 +125,13 @@ function inclusionCheck(b: AccessProofBundle): AccessCheckResult {
   const entry = accessEntryFromJson(b.entry);
   const leafHash = accessLeafHash(entry);
   const { leafIndex, treeSize, auditPath, root } = b.inclusion;
-  const v = verifyInclusion({ leafIndex, treeSize, leafHash, proof: auditPath.map((h) => Buffer.from(h.slice(2), 'hex')), root: Buffer.from(root.slice(2), 'hex') });
+  const v = verifyInclusion({
+    leafIndex,
+    treeSize,
+    leafHash,
+    proof: auditPath.map((h) => Buffer.from(h.slice(2), 'hex')),
+    root: Buffer.from(root.slice(2), 'hex'),
+  });
   const lh = `0x${leafHash.toString('hex')}`;
   if (!v.ok) {
     if (v.code === 'BAD_HASH_LENGTH') throw new Error(`bug: parseAccessBundle let a hash of ${v.actualLength} bytes through (${v.field})`);
@@ -118,17 +142,46 @@ function inclusionCheck(b: AccessProofBundle): AccessCheckResult {
   }
   const { firstFrameTimeMs: first, lastFrameTimeMs: last } = b.anchor;
   if (entry.atMs < first || entry.atMs > last) {
-    return { check: 'inclusion', status: 'fail', code: 'TIME_OUTSIDE_BATCH', message: `the entry's atMs ${iso(entry.atMs)} is outside the batch's window [${iso(first)}, ${iso(last)}]`, detail: { atMs: entry.atMs, firstFrameTimeMs: first, lastFrameTimeMs: last } };
+    return {
+      check: 'inclusion',
+      status: 'fail',
+      code: 'TIME_OUTSIDE_BATCH',
+      message: `the entry's atMs ${iso(entry.atMs)} is outside the batch's window [${iso(first)}, ${iso(last)}]`,
+      detail: { atMs: entry.atMs, firstFrameTimeMs: first, lastFrameTimeMs: last },
+    };
   }
-  return { check: 'inclusion', status: 'pass', message: `entry ${entry.seq} (leaf hash ${lh.slice(0, 18)}…) is leaf ${leafIndex} of the tree of ${treeSize} leaves with root ${root.slice(0, 18)}…; its time ${iso(entry.atMs)} is within the batch window` };
+  return {
+    check: 'inclusion',
+    status: 'pass',
+    message: `entry ${entry.seq} (leaf hash ${lh.slice(0, 18)}…) is leaf ${leafIndex} of the tree of ${treeSize} leaves with root ${root.slice(0, 18)}…; its time ${iso(entry.atMs)} is within the batch window`,
+  };
 }
 
-async function grantCheck(b: AccessProofBundle, provider: Provider, cache: VerifyCache, trusted: AccessVerifyOptions['trusted'], tolerance: number): Promise<AccessCheckResult> {
-  const fail = (code: AccessVerdictCode, message: string, detail?: Record<string, unknown>): AccessCheckResult => ({ check: 'grant', status: 'fail', code, message, ...(detail ? { detail } : {}) });
+async function grantCheck(
+  b: AccessProofBundle,
+  provider: Provider,
+  cache: VerifyCache,
+  trusted: AccessVerifyOptions['trusted'],
+  tolerance: number,
+): Promise<AccessCheckResult> {
+  const fail = (code: AccessVerdictCode, message: string, detail?: Record<string, unknown>): AccessCheckResult => ({
+    check: 'grant',
+    status: 'fail',
+    code,
+    message,
+    ...(detail ? { detail } : {}),
+  });
   const reg = b.consentRegistry;
-  if (trusted?.chainId !== undefined && reg.chainId !== trusted.chainId) return fail('WRONG_CHAIN', `the bundle's ConsentRegistry is on chain ${reg.chainId}, the trusted deployment is on chain ${trusted.chainId}`, { expected: trusted.chainId, found: reg.chainId });
+  if (trusted?.chainId !== undefined && reg.chainId !== trusted.chainId)
+    return fail('WRONG_CHAIN', `the bundle's ConsentRegistry is on chain ${reg.chainId}, the trusted deployment is on chain ${trusted.chainId}`, {
+      expected: trusted.chainId,
+      found: reg.chainId,
+    });
   if (trusted?.consentRegistry !== undefined && reg.address.toLowerCase() !== trusted.consentRegistry.toLowerCase()) {
-    return fail('UNTRUSTED_CONTRACT', `the bundle names ConsentRegistry ${reg.address}, the trusted deployment's is ${trusted.consentRegistry}`, { expected: trusted.consentRegistry, found: reg.address });
+    return fail('UNTRUSTED_CONTRACT', `the bundle names ConsentRegistry ${reg.address}, the trusted deployment's is ${trusted.consentRegistry}`, {
+      expected: trusted.consentRegistry,
+      found: reg.address,
+    });
   }
   let chainId: number;
   try {
@@ -140,18 +193,33 @@ async function grantCheck(b: AccessProofBundle, provider: Provider, cache: Verif
   } catch (e) {
     return unreachable(e);
   }
-  if (chainId !== reg.chainId) return fail('WRONG_CHAIN', `the bundle's ConsentRegistry is on chain ${reg.chainId}, the node serves chain ${chainId}`, { expected: reg.chainId, found: chainId });
+  if (chainId !== reg.chainId)
+    return fail('WRONG_CHAIN', `the bundle's ConsentRegistry is on chain ${reg.chainId}, the node serves chain ${chainId}`, {
+      expected: reg.chainId,
+      found: chainId,
+    });
   const e = b.entry;
   let g;
   try {
     g = await cache.read(`grant:${reg.address}:${e.grantId}`, async () => {
       const x = await consentRegistryAt(reg.address, provider).getGrant(BigInt(e.grantId));
-      return { patientRef: x.patientRef.toLowerCase(), researcher: x.researcher, sensorMask: Number(x.sensorMask), dataFromMs: x.dataFromMs, dataToMs: x.dataToMs, expiresAtMs: x.expiresAtMs, grantedAtMs: x.grantedAtMs, revokedAtMs: x.revokedAtMs };
+      return {
+        patientRef: x.patientRef.toLowerCase(),
+        researcher: x.researcher,
+        sensorMask: Number(x.sensorMask),
+        dataFromMs: x.dataFromMs,
+        dataToMs: x.dataToMs,
+        expiresAtMs: x.expiresAtMs,
+        grantedAtMs: x.grantedAtMs,
+        revokedAtMs: x.revokedAtMs,
+      };
     });
   } catch (err) {
     const revert = decodeRevert<ConsentRegistryErrors>(err, consentRegistryInterface);
-    if (revert?.name === 'ConsentRegistryUnknownGrant') return fail('GRANT_UNKNOWN', `ConsentRegistry ${reg.address} on chain ${reg.chainId} has no grant ${e.grantId}`, { grantId: e.grantId });
-    if (isError(err, 'BAD_DATA') || isError(err, 'CALL_EXCEPTION')) return fail('NO_CONTRACT', `no ConsentRegistry answers at ${reg.address}: ${shortError(err)}`, { address: reg.address });
+    if (revert?.name === 'ConsentRegistryUnknownGrant')
+      return fail('GRANT_UNKNOWN', `ConsentRegistry ${reg.address} on chain ${reg.chainId} has no grant ${e.grantId}`, { grantId: e.grantId });
+    if (isError(err, 'BAD_DATA') || isError(err, 'CALL_EXCEPTION'))
+      return fail('NO_CONTRACT', `no ConsentRegistry answers at ${reg.address}: ${shortError(err)}`, { address: reg.address });
     return unreachable(err);
   }
   const mismatches: { field: string; entry: unknown; grant: unknown }[] = [];
@@ -164,25 +232,44 @@ async function grantCheck(b: AccessProofBundle, provider: Provider, cache: Verif
     } catch {
       code = undefined;
     }
-    if (code === undefined || ((g.sensorMask >> code) & 1) === 0) mismatches.push({ field: `metrics.${m}`, entry: code === undefined ? `${m} (not in the sensor catalogue)` : `${m} (code ${code})`, grant: `sensor mask ${g.sensorMask}` });
+    if (code === undefined || ((g.sensorMask >> code) & 1) === 0)
+      mismatches.push({
+        field: `metrics.${m}`,
+        entry: code === undefined ? `${m} (not in the sensor catalogue)` : `${m} (code ${code})`,
+        grant: `sensor mask ${g.sensorMask}`,
+      });
   }
-  if (BigInt(e.fromMs) < g.dataFromMs || BigInt(e.toMs) > g.dataToMs) mismatches.push({ field: 'data window', entry: `[${e.fromMs}, ${e.toMs}]`, grant: `[${g.dataFromMs}, ${g.dataToMs}]` });
+  if (BigInt(e.fromMs) < g.dataFromMs || BigInt(e.toMs) > g.dataToMs)
+    mismatches.push({ field: 'data window', entry: `[${e.fromMs}, ${e.toMs}]`, grant: `[${g.dataFromMs}, ${g.dataToMs}]` });
   if (mismatches.length > 0) {
-    return fail('GRANT_MISMATCH', `grant ${e.grantId} does not cover this disclosure: ${mismatches.map((m) => `${m.field}: entry ${String(m.entry)}, grant ${String(m.grant)}`).join('; ')}`, { mismatches });
+    return fail(
+      'GRANT_MISMATCH',
+      `grant ${e.grantId} does not cover this disclosure: ${mismatches.map((m) => `${m.field}: entry ${String(m.entry)}, grant ${String(m.grant)}`).join('; ')}`,
+      { mismatches },
+    );
   }
-  const ends = g.revokedAtMs !== 0n && g.revokedAtMs < g.expiresAtMs ? { at: Number(g.revokedAtMs), why: 'revoked' } : { at: Number(g.expiresAtMs), why: 'expires' };
+  const ends =
+    g.revokedAtMs !== 0n && g.revokedAtMs < g.expiresAtMs ? { at: Number(g.revokedAtMs), why: 'revoked' } : { at: Number(g.expiresAtMs), why: 'expires' };
   const window = `in force from ${iso(Number(g.grantedAtMs))} until it ${ends.why === 'revoked' ? 'was revoked' : 'expires'} at ${iso(ends.at)}`;
   if (e.firstAtMs + tolerance < Number(g.grantedAtMs) || e.atMs > ends.at + tolerance) {
-    return fail('GRANT_NOT_IN_FORCE', `the deliveries [${iso(e.firstAtMs)}, ${iso(e.atMs)}] are not within grant ${e.grantId}, ${window} (clock tolerance ${tolerance} ms)`, {
-      firstAtMs: e.firstAtMs,
-      atMs: e.atMs,
-      grantedAtMs: g.grantedAtMs.toString(),
-      revokedAtMs: g.revokedAtMs.toString(),
-      expiresAtMs: g.expiresAtMs.toString(),
-      toleranceMs: tolerance,
-    });
+    return fail(
+      'GRANT_NOT_IN_FORCE',
+      `the deliveries [${iso(e.firstAtMs)}, ${iso(e.atMs)}] are not within grant ${e.grantId}, ${window} (clock tolerance ${tolerance} ms)`,
+      {
+        firstAtMs: e.firstAtMs,
+        atMs: e.atMs,
+        grantedAtMs: g.grantedAtMs.toString(),
+        revokedAtMs: g.revokedAtMs.toString(),
+        expiresAtMs: g.expiresAtMs.toString(),
+        toleranceMs: tolerance,
+      },
+    );
   }
-  return { check: 'grant', status: 'pass', message: `grant ${e.grantId} of ConsentRegistry ${reg.address} names this patientRef and researcher ${e.researcher}, covers ${e.metrics.join(', ')} recorded in [${iso(e.fromMs)}, ${iso(e.toMs)}], and was ${window}` };
+  return {
+    check: 'grant',
+    status: 'pass',
+    message: `grant ${e.grantId} of ConsentRegistry ${reg.address} names this patientRef and researcher ${e.researcher}, covers ${e.metrics.join(', ')} recorded in [${iso(e.fromMs)}, ${iso(e.toMs)}], and was ${window}`,
+  };
 }
 
 async function deadline(ms: number, run: () => Promise<AccessCheckResult>): Promise<AccessCheckResult> {
@@ -200,7 +287,13 @@ async function deadline(ms: number, run: () => Promise<AccessCheckResult>): Prom
 }
 
 function unreachable(e: unknown): AccessCheckResult {
-  return { check: 'grant', status: 'fail', code: 'CHAIN_UNREACHABLE', message: `the chain did not answer, so this was not verified: ${shortError(e)}`, detail: { error: shortError(e) } };
+  return {
+    check: 'grant',
+    status: 'fail',
+    code: 'CHAIN_UNREACHABLE',
+    message: `the chain did not answer, so this was not verified: ${shortError(e)}`,
+    detail: { error: shortError(e) },
+  };
 }
 
 function shortError(e: unknown): string {

@@ -348,7 +348,8 @@ function readBundle(json: unknown, at: string): ProofBundle {
   const pathValue = field(inc, iAt, 'auditPath');
   if (!Array.isArray(pathValue)) throw new BundleFormatError('WRONG_TYPE', join(iAt, 'auditPath'), `must be an array of hashes, got ${show(pathValue)}`);
   // 64 levels hold 2^64 leaves; RFC 9162 proofs are never longer.
-  if (pathValue.length > 64) throw new BundleFormatError('BAD_VALUE', join(iAt, 'auditPath'), `has ${pathValue.length} hashes; no RFC 9162 proof has more than 64`);
+  if (pathValue.length > 64)
+    throw new BundleFormatError('BAD_VALUE', join(iAt, 'auditPath'), `has ${pathValue.length} hashes; no RFC 9162 proof has more than 64`);
   const inclusion: BundleInclusion = {
     leafIndex: safeUint(inc, iAt, 'leafIndex'),
     treeSize: safeUint(inc, iAt, 'treeSize'),
@@ -418,7 +419,8 @@ function object(v: unknown, at: string): Record<string, unknown> {
 
 function onlyFields(o: Record<string, unknown>, at: string, allowed: readonly string[]): void {
   for (const k of Object.keys(o)) {
-    if (!allowed.includes(k)) throw new BundleFormatError('UNKNOWN_FIELD', join(at, k), `version ${BUNDLE_VERSION} has no such field (allowed here: ${allowed.join(', ')})`);
+    if (!allowed.includes(k))
+      throw new BundleFormatError('UNKNOWN_FIELD', join(at, k), `version ${BUNDLE_VERSION} has no such field (allowed here: ${allowed.join(', ')})`);
   }
 }
 
@@ -448,7 +450,8 @@ function pattern(o: Record<string, unknown>, at: string, name: string, re: RegEx
 
 function hash32Value(v: unknown, path: string): string {
   if (typeof v !== 'string') throw new BundleFormatError('WRONG_TYPE', path, `must be a string, got ${show(v)}`);
-  if (!HASH32.test(v)) throw new BundleFormatError('BAD_VALUE', path, `must be "0x" and ${2 * HASH_SIZE} lowercase hex digits (${HASH_SIZE} bytes), got ${show(v)}`);
+  if (!HASH32.test(v))
+    throw new BundleFormatError('BAD_VALUE', path, `must be "0x" and ${2 * HASH_SIZE} lowercase hex digits (${HASH_SIZE} bytes), got ${show(v)}`);
   return v;
 }
 
@@ -523,4 +526,19 @@ function hex0x(b: Uint8Array): string {
  * each throws BundleFormatError naming the JSON path of what it refuses.
  * @internal
  */
-export const bundleFieldReaders = { join, show, object, onlyFields, version, field, string, pattern, hash32, hash32Value, address, safeUint, chainId, uint64String } as const;
+export const bundleFieldReaders = {
+  join,
+  show,
+  object,
+  onlyFields,
+  version,
+  field,
+  string,
+  pattern,
+  hash32,
+  hash32Value,
+  address,
+  safeUint,
+  chainId,
+  uint64String,
+} as const;

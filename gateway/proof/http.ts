@@ -35,12 +35,15 @@ export function proofRoutes(service: ProofService): Route[] {
       handle: async (_req, url, res) => {
         const q = url.searchParams;
         const device = q.get('device') ?? undefined;
-        if (device !== undefined && !/^[0-9a-f]{16}$/.test(device)) return json(res, HTTP_STATUS.BAD_REQUEST, errorBody('BAD_REQUEST', 'device must be 16 lowercase hex digits'));
+        if (device !== undefined && !/^[0-9a-f]{16}$/.test(device))
+          return json(res, HTTP_STATUS.BAD_REQUEST, errorBody('BAD_REQUEST', 'device must be 16 lowercase hex digits'));
         const from = parseTimeMs(q.get('from'));
         const to = parseTimeMs(q.get('to'));
         const limit = q.get('limit') ? Number(q.get('limit')) : undefined;
-        if (Number.isNaN(from) || Number.isNaN(to)) return json(res, HTTP_STATUS.BAD_REQUEST, errorBody('BAD_REQUEST', 'from and to must be Unix ms or ISO 8601 times'));
-        if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) return json(res, HTTP_STATUS.BAD_REQUEST, errorBody('BAD_REQUEST', 'limit must be a positive integer'));
+        if (Number.isNaN(from) || Number.isNaN(to))
+          return json(res, HTTP_STATUS.BAD_REQUEST, errorBody('BAD_REQUEST', 'from and to must be Unix ms or ISO 8601 times'));
+        if (limit !== undefined && !(Number.isInteger(limit) && limit > 0))
+          return json(res, HTTP_STATUS.BAD_REQUEST, errorBody('BAD_REQUEST', 'limit must be a positive integer'));
         return json(res, 200, await service.byRange(device, from, to, limit));
       },
     },

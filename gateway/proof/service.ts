@@ -35,7 +35,8 @@ export const PROOF_ERROR_REMEDIES: Remedies<ProofErrorCode> = {
   CHAIN_OFF: 'Run the gateway with a chain.',
 };
 
-export type BundleResult = { ok: true; bundle: ProofBundle } | { ok: false; code: ProofErrorCode; message: string; device: string; seq: string; timestampMs?: number };
+export type BundleResult =
+  { ok: true; bundle: ProofBundle } | { ok: false; code: ProofErrorCode; message: string; device: string; seq: string; timestampMs?: number };
 
 export interface ProofServiceDeps {
   store: BatchStore;
@@ -66,7 +67,12 @@ export class ProofService {
    * oldest first, at most `limit`; frames that cannot have one yet are listed in `skipped`.
    * @throws StorageError
    */
-  async byRange(device: string | undefined, fromMs: number | undefined, toMs: number | undefined, limit = MAX_RANGE_BUNDLES): Promise<{ export: ProofBundles; skipped: Extract<BundleResult, { ok: false }>[]; truncated: boolean }> {
+  async byRange(
+    device: string | undefined,
+    fromMs: number | undefined,
+    toMs: number | undefined,
+    limit = MAX_RANGE_BUNDLES,
+  ): Promise<{ export: ProofBundles; skipped: Extract<BundleResult, { ok: false }>[]; truncated: boolean }> {
     // One more than asked for, to tell the caller whether there is more.
     const frames = await this.d.sink.queryFrames(device, fromMs, toMs, undefined, limit + 1);
     const bundles: ProofBundle[] = [];
@@ -91,7 +97,10 @@ export class ProofService {
     if (!batch || !leaf || !leaf.leafHash.equals(hashLeaf(f.raw))) return fail('FRAME_TAMPERED', ` (batch ${f.batch} leaf ${f.leaf})`);
     const key = this.d.keyOf(f.device);
     if (!key) return fail('DEVICE_UNKNOWN');
-    const tree = this.tree(f.batch, batch.leaves.map((l) => l.leafHash));
+    const tree = this.tree(
+      f.batch,
+      batch.leaves.map((l) => l.leafHash),
+    );
     return {
       ok: true,
       bundle: buildBundle({

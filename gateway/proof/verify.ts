@@ -20,7 +20,17 @@ import { isError, type Provider, type TransactionReceipt } from 'ethers';
 import { decodeFrame, type Frame } from '../../firmware-proto/frame.js';
 import { ProtocolError } from '../../firmware-proto/reasons.js';
 import { checkPublicKey, deviceIdFromKey, frameSigningMessage, type KeyProblem } from '../../firmware-proto/signing.js';
-import { anchorRegistryAt, anchorRegistryInterface, decodeRevert, deviceRegistryAt, deviceRegistryInterface, type Anchor, type AnchorRegistryErrors, type Device, type DeviceRegistryErrors } from '../chain/contracts.js';
+import {
+  anchorRegistryAt,
+  anchorRegistryInterface,
+  decodeRevert,
+  deviceRegistryAt,
+  deviceRegistryInterface,
+  type Anchor,
+  type AnchorRegistryErrors,
+  type Device,
+  type DeviceRegistryErrors,
+} from '../chain/contracts.js';
 import { deviceIdToBytes8 } from '../chain/ids.js';
 import { hashLeaf } from '../merkle/rfc6962.js';
 import { verifyInclusion } from '../merkle/verify.js';
@@ -41,31 +51,31 @@ export type CheckStatus = 'pass' | 'fail' | 'skip';
  */
 export const VERDICT_CODES = {
   // frame
-  FRAME_MALFORMED: 'the raw bytes are not a v1 frame (PROTOCOL.md §3.2); `detail.reason` is the decoder\'s code',
+  FRAME_MALFORMED: "the raw bytes are not a v1 frame (PROTOCOL.md §3.2); `detail.reason` is the decoder's code",
   COPY_MISMATCH: 'a convenience copy in the bundle (frame.deviceId, seq, timestampMs, sensor, device.registry.deviceId) differs from the signed frame',
   // signature
   BAD_PUBLIC_KEY: 'the public key fails the enrolment rule (PROTOCOL.md §2.2: 32 bytes, canonical, on the curve, prime order)',
-  DEVICE_ID_MISMATCH: 'the public key does not derive the frame\'s device id (PROTOCOL.md §2.1): it is another device\'s key',
+  DEVICE_ID_MISMATCH: "the public key does not derive the frame's device id (PROTOCOL.md §2.1): it is another device's key",
   BAD_SIGNATURE: 'the Ed25519 signature does not verify over FRAME_TAG ‖ body under the public key (PROTOCOL.md §5.2)',
   // inclusion (the first four are RFC 9162 §2.1.3.2 verdicts of gateway/merkle/verify.ts)
   INDEX_OUT_OF_RANGE: 'the leaf index is not below the tree size',
   PROOF_TOO_LONG: 'the audit path has more hashes than the leaf index and tree size call for',
   PROOF_TOO_SHORT: 'the audit path has fewer hashes than the leaf index and tree size call for',
-  ROOT_MISMATCH: 'the root recomputed from SHA-256(0x00 ‖ raw) and the audit path is not the bundle\'s root',
-  TIME_OUTSIDE_BATCH: 'the frame\'s timestamp lies outside the batch\'s [firstFrameTimeMs, lastFrameTimeMs]',
+  ROOT_MISMATCH: "the root recomputed from SHA-256(0x00 ‖ raw) and the audit path is not the bundle's root",
+  TIME_OUTSIDE_BATCH: "the frame's timestamp lies outside the batch's [firstFrameTimeMs, lastFrameTimeMs]",
   // anchor and device
   WRONG_CHAIN: 'the node (or the trusted deployment) is on another chain than the bundle names',
   UNTRUSTED_CONTRACT: 'the bundle names another contract than the trusted deployment',
   NO_CONTRACT: 'no AnchorRegistry / DeviceRegistry answers at the address the bundle names',
   NOT_ANCHORED: 'the registry has no anchor for this gateway, stream and batch sequence',
   ANCHOR_MISMATCH: 'the anchor on chain has another root, leaf count (tree size) or time window than the bundle',
-  TX_NOT_FOUND: 'the node has no receipt for the bundle\'s transaction hash',
-  TX_FAILED: 'the bundle\'s transaction reverted',
-  TX_NOT_ANCHORING: 'the bundle\'s transaction did not emit Anchored for this gateway, stream, batch and root',
+  TX_NOT_FOUND: "the node has no receipt for the bundle's transaction hash",
+  TX_FAILED: "the bundle's transaction reverted",
+  TX_NOT_ANCHORING: "the bundle's transaction did not emit Anchored for this gateway, stream, batch and root",
   BLOCK_MISMATCH: 'the transaction or anchor is in another block than the bundle names, or that block is not on the canonical chain',
   NOT_ENROLLED: 'the device id was never enrolled in the DeviceRegistry',
-  KEY_MISMATCH: 'the key enrolled for the device is not the bundle\'s public key',
-  REVOKED: 'the device was revoked at or before the frame\'s timestamp',
+  KEY_MISMATCH: "the key enrolled for the device is not the bundle's public key",
+  REVOKED: "the device was revoked at or before the frame's timestamp",
   CHAIN_UNREACHABLE: 'the chain did not answer (connection refused, timeout, server error)',
 } as const;
 
@@ -197,7 +207,8 @@ export async function verifyBundle(bundle: ProofBundle, opts: VerifyOptions = {}
   const b = parseBundle(bundle);
   if (typeof opts !== 'object' || opts === null) throw new TypeError('verifyBundle: options must be an object');
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) throw new TypeError(`verifyBundle: timeoutMs must be a positive integer, got ${String(opts.timeoutMs)}`);
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0)
+    throw new TypeError(`verifyBundle: timeoutMs must be a positive integer, got ${String(opts.timeoutMs)}`);
   const cache = opts.cache ?? new VerifyCache();
   const provider = opts.offline ? undefined : opts.provider;
   const offline = provider === undefined;
@@ -207,12 +218,23 @@ export async function verifyBundle(bundle: ProofBundle, opts: VerifyOptions = {}
   const checks: CheckResult[] = [frameResult, signatureCheck(b, frame, cache), inclusionCheck(b, raw, frame)];
   if (provider) {
     const reader = new ChainReader(provider, cache);
-    checks.push(...(await Promise.all([online('anchor', timeoutMs, () => anchorCheck(b, reader, opts.trusted)), online('device', timeoutMs, () => deviceCheck(b, frame, reader, opts.trusted))])));
+    checks.push(
+      ...(await Promise.all([
+        online('anchor', timeoutMs, () => anchorCheck(b, reader, opts.trusted)),
+        online('device', timeoutMs, () => deviceCheck(b, frame, reader, opts.trusted)),
+      ])),
+    );
   } else {
     const why = opts.offline ? 'offline verification asked for' : 'no chain provider given';
     checks.push(
-      skip('anchor', `not checked (${why}): that batch ${b.anchor.batchSeq} of gateway ${b.anchor.gateway} is anchored on chain ${b.anchor.chainId} with this root and a tree size of ${b.inclusion.treeSize}, by transaction ${b.anchor.txHash}`),
-      skip('device', `not checked (${why}): that device ${b.frame.deviceId} is enrolled on chain ${b.device.registry.chainId} with this public key and was not revoked at the frame's time`),
+      skip(
+        'anchor',
+        `not checked (${why}): that batch ${b.anchor.batchSeq} of gateway ${b.anchor.gateway} is anchored on chain ${b.anchor.chainId} with this root and a tree size of ${b.inclusion.treeSize}, by transaction ${b.anchor.txHash}`,
+      ),
+      skip(
+        'device',
+        `not checked (${why}): that device ${b.frame.deviceId} is enrolled on chain ${b.device.registry.chainId} with this public key and was not revoked at the frame's time`,
+      ),
     );
   }
   const failed = checks.some((c) => c.status === 'fail');
@@ -246,7 +268,10 @@ function frameCheck(b: ProofBundle, raw: Buffer): { result: CheckResult; frame?:
   } catch (e) {
     if (!(e instanceof ProtocolError)) throw e;
     return {
-      result: fail('frame', 'FRAME_MALFORMED', `the ${raw.length} raw bytes are not a v1 frame: ${e.code} (${e.message})`, { reason: e.code, ...jsonSafe(e.detail) }),
+      result: fail('frame', 'FRAME_MALFORMED', `the ${raw.length} raw bytes are not a v1 frame: ${e.code} (${e.message})`, {
+        reason: e.code,
+        ...jsonSafe(e.detail),
+      }),
     };
   }
   // The copies are for people and indexes; the signed bytes are what counts.
@@ -263,7 +288,10 @@ function frameCheck(b: ProofBundle, raw: Buffer): { result: CheckResult; frame?:
     return { result: fail('frame', 'COPY_MISMATCH', `the bundle's copies disagree with the signed frame: ${list}`, { mismatches }), frame };
   }
   return {
-    result: pass('frame', `${frame.raw.length}-byte v1 ${frame.spec.name} frame of device ${frame.deviceId}, seq ${frame.seq}, ${frame.count} sample${frame.count === 1 ? '' : 's'} from ${time(frame.timestampMs)}, decodes strictly; the bundle's copies agree with it`),
+    result: pass(
+      'frame',
+      `${frame.raw.length}-byte v1 ${frame.spec.name} frame of device ${frame.deviceId}, seq ${frame.seq}, ${frame.count} sample${frame.count === 1 ? '' : 's'} from ${time(frame.timestampMs)}, decodes strictly; the bundle's copies agree with it`,
+    ),
     frame,
   };
 }
@@ -272,18 +300,34 @@ function signatureCheck(b: ProofBundle, frame: Frame | undefined, cache: VerifyC
   if (!frame) return skip('signature', 'not checked: the raw bytes do not decode as a frame, so there is no body or signature to check');
   const problem = cache.keyProblem(b.device.publicKey);
   if (problem) {
-    return fail('signature', 'BAD_PUBLIC_KEY', `public key ${b.device.publicKey} fails the enrolment rule of PROTOCOL.md §2.2: ${problem}`, { problem, publicKey: b.device.publicKey });
+    return fail('signature', 'BAD_PUBLIC_KEY', `public key ${b.device.publicKey} fails the enrolment rule of PROTOCOL.md §2.2: ${problem}`, {
+      problem,
+      publicKey: b.device.publicKey,
+    });
   }
   const publicKey = Buffer.from(b.device.publicKey, 'hex');
   const derived = deviceIdFromKey(publicKey);
   if (derived !== frame.deviceId) {
-    return fail('signature', 'DEVICE_ID_MISMATCH', `public key ${b.device.publicKey} is the key of device ${derived}, but the frame is from device ${frame.deviceId}`, { expected: frame.deviceId, derived });
+    return fail(
+      'signature',
+      'DEVICE_ID_MISMATCH',
+      `public key ${b.device.publicKey} is the key of device ${derived}, but the frame is from device ${frame.deviceId}`,
+      { expected: frame.deviceId, derived },
+    );
   }
   // PROTOCOL.md §5.2: RFC 8032 cofactorless, as OpenSSL implements it, over FRAME_TAG ‖ body.
   if (!verifyEd25519(cache.keyObjects.get(publicKey), frameSigningMessage(frame.body), frame.signature)) {
-    return fail('signature', 'BAD_SIGNATURE', `the Ed25519 signature does not verify over FRAME_TAG ‖ the ${frame.body.length}-byte body under the public key of device ${frame.deviceId}: the frame was altered after signing, or signed by another key`, { deviceId: frame.deviceId });
+    return fail(
+      'signature',
+      'BAD_SIGNATURE',
+      `the Ed25519 signature does not verify over FRAME_TAG ‖ the ${frame.body.length}-byte body under the public key of device ${frame.deviceId}: the frame was altered after signing, or signed by another key`,
+      { deviceId: frame.deviceId },
+    );
   }
-  return pass('signature', `Ed25519 signature valid under public key ${b.device.publicKey.slice(0, 16)}…, which is device ${frame.deviceId}'s key (PROTOCOL.md §2.1) and passes the enrolment rule (§2.2)`);
+  return pass(
+    'signature',
+    `Ed25519 signature valid under public key ${b.device.publicKey.slice(0, 16)}…, which is device ${frame.deviceId}'s key (PROTOCOL.md §2.1) and passes the enrolment rule (§2.2)`,
+  );
 }
 
 function inclusionCheck(b: ProofBundle, raw: Buffer, frame: Frame | undefined): CheckResult {
@@ -308,7 +352,11 @@ function inclusionCheck(b: ProofBundle, raw: Buffer, frame: Frame | undefined): 
   const { firstFrameTimeMs: first, lastFrameTimeMs: last } = b.anchor;
   const t = frame.timestampMs;
   if (t < BigInt(first) || t > BigInt(last)) {
-    return fail('inclusion', 'TIME_OUTSIDE_BATCH', `the frame's timestamp ${time(t)} is outside the batch's window [${time(first)}, ${time(last)}]`, { timestampMs: t.toString(), firstFrameTimeMs: first, lastFrameTimeMs: last });
+    return fail('inclusion', 'TIME_OUTSIDE_BATCH', `the frame's timestamp ${time(t)} is outside the batch's window [${time(first)}, ${time(last)}]`, {
+      timestampMs: t.toString(),
+      firstFrameTimeMs: first,
+      lastFrameTimeMs: last,
+    });
   }
   return pass('inclusion', `${proven}; frame time within the batch window [${time(first)}, ${time(last)}]`);
 }
@@ -357,7 +405,14 @@ class ChainReader {
   device(registry: string, deviceIdBytes8: string): Promise<Device> {
     return this.cache.read(`device:${registry}:${deviceIdBytes8}`, async () => {
       const d = await deviceRegistryAt(registry, this.provider).device(deviceIdBytes8);
-      return { publicKey: d.publicKey, patientRef: d.patientRef, site: d.site, enrolledAtMs: d.enrolledAtMs, revokedAtMs: d.revokedAtMs, enrolledBy: d.enrolledBy };
+      return {
+        publicKey: d.publicKey,
+        patientRef: d.patientRef,
+        site: d.site,
+        enrolledAtMs: d.enrolledAtMs,
+        revokedAtMs: d.revokedAtMs,
+        enrolledBy: d.enrolledBy,
+      };
     });
   }
 }
@@ -374,12 +429,19 @@ export interface AnchoredClaim {
  * by the transaction, block and block hash named, on the canonical chain.
  * @returns a CheckResult with check 'anchor' (never throws for the claim's content or an unreachable chain).
  */
-export function verifyAnchorClaim(claim: AnchoredClaim, opts: { provider: Provider; trusted?: { chainId?: number; anchorRegistry?: string }; timeoutMs?: number; cache?: VerifyCache }): Promise<CheckResult> {
+export function verifyAnchorClaim(
+  claim: AnchoredClaim,
+  opts: { provider: Provider; trusted?: { chainId?: number; anchorRegistry?: string }; timeoutMs?: number; cache?: VerifyCache },
+): Promise<CheckResult> {
   const reader = new ChainReader(opts.provider, opts.cache ?? new VerifyCache());
   return online('anchor', opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, () => anchorCheck(claim, reader, opts.trusted));
 }
 
-async function anchorCheck(b: AnchoredClaim, chain: ChainReader, trusted: Pick<TrustedDeployment, 'chainId' | 'anchorRegistry'> | undefined): Promise<CheckResult> {
+async function anchorCheck(
+  b: AnchoredClaim,
+  chain: ChainReader,
+  trusted: Pick<TrustedDeployment, 'chainId' | 'anchorRegistry'> | undefined,
+): Promise<CheckResult> {
   const a = b.anchor;
   const pinned = pinnedProblem('anchor', a.chainId, a.contract, trusted?.chainId, trusted?.anchorRegistry, 'AnchorRegistry');
   if (pinned) return pinned;
@@ -391,13 +453,22 @@ async function anchorCheck(b: AnchoredClaim, chain: ChainReader, trusted: Pick<T
     chain.latest(),
   ]);
   if (chainId.status === 'rejected') return unreachable('anchor', chainId.reason);
-  if (chainId.value !== a.chainId) return fail('anchor', 'WRONG_CHAIN', `the bundle's anchor is on chain ${a.chainId}, the node serves chain ${chainId.value}`, { expected: a.chainId, found: chainId.value });
+  if (chainId.value !== a.chainId)
+    return fail('anchor', 'WRONG_CHAIN', `the bundle's anchor is on chain ${a.chainId}, the node serves chain ${chainId.value}`, {
+      expected: a.chainId,
+      found: chainId.value,
+    });
   const batch = `batch ${a.batchSeq} of gateway ${a.gateway} (stream ${a.stream})`;
 
   if (anchor.status === 'rejected') {
     const revert = decodeRevert<AnchorRegistryErrors>(anchor.reason, anchorRegistryInterface);
     if (revert?.name === 'AnchorRegistryUnknownAnchor') {
-      return fail('anchor', 'NOT_ANCHORED', `AnchorRegistry ${a.contract} on chain ${a.chainId} has no anchor for ${batch}`, { contract: a.contract, gateway: a.gateway, stream: a.stream, batchSeq: a.batchSeq });
+      return fail('anchor', 'NOT_ANCHORED', `AnchorRegistry ${a.contract} on chain ${a.chainId} has no anchor for ${batch}`, {
+        contract: a.contract,
+        gateway: a.gateway,
+        stream: a.stream,
+        batchSeq: a.batchSeq,
+      });
     }
     return notContractOrUnreachable('anchor', anchor.reason, a.contract, 'AnchorRegistry');
   }
@@ -407,27 +478,55 @@ async function anchorCheck(b: AnchoredClaim, chain: ChainReader, trusted: Pick<T
   // An inclusion proof authenticates the tree size only through its length; the size that
   // counts is the one anchored with the root (docs/proof-format.md, "What a proof is").
   if (on.leafCount !== BigInt(b.inclusion.treeSize)) mismatches.push({ field: 'treeSize', bundle: b.inclusion.treeSize, chain: Number(on.leafCount) });
-  if (on.firstFrameTimeMs !== BigInt(a.firstFrameTimeMs)) mismatches.push({ field: 'firstFrameTimeMs', bundle: a.firstFrameTimeMs, chain: on.firstFrameTimeMs.toString() });
-  if (on.lastFrameTimeMs !== BigInt(a.lastFrameTimeMs)) mismatches.push({ field: 'lastFrameTimeMs', bundle: a.lastFrameTimeMs, chain: on.lastFrameTimeMs.toString() });
+  if (on.firstFrameTimeMs !== BigInt(a.firstFrameTimeMs))
+    mismatches.push({ field: 'firstFrameTimeMs', bundle: a.firstFrameTimeMs, chain: on.firstFrameTimeMs.toString() });
+  if (on.lastFrameTimeMs !== BigInt(a.lastFrameTimeMs))
+    mismatches.push({ field: 'lastFrameTimeMs', bundle: a.lastFrameTimeMs, chain: on.lastFrameTimeMs.toString() });
   if (mismatches.length > 0) {
-    const list = mismatches.map((m) => `${m.field === 'treeSize' ? 'tree size (leafCount)' : m.field} ${m.chain} on chain, ${m.bundle} in the bundle`).join('; ');
+    const list = mismatches
+      .map((m) => `${m.field === 'treeSize' ? 'tree size (leafCount)' : m.field} ${m.chain} on chain, ${m.bundle} in the bundle`)
+      .join('; ');
     return fail('anchor', 'ANCHOR_MISMATCH', `${batch} is anchored, but not as the bundle says: ${list}`, { mismatches });
   }
 
   if (receipt.status === 'rejected') return unreachable('anchor', receipt.reason);
   const r = receipt.value;
-  if (!r) return fail('anchor', 'TX_NOT_FOUND', `the node has no receipt for transaction ${a.txHash} (expected the anchoring of ${batch} in block ${a.blockNumber})`, { txHash: a.txHash });
-  if (r.status !== 1) return fail('anchor', 'TX_FAILED', `transaction ${a.txHash} reverted (status ${String(r.status)}) in block ${r.blockNumber}`, { txHash: a.txHash, status: r.status });
+  if (!r)
+    return fail(
+      'anchor',
+      'TX_NOT_FOUND',
+      `the node has no receipt for transaction ${a.txHash} (expected the anchoring of ${batch} in block ${a.blockNumber})`,
+      { txHash: a.txHash },
+    );
+  if (r.status !== 1)
+    return fail('anchor', 'TX_FAILED', `transaction ${a.txHash} reverted (status ${String(r.status)}) in block ${r.blockNumber}`, {
+      txHash: a.txHash,
+      status: r.status,
+    });
   if (!emitsAnchored(r, a.contract, a.gateway, a.stream, a.batchSeq, b.inclusion.root)) {
-    return fail('anchor', 'TX_NOT_ANCHORING', `transaction ${a.txHash} (block ${r.blockNumber}) did not emit Anchored(${a.gateway}, ${a.stream}, ${a.batchSeq}, ${b.inclusion.root}) from ${a.contract}: it is another transaction`, { txHash: a.txHash, blockNumber: r.blockNumber });
+    return fail(
+      'anchor',
+      'TX_NOT_ANCHORING',
+      `transaction ${a.txHash} (block ${r.blockNumber}) did not emit Anchored(${a.gateway}, ${a.stream}, ${a.batchSeq}, ${b.inclusion.root}) from ${a.contract}: it is another transaction`,
+      { txHash: a.txHash, blockNumber: r.blockNumber },
+    );
   }
   if (blockHash.status === 'rejected') return unreachable('anchor', blockHash.reason);
   const places: string[] = [];
-  if (r.blockNumber !== a.blockNumber || r.blockHash.toLowerCase() !== a.blockHash) places.push(`the transaction is in block ${r.blockNumber} (${r.blockHash}), the bundle says ${a.blockNumber} (${a.blockHash})`);
+  if (r.blockNumber !== a.blockNumber || r.blockHash.toLowerCase() !== a.blockHash)
+    places.push(`the transaction is in block ${r.blockNumber} (${r.blockHash}), the bundle says ${a.blockNumber} (${a.blockHash})`);
   if (on.blockNumber !== BigInt(a.blockNumber)) places.push(`the registry records block ${on.blockNumber} for the anchor, the bundle says ${a.blockNumber}`);
-  if (blockHash.value?.toLowerCase() !== a.blockHash) places.push(`block ${a.blockNumber} of the canonical chain is ${blockHash.value ?? 'not there'}, the bundle says ${a.blockHash}`);
+  if (blockHash.value?.toLowerCase() !== a.blockHash)
+    places.push(`block ${a.blockNumber} of the canonical chain is ${blockHash.value ?? 'not there'}, the bundle says ${a.blockHash}`);
   if (places.length > 0) {
-    return fail('anchor', 'BLOCK_MISMATCH', `${places.join('; ')}`, { blockNumber: a.blockNumber, blockHash: a.blockHash, receiptBlockNumber: r.blockNumber, receiptBlockHash: r.blockHash, canonicalBlockHash: blockHash.value, anchorBlockNumber: on.blockNumber.toString() });
+    return fail('anchor', 'BLOCK_MISMATCH', `${places.join('; ')}`, {
+      blockNumber: a.blockNumber,
+      blockHash: a.blockHash,
+      receiptBlockNumber: r.blockNumber,
+      receiptBlockHash: r.blockHash,
+      canonicalBlockHash: blockHash.value,
+      anchorBlockNumber: on.blockNumber.toString(),
+    });
   }
   if (latest.status === 'rejected') return unreachable('anchor', latest.reason);
   const confirmations = latest.value - a.blockNumber + 1;
@@ -446,23 +545,36 @@ async function deviceCheck(b: ProofBundle, frame: Frame | undefined, chain: Chai
   const id = deviceIdToBytes8(frame.deviceId);
   const [chainId, device] = await Promise.allSettled([chain.chainId(), chain.device(reg.address, id)]);
   if (chainId.status === 'rejected') return unreachable('device', chainId.reason);
-  if (chainId.value !== reg.chainId) return fail('device', 'WRONG_CHAIN', `the bundle's DeviceRegistry is on chain ${reg.chainId}, the node serves chain ${chainId.value}`, { expected: reg.chainId, found: chainId.value });
+  if (chainId.value !== reg.chainId)
+    return fail('device', 'WRONG_CHAIN', `the bundle's DeviceRegistry is on chain ${reg.chainId}, the node serves chain ${chainId.value}`, {
+      expected: reg.chainId,
+      found: chainId.value,
+    });
   if (device.status === 'rejected') {
     const revert = decodeRevert<DeviceRegistryErrors>(device.reason, deviceRegistryInterface);
     if (revert?.name === 'DeviceRegistryUnknownDevice') {
-      return fail('device', 'NOT_ENROLLED', `device ${frame.deviceId} was never enrolled in DeviceRegistry ${reg.address} on chain ${reg.chainId}`, { deviceId: frame.deviceId, registry: reg.address });
+      return fail('device', 'NOT_ENROLLED', `device ${frame.deviceId} was never enrolled in DeviceRegistry ${reg.address} on chain ${reg.chainId}`, {
+        deviceId: frame.deviceId,
+        registry: reg.address,
+      });
     }
     return notContractOrUnreachable('device', device.reason, reg.address, 'DeviceRegistry');
   }
   const d = device.value;
   const enrolledKey = d.publicKey.toLowerCase().replace(/^0x/, '');
   if (enrolledKey !== b.device.publicKey) {
-    return fail('device', 'KEY_MISMATCH', `device ${frame.deviceId} is enrolled with public key ${enrolledKey}, the bundle carries ${b.device.publicKey}`, { enrolled: enrolledKey, bundle: b.device.publicKey });
+    return fail('device', 'KEY_MISMATCH', `device ${frame.deviceId} is enrolled with public key ${enrolledKey}, the bundle carries ${b.device.publicKey}`, {
+      enrolled: enrolledKey,
+      bundle: b.device.publicKey,
+    });
   }
   const t = frame.timestampMs;
   // PROTOCOL.md §5.3 step 4: refused if revokedAt ≤ timestamp; 0 means not revoked.
   if (d.revokedAtMs !== 0n && t >= d.revokedAtMs) {
-    return fail('device', 'REVOKED', `device ${frame.deviceId} is revoked from ${time(d.revokedAtMs)}; the frame is timestamped ${time(t)}, at or after that`, { revokedAtMs: d.revokedAtMs.toString(), timestampMs: t.toString() });
+    return fail('device', 'REVOKED', `device ${frame.deviceId} is revoked from ${time(d.revokedAtMs)}; the frame is timestamped ${time(t)}, at or after that`, {
+      revokedAtMs: d.revokedAtMs.toString(),
+      timestampMs: t.toString(),
+    });
   }
   const revocation = d.revokedAtMs === 0n ? 'not revoked' : `revoked only from ${time(d.revokedAtMs)}, after the frame`;
   // The enrolment time is no lower bound (IDeviceRegistry.isActiveAt): a device may sign and
@@ -478,12 +590,25 @@ async function deviceCheck(b: ProofBundle, frame: Frame | undefined, chain: Chai
   });
 }
 
-function pinnedProblem(check: CheckName, chainId: number, address: string, trustedChain: number | undefined, trustedAddress: string | undefined, what: string): CheckResult | undefined {
+function pinnedProblem(
+  check: CheckName,
+  chainId: number,
+  address: string,
+  trustedChain: number | undefined,
+  trustedAddress: string | undefined,
+  what: string,
+): CheckResult | undefined {
   if (trustedChain !== undefined && chainId !== trustedChain) {
-    return fail(check, 'WRONG_CHAIN', `the bundle's ${what} is on chain ${chainId}, the trusted deployment is on chain ${trustedChain}`, { expected: trustedChain, found: chainId });
+    return fail(check, 'WRONG_CHAIN', `the bundle's ${what} is on chain ${chainId}, the trusted deployment is on chain ${trustedChain}`, {
+      expected: trustedChain,
+      found: chainId,
+    });
   }
   if (trustedAddress !== undefined && address.toLowerCase() !== trustedAddress.toLowerCase()) {
-    return fail(check, 'UNTRUSTED_CONTRACT', `the bundle names ${what} ${address}, the trusted deployment's is ${trustedAddress}`, { expected: trustedAddress, found: address });
+    return fail(check, 'UNTRUSTED_CONTRACT', `the bundle names ${what} ${address}, the trusted deployment's is ${trustedAddress}`, {
+      expected: trustedAddress,
+      found: address,
+    });
   }
   return undefined;
 }

@@ -46,7 +46,16 @@ import { FollowerClosedError, LogFollower, type FollowerLog } from '../chain/log
 import { applyLogs, DEVICE_REGISTRY_TOPICS, emptyView, loadDevices, type ChainDevice, type Changes, type View } from './chain-view.js';
 import { DIRECTORY_FILE, fallbackPseudonym, loadOrCreatePatientRefKey, PseudonymDirectory, type DirectoryEntry } from './directory.js';
 import type { KeyProblem } from '../../firmware-proto/signing.js';
-import { checkEnrolment, KeyRuleCache, refusedKeysBy, type DeviceRecord, type DeviceRegistry, type EnrolResult, type EnrolmentEntry, type RefusedKey } from './registry.js';
+import {
+  checkEnrolment,
+  KeyRuleCache,
+  refusedKeysBy,
+  type DeviceRecord,
+  type DeviceRegistry,
+  type EnrolResult,
+  type EnrolmentEntry,
+  type RefusedKey,
+} from './registry.js';
 
 export const CACHE_FILE = 'registry-cache.json';
 export { MAX_LOG_RANGE } from '../chain/log-follower.js';
@@ -64,7 +73,7 @@ export type ChainRegistryErrorCode = keyof typeof CHAIN_REGISTRY_ERRORS;
 
 /** What to do about each code (docs/errors.md). */
 export const CHAIN_REGISTRY_ERROR_REMEDIES: Remedies<ChainRegistryErrorCode> = {
-  REGISTRY_NO_SIGNER: 'Give the command the hospital admin key (--admin-key-file F, or the embedded chain\'s admin account).',
+  REGISTRY_NO_SIGNER: "Give the command the hospital admin key (--admin-key-file F, or the embedded chain's admin account).",
   REGISTRY_NOT_AUTHORIZED: 'Use a key that holds HOSPITAL_ADMIN_ROLE, or have the DeviceRegistry admin grant it.',
   REGISTRY_UNKNOWN_DEVICE: 'Check the device id; enrol the device first.',
   REGISTRY_REVOCATION_BEFORE_ENROLMENT: 'Give the revocation time in milliseconds, at or after the enrolment.',
@@ -163,7 +172,15 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
     // Options left undefined take the follower's defaults (it drops undefined values).
     const { provider, deployBlock, confirmations, pollIntervalMs, maxBackoffMs, rpcTimeoutMs, follow, chainId, log } = opts;
     this.follower = new LogFollower<View, Changes>({
-      provider, deployBlock, confirmations, pollIntervalMs, maxBackoffMs, rpcTimeoutMs, follow, chainId, log,
+      provider,
+      deployBlock,
+      confirmations,
+      pollIntervalMs,
+      maxBackoffMs,
+      rpcTimeoutMs,
+      follow,
+      chainId,
+      log,
       address: opts.deviceRegistryAddress,
       topics: DEVICE_REGISTRY_TOPICS,
       cachePath: join(opts.dataDir, CACHE_FILE),
@@ -348,9 +365,16 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
     if (directoryUpdates.size) this.refreshRecords(); // write-backs of unchanged devices
     if (failure) {
       if (isChainRegistryError(failure, 'REGISTRY_NOT_AUTHORIZED') && !mined.length) throw failure;
-      throw new ChainRegistryError('REGISTRY_TX_FAILED', { enrolled: result.enrolled, unchanged: result.unchanged, refused: result.refused.map((r) => r.deviceId), reason: (failure as Error).message }, { cause: failure });
+      throw new ChainRegistryError(
+        'REGISTRY_TX_FAILED',
+        { enrolled: result.enrolled, unchanged: result.unchanged, refused: result.refused.map((r) => r.deviceId), reason: (failure as Error).message },
+        { cause: failure },
+      );
     }
-    this.o.log?.info({ event: 'registry_enrolled', enrolled: result.enrolled.length, unchanged: result.unchanged.length, refused: result.refused.length }, 'devices enrolled on chain');
+    this.o.log?.info(
+      { event: 'registry_enrolled', enrolled: result.enrolled.length, unchanged: result.unchanged.length, refused: result.refused.length },
+      'devices enrolled on chain',
+    );
     return result;
   }
 
@@ -393,7 +417,8 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
     // A device with a refused key is revoked like any other (the operator cleans the chain up); its record is not served.
     const d = this.view.devices.get(deviceId);
     const rec = this.get(deviceId) ?? (d ? this.recordOf(d) : undefined);
-    if (rec?.revokedAtMs === undefined) throw new ChainRegistryError('REGISTRY_TX_FAILED', { deviceId, reason: 'the revocation was mined, but the local view does not show it' });
+    if (rec?.revokedAtMs === undefined)
+      throw new ChainRegistryError('REGISTRY_TX_FAILED', { deviceId, reason: 'the revocation was mined, but the local view does not show it' });
     return rec;
   }
 
@@ -416,7 +441,10 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
     try {
       if (this.directory.refresh()) this.refreshRecords();
     } catch (e) {
-      this.o.log?.warn({ event: 'registry_directory_unreadable', err: (e as Error).message }, 'pseudonym directory unreadable; keeping the entries read before');
+      this.o.log?.warn(
+        { event: 'registry_directory_unreadable', err: (e as Error).message },
+        'pseudonym directory unreadable; keeping the entries read before',
+      );
     }
   }
 
@@ -498,7 +526,10 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
     const own = entry?.patientRef === d.patientRef ? entry : undefined;
     if (entry && !own && !this.mismatchWarned.has(d.deviceId)) {
       this.mismatchWarned.add(d.deviceId);
-      this.o.log?.warn({ event: 'registry_directory_mismatch', device: d.deviceId, chainPatientRef: d.patientRef }, 'directory entry names another patientRef than the chain: using the ref- pseudonym');
+      this.o.log?.warn(
+        { event: 'registry_directory_mismatch', device: d.deviceId, chainPatientRef: d.patientRef },
+        'directory entry names another patientRef than the chain: using the ref- pseudonym',
+      );
     }
     return {
       deviceId: d.deviceId,
@@ -522,14 +553,23 @@ export class ChainRegistry extends EventEmitter<{ revoked: [DeviceRecord]; chang
   private patientRefKey(): Uint8Array {
     if (this.o.patientRefKey) return this.o.patientRefKey;
     const k = loadOrCreatePatientRefKey(this.o.dataDir);
-    if (k.created) this.o.log?.info({ event: 'patient_ref_key_created', path: k.path }, 'new patient-ref key created: back it up with the pseudonym list, and give it to every gateway of the hospital');
-    if (k.insecureMode !== undefined) this.o.log?.warn({ event: 'patient_ref_key_insecure', path: k.path, mode: k.insecureMode.toString(8) }, 'patient-ref key file is readable by others: chmod 600 it');
+    if (k.created)
+      this.o.log?.info(
+        { event: 'patient_ref_key_created', path: k.path },
+        'new patient-ref key created: back it up with the pseudonym list, and give it to every gateway of the hospital',
+      );
+    if (k.insecureMode !== undefined)
+      this.o.log?.warn(
+        { event: 'patient_ref_key_insecure', path: k.path, mode: k.insecureMode.toString(8) },
+        'patient-ref key file is readable by others: chmod 600 it',
+      );
     return k.key;
   }
 
   private txFailure(e: unknown): Error {
     const r = decodeRevert<DeviceRegistryErrors>(e, deviceRegistryInterface);
-    if (r?.name === 'AccessControlUnauthorizedAccount') return new ChainRegistryError('REGISTRY_NOT_AUTHORIZED', { account: r.args[0], neededRole: r.args[1], hospitalAdminRole: ROLES.HOSPITAL_ADMIN });
+    if (r?.name === 'AccessControlUnauthorizedAccount')
+      return new ChainRegistryError('REGISTRY_NOT_AUTHORIZED', { account: r.args[0], neededRole: r.args[1], hospitalAdminRole: ROLES.HOSPITAL_ADMIN });
     return e instanceof Error ? e : new Error(String(e));
   }
 }

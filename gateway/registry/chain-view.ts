@@ -34,7 +34,10 @@ export interface Changes {
 }
 
 /** topic0 of DeviceEnrolled and DeviceRevoked: the events the view is made of. */
-export const DEVICE_REGISTRY_TOPICS = [deviceRegistryInterface.getEvent('DeviceEnrolled')!.topicHash, deviceRegistryInterface.getEvent('DeviceRevoked')!.topicHash];
+export const DEVICE_REGISTRY_TOPICS = [
+  deviceRegistryInterface.getEvent('DeviceEnrolled')!.topicHash,
+  deviceRegistryInterface.getEvent('DeviceRevoked')!.topicHash,
+];
 
 /** A view that has seen nothing: it ends at `lastBlock` (the deploy block - 1). */
 export function emptyView(lastBlock: number): View {

@@ -104,7 +104,8 @@ export class PseudonymDirectory {
     for (const [id, e] of updates) checkEntry(id, e, 'put');
     this.refresh(true);
     const next = new Map(this.entries);
-    for (const [id, e] of updates) next.set(id, { patient: e.patient, patientRef: e.patientRef, sensors: [...e.sensors], ...(e.firmware ? { firmware: e.firmware } : {}) });
+    for (const [id, e] of updates)
+      next.set(id, { patient: e.patient, patientRef: e.patientRef, sensors: [...e.sensors], ...(e.firmware ? { firmware: e.firmware } : {}) });
     const devices = Object.fromEntries([...next].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
     writeFileAtomic(this.path, `${JSON.stringify({ version: 1, devices }, null, 2)}\n`);
     this.entries = next;

@@ -165,12 +165,23 @@ function checkEntry(d: unknown, i: number): EnrolmentEntry | EntryRefusal {
       for (const [j, s] of (v as unknown[]).entries()) {
         if (typeof s === 'string' && SENSOR_NAMES.has(s)) continue;
         const byCode = typeof s === 'number' ? SENSORS.find((x) => x.code === s) : undefined;
-        return refuse('ENROL_UNKNOWN_SENSOR', `${f.name}[${j}]`, `a sensor name (${[...SENSOR_NAMES].join(', ')})`, byCode ? `${s}, the code of ${byCode.name}: give its name` : JSON.stringify(s));
+        return refuse(
+          'ENROL_UNKNOWN_SENSOR',
+          `${f.name}[${j}]`,
+          `a sensor name (${[...SENSOR_NAMES].join(', ')})`,
+          byCode ? `${s}, the code of ${byCode.name}: give its name` : JSON.stringify(s),
+        );
       }
     }
   }
   const e = d as { deviceId: string; publicKey: string; patient: string; sensors?: string[]; firmware?: string };
-  return { deviceId: e.deviceId, publicKey: e.publicKey.toLowerCase(), patient: e.patient, sensors: e.sensors ?? [], ...(e.firmware ? { firmware: e.firmware } : {}) };
+  return {
+    deviceId: e.deviceId,
+    publicKey: e.publicKey.toLowerCase(),
+    patient: e.patient,
+    sensors: e.sensors ?? [],
+    ...(e.firmware ? { firmware: e.firmware } : {}),
+  };
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -83,7 +83,10 @@ export class FileRegistry extends EventEmitter<{ revoked: [DeviceRecord]; change
         refused.set(s.deviceId, { deviceId: s.deviceId, reason: problem, publicKey: String(s.publicKey) });
         if (!this.alarmed.has(`${s.deviceId}:${s.publicKey}`)) {
           this.alarmed.add(`${s.deviceId}:${s.publicKey}`);
-          this.log?.error({ event: 'registry_key_refused', device: s.deviceId, reason: problem, source: 'file', path: this.path }, 'enrolled key breaks the key rule (PROTOCOL.md §2.2): device refused');
+          this.log?.error(
+            { event: 'registry_key_refused', device: s.deviceId, reason: problem, source: 'file', path: this.path },
+            'enrolled key breaks the key rule (PROTOCOL.md §2.2): device refused',
+          );
         }
         refusedStored.push(s);
         continue;
@@ -123,7 +126,11 @@ export class FileRegistry extends EventEmitter<{ revoked: [DeviceRecord]; change
         continue;
       }
       if (this.refused.has(e.deviceId)) {
-        result.refused.push({ deviceId: e.deviceId, reason: 'KEY_CONFLICT', detail: `the file holds this device id with a refused key (${this.refused.get(e.deviceId)!.reason}): remove that entry first` });
+        result.refused.push({
+          deviceId: e.deviceId,
+          reason: 'KEY_CONFLICT',
+          detail: `the file holds this device id with a refused key (${this.refused.get(e.deviceId)!.reason}): remove that entry first`,
+        });
         continue;
       }
       const existing = this.devices.get(e.deviceId);

@@ -18,7 +18,12 @@ export function registryPath(dataDir: string): string {
 }
 
 /** The device registry of `config`: the DeviceRegistry contract (followed, cached locally) or the registry file. */
-export function openRegistry(config: GatewayConfig, chain: ChainRuntime | undefined, log?: Logger, opts: { follow?: boolean; signer?: Signer } = {}): DeviceRegistry & { sync?: () => Promise<void> } {
+export function openRegistry(
+  config: GatewayConfig,
+  chain: ChainRuntime | undefined,
+  log?: Logger,
+  opts: { follow?: boolean; signer?: Signer } = {},
+): DeviceRegistry & { sync?: () => Promise<void> } {
   if (config.registry.source === 'file') return new FileRegistry(registryPath(config.dataDir), { watch: opts.follow ?? true, ...(log ? { log } : {}) });
   if (!chain) throw new ConfigError('registry.source "chain" needs a chain', 'CONFIG_NO_CHAIN');
   return new ChainRegistry({

@@ -30,10 +30,18 @@ export interface ReadingsPage {
  * One request to the API: JSON in, JSON out.
  * @throws ApiError for an answer that is not 2xx (its `{ error, message }`); the fetch error when the gateway is unreachable.
  */
-export async function apiRequest<T>(base: string, path: string, o: { method?: 'GET' | 'POST'; body?: unknown; token?: string; timeoutMs?: number } = {}): Promise<T> {
+export async function apiRequest<T>(
+  base: string,
+  path: string,
+  o: { method?: 'GET' | 'POST'; body?: unknown; token?: string; timeoutMs?: number } = {},
+): Promise<T> {
   const res = await fetch(`${base}${path}`, {
     method: o.method ?? (o.body !== undefined ? 'POST' : 'GET'),
-    headers: { accept: 'application/json', ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}), ...(o.token ? { authorization: `Bearer ${o.token}` } : {}) },
+    headers: {
+      accept: 'application/json',
+      ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
+    },
     ...(o.body !== undefined ? { body: JSON.stringify(o.body) } : {}),
     signal: AbortSignal.timeout(o.timeoutMs ?? 120_000),
   });
@@ -46,7 +54,12 @@ export async function apiRequest<T>(base: string, path: string, o: { method?: 'G
   }
   if (!res.ok) {
     const b = (json ?? {}) as { error?: unknown; message?: unknown };
-    throw new ApiError(res.status, typeof b.error === 'string' ? b.error : `HTTP_${res.status}`, typeof b.message === 'string' ? b.message : text.slice(0, 200), path);
+    throw new ApiError(
+      res.status,
+      typeof b.error === 'string' ? b.error : `HTTP_${res.status}`,
+      typeof b.message === 'string' ? b.message : text.slice(0, 200),
+      path,
+    );
   }
   if (json === undefined) throw new ApiError(res.status, 'NOT_JSON', `the answer is not JSON: ${text.slice(0, 200)}`, path);
   return json as T;

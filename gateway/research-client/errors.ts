@@ -59,18 +59,23 @@ export class NoSessionError extends CodedError<ResearchClientErrorCode> {
   declare readonly detail: Readonly<SessionLookup>;
   constructor(code: ResearchClientErrorCode, detail: SessionLookup) {
     const { url, sessionFile } = detail;
-    super(RESEARCH_CLIENT_ERRORS, code, { ...detail }, {
-      message:
-        code === 'CLIENT_SESSION_AMBIGUOUS'
-          ? `several accounts have sessions with ${url} in ${sessionFile}: name one with --key-file`
-          : `no session with ${url} in ${sessionFile} (or it has ended): vitalproof research login --key-file F --url ${url}`,
-    });
+    super(
+      RESEARCH_CLIENT_ERRORS,
+      code,
+      { ...detail },
+      {
+        message:
+          code === 'CLIENT_SESSION_AMBIGUOUS'
+            ? `several accounts have sessions with ${url} in ${sessionFile}: name one with --key-file`
+            : `no session with ${url} in ${sessionFile} (or it has ended): vitalproof research login --key-file F --url ${url}`,
+      },
+    );
   }
 }
 
 /** What to do about each code (docs/errors.md). */
 export const API_CLIENT_ERROR_REMEDIES: Remedies<ApiClientCode> = {
-  NOT_JSON: 'Check --url: it must be the gateway\'s API (a proxy or another server answered).',
+  NOT_JSON: "Check --url: it must be the gateway's API (a proxy or another server answered).",
   NOT_A_CHALLENGE: 'Check --url: the server is not a VitalProof gateway, or a newer one; nothing was signed.',
   WRONG_CHALLENGE: 'Do not log in to this server: its challenge is for another account or purpose (a server that wants your signature for something else).',
   NO_TOKEN: 'Check --url and the gateway version; log in again.',

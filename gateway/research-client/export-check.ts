@@ -45,7 +45,10 @@ export function checkExportAgainstBundles(frames: readonly ApiFrame[], bundles: 
     const samples = new Map<number, Record<string, number>>();
     for (let i = 0; i < frame.count; i++) {
       const ns = sampleTimeNs(frame, i);
-      samples.set(Number(ns / 1_000_000n) + Number(ns % 1_000_000n) / 1e6, Object.fromEntries(frame.spec.channels.map((c, ci) => [c, sampleValue(frame, i, ci)])));
+      samples.set(
+        Number(ns / 1_000_000n) + Number(ns % 1_000_000n) / 1e6,
+        Object.fromEntries(frame.spec.channels.map((c, ci) => [c, sampleValue(frame, i, ci)])),
+      );
     }
     const ok =
       frame.deviceId === f.deviceId &&
@@ -53,7 +56,11 @@ export function checkExportAgainstBundles(frames: readonly ApiFrame[], bundles: 
       frame.spec.name === f.metric &&
       f.readings.every((x) => {
         const s = samples.get(x.timeMs);
-        return s !== undefined && Object.keys(x.values).length === Object.keys(s).length && Object.entries(x.values).every(([c, v]) => s[c] !== undefined && Math.abs(s[c]! - v) <= 1e-9 * Math.max(1, Math.abs(v)));
+        return (
+          s !== undefined &&
+          Object.keys(x.values).length === Object.keys(s).length &&
+          Object.entries(x.values).every(([c, v]) => s[c] !== undefined && Math.abs(s[c]! - v) <= 1e-9 * Math.max(1, Math.abs(v)))
+        );
       });
     if (ok) r.matched++;
     else r.mismatched.push(name);

@@ -20,7 +20,8 @@ export const EXPORT_FORMAT = 'vitalproof.research-export';
 /** The CSV rows of one frame: one per sample and channel (the API's csv columns). */
 export function csvRows(f: ApiFrame): string[] {
   const rows: string[] = [];
-  for (const r of f.readings) for (const [channel, value] of Object.entries(r.values)) rows.push(`${r.timeMs},${f.metric},${channel},${value},${f.deviceId},${f.seq},${f.frameSha256}`);
+  for (const r of f.readings)
+    for (const [channel, value] of Object.entries(r.values)) rows.push(`${r.timeMs},${f.metric},${channel},${value},${f.deviceId},${f.seq},${f.frameSha256}`);
   return rows;
 }
 
@@ -151,7 +152,9 @@ export class ReadingsExport {
           const to = toMs(page.to);
           state.toMs = to !== undefined ? Math.min(to, this.startedAtMs) : undefined;
           if (o.format === 'json') {
-            file.write(`{"format":${JSON.stringify(EXPORT_FORMAT)},"version":1,"gateway":${JSON.stringify(o.base)},"grantId":${JSON.stringify(String(page.grantId ?? o.grantId))},"patient":${JSON.stringify(page.patient)},"from":${JSON.stringify(page.from)},"to":${JSON.stringify(page.to)},"metrics":${JSON.stringify(q.getAll('metric').length ? q.getAll('metric') : null)},"proofs":${o.proofs},"frames":[`);
+            file.write(
+              `{"format":${JSON.stringify(EXPORT_FORMAT)},"version":1,"gateway":${JSON.stringify(o.base)},"grantId":${JSON.stringify(String(page.grantId ?? o.grantId))},"patient":${JSON.stringify(page.patient)},"from":${JSON.stringify(page.from)},"to":${JSON.stringify(page.to)},"metrics":${JSON.stringify(q.getAll('metric').length ? q.getAll('metric') : null)},"proofs":${o.proofs},"frames":[`,
+            );
           } else file.write(`${CSV_HEADER}\n`);
           proofFile?.write(`{"format":${JSON.stringify(BUNDLES_FORMAT)},"version":${BUNDLE_VERSION},"bundles":[`);
         }
@@ -173,7 +176,10 @@ export class ReadingsExport {
         o.onPage?.(state);
         cursor = page.nextCursor ?? null;
       } while (cursor);
-      if (o.format === 'json') file.write(`\n],"summary":${JSON.stringify({ pages: state.pages, frames: state.frames, readings: state.readings, proofs: state.proofs })},"exportedAtMs":${Date.now()}}\n`);
+      if (o.format === 'json')
+        file.write(
+          `\n],"summary":${JSON.stringify({ pages: state.pages, frames: state.frames, readings: state.readings, proofs: state.proofs })},"exportedAtMs":${Date.now()}}\n`,
+        );
       proofFile?.write('\n]}\n');
       file.commit();
       proofFile?.commit();

@@ -228,4 +228,3 @@ export class LiveSubscription extends EventEmitter<LiveEvents> {
     if (this.active.size === 0) this.emit('idle');
   }
 }
-

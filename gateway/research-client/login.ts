@@ -26,7 +26,12 @@ export async function fetchChallenge(base: string, address: string, purpose: Log
   const c = typeof text === 'string' ? parseChallenge(text) : undefined;
   if (!c) throw new ApiError(200, 'NOT_A_CHALLENGE', 'the gateway answered something that is not a login challenge: nothing was signed', '/auth/challenge');
   if (c.account !== getAddress(address) || c.purpose !== purpose) {
-    throw new ApiError(200, 'WRONG_CHALLENGE', `the gateway's challenge is for ${c.account} (${c.purpose}), not ${getAddress(address)} (${purpose}): nothing was signed`, '/auth/challenge');
+    throw new ApiError(
+      200,
+      'WRONG_CHALLENGE',
+      `the gateway's challenge is for ${c.account} (${c.purpose}), not ${getAddress(address)} (${purpose}): nothing was signed`,
+      '/auth/challenge',
+    );
   }
   return { text, challenge: c };
 }
@@ -37,7 +42,14 @@ export async function httpLogin(base: string, key: BaseWallet, store: SessionSto
   const signature = await key.signMessage(text);
   const r = await apiRequest<{ token: string; address: string; expiresAtMs: number }>(base, '/auth/login', { body: { challenge: text, signature } });
   if (typeof r.token !== 'string' || !r.token) throw new ApiError(200, 'NO_TOKEN', 'the login answer has no token', '/auth/login');
-  const s: SavedSession = { url: base, address: key.address, gatewayId: challenge.gateway, token: r.token, expiresAtMs: Number(r.expiresAtMs), savedAtMs: Date.now() };
+  const s: SavedSession = {
+    url: base,
+    address: key.address,
+    gatewayId: challenge.gateway,
+    token: r.token,
+    expiresAtMs: Number(r.expiresAtMs),
+    savedAtMs: Date.now(),
+  };
   store.save(s);
   return s;
 }

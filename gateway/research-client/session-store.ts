@@ -47,7 +47,9 @@ export class SessionStore {
       throw new ConfigError(`session file ${this.path} is not readable JSON (${(e as Error).message}): delete it and log in again`);
     }
     if (doc.format !== SESSIONS_FORMAT || !Array.isArray(doc.sessions)) throw new ConfigError(`${this.path} is not a VitalProof session file`);
-    return (doc.sessions as SavedSession[]).filter((s) => typeof s?.url === 'string' && typeof s.address === 'string' && typeof s.token === 'string' && typeof s.expiresAtMs === 'number');
+    return (doc.sessions as SavedSession[]).filter(
+      (s) => typeof s?.url === 'string' && typeof s.address === 'string' && typeof s.token === 'string' && typeof s.expiresAtMs === 'number',
+    );
   }
 
   /** The session of `address` with `url`, or the only one with `url` when no address is given ('ambiguous' when several). */

@@ -105,7 +105,9 @@ export function grantJson(g: ConsentGrant, pseudonym: string, nowMs: number): Gr
 /** The researcher and patient routes of the gateway's route table (gateway/http/routes.ts). */
 export function researchRoutes(d: ResearchApiDeps): Route[] {
   const now = d.now ?? Date.now;
-  const guard = d.guard ?? new HttpGuard({ maxConnections: 512, maxConnectionsPerSource: 64, maxBodyBytes: MAX_BODY_BYTES, loginPerSourcePerS: 1, loginPerSourceBurst: 10 });
+  const guard =
+    d.guard ??
+    new HttpGuard({ maxConnections: 512, maxConnectionsPerSource: 64, maxBodyBytes: MAX_BODY_BYTES, loginPerSourcePerS: 1, loginPerSourceBurst: 10 });
   const body = (req: IncomingMessage): Promise<unknown> => readJson(req, guard);
 
   const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): true => {
@@ -139,86 +141,132 @@ export function researchRoutes(d: ResearchApiDeps): Route[] {
     const ref = view.patientRefOf(p);
     const bound = ref ? view.patientOf(ref) : undefined;
     if (!ref || !bound) throw new HttpError('UNKNOWN_PATIENT', `no patient address is bound to pseudonym ${p} on ConsentRegistry`);
-    if (bound.toLowerCase() !== s.researcher.toLowerCase()) throw new HttpError('NOT_PATIENT', `the session's address ${s.researcher} is not the address bound to pseudonym ${p}`);
+    if (bound.toLowerCase() !== s.researcher.toLowerCase())
+      throw new HttpError('NOT_PATIENT', `the session's address ${s.researcher} is not the address bound to pseudonym ${p}`);
     return { view, pseudonym: view.pseudonymOf(ref), patientRef: ref };
   };
 
   /** Every route is public: each checks its caller itself (a login's signature, a bearer session, consent). */
   const routes: Route[] = [
-    { path: '/auth/challenge', access: 'public', handle: async (req, _url, res) => {
-      method(req, 'POST');
-      const b = (await body(req)) as { address?: unknown; purpose?: unknown };
-      const purpose = b.purpose ?? 'http';
-      if (typeof b.address !== 'string' || !/^0x[0-9a-fA-F]{40}$/.test(b.address)) throw new HttpError('BAD_REQUEST', 'address must be an Ethereum address (0x and 40 hex digits)');
-      if (purpose !== 'http' && purpose !== 'mqtt') throw new HttpError('BAD_REQUEST', 'purpose must be "http" or "mqtt"');
-      let text: string;
-      try {
-        text = d.auth.issueChallenge(b.address, purpose).text;
-      } catch (e) {
-        throw new HttpError('BAD_REQUEST', (e as Error).message);
-      }
-      return json(res, 200, { challenge: text });
-    } },
-    { path: '/auth/login', access: 'public', handle: async (req, _url, res) => {
-      method(req, 'POST');
-      // Per source first, before the body is read: the cheapest refusal there is.
-      const wait = guard.loginAttempt(req.socket.remoteAddress);
-      if (wait !== undefined) {
-        return json(res, HTTP_STATUS.LOGIN_RATE_LIMITED, errorBody('LOGIN_RATE_LIMITED', `LOGIN_RATE_LIMITED: too many logins from this address; retry in ${Math.ceil(wait / 1000)} s`), { 'retry-after': String(Math.ceil(wait / 1000)) });
-      }
-      const b = (await body(req)) as { challenge?: unknown; signature?: unknown };
-      const r = d.auth.login({ text: b.challenge as string, signature: b.signature as string });
-      if (!r.ok) {
-        // Counted and summed into rate-limited http_refused lines, never a line per refusal.
-        guard.loginRefused(r.code);
-        if (r.code === 'AUTH_BUSY') return json(res, HTTP_STATUS[r.code], errorBody(r.code, r.message), { 'retry-after': '1' });
-        return json(res, HTTP_STATUS[r.code], errorBody(r.code, r.message), { 'www-authenticate': 'Bearer' });
-      }
-      guard.sessionsOpened++;
-      d.log.info({ event: 'research_login', researcher: r.session.researcher, expiresAtMs: r.session.expiresAtMs }, 'HTTP session opened');
-      return json(res, 200, { token: r.session.token, address: r.session.researcher, expiresAtMs: r.session.expiresAtMs });
-    } },
-    { path: '/auth/logout', access: 'public', handle: async (req, url, res) => {
-      method(req, 'POST');
-      const all = url.searchParams.get('all');
-      if (all !== null && all !== '0' && all !== '1') throw new HttpError('BAD_REQUEST', 'all must be 1 (every session of the address) or 0');
-      const s = session(req);
-      const ended = all === '1' ? d.auth.endSessionsOf(s.researcher) : d.auth.logout(s.token) ? 1 : 0;
-      guard.loggedOut += ended;
-      d.log.info({ event: 'research_logout', researcher: s.researcher, ended, all: all === '1' }, all === '1' ? 'every HTTP session of the address ended' : 'HTTP session ended');
-      return json(res, 200, { address: s.researcher, ended });
-    } },
-    { path: '/research/grants', access: 'public', handle: async (req, _url, res) => {
-      method(req, 'GET');
-      const s = session(req);
-      const view = consent();
-      const t = now();
-      const grants = view.grantsFor(s.researcher).reverse().map((g) => grantJson(g, view.pseudonymOf(g.patientRef), t));
-      return json(res, 200, { grants });
-    } },
-    { path: /^\/research\/grants\/([^/]+)\/readings$/, access: 'public', handle: async (req, url, res, [id]) => {
-      method(req, 'GET');
-      await readings(url, res, id!, session(req));
-      return true;
-    } },
-    { path: '/patient/grants', access: 'public', handle: async (req, url, res) => {
-      method(req, 'GET');
-      const p = patientOf(url, session(req));
-      const t = now();
-      return json(res, 200, { grants: p.view.grantsOf(p.patientRef).reverse().map((g) => grantJson(g, p.pseudonym, t)) });
-    } },
-    { path: '/patient/disclosures', access: 'public', handle: async (req, url, res) => {
-      method(req, 'GET');
-      const s = session(req);
-      const p = patientOf(url, s);
-      const fromMs = timeParam(url, 'from');
-      const toMs = timeParam(url, 'to');
-      if (fromMs !== undefined && toMs !== undefined && fromMs > toMs) throw new HttpError('BAD_REQUEST', 'from is after to');
-      if (!d.disclosures) throw new HttpError('UNAVAILABLE', 'no disclosure service: this gateway has no ConsentRegistry');
-      const report = d.disclosures.disclosureReport(p.pseudonym, { ...(fromMs !== undefined ? { fromMs } : {}), ...(toMs !== undefined ? { toMs } : {}) });
-      d.log.info({ event: 'patient_disclosure_report', pseudonym: p.pseudonym, entries: report.summary.entries }, 'disclosure report served');
-      return json(res, 200, report);
-    } },
+    {
+      path: '/auth/challenge',
+      access: 'public',
+      handle: async (req, _url, res) => {
+        method(req, 'POST');
+        const b = (await body(req)) as { address?: unknown; purpose?: unknown };
+        const purpose = b.purpose ?? 'http';
+        if (typeof b.address !== 'string' || !/^0x[0-9a-fA-F]{40}$/.test(b.address))
+          throw new HttpError('BAD_REQUEST', 'address must be an Ethereum address (0x and 40 hex digits)');
+        if (purpose !== 'http' && purpose !== 'mqtt') throw new HttpError('BAD_REQUEST', 'purpose must be "http" or "mqtt"');
+        let text: string;
+        try {
+          text = d.auth.issueChallenge(b.address, purpose).text;
+        } catch (e) {
+          throw new HttpError('BAD_REQUEST', (e as Error).message);
+        }
+        return json(res, 200, { challenge: text });
+      },
+    },
+    {
+      path: '/auth/login',
+      access: 'public',
+      handle: async (req, _url, res) => {
+        method(req, 'POST');
+        // Per source first, before the body is read: the cheapest refusal there is.
+        const wait = guard.loginAttempt(req.socket.remoteAddress);
+        if (wait !== undefined) {
+          return json(
+            res,
+            HTTP_STATUS.LOGIN_RATE_LIMITED,
+            errorBody('LOGIN_RATE_LIMITED', `LOGIN_RATE_LIMITED: too many logins from this address; retry in ${Math.ceil(wait / 1000)} s`),
+            { 'retry-after': String(Math.ceil(wait / 1000)) },
+          );
+        }
+        const b = (await body(req)) as { challenge?: unknown; signature?: unknown };
+        const r = d.auth.login({ text: b.challenge as string, signature: b.signature as string });
+        if (!r.ok) {
+          // Counted and summed into rate-limited http_refused lines, never a line per refusal.
+          guard.loginRefused(r.code);
+          if (r.code === 'AUTH_BUSY') return json(res, HTTP_STATUS[r.code], errorBody(r.code, r.message), { 'retry-after': '1' });
+          return json(res, HTTP_STATUS[r.code], errorBody(r.code, r.message), { 'www-authenticate': 'Bearer' });
+        }
+        guard.sessionsOpened++;
+        d.log.info({ event: 'research_login', researcher: r.session.researcher, expiresAtMs: r.session.expiresAtMs }, 'HTTP session opened');
+        return json(res, 200, { token: r.session.token, address: r.session.researcher, expiresAtMs: r.session.expiresAtMs });
+      },
+    },
+    {
+      path: '/auth/logout',
+      access: 'public',
+      handle: async (req, url, res) => {
+        method(req, 'POST');
+        const all = url.searchParams.get('all');
+        if (all !== null && all !== '0' && all !== '1') throw new HttpError('BAD_REQUEST', 'all must be 1 (every session of the address) or 0');
+        const s = session(req);
+        const ended = all === '1' ? d.auth.endSessionsOf(s.researcher) : d.auth.logout(s.token) ? 1 : 0;
+        guard.loggedOut += ended;
+        d.log.info(
+          { event: 'research_logout', researcher: s.researcher, ended, all: all === '1' },
+          all === '1' ? 'every HTTP session of the address ended' : 'HTTP session ended',
+        );
+        return json(res, 200, { address: s.researcher, ended });
+      },
+    },
+    {
+      path: '/research/grants',
+      access: 'public',
+      handle: async (req, _url, res) => {
+        method(req, 'GET');
+        const s = session(req);
+        const view = consent();
+        const t = now();
+        const grants = view
+          .grantsFor(s.researcher)
+          .reverse()
+          .map((g) => grantJson(g, view.pseudonymOf(g.patientRef), t));
+        return json(res, 200, { grants });
+      },
+    },
+    {
+      path: /^\/research\/grants\/([^/]+)\/readings$/,
+      access: 'public',
+      handle: async (req, url, res, [id]) => {
+        method(req, 'GET');
+        await readings(url, res, id!, session(req));
+        return true;
+      },
+    },
+    {
+      path: '/patient/grants',
+      access: 'public',
+      handle: async (req, url, res) => {
+        method(req, 'GET');
+        const p = patientOf(url, session(req));
+        const t = now();
+        return json(res, 200, {
+          grants: p.view
+            .grantsOf(p.patientRef)
+            .reverse()
+            .map((g) => grantJson(g, p.pseudonym, t)),
+        });
+      },
+    },
+    {
+      path: '/patient/disclosures',
+      access: 'public',
+      handle: async (req, url, res) => {
+        method(req, 'GET');
+        const s = session(req);
+        const p = patientOf(url, s);
+        const fromMs = timeParam(url, 'from');
+        const toMs = timeParam(url, 'to');
+        if (fromMs !== undefined && toMs !== undefined && fromMs > toMs) throw new HttpError('BAD_REQUEST', 'from is after to');
+        if (!d.disclosures) throw new HttpError('UNAVAILABLE', 'no disclosure service: this gateway has no ConsentRegistry');
+        const report = d.disclosures.disclosureReport(p.pseudonym, { ...(fromMs !== undefined ? { fromMs } : {}), ...(toMs !== undefined ? { toMs } : {}) });
+        d.log.info({ event: 'patient_disclosure_report', pseudonym: p.pseudonym, entries: report.summary.entries }, 'disclosure report served');
+        return json(res, 200, report);
+      },
+    },
   ];
 
   /** GET /research/grants/<id>/readings */
@@ -238,7 +286,8 @@ export function researchRoutes(d: ResearchApiDeps): Route[] {
     const proofsParam = q.get('proofs');
     if (proofsParam !== null && proofsParam !== '0' && proofsParam !== '1') throw new HttpError('BAD_REQUEST', 'proofs must be 1 (or 0)');
     const withProofs = proofsParam === '1';
-    if (withProofs && format === 'csv') throw new HttpError('BAD_REQUEST', 'proof bundles come with format json (a "proofs" array) or ndjson (a "proof" field per frame), not csv');
+    if (withProofs && format === 'csv')
+      throw new HttpError('BAD_REQUEST', 'proof bundles come with format json (a "proofs" array) or ndjson (a "proof" field per frame), not csv');
     const limitText = q.get('limit');
     const limit = limitText === null ? DEFAULT_PAGE_FRAMES : Number(limitText);
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_FRAMES) throw new HttpError('BAD_REQUEST', `limit must be 1 … ${MAX_PAGE_FRAMES} frames`);
@@ -247,7 +296,11 @@ export function researchRoutes(d: ResearchApiDeps): Route[] {
     if (cursorText && !after) throw new HttpError('BAD_CURSOR', 'the cursor is not one this gateway gave out for this grant');
 
     const granted = new Set(sensorCodesOf(g.sensorMask));
-    const asked = q.getAll('metric').flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
+    const asked = q
+      .getAll('metric')
+      .flatMap((v) => v.split(','))
+      .map((v) => v.trim())
+      .filter(Boolean);
     let sensors: SensorSpec[];
     if (asked.length === 0) sensors = [...granted].map((c) => sensorByCode(c)).filter((x): x is SensorSpec => x !== undefined);
     else {
@@ -259,7 +312,8 @@ export function researchRoutes(d: ResearchApiDeps): Route[] {
         } catch {
           throw new HttpError('BAD_REQUEST', `unknown metric "${name}"`);
         }
-        if (!granted.has(spec.code)) throw new HttpError('SENSOR_NOT_GRANTED', `grant ${idText} does not cover ${name} (it covers ${grantMetrics(g).join(', ')})`);
+        if (!granted.has(spec.code))
+          throw new HttpError('SENSOR_NOT_GRANTED', `grant ${idText} does not cover ${name} (it covers ${grantMetrics(g).join(', ')})`);
         sensors.push(spec);
       }
     }
@@ -272,7 +326,8 @@ export function researchRoutes(d: ResearchApiDeps): Route[] {
     if (askedFrom !== undefined && askedTo !== undefined && askedFrom > askedTo) throw new HttpError('BAD_REQUEST', 'from is after to');
     const fromMs = Math.max(askedFrom ?? windowFrom, windowFrom);
     const toMs = Math.min(askedTo ?? windowTo, windowTo);
-    if (fromMs > toMs) throw new HttpError('OUTSIDE_DATA_WINDOW', `grant ${idText} covers data recorded ${iso(windowFrom)} … ${iso(windowTo)}, not the range asked for`);
+    if (fromMs > toMs)
+      throw new HttpError('OUTSIDE_DATA_WINDOW', `grant ${idText} covers data recorded ${iso(windowFrom)} … ${iso(windowTo)}, not the range asked for`);
 
     const pseudonym = view.pseudonymOf(g.patientRef);
     const researcher = s.researcher;
@@ -301,8 +356,32 @@ export function researchRoutes(d: ResearchApiDeps): Route[] {
     const tally = new Tally();
     const record = async (): Promise<AccessEntry | undefined> => {
       if (tally.count === 0) return undefined;
-      const e = await d.accessLog.append({ kind: 'export', researcher, pseudonym, patientRef: g.patientRef, grantId: g.grantId, metrics: [...tally.metrics], fromMs: tally.fromMs, toMs: tally.toMs, count: tally.count, firstAtMs: startedAt, atMs: Math.max(startedAt, now()) });
-      d.log.info({ event: 'research_export', researcher, pseudonym, grantId: g.grantId.toString(), format, frames: tally.frames, samples: tally.count, entry: e.seq.toString() }, 'readings page disclosed and logged');
+      const e = await d.accessLog.append({
+        kind: 'export',
+        researcher,
+        pseudonym,
+        patientRef: g.patientRef,
+        grantId: g.grantId,
+        metrics: [...tally.metrics],
+        fromMs: tally.fromMs,
+        toMs: tally.toMs,
+        count: tally.count,
+        firstAtMs: startedAt,
+        atMs: Math.max(startedAt, now()),
+      });
+      d.log.info(
+        {
+          event: 'research_export',
+          researcher,
+          pseudonym,
+          grantId: g.grantId.toString(),
+          format,
+          frames: tally.frames,
+          samples: tally.count,
+          entry: e.seq.toString(),
+        },
+        'readings page disclosed and logged',
+      );
       return e;
     };
     const header = { grantId: g.grantId.toString(), patient: pseudonym, from: fromMs, to: toMs };
@@ -369,27 +448,38 @@ export function researchRoutes(d: ResearchApiDeps): Route[] {
   };
 
   /** Answers a route's coded refusal (HttpError) with its status; anything else is a 503 UNAVAILABLE. */
-  const answered = (handle: Route['handle']): Route['handle'] => async (req, url, res, params) => {
-    try {
-      return await handle(req, url, res, params);
-    } catch (e) {
-      if (e instanceof HttpError) {
+  const answered =
+    (handle: Route['handle']): Route['handle'] =>
+    async (req, url, res, params) => {
+      try {
+        return await handle(req, url, res, params);
+      } catch (e) {
+        if (e instanceof HttpError) {
+          if (res.headersSent) {
+            res.destroy(e);
+            return true;
+          }
+          // 413: the rest of the body is never read, so the connection closes after the answer.
+          return json(
+            res,
+            e.status,
+            errorBody(e.code, e.message),
+            e.status === 401 ? { 'www-authenticate': 'Bearer' } : e.status === 413 ? { connection: 'close' } : {},
+          );
+        }
+        d.log.error({ event: 'research_api_failed', path: url.pathname, err: (e as Error).message }, 'research API request failed');
         if (res.headersSent) {
-          res.destroy(e);
+          res.destroy(e as Error); // a streamed answer broken off: the client sees a truncated body, never a wrong one
           return true;
         }
-        // 413: the rest of the body is never read, so the connection closes after the answer.
-        return json(res, e.status, errorBody(e.code, e.message), e.status === 401 ? { 'www-authenticate': 'Bearer' } : e.status === 413 ? { connection: 'close' } : {});
+        // Storage or the disk failed: no internal detail to the client (the log has it).
+        return json(
+          res,
+          HTTP_STATUS.UNAVAILABLE,
+          errorBody('UNAVAILABLE', 'UNAVAILABLE: the gateway cannot answer this now (storage or the access log failed); try again later'),
+        );
       }
-      d.log.error({ event: 'research_api_failed', path: url.pathname, err: (e as Error).message }, 'research API request failed');
-      if (res.headersSent) {
-        res.destroy(e as Error); // a streamed answer broken off: the client sees a truncated body, never a wrong one
-        return true;
-      }
-      // Storage or the disk failed: no internal detail to the client (the log has it).
-      return json(res, HTTP_STATUS.UNAVAILABLE, errorBody('UNAVAILABLE', 'UNAVAILABLE: the gateway cannot answer this now (storage or the access log failed); try again later'));
-    }
-  };
+    };
   return routes.map((r) => ({ ...r, handle: answered(r.handle) }));
 }
 

@@ -74,7 +74,8 @@ export const SUBSCRIBE_REFUSALS = {
 export type SubscribeRefusal = keyof typeof SUBSCRIBE_REFUSALS;
 
 export const SUBSCRIBE_REFUSAL_REMEDIES: Remedies<SubscribeRefusal> = {
-  TOPIC_NOT_ALLOWED: 'Subscribe to `vp/consented/<pseudonym>/<metric>` (or `+` for every metric of the grant) and to your own notices topic only (docs/research-api.md, "MQTT").',
+  TOPIC_NOT_ALLOWED:
+    'Subscribe to `vp/consented/<pseudonym>/<metric>` (or `+` for every metric of the grant) and to your own notices topic only (docs/research-api.md, "MQTT").',
   TOO_MANY_SUBSCRIPTIONS: 'Unsubscribe from topics you no longer need, or open another connection.',
 };
 
@@ -136,7 +137,8 @@ export const ADMISSION_REFUSALS = {
   CLIENT_ID_RESERVED: "the client id starts `vp-dev-` (devices' ids); CONNACK 2",
   CLIENT_ID_IN_USE: 'a connected researcher of another key holds this client id; CONNACK 2',
   TOO_MANY_CONNECTIONS: 'the key has research.maxConnectionsPerResearcher connections already; CONNACK 5',
-  NO_LIVE_GRANT: 'the key holds no grant in force whose data window has not ended, and the pool of connections for such keys (research.maxUngrantedConnections) is full; CONNACK 5',
+  NO_LIVE_GRANT:
+    'the key holds no grant in force whose data window has not ended, and the pool of connections for such keys (research.maxUngrantedConnections) is full; CONNACK 5',
 } as const satisfies Catalogue;
 export type AdmissionRefusal = keyof typeof ADMISSION_REFUSALS;
 
@@ -148,7 +150,12 @@ export const ADMISSION_REFUSAL_REMEDIES: Remedies<AdmissionRefusal> = {
 };
 
 /** CONNACK return codes of the admission refusals (MQTT 3.1.1 §3.2.2.3: 2 identifier rejected, 5 not authorised). */
-export const ADMISSION_RETURN_CODE: Readonly<Record<AdmissionRefusal, 2 | 5>> = { CLIENT_ID_RESERVED: 2, CLIENT_ID_IN_USE: 2, TOO_MANY_CONNECTIONS: 5, NO_LIVE_GRANT: 5 };
+export const ADMISSION_RETURN_CODE: Readonly<Record<AdmissionRefusal, 2 | 5>> = {
+  CLIENT_ID_RESERVED: 2,
+  CLIENT_ID_IN_USE: 2,
+  TOO_MANY_CONNECTIONS: 5,
+  NO_LIVE_GRANT: 5,
+};
 
 /** The part of an aedes client's connection (a net.Socket) the gate watches. */
 interface Conn {
@@ -281,7 +288,12 @@ export class LiveResearchAccess {
     this.maxPerResearcher = d.maxConnectionsPerResearcher ?? 4;
     this.maxUngranted = d.maxUngrantedConnections ?? 4;
     this.batchMs = d.batchMs ?? 0;
-    for (const [k, v] of [['maxSubscriptionsPerClient', this.max], ['maxConnectionsPerResearcher', this.maxPerResearcher], ['maxUngrantedConnections', this.maxUngranted], ['batchMs', this.batchMs]] as const) {
+    for (const [k, v] of [
+      ['maxSubscriptionsPerClient', this.max],
+      ['maxConnectionsPerResearcher', this.maxPerResearcher],
+      ['maxUngrantedConnections', this.maxUngranted],
+      ['batchMs', this.batchMs],
+    ] as const) {
       if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${k} must be an integer >= 0, got ${v}`);
     }
     this.limited = new LogLimiter(d.log, d.refusalLog);
@@ -308,7 +320,11 @@ export class LiveResearchAccess {
 
   /** The access log failed: stop delivering (every delivery must be accounted for). */
   accessLogFailed(e: Error): void {
-    if (this.logFailure === undefined) this.d.log.error({ event: 'research_delivery_stopped', err: e.message }, 'the access log cannot be written: live deliveries to researchers stop until the gateway restarts');
+    if (this.logFailure === undefined)
+      this.d.log.error(
+        { event: 'research_delivery_stopped', err: e.message },
+        'the access log cannot be written: live deliveries to researchers stop until the gateway restarts',
+      );
     this.logFailure = e.message;
   }
 
@@ -341,13 +357,22 @@ export class LiveResearchAccess {
    * The CONNECT decision: admission on the account the login names (cheap), then the login
    * itself (a signature recovery). An admitted client is held until its connection closes.
    */
-  authenticate(client: Client, username: string | undefined, password: Uint8Array | undefined): { ok: true; researcher: string } | { ok: false; reason: string; returnCode: 2 | 3 | 4 | 5 } {
+  authenticate(
+    client: Client,
+    username: string | undefined,
+    password: Uint8Array | undefined,
+  ): { ok: true; researcher: string } | { ok: false; reason: string; returnCode: 2 | 3 | 4 | 5 } {
     const c = client as ResearcherClient;
     const claimed = username !== undefined && username !== '' ? username : password !== undefined ? accountOf(password) : undefined;
     const refuse = (reason: string, returnCode: 2 | 3 | 4 | 5): { ok: false; reason: string; returnCode: 2 | 3 | 4 | 5 } => {
       this.loginRefusedBy[reason] = (this.loginRefusedBy[reason] ?? 0) + 1;
       // The account is what the CONNECT claims: proven only for refusals after the signature check.
-      this.limited.warn('research_connect_refused', { reason, ...(claimed && ADDRESS.test(claimed) ? { researcher: claimed } : {}) }, 'researcher CONNECT refused', reason);
+      this.limited.warn(
+        'research_connect_refused',
+        { reason, ...(claimed && ADDRESS.test(claimed) ? { researcher: claimed } : {}) },
+        'researcher CONNECT refused',
+        reason,
+      );
       return { ok: false, reason, returnCode };
     };
     // A device's client id would let a researcher take over (disconnect) the device's session.
@@ -442,7 +467,10 @@ export class LiveResearchAccess {
     let set = this.byPseudonym.get(live.pseudonym);
     if (!set) this.byPseudonym.set(live.pseudonym, (set = new Set()));
     set.add(live);
-    this.d.log.info({ event: 'research_subscribed', researcher: st.researcher, pseudonym: live.pseudonym, metric: live.metric, grants: cov.grantIds.map(String) }, 'researcher subscription granted');
+    this.d.log.info(
+      { event: 'research_subscribed', researcher: st.researcher, pseudonym: live.pseudonym, metric: live.metric, grants: cov.grantIds.map(String) },
+      'researcher subscription granted',
+    );
     return sub;
   }
 
@@ -454,7 +482,13 @@ export class LiveResearchAccess {
       const why = st.refused.get(s.topic);
       if (!why) continue;
       st.refused.delete(s.topic);
-      this.notify(st.researcher, { event: 'subscription_refused', topic: s.topic, code: why.code, ...(why.grantId !== undefined ? { grantId: why.grantId.toString() } : {}), atMs: this.now() });
+      this.notify(st.researcher, {
+        event: 'subscription_refused',
+        topic: s.topic,
+        code: why.code,
+        ...(why.grantId !== undefined ? { grantId: why.grantId.toString() } : {}),
+        atMs: this.now(),
+      });
     }
   }
 
@@ -560,7 +594,12 @@ export class LiveResearchAccess {
     st.refused.set(topic, { code, ...(grantId !== undefined ? { grantId } : {}) });
     this.limited.info(
       'research_subscribe_refused',
-      { researcher: st.researcher, code, ...(parsed ? { pseudonym: parsed.pseudonym, metric: parsed.metric } : { topic: topic.slice(0, 128) }), ...(grantId !== undefined ? { grantId: grantId.toString() } : {}) },
+      {
+        researcher: st.researcher,
+        code,
+        ...(parsed ? { pseudonym: parsed.pseudonym, metric: parsed.metric } : { topic: topic.slice(0, 128) }),
+        ...(grantId !== undefined ? { grantId: grantId.toString() } : {}),
+      },
       'researcher subscription refused',
       code,
     );
@@ -571,7 +610,12 @@ export class LiveResearchAccess {
    * Whether grants in force cover (researcher, patient, sensor or any) with a data window that
    * has not ended; else the most specific reason (ConsentView.decide's, at "now").
    */
-  private coverage(researcher: string, ref: string, sensor: number | undefined, now: number): { ok: true; grantIds: bigint[] } | { ok: false; code: DecisionCode; grantId?: bigint } {
+  private coverage(
+    researcher: string,
+    ref: string,
+    sensor: number | undefined,
+    now: number,
+  ): { ok: true; grantIds: bigint[] } | { ok: false; code: DecisionCode; grantId?: bigint } {
     const r = researcher.toLowerCase();
     const pair = this.d.view.grantsOf(ref).filter((g) => g.researcher.toLowerCase() === r);
     const has = (g: ConsentGrant, s: number): boolean => ((g.sensorMask >> s) & 1) === 1;
@@ -583,7 +627,10 @@ export class LiveResearchAccess {
       const d = this.d.view.decide(researcher, ref, sensor, now, now);
       const code: DecisionCode = d.ok ? 'OUTSIDE_DATA_WINDOW' : d.code;
       const withSensor = pair.filter((g) => has(g, sensor));
-      const grantId = code === 'NO_GRANT' || code === 'SENSOR_NOT_GRANTED' ? undefined : latest(code === 'OUTSIDE_DATA_WINDOW' ? withSensor.filter((g) => this.d.view.inForce(g, now)) : withSensor.length ? withSensor : pair);
+      const grantId =
+        code === 'NO_GRANT' || code === 'SENSOR_NOT_GRANTED'
+          ? undefined
+          : latest(code === 'OUTSIDE_DATA_WINDOW' ? withSensor.filter((g) => this.d.view.inForce(g, now)) : withSensor.length ? withSensor : pair);
       return { ok: false, code, ...(grantId !== undefined ? { grantId } : {}) };
     }
     if (pair.length === 0) return { ok: false, code: 'NO_GRANT' };
@@ -640,7 +687,15 @@ export class LiveResearchAccess {
       for (let c = 0; c < channels.length; c++) values[channels[c]!] = sampleValue(f, i, c);
       return { timeMs: Number(ns / 1_000_000n) + Number(ns % 1_000_000n) / 1e6, values };
     });
-    const msg: LiveMessage = { grantId: grantId.toString(), patient: sub.topicPseudonym, metric: f.spec.name, deviceId: f.deviceId, seq: f.seq.toString(), frameSha256: a.sha256, readings };
+    const msg: LiveMessage = {
+      grantId: grantId.toString(),
+      patient: sub.topicPseudonym,
+      metric: f.spec.name,
+      deviceId: f.deviceId,
+      seq: f.seq.toString(),
+      frameSha256: a.sha256,
+      readings,
+    };
     const payload = Buffer.from(JSON.stringify(msg), 'utf8');
     this.pending.push({
       sub,
@@ -685,7 +740,19 @@ export class LiveResearchAccess {
       const key = `${p.sub.id}|${p.grantId}`;
       const r = records.get(key);
       if (!r) {
-        records.set(key, { kind: 'live', researcher: p.sub.researcher, pseudonym: p.sub.pseudonym, patientRef: p.sub.patientRef, grantId: p.grantId, metrics: [p.metric], fromMs: p.fromMs, toMs: p.toMs, count: p.count, firstAtMs: p.preparedAtMs, atMs: now });
+        records.set(key, {
+          kind: 'live',
+          researcher: p.sub.researcher,
+          pseudonym: p.sub.pseudonym,
+          patientRef: p.sub.patientRef,
+          grantId: p.grantId,
+          metrics: [p.metric],
+          fromMs: p.fromMs,
+          toMs: p.toMs,
+          count: p.count,
+          firstAtMs: p.preparedAtMs,
+          atMs: now,
+        });
         continue;
       }
       if (!r.metrics.includes(p.metric)) r.metrics.push(p.metric);
@@ -757,7 +824,10 @@ export class LiveResearchAccess {
   private async cut(sub: LiveSub, code: 'REVOKED' | 'EXPIRED', grantId: bigint, atMs: number): Promise<void> {
     this.deactivate(sub);
     this.cutCount++;
-    this.d.log.info({ event: 'research_subscription_ended', researcher: sub.researcher, pseudonym: sub.pseudonym, metric: sub.metric, code, grantId: grantId.toString() }, 'researcher subscription cut: its grant ended');
+    this.d.log.info(
+      { event: 'research_subscription_ended', researcher: sub.researcher, pseudonym: sub.pseudonym, metric: sub.metric, code, grantId: grantId.toString() },
+      'researcher subscription cut: its grant ended',
+    );
     // The batch being logged now is in the log already: it goes out before the notice.
     await this.inflight;
     this.notify(sub.researcher, { event: 'subscription_ended', topic: sub.topic, code, grantId: grantId.toString(), atMs });

@@ -130,7 +130,9 @@ export function compareKeys(a: CursorKey, b: CursorKey): number {
 
 /** The opaque cursor after `key`, bound to `grantId`. */
 export function encodeCursor(grantId: bigint, key: CursorKey): string {
-  return Buffer.from(JSON.stringify({ v: 1, g: grantId.toString(), t: key.timeNs.toString(), d: key.deviceId, s: key.seq.toString() }), 'utf8').toString('base64url');
+  return Buffer.from(JSON.stringify({ v: 1, g: grantId.toString(), t: key.timeNs.toString(), d: key.deviceId, s: key.seq.toString() }), 'utf8').toString(
+    'base64url',
+  );
 }
 
 /** Reads a cursor; undefined when it is not one this gateway made for `grantId`. */
@@ -182,7 +184,10 @@ export async function* scanReadings(deps: ReadingsDeps, req: ReadingsRequest): A
 
 function serve(r: StoredFrame, deps: ReadingsDeps, req: ReadingsRequest, codes: ReadonlySet<number>, keys: KeyCache): ServedFrame | undefined {
   const refuse = (why: string): undefined => {
-    deps.log?.warn({ event: 'research_frame_skipped', device: r.device, seq: r.seq.toString(), why }, 'stored frame not served: it does not verify against its signed bytes (run vitalproof audit)');
+    deps.log?.warn(
+      { event: 'research_frame_skipped', device: r.device, seq: r.seq.toString(), why },
+      'stored frame not served: it does not verify against its signed bytes (run vitalproof audit)',
+    );
     return undefined;
   };
   let frame: Frame;

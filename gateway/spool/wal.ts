@@ -24,7 +24,20 @@
  *   filesystem the log counts as over quota, so appends wait (acknowledgements are withheld)
  *   until space returns.
  */
-import { mkdirSync, openSync, readdirSync, readSync, closeSync, statSync, statfsSync, ftruncateSync, fsyncSync, readFileSync, unlinkSync, existsSync } from 'node:fs';
+import {
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  closeSync,
+  statSync,
+  statfsSync,
+  ftruncateSync,
+  fsyncSync,
+  readFileSync,
+  unlinkSync,
+  existsSync,
+} from 'node:fs';
 import { CodedError, type Remedies } from '../../firmware-proto/coded-error.js';
 import { fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -151,7 +164,9 @@ export class Wal {
   private async init(): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
     this.released = readReleased(this.dir);
-    const names = readdirSync(this.dir).filter((n) => /^seg-\d{20}\.wal$/.test(n)).sort();
+    const names = readdirSync(this.dir)
+      .filter((n) => /^seg-\d{20}\.wal$/.test(n))
+      .sort();
     for (const name of names) {
       const path = join(this.dir, name);
       this.segments.push({ firstLsn: BigInt(name.slice(4, 24)), path, bytes: statSync(path).size });
@@ -579,4 +594,3 @@ function readReleased(dir: string): bigint {
   const s = readFileSync(p, 'utf8').trim();
   return /^\d+$/.test(s) ? BigInt(s) : 0n;
 }
-

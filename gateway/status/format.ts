@@ -2,8 +2,14 @@
 import type { StatusSnapshot } from './http.js';
 
 export function formatStatus(s: StatusSnapshot): string {
-  const rej = Object.entries(s.frames.rejectedBy).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
-  const refused = Object.entries(s.mqtt.connectRefusedBy).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
+  const rej =
+    Object.entries(s.frames.rejectedBy)
+      .map(([r, n]) => `${r}=${n}`)
+      .join(' ') || 'none';
+  const refused =
+    Object.entries(s.mqtt.connectRefusedBy)
+      .map(([r, n]) => `${r}=${n}`)
+      .join(' ') || 'none';
   const mb = (b: number): string => `${(b / 1048576).toFixed(1)} MiB`;
   return [
     `gateway ${s.gatewayId}  up ${s.uptimeS}s  MQTT :${s.mqtt.port}${s.mqtt.tls ? `  MQTT/TLS :${s.mqtt.tls.port}${s.mqtt.tls.requireClientCert ? ' (client certificates)' : ''}` : ''}  devices connected ${s.mqtt.devicesConnected}  connections ${s.mqtt.connections}`,
@@ -12,7 +18,11 @@ export function formatStatus(s: StatusSnapshot): string {
     ...(s.alarms ?? []).map((a) => `ALARM    ${a.code} (${a.severity}, since ${new Date(a.sinceMs).toISOString()}): ${a.detail}`),
     `frames   ${s.frames.receivedPerS.toFixed(1)}/s in, ${s.frames.acceptedPerS.toFixed(1)}/s accepted | received ${s.frames.received}  accepted ${s.frames.accepted}  duplicates ${s.frames.duplicates}  rejected ${s.frames.rejected}  seq gaps ${s.frames.seqGaps}`,
     `rejected ${rej}`,
-    `connect  refused ${refused} | at the transport ${Object.entries(s.mqtt.refusedBy).map(([r, n]) => `${r}=${n}`).join(' ') || 'none'}`,
+    `connect  refused ${refused} | at the transport ${
+      Object.entries(s.mqtt.refusedBy)
+        .map(([r, n]) => `${r}=${n}`)
+        .join(' ') || 'none'
+    }`,
     `spool    backlog ${s.spool.backlogFrames} frames, ${mb(s.spool.bytes)} of ${mb(s.spool.quotaBytes)}${s.spool.alarm ? '  ALARM: near quota' : ''}`,
     `influxdb ${s.storage.up ? 'up' : `DOWN (${s.storage.lastError ?? 'unknown'})`}  lag ${(s.storage.lagMs / 1000).toFixed(1)}s  frames written ${s.storage.framesWritten}  points ${s.storage.pointsWritten}${s.storage.quarantineHeld ? `  QUARANTINED ${s.storage.quarantineHeld} frame(s): fix the database, then vitalproof storage replay` : ''}`,
     `batches  open #${s.batches.open.batch} (${s.batches.open.frames} frames, ${(s.batches.open.ageMs / 1000).toFixed(1)}s)  sealed ${s.batches.lastSealed}  anchored ${s.batches.lastAnchored}  waiting ${s.batches.pendingAnchors}`,
@@ -27,7 +37,10 @@ export function formatStatus(s: StatusSnapshot): string {
 /** The API listener (gateway/http/server.ts): scheme, connections, refusals, logins. */
 function httpLines(h: StatusSnapshot['http']): string[] {
   if (!h) return [];
-  const list = (o: Record<string, number>): string => Object.entries(o).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
+  const list = (o: Record<string, number>): string =>
+    Object.entries(o)
+      .map(([r, n]) => `${r}=${n}`)
+      .join(' ') || 'none';
   return [
     ...(h.plainAllowed ? ['WARNING  http: plain HTTP on a non-loopback address (http.allowPlain): bearer tokens and readings in clear'] : []),
     `http     ${h.scheme}  connections ${h.connections}  refused ${list(h.refusedBy)} | sessions opened ${h.login.sessionsOpened}  logged out ${h.login.loggedOut}  logins refused ${list(h.login.refusedBy)}  signature checks ${h.login.recoveries ?? '?'}`,
@@ -51,7 +64,10 @@ const BLE_DEVICE_LINES = 24;
 
 function bleLines(b: StatusSnapshot['ble']): string[] {
   if (b.mode === 'off') return ['ble      off'];
-  const list = (o: Record<string, number>): string => Object.entries(o).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
+  const list = (o: Record<string, number>): string =>
+    Object.entries(o)
+      .map(([r, n]) => `${r}=${n}`)
+      .join(' ') || 'none';
   const head = b.up ? `ble      ${b.adapter ?? '?'} up` : `ble      DOWN (${b.lastError ?? 'starting'})`;
   const lines = [
     `${head}  wearables connected ${b.devicesConnected} of ${b.devices.length} seen`,

@@ -50,7 +50,10 @@ export class HealthMonitor {
     private readonly health: Health,
     private readonly opts: HealthMonitorOptions,
   ) {
-    for (const [k, v] of [['intervalMs', opts.intervalMs], ['probeTimeoutMs', opts.probeTimeoutMs]] as const) {
+    for (const [k, v] of [
+      ['intervalMs', opts.intervalMs],
+      ['probeTimeoutMs', opts.probeTimeoutMs],
+    ] as const) {
       if (!Number.isSafeInteger(v) || v < 1) throw new TypeError(`${k} must be a positive integer, got ${v}`);
     }
   }
@@ -136,7 +139,8 @@ export function influxProbe(url: string, writer: () => { up: boolean; lastError?
         if (err.kind === 'timeout') throw new StorageError('INFLUX_TIMEOUT', { url: origin, path: '/ping', timeoutMs }, { cause: e });
         throw new StorageError('INFLUX_UNREACHABLE', { url: origin, path: '/ping', reason: err.reason ?? err.message }, { cause: e });
       }
-      if (status !== 204) throw new StorageError(status >= 500 ? 'INFLUX_SERVER_ERROR' : 'INFLUX_BAD_RESPONSE', { url: origin, path: '/ping', expected: 204, status });
+      if (status !== 204)
+        throw new StorageError(status >= 500 ? 'INFLUX_SERVER_ERROR' : 'INFLUX_BAD_RESPONSE', { url: origin, path: '/ping', expected: 204, status });
       const w = writer();
       if (!w.up) throw new Error(w.lastError ?? 'writes to InfluxDB fail');
     },
@@ -176,7 +180,12 @@ export function chainRule(opts: { embedded: boolean; txTimeoutMs: number; stream
       h.set(
         'CHAIN_HUNG',
         stuck.length > 0,
-        stuck.map(({ s, st: a }) => `stream ${s.name}: anchor transaction ${a.pendingTx!.txHash} of batch ${a.pendingTx!.batch} not mined for ${Math.round((now - a.pendingTx!.sinceMs) / 1000)} s (chain.txTimeoutMs ${opts.txTimeoutMs}): the chain answers but does not mine`).join('; '),
+        stuck
+          .map(
+            ({ s, st: a }) =>
+              `stream ${s.name}: anchor transaction ${a.pendingTx!.txHash} of batch ${a.pendingTx!.batch} not mined for ${Math.round((now - a.pendingTx!.sinceMs) / 1000)} s (chain.txTimeoutMs ${opts.txTimeoutMs}): the chain answers but does not mine`,
+          )
+          .join('; '),
       );
     }
     const halted = st.filter(({ st: a }) => a.halted);
@@ -185,7 +194,12 @@ export function chainRule(opts: { embedded: boolean; txTimeoutMs: number; stream
     h.set(
       'ANCHORS_BEHIND',
       behind.length > 0,
-      behind.map(({ s, st: a }) => `stream ${s.name}: batch ${a.oldestPending!.batch} sealed ${Math.round((now - a.oldestPending!.sealedAtMs) / 1000)} s ago, not anchored (limit ${Math.round(s.behindAfterMs / 1000)} s)${a.lastError ? `: ${a.lastError}` : ''}`).join('; '),
+      behind
+        .map(
+          ({ s, st: a }) =>
+            `stream ${s.name}: batch ${a.oldestPending!.batch} sealed ${Math.round((now - a.oldestPending!.sealedAtMs) / 1000)} s ago, not anchored (limit ${Math.round(s.behindAfterMs / 1000)} s)${a.lastError ? `: ${a.lastError}` : ''}`,
+        )
+        .join('; '),
     );
   };
 }
@@ -206,6 +220,10 @@ export function spoolRule(read: () => { bytes: number; quotaBytes: number; alarm
   return (h) => {
     const s = read();
     const ratio = s.bytes / s.quotaBytes;
-    h.set('SPOOL_NEAR_QUOTA', ratio >= s.alarmRatio, `spool holds ${s.bytes} bytes of its ${s.quotaBytes}-byte quota (${(ratio * 100).toFixed(1)} %, alarm at ${(s.alarmRatio * 100).toFixed(0)} %)`);
+    h.set(
+      'SPOOL_NEAR_QUOTA',
+      ratio >= s.alarmRatio,
+      `spool holds ${s.bytes} bytes of its ${s.quotaBytes}-byte quota (${(ratio * 100).toFixed(1)} %, alarm at ${(s.alarmRatio * 100).toFixed(0)} %)`,
+    );
   };
 }

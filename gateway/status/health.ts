@@ -22,13 +22,19 @@ export type AlarmSeverity = 'critical' | 'warning';
 
 /** Every alarm: its severity (critical turns /healthz to 503) and what it means. */
 export const ALARMS = {
-  CHAIN_DOWN: { severity: 'critical', meaning: 'the chain\'s JSON-RPC endpoint refuses or fails requests: anchors queue' },
-  CHAIN_HUNG: { severity: 'critical', meaning: 'the chain accepts connections but does not answer within the deadline, or answers but does not mine the anchor transaction' },
-  ANCHORS_BEHIND: { severity: 'critical', meaning: 'the oldest sealed batch waiting for its anchor is older than health.anchorsBehindIntervals batch intervals' },
+  CHAIN_DOWN: { severity: 'critical', meaning: "the chain's JSON-RPC endpoint refuses or fails requests: anchors queue" },
+  CHAIN_HUNG: {
+    severity: 'critical',
+    meaning: 'the chain accepts connections but does not answer within the deadline, or answers but does not mine the anchor transaction',
+  },
+  ANCHORS_BEHIND: {
+    severity: 'critical',
+    meaning: 'the oldest sealed batch waiting for its anchor is older than health.anchorsBehindIntervals batch intervals',
+  },
   ANCHOR_HALTED: { severity: 'critical', meaning: 'anchoring stopped on a fault it must not paper over (CHAIN_BEHIND, ANCHOR_CONFLICT): needs an operator' },
   STORAGE_DOWN: { severity: 'critical', meaning: 'InfluxDB does not answer /ping within the deadline, or writes to it fail: frames wait in the spool' },
   SPOOL_NEAR_QUOTA: { severity: 'critical', meaning: 'the spool holds spool.alarmRatio of its quota: at the quota, acknowledgements stop' },
-  DISK_FULL: { severity: 'critical', meaning: 'the data dir\'s filesystem is (nearly) full: acknowledgements are held until space returns' },
+  DISK_FULL: { severity: 'critical', meaning: "the data dir's filesystem is (nearly) full: acknowledgements are held until space returns" },
   REGISTRY_BAD_KEY: { severity: 'warning', meaning: 'a device key enrolled on chain breaks the key rule (PROTOCOL.md §2.2): it is refused, never trusted' },
   PLAIN_LISTENER: { severity: 'warning', meaning: 'a listener speaks plain TCP or HTTP beyond loopback: readings and tokens cross the network in clear' },
 } as const satisfies Record<string, { severity: AlarmSeverity; meaning: string }>;

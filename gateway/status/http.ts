@@ -69,7 +69,9 @@ export interface StatusSnapshot {
   /** The embedded broker: listeners, limits, open connections, CONNECT refusals (CONNECT_*) and transport refusals (MQTT_*, gateway/transport/mqtt/refusals.ts). */
   mqtt: MqttStatus & { devicesConnected: number; connectRefusedBy: Record<string, number>; refusedBy: Record<string, number> };
   /** The BLE central: its devices, refusals (the CONNECT_* codes MQTT uses), fragment rejections and ended connections by reason. */
-  ble: ({ mode: 'on' } & BleStatus & { connectRefusedBy: Record<string, number>; fragmentRejectedBy: Record<string, number>; endedBy: Record<string, number> }) | { mode: 'off' };
+  ble:
+    | ({ mode: 'on' } & BleStatus & { connectRefusedBy: Record<string, number>; fragmentRejectedBy: Record<string, number>; endedBy: Record<string, number> })
+    | { mode: 'off' };
   spool: {
     backlogFrames: number;
     bytes: number;
@@ -149,7 +151,9 @@ export function statusRoutes(snapshot: () => StatusSnapshot, listener: () => Htt
         if (s.spool.diskLow && !alarms.includes('DISK_FULL')) alarms.push('DISK_FULL');
         const warnings = s.alarms.filter((a) => a.severity !== 'critical').map((a) => a.code);
         const ok = alarms.length === 0;
-        res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, alarms, warnings, storageUp: s.storage.up, spoolAlarm: s.spool.alarm }));
+        res
+          .writeHead(ok ? 200 : 503, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ ok, alarms, warnings, storageUp: s.storage.up, spoolAlarm: s.spool.alarm }));
       },
     },
   ];

@@ -2,7 +2,16 @@
  * The gateway's counters: one instance per gateway, passed to whoever counts. Every
  * rejected frame is counted under exactly one reason code, every refused CONNECT too.
  */
-import { ALL_BLE_REASONS, ALL_CONNECT_REASONS, ALL_FRAGMENT_REASONS, ALL_FRAME_REASONS, type BleReason, type ConnectReason, type FragmentReason, type FrameReason } from '../../firmware-proto/reasons.js';
+import {
+  ALL_BLE_REASONS,
+  ALL_CONNECT_REASONS,
+  ALL_FRAGMENT_REASONS,
+  ALL_FRAME_REASONS,
+  type BleReason,
+  type ConnectReason,
+  type FragmentReason,
+  type FrameReason,
+} from '../../firmware-proto/reasons.js';
 import type { Transport } from '../ingest/types.js';
 import { ALL_MQTT_REFUSALS, type MqttRefusal } from '../transport/mqtt/refusals.js';
 

@@ -124,7 +124,8 @@ export class SdNotifier extends EventEmitter<{ tick: [fed: boolean] }> {
             if (err) {
               this.failures++;
               // Logged on the first failure and every 100th: a broken notifier must not flood the log.
-              if (this.failures === 1 || this.failures % 100 === 0) this.opts.log?.warn({ event: 'sd_notify_failed', failures: this.failures, err: err.message }, 'systemd notification failed');
+              if (this.failures === 1 || this.failures % 100 === 0)
+                this.opts.log?.warn({ event: 'sd_notify_failed', failures: this.failures, err: err.message }, 'systemd notification failed');
             } else this.sent++;
             resolve();
           });

@@ -5,7 +5,8 @@
 import { CodedError, isError, type ErrorDetail, type Remedies } from '../../firmware-proto/coded-error.js';
 
 export const STORAGE_ERRORS = {
-  INFLUXD_NOT_FOUND: 'the influxd binary (InfluxDB 1.x) is not on PATH; install it with `apt-get install influxdb`, or configure influx.url to use an existing server',
+  INFLUXD_NOT_FOUND:
+    'the influxd binary (InfluxDB 1.x) is not on PATH; install it with `apt-get install influxdb`, or configure influx.url to use an existing server',
   INFLUXD_PORT_IN_USE: 'influxd could not bind its port: another process holds it',
   INFLUXD_START_FAILED: 'influxd exited before it answered /ping',
   INFLUXD_START_TIMEOUT: 'influxd did not answer /ping before the deadline',
@@ -14,8 +15,10 @@ export const STORAGE_ERRORS = {
   INFLUX_REJECTED: 'InfluxDB refused the request (4xx): bad data, type conflict, missing database or permission',
   INFLUX_SERVER_ERROR: 'InfluxDB failed to handle the request (5xx)',
   INFLUX_BAD_RESPONSE: 'InfluxDB answered something this client cannot read',
-  QUARANTINE_FULL: 'the storage quarantine holds storage.quarantineMaxBytes: frames InfluxDB refuses for good now wait in the spool; fix the database and run `vitalproof storage replay`',
-  QUARANTINE_WRITE_FAILED: 'a frame InfluxDB refused for good could not be written to the storage quarantine (disk full, permissions): it stays in the spool and is tried again',
+  QUARANTINE_FULL:
+    'the storage quarantine holds storage.quarantineMaxBytes: frames InfluxDB refuses for good now wait in the spool; fix the database and run `vitalproof storage replay`',
+  QUARANTINE_WRITE_FAILED:
+    'a frame InfluxDB refused for good could not be written to the storage quarantine (disk full, permissions): it stays in the spool and is tried again',
 } as const;
 
 export type StorageErrorCode = keyof typeof STORAGE_ERRORS;
@@ -28,10 +31,12 @@ export const STORAGE_ERROR_REMEDIES: Remedies<StorageErrorCode> = {
   INFLUXD_START_TIMEOUT: 'A slow disk replaying a large WAL: raise `startTimeoutMs`.',
   INFLUX_UNREACHABLE: 'Is InfluxDB running, is `influx.url` right; the spool keeps the frames meanwhile.',
   INFLUX_TIMEOUT: 'An overloaded server; the write is retried (safely: writes are idempotent).',
-  INFLUX_REJECTED: '`detail.error` says why: 401/403 credentials or grants (retried until fixed); 404 database missing (recreated on retry); 400 `field type conflict`: another writer made the measurement with other types, and the frames are quarantined (docs/storage.md, "Storage quarantine").',
+  INFLUX_REJECTED:
+    '`detail.error` says why: 401/403 credentials or grants (retried until fixed); 404 database missing (recreated on retry); 400 `field type conflict`: another writer made the measurement with other types, and the frames are quarantined (docs/storage.md, "Storage quarantine").',
   INFLUX_SERVER_ERROR: "InfluxDB's own log.",
   INFLUX_BAD_RESPONSE: 'A proxy in between answering for InfluxDB: point `influx.url` at InfluxDB itself.',
-  QUARANTINE_FULL: 'Fix the database and run `vitalproof storage replay`; meanwhile refused frames wait in the spool (the writer retries with backoff, the spool alarm follows).',
+  QUARANTINE_FULL:
+    'Fix the database and run `vitalproof storage replay`; meanwhile refused frames wait in the spool (the writer retries with backoff, the spool alarm follows).',
   QUARANTINE_WRITE_FAILED: "Free space or fix the directory's permissions; the frame stays in the spool and is tried again.",
 };
 

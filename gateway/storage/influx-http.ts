@@ -88,7 +88,13 @@ export class InfluxHttp {
     return [...merged.values()];
   }
 
-  private async request(method: 'GET' | 'POST', path: string, params: Record<string, string>, body?: string, contentType?: string): Promise<{ status: number; body: string }> {
+  private async request(
+    method: 'GET' | 'POST',
+    path: string,
+    params: Record<string, string>,
+    body?: string,
+    contentType?: string,
+  ): Promise<{ status: number; body: string }> {
     const qs = new URLSearchParams(params).toString();
     const headers: Record<string, string> = {};
     if (contentType) headers['content-type'] = contentType;

@@ -83,10 +83,14 @@ export class InfluxSink implements FrameSink {
       if (q.has(f.lsn, f.sha256)) quarantined.add(f.lsn);
       else groups.push({ frame: f, lines: frameToLines(f, this.opts.gatewayId) });
     }
-    await writeIsolating(groups, (lines) => this.writeLines(lines), (g, e) => {
-      this.setAside(q, g.frame, g.lines, e);
-      quarantined.add(g.frame.lsn);
-    });
+    await writeIsolating(
+      groups,
+      (lines) => this.writeLines(lines),
+      (g, e) => {
+        this.setAside(q, g.frame, g.lines, e);
+        quarantined.add(g.frame.lsn);
+      },
+    );
     return quarantined.size ? { quarantined } : undefined;
   }
 
@@ -157,14 +161,23 @@ export class InfluxSink implements FrameSink {
    * with it. InfluxDB is untrusted: callers re-check every frame against its signed bytes.
    * @throws TypeError for an empty sensor list or a bad limit; StorageError
    */
-  async queryPatientFrames(patient: string, sensors: readonly string[], range: { fromNs?: bigint; toNs?: bigint; atNs?: bigint }, limit?: number): Promise<StoredFrame[]> {
+  async queryPatientFrames(
+    patient: string,
+    sensors: readonly string[],
+    range: { fromNs?: bigint; toNs?: bigint; atNs?: bigint },
+    limit?: number,
+  ): Promise<StoredFrame[]> {
     if (sensors.length === 0) throw new TypeError('at least one sensor is needed');
     const params: Record<string, string> = { patient };
     const where: string[] = ['"patient" = $patient'];
-    where.push(`(${sensors.map((name, i) => {
-      params[`s${i}`] = sensorByName(name).name;
-      return `"sensor" = $s${i}`;
-    }).join(' OR ')})`);
+    where.push(
+      `(${sensors
+        .map((name, i) => {
+          params[`s${i}`] = sensorByName(name).name;
+          return `"sensor" = $s${i}`;
+        })
+        .join(' OR ')})`,
+    );
     const ns = (v: bigint): string => {
       if (v < 0n || v > 9_223_372_036_854_775_806n) throw new TypeError(`time bound out of range: ${v}`);
       return v.toString();

@@ -134,7 +134,9 @@ class Influxd implements InfluxdHandle {
     const r = this.running;
     if (!r) return;
     this.stopping = true;
-    await terminate(r, this.opts.stopTimeoutMs ?? 10_000, () => this.opts.log?.warn({ event: 'influxd_stop_timeout', pid: r.child.pid }, 'influxd ignored SIGTERM; sending SIGKILL'));
+    await terminate(r, this.opts.stopTimeoutMs ?? 10_000, () =>
+      this.opts.log?.warn({ event: 'influxd_stop_timeout', pid: r.child.pid }, 'influxd ignored SIGTERM; sending SIGKILL'),
+    );
   }
 
   async kill(): Promise<void> {
@@ -222,7 +224,12 @@ function influxdEnv(): NodeJS.ProcessEnv {
 
 /** @throws StorageError INFLUXD_NOT_FOUND when `name` is not an executable file, directly or on PATH. */
 function resolveBinary(name: string): string {
-  const candidates = name.includes('/') ? [isAbsolute(name) ? name : resolve(name)] : (process.env['PATH'] ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, name));
+  const candidates = name.includes('/')
+    ? [isAbsolute(name) ? name : resolve(name)]
+    : (process.env['PATH'] ?? '')
+        .split(delimiter)
+        .filter(Boolean)
+        .map((dir) => join(dir, name));
   for (const c of candidates) {
     try {
       accessSync(c, constants.X_OK);

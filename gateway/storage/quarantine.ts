@@ -186,7 +186,11 @@ export class StorageQuarantine {
       }
     } catch (e) {
       if (existsSync(tmp)) rmSync(tmp, { force: true });
-      throw new StorageError('QUARANTINE_WRITE_FAILED', { dir: this.dir, file: name, reason: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, { cause: e });
+      throw new StorageError(
+        'QUARANTINE_WRITE_FAILED',
+        { dir: this.dir, file: name, reason: (e as NodeJS.ErrnoException).code ?? (e as Error).message },
+        { cause: e },
+      );
     }
   }
 }

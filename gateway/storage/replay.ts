@@ -79,13 +79,17 @@ export async function replayQuarantine(
     for (let i = 0; i < group.length; i += ROUND_FRAMES) {
       const round = group.slice(i, i + ROUND_FRAMES);
       const refused = new Set<string>();
-      await writeIsolating(round, (lines) => sink.writeLines(lines), (h, e) => {
-        refused.add(h.file);
-        const status = e.detail['status'] as number;
-        const error = textOf(e.detail['error'] ?? e.message);
-        quarantine.update(h.file, { ...h.entry, lastReplay: { atMs: now(), status, error } });
-        report.stillRefused.push({ ...summary(h.file, h.entry), status, error });
-      });
+      await writeIsolating(
+        round,
+        (lines) => sink.writeLines(lines),
+        (h, e) => {
+          refused.add(h.file);
+          const status = e.detail['status'] as number;
+          const error = textOf(e.detail['error'] ?? e.message);
+          quarantine.update(h.file, { ...h.entry, lastReplay: { atMs: now(), status, error } });
+          report.stillRefused.push({ ...summary(h.file, h.entry), status, error });
+        },
+      );
       for (const h of round) {
         if (refused.has(h.file)) continue;
         quarantine.remove(h.file);
@@ -97,5 +101,14 @@ export async function replayQuarantine(
 }
 
 function summary(file: string, e: QuarantinedFrame): ReplayedFrame {
-  return { file, lsn: e.lsn, device: e.device, seq: e.seq, sensor: e.sensor, status: e.lastReplay?.status ?? e.status, error: e.lastReplay?.error ?? e.error, quarantinedAtMs: e.quarantinedAtMs };
+  return {
+    file,
+    lsn: e.lsn,
+    device: e.device,
+    seq: e.seq,
+    sensor: e.sensor,
+    status: e.lastReplay?.status ?? e.status,
+    error: e.lastReplay?.error ?? e.error,
+    quarantinedAtMs: e.quarantinedAtMs,
+  };
 }

@@ -33,7 +33,10 @@ export const DEADLINE_HTTP_ERROR_REMEDIES: Remedies<DeadlineHttpErrorCode> = {
   REQUEST_CANCELLED: 'Nothing: the caller gave up on the request (a shutdown, a newer request).',
 };
 
-const CODE_OF = { timeout: 'REQUEST_DEADLINE', network: 'REQUEST_NETWORK', cancelled: 'REQUEST_CANCELLED' } as const satisfies Record<string, DeadlineHttpErrorCode>;
+const CODE_OF = { timeout: 'REQUEST_DEADLINE', network: 'REQUEST_NETWORK', cancelled: 'REQUEST_CANCELLED' } as const satisfies Record<
+  string,
+  DeadlineHttpErrorCode
+>;
 
 /**
  * Why a request failed: `timeout` at the deadline, `network` for a refused, reset or

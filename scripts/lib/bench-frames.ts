@@ -57,7 +57,8 @@ export class FastSigner {
     return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   }
   checkAgainstFirmwareProto(body: FrameBody, raw: Uint8Array): void {
-    if (Buffer.compare(Buffer.from(signFrame(body, this.secretKey)), Buffer.from(raw)) !== 0) throw new Error(`node:crypto and firmware-proto signFrame disagree for device ${body.deviceId}`);
+    if (Buffer.compare(Buffer.from(signFrame(body, this.secretKey)), Buffer.from(raw)) !== 0)
+      throw new Error(`node:crypto and firmware-proto signFrame disagree for device ${body.deviceId}`);
   }
 }
 
@@ -78,7 +79,15 @@ export function presign(d: SimDevice, count: number, kinds: readonly Kind[]): Bu
     const s = kindSpec(kind);
     const start = next.get(kind)!;
     next.set(kind, start + s.frameMs);
-    const body: FrameBody = { deviceId: d.deviceId, seq: BigInt(i + 1), timestampMs: BigInt(start), sensor: s.code, scale: s.scale, intervalUs: s.intervalUs, samples: samplesFor(kind, i) };
+    const body: FrameBody = {
+      deviceId: d.deviceId,
+      seq: BigInt(i + 1),
+      timestampMs: BigInt(start),
+      sensor: s.code,
+      scale: s.scale,
+      intervalUs: s.intervalUs,
+      samples: samplesFor(kind, i),
+    };
     const raw = signer.sign(body);
     if (i === 0) signer.checkAgainstFirmwareProto(body, raw);
     out.push(raw);
@@ -101,7 +110,9 @@ export interface VerifyFigure {
 /** Verifies signed messages of the given kinds in a tight loop on this thread, like one verify worker. */
 export function benchVerify(kinds: readonly Kind[], label: string, seconds: number): VerifyFigure {
   const devices = fleetDevices('bench-verify', 8, 'heart_rate');
-  const keys = devices.map((d) => createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), d.keys.publicKey]), format: 'der', type: 'spki' }));
+  const keys = devices.map((d) =>
+    createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), d.keys.publicKey]), format: 'der', type: 'spki' }),
+  );
   const jobs: { key: KeyObject; msg: Buffer; sig: Buffer }[] = [];
   let frameBytes = 0;
   let msgBytes = 0;

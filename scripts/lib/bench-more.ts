@@ -45,10 +45,22 @@ export interface LoginFloodFigure {
 
 /** Fresh devices for the latency runs of (g): frames carry sequence numbers, so each run needs its own. */
 export function loginFloodFleets(n: number): { base: SimDevice[]; attack: SimDevice[]; warm: SimDevice[] } {
-  return { base: fleetDevices('bench-flood-base', n, 'heart_rate'), attack: fleetDevices('bench-flood-attack', n, 'heart_rate'), warm: fleetDevices('bench-flood-warm', n, 'heart_rate') };
+  return {
+    base: fleetDevices('bench-flood-base', n, 'heart_rate'),
+    attack: fleetDevices('bench-flood-attack', n, 'heart_rate'),
+    warm: fleetDevices('bench-flood-warm', n, 'heart_rate'),
+  };
 }
 
-export async function loginFloodRun(gw: GatewayProcess, influxd: InfluxdHandle, fleets: { base: SimDevice[]; attack: SimDevice[]; warm?: SimDevice[] }, rate: number, floodRate: number, floodSources: number, window: number): Promise<LoginFloodFigure> {
+export async function loginFloodRun(
+  gw: GatewayProcess,
+  influxd: InfluxdHandle,
+  fleets: { base: SimDevice[]; attack: SimDevice[]; warm?: SimDevice[] },
+  rate: number,
+  floodRate: number,
+  floodSources: number,
+  window: number,
+): Promise<LoginFloodFigure> {
   const seconds = 10;
   const per = Math.max(1, Math.ceil((rate * seconds) / fleets.base.length));
   if (fleets.warm) {
@@ -71,7 +83,11 @@ export async function loginFloodRun(gw: GatewayProcess, influxd: InfluxdHandle, 
   }
   const after = await gw.status();
   const delta = (a: Record<string, number> = {}, b: Record<string, number> = {}): Record<string, number> =>
-    Object.fromEntries(Object.keys(a).map((k) => [k, (a[k] ?? 0) - (b[k] ?? 0)]).filter(([, n]) => (n as number) > 0));
+    Object.fromEntries(
+      Object.keys(a)
+        .map((k) => [k, (a[k] ?? 0) - (b[k] ?? 0)])
+        .filter(([, n]) => (n as number) > 0),
+    );
   return {
     honestPerSecond: Math.round(rate),
     devices: fleets.base.length,
@@ -82,7 +98,9 @@ export async function loginFloodRun(gw: GatewayProcess, influxd: InfluxdHandle, 
     flood: floodFigure,
     recoveries: (after.http?.login.recoveries ?? 0) - (before.http?.login.recoveries ?? 0),
     gatewayRefusedBy: { ...delta(after.http?.refusedBy, before.http?.refusedBy), ...delta(after.http?.login.refusedBy, before.http?.login.refusedBy) },
-    gatewayCpuUsPerForgedLogin: sig((((underFlood.cpu.processes['gateway'] ?? 0) - (baseline.cpu.processes['gateway'] ?? 0)) * 1e6) / Math.max(1, floodFigure.requests)),
+    gatewayCpuUsPerForgedLogin: sig(
+      (((underFlood.cpu.processes['gateway'] ?? 0) - (baseline.cpu.processes['gateway'] ?? 0)) * 1e6) / Math.max(1, floodFigure.requests),
+    ),
   };
 }
 
@@ -104,7 +122,11 @@ export async function onlyLoginFlood(nDevices: number, floodRate: number, floodS
     const rate = 100;
     log(`(g) login flood: honest devices paced at ${rate} frames/s, without and then with ${floodRate} forged logins/s ...`);
     const g = await loginFloodRun(gw, influxd, fleets, rate, floodRate, floodSources, 32);
-    const out: string[] = [`VitalProof bench (g) only, ${new Date().toISOString()}, load average at start ${loadavg().map((x) => sig(x, 2)).join(' ')}`];
+    const out: string[] = [
+      `VitalProof bench (g) only, ${new Date().toISOString()}, load average at start ${loadavg()
+        .map((x) => sig(x, 2))
+        .join(' ')}`,
+    ];
     printLoginFlood(g, out);
     console.log(out.join('\n'));
     mkdirSync(dirname(outFile), { recursive: true });
@@ -145,7 +167,15 @@ export interface BleFigure {
  */
 export async function bleRun(gw: GatewayProcess, influxd: InfluxdHandle, bus: PrivateBus, perDevice: number, mqttUsPerFrame: number): Promise<BleFigure> {
   const cpu = cpuWindow({ gateway: gw.pid, influxd: influxd.pid, dbusDaemon: bus.pid });
-  const report = await runFleet({ transport: 'ble', ble: { busAddress: bus.address, mtu: 247 }, devices: BLE_DEVICES, seed: 'bench-ble', sensors: 'heart_rate', frames: perDevice, drainTimeoutMs: 120_000 });
+  const report = await runFleet({
+    transport: 'ble',
+    ble: { busAddress: bus.address, mtu: 247 },
+    devices: BLE_DEVICES,
+    seed: 'bench-ble',
+    sensors: 'heart_rate',
+    frames: perDevice,
+    drainTimeoutMs: 120_000,
+  });
   const share = roundShare(cpu());
   const frames = report.frames.acked;
   const gwUs = ((share.processes['gateway'] ?? 0) * 1e6) / Math.max(1, frames);
@@ -200,7 +230,10 @@ export async function anchoringFigures(gw: GatewayProcess, gwDir: string, influx
   const leaves = sizes.reduce((a, b) => a + b, 0);
   const sink = new InfluxSink({ url: influxUrl, database: 'vitalproof', gatewayId: 'gw-bench' });
   const frames = await sink.queryFrames();
-  const waits = frames.filter((f) => f.batch !== undefined && confirmedAt.has(f.batch)).map((f) => confirmedAt.get(f.batch!)! - f.receivedAtMs).sort((a, b) => a - b);
+  const waits = frames
+    .filter((f) => f.batch !== undefined && confirmedAt.has(f.batch))
+    .map((f) => confirmedAt.get(f.batch!)! - f.receivedAtMs)
+    .sort((a, b) => a - b);
 
   const n = Math.min(2000, frames.length);
   const t0 = performance.now();
@@ -235,10 +268,21 @@ export async function anchoringFigures(gw: GatewayProcess, gwDir: string, influx
     batches: gas.length,
     leaves,
     leavesPerBatch: { min: sorted[0] ?? 0, median: sorted[Math.floor(sorted.length / 2)] ?? 0, max: sorted[sorted.length - 1] ?? 0 },
-    gasPerAnchor: { mean: Math.round(gas.reduce((a, b) => a + b, 0) / Math.max(1, gas.length)), min: Math.min(...gas), max: Math.max(...gas), first: gas[0] ?? 0 },
+    gasPerAnchor: {
+      mean: Math.round(gas.reduce((a, b) => a + b, 0) / Math.max(1, gas.length)),
+      min: Math.min(...gas),
+      max: Math.max(...gas),
+      first: gas[0] ?? 0,
+    },
     gasPerMillionFrames: Math.round((gas.reduce((a, b) => a + b, 0) / Math.max(1, leaves)) * 1e6),
     arrivalToAnchorMs: { frames: waits.length, p50: percentile(waits, 50), p99: percentile(waits, 99), max: waits[waits.length - 1] ?? 0 },
     proofGeneration: { bundles: bundles.length, wallMs: Math.round(proofMs), usPerBundle: sig((proofMs * 1000) / Math.max(1, bundles.length)) },
-    verify: { bundles: sample.length, onlineUsPerBundle: sig(onlineUs), onlineFirstOfBatchUsPerBundle: sig(firstUs), offlineUsPerBundle: sig(offlineUs), allOk },
+    verify: {
+      bundles: sample.length,
+      onlineUsPerBundle: sig(onlineUs),
+      onlineFirstOfBatchUsPerBundle: sig(firstUs),
+      offlineUsPerBundle: sig(offlineUs),
+      allOk,
+    },
   };
 }

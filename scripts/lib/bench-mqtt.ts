@@ -53,7 +53,12 @@ export async function closeAll(clients: MqttClient[]): Promise<void> {
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Polls /status until `pred` holds or `timeoutMs` passes; returns the last snapshot and whether it held. */
-export async function pollStatus(gw: GatewayProcess, pred: (s: StatusSnapshot) => boolean, timeoutMs: number, everyMs = 20): Promise<{ s: StatusSnapshot; ok: boolean }> {
+export async function pollStatus(
+  gw: GatewayProcess,
+  pred: (s: StatusSnapshot) => boolean,
+  timeoutMs: number,
+  everyMs = 20,
+): Promise<{ s: StatusSnapshot; ok: boolean }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const s = await gw.status();
@@ -218,7 +223,15 @@ export interface LatencyFigure {
   cpu: CpuShare;
 }
 
-export async function latencyRun(gw: GatewayProcess, influxd: InfluxdHandle, devices: readonly SimDevice[], frames: Buffer[][], ratePerS: number, warmupMs: number, window: number): Promise<LatencyFigure> {
+export async function latencyRun(
+  gw: GatewayProcess,
+  influxd: InfluxdHandle,
+  devices: readonly SimDevice[],
+  frames: Buffer[][],
+  ratePerS: number,
+  warmupMs: number,
+  window: number,
+): Promise<LatencyFigure> {
   const total = frames.reduce((n, f) => n + f.length, 0);
   const clients = await connectAll(gw.mqttPort, devices);
   try {

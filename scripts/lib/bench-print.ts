@@ -32,15 +32,45 @@ export function print(r: Results): void {
   for (const f of r.verify) out.push(row([f.frames, f.frameBytes, f.messageBytes, fmt(f.perSecond), fmt(f.cpuUsPerVerification, 1)], w));
   out.push('');
   const e0 = r.endToEnd[0]!;
-  out.push(`(b) gateway end to end: ${e0.devices} MQTT clients, QoS 1, ≤ ${e0.inFlightPerDevice} in flight each, until every PUBACK arrived and every frame is in InfluxDB`);
+  out.push(
+    `(b) gateway end to end: ${e0.devices} MQTT clients, QoS 1, ≤ ${e0.inFlightPerDevice} in flight each, until every PUBACK arrived and every frame is in InfluxDB`,
+  );
   w = [36, 8, 8, 12, 12, 12, 12];
   out.push(row(['case', 'frames', 'frame B', 'all acked s', 'stored s', 'acked/s', 'FRAMES/S'], w));
-  for (const e of r.endToEnd) out.push(row([e.case + (e.complete ? '' : ' (INCOMPLETE)'), fmt(e.frames), e.frameBytes, fmt(e.allAckedS, 2), fmt(e.allStoredS, 2), fmt(e.framesPerSecondAcked), fmt(e.framesPerSecond)], w));
+  for (const e of r.endToEnd)
+    out.push(
+      row(
+        [
+          e.case + (e.complete ? '' : ' (INCOMPLETE)'),
+          fmt(e.frames),
+          e.frameBytes,
+          fmt(e.allAckedS, 2),
+          fmt(e.allStoredS, 2),
+          fmt(e.framesPerSecondAcked),
+          fmt(e.framesPerSecond),
+        ],
+        w,
+      ),
+    );
   out.push('');
   out.push('(c) gateway process CPU per frame (utime+stime from /proc, all threads) ÷ bare verify CPU per frame (a)');
   w = [36, 10, 12, 12, 16, 14, 14];
   out.push(row(['case', 'gw CPU s', 'gw µs/frame', 'bare µs', 'RATIO (≤ 1.5)', 'influxd µs/fr', 'client µs/fr'], w));
-  for (const e of r.endToEnd) out.push(row([e.case, fmt(e.gatewayCpuS, 2), fmt(e.gatewayCpuUsPerFrame, 0), fmt(e.bareVerifyCpuUsPerFrame, 0), fmt(e.cpuRatio, 2), fmt(e.influxdCpuUsPerFrame, 0), fmt(e.benchClientCpuUsPerFrame, 0)], w));
+  for (const e of r.endToEnd)
+    out.push(
+      row(
+        [
+          e.case,
+          fmt(e.gatewayCpuS, 2),
+          fmt(e.gatewayCpuUsPerFrame, 0),
+          fmt(e.bareVerifyCpuUsPerFrame, 0),
+          fmt(e.cpuRatio, 2),
+          fmt(e.influxdCpuUsPerFrame, 0),
+          fmt(e.benchClientCpuUsPerFrame, 0),
+        ],
+        w,
+      ),
+    );
   out.push(`CPU seconds used during each run (${m.cpus} CPUs: ${m.cpus} CPU-s available per wall second):`);
   for (const e of r.endToEnd) out.push(`  ${cpuLine(e.case, e.cpu)}`);
   out.push(`  ${cpuLine('(d) latency run', r.latency.cpu)}`);
@@ -49,20 +79,34 @@ export function print(r: Results): void {
   out.push(`(d) publish-to-PUBACK latency, heart_rate frames paced at half of (b)'s small-frame rate, ${l.devices} clients`);
   w = [12, 12, 10, 10, 10, 10, 10, 10];
   out.push(row(['target/s', 'achieved/s', 'measured', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'deferred'], w));
-  out.push(row([fmt(l.targetPerSecond), fmt(l.achievedPerSecond), fmt(l.measured), fmt(l.p50Ms, 1), fmt(l.p90Ms, 1), fmt(l.p99Ms, 1), fmt(l.maxMs, 1), l.deferred], w));
+  out.push(
+    row([fmt(l.targetPerSecond), fmt(l.achievedPerSecond), fmt(l.measured), fmt(l.p50Ms, 1), fmt(l.p90Ms, 1), fmt(l.p99Ms, 1), fmt(l.maxMs, 1), l.deferred], w),
+  );
   out.push('');
   const a = r.anchoring;
   out.push(`(e) anchoring (embedded anvil, default ${a.batchIntervalMs / 1000} s batches)${a.complete ? '' : ' (INCOMPLETE: batches still waiting)'}`);
-  out.push(`  ${a.batches} anchors for ${a.leaves} frames (frames per batch min ${a.leavesPerBatch.min} median ${a.leavesPerBatch.median} max ${a.leavesPerBatch.max})`);
-  out.push(`  gas per anchor: mean ${fmt(a.gasPerAnchor.mean)} (first ${fmt(a.gasPerAnchor.first)}, min ${fmt(a.gasPerAnchor.min)}, max ${fmt(a.gasPerAnchor.max)}); gas per million frames at these batch sizes: ${fmt(a.gasPerMillionFrames)}`);
-  out.push(`  frame arrival → its batch's anchor confirmed: p50 ${fmt(a.arrivalToAnchorMs.p50)} ms, p99 ${fmt(a.arrivalToAnchorMs.p99)} ms, max ${fmt(a.arrivalToAnchorMs.max)} ms (${a.arrivalToAnchorMs.frames} frames)`);
+  out.push(
+    `  ${a.batches} anchors for ${a.leaves} frames (frames per batch min ${a.leavesPerBatch.min} median ${a.leavesPerBatch.median} max ${a.leavesPerBatch.max})`,
+  );
+  out.push(
+    `  gas per anchor: mean ${fmt(a.gasPerAnchor.mean)} (first ${fmt(a.gasPerAnchor.first)}, min ${fmt(a.gasPerAnchor.min)}, max ${fmt(a.gasPerAnchor.max)}); gas per million frames at these batch sizes: ${fmt(a.gasPerMillionFrames)}`,
+  );
+  out.push(
+    `  frame arrival → its batch's anchor confirmed: p50 ${fmt(a.arrivalToAnchorMs.p50)} ms, p99 ${fmt(a.arrivalToAnchorMs.p99)} ms, max ${fmt(a.arrivalToAnchorMs.max)} ms (${a.arrivalToAnchorMs.frames} frames)`,
+  );
   out.push(`  proof generation (GET /proofs, ${a.proofGeneration.bundles} bundles): ${fmt(a.proofGeneration.usPerBundle, 1)} µs per bundle`);
-  out.push(`  verify per bundle: ${fmt(a.verify.onlineUsPerBundle, 0)} µs online with a per-batch cache, ${fmt(a.verify.onlineFirstOfBatchUsPerBundle, 0)} µs online without, ${fmt(a.verify.offlineUsPerBundle, 0)} µs offline (${a.verify.bundles} bundles, ${a.verify.allOk ? 'all ok' : 'SOME FAILED'})`);
+  out.push(
+    `  verify per bundle: ${fmt(a.verify.onlineUsPerBundle, 0)} µs online with a per-batch cache, ${fmt(a.verify.onlineFirstOfBatchUsPerBundle, 0)} µs online without, ${fmt(a.verify.offlineUsPerBundle, 0)} µs offline (${a.verify.bundles} bundles, ${a.verify.allOk ? 'all ok' : 'SOME FAILED'})`,
+  );
   out.push('');
   const b = r.ble;
-  out.push(`(f) BLE: ${b.devices} simulated wearables over the simulated BlueZ (private dbus-daemon), ATT_MTU ${b.mtu}, one notification per heart_rate frame${b.complete ? '' : ' (INCOMPLETE)'}`);
+  out.push(
+    `(f) BLE: ${b.devices} simulated wearables over the simulated BlueZ (private dbus-daemon), ATT_MTU ${b.mtu}, one notification per heart_rate frame${b.complete ? '' : ' (INCOMPLETE)'}`,
+  );
   out.push(`  ${fmt(b.frames)} frames in ${fmt(b.wallS, 2)} s: ${fmt(b.framesPerSecond)} frames/s acknowledged`);
-  out.push(`  gateway CPU ${fmt(b.gatewayCpuUsPerFrame)} µs per frame = ${fmt(b.ratioToMqtt, 2)} × an MQTT small frame (b); simulator ${fmt(b.simulatorCpuUsPerFrame)} µs, dbus-daemon ${fmt(b.dbusDaemonCpuUsPerFrame)} µs per frame`);
+  out.push(
+    `  gateway CPU ${fmt(b.gatewayCpuUsPerFrame)} µs per frame = ${fmt(b.ratioToMqtt, 2)} × an MQTT small frame (b); simulator ${fmt(b.simulatorCpuUsPerFrame)} µs, dbus-daemon ${fmt(b.dbusDaemonCpuUsPerFrame)} µs per frame`,
+  );
   out.push(`  ${cpuLine('(f) BLE run', b.cpu)}`);
   out.push('');
   printLoginFlood(r.loginFlood, out);
@@ -81,13 +125,26 @@ export function row(cells: (string | number)[], widths: number[]): string {
 }
 
 export function printLoginFlood(g: LoginFloodFigure, out: string[]): void {
-  out.push(`(g) login flood: honest PUBACK latency, ${g.devices} clients paced at ${fmt(g.honestPerSecond)} frames/s, without and with ${fmt(g.flood.achievedPerSecond)} forged logins/s (target ${g.flood.targetPerSecond}) from ${g.flood.sources} sources`);
+  out.push(
+    `(g) login flood: honest PUBACK latency, ${g.devices} clients paced at ${fmt(g.honestPerSecond)} frames/s, without and with ${fmt(g.flood.achievedPerSecond)} forged logins/s (target ${g.flood.targetPerSecond}) from ${g.flood.sources} sources`,
+  );
   const w = [14, 10, 10, 10, 10, 10];
   out.push(row(['run', 'measured', 'p50 ms', 'p95 ms', 'p99 ms', 'errors'], w));
   out.push(row(['baseline', fmt(g.baseline.measured), fmt(g.baseline.p50Ms, 1), fmt(g.baseline.p95Ms, 1), fmt(g.baseline.p99Ms, 1), g.baseline.errors], w));
-  out.push(row(['under flood', fmt(g.underFlood.measured), fmt(g.underFlood.p50Ms, 1), fmt(g.underFlood.p95Ms, 1), fmt(g.underFlood.p99Ms, 1), g.underFlood.errors], w));
-  out.push(`  RATIO under flood ÷ baseline: p50 × ${fmt(g.ratioP50, 2)}, p95 × ${fmt(g.ratioP95, 2)} (issue #10 before the fix: p50 2 → 166 ms, p95 6 → 248 ms at 435 logins/s)`);
-  out.push(`  flood answers: ${Object.entries(g.flood.byCode).map(([k, n]) => `${k} ${n}`).join(', ')}${g.flood.failed ? `, no answer ${g.flood.failed}` : ''}; signature recoveries by the gateway during the run: ${g.recoveries}`);
+  out.push(
+    row(
+      ['under flood', fmt(g.underFlood.measured), fmt(g.underFlood.p50Ms, 1), fmt(g.underFlood.p95Ms, 1), fmt(g.underFlood.p99Ms, 1), g.underFlood.errors],
+      w,
+    ),
+  );
+  out.push(
+    `  RATIO under flood ÷ baseline: p50 × ${fmt(g.ratioP50, 2)}, p95 × ${fmt(g.ratioP95, 2)} (issue #10 before the fix: p50 2 → 166 ms, p95 6 → 248 ms at 435 logins/s)`,
+  );
+  out.push(
+    `  flood answers: ${Object.entries(g.flood.byCode)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ')}${g.flood.failed ? `, no answer ${g.flood.failed}` : ''}; signature recoveries by the gateway during the run: ${g.recoveries}`,
+  );
   out.push(`  gateway CPU per forged login: ${fmt(g.gatewayCpuUsPerForgedLogin, 0)} µs (flood run's gateway CPU − baseline's, ÷ logins sent)`);
   out.push(`  ${cpuLine('baseline run', g.baseline.cpu)}`);
   out.push(`  ${cpuLine('flood run', g.underFlood.cpu)}`);

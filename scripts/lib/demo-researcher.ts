@@ -102,7 +102,16 @@ export class ResearcherDemo {
   /** What the start did, for the banner. */
   readonly notes: string[] = [];
   private live: LiveSubscription | undefined;
-  private readonly status: ResearcherStatus = { grantId: '', deliveries: 0, byMetric: {}, readings: 0, lastReadingMs: undefined, subscribed: [], refused: [], ended: undefined };
+  private readonly status: ResearcherStatus = {
+    grantId: '',
+    deliveries: 0,
+    byMetric: {},
+    readings: 0,
+    lastReadingMs: undefined,
+    subscribed: [],
+    refused: [],
+    ended: undefined,
+  };
   private endedWaiters: ((n: Notice) => void)[] = [];
   private deliveriesAfterEnd = 0;
 
@@ -142,15 +151,38 @@ export class ResearcherDemo {
     const ca = o.caFile && o.mqttUrl.startsWith('mqtts:') ? trustedCas() : undefined;
     const common = ['--dataDir', o.dataDir];
     const bind = await run('admin bind-patient', adminCommand, ['bind-patient', o.pseudonym, this.patient.address, ...common]);
-    this.notes.push(bind.join(' ').includes('already') ? `patient ${o.pseudonym} is bound to ${this.patient.address} (dev account ${DEMO_PATIENT_ACCOUNT}) from an earlier run` : `bound patient ${o.pseudonym} to ${this.patient.address} (dev account ${DEMO_PATIENT_ACCOUNT})`);
+    this.notes.push(
+      bind.join(' ').includes('already')
+        ? `patient ${o.pseudonym} is bound to ${this.patient.address} (dev account ${DEMO_PATIENT_ACCOUNT}) from an earlier run`
+        : `bound patient ${o.pseudonym} to ${this.patient.address} (dev account ${DEMO_PATIENT_ACCOUNT})`,
+    );
     const span = o.durationMs !== undefined ? o.durationMs + 10 * 60_000 : 24 * 3_600_000;
     const granted = await run('consent grant', consentCommand, [
-      'grant', '--key-file', this.patientKeyFile, '--pseudonym', o.pseudonym, '--researcher', this.researcher.address, '--metrics', METRICS.join(','),
-      '--from', 'now-1m', '--to', `now+${Math.ceil(span / 1000)}s`, '--expires', `now+${Math.ceil(span / 1000)}s`, '--purpose', 'VitalProof demo study', '--json', ...common,
+      'grant',
+      '--key-file',
+      this.patientKeyFile,
+      '--pseudonym',
+      o.pseudonym,
+      '--researcher',
+      this.researcher.address,
+      '--metrics',
+      METRICS.join(','),
+      '--from',
+      'now-1m',
+      '--to',
+      `now+${Math.ceil(span / 1000)}s`,
+      '--expires',
+      `now+${Math.ceil(span / 1000)}s`,
+      '--purpose',
+      'VitalProof demo study',
+      '--json',
+      ...common,
     ]);
     const g = JSON.parse(granted.join('\n')) as { grantId: string; dataFromMs: number; dataToMs: number; expiresAtMs: number };
     this.status.grantId = g.grantId;
-    this.notes.push(`grant ${g.grantId}: ${METRICS.join(', ')} recorded ${iso(g.dataFromMs)} to ${iso(g.dataToMs)}, to researcher ${this.researcher.address} (dev account ${DEMO_RESEARCHER_ACCOUNT}), until ${iso(g.expiresAtMs)}`);
+    this.notes.push(
+      `grant ${g.grantId}: ${METRICS.join(', ')} recorded ${iso(g.dataFromMs)} to ${iso(g.dataToMs)}, to researcher ${this.researcher.address} (dev account ${DEMO_RESEARCHER_ACCOUNT}), until ${iso(g.expiresAtMs)}`,
+    );
 
     // The researcher: an HTTP(S) session, then live over MQTT (TLS) once the gateway's consent view has the grant.
     const store = new SessionStore(this.sessionFile);
@@ -162,7 +194,14 @@ export class ResearcherDemo {
       if (Date.now() > deadline) throw new Error(`the gateway did not see grant ${g.grantId} within ${GRANT_SEEN_TIMEOUT_MS / 1000} s`);
       await new Promise((r) => setTimeout(r, 200));
     }
-    const live = new LiveSubscription({ brokerUrl: o.mqttUrl, key: this.researcher, gatewayId: o.gatewayId, pseudonym: o.pseudonym, metrics: METRICS, ...(ca ? { ca } : {}) });
+    const live = new LiveSubscription({
+      brokerUrl: o.mqttUrl,
+      key: this.researcher,
+      gatewayId: o.gatewayId,
+      pseudonym: o.pseudonym,
+      metrics: METRICS,
+      ...(ca ? { ca } : {}),
+    });
     this.live = live;
     const ready = new Promise<void>((resolve, reject) => {
       live.once('ready', () => resolve());
@@ -191,7 +230,9 @@ export class ResearcherDemo {
   /** The live view's line. */
   line(): string {
     const s = this.status;
-    const per = Object.entries(s.byMetric).map(([m, n]) => `${m} ${n}`).join(', ');
+    const per = Object.entries(s.byMetric)
+      .map(([m, n]) => `${m} ${n}`)
+      .join(', ');
     return `researcher grant ${s.grantId}: ${s.deliveries} live deliveries${per ? ` (${per})` : ''}, ${s.readings} readings, last reading ${s.lastReadingMs !== undefined ? iso(Math.floor(s.lastReadingMs)) : 'none yet'}${s.ended ? `; subscription ended: ${s.ended.code}` : ''}`;
   }
 
@@ -208,25 +249,56 @@ export class ResearcherDemo {
       lines.push(`             FAILED: ${l}`);
     };
     const s = this.status;
-    lines.push(`  researcher ${this.researcher.address} (DEV ONLY account ${DEMO_RESEARCHER_ACCOUNT}), grant ${s.grantId} of patient ${o.pseudonym} (account ${DEMO_PATIENT_ACCOUNT}): ${METRICS.join(', ')}`);
-    lines.push(`             live over ${this.mqttLabel}: ${s.deliveries} deliveries (${Object.entries(s.byMetric).map(([m, n]) => `${m} ${n}`).join(', ') || 'none'}), ${s.readings} readings, last reading ${s.lastReadingMs !== undefined ? iso(Math.floor(s.lastReadingMs)) : 'none'}`);
+    lines.push(
+      `  researcher ${this.researcher.address} (DEV ONLY account ${DEMO_RESEARCHER_ACCOUNT}), grant ${s.grantId} of patient ${o.pseudonym} (account ${DEMO_PATIENT_ACCOUNT}): ${METRICS.join(', ')}`,
+    );
+    lines.push(
+      `             live over ${this.mqttLabel}: ${s.deliveries} deliveries (${
+        Object.entries(s.byMetric)
+          .map(([m, n]) => `${m} ${n}`)
+          .join(', ') || 'none'
+      }), ${s.readings} readings, last reading ${s.lastReadingMs !== undefined ? iso(Math.floor(s.lastReadingMs)) : 'none'}`,
+    );
     if (s.deliveries === 0) fail('no live delivery reached the researcher');
 
     // Export with proofs, as `vitalproof research export` does, and verify what came out.
     const file = join(this.dir, `grant-${s.grantId}.json`);
     try {
-      const out = await run('research export', researchCommand, ['export', s.grantId, '--out', file, '--proofs', '--url', o.httpUrl, ...this.caArgs, '--key-file', this.researcherKeyFile, '--session-file', this.sessionFile]);
+      const out = await run('research export', researchCommand, [
+        'export',
+        s.grantId,
+        '--out',
+        file,
+        '--proofs',
+        '--url',
+        o.httpUrl,
+        ...this.caArgs,
+        '--key-file',
+        this.researcherKeyFile,
+        '--session-file',
+        this.sessionFile,
+      ]);
       const exp = readExportFile(file)!;
       const bundles = parseBundles(JSON.parse(readFileSync(`${file}.proofs.json`, 'utf8')));
       const check = checkExportAgainstBundles(exp.frames, bundles);
-      lines.push(`             export: ${out.join(' ').replace(/^wrote /, '').split(this.dir).join(this.show(this.dir))}`);
-      lines.push(`             ${check.matched} of ${check.frames} exported frames match their signed, anchored frame reading for reading${check.unproven.length ? `; ${check.unproven.length} without a proof (anchored later)` : ''}`);
+      lines.push(
+        `             export: ${out
+          .join(' ')
+          .replace(/^wrote /, '')
+          .split(this.dir)
+          .join(this.show(this.dir))}`,
+      );
+      lines.push(
+        `             ${check.matched} of ${check.frames} exported frames match their signed, anchored frame reading for reading${check.unproven.length ? `; ${check.unproven.length} without a proof (anchored later)` : ''}`,
+      );
       if (check.mismatched.length) fail(`${check.mismatched.length} exported frames differ from their signed frames`);
       if (exp.frames.length === 0) fail('the export holds no frame');
       const b = bundles[0];
       if (b) {
         const v = await verifyBundle(b, { provider: o.provider });
-        lines.push(`             proof of ${b.frame.sensor} frame ${b.frame.deviceId}/${b.frame.seq}: ${v.checks.map((c) => `${c.check} ${c.status === 'pass' ? 'ok' : c.status.toUpperCase()}`).join(', ')}`);
+        lines.push(
+          `             proof of ${b.frame.sensor} frame ${b.frame.deviceId}/${b.frame.seq}: ${v.checks.map((c) => `${c.check} ${c.status === 'pass' ? 'ok' : c.status.toUpperCase()}`).join(', ')}`,
+        );
         if (!v.ok) fail('the exported proof does not verify');
       } else fail('the export has no proof bundle');
     } catch (e) {
@@ -234,20 +306,24 @@ export class ResearcherDemo {
     }
 
     // The patient revokes; the gateway cuts the subscription and says so.
-    const ended = s.ended ? Promise.resolve(s.ended) : new Promise<Notice | undefined>((resolve) => {
-      const timer = setTimeout(() => resolve(undefined), ENDED_TIMEOUT_MS);
-      this.endedWaiters.push((n) => {
-        clearTimeout(timer);
-        resolve(n);
-      });
-    });
+    const ended = s.ended
+      ? Promise.resolve(s.ended)
+      : new Promise<Notice | undefined>((resolve) => {
+          const timer = setTimeout(() => resolve(undefined), ENDED_TIMEOUT_MS);
+          this.endedWaiters.push((n) => {
+            clearTimeout(timer);
+            resolve(n);
+          });
+        });
     try {
       await run('consent revoke', consentCommand, ['revoke', s.grantId, '--key-file', this.patientKeyFile, '--dataDir', o.dataDir]);
       const revokedAt = Date.now();
       const n = await ended;
       if (!n) fail(`no subscription_ended notice within ${ENDED_TIMEOUT_MS / 1000} s of the revocation`);
       else {
-        lines.push(`             revoked: the gateway ended the subscription ${((Date.now() - revokedAt) / 1000).toFixed(1)} s after the revoking transaction (notice ${n.code}, grant ${n.grantId ?? '?'}), ${this.deliveriesAfterEnd} deliveries after it`);
+        lines.push(
+          `             revoked: the gateway ended the subscription ${((Date.now() - revokedAt) / 1000).toFixed(1)} s after the revoking transaction (notice ${n.code}, grant ${n.grantId ?? '?'}), ${this.deliveriesAfterEnd} deliveries after it`,
+        );
         if (this.deliveriesAfterEnd) fail('deliveries arrived after the subscription ended');
       }
     } catch (e) {
@@ -257,8 +333,28 @@ export class ResearcherDemo {
 
     // The patient's accounting of disclosures, each anchored access verified against the chain.
     try {
-      const out = await run('consent list --disclosures', consentCommand, ['list', '--pseudonym', o.pseudonym, '--key-file', this.patientKeyFile, '--disclosures', '--json', '--url', o.httpUrl, ...this.caArgs, '--session-file', this.sessionFile, '--dataDir', o.dataDir]);
-      const doc = JSON.parse(out.join('\n')) as { disclosures: { summary: { entries: number; anchored: number; pending: number; errors: number; readings: number; researchers: string[] }; items: { kind: string; grantId: string; count: number; verified?: string }[] } };
+      const out = await run('consent list --disclosures', consentCommand, [
+        'list',
+        '--pseudonym',
+        o.pseudonym,
+        '--key-file',
+        this.patientKeyFile,
+        '--disclosures',
+        '--json',
+        '--url',
+        o.httpUrl,
+        ...this.caArgs,
+        '--session-file',
+        this.sessionFile,
+        '--dataDir',
+        o.dataDir,
+      ]);
+      const doc = JSON.parse(out.join('\n')) as {
+        disclosures: {
+          summary: { entries: number; anchored: number; pending: number; errors: number; readings: number; researchers: string[] };
+          items: { kind: string; grantId: string; count: number; verified?: string }[];
+        };
+      };
       const sum = doc.disclosures.summary;
       const mine = doc.disclosures.items.filter((i) => i.grantId === s.grantId);
       const kinds = (k: string): number => mine.filter((i) => i.kind === k).length;

@@ -43,7 +43,9 @@ export function validFrames(): { all: Uint8Array[]; small: Uint8Array[] } {
 
 // ---------------------------------------------------------------- the reference reading of §3.2
 
-export type SpecVerdict = { ok: false; code: FrameReason } | { ok: true; seq: bigint; timestampMs: bigint; sensor: number; scale: number; intervalUs: number; count: number; samples: number[] };
+export type SpecVerdict =
+  | { ok: false; code: FrameReason }
+  | { ok: true; seq: bigint; timestampMs: bigint; sensor: number; scale: number; intervalUs: number; count: number; samples: number[] };
 
 function be(b: Uint8Array, off: number, n: number): bigint {
   let v = 0n;
@@ -74,7 +76,10 @@ export function specDecode(b: Uint8Array): SpecVerdict {
   for (let i = 0; i < count * ch; i++) {
     let s = be(b, 33 + 4 * i, 4);
     if (s >= 1n << 31n) s -= 1n << 32n;
-    const [lhs, lo, hi] = scale >= 0 ? [s * 10n ** BigInt(scale), BigInt(sensor.min), BigInt(sensor.max)] : [s, BigInt(sensor.min) * 10n ** BigInt(-scale), BigInt(sensor.max) * 10n ** BigInt(-scale)];
+    const [lhs, lo, hi] =
+      scale >= 0
+        ? [s * 10n ** BigInt(scale), BigInt(sensor.min), BigInt(sensor.max)]
+        : [s, BigInt(sensor.min) * 10n ** BigInt(-scale), BigInt(sensor.max) * 10n ** BigInt(-scale)];
     if (lhs < lo || lhs > hi) return { ok: false, code: 'SAMPLE_OUT_OF_RANGE' };
     samples.push(Number(s));
   }
@@ -94,7 +99,10 @@ export function cat(...parts: Uint8Array[]): Uint8Array {
 }
 
 /** Samples at and around every sensor's range boundaries, and int32's. */
-const INT32_EDGES = [-2147483648, -2147483647, -160001, -160000, -10001, -10000, -1, 0, 1, 50, 51, 100, 101, 120, 121, 300, 301, 1000, 1001, 5000, 5001, 10000, 10001, 160000, 160001, 2147483647];
+const INT32_EDGES = [
+  -2147483648, -2147483647, -160001, -160000, -10001, -10000, -1, 0, 1, 50, 51, 100, 101, 120, 121, 300, 301, 1000, 1001, 5000, 5001, 10000, 10001, 160000,
+  160001, 2147483647,
+];
 
 /**
  * One mutation of a valid frame (mostly of `small`, sometimes of any of `all`): bit flips,
@@ -223,16 +231,26 @@ export function judgeDecode(m: Uint8Array): FrameOutcome {
     frame = decodeFrame(m);
   } catch (e) {
     if (!(e instanceof ProtocolError) || !(e.code in FRAME_REASONS)) return { ok: false, code: 'UNCODED_THROW', what: `threw ${String(e)}` };
-    if (spec.ok || spec.code !== e.code) return { ok: false, code: 'REFERENCE_DISAGREES', what: `decodeFrame says ${e.code}, §3.2 says ${spec.ok ? 'valid' : spec.code}` };
+    if (spec.ok || spec.code !== e.code)
+      return { ok: false, code: 'REFERENCE_DISAGREES', what: `decodeFrame says ${e.code}, §3.2 says ${spec.ok ? 'valid' : spec.code}` };
     return { ok: true, outcome: e.code };
   }
   if (!spec.ok) return { ok: false, code: 'REFERENCE_DISAGREES', what: `decodeFrame accepted what §3.2 refuses as ${spec.code}` };
-  if (frame.seq !== spec.seq || frame.timestampMs !== spec.timestampMs || frame.sensor !== spec.sensor || frame.scale !== spec.scale || frame.intervalUs !== spec.intervalUs || frame.count !== spec.count || [...frame.samples].join() !== spec.samples.join()) {
+  if (
+    frame.seq !== spec.seq ||
+    frame.timestampMs !== spec.timestampMs ||
+    frame.sensor !== spec.sensor ||
+    frame.scale !== spec.scale ||
+    frame.intervalUs !== spec.intervalUs ||
+    frame.count !== spec.count ||
+    [...frame.samples].join() !== spec.samples.join()
+  ) {
     return { ok: false, code: 'REFERENCE_DISAGREES', what: 'decoded fields differ from the §3.2 reading' };
   }
   const body = m.subarray(0, m.length - 64);
   if (hex(encodeBody(frame)) !== hex(body)) return { ok: false, code: 'NO_ROUND_TRIP', what: 're-encoding differs from the input body' };
-  if (hex(frame.body) !== hex(body) || hex(frame.signature) !== hex(m.subarray(m.length - 64)) || frame.raw.length !== m.length) return { ok: false, code: 'BAD_SPLIT', what: 'body/signature split is wrong' };
+  if (hex(frame.body) !== hex(body) || hex(frame.signature) !== hex(m.subarray(m.length - 64)) || frame.raw.length !== m.length)
+    return { ok: false, code: 'BAD_SPLIT', what: 'body/signature split is wrong' };
   return { ok: true, outcome: 'decoded' };
 }
 

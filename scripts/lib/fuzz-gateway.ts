@@ -88,7 +88,13 @@ export interface FuzzGatewayOptions {
 }
 
 function fuzzDevice(d: SimDevice): FuzzDevice {
-  return { id: d.deviceId, clientId: deviceClientId(d.deviceId), secretKey: d.keys.secretKey, patient: d.patient, core: new DeviceCore(d.deviceId, d.keys.secretKey, new SequenceCounter(new MemorySeqStore())) };
+  return {
+    id: d.deviceId,
+    clientId: deviceClientId(d.deviceId),
+    secretKey: d.keys.secretKey,
+    patient: d.patient,
+    core: new DeviceCore(d.deviceId, d.keys.secretKey, new SequenceCounter(new MemorySeqStore())),
+  };
 }
 
 async function mined(tx: Promise<{ wait(): Promise<TransactionReceipt | null> }>): Promise<TransactionReceipt> {
@@ -131,7 +137,16 @@ export async function startFuzzGateway(seed: number, o: FuzzGatewayOptions): Pro
   execFileSync(process.execPath, [GATEWAY_CLI, 'enrol', join(dir, 'fleet.json'), '--dataDir', dataDir], { stdio: 'ignore' });
   let gw: GatewayProcess;
   try {
-    gw = await GatewayProcess.start({ dataDir, gatewayId: FUZZ_GATEWAY_ID, 'mqtt.port': 0, 'http.port': 0, 'batch.intervalMs': 1000, 'accessLog.intervalMs': 1000, ...FUZZ_LIMITS, ...o.flags });
+    gw = await GatewayProcess.start({
+      dataDir,
+      gatewayId: FUZZ_GATEWAY_ID,
+      'mqtt.port': 0,
+      'http.port': 0,
+      'batch.intervalMs': 1000,
+      'accessLog.intervalMs': 1000,
+      ...FUZZ_LIMITS,
+      ...o.flags,
+    });
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
     throw e;
@@ -152,7 +167,9 @@ export async function startFuzzGateway(seed: number, o: FuzzGatewayOptions): Pro
     const record = JSON.parse(readFileSync(join(dataDir, 'chain', 'deployment.json'), 'utf8')) as DeploymentRecord;
     const chainUrl = (JSON.parse(readFileSync(join(dataDir, 'chain', 'endpoint.json'), 'utf8')) as { url: string }).url;
     provider = chainProvider(chainUrl, record.chainId, 100);
-    const directory = JSON.parse(readFileSync(join(dataDir, 'registry', 'directory.json'), 'utf8')) as { devices: Record<string, { patient: string; patientRef: string }> };
+    const directory = JSON.parse(readFileSync(join(dataDir, 'registry', 'directory.json'), 'utf8')) as {
+      devices: Record<string, { patient: string; patientRef: string }>;
+    };
     const patientRef = Object.values(directory.devices).find((d) => d.patient === honest.patient)?.patientRef;
     if (!patientRef) throw new Error(`no directory entry for ${honest.patient}`);
     const patient = devWallet(5, provider);
@@ -161,14 +178,36 @@ export async function startFuzzGateway(seed: number, o: FuzzGatewayOptions): Pro
     const researcher = new Wallet(keccak256(toUtf8Bytes(`vitalproof fuzz researcher ${seed}`)));
     const strangerWallet = new Wallet(keccak256(toUtf8Bytes(`vitalproof fuzz stranger ${seed}`)));
     const t = Date.now();
-    const receipt = await mined(consentRegistryAt(record.consentRegistry!.address, patient).grant(patientRef, researcher.address, sensorMaskOf([sensorByName('heart_rate').code]), t - 3_600_000, t + 3_600_000, t + 6 * 3_600_000, keccak256(toUtf8Bytes('fuzz'))));
+    const receipt = await mined(
+      consentRegistryAt(record.consentRegistry!.address, patient).grant(
+        patientRef,
+        researcher.address,
+        sensorMaskOf([sensorByName('heart_rate').code]),
+        t - 3_600_000,
+        t + 3_600_000,
+        t + 6 * 3_600_000,
+        keccak256(toUtf8Bytes('fuzz')),
+      ),
+    );
     const ev = receipt.logs.map((l) => consentRegistryInterface.parseLog(l)).find((p) => p?.name === 'ConsentGranted');
     const grantId = ev!.args[0] as bigint;
-    await gw.until((s) => s.consent.following && s.consent.grants >= 1 && (s.consent.lastBlock ?? 0) >= receipt.blockNumber, 30_000, 'the gateway sees the grant');
+    await gw.until(
+      (s) => s.consent.following && s.consent.grants >= 1 && (s.consent.lastBlock ?? 0) >= receipt.blockNumber,
+      30_000,
+      'the gateway sees the grant',
+    );
 
     // Honest frames: a readings page of more than one frame, so that there is a cursor to mutate.
     const honestSent = new Map<bigint, Uint8Array>();
-    const honestClient = await connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, { clientId: honest.clientId, username: honest.id, password: Buffer.from(makeConnectPassword(honest.id, honest.clientId, honest.secretKey)), protocolVersion: 4, reconnectPeriod: 0, clean: true, keepalive: 30 });
+    const honestClient = await connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, {
+      clientId: honest.clientId,
+      username: honest.id,
+      password: Buffer.from(makeConnectPassword(honest.id, honest.clientId, honest.secretKey)),
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      clean: true,
+      keepalive: 30,
+    });
     clients.push(honestClient);
     const publishHonest = async (): Promise<void> => {
       const f = heartRateFrame(honest);
@@ -180,7 +219,11 @@ export async function startFuzzGateway(seed: number, o: FuzzGatewayOptions): Pro
 
     const login = async (w: Wallet): Promise<string> => {
       const post = async (path: string, body: unknown): Promise<Record<string, unknown>> => {
-        const res = await fetch(`http://127.0.0.1:${gw.httpPort}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        const res = await fetch(`http://127.0.0.1:${gw.httpPort}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
         const j = (await res.json()) as Record<string, unknown>;
         if (res.status !== 200) throw new Error(`${path}: ${res.status} ${JSON.stringify(j)}`);
         return j;
@@ -196,7 +239,11 @@ export async function startFuzzGateway(seed: number, o: FuzzGatewayOptions): Pro
     const issuedChallenges = async (n: number): Promise<{ text: string; signature: string }[]> => {
       const out: { text: string; signature: string }[] = [];
       for (let i = 0; i < n; i++) {
-        const res = await fetch(`http://127.0.0.1:${gw.httpPort}/auth/challenge`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ address: visitor.address, purpose: 'http' }) });
+        const res = await fetch(`http://127.0.0.1:${gw.httpPort}/auth/challenge`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ address: visitor.address, purpose: 'http' }),
+        });
         const text = ((await res.json()) as { challenge?: string }).challenge;
         if (res.status === 200 && text) out.push({ text, signature: await visitor.signMessage(text) });
       }

@@ -137,8 +137,9 @@ export function mutateStream(rnd: Rng, s: Timed[], other: Timed[]): Timed[] {
       case 9: // the link stalls before this notification
         for (let k = j; k < out.length; k++) out[k] = { ...out[k]!, atMs: out[k]!.atMs + DEFAULT_STALL_MS + 1 };
         break;
-      default: // header bits flipped: L, R, counter or index
+      default:
         {
+          // header bits flipped: L, R, counter or index
           const b = x.note.slice();
           const k = rnd.int(2);
           if (b.length >= 2) b[k] = b[k]! ^ (1 << rnd.int(8));
@@ -159,7 +160,12 @@ export class StreamSource {
     const rnd = this.rnd;
     const honest = honestStream(rnd);
     const kind = rnd.next();
-    const notes = kind < 0.1 ? honest.notes : kind < 0.9 ? mutateStream(rnd, honest.notes, this.previous) : Array.from({ length: 1 + rnd.int(30) }, (_, i) => ({ note: rnd.bytes(rnd.int(64)), atMs: i }));
+    const notes =
+      kind < 0.1
+        ? honest.notes
+        : kind < 0.9
+          ? mutateStream(rnd, honest.notes, this.previous)
+          : Array.from({ length: 1 + rnd.int(30) }, (_, i) => ({ note: rnd.bytes(rnd.int(64)), atMs: i }));
     this.previous = honest.notes;
     return { notes, honest: notes === honest.notes ? honest.frames : undefined };
   }
@@ -200,8 +206,10 @@ export function runStream(notes: readonly Timed[], honest?: readonly Uint8Array[
     if (!(last && last.length <= MAX_NOTIFICATION_BYTES && same(last, note))) effective.push(note);
     last = note;
     if (r.bufferedBytes > MAX_FRAME_BYTES + MAX_NOTIFICATION_BYTES) return broke(`push #${i}: ${r.bufferedBytes} bytes buffered`);
-    if (v.lost !== v.rejections.some((x) => x.reason !== 'FRAGMENT_DUPLICATE')) return broke(`push #${i}: lost is ${v.lost} with rejections ${v.rejections.map((x) => x.reason).join(',')}`);
-    if (v.status === 'rejected' && v.rejections[v.rejections.length - 1]?.reason !== v.reason) return broke(`push #${i}: status names ${v.reason}, not its last rejection`);
+    if (v.lost !== v.rejections.some((x) => x.reason !== 'FRAGMENT_DUPLICATE'))
+      return broke(`push #${i}: lost is ${v.lost} with rejections ${v.rejections.map((x) => x.reason).join(',')}`);
+    if (v.status === 'rejected' && v.rejections[v.rejections.length - 1]?.reason !== v.reason)
+      return broke(`push #${i}: status names ${v.reason}, not its last rejection`);
     for (const x of v.rejections) {
       if (!(x.reason in FRAGMENT_REASONS)) return broke(`push #${i}: uncoded rejection ${String(x.reason)}`);
       res.rejections.push(x.reason);
@@ -220,7 +228,8 @@ export function runStream(notes: readonly Timed[], honest?: readonly Uint8Array[
   if (Object.values(s.rejected).reduce((a, b) => a + b, 0) !== res.rejections.length) return broke('stats count other rejections than the verdicts');
   if (honest) {
     if (res.rejections.length) return broke(`honest stream refused: ${res.rejections.join(',')}`);
-    if (res.frames.length !== honest.length || res.frames.some((f, i) => !same(f, honest[i]!))) return broke('honest stream did not come back whole and in order');
+    if (res.frames.length !== honest.length || res.frames.some((f, i) => !same(f, honest[i]!)))
+      return broke('honest stream did not come back whole and in order');
   }
   return res;
 }

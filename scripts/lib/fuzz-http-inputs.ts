@@ -51,7 +51,21 @@ export interface HttpInput {
   heads?: boolean[];
 }
 
-const ROUTES = ['/auth/challenge', '/auth/login', '/auth/logout', '/research/grants', 'READINGS', '/patient/grants', '/patient/disclosures', '/proofs', 'PROOF', '/status', '/metrics', '/healthz', 'RANDOM'] as const;
+const ROUTES = [
+  '/auth/challenge',
+  '/auth/login',
+  '/auth/logout',
+  '/research/grants',
+  'READINGS',
+  '/patient/grants',
+  '/patient/disclosures',
+  '/proofs',
+  'PROOF',
+  '/status',
+  '/metrics',
+  '/healthz',
+  'RANDOM',
+] as const;
 const ROUTE_WEIGHTS = [12, 12, 3, 5, 25, 5, 5, 5, 5, 3, 2, 3, 10];
 const METHODS = ['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'get', 'FOO', 'M-SEARCH', 'PROPFIND'];
 
@@ -64,7 +78,10 @@ function weighted<T>(r: Rng, items: readonly T[], weights: readonly number[]): T
   return items[items.length - 1]!;
 }
 
-const hex = (r: Rng, n: number): string => Buffer.from(r.bytes(Math.ceil(n / 2))).toString('hex').slice(0, n);
+const hex = (r: Rng, n: number): string =>
+  Buffer.from(r.bytes(Math.ceil(n / 2)))
+    .toString('hex')
+    .slice(0, n);
 const b64u = (r: Rng, n: number): string => Buffer.from(r.bytes(n)).toString('base64url');
 /** `s` without the characters a header value may not carry (controls, DEL, non-ASCII), so the request itself stays well formed. */
 function headerSafe(s: string): string {
@@ -133,7 +150,12 @@ function mutateCursor(r: Rng, c: string | undefined): string {
     case 2:
       return c + b64u(r, 1 + r.int(20));
     case 3:
-      return Buffer.from(Buffer.from(c, 'base64url').toString('utf8').replace(/\d/, String(r.int(10))), 'utf8').toString('base64url');
+      return Buffer.from(
+        Buffer.from(c, 'base64url')
+          .toString('utf8')
+          .replace(/\d/, String(r.int(10))),
+        'utf8',
+      ).toString('base64url');
     default:
       return c;
   }
@@ -147,7 +169,9 @@ function readingsQuery(r: Rng, ctx: HttpContext): string {
     let v: string;
     switch (key) {
       case 'metric':
-        v = r.bool(0.5) ? r.pick(['heart_rate', 'spo2', 'ecg', 'heart_rate,spo2', 'heart_rate,heart_rate', 'HEART_RATE', 'heart_rate,', ',,', 'steps,ecg,accelerometer']) : brokenValue(r);
+        v = r.bool(0.5)
+          ? r.pick(['heart_rate', 'spo2', 'ecg', 'heart_rate,spo2', 'heart_rate,heart_rate', 'HEART_RATE', 'heart_rate,', ',,', 'steps,ecg,accelerometer'])
+          : brokenValue(r);
         break;
       case 'format':
         v = r.bool(0.6) ? r.pick(['json', 'ndjson', 'csv', 'xml', 'JSON', 'csv;', 'json ']) : brokenValue(r);
@@ -179,15 +203,51 @@ function readingsQuery(r: Rng, ctx: HttpContext): string {
 function grantIdText(r: Rng, ctx: HttpContext): string {
   return r.bool(0.6)
     ? String(ctx.grantId)
-    : r.pick([String(ctx.grantId + 1n), String(ctx.grantId + 1000n), '0', '-1', String(2n ** 64n), String(2n ** 64n - 1n), '01', '1e1', 'abc', '%31', '', ' 1', '9'.repeat(5000), encodeURIComponent(junk(r, 6))]);
+    : r.pick([
+        String(ctx.grantId + 1n),
+        String(ctx.grantId + 1000n),
+        '0',
+        '-1',
+        String(2n ** 64n),
+        String(2n ** 64n - 1n),
+        '01',
+        '1e1',
+        'abc',
+        '%31',
+        '',
+        ' 1',
+        '9'.repeat(5000),
+        encodeURIComponent(junk(r, 6)),
+      ]);
 }
 
 function path(r: Rng, ctx: HttpContext): { route: string; path: string } {
   const route = weighted(r, ROUTES, ROUTE_WEIGHTS);
   let p: string;
   if (route === 'READINGS') p = `/research/grants/${grantIdText(r, ctx)}/readings`;
-  else if (route === 'PROOF') p = `/proofs/frame/${r.bool(0.6) ? ctx.deviceId : r.bool(0.5) ? hex(r, 16) : brokenValue(r)}/${r.bool(0.6) ? String(1 + r.int(8)) : brokenValue(r)}`;
-  else if (route === 'RANDOM') p = r.bool(0.5) ? `/${junk(r, r.int(30))}` : r.pick(['/', '//', '/research', '/research/', '/auth', '/patient', '/proofs/frame', '/proofs/frame/', '/research/grants/1', '/research/grants//readings', '/status/', '/STATUS', '/metrics?x', '*', '/%2e%2e/%2e%2e/etc/passwd', `/${'a'.repeat(r.pick([200, 4000, 20000]))}`]);
+  else if (route === 'PROOF')
+    p = `/proofs/frame/${r.bool(0.6) ? ctx.deviceId : r.bool(0.5) ? hex(r, 16) : brokenValue(r)}/${r.bool(0.6) ? String(1 + r.int(8)) : brokenValue(r)}`;
+  else if (route === 'RANDOM')
+    p = r.bool(0.5)
+      ? `/${junk(r, r.int(30))}`
+      : r.pick([
+          '/',
+          '//',
+          '/research',
+          '/research/',
+          '/auth',
+          '/patient',
+          '/proofs/frame',
+          '/proofs/frame/',
+          '/research/grants/1',
+          '/research/grants//readings',
+          '/status/',
+          '/STATUS',
+          '/metrics?x',
+          '*',
+          '/%2e%2e/%2e%2e/etc/passwd',
+          `/${'a'.repeat(r.pick([200, 4000, 20000]))}`,
+        ]);
   else p = route;
   // A mutation of the path itself, sometimes.
   if (r.bool(0.08)) {
@@ -205,7 +265,8 @@ function path(r: Rng, ctx: HttpContext): { route: string; path: string } {
       `${p}${encodeURIComponent(junk(r, 4))}`,
     ]);
   }
-  const query = route === 'READINGS' || route === '/proofs' || route === '/patient/grants' || route === '/patient/disclosures' || r.bool(0.1) ? readingsQuery(r, ctx) : '';
+  const query =
+    route === 'READINGS' || route === '/proofs' || route === '/patient/grants' || route === '/patient/disclosures' || r.bool(0.1) ? readingsQuery(r, ctx) : '';
   return { route, path: p + query };
 }
 
@@ -240,7 +301,14 @@ function wrongType(r: Rng): unknown {
 
 function challengeBody(r: Rng, ctx: HttpContext): unknown {
   const o: Record<string, unknown> = {};
-  if (r.bool(0.9)) o['address'] = r.bool(0.5) ? (r.bool(0.5) ? ctx.researcher : ADDR(r)) : r.bool(0.5) ? r.pick(['0x', '0xZZ', ADDR(r).slice(0, 30), ADDR(r).toUpperCase(), `${ADDR(r)}00`, ADDR(r).replace('0x', '')]) : wrongType(r);
+  if (r.bool(0.9))
+    o['address'] = r.bool(0.5)
+      ? r.bool(0.5)
+        ? ctx.researcher
+        : ADDR(r)
+      : r.bool(0.5)
+        ? r.pick(['0x', '0xZZ', ADDR(r).slice(0, 30), ADDR(r).toUpperCase(), `${ADDR(r)}00`, ADDR(r).replace('0x', '')])
+        : wrongType(r);
   if (r.bool(0.8)) o['purpose'] = r.bool(0.6) ? r.pick(['http', 'mqtt']) : r.bool(0.5) ? r.pick(['HTTP', 'ws', '', 'http ', 'mqtt\n']) : wrongType(r);
   if (r.bool(0.1)) o[junk(r, 5)] = wrongType(r);
   if (r.bool(0.03)) o['__proto__'] = { polluted: true };
@@ -268,7 +336,14 @@ function loginBody(r: Rng, ctx: HttpContext): unknown {
     return { challenge: c.text.replace(/nonce: ./, `nonce: ${hex(r, 1)}`), signature: c.signature };
   }
   if (k < 0.5) {
-    text = challengeText({ gateway: r.bool(0.8) ? ctx.gatewayId : 'gw-elsewhere', account: r.bool(0.5) ? ctx.researcher : '0x70997970C51812dc3A010C7d01b50e0d17dc79C8', purpose: r.bool(0.8) ? 'http' : 'mqtt', nonce: hex(r, 32), issuedAtMs: now - r.int(600_000), expiresAtMs: now + r.int(600_000) + 1 });
+    text = challengeText({
+      gateway: r.bool(0.8) ? ctx.gatewayId : 'gw-elsewhere',
+      account: r.bool(0.5) ? ctx.researcher : '0x70997970C51812dc3A010C7d01b50e0d17dc79C8',
+      purpose: r.bool(0.8) ? 'http' : 'mqtt',
+      nonce: hex(r, 32),
+      issuedAtMs: now - r.int(600_000),
+      expiresAtMs: now + r.int(600_000) + 1,
+    });
     if (r.bool(0.3)) {
       const s = [...(text as string)];
       s[r.int(s.length)] = r.pick(['x', '\n', ' ', '\u0000', 'é']);
@@ -277,7 +352,12 @@ function loginBody(r: Rng, ctx: HttpContext): unknown {
   } else if (k < 0.7) text = junk(r, r.int(200));
   else if (k < 0.8) text = 'x'.repeat(r.pick([1025, 5000, 15000]));
   else text = wrongType(r);
-  const sig = r.next() < 0.5 ? `0x${hex(r, 130)}` : r.bool(0.5) ? r.pick(['0x', `0x${hex(r, 128)}`, `0x${hex(r, 132)}`, `0x${'0'.repeat(130)}`, `0x${'f'.repeat(130)}`, hex(r, 130)]) : wrongType(r);
+  const sig =
+    r.next() < 0.5
+      ? `0x${hex(r, 130)}`
+      : r.bool(0.5)
+        ? r.pick(['0x', `0x${hex(r, 128)}`, `0x${hex(r, 132)}`, `0x${'0'.repeat(130)}`, `0x${'f'.repeat(130)}`, hex(r, 130)])
+        : wrongType(r);
   const o: Record<string, unknown> = {};
   if (r.bool(0.95)) o['challenge'] = text;
   if (r.bool(0.95)) o['signature'] = sig;
@@ -344,7 +424,18 @@ function body(r: Rng, ctx: HttpContext, route: string): { body: Buffer; oversize
 function contentType(r: Rng): string | undefined {
   const x = r.next();
   if (x < 0.75) return 'application/json';
-  return r.pick([undefined, 'text/plain', 'application/json; charset=utf-16', 'application/jsonx', 'APPLICATION/JSON', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', '', 'application/json\t', '*/*']);
+  return r.pick([
+    undefined,
+    'text/plain',
+    'application/json; charset=utf-16',
+    'application/jsonx',
+    'APPLICATION/JSON',
+    'application/x-www-form-urlencoded',
+    'multipart/form-data; boundary=x',
+    '',
+    'application/json\t',
+    '*/*',
+  ]);
 }
 
 /** Extra headers: noise, repeats, many, long, and the ones HTTP parsers and proxies disagree on. */
@@ -353,11 +444,31 @@ function extraHeaders(r: Rng): [string, string][] {
   const n = r.bool(0.9) ? r.int(3) : r.pick([50, 100, 300]);
   for (let i = 0; i < n; i++) out.push([`x-${hex(r, 6)}`, headerSafe(junk(r, r.int(30)))]);
   if (r.bool(0.05)) out.push(['x-long', 'v'.repeat(r.pick([8000, 17000, 70000]))]);
-  if (r.bool(0.05)) out.push(r.pick<[string, string]>([['expect', '100-continue'], ['expect', 'something'], ['connection', 'upgrade'], ['upgrade', 'websocket'], ['accept-encoding', 'gzip'], ['range', 'bytes=0-10'], ['if-none-match', '*'], ['x-forwarded-for', '10.0.0.1'], ['host', ''], ['host', 'a'.repeat(300)]]));
+  if (r.bool(0.05))
+    out.push(
+      r.pick<[string, string]>([
+        ['expect', '100-continue'],
+        ['expect', 'something'],
+        ['connection', 'upgrade'],
+        ['upgrade', 'websocket'],
+        ['accept-encoding', 'gzip'],
+        ['range', 'bytes=0-10'],
+        ['if-none-match', '*'],
+        ['x-forwarded-for', '10.0.0.1'],
+        ['host', ''],
+        ['host', 'a'.repeat(300)],
+      ]),
+    );
   return out;
 }
 
-function serialise(method: string, target: string, headers: [string, string][], bodyBytes: Buffer | undefined, o: { chunked?: boolean; badLength?: number } = {}): Buffer {
+function serialise(
+  method: string,
+  target: string,
+  headers: [string, string][],
+  bodyBytes: Buffer | undefined,
+  o: { chunked?: boolean; badLength?: number } = {},
+): Buffer {
   const lines = [`${method} ${target} HTTP/1.1`, 'host: 127.0.0.1'];
   for (const [k, v] of headers) lines.push(`${k}: ${v}`);
   let payload = bodyBytes ?? Buffer.alloc(0);
@@ -388,21 +499,63 @@ function rawInput(r: Rng, ctx: HttpContext): HttpInput {
     case 1:
       return mk('version', `GET /status ${r.pick(['HTTP/2.0', 'HTTP/0.9', 'HTTP/1.2', 'HTTP/1', 'HTTP/9.9', 'http/1.1', 'HTTPS/1.1', ''])}\r\nhost: x\r\n\r\n`);
     case 2:
-      return mk('request-line', r.pick(['GET\r\n\r\n', 'GET  /status  HTTP/1.1\r\n\r\n', ' GET /status HTTP/1.1\r\n\r\n', 'GET /status HTTP/1.1 extra\r\n\r\n', 'G\u0000T /status HTTP/1.1\r\n\r\n', '\r\n\r\nGET /status HTTP/1.1\r\nhost: x\r\n\r\n', 'GET status HTTP/1.1\r\n\r\n', 'GET /st atus HTTP/1.1\r\n\r\n']));
+      return mk(
+        'request-line',
+        r.pick([
+          'GET\r\n\r\n',
+          'GET  /status  HTTP/1.1\r\n\r\n',
+          ' GET /status HTTP/1.1\r\n\r\n',
+          'GET /status HTTP/1.1 extra\r\n\r\n',
+          'G\u0000T /status HTTP/1.1\r\n\r\n',
+          '\r\n\r\nGET /status HTTP/1.1\r\nhost: x\r\n\r\n',
+          'GET status HTTP/1.1\r\n\r\n',
+          'GET /st atus HTTP/1.1\r\n\r\n',
+        ]),
+      );
     case 3:
-      return mk('header-syntax', `GET /status HTTP/1.1\r\n${r.pick(['no colon here', ': empty name', 'bad name: x', 'x:\u0000', 'x: a\rb', ' folded: x', 'x: y\r\n folded', 'h\u00e9: x', 'x y: z'])}\r\n\r\n`, false, 'GET');
+      return mk(
+        'header-syntax',
+        `GET /status HTTP/1.1\r\n${r.pick(['no colon here', ': empty name', 'bad name: x', 'x:\u0000', 'x: a\rb', ' folded: x', 'x: y\r\n folded', 'h\u00e9: x', 'x y: z'])}\r\n\r\n`,
+        false,
+        'GET',
+      );
     case 4:
       return mk('lf-only', 'GET /status HTTP/1.1\nhost: x\n\n', false, 'GET');
     case 5:
-      return mk('cl-and-te', `POST /auth/challenge HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n`, false, 'POST');
+      return mk(
+        'cl-and-te',
+        `POST /auth/challenge HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n`,
+        false,
+        'POST',
+      );
     case 6:
-      return mk('two-lengths', `POST /auth/challenge HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\ncontent-length: ${r.pick(['3', '2', '-1'])}\r\n\r\n{}`, false, 'POST');
+      return mk(
+        'two-lengths',
+        `POST /auth/challenge HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\ncontent-length: ${r.pick(['3', '2', '-1'])}\r\n\r\n{}`,
+        false,
+        'POST',
+      );
     case 7:
-      return mk('bad-length', `POST /auth/challenge HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${r.pick(['-1', 'abc', '0x10', '1 2', '99999999999999999999', '+5', ''])}\r\n\r\n{}`, false, 'POST');
+      return mk(
+        'bad-length',
+        `POST /auth/challenge HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${r.pick(['-1', 'abc', '0x10', '1 2', '99999999999999999999', '+5', ''])}\r\n\r\n{}`,
+        false,
+        'POST',
+      );
     case 8:
-      return mk('bad-chunks', `POST /auth/challenge HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n${r.pick(['zz\r\n{}\r\n0\r\n\r\n', '2\r\n{}0\r\n\r\n', `${'f'.repeat(20)}\r\n{}\r\n`, '2;ext=\u0000\r\n{}\r\n0\r\n\r\n', '-2\r\n{}\r\n0\r\n\r\n', '2\r\n{}\r\n0\r\nx: y\r\n\r\n'])}`, false, 'POST');
+      return mk(
+        'bad-chunks',
+        `POST /auth/challenge HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n${r.pick(['zz\r\n{}\r\n0\r\n\r\n', '2\r\n{}0\r\n\r\n', `${'f'.repeat(20)}\r\n{}\r\n`, '2;ext=\u0000\r\n{}\r\n0\r\n\r\n', '-2\r\n{}\r\n0\r\n\r\n', '2\r\n{}\r\n0\r\nx: y\r\n\r\n'])}`,
+        false,
+        'POST',
+      );
     case 9:
-      return mk('te-variants', `POST /auth/challenge HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: ${r.pick(['gzip', 'chunked, gzip', 'identity', 'xchunked', 'chunked\r\ntransfer-encoding: chunked'])}\r\n\r\n2\r\n{}\r\n0\r\n\r\n`, false, 'POST');
+      return mk(
+        'te-variants',
+        `POST /auth/challenge HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: ${r.pick(['gzip', 'chunked, gzip', 'identity', 'xchunked', 'chunked\r\ntransfer-encoding: chunked'])}\r\n\r\n2\r\n{}\r\n0\r\n\r\n`,
+        false,
+        'POST',
+      );
     case 10: {
       // A valid request cut anywhere: the client stops and half-closes.
       return mk('truncated', valid.subarray(0, r.int(valid.length)), true);
@@ -410,13 +563,19 @@ function rawInput(r: Rng, ctx: HttpContext): HttpInput {
     case 11: {
       // A body shorter than its content-length.
       const b = Buffer.from('{"address":"0x0000000000000000000000000000000000000000"}');
-      return mk('short-body', serialise('POST', '/auth/challenge', [['content-type', 'application/json']], b.subarray(0, r.int(b.length)), { badLength: b.length }), true);
+      return mk(
+        'short-body',
+        serialise('POST', '/auth/challenge', [['content-type', 'application/json']], b.subarray(0, r.int(b.length)), { badLength: b.length }),
+        true,
+      );
     }
     case 12: {
       // Pipelined: several requests in one write, the last sometimes broken.
       const n = 2 + r.int(6);
       const methods = Array.from({ length: n }, (_, i) => (i === n - 1 && r.bool(0.5) ? 'GARBAGE' : r.pick(['GET', 'HEAD'])));
-      const reqs = methods.map((m) => (m === 'GARBAGE' ? Buffer.from('GARBAGE\r\n\r\n') : serialise(m, r.pick(['/healthz', '/status', '/research/grants', '/nope']), [], undefined)));
+      const reqs = methods.map((m) =>
+        m === 'GARBAGE' ? Buffer.from('GARBAGE\r\n\r\n') : serialise(m, r.pick(['/healthz', '/status', '/research/grants', '/nope']), [], undefined),
+      );
       return { ...mk('pipelined', Buffer.concat(reqs), false, 'GET'), heads: methods.map((m) => m === 'HEAD') };
     }
     case 13: {
@@ -429,11 +588,21 @@ function rawInput(r: Rng, ctx: HttpContext): HttpInput {
     case 14: {
       // Methods and targets HTTP/1.1 servers treat apart; sometimes the rest of HTTP/2's preface after them (one more, malformed, request).
       const preface = r.bool(0.3);
-      const input = mk('method', `${r.pick(['CONNECT 127.0.0.1:80', 'PRI *', 'GET\t/status', 'OPTIONS *', 'DELETE /status', 'BREW /status'])} HTTP/1.1\r\nhost: x\r\n\r\n${preface ? 'SM\r\n\r\n' : ''}`, false, 'X');
+      const input = mk(
+        'method',
+        `${r.pick(['CONNECT 127.0.0.1:80', 'PRI *', 'GET\t/status', 'OPTIONS *', 'DELETE /status', 'BREW /status'])} HTTP/1.1\r\nhost: x\r\n\r\n${preface ? 'SM\r\n\r\n' : ''}`,
+        false,
+        'X',
+      );
       return preface ? { ...input, heads: [false, false] } : input;
     }
     default:
-      return mk('header-flood', `GET /status HTTP/1.1\r\n${Array.from({ length: r.pick([200, 2000]) }, (_, i) => `x-${i}: ${'y'.repeat(20)}`).join('\r\n')}\r\n\r\n`, false, 'GET');
+      return mk(
+        'header-flood',
+        `GET /status HTTP/1.1\r\n${Array.from({ length: r.pick([200, 2000]) }, (_, i) => `x-${i}: ${'y'.repeat(20)}`).join('\r\n')}\r\n\r\n`,
+        false,
+        'GET',
+      );
   }
 }
 
@@ -464,5 +633,11 @@ function request(r: Rng, ctx: HttpContext): HttpInput {
   headers.push(...extraHeaders(r));
   if (r.bool(0.3)) headers.push(['connection', r.pick(['keep-alive', 'close'])]);
   const chunked = b !== undefined && r.bool(0.1);
-  return { kind: route === 'READINGS' ? 'readings' : route === 'PROOF' ? 'proof' : route === 'RANDOM' ? 'random-path' : route.slice(1), bytes: serialise(method, target, headers, b?.body, { chunked }), method, incomplete: false, oversized: b?.oversized ?? false };
+  return {
+    kind: route === 'READINGS' ? 'readings' : route === 'PROOF' ? 'proof' : route === 'RANDOM' ? 'random-path' : route.slice(1),
+    bytes: serialise(method, target, headers, b?.body, { chunked }),
+    method,
+    incomplete: false,
+    oversized: b?.oversized ?? false,
+  };
 }

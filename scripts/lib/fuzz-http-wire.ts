@@ -30,7 +30,12 @@ const MAX_BODY = 64 * 1024 * 1024;
  */
 export function parseAnswer(buf: Buffer, head: boolean, ended: boolean): ParseStep {
   const end = buf.indexOf('\r\n\r\n');
-  if (end < 0) return buf.length > MAX_HEAD ? { malformed: 'header section over 64 KiB' } : ended ? { malformed: `connection ended inside the header section (${buf.length} bytes)` } : { need: true };
+  if (end < 0)
+    return buf.length > MAX_HEAD
+      ? { malformed: 'header section over 64 KiB' }
+      : ended
+        ? { malformed: `connection ended inside the header section (${buf.length} bytes)` }
+        : { need: true };
   const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
   const m = STATUS_LINE.exec(lines[0]!);
   if (!m) return { malformed: `bad status line ${JSON.stringify(lines[0]!.slice(0, 80))}` };
@@ -146,7 +151,8 @@ export class HttpConnection {
   async exchange(bytes: Buffer, o: { expected: number; heads: boolean[]; finish: boolean; deadlineMs: number }): Promise<Exchange> {
     await this.opened.catch(() => undefined);
     if (!this.alive) return { answers: [], closed: true, timedOut: false, reset: this.resetSeen };
-    if (this.buf.length) return { answers: [], closed: false, timedOut: false, reset: false, malformed: `${this.buf.length} unsolicited bytes before the request` };
+    if (this.buf.length)
+      return { answers: [], closed: false, timedOut: false, reset: false, malformed: `${this.buf.length} unsolicited bytes before the request` };
     this.socket.write(bytes, () => undefined);
     if (o.finish) this.socket.end();
     const answers: HttpAnswer[] = [];
@@ -165,7 +171,14 @@ export class HttpConnection {
         deadline = Date.now() + o.deadlineMs;
       }
       if (answers.length >= o.expected) return { answers, closed: this.ended, timedOut: false, reset: this.resetSeen };
-      if (this.ended) return { answers, closed: true, timedOut: false, reset: this.resetSeen, ...(this.buf.length ? { malformed: `${this.buf.length} bytes after the last answer` } : {}) };
+      if (this.ended)
+        return {
+          answers,
+          closed: true,
+          timedOut: false,
+          reset: this.resetSeen,
+          ...(this.buf.length ? { malformed: `${this.buf.length} bytes after the last answer` } : {}),
+        };
       const left = deadline - Date.now();
       if (left <= 0) return { answers, closed: false, timedOut: true, reset: false };
       await new Promise<void>((resolve) => {

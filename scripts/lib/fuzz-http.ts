@@ -64,7 +64,12 @@ export interface HttpTargetOptions {
 type HttpStatusPart = { refusedBy?: Record<string, number>; login?: { refusedBy?: Record<string, number> } };
 
 /** Judges one exchange: its outcomes (status and code per answer), the codes answered, and the first rule it broke. */
-function judge(input: HttpInput, ex: Exchange, documented: ReadonlySet<string>, inDocs: ReadonlySet<string>): { outcomes: string[]; codes: string[]; undocumented: string[]; problem?: [string, string] } {
+function judge(
+  input: HttpInput,
+  ex: Exchange,
+  documented: ReadonlySet<string>,
+  inDocs: ReadonlySet<string>,
+): { outcomes: string[]; codes: string[]; undocumented: string[]; problem?: [string, string] } {
   const expected = input.heads?.length ?? 1;
   const outcomes: string[] = [];
   const codes: string[] = [];
@@ -85,7 +90,8 @@ function judge(input: HttpInput, ex: Exchange, documented: ReadonlySet<string>, 
         j = undefined;
       }
       const e = j as { error?: unknown; message?: unknown } | undefined;
-      if (typeof j !== 'object' || j === null || typeof e?.error !== 'string' || typeof e.message !== 'string') broke('UNCODED_ERROR_BODY', `${a.status} body is not JSON { error, message }: ${JSON.stringify(a.body.subarray(0, 160).toString('latin1'))}`);
+      if (typeof j !== 'object' || j === null || typeof e?.error !== 'string' || typeof e.message !== 'string')
+        broke('UNCODED_ERROR_BODY', `${a.status} body is not JSON { error, message }: ${JSON.stringify(a.body.subarray(0, 160).toString('latin1'))}`);
       else {
         code = e.error;
         codes.push(code);
@@ -172,10 +178,18 @@ export async function fuzzHttp(inputs: number, rnd: Rng, seed: number, o: HttpTa
         previous = undefined;
       }
       const expected = input.heads?.length ?? 1;
-      const ex = await conn.exchange(input.bytes, { expected, heads: input.heads ?? [input.method === 'HEAD'], finish: input.incomplete, deadlineMs: o.deadlineMs });
+      const ex = await conn.exchange(input.bytes, {
+        expected,
+        heads: input.heads ?? [input.method === 'HEAD'],
+        finish: input.incomplete,
+        deadlineMs: o.deadlineMs,
+      });
       const v = judge(input, ex, DOCUMENTED_HTTP_CODES, inDocs);
       if (v.problem) {
-        const before = v.problem[1].includes('unsolicited') && previous ? ` (the request before it on this connection: ${JSON.stringify(previous.bytes.subarray(0, 600).toString('latin1'))})` : '';
+        const before =
+          v.problem[1].includes('unsolicited') && previous
+            ? ` (the request before it on this connection: ${JSON.stringify(previous.bytes.subarray(0, 600).toString('latin1'))})`
+            : '';
         tally.fail(n, v.problem[0], `${input.kind}: ${v.problem[1]}${before}`, input.bytes.subarray(0, 2048).toString('latin1'));
         tally.unit(`unexpected ${v.problem[0]} by ${input.kind}`);
       }
@@ -203,14 +217,25 @@ export async function fuzzHttp(inputs: number, rnd: Rng, seed: number, o: HttpTa
         tally.unit('honestRequests');
         const a = hx.answers[0];
         if (a?.status === 200) tally.unit('honestServed');
-        else tally.fail(n, 'HONEST_REFUSED', `an honest readings request got ${a ? `${a.status} ${a.body.subarray(0, 200).toString('utf8')}` : hx.malformed ?? (hx.timedOut ? 'no answer' : 'a close')}`, honestPath);
+        else
+          tally.fail(
+            n,
+            'HONEST_REFUSED',
+            `an honest readings request got ${a ? `${a.status} ${a.body.subarray(0, 200).toString('utf8')}` : (hx.malformed ?? (hx.timedOut ? 'no answer' : 'a close'))}`,
+            honestPath,
+          );
       }
       if (!o.alive()) {
         if (!exitReported) {
           // One of the inputs sent just before the process logged its end did it: the last `concurrency` of them.
           const why = o.exitReason?.() ?? { reason: 'no reason logged' };
           const suspects = recent.filter((x) => why.atMs === undefined || x.atMs <= why.atMs).slice(-o.concurrency);
-          tally.fail(n, 'GATEWAY_EXITED', `the gateway process exited (${why.reason}); one of the ${suspects.length} inputs sent just before did it: #${suspects.map((x) => x.n).join(', #')}`, suspects.map((x) => `#${x.n} ${JSON.stringify(x.input.bytes.subarray(0, 600).toString('latin1'))}`).join('\n'));
+          tally.fail(
+            n,
+            'GATEWAY_EXITED',
+            `the gateway process exited (${why.reason}); one of the ${suspects.length} inputs sent just before did it: #${suspects.map((x) => x.n).join(', #')}`,
+            suspects.map((x) => `#${x.n} ${JSON.stringify(x.input.bytes.subarray(0, 600).toString('latin1'))}`).join('\n'),
+          );
         }
         exitReported = true;
         next = inputs;
@@ -238,7 +263,11 @@ export async function fuzzHttp(inputs: number, rnd: Rng, seed: number, o: HttpTa
   for (const c of new Set([...Object.keys(seenLoginRefusals), ...Object.keys(dLogin).filter((k) => dLogin[k] !== 0)])) {
     const seen = seenLoginRefusals[c] ?? 0;
     const got = dLogin[c] ?? 0;
-    accounting[`http.login.refusedBy.${c}`] = { expected: seen === got ? seen : `${seen} … ${seen + unansweredLogins}`, got, ok: got >= seen && got <= seen + unansweredLogins };
+    accounting[`http.login.refusedBy.${c}`] = {
+      expected: seen === got ? seen : `${seen} … ${seen + unansweredLogins}`,
+      got,
+      ok: got >= seen && got <= seen + unansweredLogins,
+    };
   }
   report.accounting = accounting;
   return report;

@@ -124,7 +124,13 @@ const pick = <T>(r: Rng, xs: readonly T[]): T => r.pick(xs);
 
 function deviceConnect(r: Rng, ctx: MqttContext, over: Partial<ConnectFields> = {}): Buffer {
   const d = ctx.device;
-  return connect({ clientId: d.clientId, username: d.id, password: makeConnectPassword(d.id, d.clientId, d.secretKey), keepalive: 1 + r.int(ctx.maxKeepaliveS), ...over });
+  return connect({
+    clientId: d.clientId,
+    username: d.id,
+    password: makeConnectPassword(d.id, d.clientId, d.secretKey),
+    keepalive: 1 + r.int(ctx.maxKeepaliveS),
+    ...over,
+  });
 }
 
 /** The expected verdict of a byte string by the header rules alone; `parsed` when the broker must judge a complete CONNECT. */
@@ -156,7 +162,15 @@ export function preConnectInput(r: Rng, ctx: MqttContext): PreInput {
   if (x < 30) {
     // Remaining Length: five bytes, non-minimal forms, the maximum, cut short.
     const body = deviceConnect(r, ctx).subarray(2);
-    const len = pick(r, [Buffer.from([0xff, 0xff, 0xff, 0xff, 0x7f]), Buffer.from([0x80, 0x80, 0x80, 0x80, 0x00]), Buffer.from([0x80, 0x00]), Buffer.from([0xff, 0xff, 0xff, 0x7f]), Buffer.from([0x80 | (body.length & 0x7f), 0x80, 0x00]), Buffer.from([0xff]), Buffer.from([])]);
+    const len = pick(r, [
+      Buffer.from([0xff, 0xff, 0xff, 0xff, 0x7f]),
+      Buffer.from([0x80, 0x80, 0x80, 0x80, 0x00]),
+      Buffer.from([0x80, 0x00]),
+      Buffer.from([0xff, 0xff, 0xff, 0x7f]),
+      Buffer.from([0x80 | (body.length & 0x7f), 0x80, 0x00]),
+      Buffer.from([0xff]),
+      Buffer.from([]),
+    ]);
     return mk('varint', Buffer.concat([Buffer.from([0x10]), len, r.bool(0.5) ? body : Buffer.alloc(0)]));
   }
   if (x < 36) {
@@ -228,13 +242,25 @@ export function preConnectInput(r: Rng, ctx: MqttContext): PreInput {
       case 0:
         return mk('token', deviceConnect(r, ctx, { password: r.bytes(88) }), { kind: 'connack', code: 4, connect: 'CONNECT_BAD_SIGNATURE' });
       case 1:
-        return mk('token', deviceConnect(r, ctx, { password: makeConnectPassword(d.id, d.clientId, d.secretKey, now - 3_600_000) }), { kind: 'connack', code: 4, connect: 'CONNECT_STALE' });
+        return mk('token', deviceConnect(r, ctx, { password: makeConnectPassword(d.id, d.clientId, d.secretKey, now - 3_600_000) }), {
+          kind: 'connack',
+          code: 4,
+          connect: 'CONNECT_STALE',
+        });
       case 2: {
         const u = ctx.unenrolled;
-        return mk('token', connect({ clientId: u.clientId, username: u.id, password: makeConnectPassword(u.id, u.clientId, u.secretKey), keepalive: 30 }), { kind: 'connack', code: 5, connect: 'CONNECT_UNKNOWN_DEVICE' });
+        return mk('token', connect({ clientId: u.clientId, username: u.id, password: makeConnectPassword(u.id, u.clientId, u.secretKey), keepalive: 30 }), {
+          kind: 'connack',
+          code: 5,
+          connect: 'CONNECT_UNKNOWN_DEVICE',
+        });
       }
       case 3:
-        return mk('token', deviceConnect(r, ctx, { password: makeConnectPassword(d.id, `${d.clientId}x`, d.secretKey) }), { kind: 'connack', code: 4, connect: 'CONNECT_BAD_SIGNATURE' });
+        return mk('token', deviceConnect(r, ctx, { password: makeConnectPassword(d.id, `${d.clientId}x`, d.secretKey) }), {
+          kind: 'connack',
+          code: 4,
+          connect: 'CONNECT_BAD_SIGNATURE',
+        });
       case 4:
         return mk('token', deviceConnect(r, ctx, { clientId: `x${d.clientId}` }), { kind: 'connack', code: 4, connect: 'CONNECT_MALFORMED' });
       default:
@@ -245,17 +271,37 @@ export function preConnectInput(r: Rng, ctx: MqttContext): PreInput {
     // Researcher CONNECTs with broken logins: refused by the gate (CONNACK 2, 3 when its login budget is spent, 4 or 5), counted there.
     const now = Date.now();
     const nonce = Buffer.from(r.bytes(16)).toString('hex');
-    const text = challengeText({ gateway: r.bool(0.7) ? ctx.gatewayId : 'gw-elsewhere', account: ctx.researcherAddress, purpose: 'mqtt', nonce, issuedAtMs: now - r.int(120_000), expiresAtMs: now + 60_000 });
+    const text = challengeText({
+      gateway: r.bool(0.7) ? ctx.gatewayId : 'gw-elsewhere',
+      account: ctx.researcherAddress,
+      purpose: 'mqtt',
+      nonce,
+      issuedAtMs: now - r.int(120_000),
+      expiresAtMs: now + 60_000,
+    });
     const login = encodeLogin({ text, signature: `0x${Buffer.from(r.bytes(65)).toString('hex')}` });
     // An 0x address as user name makes it a researcher's CONNECT whatever the password; without one, only a login in the documented form does.
     const whole = r.bool(0.8);
-    const username = whole ? pick(r, [ctx.researcherAddress, '', `0x${Buffer.from(r.bytes(20)).toString('hex')}`]) : pick(r, [ctx.researcherAddress, `0x${Buffer.from(r.bytes(20)).toString('hex')}`]);
+    const username = whole
+      ? pick(r, [ctx.researcherAddress, '', `0x${Buffer.from(r.bytes(20)).toString('hex')}`])
+      : pick(r, [ctx.researcherAddress, `0x${Buffer.from(r.bytes(20)).toString('hex')}`]);
     const password = whole ? Buffer.from(login) : Buffer.from(`${login.slice(0, r.int(login.length))}`);
-    return mk('researcher', connect({ clientId: r.bool(0.2) ? `vp-dev-${ctx.otherDeviceId}` : `r-${nonce.slice(0, 8)}`, username, password, keepalive: 30 }), { kind: 'researcher-refused' });
+    return mk('researcher', connect({ clientId: r.bool(0.2) ? `vp-dev-${ctx.otherDeviceId}` : `r-${nonce.slice(0, 8)}`, username, password, keepalive: 30 }), {
+      kind: 'researcher-refused',
+    });
   }
   if (x < 96) {
     // Byte mutations of a valid CONNECT made by mqtt-packet.
-    const valid = generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: d.clientId, keepalive: 30, username: d.id, password: Buffer.from(makeConnectPassword(d.id, d.clientId, d.secretKey)) });
+    const valid = generate({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      clientId: d.clientId,
+      keepalive: 30,
+      username: d.id,
+      password: Buffer.from(makeConnectPassword(d.id, d.clientId, d.secretKey)),
+    });
     const b = Buffer.from(valid);
     for (let k = 1 + r.int(3); k > 0; k--) {
       const i = r.int(b.length);
@@ -332,16 +378,35 @@ export function sessionInput(r: Rng, ctx: SessionContext, id: number): SessionIn
     const fresh = r.bool(0.02);
     const payload = fresh ? ctx.freshFrame() : mutateFrame(r, ctx.frames);
     const answers: ('puback' | 'pubrec')[] = qos === 1 ? ['puback'] : qos === 2 ? ['pubrec'] : [];
-    const input = withVerdict(`publish-q${qos}${dup ? '-dup' : ''}`, publish(own, payload, { qos, dup, retain, id }), { kind: 'answers', answers, publishes: 1 });
+    const input = withVerdict(`publish-q${qos}${dup ? '-dup' : ''}`, publish(own, payload, { qos, dup, retain, id }), {
+      kind: 'answers',
+      answers,
+      publishes: 1,
+    });
     return fresh ? { ...input, fresh: input.expect.kind === 'answers' } : input;
   }
   if (x < 55) {
     // PUBLISH on another topic: another device's, the researchers', $SYS, one with wildcards (invalid).
     const invalid = r.bool(0.3);
-    const topic = invalid ? r.pick(INVALID_TOPICS) : r.pick([frameTopic(ctx.otherDeviceId), `vp/consented/pt-x/heart_rate`, `vp/researcher/0x${'0'.repeat(40)}/notices`, '$SYS/broker', `${TOPIC_PREFIX}/dev`, 'x'.repeat(1 + r.int(2000)), '\u00e9/\u4e2d', 'a\u0000b']);
+    const topic = invalid
+      ? r.pick(INVALID_TOPICS)
+      : r.pick([
+          frameTopic(ctx.otherDeviceId),
+          `vp/consented/pt-x/heart_rate`,
+          `vp/researcher/0x${'0'.repeat(40)}/notices`,
+          '$SYS/broker',
+          `${TOPIC_PREFIX}/dev`,
+          'x'.repeat(1 + r.int(2000)),
+          '\u00e9/\u4e2d',
+          'a\u0000b',
+        ]);
     const qos = r.int(3);
     const answers: ('puback' | 'pubrec')[] = qos === 1 ? ['puback'] : qos === 2 ? ['pubrec'] : [];
-    return withVerdict(invalid ? 'publish-bad-topic' : 'publish-topic', publish(topic, mutateFrame(r, ctx.frames), { qos, id }), invalid ? { kind: 'closed', publishes: 0 } : { kind: 'answers', answers, publishes: 1 });
+    return withVerdict(
+      invalid ? 'publish-bad-topic' : 'publish-topic',
+      publish(topic, mutateFrame(r, ctx.frames), { qos, id }),
+      invalid ? { kind: 'closed', publishes: 0 } : { kind: 'answers', answers, publishes: 1 },
+    );
   }
   if (x < 59) {
     // A PUBLISH larger than a device may send, declared (only the header and a little are sent).
@@ -351,21 +416,39 @@ export function sessionInput(r: Rng, ctx: SessionContext, id: number): SessionIn
   }
   if (x < 62) {
     // QoS 3.
-    return withVerdict('publish-qos3', Buffer.from([0x36, ...publish(own, ctx.frames.small[0]!, { qos: 1, id }).subarray(1)]), { kind: 'closed', publishes: 0 });
+    return withVerdict('publish-qos3', Buffer.from([0x36, ...publish(own, ctx.frames.small[0]!, { qos: 1, id }).subarray(1)]), {
+      kind: 'closed',
+      publishes: 0,
+    });
   }
   if (x < 70) {
     // SUBSCRIBE: devices are granted nothing (SUBACK 0x80 for each filter).
     const n = 1 + r.int(r.bool(0.9) ? 4 : 200);
-    const subs = Array.from({ length: n }, () => ({ topic: r.pick(['#', '+/+', own, `vp/consented/+/heart_rate`, 'vp/researcher/#', '$SYS/#', `x${r.int(1000)}`]), qos: r.int(3) as 0 | 1 | 2 }));
-    return withVerdict('subscribe', Buffer.from(generate({ cmd: 'subscribe', messageId: id, subscriptions: subs })), { kind: 'answers', answers: ['suback'], publishes: 0 });
+    const subs = Array.from({ length: n }, () => ({
+      topic: r.pick(['#', '+/+', own, `vp/consented/+/heart_rate`, 'vp/researcher/#', '$SYS/#', `x${r.int(1000)}`]),
+      qos: r.int(3) as 0 | 1 | 2,
+    }));
+    return withVerdict('subscribe', Buffer.from(generate({ cmd: 'subscribe', messageId: id, subscriptions: subs })), {
+      kind: 'answers',
+      answers: ['suback'],
+      publishes: 0,
+    });
   }
   if (x < 73) {
-    return withVerdict('unsubscribe', Buffer.from(generate({ cmd: 'unsubscribe', messageId: id, unsubscriptions: ['#', own] })), { kind: 'answers', answers: ['unsuback'], publishes: 0 });
+    return withVerdict('unsubscribe', Buffer.from(generate({ cmd: 'unsubscribe', messageId: id, unsubscriptions: ['#', own] })), {
+      kind: 'answers',
+      answers: ['unsuback'],
+      publishes: 0,
+    });
   }
   if (x < 76) {
     // Acks a client may send, for ids the broker never used: PUBREC gets a PUBREL, PUBREL a PUBCOMP, the others nothing.
     const t = r.pick([0x40, 0x50, 0x62, 0x70]);
-    return withVerdict('client-ack', packet(t, Buffer.from([id >> 8, id & 0xff])), { kind: 'answers', answers: t === 0x62 ? ['pubcomp'] : t === 0x50 ? ['pubrel'] : [], publishes: 0 });
+    return withVerdict('client-ack', packet(t, Buffer.from([id >> 8, id & 0xff])), {
+      kind: 'answers',
+      answers: t === 0x62 ? ['pubcomp'] : t === 0x50 ? ['pubrel'] : [],
+      publishes: 0,
+    });
   }
   if (x < 82) {
     // Types no client sends, reserved flag bits, a second CONNECT, a Remaining Length over 4 bytes.
@@ -416,7 +499,9 @@ export function sessionInput(r: Rng, ctx: SessionContext, id: number): SessionIn
   // A PUBLISH cut short: its declared length runs past what is sent (the PINGREQ after it too), so the keep-alive ends the connection.
   const payload = ctx.frames.small[r.int(ctx.frames.small.length)]!;
   const full = publish(own, payload, { qos: 1, id });
-  return withVerdict('publish-cut', Buffer.concat([Buffer.from([0x32]), varint(full.length + 64), full.subarray(2, 2 + r.int(full.length - 2))]), { kind: 'stalled' });
+  return withVerdict('publish-cut', Buffer.concat([Buffer.from([0x32]), varint(full.length + 64), full.subarray(2, 2 + r.int(full.length - 2))]), {
+    kind: 'stalled',
+  });
 }
 
 // ---------------------------------------------------------------- after a researcher's CONNECT
@@ -480,13 +565,21 @@ export function researcherInput(r: Rng, ctx: ResearcherContext, id: number): Ses
     // Filters MQTT forbids close the connection; the broker judges them.
     const invalid = !filters.every(validFilter);
     const body = Buffer.concat([Buffer.from([id >> 8, id & 0xff]), ...filters.flatMap((f, i) => [field(f), Buffer.from([qos[i]!])])]);
-    const input = withVerdict('r-subscribe', packet(0x82, body), invalid ? { kind: 'any', publishes: 0 } : { kind: 'answers', answers: ['suback'], publishes: 0 });
+    const input = withVerdict(
+      'r-subscribe',
+      packet(0x82, body),
+      invalid ? { kind: 'any', publishes: 0 } : { kind: 'answers', answers: ['suback'], publishes: 0 },
+    );
     return { ...input, filters };
   }
   if (x < 77) {
     const filters = Array.from({ length: 1 + r.int(4) }, () => researcherFilter(r, ctx)).filter((f) => f !== '');
     if (!filters.length) filters.push('#');
-    return withVerdict('r-unsubscribe', packet(0xa2, Buffer.concat([Buffer.from([id >> 8, id & 0xff]), ...filters.map((f) => field(f))])), filters.every(validFilter) ? { kind: 'answers', answers: ['unsuback'], publishes: 0 } : { kind: 'any', publishes: 0 });
+    return withVerdict(
+      'r-unsubscribe',
+      packet(0xa2, Buffer.concat([Buffer.from([id >> 8, id & 0xff]), ...filters.map((f) => field(f))])),
+      filters.every(validFilter) ? { kind: 'answers', answers: ['unsuback'], publishes: 0 } : { kind: 'any', publishes: 0 },
+    );
   }
   if (x < 80) {
     // Researchers do not publish: the broker refuses it (and closes the connection).
@@ -495,7 +588,13 @@ export function researcherInput(r: Rng, ctx: ResearcherContext, id: number): Ses
   }
   if (x < 95) return withVerdict('r-pingreq', Buffer.from(PINGREQ), { kind: 'answers', answers: ['pingresp'], publishes: 0 });
   if (x < 98) {
-    const bytes = r.pick([Buffer.from([0x00, 0x00]), Buffer.from([0x80, 0x06, 0x00, 0x01, 0x00, 0x01, 0x23, 0x00]), connect({ clientId: 'again', keepalive: 30 }), Buffer.concat([Buffer.from([0x82]), varint(limit + 1)]), packet(0x82, Buffer.from([0, 1]))]);
+    const bytes = r.pick([
+      Buffer.from([0x00, 0x00]),
+      Buffer.from([0x80, 0x06, 0x00, 0x01, 0x00, 0x01, 0x23, 0x00]),
+      connect({ clientId: 'again', keepalive: 30 }),
+      Buffer.concat([Buffer.from([0x82]), varint(limit + 1)]),
+      packet(0x82, Buffer.from([0, 1])),
+    ]);
     return withVerdict('r-bad-header', bytes, { kind: 'any', publishes: 0 });
   }
   return withVerdict('r-random', Buffer.from(r.bytes(1 + r.int(60))), { kind: 'any', publishes: 0 });

@@ -157,10 +157,31 @@ const sum = (o: Record<string, number> | undefined): number => Object.values(o ?
 /** Base frames a session mutates: signed by its device, of several sensors and sizes (up to the largest there is). */
 function baseFrames(d: FuzzDevice): { all: Uint8Array[]; small: Uint8Array[] } {
   const t = BigInt(Date.now() - 600_000);
-  const mk = (sensor: string, samples: number[], intervalUs = 1_000_000, scale = 0): Uint8Array => d.core.record({ timestampMs: t, sensor: sensorByName(sensor).code, scale, intervalUs, samples: Int32Array.from(samples) }).raw;
-  const small = [mk('heart_rate', [72]), mk('heart_rate', [60, 61, 62, 63]), mk('spo2', [97, 98]), mk('skin_temperature', [3650, 3651], 1_000_000, -2), mk('accelerometer', [1, 2, 3, 4, 5, 6], 10_000, -3)];
+  const mk = (sensor: string, samples: number[], intervalUs = 1_000_000, scale = 0): Uint8Array =>
+    d.core.record({ timestampMs: t, sensor: sensorByName(sensor).code, scale, intervalUs, samples: Int32Array.from(samples) }).raw;
+  const small = [
+    mk('heart_rate', [72]),
+    mk('heart_rate', [60, 61, 62, 63]),
+    mk('spo2', [97, 98]),
+    mk('skin_temperature', [3650, 3651], 1_000_000, -2),
+    mk('accelerometer', [1, 2, 3, 4, 5, 6], 10_000, -3),
+  ];
   const ecgMax = Math.floor((MAX_FRAME_BYTES - 33 - 64) / 4);
-  const all = [...small, mk('ecg', Array.from({ length: 250 }, (_, i) => i % 100), 4000, -3), mk('ecg', Array.from({ length: ecgMax }, (_, i) => i % 100), 4000, -3)];
+  const all = [
+    ...small,
+    mk(
+      'ecg',
+      Array.from({ length: 250 }, (_, i) => i % 100),
+      4000,
+      -3,
+    ),
+    mk(
+      'ecg',
+      Array.from({ length: ecgMax }, (_, i) => i % 100),
+      4000,
+      -3,
+    ),
+  ];
   return { all, small };
 }
 
@@ -304,7 +325,13 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
    */
   const sessionWorker = async (who: { device: FuzzDevice } | { researcher: MqttResearcher }, w: number): Promise<void> => {
     const rnd = prng(subSeed(seed, `mqtt-session-${w}`));
-    const q = 'device' in who ? quota(deviceCount, o.sessionDevices.length, w) : { from: deviceCount + (w - o.sessionDevices.length) * Math.round((inputs - preCount) * RESEARCHER_SHARE), count: Math.round((inputs - preCount) * RESEARCHER_SHARE) };
+    const q =
+      'device' in who
+        ? quota(deviceCount, o.sessionDevices.length, w)
+        : {
+            from: deviceCount + (w - o.sessionDevices.length) * Math.round((inputs - preCount) * RESEARCHER_SHARE),
+            count: Math.round((inputs - preCount) * RESEARCHER_SHARE),
+          };
     let k = 0;
     const d = 'device' in who ? who.device : undefined;
     const res = 'researcher' in who ? who.researcher : undefined;
@@ -312,19 +339,41 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
     let lastTs = Date.now();
     const freshFrame = (): Uint8Array => {
       lastTs = Math.max(lastTs + 1, Date.now());
-      return d!.core.record({ timestampMs: BigInt(lastTs), sensor: sensorByName('heart_rate').code, scale: 0, intervalUs: 1_000_000, samples: Int32Array.of(70) }).raw;
+      return d!.core.record({
+        timestampMs: BigInt(lastTs),
+        sensor: sensorByName('heart_rate').code,
+        scale: 0,
+        intervalUs: 1_000_000,
+        samples: Int32Array.of(70),
+      }).raw;
     };
-    const sctx = d && frames ? { device: d, otherDeviceId: o.preDevice.id, frames, freshFrame, maxDevicePacketBytes: o.limits.maxDevicePacketBytes } : undefined;
+    const sctx =
+      d && frames ? { device: d, otherDeviceId: o.preDevice.id, frames, freshFrame, maxDevicePacketBytes: o.limits.maxDevicePacketBytes } : undefined;
     const notices = res ? noticeTopic(res.address) : '';
-    const rctx = res ? { address: res.address.toLowerCase(), patients: [o.patients.granted, ...o.patients.others], deviceId: o.otherDeviceId, maxResearcherPacketBytes: o.limits.maxResearcherPacketBytes } : undefined;
+    const rctx = res
+      ? {
+          address: res.address.toLowerCase(),
+          patients: [o.patients.granted, ...o.patients.others],
+          deviceId: o.otherDeviceId,
+          maxResearcherPacketBytes: o.limits.maxResearcherPacketBytes,
+        }
+      : undefined;
     /** What a researcher may be granted: its notices, and (with the grant) the granted patient's heart_rate. */
-    const grantable = (f: string): boolean => f === notices || (res?.granted === true && (f === `vp/consented/${o.patients.granted}/heart_rate` || f === `vp/consented/${o.patients.granted}/+`));
+    const grantable = (f: string): boolean =>
+      f === notices || (res?.granted === true && (f === `vp/consented/${o.patients.granted}/heart_rate` || f === `vp/consented/${o.patients.granted}/+`));
     const clientId = d ? d.clientId : `fz-r-${w}`;
     let id = 1;
     let refusedInARow = 0;
     while (k < q.count && !exited && refusedInARow < (res ? 50 : 3)) {
       const c = new RawMqtt(o.port);
-      c.write(connect({ clientId, username: d ? d.id : res!.address, password: d ? makeConnectPassword(d.id, d.clientId, d.secretKey) : await res!.login(), keepalive: o.keepaliveS }));
+      c.write(
+        connect({
+          clientId,
+          username: d ? d.id : res!.address,
+          password: d ? makeConnectPassword(d.id, d.clientId, d.secretKey) : await res!.login(),
+          keepalive: o.keepaliveS,
+        }),
+      );
       await c.until(() => c.got.length > 0, o.deadlineMs);
       tally.unit(res ? 'researcherSessions' : 'sessions');
       const ack = c.got[0];
@@ -339,7 +388,12 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
           await new Promise((r) => setTimeout(r, 250));
           continue;
         }
-        tally.fail(preCount + q.from + k, 'SESSION_REFUSED', `the session's valid CONNECT got ${ack ? cmdName(ack) : c.closed ? 'a close' : 'nothing'}`, d?.id ?? res!.address);
+        tally.fail(
+          preCount + q.from + k,
+          'SESSION_REFUSED',
+          `the session's valid CONNECT got ${ack ? cmdName(ack) : c.closed ? 'a close' : 'nothing'}`,
+          d?.id ?? res!.address,
+        );
         continue;
       }
       refusedInARow = 0;
@@ -385,16 +439,19 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
             publishesCertain += e.publishes - e.answers.filter((a) => a === 'puback' || a === 'pubrec').length;
             if (input.fresh) freshAccepted++;
             const suback = c.got.slice(from).find((p) => p.cmd === 'suback' && mine(p)) as { granted?: number[] } | undefined;
-            if (suback && d && !(suback.granted ?? []).every((g) => g === 128)) fail('DEVICE_SUBSCRIBED', `SUBACK granted ${JSON.stringify(suback.granted)} to a device`);
+            if (suback && d && !(suback.granted ?? []).every((g) => g === 128))
+              fail('DEVICE_SUBSCRIBED', `SUBACK granted ${JSON.stringify(suback.granted)} to a device`);
             if (suback && res && input.filters) {
               // aedes 1.2.0 answers a SUBSCRIBE that names a filter twice with one return code per distinct
               // filter, in order of first appearance (MQTT-3.8.4-5 wants one per pair): read the codes so.
               const filters = [...new Set(input.filters)];
               if (filters.length < input.filters.length) tally.unit('subackDeduplicated');
               const codes = suback.granted ?? [];
-              if (codes.length !== filters.length || !codes.every((g) => [0, 1, 2, 128].includes(g))) fail('BAD_SUBACK', `${codes.length} return codes ${JSON.stringify(codes)} for ${filters.length} distinct filters`);
+              if (codes.length !== filters.length || !codes.every((g) => [0, 1, 2, 128].includes(g)))
+                fail('BAD_SUBACK', `${codes.length} return codes ${JSON.stringify(codes)} for ${filters.length} distinct filters`);
               const breach = filters.filter((f, i) => codes[i] !== 128 && !grantable(f));
-              if (breach.length) fail('CONSENT_BREACH', `${res.granted ? 'the granted researcher' : 'a researcher without grants'} was granted ${JSON.stringify(breach)}`);
+              if (breach.length)
+                fail('CONSENT_BREACH', `${res.granted ? 'the granted researcher' : 'a researcher without grants'} was granted ${JSON.stringify(breach)}`);
             }
           }
         } else if (e.kind === 'any') {
@@ -422,7 +479,13 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
       for (const p of c.got.filter((x) => x.cmd === 'publish') as { topic: string }[]) {
         const ok = res && (p.topic === notices || (res.granted && p.topic === `vp/consented/${o.patients.granted}/heart_rate`));
         tally.unit(res ? 'researcherDeliveries' : 'deviceDeliveries');
-        if (!ok) tally.fail(preCount + q.from + k, 'CONSENT_BREACH', `${res ? (res.granted ? 'the granted researcher' : 'a researcher without grants') : 'a device'} received a PUBLISH on ${p.topic}`, d?.id ?? res!.address);
+        if (!ok)
+          tally.fail(
+            preCount + q.from + k,
+            'CONSENT_BREACH',
+            `${res ? (res.granted ? 'the granted researcher' : 'a researcher without grants') : 'a device'} received a PUBLISH on ${p.topic}`,
+            d?.id ?? res!.address,
+          );
       }
     }
   };
@@ -440,7 +503,10 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
   for (let i = 0; i < 50; i++) {
     await new Promise((r) => setTimeout(r, 200));
     const again = (await o.status()) as unknown as Status;
-    const same = again.frames.received === after.frames.received && sum(again.mqtt.refusedBy) === sum(after.mqtt.refusedBy) && sum(again.mqtt.connectRefusedBy) === sum(after.mqtt.connectRefusedBy);
+    const same =
+      again.frames.received === after.frames.received &&
+      sum(again.mqtt.refusedBy) === sum(after.mqtt.refusedBy) &&
+      sum(again.mqtt.connectRefusedBy) === sum(after.mqtt.connectRefusedBy);
     after = again;
     if (same) break;
   }
@@ -448,13 +514,21 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
   const d = (a: number, b: number): number => a - b;
   const received = d(after.frames.received, before.frames.received);
   const lo = publishesCertain + honest;
-  acc['frames.received'] = { expected: publishesDoubt ? `${lo} … ${lo + publishesDoubt}` : lo, got: received, ok: received >= lo && received <= lo + publishesDoubt };
-  const judged = d(after.frames.accepted, before.frames.accepted) + d(after.frames.duplicates, before.frames.duplicates) + d(after.frames.rejected, before.frames.rejected);
+  acc['frames.received'] = {
+    expected: publishesDoubt ? `${lo} … ${lo + publishesDoubt}` : lo,
+    got: received,
+    ok: received >= lo && received <= lo + publishesDoubt,
+  };
+  const judged =
+    d(after.frames.accepted, before.frames.accepted) + d(after.frames.duplicates, before.frames.duplicates) + d(after.frames.rejected, before.frames.rejected);
   acc['frames: accepted + duplicates + rejected = received'] = { expected: received, got: judged, ok: judged === received };
   const accepted = d(after.frames.accepted, before.frames.accepted);
   acc['frames.accepted (honest + fresh)'] = { expected: `${honest + freshAccepted} …`, got: accepted, ok: accepted >= honest + freshAccepted };
   const anyClose = expected.doubt.get('mqtt:any') ?? 0;
-  const codes = new Set([...Object.keys(after.mqtt.refusedBy ?? {}), ...[...expected.exact.keys()].filter((k) => k.startsWith('mqtt:')).map((k) => k.slice(5))]);
+  const codes = new Set([
+    ...Object.keys(after.mqtt.refusedBy ?? {}),
+    ...[...expected.exact.keys()].filter((k) => k.startsWith('mqtt:')).map((k) => k.slice(5)),
+  ]);
   for (const c of codes) {
     const want = expected.exact.get(`mqtt:${c}`) ?? 0;
     const got = d(after.mqtt.refusedBy?.[c] ?? 0, before.mqtt.refusedBy?.[c] ?? 0);
@@ -463,15 +537,26 @@ export async function fuzzMqtt(inputs: number, seed: number, o: MqttTargetOption
     acc[`mqtt.refusedBy.${c}`] = { expected: slack ? `${want} … ${want + slack}` : want, got, ok: got >= want && got <= want + slack };
   }
   const connectDoubt = expected.doubt.get('connect-refusals') ?? 0;
-  const reasons = new Set([...Object.keys(after.mqtt.connectRefusedBy), ...[...expected.exact.keys()].filter((k) => k.startsWith('connect:')).map((k) => k.slice(8))]);
+  const reasons = new Set([
+    ...Object.keys(after.mqtt.connectRefusedBy),
+    ...[...expected.exact.keys()].filter((k) => k.startsWith('connect:')).map((k) => k.slice(8)),
+  ]);
   for (const r of reasons) {
     const want = expected.exact.get(`connect:${r}`) ?? 0;
     const got = d(after.mqtt.connectRefusedBy[r] ?? 0, before.mqtt.connectRefusedBy[r] ?? 0);
-    acc[`mqtt.connectRefusedBy.${r}`] = { expected: connectDoubt ? `${want} … ${want + connectDoubt}` : want, got, ok: got >= want && got <= want + connectDoubt };
+    acc[`mqtt.connectRefusedBy.${r}`] = {
+      expected: connectDoubt ? `${want} … ${want + connectDoubt}` : want,
+      got,
+      ok: got >= want && got <= want + connectDoubt,
+    };
   }
   const rWant = expected.exact.get('researcher-refusals') ?? 0;
   const rGot = sum(after.consent.loginRefusedBy) - sum(before.consent.loginRefusedBy);
-  acc['consent.loginRefusedBy (researcher CONNECTs)'] = { expected: connectDoubt ? `${rWant} … ${rWant + connectDoubt}` : rWant, got: rGot, ok: rGot >= rWant && rGot <= rWant + connectDoubt };
+  acc['consent.loginRefusedBy (researcher CONNECTs)'] = {
+    expected: connectDoubt ? `${rWant} … ${rWant + connectDoubt}` : rWant,
+    got: rGot,
+    ok: rGot >= rWant && rGot <= rWant + connectDoubt,
+  };
   report.accounting = acc;
   return report;
 }

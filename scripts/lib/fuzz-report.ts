@@ -82,11 +82,18 @@ export function hexCut(b: Uint8Array, max = 512): string {
 /** One line per target and its outcomes, for the console and docs/fuzzing.md. */
 export function formatReport(r: TargetReport): string {
   const s = r.elapsedMs / 1000;
-  const lines = [`${r.target}: ${r.inputs.toLocaleString('en-US')} inputs in ${s.toFixed(1)} s (${Math.round(r.inputs / Math.max(s, 1e-3)).toLocaleString('en-US')} inputs/s), unexpected ${r.unexpected}`];
+  const lines = [
+    `${r.target}: ${r.inputs.toLocaleString('en-US')} inputs in ${s.toFixed(1)} s (${Math.round(r.inputs / Math.max(s, 1e-3)).toLocaleString('en-US')} inputs/s), unexpected ${r.unexpected}`,
+  ];
   const units = Object.entries(r.units);
   if (units.length) lines.push(`  units: ${units.map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`).join(', ')}`);
-  if (r.rss) lines.push(`  gateway RSS: baseline ${mib(r.rss.baselineBytes)}, peak ${mib(r.rss.peakBytes)}, after ${mib(r.rss.afterBytes)} (${r.rss.samples} samples)`);
-  lines.push(`  outcomes: ${Object.entries(r.outcomes).map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`).join(', ')}`);
+  if (r.rss)
+    lines.push(`  gateway RSS: baseline ${mib(r.rss.baselineBytes)}, peak ${mib(r.rss.peakBytes)}, after ${mib(r.rss.afterBytes)} (${r.rss.samples} samples)`);
+  lines.push(
+    `  outcomes: ${Object.entries(r.outcomes)
+      .map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`)
+      .join(', ')}`,
+  );
   for (const [k, v] of Object.entries(r.accounting ?? {})) lines.push(`  ${v.ok ? 'ok  ' : 'FAIL'} ${k}: expected ${v.expected}, got ${v.got}`);
   for (const f of r.findings) lines.push(`  finding #${f.index}: ${f.what}\n    input: ${f.input}`);
   return lines.join('\n');

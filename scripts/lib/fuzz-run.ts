@@ -163,7 +163,8 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
         try {
           return (await f.gw.status()) as unknown as Record<string, unknown>;
         } catch (e) {
-          if (i >= 20 || !alive()) throw new Error(`/status did not answer: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`, { cause: e });
+          if (i >= 20 || !alive())
+            throw new Error(`/status did not answer: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`, { cause: e });
           await new Promise((r) => setTimeout(r, 250));
         }
       }
@@ -177,15 +178,29 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
         const cpu = cpuWindow({ gateway: pid });
         let r: TargetReport;
         let logged = 0;
-        const progress = (every: number) => (n: number): void => {
-          if (n % every !== 0 || n === logged) return;
-          logged = n;
-          log(`${t}: ${n.toLocaleString('en-US')} inputs, gateway RSS ${(processMemory(pid).rss / 1048576).toFixed(0)} MiB`);
-        };
+        const progress =
+          (every: number) =>
+          (n: number): void => {
+            if (n % every !== 0 || n === logged) return;
+            logged = n;
+            log(`${t}: ${n.toLocaleString('en-US')} inputs, gateway RSS ${(processMemory(pid).rss / 1048576).toFixed(0)} MiB`);
+          };
         if (t === 'http') {
           r = await fuzzHttp(b.http, prng(subSeed(o.seed, 'http')), o.seed, {
             port: f.gw.httpPort,
-            ctx: { gatewayId: FUZZ_GATEWAY_ID, grantId: f.researcher.grantId, token: f.researcher.token, strangerToken: f.stranger.token, researcher: f.researcher.wallet.address, cursor: f.cursor, deviceId: f.honest.id, pseudonym: f.honest.patient, maxHeaderBytes: FUZZ_LIMITS['http.maxHeaderBytes'], maxBodyBytes: FUZZ_LIMITS['http.maxBodyBytes'], challenges: [] },
+            ctx: {
+              gatewayId: FUZZ_GATEWAY_ID,
+              grantId: f.researcher.grantId,
+              token: f.researcher.token,
+              strangerToken: f.stranger.token,
+              researcher: f.researcher.wallet.address,
+              cursor: f.cursor,
+              deviceId: f.honest.id,
+              pseudonym: f.honest.patient,
+              maxHeaderBytes: FUZZ_LIMITS['http.maxHeaderBytes'],
+              maxBodyBytes: FUZZ_LIMITS['http.maxBodyBytes'],
+              challenges: [],
+            },
             challenges: () => f.issuedChallenges(10),
             exitReason: () => {
               const last = f.gw.lines.filter((l) => l.level >= 50).at(-1);
@@ -201,7 +216,17 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
           });
         } else {
           const [pre, ...sessionDevices] = f.fuzz;
-          const s = (await f.gw.status()) as unknown as { mqtt: { limits?: { maxConnectBytes: number; maxDevicePacketBytes: number; maxResearcherPacketBytes: number; maxKeepaliveS: number; connectDeadlineMs: number } } };
+          const s = (await f.gw.status()) as unknown as {
+            mqtt: {
+              limits?: {
+                maxConnectBytes: number;
+                maxDevicePacketBytes: number;
+                maxResearcherPacketBytes: number;
+                maxKeepaliveS: number;
+                connectDeadlineMs: number;
+              };
+            };
+          };
           // Researchers log in over MQTT with self-issued challenges, signed by their own keys.
           const researcher = (wallet: Wallet, granted: boolean): MqttResearcher => ({
             address: wallet.address,
@@ -254,11 +279,19 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
       gateway = {
         pid,
         exited: !alive(),
-        rss: { baselineBytes: baseline, peakBytes: Math.max(...reports.filter((r) => r.rss).map((r) => r.rss!.peakBytes), baseline), afterBytes: last, hwmBytes: processMemory(pid).hwm },
+        rss: {
+          baselineBytes: baseline,
+          peakBytes: Math.max(...reports.filter((r) => r.rss).map((r) => r.rss!.peakBytes), baseline),
+          afterBytes: last,
+          hwmBytes: processMemory(pid).hwm,
+        },
         honest,
         logLines: lines.length,
         errorLines: lines.filter((l) => l.level >= 50).length,
-        errors: lines.filter((l) => l.level >= 50).slice(0, 20).map((l) => JSON.stringify(l).slice(0, 400)),
+        errors: lines
+          .filter((l) => l.level >= 50)
+          .slice(0, 20)
+          .map((l) => JSON.stringify(l).slice(0, 400)),
         logFloods: logFloods(lines),
         startMs,
       };
@@ -274,7 +307,14 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
     if (gateway.rss.peakBytes - gateway.rss.baselineBytes > RSS_GROWTH_BOUND) unexpected++;
     unexpected += gateway.errorLines + gateway.logFloods.length;
   }
-  return { seed: o.seed, inputs: reports.reduce((a, r) => a + r.inputs, 0), elapsedMs: performance.now() - t0, reports, ...(gateway ? { gateway } : {}), unexpected };
+  return {
+    seed: o.seed,
+    inputs: reports.reduce((a, r) => a + r.inputs, 0),
+    elapsedMs: performance.now() - t0,
+    reports,
+    ...(gateway ? { gateway } : {}),
+    unexpected,
+  };
 }
 
 /** A log line's `err`: pino writes an Error as { type, message, stack }, which String() prints as '[object Object]'. */

@@ -12,9 +12,10 @@ import { fileURLToPath } from 'node:url';
 import type { StatusSnapshot } from '../../gateway/status/http.js';
 
 /** dist/gateway/cli/main.js: next to this file when it runs from dist/scripts/lib/, else (vitest on the sources) in dist/. */
-export const GATEWAY_CLI = [new URL('../../gateway/cli/main.js', import.meta.url), new URL('../../dist/gateway/cli/main.js', import.meta.url)]
-  .map((u) => fileURLToPath(u))
-  .find((p) => existsSync(p)) ?? fileURLToPath(new URL('../../dist/gateway/cli/main.js', import.meta.url));
+export const GATEWAY_CLI =
+  [new URL('../../gateway/cli/main.js', import.meta.url), new URL('../../dist/gateway/cli/main.js', import.meta.url)]
+    .map((u) => fileURLToPath(u))
+    .find((p) => existsSync(p)) ?? fileURLToPath(new URL('../../dist/gateway/cli/main.js', import.meta.url));
 
 /** How long `start` waits for the gateway's `ready` line (influxd start and spool recovery included). */
 const READY_TIMEOUT_MS = 60_000;

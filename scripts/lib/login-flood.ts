@@ -32,19 +32,26 @@ interface Answer {
 function post(agent: Agent, port: number, path: string, body: unknown): Promise<Answer & { json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const payload = JSON.stringify(body);
-    const req = request({ host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        let json: Record<string, unknown>;
-        try {
-          json = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
-        } catch {
-          json = {};
-        }
-        resolve({ status: res.statusCode ?? 0, code: typeof json['error'] === 'string' ? json['error'] : res.statusCode === 200 ? 'OK' : `HTTP_${res.statusCode}`, json });
-      });
-    });
+    const req = request(
+      { host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          let json: Record<string, unknown>;
+          try {
+            json = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+          } catch {
+            json = {};
+          }
+          resolve({
+            status: res.statusCode ?? 0,
+            code: typeof json['error'] === 'string' ? json['error'] : res.statusCode === 200 ? 'OK' : `HTTP_${res.statusCode}`,
+            json,
+          });
+        });
+      },
+    );
     req.on('error', reject);
     req.end(payload);
   });
@@ -62,11 +69,13 @@ export class LoginFlood {
   private startedAt = 0;
   private endedAt = 0;
 
-  constructor(
-    private readonly o: { port: number; ratePerS: number; sources?: number; account: string; maxRequests?: number; inFlightPerSource?: number },
-  ) {
+  constructor(private readonly o: { port: number; ratePerS: number; sources?: number; account: string; maxRequests?: number; inFlightPerSource?: number }) {
     const n = o.sources ?? 16;
-    this.agents = Array.from({ length: n }, (_, i) => new Agent({ keepAlive: true, maxSockets: o.inFlightPerSource ?? 4, localAddress: `127.0.2.${i + 1}` } as ConstructorParameters<typeof Agent>[0]));
+    this.agents = Array.from(
+      { length: n },
+      (_, i) =>
+        new Agent({ keepAlive: true, maxSockets: o.inFlightPerSource ?? 4, localAddress: `127.0.2.${i + 1}` } as ConstructorParameters<typeof Agent>[0]),
+    );
   }
 
   /** Fetches one genuine challenge per source, then floods until stop(). */
@@ -86,16 +95,18 @@ export class LoginFlood {
         const genuine = this.genuine[src]!;
         const text = i % 2 ? challengeText({ ...parseChallenge(genuine)!, nonce: randomBytes(16).toString('hex') }) : genuine;
         this.inFlight++;
-        post(this.agents[src]!, this.o.port, '/auth/login', { challenge: text, signature: `0x${randomBytes(64).toString('hex')}1b` }).then(
-          (a) => {
-            this.byCode[a.code] = (this.byCode[a.code] ?? 0) + 1;
-          },
-          () => {
-            this.failed++;
-          },
-        ).finally(() => {
-          this.inFlight--;
-        });
+        post(this.agents[src]!, this.o.port, '/auth/login', { challenge: text, signature: `0x${randomBytes(64).toString('hex')}1b` })
+          .then(
+            (a) => {
+              this.byCode[a.code] = (this.byCode[a.code] ?? 0) + 1;
+            },
+            () => {
+              this.failed++;
+            },
+          )
+          .finally(() => {
+            this.inFlight--;
+          });
       };
       const tick = (): void => {
         if (this.stopped || this.sent >= max) {

@@ -51,7 +51,10 @@ export function connect(f: ConnectFields): Buffer {
   if (f.username !== undefined) flags |= 0x80;
   if (f.password !== undefined) flags |= 0x40;
   if (f.will) flags |= 0x04;
-  const vh = Buffer.concat([field(f.protocol ?? 'MQTT'), Buffer.from([f.level ?? 4, f.flags ?? flags, ((f.keepalive ?? 30) >> 8) & 0xff, (f.keepalive ?? 30) & 0xff])]);
+  const vh = Buffer.concat([
+    field(f.protocol ?? 'MQTT'),
+    Buffer.from([f.level ?? 4, f.flags ?? flags, ((f.keepalive ?? 30) >> 8) & 0xff, (f.keepalive ?? 30) & 0xff]),
+  ]);
   const parts = [vh, field(f.clientId ?? '')];
   if (f.will) parts.push(field(f.will.topic), field(f.will.payload));
   if (f.username !== undefined) parts.push(field(f.username));

@@ -41,7 +41,11 @@ export function diffVectorFiles(files: VectorSet, outDir: string, dirs: readonly
  * set is written to `--out DIR` (default firmware-proto/vectors), removing stale files in `dirs`.
  * @param what e.g. 'GATT vector'; `summary` describes a written set.
  */
-export function runVectorGenerator(argv: string[], scriptUrl: string, o: { build: () => VectorSet; dirs: readonly string[]; what: string; summary: (count: (prefix: string) => number) => string }): number {
+export function runVectorGenerator(
+  argv: string[],
+  scriptUrl: string,
+  o: { build: () => VectorSet; dirs: readonly string[]; what: string; summary: (count: (prefix: string) => number) => string },
+): number {
   const outIdx = argv.indexOf('--out');
   const outDir = outIdx >= 0 && argv[outIdx + 1] ? resolve(argv[outIdx + 1]!) : join(repoRoot(dirname(fileURLToPath(scriptUrl))), 'firmware-proto', 'vectors');
   const files = o.build();

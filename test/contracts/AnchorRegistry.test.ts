@@ -6,7 +6,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { ContractFactory, ZeroAddress, ZeroHash, type HDNodeWallet } from 'ethers';
 import { anchorRegistryArtifact } from '../../gateway/chain/artifacts.js';
-import { anchorRegistryAt, anchorRegistryInterface as iface, ROLES, STREAM, type AnchorRegistryContract, type AnchorRegistryErrors } from '../../gateway/chain/contracts.js';
+import {
+  anchorRegistryAt,
+  anchorRegistryInterface as iface,
+  ROLES,
+  STREAM,
+  type AnchorRegistryContract,
+  type AnchorRegistryErrors,
+} from '../../gateway/chain/contracts.js';
 import { useAnvil } from '../support/anvil.js';
 import { deployAnchorRegistry, eventsOf, expectRevert, mined, plain } from '../support/contracts.js';
 
@@ -22,7 +29,8 @@ let gateway2: HDNodeWallet;
 let outsider: HDNodeWallet;
 let registry: AnchorRegistryContract;
 const as = (signer: HDNodeWallet): AnchorRegistryContract => anchorRegistryAt(registry.target as string, signer);
-const revert = <N extends keyof AnchorRegistryErrors & string>(action: Promise<unknown>, name: N, args: AnchorRegistryErrors[N]) => expectRevert<AnchorRegistryErrors, N>(action, iface, name, args);
+const revert = <N extends keyof AnchorRegistryErrors & string>(action: Promise<unknown>, name: N, args: AnchorRegistryErrors[N]) =>
+  expectRevert<AnchorRegistryErrors, N>(action, iface, name, args);
 
 /** Anchors batch `seq` of `stream` from `signer` with a root derived from the arguments. */
 function anchorFrom(signer: HDNodeWallet, stream: number, seq: bigint, leafCount = 10n) {

@@ -76,7 +76,8 @@ let registry: ConsentRegistryContract;
 
 /** The registry as `signer` sees it. */
 const as = (signer: HDNodeWallet): ConsentRegistryContract => consentRegistryAt(registry.target as string, signer);
-const revert = <N extends keyof ConsentRegistryErrors & string>(action: Promise<unknown>, name: N, args: ConsentRegistryErrors[N]) => expectRevert<ConsentRegistryErrors, N>(action, iface, name, args);
+const revert = <N extends keyof ConsentRegistryErrors & string>(action: Promise<unknown>, name: N, args: ConsentRegistryErrors[N]) =>
+  expectRevert<ConsentRegistryErrors, N>(action, iface, name, args);
 
 interface GrantArgs {
   patientRef: string;
@@ -95,7 +96,16 @@ async function nowMs(): Promise<bigint> {
 
 /** Heart rate and SpO2 of P to `researcher`, data window [T0, T0 + 1 h], for 30 days; `o` overrides. */
 async function args(o: Partial<GrantArgs> = {}): Promise<GrantArgs> {
-  return { patientRef: P, researcher: researcher.address, sensorMask: sensorMaskOf([HR, SPO2]), dataFromMs: T0, dataToMs: T0 + HOUR, expiresAtMs: (await nowMs()) + 30n * DAY, purposeRef: PURPOSE, ...o };
+  return {
+    patientRef: P,
+    researcher: researcher.address,
+    sensorMask: sensorMaskOf([HR, SPO2]),
+    dataFromMs: T0,
+    dataToMs: T0 + HOUR,
+    expiresAtMs: (await nowMs()) + 30n * DAY,
+    purposeRef: PURPOSE,
+    ...o,
+  };
 }
 
 function grantTx(signer: HDNodeWallet, g: GrantArgs) {
@@ -127,7 +137,15 @@ async function status(grantId: bigint, who: string, sensor: number, atMs: bigint
 }
 
 beforeAll(async () => {
-  [admin, hospital, patient, patientNew, researcher, researcher2, outsider] = [0, 1, 2, 3, 4, 5, 6].map((i) => chain.wallet(i)) as [HDNodeWallet, HDNodeWallet, HDNodeWallet, HDNodeWallet, HDNodeWallet, HDNodeWallet, HDNodeWallet];
+  [admin, hospital, patient, patientNew, researcher, researcher2, outsider] = [0, 1, 2, 3, 4, 5, 6].map((i) => chain.wallet(i)) as [
+    HDNodeWallet,
+    HDNodeWallet,
+    HDNodeWallet,
+    HDNodeWallet,
+    HDNodeWallet,
+    HDNodeWallet,
+    HDNodeWallet,
+  ];
   registry = await deployConsentRegistry(admin, admin.address);
   await mined(registry.grantRole(ROLES.HOSPITAL_ADMIN, hospital.address));
   await mined(as(hospital).bindPatient(P, patient.address));
@@ -307,7 +325,13 @@ describe('ConsentRegistry.revoke', () => {
     const receipt = await mined(as(patient).revoke(id));
     const revokedAtMs = BigInt(t) * 1000n;
     expect(eventsOf(receipt, iface)).toEqual([{ name: 'ConsentRevoked', args: [id, P, researcher.address, revokedAtMs] }]);
-    expect(plain(await registry.getGrant(id))).toMatchObject({ patientRef: P, researcher: g.researcher, sensorMask: BigInt(g.sensorMask), expiresAtMs: g.expiresAtMs, revokedAtMs });
+    expect(plain(await registry.getGrant(id))).toMatchObject({
+      patientRef: P,
+      researcher: g.researcher,
+      sensorMask: BigInt(g.sensorMask),
+      expiresAtMs: g.expiresAtMs,
+      revokedAtMs,
+    });
     expect(await status(id, researcher.address, HR, T0)).toBe('REVOKED');
     expect(await permitted(researcher.address, P, HR, T0)).toEqual([false, 0n]);
     // Only that grant: the other one of the pair is untouched, and the lists keep both.
@@ -417,8 +441,18 @@ describe('ConsentRegistry views', () => {
     const t = (await chain.latestTimestamp()) + 10;
     await chain.setNextBlockTimestamp(t);
     const { id: a } = await grantFrom(patient, { sensorMask: sensorMaskOf([HR]), dataFromMs: T0, dataToMs: T0 + HOUR, expiresAtMs: BigInt(t + 1000) * 1000n });
-    const { id: b } = await grantFrom(patient, { sensorMask: sensorMaskOf([HR, ECG]), dataFromMs: T0 + HOUR / 2n, dataToMs: T0 + 2n * HOUR, expiresAtMs: BigInt(t + 500) * 1000n });
-    const { id: c } = await grantFrom(patient, { sensorMask: sensorMaskOf([STEPS]), dataFromMs: 0n, dataToMs: 2n ** 64n - 1n, expiresAtMs: BigInt(t + 2000) * 1000n });
+    const { id: b } = await grantFrom(patient, {
+      sensorMask: sensorMaskOf([HR, ECG]),
+      dataFromMs: T0 + HOUR / 2n,
+      dataToMs: T0 + 2n * HOUR,
+      expiresAtMs: BigInt(t + 500) * 1000n,
+    });
+    const { id: c } = await grantFrom(patient, {
+      sensorMask: sensorMaskOf([STEPS]),
+      dataFromMs: 0n,
+      dataToMs: 2n ** 64n - 1n,
+      expiresAtMs: BigInt(t + 2000) * 1000n,
+    });
     const mid = T0 + (3n * HOUR) / 4n; // in both a's and b's windows
     expect(await permitted(researcher.address, P, HR, mid)).toEqual([true, a]);
     expect(await permitted(researcher.address, P, HR, T0 + HOUR + 1n)).toEqual([true, b]); // past a's window
@@ -462,7 +496,8 @@ describe('ConsentRegistry: the per-pair bound', () => {
     await chain.setNextBlockTimestamp(t0);
     const ids: bigint[] = [];
     // Grant k (1-based) expires k days after t0.
-    for (let k = 1n; k <= MAX_OPEN; k++) ids.push((await grantFrom(patient, { sensorMask: sensorMaskOf([HR]), expiresAtMs: (BigInt(t0) + k * 86_400n) * 1000n })).id);
+    for (let k = 1n; k <= MAX_OPEN; k++)
+      ids.push((await grantFrom(patient, { sensorMask: sensorMaskOf([HR]), expiresAtMs: (BigInt(t0) + k * 86_400n) * 1000n })).id);
     expect(ids[0]).toBe(1n);
     const far = (BigInt(t0) + 400n * 86_400n) * 1000n;
     await revert(grantTx(patient, await args({ expiresAtMs: far })), 'ConsentRegistryTooManyOpenGrants', [P, researcher.address, MAX_OPEN]);
@@ -522,7 +557,11 @@ describe('ConsentRegistry: privacy', () => {
       const base = mapSlot('uint64', id, SLOT.grants);
       slots.push(base, base + 1n, base + 2n, base + 3n);
     }
-    slots.push(mapSlot('bytes32', P, SLOT.patientOf), mapSlot('address', patient.address, SLOT.patientRefOf), mapSlot('address', patientNew.address, SLOT.patientRefOf));
+    slots.push(
+      mapSlot('bytes32', P, SLOT.patientOf),
+      mapSlot('address', patient.address, SLOT.patientRefOf),
+      mapSlot('address', patientNew.address, SLOT.patientRefOf),
+    );
     slots.push(...(await arraySlots(mapSlot('bytes32', P, SLOT.grantIdsOf))));
     for (const r of [researcher.address, researcher2.address]) {
       slots.push(...(await arraySlots(mapSlot('address', r, SLOT.grantIdsFor))));
@@ -572,7 +611,10 @@ describe('ConsentRegistry: verdict codes and sensor masks on the TypeScript side
     const source = readFileSync(new URL('../../contracts/interfaces/IConsentRegistry.sol', import.meta.url), 'utf8');
     const body = /enum GrantStatus \{([^}]*)\}/.exec(source)?.[1];
     expect(body).toBeDefined();
-    const names = body!.split(',').map((s) => s.trim()).filter(Boolean);
+    const names = body!
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     expect(Object.entries(GRANT_STATUS)).toEqual(names.map((n, i) => [n, i]));
     expect(grantStatusName(3n)).toBe('REVOKED');
     expect(grantStatusName(99)).toBeUndefined();
@@ -592,7 +634,9 @@ describe('ConsentRegistry gas', () => {
     const gasOf = async (tx: Promise<ContractTransactionResponse>): Promise<bigint> => (await mined(tx)).gasUsed;
     const viewGas = (sensor: number, atMs: bigint): Promise<bigint> =>
       chain.provider.estimateGas({ to: registry.target as string, data: iface.encodeFunctionData('isPermitted', [researcher.address, P, sensor, atMs]) });
-    const deployment = (await new ContractFactory(consentRegistryArtifact.abi, consentRegistryArtifact.bytecode, admin).deploy(admin.address)).deploymentTransaction();
+    const deployment = (
+      await new ContractFactory(consentRegistryArtifact.abi, consentRegistryArtifact.bytecode, admin).deploy(admin.address)
+    ).deploymentTransaction();
     const deployGas = (await deployment?.wait())?.gasUsed;
 
     const bind = await gasOf(as(hospital).bindPatient(P2, outsider.address));

@@ -7,7 +7,13 @@ import { createHash } from 'node:crypto';
 import { ContractFactory, ZeroAddress, ZeroHash, hexlify, type HDNodeWallet } from 'ethers';
 import { deviceIdFromKey, generateKeys } from '../../firmware-proto/signing.js';
 import { deviceRegistryArtifact } from '../../gateway/chain/artifacts.js';
-import { deviceRegistryAt, deviceRegistryInterface as iface, ROLES, type DeviceRegistryContract, type DeviceRegistryErrors } from '../../gateway/chain/contracts.js';
+import {
+  deviceRegistryAt,
+  deviceRegistryInterface as iface,
+  ROLES,
+  type DeviceRegistryContract,
+  type DeviceRegistryErrors,
+} from '../../gateway/chain/contracts.js';
 import { deviceIdToBytes8, patientRefOf, siteIdOf } from '../../gateway/chain/ids.js';
 import { useAnvil } from '../support/anvil.js';
 import { deployDeviceRegistry, eventsOf, expectRevert, mined, plain } from '../support/contracts.js';
@@ -33,7 +39,8 @@ let outsider: HDNodeWallet;
 let registry: DeviceRegistryContract;
 /** The registry as `signer` sees it. */
 const as = (signer: HDNodeWallet): DeviceRegistryContract => deviceRegistryAt(registry.target as string, signer);
-const revert = <N extends keyof DeviceRegistryErrors & string>(action: Promise<unknown>, name: N, args: DeviceRegistryErrors[N]) => expectRevert<DeviceRegistryErrors, N>(action, iface, name, args);
+const revert = <N extends keyof DeviceRegistryErrors & string>(action: Promise<unknown>, name: N, args: DeviceRegistryErrors[N]) =>
+  expectRevert<DeviceRegistryErrors, N>(action, iface, name, args);
 
 /** Enrols `d` in a block with timestamp `seconds`; returns enrolledAtMs. */
 async function enrolAt(d: { id: string; key: string }, seconds: number): Promise<bigint> {
@@ -90,7 +97,14 @@ describe('DeviceRegistry.enrol', () => {
     const receipt = await mined(as(hospital).enrol(A.id, A.key, PATIENT, SITE));
     const enrolledAtMs = BigInt(t) * 1000n;
     expect(eventsOf(receipt, iface)).toEqual([{ name: 'DeviceEnrolled', args: [A.id, PATIENT, SITE, A.key, enrolledAtMs, hospital.address] }]);
-    expect(plain(await registry.device(A.id))).toEqual({ publicKey: A.key, patientRef: PATIENT, site: SITE, enrolledAtMs, revokedAtMs: 0n, enrolledBy: hospital.address });
+    expect(plain(await registry.device(A.id))).toEqual({
+      publicKey: A.key,
+      patientRef: PATIENT,
+      site: SITE,
+      enrolledAtMs,
+      revokedAtMs: 0n,
+      enrolledBy: hospital.address,
+    });
     expect(await registry.isEnrolled(A.id)).toBe(true);
     expect(await registry.isEnrolled(B.id)).toBe(false);
   });

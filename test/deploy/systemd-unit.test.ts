@@ -78,7 +78,14 @@ describe('deploy/vitalproof.service', () => {
     expect(s.get('Environment')).toContain('VP_DATA_DIR=/var/lib/vitalproof');
     expect(one('ReadWritePaths')).toBe('/var/lib/vitalproof');
     expect(one('ExecStart')).toMatch(/\/dist\/gateway\/cli\/main\.js run\b/);
-    for (const [k, v] of [['NoNewPrivileges', 'yes'], ['ProtectSystem', 'strict'], ['PrivateTmp', 'yes'], ['ProtectHome', 'yes'], ['KillMode', 'mixed']]) expect(one(k!), k).toBe(v);
+    for (const [k, v] of [
+      ['NoNewPrivileges', 'yes'],
+      ['ProtectSystem', 'strict'],
+      ['PrivateTmp', 'yes'],
+      ['ProtectHome', 'yes'],
+      ['KillMode', 'mixed'],
+    ])
+      expect(one(k!), k).toBe(v);
     expect(Number(one('LimitNOFILE'))).toBeGreaterThanOrEqual(4096);
     expect(s.has('MemoryDenyWriteExecute')).toBe(false);
   });

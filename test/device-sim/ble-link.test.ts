@@ -78,7 +78,10 @@ describe('BleLink stream order', () => {
     const h1 = t.record();
     // As the wearable does: the skewed frame takes its own seq before the next honest frame.
     const s = t.dev.core.counter.take();
-    const skewed = signFrame({ deviceId: t.dev.id, seq: s, timestampMs: BigInt(Date.now() + 600_000), sensor: 1, scale: 0, intervalUs: 1_000_000, samples: Int32Array.from([70]) }, t.dev.keys.secretKey);
+    const skewed = signFrame(
+      { deviceId: t.dev.id, seq: s, timestampMs: BigInt(Date.now() + 600_000), sensor: 1, scale: 0, intervalUs: 1_000_000, samples: Int32Array.from([70]) },
+      t.dev.keys.secretKey,
+    );
     const skew = t.link.sendExtra(skewed);
     const h2 = t.record();
     const tampered = h2.raw.slice();

@@ -1,13 +1,30 @@
 import { describe, expect, it } from 'vitest';
 import { fragmentCount, fragmentFrame, notificationBytes, parseFragmentHeader, Reassembler, type ReassemblyVerdict } from '../../firmware-proto/fragment.js';
 import { MAX_FRAME_BYTES } from '../../firmware-proto/frame.js';
-import { BAD_FRAGMENT_EXPECTED, BAD_FRAGMENT_VARIANTS, badFragmentStream, frameStream, oversizedStream, stalledStream, withCounter, withDeviceId } from '../../device-sim/ble-streams.js';
+import {
+  BAD_FRAGMENT_EXPECTED,
+  BAD_FRAGMENT_VARIANTS,
+  badFragmentStream,
+  frameStream,
+  oversizedStream,
+  stalledStream,
+  withCounter,
+  withDeviceId,
+} from '../../device-sim/ble-streams.js';
 import { oversize, STALL_EXPECTED } from '../../device-sim/faults.js';
 import { Rng } from '../../device-sim/rng.js';
 import { heartRate, testDevice } from '../support/devices.js';
 
 const dev = testDevice('ble-streams');
-const frames = [1, 2, 3].map((i) => dev.core.record(heartRate(1_700_000_000_000 + i * 60_000, Array.from({ length: 40 }, (_, k) => 60 + (k % 20)))).raw);
+const frames = [1, 2, 3].map(
+  (i) =>
+    dev.core.record(
+      heartRate(
+        1_700_000_000_000 + i * 60_000,
+        Array.from({ length: 40 }, (_, k) => 60 + (k % 20)),
+      ),
+    ).raw,
+);
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 function feed(r: Reassembler, notifications: Uint8Array[]): ReassemblyVerdict[] {

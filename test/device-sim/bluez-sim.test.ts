@@ -103,7 +103,11 @@ async function props(path: string, iface: string): Promise<Record<string, unknow
 }
 
 /** PropertiesChanged of one interface on one path, until `until` returns true for a change. */
-async function propertyChange(path: string, iface: string, until: (changed: Record<string, unknown>) => boolean): Promise<{ ready: Promise<void>; changed: Promise<Record<string, unknown>> }> {
+async function propertyChange(
+  path: string,
+  iface: string,
+  until: (changed: Record<string, unknown>) => boolean,
+): Promise<{ ready: Promise<void>; changed: Promise<Record<string, unknown>> }> {
   const p = (await watcher.getProxyObject('org.bluez', path)).getInterface('org.freedesktop.DBus.Properties');
   let resolve!: (c: Record<string, unknown>) => void;
   const changed = new Promise<Record<string, unknown>>((res) => (resolve = res));
@@ -161,7 +165,12 @@ function wearable(name: string, o: Partial<BleLinkOptions> = {}): Wearable {
     path: devicePathFor(ADAPTER_PATH, staticRandomAddress(dev.id)),
     record(n, samples = 5) {
       return Array.from({ length: n }, () => {
-        const f = dev.core.record(heartRate(clockMs, Array.from({ length: samples }, (_, i) => 60 + (i % 30))));
+        const f = dev.core.record(
+          heartRate(
+            clockMs,
+            Array.from({ length: samples }, (_, i) => 60 + (i % 30)),
+          ),
+        );
         clockMs += samples * 1000;
         link.enqueueFrame(f.seq, f.raw);
         return f;
@@ -184,7 +193,11 @@ async function connectGatt(w: Wearable): Promise<{ device: Device; frame: Charac
 }
 
 /** Reassembles a characteristic's notifications; `frames(n)` resolves once n frames have come. */
-function reassemble(frame: Characteristic): { notifications: Buffer[]; verdicts: ReassemblyVerdict[]; frames(n: number): Promise<{ frame: Uint8Array; retransmit: boolean }[]> } {
+function reassemble(frame: Characteristic): {
+  notifications: Buffer[];
+  verdicts: ReassemblyVerdict[];
+  frames(n: number): Promise<{ frame: Uint8Array; retransmit: boolean }[]>;
+} {
   const r = new Reassembler();
   const notifications: Buffer[] = [];
   const verdicts: ReassemblyVerdict[] = [];
@@ -265,7 +278,7 @@ describe('the simulated BlueZ, as node-ble sees it', () => {
     expect(await a.GetDiscoveryFilters!()).toEqual(['UUIDs', 'RSSI', 'Pathloss', 'Transport', 'DuplicateData', 'Discoverable', 'Pattern']);
   });
 
-  it("shows the advertisement in Device1: address, name, service UUID, service data with the device id, RSSI that moves", async () => {
+  it('shows the advertisement in Device1: address, name, service UUID, service data with the device id, RSSI that moves', async () => {
     const w = wearable('adv');
     w.link.start();
     await adapter.startDiscovery();
@@ -516,7 +529,11 @@ describe('the simulated BlueZ, as node-ble sees it', () => {
     const copy = w.link.sendExtra(tampered);
     const wrong = w.link.sendExtra(h!.raw, { asDevice: peer });
     const got = await rx.frames(3);
-    expect(got.map((f) => hex(f.frame))).toEqual([hex(tampered), hex(Buffer.concat([h!.raw.subarray(0, 1), Buffer.from(peer, 'hex'), h!.raw.subarray(9)])), hex(h!.raw)]);
+    expect(got.map((f) => hex(f.frame))).toEqual([
+      hex(tampered),
+      hex(Buffer.concat([h!.raw.subarray(0, 1), Buffer.from(peer, 'hex'), h!.raw.subarray(9)])),
+      hex(h!.raw),
+    ]);
     expect(got.every((f) => !f.retransmit)).toBe(true); // a replay must reach the gateway without R
     expect(rx.verdicts.flatMap((v) => v.rejections)).toEqual([]); // the counter runs on across extras
     expect(w.link.backlog).toBe(3);
@@ -641,7 +658,8 @@ class Judge {
   private readonly keys = new Map<string, KeyObject>();
   private readonly state = new Map<string, { highest: bigint; lastEnd: Map<number, bigint>; hashes: Map<bigint, string> }>();
   constructor(publicKeys: ReadonlyMap<string, Uint8Array>) {
-    for (const [id, pub] of publicKeys) this.keys.set(id, createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(pub).toString('base64url') }, format: 'jwk' }));
+    for (const [id, pub] of publicKeys)
+      this.keys.set(id, createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(pub).toString('base64url') }, format: 'jwk' }));
   }
   submit(raw: Uint8Array, sender: string, retransmit: boolean): bigint | undefined {
     let f;
@@ -849,12 +867,23 @@ describe('a BLE fleet with every BLE fault kind, against a reference central', (
     };
     const report = await runFleet({
       transport: 'ble',
-      ble: { busAddress: bus.address, mtu: 64, appearOverMs: 300, temporaryTimeoutMs: 5_000, connectTimeoutMs: 200, scanIntervalMs: 200, outOfRangeMs: [200, 500], vanishMs: [100, 300], rogues: 1 },
+      ble: {
+        busAddress: bus.address,
+        mtu: 64,
+        appearOverMs: 300,
+        temporaryTimeoutMs: 5_000,
+        connectTimeoutMs: 200,
+        scanIntervalMs: 200,
+        outOfRangeMs: [200, 500],
+        vanishMs: [100, 300],
+        rogues: 1,
+      },
       devices: 3,
       seed,
       sensors: 'heart_rate,spo2;ecg',
       frames: 80,
-      faults: 'tamper=0.04,bad_signature=0.03,malformed=0.04,oversized=0.03,wrong_topic=0.03,replay=0.03,skew=0.03,gap=0.03,disconnect=0.03,vanish=0.03,out_of_range=0.03,bad_fragment=0.05',
+      faults:
+        'tamper=0.04,bad_signature=0.03,malformed=0.04,oversized=0.03,wrong_topic=0.03,replay=0.03,skew=0.03,gap=0.03,disconnect=0.03,vanish=0.03,out_of_range=0.03,bad_fragment=0.05',
       drainTimeoutMs: 30_000,
       onProgress: () => {
         central ??= startCentral();
@@ -867,7 +896,8 @@ describe('a BLE fleet with every BLE fault kind, against a reference central', (
     expect(report.transport).toBe('ble');
     expect(report.drained).toBe(true);
     expect(report.faults).toMatchObject({ pending: 0, lost: 0, unexpected: 0 });
-    for (const k of ['bad_fragment', 'oversized', 'out_of_range', 'vanish', 'disconnect', 'tamper'] as const) expect(report.faults.injected[k], k).toBeGreaterThan(0);
+    for (const k of ['bad_fragment', 'oversized', 'out_of_range', 'vanish', 'disconnect', 'tamper'] as const)
+      expect(report.faults.injected[k], k).toBeGreaterThan(0);
     expect(c.judge.reasons).toEqual(report.faults.expectedRejections);
     const nonZero = (o: Partial<Record<string, number>>) => Object.fromEntries(Object.entries(o).filter(([, n]) => n));
     expect(nonZero(c.fragmentRejections)).toEqual(nonZero(report.faults.expectedFragmentRejections));
@@ -878,6 +908,5 @@ describe('a BLE fleet with every BLE fault kind, against a reference central', (
     expect(report.rogues![0]!.notifyStarts).toBe(0);
     expect(c.subscribedTo.has(report.rogues![0]!.deviceId)).toBe(false);
     expect(report.connections.abruptDisconnects).toBe(report.faults.injected.disconnect);
-
   });
 });

@@ -4,7 +4,17 @@ import { VITALPROOF_SERVICE_UUID } from '../../firmware-proto/gatt.js';
 import { privateBusConfig } from '../../device-sim/bluez/bus-daemon.js';
 import { filterPasses, normaliseUuid, parseDiscoveryFilter, type Sighting } from '../../device-sim/bluez/discovery-filter.js';
 import { advertisedName, serviceDataFor, staticRandomAddress } from '../../device-sim/bluez/radio.js';
-import { ALL_FAULT_KINDS, checkFaultsForTransport, FAULT_KINDS, FaultPlanner, OVERSIZED_EXPECTED, parseFaultRates, RADIO_FAULT_KINDS, SOLO_RADIO_FAULT_KINDS, type FaultRates } from '../../device-sim/faults.js';
+import {
+  ALL_FAULT_KINDS,
+  checkFaultsForTransport,
+  FAULT_KINDS,
+  FaultPlanner,
+  OVERSIZED_EXPECTED,
+  parseFaultRates,
+  RADIO_FAULT_KINDS,
+  SOLO_RADIO_FAULT_KINDS,
+  type FaultRates,
+} from '../../device-sim/faults.js';
 import { Rng } from '../../device-sim/rng.js';
 import { runFleet } from '../../device-sim/run.js';
 import { FaultTally } from '../../device-sim/tally.js';
@@ -159,7 +169,12 @@ describe('runFleet options by transport', () => {
   const base = { devices: 1, seed: 'opts', frames: 1 };
   it.each([
     ['BLE without a bus address', { ...base, transport: 'ble' as const }, TypeError, /ble.busAddress/],
-    ['unknown_device over BLE', { ...base, transport: 'ble' as const, ble: { busAddress: 'unix:path=/nonexistent/bus' }, faults: 'unknown_device=0.1' }, TypeError, /not supported over BLE/],
+    [
+      'unknown_device over BLE',
+      { ...base, transport: 'ble' as const, ble: { busAddress: 'unix:path=/nonexistent/bus' }, faults: 'unknown_device=0.1' },
+      TypeError,
+      /not supported over BLE/,
+    ],
     ['a radio kind over MQTT', { ...base, brokerUrl: 'mqtt://127.0.0.1:1', faults: 'vanish=0.1' }, TypeError, /needs a radio/],
     ['MQTT without a broker', { ...base }, TypeError, /broker URL/],
     ['an impossible MTU', { ...base, transport: 'ble' as const, ble: { busAddress: 'unix:path=/nonexistent/bus', mtu: 20 } }, RangeError, /ATT_MTU/],

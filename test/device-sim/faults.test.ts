@@ -8,7 +8,18 @@ import { ProtocolError, type FrameReason } from '../../firmware-proto/reasons.js
 import { FRAME_TAG, concat } from '../../firmware-proto/signing.js';
 import { deviceOfFrameTopic, frameTopic } from '../../firmware-proto/topics.js';
 import { scaledClock } from '../../device-sim/clock.js';
-import { FAULT_KINDS, FaultPlanner, flipSignatureBit, malform, MALFORMATIONS, oversize, parseFaultRates, tamperSample, type FaultKind, type FaultRates } from '../../device-sim/faults.js';
+import {
+  FAULT_KINDS,
+  FaultPlanner,
+  flipSignatureBit,
+  malform,
+  MALFORMATIONS,
+  oversize,
+  parseFaultRates,
+  tamperSample,
+  type FaultKind,
+  type FaultRates,
+} from '../../device-sim/faults.js';
 import { fleetDevices, rogueDevice, type SimDevice } from '../../device-sim/fleet.js';
 import { newLinkCounters, type ConnectAttempt, type FrameLink } from '../../device-sim/link.js';
 import { Patient } from '../../device-sim/physiology.js';
@@ -23,7 +34,18 @@ const device = dev!;
 function signed(sensor: string, count: number, seq = 5n): Uint8Array {
   const spec = sensorByName(sensor);
   const samples = Patient.fromSeed(device.patientSeed).generate(spec, 1_700_000_000_000, count);
-  return signFrame({ deviceId: device.deviceId, seq, timestampMs: 1_700_000_000_000n, sensor: spec.code, scale: spec.defaultScale, intervalUs: spec.defaultIntervalUs, samples }, device.keys.secretKey);
+  return signFrame(
+    {
+      deviceId: device.deviceId,
+      seq,
+      timestampMs: 1_700_000_000_000n,
+      sensor: spec.code,
+      scale: spec.defaultScale,
+      intervalUs: spec.defaultIntervalUs,
+      samples,
+    },
+    device.keys.secretKey,
+  );
 }
 
 function keyObject(pub: Uint8Array): KeyObject {
@@ -111,7 +133,12 @@ describe('corruptions', () => {
     const r = Rng.for('malform');
     const seen = new Set<string>();
     // 101-byte frames (one sample) truncate to FRAME_TOO_SHORT; larger ones to LENGTH_MISMATCH.
-    for (const [s, n] of [['skin_temperature', 1], ['heart_rate', 5], ['ecg', 250], ['accelerometer', 25]] as const) {
+    for (const [s, n] of [
+      ['skin_temperature', 1],
+      ['heart_rate', 5],
+      ['ecg', 250],
+      ['accelerometer', 25],
+    ] as const) {
       const raw = signed(s, n);
       for (let i = 0; i < 200; i++) {
         const bad = malform(raw, r);

@@ -47,7 +47,23 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'vp-ext-'));
   writeFileSync(join(dir, 'admin.key'), `${devWallet(0).privateKey}\n`, { mode: 0o600 });
   writeFileSync(join(dir, 'gateway.key'), `${gatewayAccount.privateKey}\n`, { mode: 0o600 });
-  const out = execFileSync(process.execPath, [CLI, 'chain', 'deploy', '--rpc', chain.handle.url, '--key-file', join(dir, 'admin.key'), '--gateway', gatewayAccount.address, '--out', join(dir, 'deployment.json')], { encoding: 'utf8' });
+  const out = execFileSync(
+    process.execPath,
+    [
+      CLI,
+      'chain',
+      'deploy',
+      '--rpc',
+      chain.handle.url,
+      '--key-file',
+      join(dir, 'admin.key'),
+      '--gateway',
+      gatewayAccount.address,
+      '--out',
+      join(dir, 'deployment.json'),
+    ],
+    { encoding: 'utf8' },
+  );
   expect(out).toMatch(/AnchorRegistry\s+0x[0-9a-fA-F]{40}/);
   deployment = JSON.parse(readFileSync(join(dir, 'deployment.json'), 'utf8')) as DeploymentRecord;
   expect(deployment.roles.gateways).toEqual([gatewayAccount.address]);
@@ -94,12 +110,20 @@ describe('anchoring on an external chain', () => {
     await chain.handle.stop();
     // Two rounds with a sealed batch between them: at least two batches wait for the chain.
     const first = await fleet('ext-b', { frames: 15 });
-    await gw.until((s) => BigInt(s.batches.lastSealed) > BigInt(before.batches.lastSealed) && s.batches.open.frames === 0, 30_000, 'a batch sealed while the chain is down');
+    await gw.until(
+      (s) => BigInt(s.batches.lastSealed) > BigInt(before.batches.lastSealed) && s.batches.open.frames === 0,
+      30_000,
+      'a batch sealed while the chain is down',
+    );
     // Another fleet: the first one's clocks are ahead of real time now (frames are timestamped in the past).
     const report = await fleet('ext-c', { frames: 15 });
     expect(first.drained && report.drained).toBe(true);
     expect(first.frames.acked + report.frames.acked).toBe(DEVICES * 30);
-    const down = await gw.until((s) => !s.chain.up && s.batches.pendingAnchors >= 2 && s.batches.open.frames === 0, 30_000, 'batches queued while the chain is down');
+    const down = await gw.until(
+      (s) => !s.chain.up && s.batches.pendingAnchors >= 2 && s.batches.open.frames === 0,
+      30_000,
+      'batches queued while the chain is down',
+    );
     expect(down.batches.lastAnchored).toBe(before.batches.lastAnchored);
     expect((await gw.waitFor((l) => l.event === 'chain_down')).event).toBe('chain_down');
 

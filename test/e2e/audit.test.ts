@@ -66,7 +66,9 @@ function fleet(seed: Seed, port: number, o: Partial<FleetOptions>): Promise<Flee
 
 /** One InfluxQL statement through the `influx` command-line client, as a database user would. */
 function influxql(q: string): void {
-  execFileSync('influx', ['-host', '127.0.0.1', '-port', String(influx.handle.port), '-database', 'vitalproof', '-precision', 'ns', '-execute', q], { stdio: 'pipe' });
+  execFileSync('influx', ['-host', '127.0.0.1', '-port', String(influx.handle.port), '-database', 'vitalproof', '-precision', 'ns', '-execute', q], {
+    stdio: 'pipe',
+  });
 }
 
 /** Points InfluxDB holds for a gateway (every point has a seq field), counted by InfluxDB itself. */
@@ -83,7 +85,14 @@ function fileKeys(dataDir: string): Pick<AuditOptions, 'keys' | 'keysSource'> {
 }
 
 function audit(o: Partial<AuditOptions> = {}): Promise<AuditReport> {
-  return runAudit({ influx: { url: influx.handle.url, database: 'vitalproof' }, batchStore: new BatchStore(join(gwDir, 'batches')), chain, gatewayId: GATEWAY, ...fileKeys(gwDir), ...o });
+  return runAudit({
+    influx: { url: influx.handle.url, database: 'vitalproof' },
+    batchStore: new BatchStore(join(gwDir, 'batches')),
+    chain,
+    gatewayId: GATEWAY,
+    ...fileKeys(gwDir),
+    ...o,
+  });
 }
 
 const key = (f: Pick<Finding, 'code' | 'measurement' | 'device' | 'timeNs'>): string => `${f.code} ${f.measurement} ${f.device} ${f.timeNs}`;
@@ -130,7 +139,12 @@ describe('audit end to end', () => {
     expect(r.ok).toBe(true);
     expect(r.summary.points).toBe(points);
     expect(r.summary.counts).toEqual({ intact: points, edited: 0, frame_tampered: 0, missing: 0, not_anchored: 0, unverifiable: 0, unexpected: 0, seq_gap: 0 });
-    expect(r.devices.map((d) => d.device).sort()).toEqual(fleets.get('clean')!.map((d) => d.deviceId).sort());
+    expect(r.devices.map((d) => d.device).sort()).toEqual(
+      fleets
+        .get('clean')!
+        .map((d) => d.deviceId)
+        .sort(),
+    );
     for (const d of r.devices) expect(['chain', 'file']).toContain(d.keySource);
     expect(r.batches.length).toBeGreaterThan(0);
     expect(r.batches.every((b) => b.status === 'anchored' && b.chainRoot === b.root)).toBe(true);
@@ -154,7 +168,10 @@ describe('audit end to end', () => {
     const ranged = await audit({ device: d0, fromMs, toMs });
     expect(ranged.findings).toEqual([]);
     expect(ranged.ok).toBe(true);
-    const inRange = await new InfluxHttp({ url: influx.handle.url }).query(`SELECT COUNT("seq") FROM /.*/ WHERE "device" = '${d0}' AND time >= ${fromMs}ms AND time < ${toMs}ms`, { database: 'vitalproof' });
+    const inRange = await new InfluxHttp({ url: influx.handle.url }).query(
+      `SELECT COUNT("seq") FROM /.*/ WHERE "device" = '${d0}' AND time >= ${fromMs}ms AND time < ${toMs}ms`,
+      { database: 'vitalproof' },
+    );
     expect(ranged.summary.points).toBe(inRange.reduce((n, s) => n + Number(s.values[0]![1]), 0));
 
     // Usage and configuration errors are exit code 2, before anything is read.
@@ -206,17 +223,40 @@ describe('audit end to end', () => {
       key({ code: 'edited', measurement: 'heart_rate', device: d0, timeNs: edited.timeNs.toString() }),
       key({ code: 'missing', measurement: 'spo2', device: d1, timeNs: deleted.timeNs.toString() }),
       key({ code: 'frame_tampered', measurement: 'frames', device: d2, timeNs: altered.timeNs.toString() }),
-      ...Array.from({ length: altered.count }, (_, i) => key({ code: 'frame_tampered', measurement: 'heart_rate', device: d2, timeNs: sampleTimeNs(alteredFrame, i).toString() })),
+      ...Array.from({ length: altered.count }, (_, i) =>
+        key({ code: 'frame_tampered', measurement: 'heart_rate', device: d2, timeNs: sampleTimeNs(alteredFrame, i).toString() }),
+      ),
     ];
     expect(r.findings.map(key).sort()).toEqual(expected.sort());
-    expect(r.summary.counts).toEqual({ intact: before - 2 - (altered.count + 1), edited: 1, frame_tampered: altered.count + 1, missing: 1, not_anchored: 0, unverifiable: 0, unexpected: 0, seq_gap: 0 });
+    expect(r.summary.counts).toEqual({
+      intact: before - 2 - (altered.count + 1),
+      edited: 1,
+      frame_tampered: altered.count + 1,
+      missing: 1,
+      not_anchored: 0,
+      unverifiable: 0,
+      unexpected: 0,
+      seq_gap: 0,
+    });
     expect(r.summary.points).toBe(before - 1);
 
     const e = r.findings.find((f) => f.code === 'edited')!;
-    expect(e).toMatchObject({ field: 'value', stored: edited.values['value']! + 7, expected: edited.values['value'], seq: edited.seq.toString(), batch: editedFrame.batch!.toString(), leaf: editedFrame.leaf });
+    expect(e).toMatchObject({
+      field: 'value',
+      stored: edited.values['value']! + 7,
+      expected: edited.values['value'],
+      seq: edited.seq.toString(),
+      batch: editedFrame.batch!.toString(),
+      leaf: editedFrame.leaf,
+    });
     const m = r.findings.find((f) => f.code === 'missing')!;
     const deletedIndex = Number((deleted.timeNs - deletedFrame.timeNs) / (BigInt(deletedFrame.intervalUs) * 1000n));
-    expect(m).toMatchObject({ seq: deleted.seq.toString(), batch: deletedFrame.batch!.toString(), leaf: deletedFrame.leaf, expected: sampleValue(decodeFrame(deletedFrame.raw), deletedIndex) });
+    expect(m).toMatchObject({
+      seq: deleted.seq.toString(),
+      batch: deletedFrame.batch!.toString(),
+      leaf: deletedFrame.leaf,
+      expected: sampleValue(decodeFrame(deletedFrame.raw), deletedIndex),
+    });
     for (const t of r.findings.filter((f) => f.code === 'frame_tampered')) {
       expect(t).toMatchObject({ device: d2, seq: altered.seq.toString(), batch: altered.batch!.toString(), leaf: altered.leaf });
       expect(t.reason).toMatch(/signature does not verify/);
@@ -240,7 +280,14 @@ describe('audit end to end', () => {
     const r = await audit({ device: d1 });
     const leafFinding = r.findings.find((x) => x.measurement === 'frames')!;
     expect(r.findings.map((x) => `${x.code} ${x.measurement}`).sort()).toEqual(['missing frames', 'missing spo2']);
-    expect(leafFinding).toMatchObject({ code: 'missing', device: d1, seq: gone.seq.toString(), batch: gone.batch!.toString(), leaf: gone.leaf, timeNs: gone.timeNs.toString() });
+    expect(leafFinding).toMatchObject({
+      code: 'missing',
+      device: d1,
+      seq: gone.seq.toString(),
+      batch: gone.batch!.toString(),
+      leaf: gone.leaf,
+      timeNs: gone.timeNs.toString(),
+    });
     expect(r.summary.counts.intact).toBe(r.summary.points);
     expect(r.summary.points).toBe(await countPoints(GATEWAY, d1));
   });
@@ -268,8 +315,18 @@ describe('audit end to end', () => {
         key({ code: 'edited', measurement: 'frames', device: d0, timeNs: fs.timeNs.toString() }),
       ].sort(),
     );
-    expect(r0.findings.find((f) => f.code === 'edited' && f.measurement === 'spo2')).toMatchObject({ field: 'seq', stored: (q.seq + 1000n).toString(), expected: q.seq.toString() });
-    expect(r0.findings.find((f) => f.code === 'edited' && f.measurement === 'frames')).toMatchObject({ field: 'batch', stored: (fs.batch! + 1n).toString(), expected: fs.batch!.toString(), batch: fs.batch!.toString(), leaf: fs.leaf });
+    expect(r0.findings.find((f) => f.code === 'edited' && f.measurement === 'spo2')).toMatchObject({
+      field: 'seq',
+      stored: (q.seq + 1000n).toString(),
+      expected: q.seq.toString(),
+    });
+    expect(r0.findings.find((f) => f.code === 'edited' && f.measurement === 'frames')).toMatchObject({
+      field: 'batch',
+      stored: (fs.batch! + 1n).toString(),
+      expected: fs.batch!.toString(),
+      batch: fs.batch!.toString(),
+      leaf: fs.leaf,
+    });
     expect(r0.summary.points).toBe(await countPoints(GATEWAY, d0));
 
     const r2 = await audit({ device: d2 });
@@ -277,7 +334,9 @@ describe('audit end to end', () => {
     expect(undecodable.map(key).sort()).toEqual(
       [
         key({ code: 'frame_tampered', measurement: 'frames', device: d2, timeNs: spoFrame.timeNs.toString() }),
-        ...Array.from({ length: spoFrame.count }, (_, i) => key({ code: 'frame_tampered', measurement: 'spo2', device: d2, timeNs: (spoFrame.timeNs + BigInt(i * spoFrame.intervalUs) * 1000n).toString() })),
+        ...Array.from({ length: spoFrame.count }, (_, i) =>
+          key({ code: 'frame_tampered', measurement: 'spo2', device: d2, timeNs: (spoFrame.timeNs + BigInt(i * spoFrame.intervalUs) * 1000n).toString() }),
+        ),
       ].sort(),
     );
     for (const f of undecodable) expect(f.reason).toMatch(/does not decode/);
@@ -306,9 +365,24 @@ describe('audit end to end', () => {
       expect(points).toBeGreaterThan(10);
       const store = new BatchStore(join(bDir, 'batches'));
       for (const withChain of [true, false]) {
-        const r = await runAudit({ influx: { url: influx.handle.url, database: 'vitalproof' }, batchStore: store, ...(withChain ? { chain } : {}), gatewayId: 'gw-b', ...fileKeys(bDir) });
+        const r = await runAudit({
+          influx: { url: influx.handle.url, database: 'vitalproof' },
+          batchStore: store,
+          ...(withChain ? { chain } : {}),
+          gatewayId: 'gw-b',
+          ...fileKeys(bDir),
+        });
         expect(r.ok).toBe(false);
-        expect(r.summary.counts).toEqual({ intact: 0, edited: 0, frame_tampered: 0, missing: 0, not_anchored: points, unverifiable: 0, unexpected: 0, seq_gap: 0 });
+        expect(r.summary.counts).toEqual({
+          intact: 0,
+          edited: 0,
+          frame_tampered: 0,
+          missing: 0,
+          not_anchored: points,
+          unverifiable: 0,
+          unexpected: 0,
+          seq_gap: 0,
+        });
         expect(r.findings.every((f) => f.code === 'not_anchored' && /not sealed yet|not anchored/.test(f.reason))).toBe(true);
         expect(r.batches.every((b) => b.status === 'sealed' || b.status === 'open')).toBe(true);
         expect(r.otherGateways).toEqual([GATEWAY]);
@@ -351,7 +425,9 @@ describe('audit end to end', () => {
     const toMs = fromMs + 20_000;
     const ranged = await audit({ device, fromMs, toMs });
     const http = new InfluxHttp({ url: influx.handle.url });
-    const inRange = await http.query(`SELECT COUNT("seq") FROM /.*/ WHERE "device" = '${device}' AND time >= ${fromMs}ms AND time < ${toMs}ms`, { database: 'vitalproof' });
+    const inRange = await http.query(`SELECT COUNT("seq") FROM /.*/ WHERE "device" = '${device}' AND time >= ${fromMs}ms AND time < ${toMs}ms`, {
+      database: 'vitalproof',
+    });
     const expectedPoints = inRange.reduce((n, s) => n + Number(s.values[0]![1]), 0);
     expect(ranged.summary.points).toBe(expectedPoints);
     expect(ranged.summary.counts.intact).toBe(expectedPoints);
@@ -373,11 +449,16 @@ describe('audit end to end', () => {
     const store = new BatchStore(copy);
     const path = store.batchPath(target);
     const file = JSON.parse(readFileSync(path, 'utf8')) as { root: string; leafHashes: string; frames: [string, string, number, string][] };
-    const victim = Math.max(0, file.frames.findIndex(([d]) => d !== device));
+    const victim = Math.max(
+      0,
+      file.frames.findIndex(([d]) => d !== device),
+    );
     const hashes = Buffer.from(file.leafHashes, 'base64');
     hashes[victim * 32]! ^= 0xff;
     file.leafHashes = hashes.toString('base64');
-    file.root = `0x${Rfc6962Tree.fromLeafHashes(Array.from({ length: hashes.length / 32 }, (_, i) => hashes.subarray(i * 32, i * 32 + 32))).root().toString('hex')}`;
+    file.root = `0x${Rfc6962Tree.fromLeafHashes(Array.from({ length: hashes.length / 32 }, (_, i) => hashes.subarray(i * 32, i * 32 + 32)))
+      .root()
+      .toString('hex')}`;
     writeFileSync(path, JSON.stringify(file));
 
     const r = await audit({ device, batchStore: new BatchStore(copy) });

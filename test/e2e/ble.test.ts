@@ -72,7 +72,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function bleFleet(seed: keyof typeof FLEETS, o: Omit<Partial<FleetOptions>, 'ble'> & { ble?: Partial<NonNullable<FleetOptions['ble']>> }): Promise<FleetReport> {
+function bleFleet(
+  seed: keyof typeof FLEETS,
+  o: Omit<Partial<FleetOptions>, 'ble'> & { ble?: Partial<NonNullable<FleetOptions['ble']>> },
+): Promise<FleetReport> {
   return runFleet({
     ...o,
     transport: 'ble',
@@ -102,10 +105,21 @@ describe('BLE end to end', () => {
   it('takes 22 BLE wearables beside an MQTT fleet: every frame stored once, as signed, and anchored like MQTT frames', async () => {
     const before = await gw.status();
     // While they run, the status lists the BLE wearables: connected, RSSI, frames, last frame.
-    const live = gw.until((x) => bleSection(x).devices.filter((d) => d.state === 'connected' && d.frames > 0).length >= 10, 60_000, '10 BLE wearables delivering');
+    const live = gw.until(
+      (x) => bleSection(x).devices.filter((d) => d.state === 'connected' && d.frames > 0).length >= 10,
+      60_000,
+      '10 BLE wearables delivering',
+    );
     const [ble, mqtt, during] = await Promise.all([
       bleFleet('many', { frames: 25, ble: { notifyDelayMs: 2 } }),
-      runFleet({ brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`, devices: FLEETS.mqttSide, seed: 'mqttSide', frames: 25, stateDir: join(dir, 'state-mqttSide'), drainTimeoutMs: 60_000 }),
+      runFleet({
+        brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
+        devices: FLEETS.mqttSide,
+        seed: 'mqttSide',
+        frames: 25,
+        stateDir: join(dir, 'state-mqttSide'),
+        drainTimeoutMs: 60_000,
+      }),
       live,
     ]);
     const ids = new Set(fleets.get('many')!.map((d) => d.deviceId));
@@ -162,7 +176,11 @@ describe('BLE end to end', () => {
 
   it('loses and duplicates nothing when links drop, devices go out of range and vanish: the backlog arrives after they return', async () => {
     const before = await gw.status();
-    const report = await bleFleet('radio', { frames: 80, faults: 'out_of_range=0.03,vanish=0.02,disconnect=0.03', ble: { notifyDelayMs: 1, outOfRangeMs: [500, 1500], vanishMs: [500, 1500] } });
+    const report = await bleFleet('radio', {
+      frames: 80,
+      faults: 'out_of_range=0.03,vanish=0.02,disconnect=0.03',
+      ble: { notifyDelayMs: 1, outOfRangeMs: [500, 1500], vanishMs: [500, 1500] },
+    });
     expect(report.drained).toBe(true);
     expect(report.faults.unexpected).toBe(0);
     expect(report.faults.injected.out_of_range ?? 0).toBeGreaterThan(0);

@@ -46,7 +46,17 @@ afterAll(async () => {
 
 /** One CONNECT with MQTT.js (3.1.1, no reconnect); resolves on CONNACK either way. */
 function attempt(clientId: string, username: string, password: Uint8Array): Promise<{ connected: boolean; returnCode?: number }> {
-  const client = connect({ host: '127.0.0.1', port: gw.mqttPort, protocolVersion: 4, clientId, username, password: Buffer.from(password), clean: true, reconnectPeriod: 0, connectTimeout: 10_000 });
+  const client = connect({
+    host: '127.0.0.1',
+    port: gw.mqttPort,
+    protocolVersion: 4,
+    clientId,
+    username,
+    password: Buffer.from(password),
+    clean: true,
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+  });
   clients.push(client);
   client.on('error', () => undefined);
   return new Promise((resolve, reject) => {

@@ -184,7 +184,14 @@ const lastReadingMs = (m: LiveMessage): number => m.readings[m.readings.length -
 /** MQTT CONNECT options: the address as username, the self-issued signed challenge as password. */
 async function researcherLogin(wallet: Wallet, gatewayId = GATEWAY_ID): Promise<IClientOptions> {
   const text = selfIssuedChallenge(gatewayId, wallet.address);
-  return { username: wallet.address, password: encodeLogin({ text, signature: await wallet.signMessage(text) }), protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000, clean: true };
+  return {
+    username: wallet.address,
+    password: encodeLogin({ text, signature: await wallet.signMessage(text) }),
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+    clean: true,
+  };
 }
 
 /** The CONNACK return code of a refused CONNECT. */
@@ -236,15 +243,35 @@ async function mined(tx: Promise<{ wait(): Promise<TransactionReceipt | null> }>
 
 /** patientRef of a pseudonym, as the enrolment wrote it to the registry's directory. */
 function patientRefOf(pseudonym: string): string {
-  const dirDoc = JSON.parse(readFileSync(join(dataDir, 'registry', 'directory.json'), 'utf8')) as { devices: Record<string, { patient: string; patientRef: string }> };
+  const dirDoc = JSON.parse(readFileSync(join(dataDir, 'registry', 'directory.json'), 'utf8')) as {
+    devices: Record<string, { patient: string; patientRef: string }>;
+  };
   const e = Object.values(dirDoc.devices).find((d) => d.patient === pseudonym);
   if (!e) throw new Error(`no directory entry for ${pseudonym}`);
   return e.patientRef;
 }
 
-async function grant(patient: HDNodeWallet, pseudonym: string, to: Wallet, metrics: string[], fromMs: number, toMs: number, expiresAtMs: number): Promise<{ id: bigint; fromMs: number; toMs: number; expiresAtMs: number; block: number }> {
+async function grant(
+  patient: HDNodeWallet,
+  pseudonym: string,
+  to: Wallet,
+  metrics: string[],
+  fromMs: number,
+  toMs: number,
+  expiresAtMs: number,
+): Promise<{ id: bigint; fromMs: number; toMs: number; expiresAtMs: number; block: number }> {
   const consent = consentRegistryAt(record.consentRegistry.address, patient);
-  const receipt = await mined(consent.grant(patientRefOf(pseudonym), to.address, sensorMaskOf(metrics.map((m) => sensorByName(m).code)), fromMs, toMs, expiresAtMs, keccak256(toUtf8Bytes(`e2e purpose ${to.address}`))));
+  const receipt = await mined(
+    consent.grant(
+      patientRefOf(pseudonym),
+      to.address,
+      sensorMaskOf(metrics.map((m) => sensorByName(m).code)),
+      fromMs,
+      toMs,
+      expiresAtMs,
+      keccak256(toUtf8Bytes(`e2e purpose ${to.address}`)),
+    ),
+  );
   const ev = receipt.logs.map((l) => consentRegistryInterface.parseLog(l)).find((p) => p?.name === 'ConsentGranted');
   return { id: ev!.args[0] as bigint, fromMs, toMs, expiresAtMs, block: receipt.blockNumber };
 }
@@ -277,7 +304,16 @@ beforeAll(async () => {
   record = JSON.parse(readFileSync(join(dataDir, 'chain', 'deployment.json'), 'utf8')) as DeploymentRecord;
   provider = chainProvider(embeddedChainUrl(dataDir), record.chainId, 100);
   // The wearable streams in real time from now on; nobody may receive anything yet.
-  liveRun = runFleet({ brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`, devices: 1, seed: LIVE.seed, sensors: LIVE.sensors, durationMs: 600_000, signal: liveStop.signal, stateDir: join(dir, 'sim-live'), drainTimeoutMs: 30_000 });
+  liveRun = runFleet({
+    brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
+    devices: 1,
+    seed: LIVE.seed,
+    sensors: LIVE.sensors,
+    durationMs: 600_000,
+    signal: liveStop.signal,
+    stateDir: join(dir, 'sim-live'),
+    drainTimeoutMs: 30_000,
+  });
 
   // The hospital admin binds each patient's own key to their patientRef (never the pseudonym).
   patient1 = devWallet(3, provider);
@@ -380,7 +416,15 @@ describe('live access', () => {
     expect([window.status, window.body.error]).toEqual([403, 'OUTSIDE_DATA_WINDOW']);
     const mine = (await getJson<{ grants: GrantJson[] }>('/research/grants', tokens.window)).body.grants;
     expect(mine.map((g) => g.grantId)).toEqual([grants.G5.id.toString(), grants.G1.id.toString()]); // newest first
-    expect(mine[1]).toMatchObject({ patient: P1, researcher: R.window.address, metrics: ['heart_rate', 'ecg'], dataFromMs: grants.G1.fromMs, dataToMs: grants.G1.toMs, revokedAtMs: null, status: 'OK' });
+    expect(mine[1]).toMatchObject({
+      patient: P1,
+      researcher: R.window.address,
+      metrics: ['heart_rate', 'ecg'],
+      dataFromMs: grants.G1.fromMs,
+      dataToMs: grants.G1.toMs,
+      revokedAtMs: null,
+      status: 'OK',
+    });
 
     const s = await gw.status();
     expect(s.consent.subscribeRefusedBy).toMatchObject({ NO_GRANT: 2, SENSOR_NOT_GRANTED: 1, OUTSIDE_DATA_WINDOW: 2, TOPIC_NOT_ALLOWED: 5 });
@@ -392,8 +436,23 @@ describe('live access', () => {
     const id = quietDevice.deviceId;
     const clientId = deviceClientId(id);
     const rejectedBefore = (await gw.status()).frames.rejected;
-    const device = await connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, { clientId, username: id, password: Buffer.from(makeConnectPassword(id, clientId, quietDevice.keys.secretKey)), protocolVersion: 4, reconnectPeriod: 0, clean: true });
-    const forged = JSON.stringify({ grantId: grants.G6.id.toString(), patient: P1, metric: 'ecg', deviceId: id, seq: '1', frameSha256: '00'.repeat(32), readings: [{ timeMs: Date.now(), values: { value: 4.2 } }] });
+    const device = await connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, {
+      clientId,
+      username: id,
+      password: Buffer.from(makeConnectPassword(id, clientId, quietDevice.keys.secretKey)),
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      clean: true,
+    });
+    const forged = JSON.stringify({
+      grantId: grants.G6.id.toString(),
+      patient: P1,
+      metric: 'ecg',
+      deviceId: id,
+      seq: '1',
+      frameSha256: '00'.repeat(32),
+      readings: [{ timeMs: Date.now(), values: { value: 4.2 } }],
+    });
     const notice = JSON.stringify({ event: 'subscription_ended', topic: topicOf(P1, 'ecg'), code: 'REVOKED', atMs: Date.now() });
     await device.publishAsync(topicOf(P1, 'ecg'), forged, { qos: 1 });
     await device.publishAsync(noticeTopic(R.control.address), notice, { qos: 1 });
@@ -412,7 +471,11 @@ describe('live access', () => {
   it('delivers only the granted metrics, only the samples inside the data window, each with its frame reference, exactly as signed', async () => {
     const g = grants.G1;
     // Every frame that touches the window has arrived once the control stream is 6 s past its end (heart-rate frames are 5 s long).
-    await clients.control.waitFor(() => clients.control.messages.find((m) => lastReadingMs(m.body) >= g.toMs + 6 * SECOND), 40_000, 'the control stream past the window');
+    await clients.control.waitFor(
+      () => clients.control.messages.find((m) => lastReadingMs(m.body) >= g.toMs + 6 * SECOND),
+      40_000,
+      'the control stream past the window',
+    );
     const mine = clients.window.messages.filter((m) => m.topic.startsWith(`vp/consented/${P1}/`));
     expect(mine.length).toBeGreaterThan(5);
     expect(new Set(mine.map((m) => m.body.metric))).toEqual(new Set(['ecg', 'heart_rate']));
@@ -446,7 +509,11 @@ describe('live access', () => {
     const ended = await r.notice((n) => n.event === 'subscription_ended', 30_000, 'the expiry notice');
     expect(ended.body).toMatchObject({ event: 'subscription_ended', topic: topicOf(P1, 'ecg'), code: 'EXPIRED', grantId: g.id.toString() });
     expect(ended.body.atMs).toBeGreaterThanOrEqual(g.expiresAtMs);
-    await clients.control.waitFor(() => clients.control.messages.find((m) => lastReadingMs(m.body) >= g.expiresAtMs + 4 * SECOND), 30_000, 'the control stream 4 s past the expiry');
+    await clients.control.waitFor(
+      () => clients.control.messages.find((m) => lastReadingMs(m.body) >= g.expiresAtMs + 4 * SECOND),
+      30_000,
+      'the control stream 4 s past the expiry',
+    );
     expect(r.messages.length).toBeGreaterThan(3);
     const lastAt = Math.max(...r.messages.map((m) => m.atMs));
     console.log(`expiry → cut: notice ${ended.atMs - g.expiresAtMs} ms after expiresAtMs, last delivery ${lastAt - g.expiresAtMs} ms after it`);
@@ -470,7 +537,11 @@ describe('live access', () => {
     const ended = await r.notice((n) => n.event === 'subscription_ended', 10_000, 'the revocation notice');
     expect(ended.body).toMatchObject({ event: 'subscription_ended', topic: topicOf(P1, 'ecg'), code: 'REVOKED', grantId: g.id.toString() });
     // The control stream goes on: 4 s of readings recorded after the block have been delivered meanwhile.
-    await clients.control.waitFor(() => clients.control.messages.find((m) => lastReadingMs(m.body) >= blockMs + 4 * SECOND), 30_000, 'the control stream 4 s past the revocation');
+    await clients.control.waitFor(
+      () => clients.control.messages.find((m) => lastReadingMs(m.body) >= blockMs + 4 * SECOND),
+      30_000,
+      'the control stream 4 s past the revocation',
+    );
     const lastAt = Math.max(...r.messages.map((m) => m.atMs));
     const cutLine = await gw.waitFor((l) => l.event === 'research_subscription_ended' && l['researcher'] === R.revoked.address && l['code'] === 'REVOKED');
     const cutAt = Date.parse(cutLine['time'] as string);
@@ -490,7 +561,16 @@ describe('live access', () => {
   });
 
   it('delivers frames that arrive over BLE like those over MQTT', async () => {
-    const report = await runFleet({ transport: 'ble', ble: { busAddress: bus.address, temporaryTimeoutMs: 1000, connectTimeoutMs: 1000 }, devices: 1, seed: BLE.seed, sensors: BLE.sensors, frames: BLE.frames, stateDir: join(dir, 'sim-ble'), drainTimeoutMs: 60_000 });
+    const report = await runFleet({
+      transport: 'ble',
+      ble: { busAddress: bus.address, temporaryTimeoutMs: 1000, connectTimeoutMs: 1000 },
+      devices: 1,
+      seed: BLE.seed,
+      sensors: BLE.sensors,
+      frames: BLE.frames,
+      stateDir: join(dir, 'sim-ble'),
+      drainTimeoutMs: 60_000,
+    });
     expect(report.drained).toBe(true);
     expect(report.frames.acked).toBe(BLE.frames);
     const r = clients.window;
@@ -502,7 +582,8 @@ describe('live access', () => {
     expect(ble().every((m) => m.body.readings.length === sensorByName('spo2').defaultSamplesPerFrame)).toBe(true);
     expect((await gw.status()).frames.byTransport.ble.accepted).toBeGreaterThanOrEqual(BLE.frames);
     // Nobody else receives P2's data.
-    for (const c of [clients.control, clients.revoked, clients.expiring, clients.none, clients.past]) expect(c.messages.some((m) => m.topic.includes(P2))).toBe(false);
+    for (const c of [clients.control, clients.revoked, clients.expiring, clients.none, clients.past])
+      expect(c.messages.some((m) => m.topic.includes(P2))).toBe(false);
   });
 });
 
@@ -524,7 +605,10 @@ describe('historical access', () => {
     const pages: Page[] = [];
     let cursor: string | null = null;
     do {
-      const res: { status: number; body: Page } = await getJson<Page>(`/research/grants/${g().id}/readings?limit=3&proofs=1${cursor ? `&cursor=${cursor}` : ''}`, token);
+      const res: { status: number; body: Page } = await getJson<Page>(
+        `/research/grants/${g().id}/readings?limit=3&proofs=1${cursor ? `&cursor=${cursor}` : ''}`,
+        token,
+      );
       expect(res.status, JSON.stringify(res.body)).toBe(200);
       expect(res.body).toMatchObject({ grantId: g().id.toString(), patient: P1, from: g().fromMs, to: g().toMs });
       pages.push(res.body);
@@ -541,7 +625,11 @@ describe('historical access', () => {
     expect(proofs.map((b) => `${b.frame.deviceId}/${b.frame.seq}`)).toEqual(frames.map((f) => `${f.deviceId}/${f.seq}`));
     const cache = new VerifyCache();
     for (const [i, b] of proofs.entries()) {
-      const v = await verifyBundle(b, { provider, cache, trusted: { chainId: record.chainId, anchorRegistry: record.anchorRegistry.address, deviceRegistry: record.deviceRegistry.address } });
+      const v = await verifyBundle(b, {
+        provider,
+        cache,
+        trusted: { chainId: record.chainId, anchorRegistry: record.anchorRegistry.address, deviceRegistry: record.deviceRegistry.address },
+      });
       expect(v.ok, JSON.stringify(v.checks)).toBe(true);
       expect(sha256Hex(Buffer.from(b.frame.raw, 'base64'))).toBe(frames[i]!.frameSha256);
       expect(b.anchor.batchSeq).toBe(frames[i]!.batch);
@@ -549,11 +637,17 @@ describe('historical access', () => {
     }
 
     // A narrower range, and one reaching outside the window (clamped to it).
-    const sub = await getJson<{ frames: FrameJson[]; from: number; to: number }>(`/research/grants/${g().id}/readings?from=${g().fromMs + 2000}&to=${new Date(g().fromMs + 4000).toISOString()}&metric=ecg`, token);
+    const sub = await getJson<{ frames: FrameJson[]; from: number; to: number }>(
+      `/research/grants/${g().id}/readings?from=${g().fromMs + 2000}&to=${new Date(g().fromMs + 4000).toISOString()}&metric=ecg`,
+      token,
+    );
     expect(sub.status).toBe(200);
     expect(sub.body.frames).toEqual((await expectedFrames(g().fromMs + 2000, g().fromMs + 4000)).filter((f) => f.metric === 'ecg'));
     exported.push({ pages: 1, readings: sub.body.frames.reduce((n, f) => n + f.readings.length, 0) });
-    const wide = await getJson<{ frames: FrameJson[]; from: number; to: number }>(`/research/grants/${g().id}/readings?from=${g().fromMs - HOUR}&to=${g().toMs + HOUR}`, token);
+    const wide = await getJson<{ frames: FrameJson[]; from: number; to: number }>(
+      `/research/grants/${g().id}/readings?from=${g().fromMs - HOUR}&to=${g().toMs + HOUR}`,
+      token,
+    );
     expect([wide.body.from, wide.body.to]).toEqual([g().fromMs, g().toMs]);
     expect(wide.body.frames).toEqual(frames);
     exported.push({ pages: 1, readings: frames.reduce((n, f) => n + f.readings.length, 0) });
@@ -569,7 +663,10 @@ describe('historical access', () => {
     do {
       const res = await get(`/research/grants/${g().id}/readings?format=ndjson&limit=4${cursor ? `&cursor=${cursor}` : ''}`, token);
       expect(res.headers.get('content-type')).toBe('application/x-ndjson');
-      const lines = (await res.text()).trimEnd().split('\n').map((l) => JSON.parse(l) as FrameJson & { nextCursor?: string | null });
+      const lines = (await res.text())
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l) as FrameJson & { nextCursor?: string | null });
       const tail = lines.pop()!;
       expect(Object.keys(tail)).toEqual(['nextCursor']);
       nd.push(...lines);
@@ -592,7 +689,11 @@ describe('historical access', () => {
       pages++;
     } while (cursor);
     expect(pages).toBeGreaterThanOrEqual(2);
-    expect(rows).toEqual(all.flatMap((f) => f.readings.flatMap((r) => Object.entries(r.values).map(([ch, v]) => `${r.timeMs},${f.metric},${ch},${v},${f.deviceId},${f.seq},${f.frameSha256}`))));
+    expect(rows).toEqual(
+      all.flatMap((f) =>
+        f.readings.flatMap((r) => Object.entries(r.values).map(([ch, v]) => `${r.timeMs},${f.metric},${ch},${v},${f.deviceId},${f.seq},${f.frameSha256}`)),
+      ),
+    );
     const csvProofs = await getJson<{ error: string }>(`/research/grants/${g().id}/readings?format=csv&proofs=1`, token);
     expect([csvProofs.status, csvProofs.body.error]).toEqual([400, 'BAD_REQUEST']);
   });
@@ -600,7 +701,11 @@ describe('historical access', () => {
 
 describe('accounting of disclosures', () => {
   it('lists every live delivery and every export page in the patient report, each with an access proof that verifies on chain', async () => {
-    const s = await gw.until((x) => x.accessLog.liveAggregates === 0 && x.accessLog.openEntries === 0 && x.accessLog.pending === 0 && x.accessLog.sealed === x.accessLog.anchored, 60_000, 'every access-log entry written and anchored');
+    const s = await gw.until(
+      (x) => x.accessLog.liveAggregates === 0 && x.accessLog.openEntries === 0 && x.accessLog.pending === 0 && x.accessLog.sealed === x.accessLog.anchored,
+      60_000,
+      'every access-log entry written and anchored',
+    );
     expect(s.accessLog.entries).toBeGreaterThan(0);
     const token = await httpLogin(patient1);
     const res = await getJson<DisclosureReport>(`/patient/disclosures?pseudonym=${P1}`, token);
@@ -610,13 +715,20 @@ describe('accounting of disclosures', () => {
     expect(report.summary.pending + report.summary.errors).toBe(0);
     expect(report.items.every((i) => i.status === 'anchored')).toBe(true);
     const entries = report.items.map((i) => (i.status === 'anchored' ? i.proof.entry : i.entry));
-    const sum = (who: Wallet, g: bigint, kind: 'live' | 'export'): number => entries.filter((e) => e.researcher === who.address && e.grantId === g.toString() && e.kind === kind).reduce((n, e) => n + e.count, 0);
+    const sum = (who: Wallet, g: bigint, kind: 'live' | 'export'): number =>
+      entries.filter((e) => e.researcher === who.address && e.grantId === g.toString() && e.kind === kind).reduce((n, e) => n + e.count, 0);
     // Every reading delivered live is counted, under the grant and researcher it went to.
     expect(sum(R.window, grants.G1.id, 'live')).toBe(clients.window.readings(grants.G1.id));
     expect(sum(R.revoked, grants.G2.id, 'live')).toBe(clients.revoked.readings(grants.G2.id));
     expect(sum(R.expiring, grants.G3.id, 'live')).toBe(clients.expiring.readings(grants.G3.id));
     expect(sum(R.control, grants.G6.id, 'live')).toBe(clients.control.readings(grants.G6.id));
-    for (const [who, g] of [[R.window, grants.G1], [R.revoked, grants.G2], [R.expiring, grants.G3], [R.control, grants.G6]] as const) expect(sum(who, g.id, 'live'), who.address).toBeGreaterThan(0);
+    for (const [who, g] of [
+      [R.window, grants.G1],
+      [R.revoked, grants.G2],
+      [R.expiring, grants.G3],
+      [R.control, grants.G6],
+    ] as const)
+      expect(sum(who, g.id, 'live'), who.address).toBeGreaterThan(0);
     expect(entries.some((e) => e.researcher === R.none.address || e.researcher === R.past.address)).toBe(false);
     // Every export page with readings is one entry.
     const exports = entries.filter((e) => e.kind === 'export');
@@ -627,7 +739,11 @@ describe('accounting of disclosures', () => {
     const cache = new VerifyCache();
     for (const item of report.items) {
       if (item.status !== 'anchored') continue;
-      const v = await verifyAccessBundle(item.proof, { provider, cache, trusted: { chainId: record.chainId, anchorRegistry: record.anchorRegistry.address, consentRegistry: record.consentRegistry.address } });
+      const v = await verifyAccessBundle(item.proof, {
+        provider,
+        cache,
+        trusted: { chainId: record.chainId, anchorRegistry: record.anchorRegistry.address, consentRegistry: record.consentRegistry.address },
+      });
       expect(v.ok, JSON.stringify(v.checks)).toBe(true);
     }
 
@@ -663,7 +779,11 @@ describe('accounting of disclosures', () => {
 
 describe('privacy', () => {
   it('leaves no pseudonym on chain: not in any log, any storage slot of any contract, any transaction input', async () => {
-    const needles = PSEUDONYMS.flatMap((p) => [Buffer.from(p, 'utf8').toString('hex'), createHash('sha256').update(p).digest('hex'), keccak256(toUtf8Bytes(p)).slice(2)]);
+    const needles = PSEUDONYMS.flatMap((p) => [
+      Buffer.from(p, 'utf8').toString('hex'),
+      createHash('sha256').update(p).digest('hex'),
+      keccak256(toUtf8Bytes(p)).slice(2),
+    ]);
     const clean = (where: string, hex: string): void => {
       const h = hex.toLowerCase();
       for (const n of needles) expect(h.includes(n), `${where} holds a pseudonym (or its plain hash)`).toBe(false);
@@ -675,7 +795,9 @@ describe('privacy', () => {
     expect(logs.some((l) => l.address.toLowerCase() === record.consentRegistry.address.toLowerCase())).toBe(true);
 
     const dumped = (await provider.send('anvil_dumpState', [])) as string;
-    const state = JSON.parse(gunzipSync(Buffer.from(dumped.replace(/^0x/, ''), 'hex')).toString('utf8')) as { accounts: Record<string, { storage?: Record<string, string>; code?: string }> };
+    const state = JSON.parse(gunzipSync(Buffer.from(dumped.replace(/^0x/, ''), 'hex')).toString('utf8')) as {
+      accounts: Record<string, { storage?: Record<string, string>; code?: string }>;
+    };
     let slots = 0;
     for (const [address, account] of Object.entries(state.accounts)) {
       for (const [k, v] of Object.entries(account.storage ?? {})) {
@@ -684,7 +806,8 @@ describe('privacy', () => {
       }
     }
     expect(slots).toBeGreaterThan(50);
-    for (const c of [record.consentRegistry.address, record.anchorRegistry.address, record.deviceRegistry.address]) expect(Object.keys(state.accounts[c.toLowerCase()]?.storage ?? {}).length, c).toBeGreaterThan(0);
+    for (const c of [record.consentRegistry.address, record.anchorRegistry.address, record.deviceRegistry.address])
+      expect(Object.keys(state.accounts[c.toLowerCase()]?.storage ?? {}).length, c).toBeGreaterThan(0);
 
     const head = await provider.getBlockNumber();
     let inputs = 0;
@@ -732,5 +855,13 @@ async function expectedFrames(fromMs: number, toMs: number): Promise<FrameJson[]
     .map(({ f, frame }) => ({ f, frame, inside: samplesIn(frame, fromMs, toMs) }))
     .filter((x) => x.inside.length > 0)
     .sort((a, b) => (a.f.timeNs !== b.f.timeNs ? (a.f.timeNs < b.f.timeNs ? -1 : 1) : a.f.seq < b.f.seq ? -1 : 1))
-    .map(({ f, frame, inside }) => ({ metric: frame.spec.name, deviceId: f.device, seq: f.seq.toString(), frameSha256: sha256Hex(f.raw), batch: f.batch?.toString() ?? null, leaf: f.leaf ?? null, readings: inside }));
+    .map(({ f, frame, inside }) => ({
+      metric: frame.spec.name,
+      deviceId: f.device,
+      seq: f.seq.toString(),
+      frameSha256: sha256Hex(f.raw),
+      batch: f.batch?.toString() ?? null,
+      leaf: f.leaf ?? null,
+      readings: inside,
+    }));
 }

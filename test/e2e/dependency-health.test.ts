@@ -29,7 +29,9 @@ const stopped = new Set<number>();
 
 /** The gateway's child process whose command name is `comm` (anvil, influxd). */
 function childNamed(parent: number, comm: string): number {
-  const kids = readdirSync(`/proc/${parent}/task`).flatMap((t) => readFileSync(`/proc/${parent}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+  const kids = readdirSync(`/proc/${parent}/task`).flatMap((t) =>
+    readFileSync(`/proc/${parent}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number),
+  );
   const hit = kids.find((pid) => {
     try {
       return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === comm;
@@ -126,7 +128,10 @@ describe('dependency health and alarms', () => {
     expect(down.chain.sinceMs).toBeGreaterThanOrEqual(stoppedAt);
     expect(down.dependencies.chain).toMatchObject({ up: false, code: 'CHAIN_TIMEOUT' });
     expect(down.dependencies.chain!.lastOkMs).toBeLessThan(down.dependencies.chain!.sinceMs);
-    expect(down.alarms.find((a) => a.code === 'CHAIN_HUNG')).toMatchObject({ severity: 'critical', detail: expect.stringMatching(/^CHAIN_TIMEOUT: .*eth_blockNumber/) });
+    expect(down.alarms.find((a) => a.code === 'CHAIN_HUNG')).toMatchObject({
+      severity: 'critical',
+      detail: expect.stringMatching(/^CHAIN_TIMEOUT: .*eth_blockNumber/),
+    });
     expect(codes(down)).not.toContain('CHAIN_DOWN');
     const h = await healthz();
     expect(h.status).toBe(503);
@@ -142,19 +147,28 @@ describe('dependency health and alarms', () => {
     const report = await fleet(SEEDS[1]!);
     expect(report.drained).toBe(true);
     expect(report.frames.acked).toBe(DEVICES * 20);
-    const behind = await gw.until((s) => s.batches.pendingAnchors >= 1 && codes(s).includes('ANCHORS_BEHIND'), 60_000, 'anchors behind while the chain is stopped');
+    const behind = await gw.until(
+      (s) => s.batches.pendingAnchors >= 1 && codes(s).includes('ANCHORS_BEHIND'),
+      60_000,
+      'anchors behind while the chain is stopped',
+    );
     expect(behind.batches.lastAnchored).toBe(before.batches.lastAnchored);
     expect(behind.alarms.find((a) => a.code === 'ANCHORS_BEHIND')!.detail).toMatch(/^stream frames: batch \d+ sealed/);
     // The anchorer itself gave up on its calls with the same code, not only the probe.
     await gw.waitFor((l) => l.event === 'chain_down' && String(l['err']).startsWith('CHAIN_TIMEOUT'));
 
     signal(anvil, 'SIGCONT');
-    const after = await gw.until((s) => s.chain.up && s.alarms.length === 0 && s.batches.pendingAnchors === 0 && s.batches.open.frames === 0, 60_000, 'chain back, alarms cleared, queue anchored');
+    const after = await gw.until(
+      (s) => s.chain.up && s.alarms.length === 0 && s.batches.pendingAnchors === 0 && s.batches.open.frames === 0,
+      60_000,
+      'chain back, alarms cleared, queue anchored',
+    );
     expect(Number(after.batches.lastAnchored)).toBeGreaterThanOrEqual(Number(behind.batches.lastSealed));
     expect(after.dependencies.chain).toMatchObject({ up: true });
     expect(after.chain.lastError).toBeUndefined();
     await anchoredAll(gw);
-    for (const code of ['CHAIN_HUNG', 'ANCHORS_BEHIND']) expect((await gw.waitFor((l) => l.event === 'alarm_cleared' && l['code'] === code))['code']).toBe(code);
+    for (const code of ['CHAIN_HUNG', 'ANCHORS_BEHIND'])
+      expect((await gw.waitFor((l) => l.event === 'alarm_cleared' && l['code'] === code))['code']).toBe(code);
     expect((await healthz()).status).toBe(200);
     // In order and once each.
     const anchored = gw.lines.filter((l) => l.event === 'anchored' && l['stream'] === 0).map((l) => Number(l['batch']));
@@ -173,7 +187,11 @@ describe('dependency health and alarms', () => {
     expect(h.body.alarms).toContain('STORAGE_DOWN');
     expect(await metrics()).toMatch(/^vitalproof_dependency_up\{dependency="influx"\} 0$/m);
     signal(influxd, 'SIGCONT');
-    await gw.until((s) => !codes(s).includes('STORAGE_DOWN') && s.storage.up && s.dependencies.influx?.up === true, 60_000, 'STORAGE_DOWN cleared after SIGCONT');
+    await gw.until(
+      (s) => !codes(s).includes('STORAGE_DOWN') && s.storage.up && s.dependencies.influx?.up === true,
+      60_000,
+      'STORAGE_DOWN cleared after SIGCONT',
+    );
 
     await influx.handle.kill();
     const refused = await gw.until((s) => codes(s).includes('STORAGE_DOWN'), 60_000, 'STORAGE_DOWN while influxd is gone');

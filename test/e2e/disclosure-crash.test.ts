@@ -55,8 +55,22 @@ beforeAll(async () => {
     grants.set(d.patient, g.id);
     last = g.block;
   }
-  await gw.until((s) => s.consent.following && (s.consent.lastBlock ?? 0) >= last && s.consent.grants === devices.length, 20_000, 'the gateway sees the grants');
-  liveRun = runFleet({ brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`, devices: devices.length, seed: SEED, sensors: 'ecg', durationMs: 600_000, signal: liveStop.signal, stateDir: `${w.dir}/sim`, drainTimeoutMs: 5_000, backoff: { initialMs: 100, maxMs: 1000 } });
+  await gw.until(
+    (s) => s.consent.following && (s.consent.lastBlock ?? 0) >= last && s.consent.grants === devices.length,
+    20_000,
+    'the gateway sees the grants',
+  );
+  liveRun = runFleet({
+    brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
+    devices: devices.length,
+    seed: SEED,
+    sensors: 'ecg',
+    durationMs: 600_000,
+    signal: liveStop.signal,
+    stateDir: `${w.dir}/sim`,
+    drainTimeoutMs: 5_000,
+    backoff: { initialMs: 100, maxMs: 1000 },
+  });
 }, 180_000);
 
 afterAll(async () => {
@@ -107,25 +121,40 @@ describe('accounting of live disclosures through a crash', () => {
     });
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     for (const d of devices) await client.subscribeAsync(`vp/consented/${d.patient}/ecg`, { qos: 0 });
-    await gw.until((s) => BigInt(s.accessLog.anchored) >= 1n && BigInt(s.batches.lastAnchored) >= 1n, 60_000, 'frames and access entries anchored after the grants');
+    await gw.until(
+      (s) => BigInt(s.accessLog.anchored) >= 1n && BigInt(s.batches.lastAnchored) >= 1n,
+      60_000,
+      'frames and access entries anchored after the grants',
+    );
     armed = true;
-    const at = await Promise.race([killedAt, new Promise<number>((_, rej) => setTimeout(() => rej(new Error(`only ${received.length} deliveries in 120 s`)), 120_000))]);
+    const at = await Promise.race([
+      killedAt,
+      new Promise<number>((_, rej) => setTimeout(() => rej(new Error(`only ${received.length} deliveries in 120 s`)), 120_000)),
+    ]);
     expect(await gw.exited).toBeNull(); // killed by the signal, no exit code
     await closed; // nothing more can arrive from the dead process
     liveStop.abort();
     await liveRun.catch(() => undefined);
     const afterKill = received.filter((r) => r.atMs > at).length;
-    console.log(`${received.length} deliveries received (${received.reduce((n, r) => n + r.m.readings.length, 0)} readings), ${afterKill} of them after the kill was sent`);
+    console.log(
+      `${received.length} deliveries received (${received.reduce((n, r) => n + r.m.readings.length, 0)} readings), ${afterKill} of them after the kill was sent`,
+    );
 
     gw = await GatewayProcess.start(w.flags);
     const entries = new Map<string, AccessEntryJson[]>();
-    for (const [i, d] of devices.entries()) entries.set(d.patient, (await disclosures(patients[i]!, d.patient)).filter((e) => e.kind === 'live' && e.researcher === R.address));
+    for (const [i, d] of devices.entries())
+      entries.set(
+        d.patient,
+        (await disclosures(patients[i]!, d.patient)).filter((e) => e.kind === 'live' && e.researcher === R.address),
+      );
 
     const uncovered: string[] = [];
     for (const { m } of received) {
       const first = Math.floor(m.readings[0]!.timeMs);
       const last = Math.floor(m.readings[m.readings.length - 1]!.timeMs);
-      const covered = (entries.get(m.patient) ?? []).some((e) => e.grantId === m.grantId && e.metrics.includes(m.metric) && e.fromMs <= first && last <= e.toMs);
+      const covered = (entries.get(m.patient) ?? []).some(
+        (e) => e.grantId === m.grantId && e.metrics.includes(m.metric) && e.fromMs <= first && last <= e.toMs,
+      );
       if (!covered) uncovered.push(`${m.deviceId}/${m.seq} (${m.patient}, grant ${m.grantId}, ${first}..${last})`);
     }
     expect(uncovered, 'deliveries received that no access-log entry covers').toEqual([]);

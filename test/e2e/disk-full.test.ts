@@ -163,7 +163,13 @@ function recordOffsets(path: string): number[] {
 
 function lastSegment(): string {
   const dir = join(fs.dir, 'gw', 'spool');
-  return join(dir, readdirSync(dir).filter((n) => n.endsWith('.wal')).sort().at(-1)!);
+  return join(
+    dir,
+    readdirSync(dir)
+      .filter((n) => n.endsWith('.wal'))
+      .sort()
+      .at(-1)!,
+  );
 }
 
 describe('a damaged spool tail', () => {

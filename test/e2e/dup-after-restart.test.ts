@@ -31,13 +31,27 @@ function flags(): Record<string, string | number> {
 
 async function connect(port: number): Promise<mqtt.MqttClient> {
   const clientId = deviceClientId(dev.id);
-  return mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId, username: dev.id, password: Buffer.from(makeConnectPassword(dev.id, clientId, dev.keys.secretKey)), protocolVersion: 4, reconnectPeriod: 0, clean: true });
+  return mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+    clientId,
+    username: dev.id,
+    password: Buffer.from(makeConnectPassword(dev.id, clientId, dev.keys.secretKey)),
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    clean: true,
+  });
 }
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'vp-dup-'));
   writeFileSync(join(dir, 'fleet.json'), JSON.stringify({ version: 1, devices: [dev.enrolment] }));
-  execFileSync(process.execPath, [CLI, 'enrol', join(dir, 'fleet.json'), '--dataDir', join(dir, 'gw'), ...Object.entries(offChain).flatMap(([k, v]) => [`--${k}`, v])]);
+  execFileSync(process.execPath, [
+    CLI,
+    'enrol',
+    join(dir, 'fleet.json'),
+    '--dataDir',
+    join(dir, 'gw'),
+    ...Object.entries(offChain).flatMap(([k, v]) => [`--${k}`, v]),
+  ]);
   gw = await GatewayProcess.start(flags());
 });
 

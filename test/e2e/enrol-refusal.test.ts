@@ -45,7 +45,13 @@ describe('vitalproof enrol with malformed entries', () => {
 
     const listed = cli('devices');
     expect(listed.status).toBe(0);
-    expect(listed.stdout.trim().split('\n').map((l) => l.split(/\s+/)[0]).sort()).toEqual([fleet[0]!.deviceId, fleet[3]!.deviceId].sort());
+    expect(
+      listed.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(/\s+/)[0])
+        .sort(),
+    ).toEqual([fleet[0]!.deviceId, fleet[3]!.deviceId].sort());
   });
 
   it('refuses a file that is not an enrolment file as a whole, with one coded line and no stack', () => {

@@ -24,8 +24,22 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'vp-fatal-'));
   const devices = fleetDevices('fatal', 2, 'mix');
   writeEnrolmentFile(join(dir, 'fleet.json'), devices);
-  execFileSync(process.execPath, [CLI, 'enrol', join(dir, 'fleet.json'), '--dataDir', join(dir, 'gw'), ...Object.entries(offChain).flatMap(([k, v]) => [`--${k}`, v])]);
-  gw = await GatewayProcess.start({ dataDir: join(dir, 'gw'), 'influx.url': influx.handle.url, 'mqtt.port': 0, 'http.port': 0, 'batch.intervalMs': 200, ...offChain });
+  execFileSync(process.execPath, [
+    CLI,
+    'enrol',
+    join(dir, 'fleet.json'),
+    '--dataDir',
+    join(dir, 'gw'),
+    ...Object.entries(offChain).flatMap(([k, v]) => [`--${k}`, v]),
+  ]);
+  gw = await GatewayProcess.start({
+    dataDir: join(dir, 'gw'),
+    'influx.url': influx.handle.url,
+    'mqtt.port': 0,
+    'http.port': 0,
+    'batch.intervalMs': 200,
+    ...offChain,
+  });
 });
 
 afterAll(async () => {
@@ -34,13 +48,28 @@ afterAll(async () => {
 });
 
 it('exits with status 1 when a batch cannot be sealed, with every shutdown step run', async () => {
-  const report = await runFleet({ brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`, devices: 2, seed: 'fatal', sensors: 'mix', frames: 20, stateDir: join(dir, 'sim') });
+  const report = await runFleet({
+    brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
+    devices: 2,
+    seed: 'fatal',
+    sensors: 'mix',
+    frames: 20,
+    stateDir: join(dir, 'sim'),
+  });
   expect(report.frames.acked).toBe(40);
   await gw.until((s) => Number(s.batches.lastSealed) >= 1, 30_000, 'a batch sealed');
   // The batch store's directory becomes a file: the next seal (and the seal on the way down) fails.
   rmSync(join(dir, 'gw', 'batches'), { recursive: true, force: true });
   writeFileSync(join(dir, 'gw', 'batches'), 'not a directory\n');
-  const more = runFleet({ brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`, devices: 2, seed: 'fatal', sensors: 'mix', frames: 3, stateDir: join(dir, 'sim'), drainTimeoutMs: 2_000 });
+  const more = runFleet({
+    brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
+    devices: 2,
+    seed: 'fatal',
+    sensors: 'mix',
+    frames: 3,
+    stateDir: join(dir, 'sim'),
+    drainTimeoutMs: 2_000,
+  });
   const code = await gw.exited;
   expect(code).toBe(1);
   const fatal = gw.lines.find((l) => l.event === 'fatal');

@@ -55,7 +55,11 @@ interface Answer {
 }
 
 /** One HTTPS request to the gateway, trusting the development CA, from `localAddress` (a loopback source). */
-function api(method: 'GET' | 'POST', path: string, o: { body?: unknown; raw?: string; token?: string; from?: string; agent?: Agent; headers?: Record<string, string> } = {}): Promise<Answer> {
+function api(
+  method: 'GET' | 'POST',
+  path: string,
+  o: { body?: unknown; raw?: string; token?: string; from?: string; agent?: Agent; headers?: Record<string, string> } = {},
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const payload = o.raw ?? (o.body !== undefined ? JSON.stringify(o.body) : undefined);
     const req = request(
@@ -68,7 +72,11 @@ function api(method: 'GET' | 'POST', path: string, o: { body?: unknown; raw?: st
         ca: pem(ca.caCert),
         // Without an agent: a fresh connection each time (no keep-alive socket the server may be closing).
         ...(o.agent ? { agent: o.agent } : { agent: false, localAddress: o.from ?? '127.0.0.1' }),
-        headers: { ...(payload !== undefined ? { 'content-type': 'application/json' } : {}), ...(o.token ? { authorization: `Bearer ${o.token}` } : {}), ...o.headers },
+        headers: {
+          ...(payload !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
+          ...o.headers,
+        },
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -127,7 +135,11 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'vp-http-hardening-'));
   dataDir = join(dir, 'gw');
   ca = ensureDevCa(join(dir, 'ca'));
-  for (const [name, w] of [['patient', patient], ['researcher', researcher]] as const) writeFileSync(keyFile(name), `${w.privateKey}\n`, { mode: 0o600 });
+  for (const [name, w] of [
+    ['patient', patient],
+    ['researcher', researcher],
+  ] as const)
+    writeFileSync(keyFile(name), `${w.privateKey}\n`, { mode: 0o600 });
   writeEnrolmentFile(join(dir, 'fleet.json'), devices);
   const enrol = cli(['enrol', join(dir, 'fleet.json'), '--dataDir', dataDir]);
   expect(enrol.code, enrol.stderr).toBe(0);
@@ -145,7 +157,29 @@ beforeAll(async () => {
   url = `https://127.0.0.1:${gw.httpPort}`;
   const bind = cli(['admin', 'bind-patient', P, patient.address, '--dataDir', dataDir]);
   expect(bind.code, bind.stderr).toBe(0);
-  const g = cli(['consent', 'grant', '--key-file', keyFile('patient'), '--pseudonym', P, '--researcher', researcher.address, '--metrics', 'heart_rate', '--from', 'now-1h', '--to', 'now+1h', '--expires', 'now+1h', '--purpose', 'https study', '--dataDir', dataDir, '--json']);
+  const g = cli([
+    'consent',
+    'grant',
+    '--key-file',
+    keyFile('patient'),
+    '--pseudonym',
+    P,
+    '--researcher',
+    researcher.address,
+    '--metrics',
+    'heart_rate',
+    '--from',
+    'now-1h',
+    '--to',
+    'now+1h',
+    '--expires',
+    'now+1h',
+    '--purpose',
+    'https study',
+    '--dataDir',
+    dataDir,
+    '--json',
+  ]);
   expect(g.code, g.stderr).toBe(0);
   grantId = (JSON.parse(g.stdout) as { grantId: string }).grantId;
   const deadline = Date.now() + 20_000;
@@ -286,7 +320,8 @@ describe('login under attack', () => {
     const after = (await status()).http!;
     const delta = (o: Record<string, number>, p: Record<string, number>, k: string): number => (o[k] ?? 0) - (p[k] ?? 0);
     expect(delta(after.refusedBy, before.refusedBy, 'LOGIN_RATE_LIMITED')).toBe(byCode['LOGIN_RATE_LIMITED']);
-    for (const code of ['AUTH_UNKNOWN_CHALLENGE', 'AUTH_BAD_SIGNATURE', 'AUTH_BUSY']) expect(delta(after.login.refusedBy, before.login.refusedBy, code), code).toBe(byCode[code] ?? 0);
+    for (const code of ['AUTH_UNKNOWN_CHALLENGE', 'AUTH_BAD_SIGNATURE', 'AUTH_BUSY'])
+      expect(delta(after.login.refusedBy, before.login.refusedBy, code), code).toBe(byCode[code] ?? 0);
     // Forged challenges never reached secp256k1: the recoveries are exactly the bad signatures over genuine ones.
     expect(after.login.recoveries! - before.login.recoveries!).toBe(byCode['AUTH_BAD_SIGNATURE'] ?? 0);
     expect(byCode['AUTH_UNKNOWN_CHALLENGE']).toBeGreaterThan(0);
@@ -326,7 +361,24 @@ describe('login under attack', () => {
 });
 
 describe('plain HTTP off loopback', () => {
-  const light = (extra: string[]): string[] => ['run', '--dataDir', join(dir, 'plain'), '--gatewayId', 'gw-plain', '--chain.mode', 'off', '--registry.source', 'file', '--influx.url', influx.handle.url, '--mqtt.port', '0', '--http.port', '0', ...extra];
+  const light = (extra: string[]): string[] => [
+    'run',
+    '--dataDir',
+    join(dir, 'plain'),
+    '--gatewayId',
+    'gw-plain',
+    '--chain.mode',
+    'off',
+    '--registry.source',
+    'file',
+    '--influx.url',
+    influx.handle.url,
+    '--mqtt.port',
+    '0',
+    '--http.port',
+    '0',
+    ...extra,
+  ];
 
   it('is refused at start without http.allowPlain (a ConfigError, exit 2, nothing started)', () => {
     const r = cli(light(['--http.host', '0.0.0.0']));
@@ -336,7 +388,17 @@ describe('plain HTTP off loopback', () => {
   });
 
   it('starts with http.allowPlain=true, with a warning in the log and plainAllowed in /status', async () => {
-    const plain = await GatewayProcess.start({ dataDir: join(dir, 'plain'), gatewayId: 'gw-plain', 'chain.mode': 'off', 'registry.source': 'file', 'influx.url': influx.handle.url, 'mqtt.port': 0, 'http.port': 0, 'http.host': '0.0.0.0', 'http.allowPlain': 'true' });
+    const plain = await GatewayProcess.start({
+      dataDir: join(dir, 'plain'),
+      gatewayId: 'gw-plain',
+      'chain.mode': 'off',
+      'registry.source': 'file',
+      'influx.url': influx.handle.url,
+      'mqtt.port': 0,
+      'http.port': 0,
+      'http.host': '0.0.0.0',
+      'http.allowPlain': 'true',
+    });
     try {
       const warn = await plain.waitFor((l) => l.event === 'http_plain');
       expect(warn.level).toBe(40);

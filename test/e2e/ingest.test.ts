@@ -83,7 +83,8 @@ describe('ingest end to end', () => {
     const before = await gw.status();
     const report = await fleet('faults', {
       frames: 80,
-      faults: 'tamper=0.04,bad_signature=0.04,malformed=0.05,oversized=0.02,wrong_topic=0.03,replay=0.03,skew=0.03,gap=0.03,unknown_device=0.02,disconnect=0.02',
+      faults:
+        'tamper=0.04,bad_signature=0.04,malformed=0.05,oversized=0.02,wrong_topic=0.03,replay=0.03,skew=0.03,gap=0.03,unknown_device=0.02,disconnect=0.02',
     });
     expect(report.drained).toBe(true);
     expect(report.faults.lost).toBe(0);
@@ -92,7 +93,11 @@ describe('ingest end to end', () => {
     expect(injected).toBeGreaterThan(20);
     const after = await drained(gw);
     const delta = (a: Record<string, number>, b: Record<string, number>): Record<string, number> =>
-      Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v - (b[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
+      Object.fromEntries(
+        Object.entries(a)
+          .map(([k, v]) => [k, v - (b[k] ?? 0)])
+          .filter(([, v]) => (v as number) > 0),
+      );
     expect(delta(after.frames.rejectedBy, before.frames.rejectedBy)).toEqual(report.faults.expectedRejections);
     expect(delta(after.mqtt.connectRefusedBy, before.mqtt.connectRefusedBy)).toEqual(report.faults.expectedConnectRefusals);
     expect(after.frames.seqGaps - before.frames.seqGaps).toBe(report.faults.expectedSeqGaps);

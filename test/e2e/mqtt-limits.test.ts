@@ -63,7 +63,16 @@ afterAll(async () => {
 });
 
 function fleet(seed: keyof typeof FLEETS, frames: number): Promise<FleetReport> {
-  return runFleet({ brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`, devices: FLEETS[seed], seed: `limits-${seed}`, sensors: 'heart_rate', frames, stateDir: join(dir, `state-${seed}`), backoff: { initialMs: 50, maxMs: 500 }, drainTimeoutMs: 30_000 });
+  return runFleet({
+    brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
+    devices: FLEETS[seed],
+    seed: `limits-${seed}`,
+    sensors: 'heart_rate',
+    frames,
+    stateDir: join(dir, `state-${seed}`),
+    backoff: { initialMs: 50, maxMs: 500 },
+    drainTimeoutMs: 30_000,
+  });
 }
 
 /** The gateway's resident set now and its peak since the last reset, in bytes (/proc/<pid>/status). */
@@ -103,11 +112,19 @@ describe('MQTT pre-authentication limits', () => {
     const report = await honest;
 
     const peak = memory().peak;
-    const after = await gw.until((s) => refused(s, 'MQTT_PACKET_TOO_LARGE') - refused(before, 'MQTT_PACKET_TOO_LARGE') >= 2 && refused(s, 'MQTT_MALFORMED') - refused(before, 'MQTT_MALFORMED') >= 2, 10_000, 'refusals counted');
+    const after = await gw.until(
+      (s) =>
+        refused(s, 'MQTT_PACKET_TOO_LARGE') - refused(before, 'MQTT_PACKET_TOO_LARGE') >= 2 &&
+        refused(s, 'MQTT_MALFORMED') - refused(before, 'MQTT_MALFORMED') >= 2,
+      10_000,
+      'refusals counted',
+    );
     const rssAfter = memory().rss;
     const declared = attackers.length * FLOOD;
     const bytesSent = sent.reduce((a, b) => a + b, 0);
-    console.info(`[mqtt-limits] declared ${declared} B by 4 anonymous sockets, sent ${bytesSent} B before the gateway closed them; gateway RSS ${base.rss} B before, peak ${peak} B during, ${rssAfter} B after`);
+    console.info(
+      `[mqtt-limits] declared ${declared} B by 4 anonymous sockets, sent ${bytesSent} B before the gateway closed them; gateway RSS ${base.rss} B before, peak ${peak} B during, ${rssAfter} B after`,
+    );
 
     // Each socket was closed long before its packet could have been sent.
     for (const n of sent) expect(n).toBeLessThan(FLOOD / 2);
@@ -128,7 +145,7 @@ describe('MQTT pre-authentication limits', () => {
     expect(metrics).toContain(`vitalproof_mqtt_refused_total{reason="MQTT_PACKET_TOO_LARGE"} ${refused(after, 'MQTT_PACKET_TOO_LARGE')}`);
   });
 
-  it("disconnects an enrolled device whose PUBLISH exceeds the device limit before buffering it; its honest frames are accepted after it reconnects", async () => {
+  it('disconnects an enrolled device whose PUBLISH exceeds the device limit before buffering it; its honest frames are accepted after it reconnects', async () => {
     const [dev] = fleets.get('big')!;
     const before = await gw.status();
     resetPeak();

@@ -24,7 +24,14 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'vp-mqtt-session-'));
   writeEnrolmentFile(join(dir, 'fleet.json'), [dev!, other!]);
   execFileSync(process.execPath, [CLI, 'enrol', join(dir, 'fleet.json'), '--dataDir', join(dir, 'gw'), '--registry.source', 'file', '--chain.mode', 'off']);
-  gw = await GatewayProcess.start({ dataDir: join(dir, 'gw'), 'influx.url': influx.handle.url, 'chain.mode': 'off', 'registry.source': 'file', 'mqtt.port': 0, 'http.port': 0 });
+  gw = await GatewayProcess.start({
+    dataDir: join(dir, 'gw'),
+    'influx.url': influx.handle.url,
+    'chain.mode': 'off',
+    'registry.source': 'file',
+    'mqtt.port': 0,
+    'http.port': 0,
+  });
 });
 
 afterAll(async () => {
@@ -34,7 +41,17 @@ afterAll(async () => {
 
 function options(d: typeof dev, extra: IClientOptions): IClientOptions {
   const clientId = deviceClientId(d!.deviceId);
-  return { clientId, username: d!.deviceId, password: Buffer.from(makeConnectPassword(d!.deviceId, clientId, d!.keys.secretKey)), protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000, keepalive: 30, clean: true, ...extra };
+  return {
+    clientId,
+    username: d!.deviceId,
+    password: Buffer.from(makeConnectPassword(d!.deviceId, clientId, d!.keys.secretKey)),
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+    keepalive: 30,
+    clean: true,
+    ...extra,
+  };
 }
 
 /** Connects; resolves with the CONNACK's session-present flag, or 'closed' when the connection closes first. */
@@ -48,7 +65,20 @@ function connect(d: typeof dev, extra: IClientOptions): Promise<{ client: MqttCl
 }
 
 function frame(d: typeof dev, seq: number, timestampMs: number): Buffer {
-  return Buffer.from(signFrame({ deviceId: d!.deviceId, seq: BigInt(seq), timestampMs: BigInt(timestampMs), sensor: 1, scale: 0, intervalUs: 1_000_000, samples: Int32Array.from([70, 71]) }, d!.keys.secretKey));
+  return Buffer.from(
+    signFrame(
+      {
+        deviceId: d!.deviceId,
+        seq: BigInt(seq),
+        timestampMs: BigInt(timestampMs),
+        sensor: 1,
+        scale: 0,
+        intervalUs: 1_000_000,
+        samples: Int32Array.from([70, 71]),
+      },
+      d!.keys.secretKey,
+    ),
+  );
 }
 
 describe('PROTOCOL.md §6.4', () => {
@@ -80,7 +110,7 @@ describe('PROTOCOL.md §6.4', () => {
     if (second !== 'closed') await second.client.endAsync();
   });
 
-  it("judges a will, published when the connection ends without DISCONNECT, as a frame of the device", async () => {
+  it('judges a will, published when the connection ends without DISCONNECT, as a frame of the device', async () => {
     const before = (await gw.status()).frames;
     const now = Date.now();
     const c = await connect(dev, { will: { topic: frameTopic(dev!.deviceId), payload: frame(dev, 1, now - 10_000), qos: 1, retain: false } });
@@ -90,7 +120,11 @@ describe('PROTOCOL.md §6.4', () => {
     const d = await connect(dev, { will: { topic: 'not/a/frame/topic', payload: Buffer.from('bye'), qos: 0, retain: false } });
     if (d === 'closed') throw new Error('connection refused');
     d.client.stream.destroy();
-    const s = await gw.until((st) => (st.frames.rejectedBy['FRAME_TOO_SHORT'] ?? 0) === (before.rejectedBy['FRAME_TOO_SHORT'] ?? 0) + 1, 30_000, 'the will refused as a frame');
+    const s = await gw.until(
+      (st) => (st.frames.rejectedBy['FRAME_TOO_SHORT'] ?? 0) === (before.rejectedBy['FRAME_TOO_SHORT'] ?? 0) + 1,
+      30_000,
+      'the will refused as a frame',
+    );
     expect(s.frames.accepted).toBe(before.accepted + 1);
   });
 });

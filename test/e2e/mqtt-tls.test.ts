@@ -101,7 +101,11 @@ describe('MQTT over TLS', () => {
     const untrusting = await connectOnce(`mqtts://127.0.0.1:${port}`, dev!.deviceId, dev!.keys.secretKey, { timeoutMs: 5000 });
     expect(untrusting.connected).toBe(false);
     expect(untrusting.error).toMatch(/self-signed|unable to get|certificate/i);
-    const after = await gw.until((s) => refused(s, 'MQTT_TLS_HANDSHAKE_FAILED') - refused(before, 'MQTT_TLS_HANDSHAKE_FAILED') >= 2, 10_000, 'handshake failures counted');
+    const after = await gw.until(
+      (s) => refused(s, 'MQTT_TLS_HANDSHAKE_FAILED') - refused(before, 'MQTT_TLS_HANDSHAKE_FAILED') >= 2,
+      10_000,
+      'handshake failures counted',
+    );
     expect(refused(after, 'MQTT_TLS_HANDSHAKE_FAILED') - refused(before, 'MQTT_TLS_HANDSHAKE_FAILED')).toBe(2);
   });
 
@@ -140,13 +144,41 @@ describe('MQTT over TLS', () => {
     expect(after.mqtt.connectRefusedBy).toEqual(before.mqtt.connectRefusedBy);
 
     const tls: FleetTlsOptions = { ...caPem, clientCertsDir: ca.dir };
-    const report = await runFleet({ brokerUrl: `mqtts://127.0.0.1:${port}`, tls, devices: FLEETS.mtls, seed: 'tls-mtls', sensors: 'heart_rate', frames: 30, stateDir: join(dir, 'state-mtls'), drainTimeoutMs: 30_000 });
+    const report = await runFleet({
+      brokerUrl: `mqtts://127.0.0.1:${port}`,
+      tls,
+      devices: FLEETS.mtls,
+      seed: 'tls-mtls',
+      sensors: 'heart_rate',
+      frames: 30,
+      stateDir: join(dir, 'state-mtls'),
+      drainTimeoutMs: 30_000,
+    });
     expect(report.drained).toBe(true);
     expect(report.frames.acked).toBe(FLEETS.mtls * 30);
   });
 
   it('will not start a plain listener on a non-loopback address without mqtt.allowPlain', () => {
-    const r = spawnSync(process.execPath, [CLI, 'run', '--dataDir', join(dir, 'exposed'), '--chain.mode', 'off', '--registry.source', 'file', '--mqtt.host', '0.0.0.0', '--mqtt.port', '0', '--http.port', '0'], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(
+      process.execPath,
+      [
+        CLI,
+        'run',
+        '--dataDir',
+        join(dir, 'exposed'),
+        '--chain.mode',
+        'off',
+        '--registry.source',
+        'file',
+        '--mqtt.host',
+        '0.0.0.0',
+        '--mqtt.port',
+        '0',
+        '--http.port',
+        '0',
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/mqtt\.host is "0\.0\.0\.0", not a loopback address/);
     expect(r.stderr).toMatch(/mqtt\.allowPlain/);

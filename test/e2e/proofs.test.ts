@@ -33,9 +33,23 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'vp-proofs-'));
   writeEnrolmentFile(join(dir, 'fleet.json'), devices);
   execFileSync(process.execPath, [CLI, 'enrol', join(dir, 'fleet.json'), '--dataDir', join(dir, 'gw')]);
-  gw = await GatewayProcess.start({ dataDir: join(dir, 'gw'), gatewayId: 'gw-proofs', 'influx.url': influx.handle.url, 'mqtt.port': 0, 'http.port': 0, 'batch.intervalMs': 300 });
+  gw = await GatewayProcess.start({
+    dataDir: join(dir, 'gw'),
+    gatewayId: 'gw-proofs',
+    'influx.url': influx.handle.url,
+    'mqtt.port': 0,
+    'http.port': 0,
+    'batch.intervalMs': 300,
+  });
   sink = new InfluxSink({ url: influx.handle.url, database: 'vitalproof', gatewayId: 'gw-proofs' });
-  const report = await runFleet({ brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`, devices: DEVICES, seed: 'proofs', frames: FRAMES, stateDir: join(dir, 'sim'), drainTimeoutMs: 60_000 });
+  const report = await runFleet({
+    brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
+    devices: DEVICES,
+    seed: 'proofs',
+    frames: FRAMES,
+    stateDir: join(dir, 'sim'),
+    drainTimeoutMs: 60_000,
+  });
   expect(report.frames.acked).toBe(DEVICES * FRAMES);
   await anchoredAll(gw);
 });

@@ -21,7 +21,17 @@ import { runFleet, type FleetReport } from '../../device-sim/run.js';
 import { devWallet } from '../../gateway/chain/anvil.js';
 import type { LiveMessage } from '../../gateway/research/live.js';
 import { useInfluxd } from '../support/influxd.js';
-import { bindPatient, connectPacket, grant, loginPassword, rawConnect, researcherKey, researcherOptions, startConsentWorld, type ConsentWorld } from '../support/consent-world.js';
+import {
+  bindPatient,
+  connectPacket,
+  grant,
+  loginPassword,
+  rawConnect,
+  researcherKey,
+  researcherOptions,
+  startConsentWorld,
+  type ConsentWorld,
+} from '../support/consent-world.js';
 
 const influx = useInfluxd();
 const GATEWAY_ID = 'gw-admission';
@@ -101,13 +111,26 @@ beforeAll(async () => {
     // Room for one SUBSCRIBE of 5,000 filters: what is measured here is the log, not the packet limit.
     'mqtt.maxResearcherPacketBytes': 1024 * 1024,
   });
-  liveRun = runFleet({ brokerUrl: `mqtt://127.0.0.1:${w.gw.mqttPort}`, devices: 1, seed: 'admission-live', sensors: 'ecg', durationMs: 600_000, signal: liveStop.signal, stateDir: `${w.dir}/sim`, drainTimeoutMs: 30_000 });
+  liveRun = runFleet({
+    brokerUrl: `mqtt://127.0.0.1:${w.gw.mqttPort}`,
+    devices: 1,
+    seed: 'admission-live',
+    sensors: 'ecg',
+    durationMs: 600_000,
+    signal: liveStop.signal,
+    stateDir: `${w.dir}/sim`,
+    drainTimeoutMs: 30_000,
+  });
   const patient = devWallet(3, w.provider);
   await bindPatient(w, P, patient);
   const t = Date.now();
   let last = 0;
   for (const who of [R, THIEF, ...LEAKERS]) last = (await grant(w, patient, P, who.address, ['ecg'], t - HOUR, t + HOUR, t + HOUR)).block;
-  await w.gw.until((s) => s.consent.following && (s.consent.lastBlock ?? 0) >= last && s.consent.grants === 2 + LEAKERS.length, 20_000, 'the gateway sees every grant');
+  await w.gw.until(
+    (s) => s.consent.following && (s.consent.lastBlock ?? 0) >= last && s.consent.grants === 2 + LEAKERS.length,
+    20_000,
+    'the gateway sees every grant',
+  );
 }, 180_000);
 
 afterAll(async () => {
@@ -168,9 +191,14 @@ describe('researcher admission', () => {
 
   it('leaves no researcher registered after 200 connections dropped right after CONNACK', async () => {
     const before = (await w.gw.status()).consent.researchersConnected;
-    const packets = await Promise.all(LEAKERS.flatMap((k, i) => Array.from({ length: 5 }, async (_, j) => connectPacket(`vp-research-leak-${i}-${j}`, k.address, await loginPassword(k, GATEWAY_ID)))));
+    const packets = await Promise.all(
+      LEAKERS.flatMap((k, i) =>
+        Array.from({ length: 5 }, async (_, j) => connectPacket(`vp-research-leak-${i}-${j}`, k.address, await loginPassword(k, GATEWAY_ID))),
+      ),
+    );
     const codes: (number | null)[] = [];
-    for (let i = 0; i < packets.length; i += 50) codes.push(...(await Promise.all(packets.slice(i, i + 50).map(async (p) => (await rawConnect(w.gw.mqttPort, p, { drop: true })).code))));
+    for (let i = 0; i < packets.length; i += 50)
+      codes.push(...(await Promise.all(packets.slice(i, i + 50).map(async (p) => (await rawConnect(w.gw.mqttPort, p, { drop: true })).code))));
     expect(codes.filter((c) => c === 0)).toHaveLength(200);
     const s = await w.gw.until((x) => x.consent.researchersConnected === before, 30_000, 'every dropped researcher released');
     expect(s.consent.researchersConnected).toBe(before);
@@ -190,7 +218,9 @@ describe('refusals logged with a bound', () => {
     expect(codes.every((c) => c === 128)).toBe(true);
     const s = await w.gw.until((x) => (x.consent.subscribeRefusedBy['NO_GRANT'] ?? 0) - before === 5000, 10_000, 'the 5,000 refusals counted');
     const lines = w.gw.lines.filter((l) => l.event === 'research_subscribe_refused').length;
-    console.log(`5,000-filter SUBSCRIBE: ${lines} research_subscribe_refused lines written in all (burst ${BURST}); ${Object.values(s.consent.subscribeRefusedBy).reduce((a, b) => a + b, 0)} refusals counted`);
+    console.log(
+      `5,000-filter SUBSCRIBE: ${lines} research_subscribe_refused lines written in all (burst ${BURST}); ${Object.values(s.consent.subscribeRefusedBy).reduce((a, b) => a + b, 0)} refusals counted`,
+    );
     expect(lines).toBeLessThanOrEqual(BURST);
     expect(client.connected).toBe(true);
   });
@@ -204,7 +234,11 @@ describe('refusals logged with a bound', () => {
     const codes = new Map<number | null, number>();
     const deadline = Date.now() + 240_000;
     for (let i = 0; i < flood && Date.now() < deadline; i += 32) {
-      const batch = Array.from({ length: Math.min(32, flood - i) }, () => rawConnect(w.gw.mqttPort, connectPacket(`flood-${randomBytes(6).toString('hex')}`, getAddress(`0x${randomBytes(20).toString('hex')}`), password), { drop: true }));
+      const batch = Array.from({ length: Math.min(32, flood - i) }, () =>
+        rawConnect(w.gw.mqttPort, connectPacket(`flood-${randomBytes(6).toString('hex')}`, getAddress(`0x${randomBytes(20).toString('hex')}`), password), {
+          drop: true,
+        }),
+      );
       for (const r of await Promise.all(batch)) codes.set(r.code, (codes.get(r.code) ?? 0) + 1);
     }
     expect(Object.fromEntries(codes)).toEqual({ 5: flood });
@@ -213,7 +247,9 @@ describe('refusals logged with a bound', () => {
     const byEvent: Record<string, number> = {};
     for (const l of written) byEvent[l.event ?? '-'] = (byEvent[l.event ?? '-'] ?? 0) + 1;
     const refusedLines = w.gw.lines.filter((l) => l.event === 'research_connect_refused').length;
-    console.log(`10,000 refused logins: ${refusedLines} research_connect_refused lines in all (burst ${BURST}); lines written during the flood by event: ${JSON.stringify(byEvent)}`);
+    console.log(
+      `10,000 refused logins: ${refusedLines} research_connect_refused lines in all (burst ${BURST}); lines written during the flood by event: ${JSON.stringify(byEvent)}`,
+    );
     expect(refusedLines).toBeLessThanOrEqual(BURST);
     // The wearable streams on meanwhile (batches, anchors, access-log entries): what the flood itself may add is a few warnings.
     expect(written.filter((l) => l.level >= 40).length).toBeLessThanOrEqual(20);
@@ -221,7 +257,10 @@ describe('refusals logged with a bound', () => {
 
   it('says at shutdown how many lines it did not write, by reason, matching the counters', async () => {
     const s = await w.gw.status();
-    const sum = (o: Record<string, number>, keys?: string[]): number => Object.entries(o).filter(([k]) => !keys || keys.includes(k)).reduce((n, [, v]) => n + v, 0);
+    const sum = (o: Record<string, number>, keys?: string[]): number =>
+      Object.entries(o)
+        .filter(([k]) => !keys || keys.includes(k))
+        .reduce((n, [, v]) => n + v, 0);
     liveStop.abort();
     await liveRun;
     await w.gw.stop();
@@ -231,7 +270,9 @@ describe('refusals logged with a bound', () => {
     const filters = sum(s.consent.subscribeRefusedBy);
     expect(of('research_connect_refused')).toMatchObject({ suppressed: logins - BURST, windowMs: 600_000 });
     const writtenNoGrant = w.gw.lines.filter((l) => l.event === 'research_connect_refused' && l['reason'] === 'NO_LIVE_GRANT').length;
-    expect((of('research_connect_refused')!['byReason'] as Record<string, number>)['NO_LIVE_GRANT']).toBe(s.consent.loginRefusedBy['NO_LIVE_GRANT']! - writtenNoGrant);
+    expect((of('research_connect_refused')!['byReason'] as Record<string, number>)['NO_LIVE_GRANT']).toBe(
+      s.consent.loginRefusedBy['NO_LIVE_GRANT']! - writtenNoGrant,
+    );
     expect(of('research_subscribe_refused')).toMatchObject({ suppressed: filters - BURST });
     expect(summaries).toHaveLength(2);
     console.log(`log lines for ${logins} refused logins and ${filters} refused filters: ${2 * BURST} lines + ${summaries.length} summaries`);

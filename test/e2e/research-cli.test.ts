@@ -48,7 +48,12 @@ const running = (args: string[]): RunningCli => new RunningCli(args, { HOME: dir
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'vp-research-cli-'));
   dataDir = join(dir, 'gw');
-  for (const [name, w] of [['patient', patient], ['researcher', researcher], ['stranger', stranger]] as const) writeFileSync(keyFile(name), `${w.privateKey}\n`, { mode: 0o600 });
+  for (const [name, w] of [
+    ['patient', patient],
+    ['researcher', researcher],
+    ['stranger', stranger],
+  ] as const)
+    writeFileSync(keyFile(name), `${w.privateKey}\n`, { mode: 0o600 });
   writeEnrolmentFile(join(dir, 'fleet.json'), devices);
   const enrol = cli('enrol', join(dir, 'fleet.json'), '--dataDir', dataDir);
   expect(enrol.code, enrol.stderr).toBe(0);
@@ -73,11 +78,33 @@ afterAll(async () => {
 describe('sharing with a researcher through the command lines', () => {
   let subscriber: RunningCli;
 
-  it('binds the patient and grants on the running gateway\'s chain; the gateway sees the grant', async () => {
+  it("binds the patient and grants on the running gateway's chain; the gateway sees the grant", async () => {
     const bind = cli('admin', 'bind-patient', P, patient.address, '--dataDir', dataDir);
     expect(bind.code, bind.stderr).toBe(0);
     expect(bind.stdout).toMatch(/\(patientRef 0x[0-9a-f]{64}, enrolled devices\)/);
-    const g = cli('consent', 'grant', '--key-file', keyFile('patient'), '--pseudonym', P, '--researcher', researcher.address, '--metrics', 'heart_rate,spo2', '--from', 'now-1h', '--to', 'now+1h', '--expires', 'now+1h', '--purpose', 'e2e study', '--dataDir', dataDir, '--json');
+    const g = cli(
+      'consent',
+      'grant',
+      '--key-file',
+      keyFile('patient'),
+      '--pseudonym',
+      P,
+      '--researcher',
+      researcher.address,
+      '--metrics',
+      'heart_rate,spo2',
+      '--from',
+      'now-1h',
+      '--to',
+      'now+1h',
+      '--expires',
+      'now+1h',
+      '--purpose',
+      'e2e study',
+      '--dataDir',
+      dataDir,
+      '--json',
+    );
     expect(g.code, g.stderr).toBe(0);
     grantId = (JSON.parse(g.stdout) as { grantId: string }).grantId;
     await gw.until((s) => s.consent.grants >= 1 && s.consent.inForce >= 1, 10_000, 'the consent view has the grant');
@@ -91,27 +118,80 @@ describe('sharing with a researcher through the command lines', () => {
     const sessions = join(dir, '.vitalproof', 'sessions.json');
     expect(statSync(sessions).mode & 0o777).toBe(0o600);
     const doc = JSON.parse(readFileSync(sessions, 'utf8')) as { sessions: { url: string; address: string; gatewayId: string; token: string }[] };
-    expect(doc.sessions).toEqual([expect.objectContaining({ url, address: researcher.address, gatewayId: 'gw-research', token: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) })]);
+    expect(doc.sessions).toEqual([
+      expect.objectContaining({ url, address: researcher.address, gatewayId: 'gw-research', token: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) }),
+    ]);
     const grants = cli('research', 'grants', '--url', url, '--json');
     expect(grants.code, grants.stderr).toBe(0);
-    expect(JSON.parse(grants.stdout)).toEqual([expect.objectContaining({ grantId, patient: P, researcher: researcher.address, metrics: ['heart_rate', 'spo2'], status: 'OK' })]);
+    expect(JSON.parse(grants.stdout)).toEqual([
+      expect.objectContaining({ grantId, patient: P, researcher: researcher.address, metrics: ['heart_rate', 'spo2'], status: 'OK' }),
+    ]);
   });
 
   it('tells a researcher without a grant why it receives nothing', async () => {
-    const r = running(['research', 'subscribe', '--key-file', keyFile('stranger'), '--pseudonym', P, '--metric', 'heart_rate', '--url', url, '--mqtt', mqttUrl, '--gateway-id', 'gw-research']);
+    const r = running([
+      'research',
+      'subscribe',
+      '--key-file',
+      keyFile('stranger'),
+      '--pseudonym',
+      P,
+      '--metric',
+      'heart_rate',
+      '--url',
+      url,
+      '--mqtt',
+      mqttUrl,
+      '--gateway-id',
+      'gw-research',
+    ]);
     expect(await r.exited).toBe(1);
     expect(r.err).toContain(`refused: vp/consented/${P}/heart_rate: NO_GRANT`);
     expect(r.out).toEqual([]);
     // A login for another gateway is refused at CONNECT (5: not authorised).
-    const other = running(['research', 'subscribe', '--key-file', keyFile('researcher'), '--pseudonym', P, '--metric', 'heart_rate', '--mqtt', mqttUrl, '--gateway-id', 'gw-elsewhere']);
+    const other = running([
+      'research',
+      'subscribe',
+      '--key-file',
+      keyFile('researcher'),
+      '--pseudonym',
+      P,
+      '--metric',
+      'heart_rate',
+      '--mqtt',
+      mqttUrl,
+      '--gateway-id',
+      'gw-elsewhere',
+    ]);
     expect(await other.exited).toBe(1);
     expect(other.err.join('\n')).toMatch(/the gateway refused the login at mqtt:\/\/127\.0\.0\.1:\d+: not authorised \(5\)/);
   });
 
-  it('subscribes, and receives every reading of the patient\'s wearable live, and nothing else', async () => {
-    subscriber = running(['research', 'subscribe', '--key-file', keyFile('researcher'), '--pseudonym', P, '--metric', 'heart_rate,spo2', '--url', url, '--mqtt', mqttUrl]);
+  it("subscribes, and receives every reading of the patient's wearable live, and nothing else", async () => {
+    subscriber = running([
+      'research',
+      'subscribe',
+      '--key-file',
+      keyFile('researcher'),
+      '--pseudonym',
+      P,
+      '--metric',
+      'heart_rate,spo2',
+      '--url',
+      url,
+      '--mqtt',
+      mqttUrl,
+    ]);
     await subscriber.until(() => subscriber.err.filter((l) => l.startsWith('subscribed to ')).length === 2, 'both subscriptions');
-    const report = await runFleet({ brokerUrl: mqttUrl, devices: devices.length, seed: 'research-cli', sensors: 'heart_rate,spo2', frames: FRAMES, stateDir: join(dir, 'sim'), drainTimeoutMs: 60_000 });
+    const report = await runFleet({
+      brokerUrl: mqttUrl,
+      devices: devices.length,
+      seed: 'research-cli',
+      sensors: 'heart_rate,spo2',
+      frames: FRAMES,
+      stateDir: join(dir, 'sim'),
+      drainTimeoutMs: 60_000,
+    });
     expect(report.frames.acked).toBe(devices.length * FRAMES);
     await subscriber.until(() => subscriber.out.length >= FRAMES, `${FRAMES} deliveries`);
     const got = subscriber.out.map((l) => JSON.parse(l) as Delivery);
@@ -132,10 +212,18 @@ describe('sharing with a researcher through the command lines', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(new RegExp(`exported grant ${grantId}: 3 pages, ${FRAMES} frames, \\d+ readings, ${FRAMES} proofs`));
     expect(r.stdout).toMatch(new RegExp(`wrote ${file} \\(json, ${FRAMES} frames`));
-    const doc = JSON.parse(readFileSync(file, 'utf8')) as { format: string; grantId: string; patient: string; frames: ApiFrame[]; summary: { pages: number; frames: number } };
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as {
+      format: string;
+      grantId: string;
+      patient: string;
+      frames: ApiFrame[];
+      summary: { pages: number; frames: number };
+    };
     expect(doc).toMatchObject({ format: 'vitalproof.research-export', grantId, patient: P, summary: { pages: 3, frames: FRAMES } });
     expect(doc.frames.map((f) => f.seq)).toEqual([...doc.frames].sort((a, b) => a.readings[0]!.timeMs - b.readings[0]!.timeMs).map((f) => f.seq));
-    expect(new Set(doc.frames.map((f) => `${f.deviceId}/${f.seq}`))).toEqual(new Set(subscriber.out.map((l) => JSON.parse(l) as Delivery).map((d) => `${d.deviceId}/${d.seq}`)));
+    expect(new Set(doc.frames.map((f) => `${f.deviceId}/${f.seq}`))).toEqual(
+      new Set(subscriber.out.map((l) => JSON.parse(l) as Delivery).map((d) => `${d.deviceId}/${d.seq}`)),
+    );
     const bundles = parseBundles(JSON.parse(readFileSync(`${file}.proofs.json`, 'utf8')));
     expect(bundles).toHaveLength(FRAMES);
     // Without a session and without the key, nothing is fetched (and nothing written).
@@ -153,7 +241,9 @@ describe('sharing with a researcher through the command lines', () => {
     let served = '';
     let cursor: string | null = null;
     do {
-      const res = await fetch(`${url}/research/grants/${grantId}/readings?format=csv&limit=4${cursor ? `&cursor=${cursor}` : ''}`, { headers: { authorization: `Bearer ${token}` } });
+      const res = await fetch(`${url}/research/grants/${grantId}/readings?format=csv&limit=4${cursor ? `&cursor=${cursor}` : ''}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
       expect(res.status).toBe(200);
       const text = await res.text();
       served += served ? text.slice(text.indexOf('\n') + 1) : text;
@@ -187,18 +277,43 @@ describe('sharing with a researcher through the command lines', () => {
     const r = cli('consent', 'revoke', grantId, '--key-file', keyFile('patient'), '--dataDir', dataDir);
     expect(r.code, r.stderr).toBe(0);
     expect(await subscriber.exited).toBe(0);
-    expect(subscriber.err).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`^subscription ended: vp/consented/${P}/(heart_rate|spo2): REVOKED \\(grant ${grantId}\\)`)), `every subscription has ended; ${FRAMES} deliveries received`]));
+    expect(subscriber.err).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(new RegExp(`^subscription ended: vp/consented/${P}/(heart_rate|spo2): REVOKED \\(grant ${grantId}\\)`)),
+        `every subscription has ended; ${FRAMES} deliveries received`,
+      ]),
+    );
     const after = cli('research', 'export', grantId, '--out', join(dir, 'late.json'), '--url', url);
     expect(after.code).toBe(1);
     expect(after.stderr).toMatch(/HTTP 403 REVOKED/);
   });
 
   it('shows the patient every access, each with a proof that verifies', async () => {
-    await gw.until((s) => s.accessLog.entries > 0 && s.accessLog.liveAggregates === 0 && s.accessLog.openEntries === 0 && s.accessLog.pending === 0, 30_000, 'every access anchored');
-    const r = cli('consent', 'list', '--pseudonym', P, '--key-file', keyFile('patient'), '--disclosures', '--dataDir', dataDir, '--url', url, '--out', join(dir, 'report.json'));
+    await gw.until(
+      (s) => s.accessLog.entries > 0 && s.accessLog.liveAggregates === 0 && s.accessLog.openEntries === 0 && s.accessLog.pending === 0,
+      30_000,
+      'every access anchored',
+    );
+    const r = cli(
+      'consent',
+      'list',
+      '--pseudonym',
+      P,
+      '--key-file',
+      keyFile('patient'),
+      '--disclosures',
+      '--dataDir',
+      dataDir,
+      '--url',
+      url,
+      '--out',
+      join(dir, 'report.json'),
+    );
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`\\n  ${grantId}\\s+REVOKED `));
-    const m = /disclosures \(gateway gw-research\): (\d+) accesses, (\d+) readings, to 1 researcher \(([^)]+)\); (\d+) anchored, 0 pending, 0 errors/.exec(r.stdout);
+    const m = /disclosures \(gateway gw-research\): (\d+) accesses, (\d+) readings, to 1 researcher \(([^)]+)\); (\d+) anchored, 0 pending, 0 errors/.exec(
+      r.stdout,
+    );
     expect(m, r.stdout).not.toBeNull();
     expect(m![3]).toBe(researcher.address);
     const lines = r.stdout.split('\n').filter((l) => /^ {2}#\d+ /.test(l));
@@ -209,7 +324,19 @@ describe('sharing with a researcher through the command lines', () => {
     const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as { format: string; items: { status: string }[] };
     expect(report.format).toBe('vitalproof.disclosure-report');
     expect(report.items.every((i) => i.status === 'anchored')).toBe(true);
-    const other = cli('consent', 'list', '--pseudonym', devices[1]!.patient, '--key-file', keyFile('patient'), '--disclosures', '--dataDir', dataDir, '--url', url);
+    const other = cli(
+      'consent',
+      'list',
+      '--pseudonym',
+      devices[1]!.patient,
+      '--key-file',
+      keyFile('patient'),
+      '--disclosures',
+      '--dataDir',
+      dataDir,
+      '--url',
+      url,
+    );
     expect(other.code).toBe(1);
     expect(other.stderr).toMatch(/wrong key or wrong pseudonym/);
   });

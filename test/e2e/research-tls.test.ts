@@ -65,7 +65,16 @@ async function until(pred: (s: StatusSnapshot) => boolean, what: string, timeout
 
 /** The wearables publish `frames` more frames each over mqtts with the development CA; all acknowledged. */
 async function publish(frames: number): Promise<void> {
-  const report = await runFleet({ brokerUrl: mqttsUrl, tls: readTlsFiles({ ca: ca.caCert }), devices: devices.length, seed: SEED, sensors: 'heart_rate,spo2', frames, stateDir: join(dir, 'sim'), drainTimeoutMs: 60_000 });
+  const report = await runFleet({
+    brokerUrl: mqttsUrl,
+    tls: readTlsFiles({ ca: ca.caCert }),
+    devices: devices.length,
+    seed: SEED,
+    sensors: 'heart_rate,spo2',
+    frames,
+    stateDir: join(dir, 'sim'),
+    drainTimeoutMs: 60_000,
+  });
   expect(report.frames.acked).toBe(devices.length * frames);
 }
 
@@ -74,7 +83,11 @@ beforeAll(async () => {
   dataDir = join(dir, 'gw');
   ca = ensureDevCa(join(dir, 'ca'));
   https = new Agent({ connect: { ca: readFileSync(ca.caCert, 'utf8') } });
-  for (const [name, w] of [['patient', patient], ['researcher', researcher]] as const) writeFileSync(keyFile(name), `${w.privateKey}\n`, { mode: 0o600 });
+  for (const [name, w] of [
+    ['patient', patient],
+    ['researcher', researcher],
+  ] as const)
+    writeFileSync(keyFile(name), `${w.privateKey}\n`, { mode: 0o600 });
   writeEnrolmentFile(join(dir, 'fleet.json'), devices);
   const enrol = cli('enrol', join(dir, 'fleet.json'), '--dataDir', dataDir);
   expect(enrol.code, enrol.stderr).toBe(0);
@@ -97,7 +110,29 @@ beforeAll(async () => {
   mqttsUrl = `mqtts://127.0.0.1:${ready['mqttTlsPort'] as number}`;
   const bind = cli('admin', 'bind-patient', P, patient.address, '--dataDir', dataDir);
   expect(bind.code, bind.stderr).toBe(0);
-  const g = cli('consent', 'grant', '--key-file', keyFile('patient'), '--pseudonym', P, '--researcher', researcher.address, '--metrics', 'heart_rate,spo2', '--from', 'now-1h', '--to', 'now+1h', '--expires', 'now+1h', '--purpose', 'tls study', '--dataDir', dataDir, '--json');
+  const g = cli(
+    'consent',
+    'grant',
+    '--key-file',
+    keyFile('patient'),
+    '--pseudonym',
+    P,
+    '--researcher',
+    researcher.address,
+    '--metrics',
+    'heart_rate,spo2',
+    '--from',
+    'now-1h',
+    '--to',
+    'now+1h',
+    '--expires',
+    'now+1h',
+    '--purpose',
+    'tls study',
+    '--dataDir',
+    dataDir,
+    '--json',
+  );
   expect(g.code, g.stderr).toBe(0);
   grantId = (JSON.parse(g.stdout) as { grantId: string }).grantId;
   await until((s) => s.consent.grants >= 1 && s.consent.inForce >= 1, 'the consent view has the grant');
@@ -114,7 +149,27 @@ describe('a researcher over HTTPS and MQTT over TLS', () => {
     const login = cli('research', 'login', '--key-file', keyFile('researcher'), '--url', url, '--ca', ca.caCert);
     expect(login.code, login.stderr).toBe(0);
     expect(login.stdout).toMatch(new RegExp(`^logged in to gateway gw-research-tls at ${url} as ${researcher.address}`));
-    const sub = new RunningCli(['research', 'subscribe', '--key-file', keyFile('researcher'), '--pseudonym', P, '--metric', 'heart_rate,spo2', '--url', url, '--mqtt', mqttsUrl, '--ca', ca.caCert, '--count', String(FRAMES)], env());
+    const sub = new RunningCli(
+      [
+        'research',
+        'subscribe',
+        '--key-file',
+        keyFile('researcher'),
+        '--pseudonym',
+        P,
+        '--metric',
+        'heart_rate,spo2',
+        '--url',
+        url,
+        '--mqtt',
+        mqttsUrl,
+        '--ca',
+        ca.caCert,
+        '--count',
+        String(FRAMES),
+      ],
+      env(),
+    );
     try {
       await sub.until(() => sub.err.filter((l) => l.startsWith('subscribed to ')).length === 2, 'both subscriptions');
       await publish(FRAMES);
@@ -144,12 +199,20 @@ describe('a researcher over HTTPS and MQTT over TLS', () => {
 
   it('without --mqtt dials the TLS listener the running gateway advertises: refused untrusted, delivering with NODE_EXTRA_CA_CERTS', async () => {
     // The session saved by the login above names the gateway: no HTTPS call is needed before the broker.
-    const untrusted = new RunningCli(['research', 'subscribe', '--key-file', keyFile('researcher'), '--pseudonym', P, '--metric', 'heart_rate', '--dataDir', dataDir], env());
+    const untrusted = new RunningCli(
+      ['research', 'subscribe', '--key-file', keyFile('researcher'), '--pseudonym', P, '--metric', 'heart_rate', '--dataDir', dataDir],
+      env(),
+    );
     expect(await untrusted.exited).toBe(1);
-    expect(untrusted.err.join('\n')).toMatch(new RegExp(`cannot trust the broker at ${mqttsUrl.replace(/\./g, '\\.')}: [A-Z_]+ .*give its CA with --ca FILE \\(or NODE_EXTRA_CA_CERTS\\)`));
+    expect(untrusted.err.join('\n')).toMatch(
+      new RegExp(`cannot trust the broker at ${mqttsUrl.replace(/\./g, '\\.')}: [A-Z_]+ .*give its CA with --ca FILE \\(or NODE_EXTRA_CA_CERTS\\)`),
+    );
     expect(untrusted.out).toEqual([]);
 
-    const trusted = new RunningCli(['research', 'subscribe', '--key-file', keyFile('researcher'), '--pseudonym', P, '--metric', 'heart_rate', '--dataDir', dataDir, '--count', '1'], { ...env(), NODE_EXTRA_CA_CERTS: ca.caCert });
+    const trusted = new RunningCli(
+      ['research', 'subscribe', '--key-file', keyFile('researcher'), '--pseudonym', P, '--metric', 'heart_rate', '--dataDir', dataDir, '--count', '1'],
+      { ...env(), NODE_EXTRA_CA_CERTS: ca.caCert },
+    );
     try {
       await trusted.until(() => trusted.err.includes(`subscribed to vp/consented/${P}/heart_rate`), 'the subscription');
       await publish(2 * 2); // two sensors: at least one heart_rate frame of the shared wearable

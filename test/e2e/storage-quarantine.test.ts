@@ -37,7 +37,15 @@ beforeAll(async () => {
   devices = fleetDevices('squar', DEVICES, SENSORS);
   writeEnrolmentFile(join(dir, 'fleet.json'), devices);
   execFileSync(process.execPath, [CLI, 'enrol', join(dir, 'fleet.json'), '--dataDir', join(dir, 'gw'), ...lightArgs]);
-  gw = await GatewayProcess.start({ dataDir: join(dir, 'gw'), 'influx.url': influx.handle.url, 'mqtt.port': 0, 'http.port': 0, 'storage.retryMinMs': 50, 'storage.retryMaxMs': 400, ...light });
+  gw = await GatewayProcess.start({
+    dataDir: join(dir, 'gw'),
+    'influx.url': influx.handle.url,
+    'mqtt.port': 0,
+    'http.port': 0,
+    'storage.retryMinMs': 50,
+    'storage.retryMaxMs': 400,
+    ...light,
+  });
 });
 
 afterAll(async () => {
@@ -46,7 +54,9 @@ afterAll(async () => {
 });
 
 function cli(...args: string[]): { code: number | null; out: string } {
-  const r = spawnSync(process.execPath, [CLI, 'storage', ...args, '--dataDir', join(dir, 'gw'), '--influx.url', influx.handle.url, ...lightArgs], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [CLI, 'storage', ...args, '--dataDir', join(dir, 'gw'), '--influx.url', influx.handle.url, ...lightArgs], {
+    encoding: 'utf8',
+  });
   return { code: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
@@ -57,14 +67,30 @@ it('quarantines the refused frames without blocking the others, and the replay s
   await http.query('CREATE DATABASE vitalproof');
   const nowNs = BigInt(Date.now()) * 1_000_000n;
   const hourNs = 3_600_000_000_000n;
-  await http.write('vitalproof', [-25n, -1n, 0n, 1n].map((h, i) => `heart_rate,device=ffffffffffffff0${i},gateway=other value="seventy" ${nowNs + h * hourNs}`));
+  await http.write(
+    'vitalproof',
+    [-25n, -1n, 0n, 1n].map((h, i) => `heart_rate,device=ffffffffffffff0${i},gateway=other value="seventy" ${nowNs + h * hourNs}`),
+  );
 
-  const report = await runFleet({ brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`, devices: DEVICES, seed: 'squar', sensors: SENSORS, frames: FRAMES, stateDir: join(dir, 'sim'), drainTimeoutMs: 60_000 });
+  const report = await runFleet({
+    brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
+    devices: DEVICES,
+    seed: 'squar',
+    sensors: SENSORS,
+    frames: FRAMES,
+    stateDir: join(dir, 'sim'),
+    drainTimeoutMs: 60_000,
+  });
   expect(report.drained).toBe(true);
   expect(report.frames.acked).toBe(DEVICES * FRAMES);
 
   // The writer went on: every accepted frame is either stored or set aside, and the spool is empty.
-  const s = await gw.until((x) => x.spool.backlogFrames === 0 && x.storage.framesWritten + x.storage.quarantined >= x.frames.accepted && x.storage.quarantineHeld === x.storage.quarantined, 60_000, 'every frame stored or quarantined');
+  const s = await gw.until(
+    (x) =>
+      x.spool.backlogFrames === 0 && x.storage.framesWritten + x.storage.quarantined >= x.frames.accepted && x.storage.quarantineHeld === x.storage.quarantined,
+    60_000,
+    'every frame stored or quarantined',
+  );
   expect(s.frames.accepted).toBe(DEVICES * FRAMES);
   expect(s.storage.quarantined).toBeGreaterThan(0);
   expect(s.storage.framesWritten).toBeGreaterThan(0);

@@ -96,7 +96,14 @@ describe('connect token layout (§6.1)', () => {
 
   it('signs CONNECT_TAG ‖ device id (8) ‖ len(client id) (u16 BE) ‖ client id (UTF-8) ‖ timestamp ‖ nonce', () => {
     const msg = connectSigningMessage(id, 'vp-dev-é', 7n, nonce);
-    const want = Buffer.concat([Buffer.from(CONNECT_TAG), Buffer.from(id, 'hex'), Buffer.from([0, 9]), Buffer.from('vp-dev-é', 'utf8'), Buffer.from('0000000000000007', 'hex'), Buffer.from(nonce)]);
+    const want = Buffer.concat([
+      Buffer.from(CONNECT_TAG),
+      Buffer.from(id, 'hex'),
+      Buffer.from([0, 9]),
+      Buffer.from('vp-dev-é', 'utf8'),
+      Buffer.from('0000000000000007', 'hex'),
+      Buffer.from(nonce),
+    ]);
     expect(hex(msg)).toBe(want.toString('hex'));
     expect(hex(CONNECT_TAG)).toBe('566974616c50726f6f662f636f6e6e6563742f763100');
   });
@@ -105,7 +112,9 @@ describe('connect token layout (§6.1)', () => {
     const pw = makeConnectPassword(id, clientId, keys.secretKey, 1_700_000_000_000, nonce);
     const t = parseConnectPassword(pw)!;
     expect(opensslVerify(keys.publicKey, connectSigningMessage(id, clientId, t.timestampMs, t.nonce), t.signature)).toBe(true);
-    expect(opensslVerify(generateKeys(new Uint8Array(32).fill(4)).publicKey, connectSigningMessage(id, clientId, t.timestampMs, t.nonce), t.signature)).toBe(false);
+    expect(opensslVerify(generateKeys(new Uint8Array(32).fill(4)).publicKey, connectSigningMessage(id, clientId, t.timestampMs, t.nonce), t.signature)).toBe(
+      false,
+    );
     expect(opensslVerify(keys.publicKey, connectSigningMessage(id, `${clientId}x`, t.timestampMs, t.nonce), t.signature)).toBe(false);
   });
 

@@ -23,7 +23,6 @@ class RecordingStore implements SeqStore {
   }
 }
 
-
 describe('SequenceCounter (§8.1)', () => {
   it('starts at 1 on a fresh device: 0 is reserved', () => {
     const c = new SequenceCounter(new MemorySeqStore());

@@ -41,7 +41,18 @@ describe('decodeFrame under fuzzing', () => {
     }
     expect(failures).toEqual([]);
     // The fuzzer reached every rule of §3.2, decoded mutated frames, and went beyond the maximum size.
-    const decodeReasons: FrameReason[] = ['FRAME_TOO_SHORT', 'FRAME_OVERSIZED', 'UNKNOWN_VERSION', 'UNKNOWN_SENSOR', 'BAD_SCALE', 'BAD_SAMPLE_COUNT', 'BAD_INTERVAL', 'LENGTH_MISMATCH', 'BAD_SEQUENCE', 'SAMPLE_OUT_OF_RANGE'];
+    const decodeReasons: FrameReason[] = [
+      'FRAME_TOO_SHORT',
+      'FRAME_OVERSIZED',
+      'UNKNOWN_VERSION',
+      'UNKNOWN_SENSOR',
+      'BAD_SCALE',
+      'BAD_SAMPLE_COUNT',
+      'BAD_INTERVAL',
+      'LENGTH_MISMATCH',
+      'BAD_SEQUENCE',
+      'SAMPLE_OUT_OF_RANGE',
+    ];
     for (const c of decodeReasons) expect(seen.get(c) ?? 0, c).toBeGreaterThan(10);
     expect(seen.get('decoded') ?? 0).toBeGreaterThan(1000);
     expect([...seen.values()].reduce((a, b) => a + b, 0)).toBe(MUTATIONS);

@@ -65,7 +65,18 @@ function opensslVerify(pub: Uint8Array, msg: Uint8Array, sig: Uint8Array): boole
   return cryptoVerify(null, msg, key, sig);
 }
 
-const DECODE_REASONS: FrameReason[] = ['FRAME_TOO_SHORT', 'FRAME_OVERSIZED', 'UNKNOWN_VERSION', 'UNKNOWN_SENSOR', 'BAD_SCALE', 'BAD_SAMPLE_COUNT', 'BAD_INTERVAL', 'LENGTH_MISMATCH', 'BAD_SEQUENCE', 'SAMPLE_OUT_OF_RANGE'];
+const DECODE_REASONS: FrameReason[] = [
+  'FRAME_TOO_SHORT',
+  'FRAME_OVERSIZED',
+  'UNKNOWN_VERSION',
+  'UNKNOWN_SENSOR',
+  'BAD_SCALE',
+  'BAD_SAMPLE_COUNT',
+  'BAD_INTERVAL',
+  'LENGTH_MISMATCH',
+  'BAD_SEQUENCE',
+  'SAMPLE_OUT_OF_RANGE',
+];
 
 describe('vector set', () => {
   it('is what scripts/gen-vectors.ts generates, byte for byte (deterministic, not edited by hand)', () => {
@@ -119,7 +130,16 @@ describe.each(valid)('valid frame %s', (_name, v) => {
       intervalUs: f.intervalUs,
       count: f.count,
       samples: [...f.samples],
-    }).toEqual({ deviceId: e.deviceId, seq: e.seq, timestampMs: e.timestampMs, sensor: e.sensor, scale: e.scale, intervalUs: e.intervalUs, count: e.count, samples: e.samples });
+    }).toEqual({
+      deviceId: e.deviceId,
+      seq: e.seq,
+      timestampMs: e.timestampMs,
+      sensor: e.sensor,
+      scale: e.scale,
+      intervalUs: e.intervalUs,
+      count: e.count,
+      samples: e.samples,
+    });
     const values: Record<string, number[]> = {};
     f.spec.channels.forEach((c, ci) => {
       values[c] = Array.from({ length: f.count }, (_, i) => sampleValue(f, i, ci));
@@ -133,7 +153,15 @@ describe.each(valid)('valid frame %s', (_name, v) => {
     expect(hex(keys.publicKey)).toBe(v.publicKey);
     expect(deviceIdFromKey(keys.publicKey)).toBe(v.expected.deviceId);
     const e = v.expected;
-    const body = encodeBody({ deviceId: e.deviceId, seq: BigInt(e.seq), timestampMs: BigInt(e.timestampMs), sensor: e.sensor.code, scale: e.scale, intervalUs: e.intervalUs, samples: Int32Array.from(e.samples) });
+    const body = encodeBody({
+      deviceId: e.deviceId,
+      seq: BigInt(e.seq),
+      timestampMs: BigInt(e.timestampMs),
+      sensor: e.sensor.code,
+      scale: e.scale,
+      intervalUs: e.intervalUs,
+      samples: Int32Array.from(e.samples),
+    });
     expect(hex(concat(body, signBody(body, keys.secretKey)))).toBe(v.frame);
     expect(hex(signFrame(decodeFrame(raw), keys.secretKey))).toBe(v.frame);
   });

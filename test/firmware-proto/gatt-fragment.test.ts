@@ -20,7 +20,16 @@ import {
   Reassembler,
   type ReassemblyVerdict,
 } from '../../firmware-proto/fragment.js';
-import { ATT_ERROR_FOR, GattDeviceSession, GattValueError, decodeInfo, deviceInfoFor, encodeAck, encodeInfo, infoMatchesKey } from '../../firmware-proto/gatt.js';
+import {
+  ATT_ERROR_FOR,
+  GattDeviceSession,
+  GattValueError,
+  decodeInfo,
+  deviceInfoFor,
+  encodeAck,
+  encodeInfo,
+  infoMatchesKey,
+} from '../../firmware-proto/gatt.js';
 import { FRAME_TAG, concat, deviceIdFromKey, generateKeys } from '../../firmware-proto/signing.js';
 import { prng } from '../support/prng.js';
 import { validFrames } from '../../scripts/lib/fuzz-frames.js';
@@ -188,7 +197,13 @@ function device(outboxBytes?: number): { core: DeviceCore; link: GattDeviceSessi
   let t = T0;
   const record = (samples = 5): bigint => {
     t += 10_000n;
-    const { seq, raw } = core.record({ timestampMs: t, sensor: 1, scale: 0, intervalUs: 1_000_000, samples: Int32Array.from({ length: samples }, (_, i) => 60 + i) });
+    const { seq, raw } = core.record({
+      timestampMs: t,
+      sensor: 1,
+      scale: 0,
+      intervalUs: 1_000_000,
+      samples: Int32Array.from({ length: samples }, (_, i) => 60 + i),
+    });
     link.enqueue(seq, raw);
     return seq;
   };
@@ -269,7 +284,7 @@ describe('device store-and-forward over GATT (§10.7)', () => {
     link.setMtu(247);
     link.control(encodeAck(0n)); // a repeated ACK changes nothing, and the frame goes on at 20-byte notifications
     const notes: Uint8Array[] = [];
-    for (let n; (n = link.nextNotification()); ) notes.push(n);
+    for (let n; (n = link.nextNotification());) notes.push(n);
     const rest = fragmentCount(257, 23) - 3; // 12 more notifications of at most 20 bytes finish frame 1
     expect(notes.slice(0, rest).every((n) => n.length <= 20)).toBe(true);
     expect(notes.slice(rest)).toHaveLength(fragmentCount(257, 247));
@@ -355,7 +370,13 @@ describe('device store-and-forward over GATT (§10.7)', () => {
     const info = deviceInfoFor(keys.publicKey, '2.1.0');
     const value = encodeInfo(info);
     expect(value.length).toBe(22);
-    expect(decodeInfo(value)).toEqual({ protocolVersion: 1, deviceId, keyFingerprint: info.keyFingerprint, firmwareVersion: '2.1.0', maxFrameBytes: MAX_FRAME_BYTES });
+    expect(decodeInfo(value)).toEqual({
+      protocolVersion: 1,
+      deviceId,
+      keyFingerprint: info.keyFingerprint,
+      firmwareVersion: '2.1.0',
+      maxFrameBytes: MAX_FRAME_BYTES,
+    });
     expect(infoMatchesKey(decodeInfo(value), keys.publicKey)).toBe(true);
     expect(infoMatchesKey(decodeInfo(value), generateKeys(new Uint8Array(32).fill(1)).publicKey)).toBe(false);
     expect(() => encodeInfo({ ...info, firmwareVersion: '1.256.0' })).toThrow(TypeError);
@@ -446,7 +467,7 @@ describe('device and gateway end to end over a flaky link (seeded)', () => {
       link.connect();
       r = new Reassembler();
       link.control(encodeAck(gw.highest));
-      for (let n; (n = link.nextNotification()); ) {
+      for (let n; (n = link.nextNotification());) {
         const v = r.push(n);
         if (v.status === 'frame') gw.ingest(v.frame, v.retransmit);
       }

@@ -108,7 +108,13 @@ describe('GATT vector set', () => {
   it('pins the UUIDs and their derivation (§10.2)', () => {
     const u = JSON.parse(readFileSync(`${VECTORS}gatt/uuids.json`, 'utf8')) as { uuids: { n: number; name: string; uuid: string }[] };
     const byName = Object.fromEntries(u.uuids.map((x) => [x.name, x.uuid]));
-    expect(byName).toEqual({ base: GATT_BASE_UUID, service: VITALPROOF_SERVICE_UUID, frame: FRAME_CHARACTERISTIC_UUID, control: CONTROL_CHARACTERISTIC_UUID, info: INFO_CHARACTERISTIC_UUID });
+    expect(byName).toEqual({
+      base: GATT_BASE_UUID,
+      service: VITALPROOF_SERVICE_UUID,
+      frame: FRAME_CHARACTERISTIC_UUID,
+      control: CONTROL_CHARACTERISTIC_UUID,
+      info: INFO_CHARACTERISTIC_UUID,
+    });
     for (const x of u.uuids) expect(deriveGattUuid(x.n)).toBe(x.uuid);
     // Outside the Bluetooth Base UUID (…-0000-1000-8000-00805f9b34fb), which only SIG-assigned numbers use.
     for (const x of u.uuids) expect(x.uuid.endsWith('-0000-1000-8000-00805f9b34fb')).toBe(false);
@@ -131,7 +137,12 @@ describe.each(fragmentation)('fragmentation %s', (_name, v) => {
     decodeFrame(frame);
     v.fragments.forEach((f, i) => {
       const h = parseFragmentHeader(bytes(f))!;
-      expect({ index: h.index, counter: h.counter, retransmit: h.retransmit, last: h.last }).toEqual({ index: i, counter: v.counter, retransmit: v.retransmit, last: i === v.fragments.length - 1 });
+      expect({ index: h.index, counter: h.counter, retransmit: h.retransmit, last: h.last }).toEqual({
+        index: i,
+        counter: v.counter,
+        retransmit: v.retransmit,
+        last: i === v.fragments.length - 1,
+      });
       expect(h.frameLength).toBe(i === 0 ? frame.length : undefined);
     });
     const r = new Reassembler({ now: () => 0 });

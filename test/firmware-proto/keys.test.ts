@@ -87,7 +87,12 @@ describe('device ids and fingerprints (§2.1)', () => {
     // The worked example of PROTOCOL.md §2.1.
     expect(deviceIdFromKey(pub)).toBe('2bf670914b489316');
     expect(keyFingerprint(pub)).toBe('21fe31dfa154a261');
-    expect(deviceIdFromKey(pub)).toBe(createHash('sha256').update(Buffer.concat([Buffer.from('VitalProof/device-id/v1'), pub])).digest('hex').slice(0, 16));
+    expect(deviceIdFromKey(pub)).toBe(
+      createHash('sha256')
+        .update(Buffer.concat([Buffer.from('VitalProof/device-id/v1'), pub]))
+        .digest('hex')
+        .slice(0, 16),
+    );
     expect(keyFingerprint(pub)).toBe(createHash('sha256').update(pub).digest('hex').slice(0, 16));
     expect(deviceIdFromKey(pub)).not.toBe(keyFingerprint(pub));
   });

@@ -32,10 +32,18 @@ afterAll(async () => {
 });
 
 /** Sends `text` on a fresh connection and reads `expected` answers (or what came before the close). */
-async function send(text: string, o: { expected?: number; heads?: boolean[]; finish?: boolean } = {}): Promise<{ answers: HttpAnswer[]; malformed?: string; closed: boolean }> {
+async function send(
+  text: string,
+  o: { expected?: number; heads?: boolean[]; finish?: boolean } = {},
+): Promise<{ answers: HttpAnswer[]; malformed?: string; closed: boolean }> {
   const c = new HttpConnection(gw.httpPort);
   const expected = o.expected ?? 1;
-  const ex = await c.exchange(Buffer.from(text, 'latin1'), { expected, heads: o.heads ?? Array<boolean>(expected).fill(false), finish: o.finish ?? false, deadlineMs: 10_000 });
+  const ex = await c.exchange(Buffer.from(text, 'latin1'), {
+    expected,
+    heads: o.heads ?? Array<boolean>(expected).fill(false),
+    finish: o.finish ?? false,
+    deadlineMs: 10_000,
+  });
   c.close();
   return { answers: ex.answers, closed: ex.closed, ...(ex.malformed ? { malformed: ex.malformed } : {}) };
 }
@@ -63,12 +71,19 @@ describe('HTTP findings of the fuzzer', () => {
   it('writes no error-level log line when a client cuts a request body short (one line per such request would let anyone fill the log)', async () => {
     const errorsBefore = gw.lines.filter((l) => l.level >= 50).length;
     for (let i = 0; i < 3; i++) {
-      const r = await send('POST /auth/challenge HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 56\r\n\r\n{"address":"0x00', { finish: true });
+      const r = await send('POST /auth/challenge HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 56\r\n\r\n{"address":"0x00', {
+        finish: true,
+      });
       expect(r.malformed).toBeUndefined();
     }
     // A full round trip after them: the gateway has handled the cut requests' ends by the time it answers this.
     expect((await gw.status()).gatewayId).toBeTruthy();
-    expect(gw.lines.filter((l) => l.level >= 50).slice(errorsBefore).map((l) => l.event)).toEqual([]);
+    expect(
+      gw.lines
+        .filter((l) => l.level >= 50)
+        .slice(errorsBefore)
+        .map((l) => l.event),
+    ).toEqual([]);
   });
 
   it('answers a request whose chunked body breaks after its headers, on a route that reads bodies, instead of holding the connection open', async () => {
@@ -81,14 +96,20 @@ describe('HTTP findings of the fuzzer', () => {
       ['xchunked', '2\r\n{}\r\n0\r\n\r\n'],
     ] as const) {
       const r = await send(`POST /auth/challenge HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ntransfer-encoding: ${te}\r\n\r\n${chunks}`);
-      expect(r.answers.map((a) => [a.status, codeOf(a)]), `${te} ${JSON.stringify(chunks)}`).toEqual([[400, 'HTTP_MALFORMED']]);
+      expect(
+        r.answers.map((a) => [a.status, codeOf(a)]),
+        `${te} ${JSON.stringify(chunks)}`,
+      ).toEqual([[400, 'HTTP_MALFORMED']]);
     }
   });
 
   it('answers a request target the URL parser refuses ("//") with a 4xx and keeps running (it ended the process)', async () => {
     for (const target of ['//', '///', '//[', '//a:99999']) {
       const r = await send(`GET ${target} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n`);
-      expect(r.answers.map((a) => a.status >= 400 && a.status < 500), target).toEqual([true]);
+      expect(
+        r.answers.map((a) => a.status >= 400 && a.status < 500),
+        target,
+      ).toEqual([true]);
     }
     expect(gw.proc.exitCode).toBeNull();
     expect((await gw.status()).gatewayId).toBeTruthy();

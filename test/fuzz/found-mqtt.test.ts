@@ -43,7 +43,15 @@ describe('MQTT findings of the fuzzer', () => {
     const clientId = deviceClientId(device.deviceId);
     for (let i = 0; i < REFUSALS; i++) {
       // An enrolled device id with 88 random bytes as its token: CONNECT_BAD_SIGNATURE, CONNACK 4.
-      const code = await connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, { clientId, username: device.deviceId, password: randomBytes(88), protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000, keepalive: 30 }).then(
+      const code = await connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, {
+        clientId,
+        username: device.deviceId,
+        password: randomBytes(88),
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+        connectTimeout: 10_000,
+        keepalive: 30,
+      }).then(
         async (c) => {
           await c.endAsync();
           return 0;

@@ -25,13 +25,23 @@ const report = (target: string): TargetReport => {
 };
 /** The findings of a report, for a readable failure. */
 const findings = (r: TargetReport): string[] => r.findings.map((f) => `#${f.index} ${f.what} :: ${f.input.slice(0, 300)}`);
-const failedAccounting = (r: TargetReport): string[] => Object.entries(r.accounting ?? {}).filter(([, v]) => !v.ok).map(([k, v]) => `${k}: expected ${v.expected}, got ${v.got}`);
+const failedAccounting = (r: TargetReport): string[] =>
+  Object.entries(r.accounting ?? {})
+    .filter(([, v]) => !v.ok)
+    .map(([k, v]) => `${k}: expected ${v.expected}, got ${v.got}`);
 
 beforeAll(async () => {
-  result = await runFuzz({ inputs: Object.values(BUDGET).reduce((a, b) => a + b, 0), perTarget: BUDGET, seed: SEED, targets: ['frame', 'gatt', 'http', 'mqtt'] });
+  result = await runFuzz({
+    inputs: Object.values(BUDGET).reduce((a, b) => a + b, 0),
+    perTarget: BUDGET,
+    seed: SEED,
+    targets: ['frame', 'gatt', 'http', 'mqtt'],
+  });
 }, 240_000);
 
-describe(`fuzzing, bounded (${Object.values(BUDGET).reduce((a, b) => a + b, 0).toLocaleString('en-US')} inputs, seed ${SEED})`, () => {
+describe(`fuzzing, bounded (${Object.values(BUDGET)
+  .reduce((a, b) => a + b, 0)
+  .toLocaleString('en-US')} inputs, seed ${SEED})`, () => {
   it('ran every input of the budget', () => {
     expect(result.reports.map((r) => [r.target, r.inputs])).toEqual(Object.entries(BUDGET));
   });
@@ -39,7 +49,20 @@ describe(`fuzzing, bounded (${Object.values(BUDGET).reduce((a, b) => a + b, 0).t
   it('frame decoder: every input decodes or is refused with the FRAME_REASONS code the §3.2 reference gives, reaching every rule', () => {
     const r = report('frame');
     expect(findings(r)).toEqual([]);
-    for (const c of ['decoded', 'FRAME_TOO_SHORT', 'FRAME_OVERSIZED', 'UNKNOWN_VERSION', 'UNKNOWN_SENSOR', 'BAD_SCALE', 'BAD_SAMPLE_COUNT', 'BAD_INTERVAL', 'LENGTH_MISMATCH', 'BAD_SEQUENCE', 'SAMPLE_OUT_OF_RANGE']) expect(r.outcomes[c] ?? 0, c).toBeGreaterThan(0);
+    for (const c of [
+      'decoded',
+      'FRAME_TOO_SHORT',
+      'FRAME_OVERSIZED',
+      'UNKNOWN_VERSION',
+      'UNKNOWN_SENSOR',
+      'BAD_SCALE',
+      'BAD_SAMPLE_COUNT',
+      'BAD_INTERVAL',
+      'LENGTH_MISMATCH',
+      'BAD_SEQUENCE',
+      'SAMPLE_OUT_OF_RANGE',
+    ])
+      expect(r.outcomes[c] ?? 0, c).toBeGreaterThan(0);
   });
 
   it('GATT reassembler: never throws, refuses only with FRAGMENT_* codes, holds at most one partial frame, and returns only witnessed frames', () => {
@@ -56,7 +79,17 @@ describe(`fuzzing, bounded (${Object.values(BUDGET).reduce((a, b) => a + b, 0).t
     expect(failedAccounting(r)).toEqual([]);
     expect(r.units['honestServed']).toBe(r.units['honestRequests']);
     const codes = new Set(Object.keys(r.outcomes).map((k) => k.split(' ')[1]));
-    for (const c of ['BAD_REQUEST', 'HTTP_MALFORMED', 'HTTP_HEADERS_TOO_LARGE', 'HTTP_BODY_TOO_LARGE', 'AUTH_UNKNOWN_SESSION', 'AUTH_MALFORMED', 'NOT_GRANTEE', 'BAD_CURSOR']) expect(codes.has(c), c).toBe(true);
+    for (const c of [
+      'BAD_REQUEST',
+      'HTTP_MALFORMED',
+      'HTTP_HEADERS_TOO_LARGE',
+      'HTTP_BODY_TOO_LARGE',
+      'AUTH_UNKNOWN_SESSION',
+      'AUTH_MALFORMED',
+      'NOT_GRANTEE',
+      'BAD_CURSOR',
+    ])
+      expect(codes.has(c), c).toBe(true);
     expect(r.outcomes['200 -'] ?? 0).toBeGreaterThan(100);
   });
 
@@ -65,7 +98,20 @@ describe(`fuzzing, bounded (${Object.values(BUDGET).reduce((a, b) => a + b, 0).t
     expect(findings(r)).toEqual([]);
     expect(failedAccounting(r)).toEqual([]);
     const outcomes = Object.keys(r.outcomes);
-    for (const o of ['pre connack 0', 'pre connack 4', 'pre connack 5', 'pre closed MQTT_MALFORMED', 'pre closed MQTT_PACKET_TOO_LARGE', 'pre closed MQTT_CONNECT_TIMEOUT', 'pre closed MQTT_KEEPALIVE_REFUSED', 'session puback', 'session suback', 'session closed MQTT_MALFORMED', 'session closed MQTT_PACKET_TOO_LARGE', 'session closed (keep-alive)']) {
+    for (const o of [
+      'pre connack 0',
+      'pre connack 4',
+      'pre connack 5',
+      'pre closed MQTT_MALFORMED',
+      'pre closed MQTT_PACKET_TOO_LARGE',
+      'pre closed MQTT_CONNECT_TIMEOUT',
+      'pre closed MQTT_KEEPALIVE_REFUSED',
+      'session puback',
+      'session suback',
+      'session closed MQTT_MALFORMED',
+      'session closed MQTT_PACKET_TOO_LARGE',
+      'session closed (keep-alive)',
+    ]) {
       expect(outcomes, o).toContain(o);
     }
   });

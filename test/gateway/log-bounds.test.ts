@@ -33,7 +33,11 @@ describe('RotatingFile', () => {
       expect(Buffer.byteLength(text), `file ${k}`).toBeLessThanOrEqual(10_000);
       expect(text.endsWith('\n')).toBe(true);
     }
-    const seen = kept.join('').trimEnd().split('\n').map((l) => (JSON.parse(l) as { i: number }).i);
+    const seen = kept
+      .join('')
+      .trimEnd()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { i: number }).i);
     // The newest lines, in order, none missing: the tail of what was written.
     expect(seen[seen.length - 1]).toBe(lines - 1);
     expect(seen).toEqual(Array.from({ length: seen.length }, (_, k) => lines - seen.length + k));
@@ -93,7 +97,15 @@ describe('LogLimiter', () => {
     clock.now += 10_000; // the next line after the window closes its summary first
     limiter.warn('research_connect_refused', { reason: 'AUTH_EXPIRED' }, 'refused', 'AUTH_EXPIRED');
     const summary = lines.filter((l) => l['event'] === 'log_suppressed');
-    expect(summary).toEqual([expect.objectContaining({ of: 'research_connect_refused', suppressed: 9997, byReason: { AUTH_BAD_SIGNATURE: 3333, AUTH_REPLAYED: 3332, NO_LIVE_GRANT: 3332 }, windowMs: 10_000, level: 40 })]);
+    expect(summary).toEqual([
+      expect.objectContaining({
+        of: 'research_connect_refused',
+        suppressed: 9997,
+        byReason: { AUTH_BAD_SIGNATURE: 3333, AUTH_REPLAYED: 3332, NO_LIVE_GRANT: 3332 },
+        windowMs: 10_000,
+        level: 40,
+      }),
+    ]);
     expect(lines[lines.length - 1]).toMatchObject({ event: 'research_connect_refused', reason: 'AUTH_EXPIRED' });
     limiter.close();
     expect(lines.filter((l) => l['event'] === 'log_suppressed').map((l) => [l['of'], l['suppressed']])).toEqual([

@@ -15,7 +15,13 @@ import type { GatewayProcess } from './gateway-process.js';
 /** Waits until every accepted frame is stored, sealed in a batch, and every batch is anchored. */
 export function anchoredAll(g: GatewayProcess, timeoutMs = 60_000): Promise<StatusSnapshot> {
   return g.until(
-    (s) => s.storage.up && s.spool.backlogFrames === 0 && s.storage.framesWritten >= s.frames.accepted && s.batches.open.frames === 0 && s.batches.pendingAnchors === 0 && s.chain.up,
+    (s) =>
+      s.storage.up &&
+      s.spool.backlogFrames === 0 &&
+      s.storage.framesWritten >= s.frames.accepted &&
+      s.batches.open.frames === 0 &&
+      s.batches.pendingAnchors === 0 &&
+      s.chain.up,
     timeoutMs,
     'every frame stored, sealed and anchored',
   );
@@ -27,7 +33,12 @@ export function anchoredAll(g: GatewayProcess, timeoutMs = 60_000): Promise<Stat
  * transaction; every frame in InfluxDB names a batch and leaf whose leaf hash is its own;
  * every frame is in exactly one batch. Returns the number of leaves checked.
  */
-export async function expectBatchesConsistent(dataDir: string, sink: InfluxSink, rpcUrl: string, deployment?: DeploymentRecord): Promise<{ batches: number; leaves: number }> {
+export async function expectBatchesConsistent(
+  dataDir: string,
+  sink: InfluxSink,
+  rpcUrl: string,
+  deployment?: DeploymentRecord,
+): Promise<{ batches: number; leaves: number }> {
   const record = deployment ?? (JSON.parse(readFileSync(join(dataDir, 'chain', 'deployment.json'), 'utf8')) as DeploymentRecord);
   const store = new BatchStore(join(dataDir, 'batches'));
   const provider = chainProvider(rpcUrl, record.chainId, 100);
@@ -46,7 +57,9 @@ export async function expectBatchesConsistent(dataDir: string, sink: InfluxSink,
     for (let seq = 1n; seq <= store.lastSealed; seq++) {
       const b = store.get(seq)!;
       expect(b, `batch ${seq} on disk`).toBeDefined();
-      const root = `0x${Rfc6962Tree.fromLeafHashes(b.leaves.map((l) => l.leafHash)).root().toString('hex')}`;
+      const root = `0x${Rfc6962Tree.fromLeafHashes(b.leaves.map((l) => l.leafHash))
+        .root()
+        .toString('hex')}`;
       expect(root).toBe(b.root);
       const a = store.anchorOf(seq);
       expect(a, `anchor record of batch ${seq}`).toBeDefined();

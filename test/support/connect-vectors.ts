@@ -5,7 +5,13 @@ import type { ConnectReason } from '../../firmware-proto/reasons.js';
 
 export interface ConnectVector {
   desc: string;
-  gateway: { nowMs: string; startedAtMs: string; windowMs: number; devices: { deviceId: string; publicKey: string; revokedAtMs: string | null }[]; usedNonces: string[] };
+  gateway: {
+    nowMs: string;
+    startedAtMs: string;
+    windowMs: number;
+    devices: { deviceId: string; publicKey: string; revokedAtMs: string | null }[];
+    usedNonces: string[];
+  };
   connect: { clientId: string; username: string; password: string };
   token?: { secretKey: string; deviceId: string; clientId: string; timestampMs: string; nonce: string };
   wantReason: ConnectReason | null;

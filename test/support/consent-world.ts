@@ -34,7 +34,13 @@ export interface ConsentWorld {
 }
 
 /** Enrols the devices, starts the gateway with `flags` on top of the suite's own, and reads its deployment. */
-export async function startConsentWorld(name: string, gatewayId: string, influxUrl: string, devices: SimDevice[], flags: Record<string, string | number> = {}): Promise<ConsentWorld> {
+export async function startConsentWorld(
+  name: string,
+  gatewayId: string,
+  influxUrl: string,
+  devices: SimDevice[],
+  flags: Record<string, string | number> = {},
+): Promise<ConsentWorld> {
   const dir = mkdtempSync(join(tmpdir(), `vp-${name}-`));
   const dataDir = join(dir, 'gw');
   writeEnrolmentFile(join(dir, 'fleet.json'), devices);
@@ -54,7 +60,9 @@ export async function mined(tx: Promise<{ wait(): Promise<TransactionReceipt | n
 
 /** patientRef of a pseudonym, as the enrolment wrote it to the registry's directory. */
 export function patientRefOf(dataDir: string, pseudonym: string): string {
-  const doc = JSON.parse(readFileSync(join(dataDir, 'registry', 'directory.json'), 'utf8')) as { devices: Record<string, { patient: string; patientRef: string }> };
+  const doc = JSON.parse(readFileSync(join(dataDir, 'registry', 'directory.json'), 'utf8')) as {
+    devices: Record<string, { patient: string; patientRef: string }>;
+  };
   const e = Object.values(doc.devices).find((d) => d.patient === pseudonym);
   if (!e) throw new Error(`no directory entry for ${pseudonym}`);
   return e.patientRef;
@@ -67,9 +75,28 @@ export async function bindPatient(w: ConsentWorld, pseudonym: string, patient: H
 }
 
 /** The patient grants `to` the metrics over [fromMs, toMs] until expiresAtMs; resolves with the grant id and its block. */
-export async function grant(w: ConsentWorld, patient: HDNodeWallet, pseudonym: string, to: string, metrics: string[], fromMs: number, toMs: number, expiresAtMs: number): Promise<{ id: bigint; block: number }> {
+export async function grant(
+  w: ConsentWorld,
+  patient: HDNodeWallet,
+  pseudonym: string,
+  to: string,
+  metrics: string[],
+  fromMs: number,
+  toMs: number,
+  expiresAtMs: number,
+): Promise<{ id: bigint; block: number }> {
   const consent = consentRegistryAt(w.record.consentRegistry.address, patient);
-  const receipt = await mined(consent.grant(patientRefOf(w.dataDir, pseudonym), to, sensorMaskOf(metrics.map((m) => sensorByName(m).code)), fromMs, toMs, expiresAtMs, keccak256(toUtf8Bytes(`e2e purpose ${to}`))));
+  const receipt = await mined(
+    consent.grant(
+      patientRefOf(w.dataDir, pseudonym),
+      to,
+      sensorMaskOf(metrics.map((m) => sensorByName(m).code)),
+      fromMs,
+      toMs,
+      expiresAtMs,
+      keccak256(toUtf8Bytes(`e2e purpose ${to}`)),
+    ),
+  );
   const ev = receipt.logs.map((l) => consentRegistryInterface.parseLog(l)).find((p) => p?.name === 'ConsentGranted');
   return { id: ev!.args[0] as bigint, block: receipt.blockNumber };
 }
@@ -85,7 +112,15 @@ export async function loginPassword(wallet: Wallet, gatewayId: string): Promise<
 
 /** mqtt.js CONNECT options: the address as username, the self-issued signed challenge as password. */
 export async function researcherOptions(wallet: Wallet, gatewayId: string, clientId?: string): Promise<IClientOptions> {
-  return { username: wallet.address, password: await loginPassword(wallet, gatewayId), protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000, clean: true, ...(clientId ? { clientId } : {}) };
+  return {
+    username: wallet.address,
+    password: await loginPassword(wallet, gatewayId),
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+    clean: true,
+    ...(clientId ? { clientId } : {}),
+  };
 }
 
 /** A CONNECT packet (MQTT 3.1.1 §3.1): clean session, username and password, keep-alive 30 s. */

@@ -100,7 +100,12 @@ export function deviceRegistrySuite<S>(name: string, factory: DeviceRegistryFact
       expectRecordOf(r.get(a.deviceId), a);
       expectRecordOf(r.get(b.deviceId), b);
       expect(r.get(a.deviceId)?.revokedAtMs).toBeUndefined();
-      expect(r.list().map((d) => d.deviceId).sort()).toEqual([a.deviceId, b.deviceId].sort());
+      expect(
+        r
+          .list()
+          .map((d) => d.deviceId)
+          .sort(),
+      ).toEqual([a.deviceId, b.deviceId].sort());
       expect(await r.enrol([a])).toEqual({ enrolled: [], unchanged: [a.deviceId], refused: [] });
       expect(r.list()).toHaveLength(2);
     });

@@ -24,7 +24,11 @@ export async function expectStoredExactly(sink: InfluxSink, devices: readonly Si
   let points = 0;
   for (const d of report.perDevice) {
     const dev = devices.find((x) => x.deviceId === d.deviceId)!;
-    const key = createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), Buffer.from(dev.keys.publicKey)]), format: 'der', type: 'spki' });
+    const key = createPublicKey({
+      key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), Buffer.from(dev.keys.publicKey)]),
+      format: 'der',
+      type: 'spki',
+    });
     const stored = await sink.queryFrames(d.deviceId);
     expect(stored.length, `frames stored for ${d.deviceId}`).toBe(d.acked);
     expect(new Set(stored.map((f) => f.seq)).size).toBe(stored.length);
@@ -55,4 +59,3 @@ export async function expectStoredExactly(sink: InfluxSink, devices: readonly Si
   }
   return points;
 }
-

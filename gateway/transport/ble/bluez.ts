@@ -108,10 +108,18 @@ export class BluezDevice {
     if (!(await gatt.services()).includes(uuids.service)) return { missing: `service ${uuids.service}` };
     const service = await gatt.getPrimaryService(uuids.service);
     const have = await service.characteristics();
-    for (const [name, uuid] of [['frame', uuids.frame], ['control', uuids.control], ['info', uuids.info]] as const) {
+    for (const [name, uuid] of [
+      ['frame', uuids.frame],
+      ['control', uuids.control],
+      ['info', uuids.info],
+    ] as const) {
       if (!have.includes(uuid)) return { missing: `${name} characteristic ${uuid}` };
     }
-    return { frame: await service.getCharacteristic(uuids.frame), control: await service.getCharacteristic(uuids.control), info: await service.getCharacteristic(uuids.info) };
+    return {
+      frame: await service.getCharacteristic(uuids.frame),
+      control: await service.getCharacteristic(uuids.control),
+      info: await service.getCharacteristic(uuids.info),
+    };
   }
 
   /** Stops following this device object (it left the adapter, or the central stops). */
@@ -147,12 +155,15 @@ export class BluezAdapter {
     try {
       // Who serves org.bluez, read first: a restart after this shows in `sameBluez`.
       const bus = (bluetooth as unknown as { dbus: MessageBus }).dbus;
-      const daemon = (await bus.getProxyObject('org.freedesktop.DBus', '/org/freedesktop/DBus')).getInterface('org.freedesktop.DBus') as unknown as { GetNameOwner(name: string): Promise<string> };
+      const daemon = (await bus.getProxyObject('org.freedesktop.DBus', '/org/freedesktop/DBus')).getInterface('org.freedesktop.DBus') as unknown as {
+        GetNameOwner(name: string): Promise<string>;
+      };
       const bluezOwner = (): Promise<string> => daemon.GetNameOwner('org.bluez');
       const owner = await bluezOwner();
       const names = await bluetooth.adapters();
       const chosen = name || names[0];
-      if (!chosen || !names.includes(chosen)) throw new Error(name ? `no Bluetooth adapter "${name}" (BlueZ lists: ${names.join(', ') || 'none'})` : 'BlueZ lists no Bluetooth adapter');
+      if (!chosen || !names.includes(chosen))
+        throw new Error(name ? `no Bluetooth adapter "${name}" (BlueZ lists: ${names.join(', ') || 'none'})` : 'BlueZ lists no Bluetooth adapter');
       const adapter = await bluetooth.getAdapter(chosen);
       if (!(await adapter.isPowered())) throw new Error(`Bluetooth adapter ${chosen} is powered off (bluetoothctl power on)`);
       return new BluezAdapter(chosen, adapter, destroy, bluezOwner, owner);

@@ -16,7 +16,15 @@
  *   backoff and jitter while attempts keep failing.
  */
 import { isError } from '../../../firmware-proto/coded-error.js';
-import { decodeInfo, GattValueError, infoMatchesKey, CONTROL_CHARACTERISTIC_UUID, FRAME_CHARACTERISTIC_UUID, INFO_CHARACTERISTIC_UUID, VITALPROOF_SERVICE_UUID } from '../../../firmware-proto/gatt.js';
+import {
+  decodeInfo,
+  GattValueError,
+  infoMatchesKey,
+  CONTROL_CHARACTERISTIC_UUID,
+  FRAME_CHARACTERISTIC_UUID,
+  INFO_CHARACTERISTIC_UUID,
+  VITALPROOF_SERVICE_UUID,
+} from '../../../firmware-proto/gatt.js';
 import { isDeviceId } from '../../../firmware-proto/frame.js';
 import type { BleReason, ConnectReason } from '../../../firmware-proto/reasons.js';
 import type { IngestPipeline } from '../../ingest/pipeline.js';
@@ -42,7 +50,12 @@ export interface BleCentralOptions {
   refuseHoldMs: number;
 }
 
-export const BLE_UUIDS = { service: VITALPROOF_SERVICE_UUID, frame: FRAME_CHARACTERISTIC_UUID, control: CONTROL_CHARACTERISTIC_UUID, info: INFO_CHARACTERISTIC_UUID };
+export const BLE_UUIDS = {
+  service: VITALPROOF_SERVICE_UUID,
+  frame: FRAME_CHARACTERISTIC_UUID,
+  control: CONTROL_CHARACTERISTIC_UUID,
+  info: INFO_CHARACTERISTIC_UUID,
+};
 
 /** Connection attempts in flight at once. */
 const CONNECTS_AT_ONCE = 4;
@@ -323,7 +336,8 @@ export class BleCentral {
       s.deviceId = info.deviceId;
       const refusal = this.refusal(info.deviceId);
       if (refusal) return await this.drop(s, refusal, { device: info.deviceId });
-      if (!infoMatchesKey(info, this.d.registry.get(info.deviceId)!.publicKey)) return await this.drop(s, 'BLE_KEY_MISMATCH', { device: info.deviceId, fingerprint: info.keyFingerprint });
+      if (!infoMatchesKey(info, this.d.registry.get(info.deviceId)!.publicKey))
+        return await this.drop(s, 'BLE_KEY_MISMATCH', { device: info.deviceId, fingerprint: info.keyFingerprint });
       const other = [...this.slots.values()].find((x) => x !== s && x.deviceId === info.deviceId && x.conn?.isOpen);
       if (other) return await this.drop(s, 'BLE_KEY_MISMATCH', { device: info.deviceId, alreadyConnectedAt: other.address });
       if (this.stopped) return await this.drop(s, undefined, {});
@@ -387,7 +401,10 @@ export class BleCentral {
     if (conn.lastFrameAtMs !== undefined) s.lastFrameAtMs = conn.lastFrameAtMs;
     s.lastEnd = reason ?? 'closed by the gateway';
     const level = reason === 'BLE_LINK_LOST' || reason === undefined ? 'info' : 'warn';
-    this.d.log[level]({ event: 'ble_disconnected', device: s.deviceId, address: s.address, reason, frames: conn.frames, ...detail }, 'BLE wearable disconnected');
+    this.d.log[level](
+      { event: 'ble_disconnected', device: s.deviceId, address: s.address, reason, frames: conn.frames, ...detail },
+      'BLE wearable disconnected',
+    );
     if (reason !== 'BLE_LINK_LOST') await this.disconnectQuietly(s);
     if (s.conn === conn) s.conn = undefined;
     if (this.stopped) return;

@@ -90,13 +90,16 @@ export class BleConnection {
     }
     // The reassembler's own check runs only when a notification comes; a device that stops
     // mid-frame is found by this timer (§10.6 rule 0).
-    this.stallTimer = setInterval(() => {
-      const r = this.reassembler.expire();
-      if (r) {
-        this.o.metrics.fragmentRejectedBy[r.reason]++;
-        this.end('BLE_FRAGMENT_LOSS', { reasons: [r.reason], droppedBytes: r.droppedBytes });
-      }
-    }, Math.max(50, Math.floor(this.o.stallMs / 4)));
+    this.stallTimer = setInterval(
+      () => {
+        const r = this.reassembler.expire();
+        if (r) {
+          this.o.metrics.fragmentRejectedBy[r.reason]++;
+          this.end('BLE_FRAGMENT_LOSS', { reasons: [r.reason], droppedBytes: r.droppedBytes });
+        }
+      },
+      Math.max(50, Math.floor(this.o.stallMs / 4)),
+    );
     this.stallTimer.unref();
     this.pumpAck(true);
   }
@@ -111,7 +114,10 @@ export class BleConnection {
     const verdict = this.reassembler.push(value);
     for (const r of verdict.rejections) {
       this.o.metrics.fragmentRejectedBy[r.reason]++;
-      this.o.log.warn({ event: 'ble_fragment_rejected', device: this.o.deviceId, reason: r.reason, detail: r.detail, droppedBytes: r.droppedBytes }, 'BLE fragment refused');
+      this.o.log.warn(
+        { event: 'ble_fragment_rejected', device: this.o.deviceId, reason: r.reason, detail: r.detail, droppedBytes: r.droppedBytes },
+        'BLE fragment refused',
+      );
     }
     if (verdict.lost) {
       this.end('BLE_FRAGMENT_LOSS', { reasons: verdict.rejections.map((r) => r.reason) });

@@ -93,14 +93,26 @@ export interface MqttStatus {
   warnings: string[];
   /** Connections open now on both listeners, authenticated or not. */
   connections: number;
-  limits: { maxConnectBytes: number; maxDevicePacketBytes: number; maxResearcherPacketBytes: number; connectDeadlineMs: number; maxConnections: number; maxConnectionsPerSource: number; maxKeepaliveS: number };
+  limits: {
+    maxConnectBytes: number;
+    maxDevicePacketBytes: number;
+    maxResearcherPacketBytes: number;
+    connectDeadlineMs: number;
+    maxConnections: number;
+    maxConnectionsPerSource: number;
+    maxKeepaliveS: number;
+  };
 }
 
 /** The researchers' side of the broker: CONNECT, SUBSCRIBE and forwarding for researcher clients. */
 export interface ResearcherGate {
   /** Whether a CONNECT is a researcher's rather than a device's. */
   claims(username: string | undefined, password: Uint8Array | undefined): boolean;
-  authenticate(client: Client, username: string | undefined, password: Uint8Array | undefined): { ok: true; researcher: string } | { ok: false; reason: string; returnCode: number };
+  authenticate(
+    client: Client,
+    username: string | undefined,
+    password: Uint8Array | undefined,
+  ): { ok: true; researcher: string } | { ok: false; reason: string; returnCode: number };
   ready(client: Client): void;
   gone(client: Client): void;
   /** The granted subscription, or null for SUBACK 0x80. */
@@ -160,7 +172,11 @@ export class MqttTransport {
       preConnect: (client, packet, done) => {
         const k = packet.keepalive ?? 0;
         if (k === 0 || k > limits.maxKeepaliveS) {
-          this.refused('MQTT_KEEPALIVE_REFUSED', sourceOf((client.conn as { remoteAddress?: string }).remoteAddress), client.conn instanceof GuardedSocket ? client.conn : undefined);
+          this.refused(
+            'MQTT_KEEPALIVE_REFUSED',
+            sourceOf((client.conn as { remoteAddress?: string }).remoteAddress),
+            client.conn instanceof GuardedSocket ? client.conn : undefined,
+          );
           return done(new Error(`MQTT_KEEPALIVE_REFUSED: keep-alive must be 1-${limits.maxKeepaliveS} s, got ${k}`), false);
         }
         done(null, true);
@@ -178,7 +194,11 @@ export class MqttTransport {
           return done(null, true);
         }
         // Cheap before expensive: the certificate check before any signature work.
-        const certRefusal = deviceCertRefusal(this.o.tls?.requireClientCert === true, client.conn instanceof GuardedSocket ? client.conn.peer : undefined, username ?? '');
+        const certRefusal = deviceCertRefusal(
+          this.o.tls?.requireClientCert === true,
+          client.conn instanceof GuardedSocket ? client.conn.peer : undefined,
+          username ?? '',
+        );
         if (certRefusal) {
           this.refused(certRefusal, sourceOf((client.conn as { remoteAddress?: string }).remoteAddress));
           return done(Object.assign(new Error(certRefusal), { returnCode: CONNACK_NOT_AUTHORIZED }), false);
@@ -281,7 +301,10 @@ export class MqttTransport {
     this.port = listeners.plainPort;
     this.tlsPort = listeners.tlsPort;
     if (!isLoopbackHost(this.o.host)) {
-      this.o.log.warn({ event: 'mqtt_plain_exposed', host: this.o.host, port: this.port }, 'plain MQTT listens on a non-loopback address (mqtt.allowPlain): readings and tokens cross the network in clear; serve devices over TLS');
+      this.o.log.warn(
+        { event: 'mqtt_plain_exposed', host: this.o.host, port: this.port },
+        'plain MQTT listens on a non-loopback address (mqtt.allowPlain): readings and tokens cross the network in clear; serve devices over TLS',
+      );
     }
   }
 

@@ -31,9 +31,7 @@ const CLIENT_TO_SERVER = new Set([1, 3, 4, 5, 6, 7, 8, 10, 12, 14]);
 /** The largest Remaining Length has 4 bytes (§2.2.3): 268,435,455. */
 const MAX_LENGTH_BYTES = 4;
 
-export type ScanResult =
-  | { pass: number }
-  | { refused: MqttRefusal; detail: { limit?: number; declared?: number; packetType: number; why?: string } };
+export type ScanResult = { pass: number } | { refused: MqttRefusal; detail: { limit?: number; declared?: number; packetType: number; why?: string } };
 
 type Stage = 'connect' | 'held' | 'open';
 
@@ -102,7 +100,8 @@ export class PacketGuard {
       this.multiplier *= 128;
       this.lengthBytes++;
       if (b & 0x80) {
-        if (this.lengthBytes === MAX_LENGTH_BYTES) return this.refuse({ refused: 'MQTT_MALFORMED', detail: { packetType: this.type, why: 'remaining length longer than 4 bytes' } });
+        if (this.lengthBytes === MAX_LENGTH_BYTES)
+          return this.refuse({ refused: 'MQTT_MALFORMED', detail: { packetType: this.type, why: 'remaining length longer than 4 bytes' } });
         continue;
       }
       const declared = 1 + this.lengthBytes + this.length;

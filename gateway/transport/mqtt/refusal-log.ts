@@ -41,7 +41,10 @@ export class RefusalLog {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (this.counts.size === 0) return;
-    const top = [...this.sources].sort((a, b) => b[1] - a[1]).slice(0, NAMED).map(([source, n]) => ({ source, n }));
+    const top = [...this.sources]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, NAMED)
+      .map(([source, n]) => ({ source, n }));
     const total = [...this.counts.values()].reduce((a, b) => a + b, 0);
     this.log.warn(
       {

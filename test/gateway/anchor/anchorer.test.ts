@@ -48,7 +48,9 @@ function batch(seq: bigint, n: number, salt = 'a'): SealedBatch {
   return {
     seq,
     leafCount: n,
-    root: `0x${Rfc6962Tree.fromLeafHashes(leaves.map((l) => l.leafHash)).root().toString('hex')}`,
+    root: `0x${Rfc6962Tree.fromLeafHashes(leaves.map((l) => l.leafHash))
+      .root()
+      .toString('hex')}`,
     firstFrameTimeMs: leaves[0]!.timeMs,
     lastFrameTimeMs: leaves[n - 1]!.timeMs,
     firstLsn: leaves[0]!.lsn,
@@ -61,7 +63,15 @@ function batch(seq: bigint, n: number, salt = 'a'): SealedBatch {
 
 function target(confirmations = 1): AnchorTarget & { anchorRegistry: AnchorRegistryContract } {
   const signer = chain.wallet(1);
-  return { provider: chain.provider, signer, anchorRegistry: anchorRegistryAt(address, signer), chainId: chain.handle.chainId, contract: address, gateway: signer.address, confirmations };
+  return {
+    provider: chain.provider,
+    signer,
+    anchorRegistry: anchorRegistryAt(address, signer),
+    chainId: chain.handle.chainId,
+    contract: address,
+    gateway: signer.address,
+    confirmations,
+  };
 }
 
 function anchoredEvents(a: Anchorer, store: BatchStore, upTo: bigint): Promise<void> {
@@ -141,7 +151,11 @@ describe('Anchorer', () => {
     const t = target();
     await chain.provider.send('evm_setAutomine', [false]);
     const lines: { event: string; replaced?: boolean; nonce?: number }[] = [];
-    const log = { info: (o: { event: string; replaced?: boolean; nonce?: number }) => void lines.push(o), warn: () => undefined, error: () => undefined } as unknown as import('../../../gateway/log.js').Logger;
+    const log = {
+      info: (o: { event: string; replaced?: boolean; nonce?: number }) => void lines.push(o),
+      warn: () => undefined,
+      error: () => undefined,
+    } as unknown as import('../../../gateway/log.js').Logger;
     const a = new Anchorer(store, t, { retryMinMs: 10, retryMaxMs: 20, txTimeoutMs: 300, log });
     a.start();
     while (!lines.some((l) => l.event === 'anchor_sent' && l.replaced)) await new Promise((r) => setTimeout(r, 20));
@@ -159,7 +173,11 @@ describe('Anchorer', () => {
     store.seal(batch(1n, 2));
     const t = target(3);
     const lines: string[] = [];
-    const log = { info: (o: { event: string }) => void lines.push(o.event), warn: () => undefined, error: () => undefined } as unknown as import('../../../gateway/log.js').Logger;
+    const log = {
+      info: (o: { event: string }) => void lines.push(o.event),
+      warn: () => undefined,
+      error: () => undefined,
+    } as unknown as import('../../../gateway/log.js').Logger;
     const a = new Anchorer(store, t, { retryMinMs: 10, retryMaxMs: 20, log });
     a.start();
     while (!lines.includes('anchor_sent')) await new Promise((r) => setTimeout(r, 10));
@@ -196,7 +214,7 @@ async function inFlight(gateway: string): Promise<number> {
 }
 
 describe('Anchorer: two streams on one account', () => {
-  it('frames and access log take turns on the account\'s lane: one transaction in flight, consecutive nonces, each stream its own sequence', async () => {
+  it("frames and access log take turns on the account's lane: one transaction in flight, consecutive nonces, each stream its own sequence", async () => {
     const frames = new BatchStore(join(dir, 'frames'));
     const access = new BatchStore(join(dir, 'access'));
     for (let s = 1n; s <= 3n; s++) {
@@ -225,7 +243,10 @@ describe('Anchorer: two streams on one account', () => {
     expect(sent.map((x) => x.stream)).toEqual([0, 1, 0, 1, 0, 1]);
     expect(sent.map((x) => x.nonce)).toEqual([0, 1, 2, 3, 4, 5].map((k) => nonce0 + k));
     expect(sent.every((x) => !x.replaced)).toBe(true);
-    for (const [stream, store] of [[STREAM.FRAMES, frames], [STREAM.ACCESS_LOG, access]] as const) {
+    for (const [stream, store] of [
+      [STREAM.FRAMES, frames],
+      [STREAM.ACCESS_LOG, access],
+    ] as const) {
       expect(await t.anchorRegistry.nextBatchSeq(t.gateway, stream)).toBe(4n);
       for (let s = 1n; s <= 3n; s++) {
         const on = await t.anchorRegistry.anchorOf(t.gateway, stream, s);

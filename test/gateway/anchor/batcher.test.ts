@@ -46,7 +46,13 @@ describe('Batcher', () => {
     const store = new BatchStore(join(dir, 'batches'));
     let now = 0;
     const sealed: bigint[] = [];
-    const b = new Batcher(frameLeaves(wal), store, { storedThroughLsn: 0n, intervalMs: 1000, maxLeaves: 7, now: () => now, onSealed: (x) => sealed.push(x.seq) });
+    const b = new Batcher(frameLeaves(wal), store, {
+      storedThroughLsn: 0n,
+      intervalMs: 1000,
+      maxLeaves: 7,
+      now: () => now,
+      onSealed: (x) => sealed.push(x.seq),
+    });
     const raws = await accept(wal, 17);
     // Count seals: 7 + 7, then 3 stay open until the interval passes.
     const placements: Placement[] = raws.map((_, i) => b.placementOf(BigInt(i + 1)));
@@ -115,11 +121,46 @@ describe('BatchStore', () => {
   it('refuses out-of-order seals and anchors, and rolls a sealed file forward after a crash', () => {
     const store = new BatchStore(dir);
     const leaf = { lsn: 1n, device: '0011223344556677', seq: 1n, timeMs: 5, leafHash: hashLeaf(Buffer.from('x')) };
-    const b = { seq: 2n, leafCount: 1, root: `0x${hashLeaf(Buffer.from('x')).toString('hex')}`, firstFrameTimeMs: 5, lastFrameTimeMs: 5, firstLsn: 1n, lastLsn: 1n, openedAtMs: 0, sealedAtMs: 0, leaves: [leaf] };
+    const b = {
+      seq: 2n,
+      leafCount: 1,
+      root: `0x${hashLeaf(Buffer.from('x')).toString('hex')}`,
+      firstFrameTimeMs: 5,
+      lastFrameTimeMs: 5,
+      firstLsn: 1n,
+      lastLsn: 1n,
+      openedAtMs: 0,
+      sealedAtMs: 0,
+      leaves: [leaf],
+    };
     expect(() => store.seal(b)).toThrow(RangeError);
     store.seal({ ...b, seq: 1n });
-    expect(() => store.recordAnchor({ seq: 2n, chainId: 1, contract: '0x', gateway: '0x', stream: 0, txHash: '0x', blockNumber: 1, blockHash: '0x', gasUsed: '1', confirmedAtMs: 0 })).toThrow(RangeError);
-    store.recordAnchor({ seq: 1n, chainId: 1, contract: '0x', gateway: '0x', stream: 0, txHash: '0xabc', blockNumber: 1, blockHash: '0x', gasUsed: '1', confirmedAtMs: 0 });
+    expect(() =>
+      store.recordAnchor({
+        seq: 2n,
+        chainId: 1,
+        contract: '0x',
+        gateway: '0x',
+        stream: 0,
+        txHash: '0x',
+        blockNumber: 1,
+        blockHash: '0x',
+        gasUsed: '1',
+        confirmedAtMs: 0,
+      }),
+    ).toThrow(RangeError);
+    store.recordAnchor({
+      seq: 1n,
+      chainId: 1,
+      contract: '0x',
+      gateway: '0x',
+      stream: 0,
+      txHash: '0xabc',
+      blockNumber: 1,
+      blockHash: '0x',
+      gasUsed: '1',
+      confirmedAtMs: 0,
+    });
     expect(new BatchStore(dir).anchorOf(1n)?.txHash).toBe('0xabc');
     expect(new BatchStore(dir).pendingAnchors).toBe(0);
   });

@@ -11,7 +11,14 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { JsonRpcProvider } from 'ethers';
 import { DEV_MNEMONIC, devWallet, resolveAnvilBinary, startAnvil, STATE_FILE, type AnvilHandle } from '../../../gateway/chain/anvil.js';
-import { deployContracts, DEPLOYMENT_FILE, loadOrDeploy, readDeploymentRecord, verifyDeployment, type DeploymentRecord } from '../../../gateway/chain/deploy.js';
+import {
+  deployContracts,
+  DEPLOYMENT_FILE,
+  loadOrDeploy,
+  readDeploymentRecord,
+  verifyDeployment,
+  type DeploymentRecord,
+} from '../../../gateway/chain/deploy.js';
 import { isChainError, type ChainErrorCode } from '../../../gateway/chain/errors.js';
 import { anchorRegistryAt, ROLES, STREAM } from '../../../gateway/chain/contracts.js';
 import { anchorRegistryArtifact } from '../../../gateway/chain/artifacts.js';
@@ -29,7 +36,10 @@ function tempDir(): string {
   dirs.push(d);
   return d;
 }
-async function start(dataDir: string, opts: { checkpointIntervalMs?: number; chainId?: number } = {}): Promise<{ chain: AnvilHandle; provider: JsonRpcProvider }> {
+async function start(
+  dataDir: string,
+  opts: { checkpointIntervalMs?: number; chainId?: number } = {},
+): Promise<{ chain: AnvilHandle; provider: JsonRpcProvider }> {
   const chain = await startAnvil({ dataDir, checkpointIntervalMs: 0, ...opts });
   running.push(chain);
   const provider = localProvider(chain.url, chain.chainId);
@@ -161,7 +171,12 @@ describe('loadOrDeploy and verifyDeployment', () => {
     expect(first.deployed).toBe(true);
     const onDisk = readDeploymentRecord(join(dataDir, DEPLOYMENT_FILE));
     expect(onDisk).toEqual(first.record);
-    expect(first.record).toMatchObject({ version: 1, chainId: 31337, deployer: admin.address, roles: { admin: admin.address, hospitalAdmins: [hospital], gateways: [gateway] } });
+    expect(first.record).toMatchObject({
+      version: 1,
+      chainId: 31337,
+      deployer: admin.address,
+      roles: { admin: admin.address, hospitalAdmins: [hospital], gateways: [gateway] },
+    });
     expect(first.record.deployBlockHash).toBe((await provider.getBlock(first.record.deployBlock))?.hash);
     expect(await first.deviceRegistry.hasRole(ROLES.HOSPITAL_ADMIN, hospital)).toBe(true);
     expect(await first.anchorRegistry.hasRole(ROLES.GATEWAY, gateway)).toBe(true);

@@ -11,7 +11,20 @@ import { compileContracts, generatedPath, renderArtifacts, type CompileResult } 
 import { EVM_VERSION, SOLC_VERSION } from '../../../gateway/chain/artifacts.js';
 
 /** What AccessControl brings in; OpenZeppelin documents it. */
-const INHERITED = new Set(['DEFAULT_ADMIN_ROLE', 'getRoleAdmin', 'grantRole', 'hasRole', 'renounceRole', 'revokeRole', 'supportsInterface', 'RoleAdminChanged', 'RoleGranted', 'RoleRevoked', 'AccessControlBadConfirmation', 'AccessControlUnauthorizedAccount']);
+const INHERITED = new Set([
+  'DEFAULT_ADMIN_ROLE',
+  'getRoleAdmin',
+  'grantRole',
+  'hasRole',
+  'renounceRole',
+  'revokeRole',
+  'supportsInterface',
+  'RoleAdminChanged',
+  'RoleGranted',
+  'RoleRevoked',
+  'AccessControlBadConfirmation',
+  'AccessControlUnauthorizedAccount',
+]);
 
 let compiled: CompileResult;
 beforeAll(() => {
@@ -38,7 +51,12 @@ describe('contract artifacts', () => {
       expect(own.length).toBeGreaterThan(5);
       for (const e of own) {
         const sig = `${e.name}(${(e.inputs ?? []).map((i) => i.type).join(',')})`;
-        const doc = e.type === 'function' ? c.userdoc.methods?.[sig]?.notice : e.type === 'event' ? c.userdoc.events?.[sig]?.notice : c.userdoc.errors?.[sig]?.[0]?.notice;
+        const doc =
+          e.type === 'function'
+            ? c.userdoc.methods?.[sig]?.notice
+            : e.type === 'event'
+              ? c.userdoc.events?.[sig]?.notice
+              : c.userdoc.errors?.[sig]?.[0]?.notice;
         expect(doc, `${c.name}.${sig} has no @notice`).toBeTruthy();
       }
     }

@@ -29,11 +29,18 @@ describe('docs/contracts.md returned values', () => {
   });
 
   it('lists each struct field in ABI order with its Solidity type', () => {
-    for (const [struct, sig] of [['Device', 'device(bytes8)'], ['Anchor', 'anchorOf(address,uint8,uint64)'], ['Grant', 'getGrant(uint64)']] as const) {
+    for (const [struct, sig] of [
+      ['Device', 'device(bytes8)'],
+      ['Anchor', 'anchorOf(address,uint8,uint64)'],
+      ['Grant', 'getGrant(uint64)'],
+    ] as const) {
       const table = section.slice(section.indexOf(`\`${struct}\`, from`));
       const rows = [...table.slice(0, table.indexOf('\n\n', table.indexOf('| bytes |'))).matchAll(/^\| (\d+)-(\d+) \| `(\w+)` \| `(\w+)` \|/gm)];
       const outputs = fn(sig).outputs[0]!.components!;
-      expect(rows.map((r) => [r[3], r[4]]), struct).toEqual(outputs.map((c) => [c.name, c.type]));
+      expect(
+        rows.map((r) => [r[3], r[4]]),
+        struct,
+      ).toEqual(outputs.map((c) => [c.name, c.type]));
       rows.forEach((r, i) => expect([Number(r[1]), Number(r[2])]).toEqual([32 * i, 32 * i + 31]));
     }
   });

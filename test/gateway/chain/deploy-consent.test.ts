@@ -13,7 +13,17 @@ import { ContractFactory, getAddress, getCreateAddress, type HDNodeWallet } from
 import { anchorRegistryArtifact, consentRegistryArtifact, deviceRegistryArtifact, INPUT_SHA256, SOLC_VERSION } from '../../../gateway/chain/artifacts.js';
 import { chainCommand } from '../../../gateway/cli/chain.js';
 import { anchorRegistryAt, consentRegistryAt, deviceRegistryAt, ROLES, STREAM } from '../../../gateway/chain/contracts.js';
-import { completeDeployment, deployContracts, DEPLOYMENT_FILE, isComplete, loadOrDeploy, readDeploymentRecord, verifyDeployment, writeDeploymentRecord, type StoredDeploymentRecord } from '../../../gateway/chain/deploy.js';
+import {
+  completeDeployment,
+  deployContracts,
+  DEPLOYMENT_FILE,
+  isComplete,
+  loadOrDeploy,
+  readDeploymentRecord,
+  verifyDeployment,
+  writeDeploymentRecord,
+  type StoredDeploymentRecord,
+} from '../../../gateway/chain/deploy.js';
 import { isChainError, type ChainErrorCode } from '../../../gateway/chain/errors.js';
 import { useAnvil } from '../../support/anvil.js';
 import { mined } from '../../support/contracts.js';
@@ -97,8 +107,16 @@ describe('deployContracts with ConsentRegistry', () => {
 
   it('verifyDeployment checks ConsentRegistry code like the others', async () => {
     const { record } = await deployContracts(admin);
-    await expectChainError(verifyDeployment(chain.provider, { ...record, consentRegistry: record.deviceRegistry }), 'DEPLOYMENT_CODE_MISMATCH', /"contract":"ConsentRegistry"/);
-    await expectChainError(verifyDeployment(chain.provider, { ...record, consentRegistry: { ...record.consentRegistry, address: getAddress(chain.wallet(9).address) } }), 'DEPLOYMENT_MISSING', /"contract":"ConsentRegistry"/);
+    await expectChainError(
+      verifyDeployment(chain.provider, { ...record, consentRegistry: record.deviceRegistry }),
+      'DEPLOYMENT_CODE_MISMATCH',
+      /"contract":"ConsentRegistry"/,
+    );
+    await expectChainError(
+      verifyDeployment(chain.provider, { ...record, consentRegistry: { ...record.consentRegistry, address: getAddress(chain.wallet(9).address) } }),
+      'DEPLOYMENT_MISSING',
+      /"contract":"ConsentRegistry"/,
+    );
   });
 });
 
@@ -166,7 +184,19 @@ describe('a deployment record written before ConsentRegistry existed', () => {
       return { code, lines };
     };
     const info = (): Promise<{ code: number; lines: string[] }> =>
-      run(['info', '--dataDir', join(dir, 'gw'), '--chain.mode', 'external', '--chain.rpcUrl', chain.handle.url, '--chain.deployment', recordPath, '--chain.keyFile', join(dir, 'gateway.key')]);
+      run([
+        'info',
+        '--dataDir',
+        join(dir, 'gw'),
+        '--chain.mode',
+        'external',
+        '--chain.rpcUrl',
+        chain.handle.url,
+        '--chain.deployment',
+        recordPath,
+        '--chain.keyFile',
+        join(dir, 'gateway.key'),
+      ]);
 
     const before = await info();
     expect(before.code).toBe(0);

@@ -50,7 +50,9 @@ beforeAll(async () => {
     req.on('data', (d: Buffer) => (body += d.toString()));
     req.on('end', () => {
       const answer = (m: { id: number; method: string }): unknown =>
-        m.method === 'eth_blockNumber' ? { jsonrpc: '2.0', id: m.id, result: '0x2a' } : { jsonrpc: '2.0', id: m.id, error: { code: -32601, message: `method ${m.method} not found` } };
+        m.method === 'eth_blockNumber'
+          ? { jsonrpc: '2.0', id: m.id, result: '0x2a' }
+          : { jsonrpc: '2.0', id: m.id, error: { code: -32601, message: `method ${m.method} not found` } };
       const doc = JSON.parse(body) as { id: number; method: string } | { id: number; method: string }[];
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(Array.isArray(doc) ? doc.map(answer) : answer(doc)));
     });
@@ -82,7 +84,7 @@ describe('a deadline on every chain RPC', () => {
     expect(sock.closed).toBe(true);
   });
 
-  it('the gateway\'s ethers provider fails its calls with CHAIN_TIMEOUT at its deadline', async () => {
+  it("the gateway's ethers provider fails its calls with CHAIN_TIMEOUT at its deadline", async () => {
     const provider = chainProvider(silentUrl, 31337, 100, 300);
     try {
       const err = await provider.getBlockNumber().then(
@@ -125,7 +127,7 @@ describe('a deadline on every chain RPC', () => {
     expect(seenAuth.at(-1)).toBe(`Basic ${Buffer.from('user:p@ss').toString('base64')}`);
   });
 
-  it('a JSON-RPC error is CHAIN_RPC_ERROR with the node\'s message', async () => {
+  it("a JSON-RPC error is CHAIN_RPC_ERROR with the node's message", async () => {
     const err = await rpcCall(rpcUrl, 'eth_nope', [], 2000).catch((e: unknown) => e);
     expect(isChainError(err, 'CHAIN_RPC_ERROR')).toBe(true);
     if (!isChainError(err)) throw err;

@@ -24,8 +24,12 @@ function refusal(argv: string[], s: Parameters<typeof parseArgs>[1]): UsageError
 }
 
 describe('parseArgs', () => {
-  it('takes the next argument as a value flag\'s value, and --name=value', () => {
-    expect(parseArgs(['export', '7', '--out', 'x.json', '--from=now-1h'], spec)).toEqual({ positionals: ['export', '7'], flags: { out: 'x.json', from: 'now-1h' }, positionalIndexes: [0, 1] });
+  it("takes the next argument as a value flag's value, and --name=value", () => {
+    expect(parseArgs(['export', '7', '--out', 'x.json', '--from=now-1h'], spec)).toEqual({
+      positionals: ['export', '7'],
+      flags: { out: 'x.json', from: 'now-1h' },
+      positionalIndexes: [0, 1],
+    });
   });
 
   it('takes a value that starts with one dash, never one that starts with two', () => {
@@ -56,7 +60,12 @@ describe('parseArgs', () => {
   it('refuses what a strict command does not know, naming the option as given', () => {
     const strict = { ...spec, aliases: { '-h': 'help' }, others: 'reject' as const, usage: 'usage: x' };
     expect(parseArgs(['-h', '-'], strict)).toMatchObject({ positionals: ['-'], flags: { help: 'true' } });
-    for (const [argv, option] of [[['--frobnicate'], '--frobnicate'], [['--frob=1'], '--frob=1'], [['-x'], '-x'], [['--dataDir', 'd'], '--dataDir']] as const) {
+    for (const [argv, option] of [
+      [['--frobnicate'], '--frobnicate'],
+      [['--frob=1'], '--frob=1'],
+      [['-x'], '-x'],
+      [['--dataDir', 'd'], '--dataDir'],
+    ] as const) {
       const e = refusal([...argv], strict);
       expect(isError(e, UsageError, 'CLI_UNKNOWN_OPTION')).toBe(true);
       expect(e.message).toBe(`unknown option ${option}`);
@@ -66,7 +75,11 @@ describe('parseArgs', () => {
 
   it('admits only the configuration keys a predicate names', () => {
     const chainSpec = { ...spec, others: chainConfigKey, usage: 'usage: consent' };
-    expect(parseArgs(['list', '--dataDir', 'd', '--chain.mode', 'external', '--config', 'c.json'], chainSpec).flags).toEqual({ dataDir: 'd', 'chain.mode': 'external', config: 'c.json' });
+    expect(parseArgs(['list', '--dataDir', 'd', '--chain.mode', 'external', '--config', 'c.json'], chainSpec).flags).toEqual({
+      dataDir: 'd',
+      'chain.mode': 'external',
+      config: 'c.json',
+    });
     const e = refusal(['list', '--colour=red'], chainSpec);
     expect(e.message).toBe('unknown option --colour');
     expect(usageErrorLines(e)).toEqual(['error: unknown option --colour', 'usage: consent']);

@@ -46,12 +46,27 @@ function refOf(pseudonym: string): string {
 }
 
 const grantArgs = (over: Record<string, string> = {}): string[] =>
-  Object.entries({ 'key-file': keyFile('patient'), pseudonym: 'pt-cli-1', researcher: researcher.address, metrics: 'heart_rate,spo2', from: 'now-1h', to: 'now+1h', expires: 'now+1d', purpose: 'cardiology study 7', ...over }).flatMap(([k, v]) => [`--${k}`, v]);
+  Object.entries({
+    'key-file': keyFile('patient'),
+    pseudonym: 'pt-cli-1',
+    researcher: researcher.address,
+    metrics: 'heart_rate,spo2',
+    from: 'now-1h',
+    to: 'now+1h',
+    expires: 'now+1d',
+    purpose: 'cardiology study 7',
+    ...over,
+  }).flatMap(([k, v]) => [`--${k}`, v]);
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'vp-consent-cli-'));
   dataDir = join(dir, 'gw');
-  for (const [name, w] of [['patient', patient], ['researcher', researcher], ['other', otherPatient]] as const) writeFileSync(keyFile(name), `${w.privateKey}\n`, { mode: 0o600 });
+  for (const [name, w] of [
+    ['patient', patient],
+    ['researcher', researcher],
+    ['other', otherPatient],
+  ] as const)
+    writeFileSync(keyFile(name), `${w.privateKey}\n`, { mode: 0o600 });
 });
 
 afterAll(() => {
@@ -67,7 +82,7 @@ describe('admin', () => {
     expect(cli('admin', 'dev-key', '10').code).toBe(2);
   });
 
-  it('binds a pseudonym\'s patientRef to the patient\'s address, once', async () => {
+  it("binds a pseudonym's patientRef to the patient's address, once", async () => {
     const r = cli('admin', 'bind-patient', 'pt-cli-1', patient.address);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^bound pt-cli-1 \\(patientRef ${refOf('pt-cli-1')}, patient-ref key\\) to ${patient.address}`));
@@ -106,7 +121,7 @@ describe('admin', () => {
 describe('consent grant, list, revoke', () => {
   let grantId: string;
 
-  it('grants with the patient\'s key and prints the grant id', async () => {
+  it("grants with the patient's key and prints the grant id", async () => {
     const t0 = Date.now();
     const r = cli('consent', 'grant', ...grantArgs());
     expect(r.code, r.stderr).toBe(0);
@@ -161,20 +176,25 @@ describe('consent grant, list, revoke', () => {
     expect(cli('consent', 'grant', ...grantArgs({ 'key-file': join(dir, 'nope.key') })).stderr).toMatch(/cannot read key file/);
   });
 
-  it('lists the patient\'s grants with their status, by pseudonym or by key', () => {
+  it("lists the patient's grants with their status, by pseudonym or by key", () => {
     const r = cli('consent', 'list', '--pseudonym', 'pt-cli-1');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^pt-cli-1 \\(patientRef 0x[0-9a-f]{8}…, bound to ${patient.address}\\): 2 grants`));
-    expect(r.stdout).toMatch(new RegExp(`\\n  ${Number(grantId) + 1}\\s+OK\\s+${researcher.address}\\s+spo2\\s+2026-01-01T00:00:00Z \\.\\. 2026-01-02T00:00:00Z`));
+    expect(r.stdout).toMatch(
+      new RegExp(`\\n  ${Number(grantId) + 1}\\s+OK\\s+${researcher.address}\\s+spo2\\s+2026-01-01T00:00:00Z \\.\\. 2026-01-02T00:00:00Z`),
+    );
     expect(r.stdout).toMatch(new RegExp(`\\n  ${grantId}\\s+OK\\s+${researcher.address}\\s+heart_rate,spo2`));
     const j = cli('consent', 'list', '--pseudonym', 'pt-cli-1', '--key-file', keyFile('patient'), '--json');
     const doc = JSON.parse(j.stdout) as { patientRef: string; grants: { grantId: string; status: string }[] };
     expect(doc.patientRef).toBe(refOf('pt-cli-1'));
-    expect(doc.grants.map((g) => [g.grantId, g.status])).toEqual([[String(Number(grantId) + 1), 'OK'], [grantId, 'OK']]);
+    expect(doc.grants.map((g) => [g.grantId, g.status])).toEqual([
+      [String(Number(grantId) + 1), 'OK'],
+      [grantId, 'OK'],
+    ]);
     expect(JSON.parse(cli('consent', 'list', '--pseudonym', 'pt-cli-2', '--json').stdout).grants).toEqual([]);
   });
 
-  it('revokes only with the patient\'s key, once', async () => {
+  it("revokes only with the patient's key, once", async () => {
     const foreign = cli('consent', 'revoke', grantId, '--key-file', keyFile('other'));
     expect(foreign.code).toBe(1);
     expect(foreign.stderr).toMatch(/only the patient revokes/);
@@ -189,11 +209,13 @@ describe('consent grant, list, revoke', () => {
     expect(cli('consent', 'revoke', grantId).code).toBe(2);
     const g = await onChain((chain) => consentRegistryAt(chain.record.consentRegistry!.address, chain.provider).getGrant(BigInt(grantId)));
     expect(g.revokedAtMs).toBeGreaterThan(0n);
-    const list = JSON.parse(cli('consent', 'list', '--pseudonym', 'pt-cli-1', '--json').stdout) as { grants: { grantId: string; status: string; revokedAtMs: number | null }[] };
+    const list = JSON.parse(cli('consent', 'list', '--pseudonym', 'pt-cli-1', '--json').stdout) as {
+      grants: { grantId: string; status: string; revokedAtMs: number | null }[];
+    };
     expect(list.grants.find((x) => x.grantId === grantId)).toMatchObject({ status: 'REVOKED', revokedAtMs: Number(g.revokedAtMs) });
   });
 
-  it('asks for the patient\'s key before fetching disclosures', () => {
+  it("asks for the patient's key before fetching disclosures", () => {
     const r = cli('consent', 'list', '--pseudonym', 'pt-cli-1', '--disclosures');
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--disclosures needs --key-file/);

@@ -16,20 +16,29 @@ import { ensureDevCa } from '../../../gateway/tls/dev-ca.js';
 import { trustCaFile, trustedCas } from '../../../gateway/util/tls-trust.js';
 
 const cfg = loadConfig({ env: {}, flags: {} });
-const running = (o: Partial<RunningGateway>): RunningGateway => ({ pid: 1, gatewayId: 'gw-1', influxUrl: 'http://127.0.0.1:8086', httpUrl: 'https://127.0.0.1:9443', mqttPort: 11883, ...o });
+const running = (o: Partial<RunningGateway>): RunningGateway => ({
+  pid: 1,
+  gatewayId: 'gw-1',
+  influxUrl: 'http://127.0.0.1:8086',
+  httpUrl: 'https://127.0.0.1:9443',
+  mqttPort: 11883,
+  ...o,
+});
 
 describe('the broker of research subscribe without --mqtt', () => {
-  it('is the running gateway\'s TLS listener when its API is https, on the API\'s host', () => {
+  it("is the running gateway's TLS listener when its API is https, on the API's host", () => {
     expect(defaultBrokerUrl('https://127.0.0.1:9443', cfg, running({ mqttTlsPort: 18883 }))).toBe('mqtts://127.0.0.1:18883');
-    expect(defaultBrokerUrl('https://localhost:9443', cfg, running({ httpUrl: 'https://localhost:9443/', mqttTlsPort: 18883 }))).toBe('mqtts://localhost:18883');
+    expect(defaultBrokerUrl('https://localhost:9443', cfg, running({ httpUrl: 'https://localhost:9443/', mqttTlsPort: 18883 }))).toBe(
+      'mqtts://localhost:18883',
+    );
   });
 
-  it('is the running gateway\'s plain loopback listener when its API is http, or it runs no TLS listener', () => {
+  it("is the running gateway's plain loopback listener when its API is http, or it runs no TLS listener", () => {
     expect(defaultBrokerUrl('http://127.0.0.1:9080', cfg, running({ httpUrl: 'http://127.0.0.1:9080', mqttTlsPort: 18883 }))).toBe('mqtt://127.0.0.1:11883');
     expect(defaultBrokerUrl('https://127.0.0.1:9443', cfg, running({}))).toBe('mqtt://127.0.0.1:11883');
   });
 
-  it('for another gateway\'s https API is mqtts on that host at mqtt.tls.port (8883 unless configured)', () => {
+  it("for another gateway's https API is mqtts on that host at mqtt.tls.port (8883 unless configured)", () => {
     expect(cfg.mqtt.tls.port).toBe(8883);
     expect(defaultBrokerUrl('https://gw.ward3.example:8080', cfg, undefined)).toBe('mqtts://gw.ward3.example:8883');
     expect(defaultBrokerUrl('https://gw.ward3.example:8080', cfg, running({ mqttTlsPort: 18883 }))).toBe('mqtts://gw.ward3.example:8883');
@@ -37,7 +46,7 @@ describe('the broker of research subscribe without --mqtt', () => {
     expect(defaultBrokerUrl('https://[::1]:8080', other, undefined)).toBe('mqtts://[::1]:9883');
   });
 
-  it('for an http API without a running gateway is the configuration\'s plain listener', () => {
+  it("for an http API without a running gateway is the configuration's plain listener", () => {
     expect(defaultBrokerUrl('http://127.0.0.1:8080', cfg, undefined)).toBe(`mqtt://${cfg.mqtt.host}:${cfg.mqtt.port}`);
   });
 });
@@ -49,7 +58,7 @@ describe('what an mqtts client trusts', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('is Node\'s default list (no ca option) until --ca names a file, then the roots, NODE_EXTRA_CA_CERTS and the file', () => {
+  it("is Node's default list (no ca option) until --ca names a file, then the roots, NODE_EXTRA_CA_CERTS and the file", () => {
     expect(trustedCas()).toBeUndefined();
     const ca = ensureDevCa(join(dir, 'ca'));
     const extra = ensureDevCa(join(dir, 'extra'));

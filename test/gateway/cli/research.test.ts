@@ -74,8 +74,14 @@ describe('times and metrics on the command line', () => {
   });
 
   it('reads catalogue sensor names, drops repeats, refuses unknown ones', () => {
-    expect(parseMetrics('heart_rate,spo2')).toEqual([{ name: 'heart_rate', code: 1 }, { name: 'spo2', code: 2 }]);
-    expect(parseMetrics(' spo2 , heart_rate,spo2 ')).toEqual([{ name: 'spo2', code: 2 }, { name: 'heart_rate', code: 1 }]);
+    expect(parseMetrics('heart_rate,spo2')).toEqual([
+      { name: 'heart_rate', code: 1 },
+      { name: 'spo2', code: 2 },
+    ]);
+    expect(parseMetrics(' spo2 , heart_rate,spo2 ')).toEqual([
+      { name: 'spo2', code: 2 },
+      { name: 'heart_rate', code: 1 },
+    ]);
     expect(() => parseMetrics('heart_rate,pulse')).toThrow(/unknown sensor "pulse"/);
     expect(() => parseMetrics(',')).toThrow(ConfigError);
     expect(metricNames(0b110)).toEqual(['heart_rate', 'spo2']);
@@ -84,7 +90,17 @@ describe('times and metrics on the command line', () => {
 });
 
 describe('what the CLIs print', () => {
-  const g = { patientRef: `0x${'11'.repeat(32)}`, purposeRef: `0x${'22'.repeat(32)}`, researcher: researcher.address.toLowerCase(), sensorMask: 6n, dataFromMs: BigInt(NOW - 3_600_000), dataToMs: BigInt(NOW), expiresAtMs: BigInt(NOW + 86_400_000), grantedAtMs: BigInt(NOW - 1000), revokedAtMs: 0n };
+  const g = {
+    patientRef: `0x${'11'.repeat(32)}`,
+    purposeRef: `0x${'22'.repeat(32)}`,
+    researcher: researcher.address.toLowerCase(),
+    sensorMask: 6n,
+    dataFromMs: BigInt(NOW - 3_600_000),
+    dataToMs: BigInt(NOW),
+    expiresAtMs: BigInt(NOW + 86_400_000),
+    grantedAtMs: BigInt(NOW - 1000),
+    revokedAtMs: 0n,
+  };
 
   it('derives a grant row and its status at a given time', () => {
     expect(grantRow(7n, g, NOW)).toEqual({
@@ -107,20 +123,36 @@ describe('what the CLIs print', () => {
     const lines = formatGrantTable([grantRow(12n, g, NOW), grantRow(3n, { ...g, revokedAtMs: BigInt(NOW) }, NOW)]);
     expect(lines).toHaveLength(3);
     expect(lines[0]).toMatch(/^grant\s+status\s+researcher\s+metrics\s+data window\s+expires\s+granted$/);
-    expect(lines[1]).toMatch(/^12\s+OK\s+0x70997970C51812dc3A010C7d01b50e0d17dc79C8\s+heart_rate,spo2\s+2026-05-04T09:00:00Z \.\. 2026-05-04T10:00:00Z\s+2026-05-05T10:00:00Z\s+2026-05-04T09:59:59Z$/);
+    expect(lines[1]).toMatch(
+      /^12\s+OK\s+0x70997970C51812dc3A010C7d01b50e0d17dc79C8\s+heart_rate,spo2\s+2026-05-04T09:00:00Z \.\. 2026-05-04T10:00:00Z\s+2026-05-05T10:00:00Z\s+2026-05-04T09:59:59Z$/,
+    );
     expect(lines[2]).toContain('REVOKED 2026-05-04T10:00:00Z');
     expect(lines[1]!.indexOf('0x7099')).toBe(lines[2]!.indexOf('0x7099'));
     expect(formatGrantTable([])).toEqual(['(no grants)']);
   });
 
   it('prints one line per disclosure with its proof verdict', () => {
-    const entry = { seq: '4', kind: 'live', researcher: researcher.address, grantId: '7', metrics: ['heart_rate', 'spo2'], fromMs: NOW, toMs: NOW + 4000, count: 10, firstAtMs: NOW + 1000, atMs: NOW + 5000, batchSeq: '2' };
+    const entry = {
+      seq: '4',
+      kind: 'live',
+      researcher: researcher.address,
+      grantId: '7',
+      metrics: ['heart_rate', 'spo2'],
+      fromMs: NOW,
+      toMs: NOW + 4000,
+      count: 10,
+      firstAtMs: NOW + 1000,
+      atMs: NOW + 5000,
+      batchSeq: '2',
+    };
     const [ok, pending, bad] = formatDisclosures([
       { status: 'anchored', entry, verdict: 'ok' },
       { status: 'pending', entry: { ...entry, seq: '5' }, reason: 'NOT_YET_BATCHED' },
       { status: 'anchored', entry: { ...entry, seq: '6', kind: 'export' }, verdict: 'grant fail GRANT_REVOKED' },
     ]);
-    expect(ok).toBe(`#4 live   2026-05-04T10:00:01Z..10:00:05Z ${researcher.address} grant 7: 10 heart_rate+spo2 readings recorded 2026-05-04T10:00:00Z..10:00:04Z; anchored in access batch 2, proof verified`);
+    expect(ok).toBe(
+      `#4 live   2026-05-04T10:00:01Z..10:00:05Z ${researcher.address} grant 7: 10 heart_rate+spo2 readings recorded 2026-05-04T10:00:00Z..10:00:04Z; anchored in access batch 2, proof verified`,
+    );
     expect(pending).toMatch(/#5 .*; pending: NOT_YET_BATCHED$/);
     expect(bad).toMatch(/#6 export .*proof FAILED: grant fail GRANT_REVOKED$/);
     expect(formatDisclosures([])).toEqual(['(no accesses)']);
@@ -137,16 +169,40 @@ describe('what the CLIs print', () => {
   });
 
   it('prints deliveries and notices readably', () => {
-    const d = { grantId: '7', patient: 'pt-1', metric: 'heart_rate', deviceId: '00112233aabbccdd', seq: '12', frameSha256: 'ab'.repeat(32), readings: [{ timeMs: NOW, values: { value: 72 } }, { timeMs: NOW + 1000, values: { value: 73 } }] };
+    const d = {
+      grantId: '7',
+      patient: 'pt-1',
+      metric: 'heart_rate',
+      deviceId: '00112233aabbccdd',
+      seq: '12',
+      frameSha256: 'ab'.repeat(32),
+      readings: [
+        { timeMs: NOW, values: { value: 72 } },
+        { timeMs: NOW + 1000, values: { value: 73 } },
+      ],
+    };
     expect(formatDelivery(d)).toBe('2026-05-04T10:00:00Z..10:00:01Z pt-1 heart_rate device 00112233aabbccdd seq 12 grant 7: 72 73');
-    expect(formatNotice({ event: 'subscription_ended', topic: 'vp/consented/pt-1/heart_rate', code: 'REVOKED', grantId: '7', atMs: NOW })).toBe('subscription ended: vp/consented/pt-1/heart_rate: REVOKED (grant 7) at 2026-05-04T10:00:00Z');
+    expect(formatNotice({ event: 'subscription_ended', topic: 'vp/consented/pt-1/heart_rate', code: 'REVOKED', grantId: '7', atMs: NOW })).toBe(
+      'subscription ended: vp/consented/pt-1/heart_rate: REVOKED (grant 7) at 2026-05-04T10:00:00Z',
+    );
   });
 });
 
 describe('export files and progress', () => {
-  const frame: ApiFrame = { metric: 'accelerometer', deviceId: '00112233aabbccdd', seq: '9', frameSha256: 'cd'.repeat(32), batch: '3', leaf: 4, readings: [{ timeMs: NOW, values: { x: 0.5, y: -1.25, z: 9.81 } }, { timeMs: NOW + 40, values: { x: 0.5, y: -1.2, z: 9.8 } }] };
+  const frame: ApiFrame = {
+    metric: 'accelerometer',
+    deviceId: '00112233aabbccdd',
+    seq: '9',
+    frameSha256: 'cd'.repeat(32),
+    batch: '3',
+    leaf: 4,
+    readings: [
+      { timeMs: NOW, values: { x: 0.5, y: -1.25, z: 9.81 } },
+      { timeMs: NOW + 40, values: { x: 0.5, y: -1.2, z: 9.8 } },
+    ],
+  };
 
-  it('writes one CSV row per sample and channel, in the API\'s columns', () => {
+  it("writes one CSV row per sample and channel, in the API's columns", () => {
     expect(CSV_HEADER).toBe('time_ms,metric,channel,value,device,seq,frame_sha256');
     expect(csvRows(frame)).toEqual([
       `${NOW},accelerometer,x,0.5,00112233aabbccdd,9,${'cd'.repeat(32)}`,
@@ -174,9 +230,24 @@ describe('export files and progress', () => {
   });
 
   it('says how far an export is: pages, frames, readings, share of the range, rate', () => {
-    const s = { grantId: '7', pages: 3, frames: 2500, readings: 12_500, proofs: 2400, bytes: 3 * 1024 * 1024, fromMs: NOW, toMs: NOW + 100_000, lastMs: NOW + 25_000, elapsedMs: 2000 };
-    expect(formatExportProgress(s)).toBe('exporting grant 7: 3 pages, 2,500 frames, 12,500 readings, 2,400 proofs, 3.0 MB, up to 2026-05-04T10:00:25Z (25 % of the range), 2.0 s, 1,250 frames/s');
-    expect(formatExportProgress({ ...s, done: true, proofs: 0, pages: 1, bytes: 2048 })).toBe('exported grant 7: 1 page, 2,500 frames, 12,500 readings, 2.0 kB, 2.0 s, 1,250 frames/s');
+    const s = {
+      grantId: '7',
+      pages: 3,
+      frames: 2500,
+      readings: 12_500,
+      proofs: 2400,
+      bytes: 3 * 1024 * 1024,
+      fromMs: NOW,
+      toMs: NOW + 100_000,
+      lastMs: NOW + 25_000,
+      elapsedMs: 2000,
+    };
+    expect(formatExportProgress(s)).toBe(
+      'exporting grant 7: 3 pages, 2,500 frames, 12,500 readings, 2,400 proofs, 3.0 MB, up to 2026-05-04T10:00:25Z (25 % of the range), 2.0 s, 1,250 frames/s',
+    );
+    expect(formatExportProgress({ ...s, done: true, proofs: 0, pages: 1, bytes: 2048 })).toBe(
+      'exported grant 7: 1 page, 2,500 frames, 12,500 readings, 2.0 kB, 2.0 s, 1,250 frames/s',
+    );
   });
 
   it('redraws one line on a terminal and prints a line every interval otherwise', () => {
@@ -208,10 +279,24 @@ describe('export files and progress', () => {
   it('holds exported readings to the signed frames of their bundles', () => {
     const keys = generateKeys(createHash('sha256').update('research-cli-test').digest());
     const deviceId = deviceIdFromKey(keys.publicKey);
-    const raw = signFrame({ deviceId, seq: 5n, timestampMs: BigInt(NOW), sensor: 2, scale: -1, intervalUs: 1_000_000, samples: Int32Array.of(975, 981, 990) }, keys.secretKey);
+    const raw = signFrame(
+      { deviceId, seq: 5n, timestampMs: BigInt(NOW), sensor: 2, scale: -1, intervalUs: 1_000_000, samples: Int32Array.of(975, 981, 990) },
+      keys.secretKey,
+    );
     const sha = createHash('sha256').update(raw).digest('hex');
     const bundle = { frame: { raw: Buffer.from(raw).toString('base64') } } as unknown as ProofBundle;
-    const exported: ApiFrame = { metric: 'spo2', deviceId, seq: '5', frameSha256: sha, batch: '1', leaf: 0, readings: [{ timeMs: NOW + 1000, values: { value: 98.1 } }, { timeMs: NOW + 2000, values: { value: 99 } }] };
+    const exported: ApiFrame = {
+      metric: 'spo2',
+      deviceId,
+      seq: '5',
+      frameSha256: sha,
+      batch: '1',
+      leaf: 0,
+      readings: [
+        { timeMs: NOW + 1000, values: { value: 98.1 } },
+        { timeMs: NOW + 2000, values: { value: 99 } },
+      ],
+    };
     expect(checkExportAgainstBundles([exported], [bundle])).toEqual({ frames: 1, readings: 2, matched: 1, unproven: [], mismatched: [] });
     const changed = { ...exported, readings: [{ timeMs: NOW + 1000, values: { value: 98.2 } }] };
     expect(checkExportAgainstBundles([changed], [bundle]).mismatched).toEqual([`${deviceId}/5`]);
@@ -233,7 +318,14 @@ describe('sessions', () => {
   it('keeps one session per gateway and account in a file only its owner reads', () => {
     const store = new SessionStore(join(dir, 'nested', 'sessions.json'));
     expect(store.all()).toEqual([]);
-    const s = { url: 'http://127.0.0.1:8080', address: researcher.address, gatewayId: 'gw-a', token: 't1', expiresAtMs: Date.now() + 3_600_000, savedAtMs: Date.now() };
+    const s = {
+      url: 'http://127.0.0.1:8080',
+      address: researcher.address,
+      gatewayId: 'gw-a',
+      token: 't1',
+      expiresAtMs: Date.now() + 3_600_000,
+      savedAtMs: Date.now(),
+    };
     store.save(s);
     expect(statSync(store.path).mode & 0o777).toBe(0o600);
     expect(statSync(join(dir, 'nested')).mode & 0o777).toBe(0o700);
@@ -252,7 +344,7 @@ describe('sessions', () => {
     expect(() => store.all()).toThrow(/not readable JSON/);
   });
 
-  it('signs an MQTT password that the gateway\'s authenticator accepts once', () => {
+  it("signs an MQTT password that the gateway's authenticator accepts once", () => {
     const auth = new ResearcherAuthenticator({ gatewayId: 'gw-a', now: () => NOW + 5000 });
     const started = auth.startedAtMs;
     const pw = mqttPassword('gw-a', researcher, started + 1000);
@@ -263,7 +355,7 @@ describe('sessions', () => {
   });
 });
 
-describe('HTTP login against the gateway\'s authenticator', () => {
+describe("HTTP login against the gateway's authenticator", () => {
   let server: Server;
   let base: string;
   let auth: ResearcherAuthenticator;
@@ -290,7 +382,9 @@ describe('HTTP login against the gateway\'s authenticator', () => {
         if (req.method === 'POST' && req.url === '/auth/login') {
           const { challenge, signature } = JSON.parse(body) as { challenge: string; signature: string };
           const r = auth.login({ text: challenge, signature });
-          return r.ok ? reply(200, { token: r.session.token, address: r.session.researcher, expiresAtMs: r.session.expiresAtMs }) : reply(401, { error: r.code, message: r.message });
+          return r.ok
+            ? reply(200, { token: r.session.token, address: r.session.researcher, expiresAtMs: r.session.expiresAtMs })
+            : reply(401, { error: r.code, message: r.message });
         }
         if (req.url === '/research/grants') {
           grantsCalls++;
@@ -309,13 +403,15 @@ describe('HTTP login against the gateway\'s authenticator', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('logs in with a gateway-issued challenge and saves the session with the gateway\'s id', async () => {
+  it("logs in with a gateway-issued challenge and saves the session with the gateway's id", async () => {
     const store = new SessionStore(join(dir, 'a.json'));
     const s = await httpLogin(base, researcher, store);
     expect(s).toMatchObject({ url: base, address: researcher.address, gatewayId: 'gw-login' });
     expect(auth.session(s.token)).toMatchObject({ ok: true });
     expect(JSON.parse(readFileSync(store.path, 'utf8')).sessions[0].token).toBe(s.token);
-    const r = await withSession(base, undefined, store, (token) => fetch(`${base}/research/grants`, { headers: { authorization: `Bearer ${token}` } }).then((x) => x.json()));
+    const r = await withSession(base, undefined, store, (token) =>
+      fetch(`${base}/research/grants`, { headers: { authorization: `Bearer ${token}` } }).then((x) => x.json()),
+    );
     expect(r).toEqual({ grants: [], researcher: researcher.address });
   });
 

@@ -79,10 +79,15 @@ describe('access-log entry encoding', () => {
         '0000000000000007', // seq
         '01', // kind: live
         '70997970c51812dc3a010c7d01b50e0d17dc79c8', // researcher
-        '07', Buffer.from('pt-0042').toString('hex'),
+        '07',
+        Buffer.from('pt-0042').toString('hex'),
         '11'.repeat(32), // patientRef
         '0000000000000003', // grantId
-        '02', '0a', Buffer.from('heart_rate').toString('hex'), '04', Buffer.from('spo2').toString('hex'),
+        '02',
+        '0a',
+        Buffer.from('heart_rate').toString('hex'),
+        '04',
+        Buffer.from('spo2').toString('hex'),
         u64(1_795_000_000_000), // fromMs
         u64(1_795_000_004_000), // toMs
         '000000000000000a', // count
@@ -117,7 +122,19 @@ describe('AccessLog', () => {
   it('appends durably, numbers entries from 1, and reads them back after a reopen; an invalid record writes nothing', async () => {
     const dir = tempDir();
     const log = await AccessLog.open(dir);
-    const rec: AccessRecord = { kind: 'export', researcher: VECTOR.researcher.toLowerCase(), pseudonym: PSEUDONYM, patientRef: P.toUpperCase().replace('0X', '0x'), grantId: 1n, metrics: ['spo2', 'heart_rate', 'spo2'], fromMs: T0, toMs: T0 + HOUR, count: 3600, firstAtMs: 1000, atMs: 2000 };
+    const rec: AccessRecord = {
+      kind: 'export',
+      researcher: VECTOR.researcher.toLowerCase(),
+      pseudonym: PSEUDONYM,
+      patientRef: P.toUpperCase().replace('0X', '0x'),
+      grantId: 1n,
+      metrics: ['spo2', 'heart_rate', 'spo2'],
+      fromMs: T0,
+      toMs: T0 + HOUR,
+      count: 3600,
+      firstAtMs: 1000,
+      atMs: 2000,
+    };
     const e1 = await log.append(rec);
     const e2 = await log.append({ ...rec, kind: 'live', count: 5 });
     expect(e1).toMatchObject({ seq: 1n, researcher: VECTOR.researcher, patientRef: P, metrics: ['heart_rate', 'spo2'] });
@@ -141,9 +158,25 @@ describe('AccessLog.appendAll', () => {
   it('appends the entries of one batch together, numbered in the order given, each with its own salt, all durable when it resolves', async () => {
     const dir = tempDir();
     const log = await AccessLog.open(dir);
-    const base: AccessRecord = { kind: 'live', researcher: VECTOR.researcher, pseudonym: PSEUDONYM, patientRef: P, grantId: 1n, metrics: ['heart_rate'], fromMs: T0, toMs: T0 + 4000, count: 5, firstAtMs: 1000, atMs: 1002 };
+    const base: AccessRecord = {
+      kind: 'live',
+      researcher: VECTOR.researcher,
+      pseudonym: PSEUDONYM,
+      patientRef: P,
+      grantId: 1n,
+      metrics: ['heart_rate'],
+      fromMs: T0,
+      toMs: T0 + 4000,
+      count: 5,
+      firstAtMs: 1000,
+      atMs: 1002,
+    };
     await log.append({ ...base, kind: 'export' });
-    const batch = await log.appendAll([base, { ...base, grantId: 2n, metrics: ['spo2', 'heart_rate'], count: 10 }, { ...base, pseudonym: OTHER, patientRef: P2, count: 1 }]);
+    const batch = await log.appendAll([
+      base,
+      { ...base, grantId: 2n, metrics: ['spo2', 'heart_rate'], count: 10 },
+      { ...base, pseudonym: OTHER, patientRef: P2, count: 1 },
+    ]);
     expect(batch.map((e) => e.seq)).toEqual([2n, 3n, 4n]);
     expect(batch[1]).toMatchObject({ grantId: 2n, metrics: ['heart_rate', 'spo2'], count: 10 });
     expect(new Set(batch.map((e) => e.salt)).size).toBe(3);
@@ -162,7 +195,19 @@ describe('access-log batches', () => {
     const dir = tempDir();
     const log = await AccessLog.open(join(dir, 'log'));
     const store = new BatchStore(join(dir, 'batches'));
-    const rec: AccessRecord = { kind: 'export', researcher: VECTOR.researcher, pseudonym: PSEUDONYM, patientRef: P, grantId: 1n, metrics: ['heart_rate'], fromMs: T0, toMs: T0 + 10, count: 2, firstAtMs: 5000, atMs: 6000 };
+    const rec: AccessRecord = {
+      kind: 'export',
+      researcher: VECTOR.researcher,
+      pseudonym: PSEUDONYM,
+      patientRef: P,
+      grantId: 1n,
+      metrics: ['heart_rate'],
+      fromMs: T0,
+      toMs: T0 + 10,
+      count: 2,
+      firstAtMs: 5000,
+      atMs: 6000,
+    };
     for (let i = 0; i < 3; i++) await log.append({ ...rec, atMs: 6000 + i });
     const first = new Batcher(accessLogLeaves(log), store, { intervalMs: 60_000 });
     expect(first.seal()?.leafCount).toBe(3);
@@ -192,7 +237,9 @@ describe('access log anchored as stream 1, proofs and the disclosure report', ()
 
   async function grantOf(patient: HDNodeWallet, ref: string, to: string, sensors: number[]): Promise<bigint> {
     const now = (await chain.latestTimestamp()) * 1000;
-    const r = await mined(consentRegistryAt(consent.target as string, patient).grant(ref, to, sensorMaskOf(sensors), T0, T0 + HOUR, now + 30 * 24 * HOUR, PURPOSE));
+    const r = await mined(
+      consentRegistryAt(consent.target as string, patient).grant(ref, to, sensorMaskOf(sensors), T0, T0 + HOUR, now + 30 * 24 * HOUR, PURPOSE),
+    );
     return eventsOf(r, consent.interface).find((e) => e.name === 'ConsentGranted')!.args[0] as bigint;
   }
 
@@ -218,21 +265,122 @@ describe('access log anchored as stream 1, proofs and the disclosure report', ()
     const store = new BatchStore(join(dir, 'batches'));
     const frames = new BatchStore(join(dir, 'frames'));
     const now = Date.now();
-    const exp = await log.append({ kind: 'export', researcher: researcher.address, pseudonym: PSEUDONYM, patientRef: P, grantId: g1, metrics: ['heart_rate'], fromMs: T0, toMs: T0 + HOUR / 2, count: 1800, firstAtMs: now - 3000, atMs: now - 1000 });
-    const [live] = await log.appendAll([{ kind: 'live', researcher: researcher.address, pseudonym: PSEUDONYM, patientRef: P, grantId: g1, metrics: ['spo2', 'heart_rate'], fromMs: T0 + 1000, toMs: T0 + 6000, count: 10, firstAtMs: now - 900, atMs: now - 800 }]);
-    const other = await log.append({ kind: 'export', researcher: researcher2.address, pseudonym: OTHER, patientRef: P2, grantId: g2, metrics: ['heart_rate'], fromMs: T0, toMs: T0 + 10, count: 11, firstAtMs: now - 500, atMs: now });
+    const exp = await log.append({
+      kind: 'export',
+      researcher: researcher.address,
+      pseudonym: PSEUDONYM,
+      patientRef: P,
+      grantId: g1,
+      metrics: ['heart_rate'],
+      fromMs: T0,
+      toMs: T0 + HOUR / 2,
+      count: 1800,
+      firstAtMs: now - 3000,
+      atMs: now - 1000,
+    });
+    const [live] = await log.appendAll([
+      {
+        kind: 'live',
+        researcher: researcher.address,
+        pseudonym: PSEUDONYM,
+        patientRef: P,
+        grantId: g1,
+        metrics: ['spo2', 'heart_rate'],
+        fromMs: T0 + 1000,
+        toMs: T0 + 6000,
+        count: 10,
+        firstAtMs: now - 900,
+        atMs: now - 800,
+      },
+    ]);
+    const other = await log.append({
+      kind: 'export',
+      researcher: researcher2.address,
+      pseudonym: OTHER,
+      patientRef: P2,
+      grantId: g2,
+      metrics: ['heart_rate'],
+      fromMs: T0,
+      toMs: T0 + 10,
+      count: 11,
+      firstAtMs: now - 500,
+      atMs: now,
+    });
     // What a misbehaving gateway might log: a metric the grant does not cover, and a delivery after the revocation.
-    const uncovered = await log.append({ kind: 'live', researcher: researcher.address, pseudonym: PSEUDONYM, patientRef: P, grantId: g1, metrics: ['ecg'], fromMs: T0, toMs: T0, count: 1, firstAtMs: now, atMs: now });
-    const late = await log.append({ kind: 'live', researcher: researcher2.address, pseudonym: PSEUDONYM, patientRef: P, grantId: g3, metrics: ['heart_rate'], fromMs: T0, toMs: T0, count: 1, firstAtMs: g3RevokedAtMs + 10_000, atMs: g3RevokedAtMs + 10_000 });
+    const uncovered = await log.append({
+      kind: 'live',
+      researcher: researcher.address,
+      pseudonym: PSEUDONYM,
+      patientRef: P,
+      grantId: g1,
+      metrics: ['ecg'],
+      fromMs: T0,
+      toMs: T0,
+      count: 1,
+      firstAtMs: now,
+      atMs: now,
+    });
+    const late = await log.append({
+      kind: 'live',
+      researcher: researcher2.address,
+      pseudonym: PSEUDONYM,
+      patientRef: P,
+      grantId: g3,
+      metrics: ['heart_rate'],
+      fromMs: T0,
+      toMs: T0,
+      count: 1,
+      firstAtMs: g3RevokedAtMs + 10_000,
+      atMs: g3RevokedAtMs + 10_000,
+    });
     const batcher = new Batcher(accessLogLeaves(log), store, { intervalMs: 60_000 });
     expect(batcher.seal()?.leafCount).toBe(5);
-    const pending = await log.append({ kind: 'export', researcher: researcher.address, pseudonym: PSEUDONYM, patientRef: P, grantId: g1, metrics: ['spo2'], fromMs: T0, toMs: T0 + 1, count: 2, firstAtMs: now, atMs: now + 1 });
+    const pending = await log.append({
+      kind: 'export',
+      researcher: researcher.address,
+      pseudonym: PSEUDONYM,
+      patientRef: P,
+      grantId: g1,
+      metrics: ['spo2'],
+      fromMs: T0,
+      toMs: T0 + 1,
+      count: 2,
+      firstAtMs: now,
+      atMs: now + 1,
+    });
 
     // A frames batch too: both anchorers send from the gateway's account, on its lane.
-    const leaves = [0, 1, 2].map((i) => ({ lsn: BigInt(i + 1), device: '0011223344556677', seq: BigInt(i + 1), timeMs: T0 + i, leafHash: hashLeaf(Buffer.from(`frame ${i}`)) }));
-    const fb: SealedBatch = { seq: 1n, leafCount: 3, root: `0x${Rfc6962Tree.fromLeafHashes(leaves.map((l) => l.leafHash)).root().toString('hex')}`, firstFrameTimeMs: T0, lastFrameTimeMs: T0 + 2, firstLsn: 1n, lastLsn: 3n, openedAtMs: 0, sealedAtMs: 0, leaves };
+    const leaves = [0, 1, 2].map((i) => ({
+      lsn: BigInt(i + 1),
+      device: '0011223344556677',
+      seq: BigInt(i + 1),
+      timeMs: T0 + i,
+      leafHash: hashLeaf(Buffer.from(`frame ${i}`)),
+    }));
+    const fb: SealedBatch = {
+      seq: 1n,
+      leafCount: 3,
+      root: `0x${Rfc6962Tree.fromLeafHashes(leaves.map((l) => l.leafHash))
+        .root()
+        .toString('hex')}`,
+      firstFrameTimeMs: T0,
+      lastFrameTimeMs: T0 + 2,
+      firstLsn: 1n,
+      lastLsn: 3n,
+      openedAtMs: 0,
+      sealedAtMs: 0,
+      leaves,
+    };
     frames.seal(fb);
-    const target: AnchorTarget = { provider: chain.provider, signer: gateway, anchorRegistry: anchorRegistryAt(record.anchorRegistry.address, gateway), chainId: chain.handle.chainId, contract: record.anchorRegistry.address, gateway: gateway.address, confirmations: 1 };
+    const target: AnchorTarget = {
+      provider: chain.provider,
+      signer: gateway,
+      anchorRegistry: anchorRegistryAt(record.anchorRegistry.address, gateway),
+      chainId: chain.handle.chainId,
+      contract: record.anchorRegistry.address,
+      gateway: gateway.address,
+      confirmations: 1,
+    };
     let framesAnchored!: () => void;
     let accessAnchored!: () => void;
     const both = Promise.all([new Promise<void>((res) => (framesAnchored = res)), new Promise<void>((res) => (accessAnchored = res))]);
@@ -248,14 +396,26 @@ describe('access log anchored as stream 1, proofs and the disclosure report', ()
     expect(onChain.root).toBe(store.get(1n)!.root);
     expect(Number(onChain.leafCount)).toBe(5);
 
-    const disclosures = new DisclosureService({ log, store, consentRegistry: { chainId: chain.handle.chainId, address: record.consentRegistry.address }, gatewayId: 'gw-test' });
+    const disclosures = new DisclosureService({
+      log,
+      store,
+      consentRegistry: { chainId: chain.handle.chainId, address: record.consentRegistry.address },
+      gatewayId: 'gw-test',
+    });
     const report = disclosures.disclosureReport(PSEUDONYM);
     expect(report).toMatchObject({ format: 'vitalproof.disclosure-report', version: 1, pseudonym: PSEUDONYM, gatewayId: 'gw-test' });
     expect(report.items.map((i) => i.status)).toEqual(['anchored', 'anchored', 'anchored', 'anchored', 'pending']);
     const seqs = (i: DisclosureItem): string => (i.status === 'anchored' ? i.proof.entry.seq : i.entry.seq);
     expect(report.items.map(seqs)).toEqual([exp.seq, live!.seq, uncovered.seq, late.seq, pending.seq].map(String));
     expect(report.items[4]).toMatchObject({ status: 'pending', reason: 'NOT_YET_BATCHED' });
-    expect(report.summary).toEqual({ entries: 5, anchored: 4, pending: 1, errors: 0, readings: 1800 + 10 + 1 + 1 + 2, researchers: [researcher.address, researcher2.address].sort() });
+    expect(report.summary).toEqual({
+      entries: 5,
+      anchored: 4,
+      pending: 1,
+      errors: 0,
+      readings: 1800 + 10 + 1 + 1 + 2,
+      researchers: [researcher.address, researcher2.address].sort(),
+    });
     expect(report.items.some((i) => i.status === 'anchored' && i.proof.entry.pseudonym !== PSEUDONYM)).toBe(false);
     expect(disclosures.disclosureReport(OTHER).items.map(seqs)).toEqual([String(other.seq)]);
     // The range is on the access time: [fromMs, toMs).
@@ -267,7 +427,11 @@ describe('access log anchored as stream 1, proofs and the disclosure report', ()
     const [pExport, pLive, pUncovered, pLate] = proofs as [AccessProofBundle, AccessProofBundle, AccessProofBundle, AccessProofBundle];
     for (const p of [pExport, pLive]) {
       const v = await verifyAccessBundle(JSON.parse(JSON.stringify(p)) as AccessProofBundle, { provider: chain.provider, trusted });
-      expect(v.checks.map((c) => [c.check, c.status])).toEqual([['inclusion', 'pass'], ['anchor', 'pass'], ['grant', 'pass']]);
+      expect(v.checks.map((c) => [c.check, c.status])).toEqual([
+        ['inclusion', 'pass'],
+        ['anchor', 'pass'],
+        ['grant', 'pass'],
+      ]);
       expect(v.ok).toBe(true);
       const off = await verifyAccessBundle(p, { offline: true });
       expect(off).toMatchObject({ ok: true, offline: true });
@@ -287,7 +451,9 @@ describe('access log anchored as stream 1, proofs and the disclosure report', ()
     expect((await verifyAccessBundle(edited, { offline: true })).checks[0]).toMatchObject({ status: 'fail', code: 'ROOT_MISMATCH' });
     const lie = structuredClone(pExport);
     const real = lie.inclusion.treeSize;
-    lie.inclusion.treeSize = [real - 1, real + 1, real + 2].find((n) => n > lie.inclusion.leafIndex && inclusionProofLength(lie.inclusion.leafIndex, n) === lie.inclusion.auditPath.length)!;
+    lie.inclusion.treeSize = [real - 1, real + 1, real + 2].find(
+      (n) => n > lie.inclusion.leafIndex && inclusionProofLength(lie.inclusion.leafIndex, n) === lie.inclusion.auditPath.length,
+    )!;
     const lieV = await verifyAccessBundle(lie, { provider: chain.provider, trusted });
     expect(lieV.checks.map((c) => c.status)).toEqual(['pass', 'fail', 'pass']);
     expect(lieV.checks[1]).toMatchObject({ code: 'ANCHOR_MISMATCH' });
@@ -317,7 +483,12 @@ describe('access log anchored as stream 1, proofs and the disclosure report', ()
     const file = JSON.parse(readFileSync(path, 'utf8')) as { leafHashes: string };
     file.leafHashes = Buffer.alloc(32, 7).toString('base64');
     writeFileSync(path, JSON.stringify(file));
-    const reread = new DisclosureService({ log, store: new BatchStore(join(dir, 'batches')), consentRegistry: { chainId: chain.handle.chainId, address: record.consentRegistry.address }, gatewayId: 'gw-test' });
+    const reread = new DisclosureService({
+      log,
+      store: new BatchStore(join(dir, 'batches')),
+      consentRegistry: { chainId: chain.handle.chainId, address: record.consentRegistry.address },
+      gatewayId: 'gw-test',
+    });
     expect(reread.proofOf(pending.seq)).toMatchObject({ ok: false, code: 'ENTRY_TAMPERED', batchSeq: '2' });
     expect(reread.disclosureReport(PSEUDONYM).summary).toMatchObject({ anchored: 4, errors: 1 });
 

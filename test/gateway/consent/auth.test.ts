@@ -44,7 +44,14 @@ function refused(r: LoginResult | SessionResult, code: AuthErrorCode): void {
 
 describe('challenge text', () => {
   it('is the documented eight lines, parsed back exactly, and one spelling only', () => {
-    const c = { gateway: 'ward-3', account: researcher.address, purpose: 'mqtt' as const, nonce: '6f1c0a3e5b7d9f21c4e6a8b0d2f41357', issuedAtMs: T0, expiresAtMs: T0 + 300_000 };
+    const c = {
+      gateway: 'ward-3',
+      account: researcher.address,
+      purpose: 'mqtt' as const,
+      nonce: '6f1c0a3e5b7d9f21c4e6a8b0d2f41357',
+      issuedAtMs: T0,
+      expiresAtMs: T0 + 300_000,
+    };
     const text = challengeText(c);
     expect(text).toBe(
       [
@@ -114,9 +121,19 @@ describe('HTTP login', () => {
     refused(a.login({ text, signature: await other.signMessage(text) }), 'AUTH_BAD_SIGNATURE');
     refused(a.login({ text, signature: await researcher.signMessage(`${text} `) }), 'AUTH_BAD_SIGNATURE');
     // A text changed after issue no longer carries the gateway's MAC.
-    refused(a.login({ text: text.replace(/nonce: [0-9a-f]+/, 'nonce: 00000000000000000000000000000000'), signature: await researcher.signMessage(text) }), 'AUTH_UNKNOWN_CHALLENGE');
+    refused(
+      a.login({ text: text.replace(/nonce: [0-9a-f]+/, 'nonce: 00000000000000000000000000000000'), signature: await researcher.signMessage(text) }),
+      'AUTH_UNKNOWN_CHALLENGE',
+    );
     // Self-made and correctly signed, but not issued by this gateway: HTTP needs an issued challenge.
-    const own = challengeText({ gateway: 'ward-3', account: researcher.address, purpose: 'http', nonce: 'ab'.repeat(16), issuedAtMs: T0, expiresAtMs: T0 + 60_000 });
+    const own = challengeText({
+      gateway: 'ward-3',
+      account: researcher.address,
+      purpose: 'http',
+      nonce: 'ab'.repeat(16),
+      issuedAtMs: T0,
+      expiresAtMs: T0 + 60_000,
+    });
     refused(a.login({ text: own, signature: await researcher.signMessage(own) }), 'AUTH_UNKNOWN_CHALLENGE');
     const forMqtt = a.issueChallenge(researcher.address, 'mqtt').text;
     refused(a.login({ text: forMqtt, signature: await researcher.signMessage(forMqtt) }), 'AUTH_WRONG_PURPOSE');
@@ -300,7 +317,8 @@ describe('cheap checks before signature recovery (issue #10, 2 and 5)', () => {
       return a.verifyLogin({ text, signature: await researcher.signMessage(text) }, 'http');
     };
     // Bad signatures on genuine challenges do not enter the set.
-    for (let i = 0; i < 10; i++) refused(a.verifyLogin({ text: a.issueChallenge(researcher.address, 'http').text, signature: randomSignature() }, 'http'), 'AUTH_BAD_SIGNATURE');
+    for (let i = 0; i < 10; i++)
+      refused(a.verifyLogin({ text: a.issueChallenge(researcher.address, 'http').text, signature: randomSignature() }, 'http'), 'AUTH_BAD_SIGNATURE');
     expect(a.stats().usedNonces).toBe(0);
     for (let i = 0; i < 3; i++) expect((await login()).ok).toBe(true);
     expect(a.stats().usedNonces).toBe(3);

@@ -13,9 +13,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { JsonRpcProvider, type Filter, type FilterByBlockHash, type HDNodeWallet, type Log, type TransactionReceipt } from 'ethers';
-import { consentRegistryAt, consentRegistryInterface as iface, grantStatusName, ROLES, sensorMaskOf, type ConsentRegistryContract, type ConsentRegistryErrors } from '../../../gateway/chain/contracts.js';
+import {
+  consentRegistryAt,
+  consentRegistryInterface as iface,
+  grantStatusName,
+  ROLES,
+  sensorMaskOf,
+  type ConsentRegistryContract,
+  type ConsentRegistryErrors,
+} from '../../../gateway/chain/contracts.js';
 import { patientRefOf } from '../../../gateway/chain/ids.js';
-import { CONSENT_CACHE_FILE, ConsentView, type ConsentGrant, type ConsentViewOptions, type DecisionCode, type RevokedEvent } from '../../../gateway/consent/consent-view.js';
+import {
+  CONSENT_CACHE_FILE,
+  ConsentView,
+  type ConsentGrant,
+  type ConsentViewOptions,
+  type DecisionCode,
+  type RevokedEvent,
+} from '../../../gateway/consent/consent-view.js';
 import { fallbackPseudonym, PseudonymDirectory } from '../../../gateway/registry/directory.js';
 import { findFreePort } from '../../../gateway/util/net.js';
 import { localProvider, useAnvil } from '../../support/anvil.js';
@@ -57,7 +72,15 @@ async function deployBound(): Promise<{ registry: ConsentRegistryContract; deplo
 }
 
 function view(registry: ConsentRegistryContract, deployBlock: number, dataDir: string, opts: Partial<ConsentViewOptions> = {}): ConsentView {
-  const v = new ConsentView({ provider: chain.provider, consentRegistryAddress: registry.target as string, deployBlock, dataDir, pollIntervalMs: 50, maxBackoffMs: 200, ...opts });
+  const v = new ConsentView({
+    provider: chain.provider,
+    consentRegistryAddress: registry.target as string,
+    deployBlock,
+    dataDir,
+    pollIntervalMs: 50,
+    maxBackoffMs: 200,
+    ...opts,
+  });
   views.push(v);
   return v;
 }
@@ -69,16 +92,35 @@ interface GrantOpts {
   expiresAtMs?: bigint;
 }
 
-async function grant(registry: ConsentRegistryContract, patient: HDNodeWallet, ref: string, researcher: string, o: GrantOpts = {}): Promise<{ id: bigint; receipt: TransactionReceipt }> {
+async function grant(
+  registry: ConsentRegistryContract,
+  patient: HDNodeWallet,
+  ref: string,
+  researcher: string,
+  o: GrantOpts = {},
+): Promise<{ id: bigint; receipt: TransactionReceipt }> {
   const now = BigInt(await chain.latestTimestamp()) * 1000n;
-  const receipt = await mined(consentRegistryAt(registry.target as string, patient).grant(ref, researcher, sensorMaskOf(o.sensors ?? [HR]), o.from ?? T0, o.to ?? T0 + HOUR, o.expiresAtMs ?? now + 30n * 24n * HOUR, PURPOSE));
+  const receipt = await mined(
+    consentRegistryAt(registry.target as string, patient).grant(
+      ref,
+      researcher,
+      sensorMaskOf(o.sensors ?? [HR]),
+      o.from ?? T0,
+      o.to ?? T0 + HOUR,
+      o.expiresAtMs ?? now + 30n * 24n * HOUR,
+      PURPOSE,
+    ),
+  );
   const ev = eventsOf(receipt, iface).find((e) => e.name === 'ConsentGranted');
   if (!ev) throw new Error('no ConsentGranted');
   return { id: ev.args[0] as bigint, receipt };
 }
 
 /** The next `name` event of `v`, with the wall time it was emitted at. */
-function next<K extends 'granted' | 'revoked' | 'expired'>(v: ConsentView, name: K): Promise<{ at: number; value: K extends 'revoked' ? RevokedEvent : ConsentGrant }> {
+function next<K extends 'granted' | 'revoked' | 'expired'>(
+  v: ConsentView,
+  name: K,
+): Promise<{ at: number; value: K extends 'revoked' ? RevokedEvent : ConsentGrant }> {
   return new Promise((resolve) => {
     v.once(name, ((value: unknown) => resolve({ at: Date.now(), value: value as K extends 'revoked' ? RevokedEvent : ConsentGrant })) as never);
   });
@@ -101,13 +143,19 @@ afterAll(() => {
 });
 
 describe('ConsentView: events for the live transport', () => {
-  it('emits granted, then revoked with the revoking block\'s number, hash and time, within 2 s of sending the revocation (500 ms polling)', async () => {
+  it("emits granted, then revoked with the revoking block's number, hash and time, within 2 s of sending the revocation (500 ms polling)", async () => {
     const { registry, deployBlock, refs } = await deployBound();
     const v = view(registry, deployBlock, tempDir(), { pollIntervalMs: 500 });
     await v.ready();
     const granted = next(v, 'granted');
     const { id } = await grant(registry, patients[0]!, refs[0]!, researchers[0]!.address, { sensors: [HR, SPO2] });
-    expect((await granted).value).toMatchObject({ grantId: id, patientRef: refs[0], researcher: researchers[0]!.address, sensorMask: sensorMaskOf([HR, SPO2]), revokedAtMs: 0n });
+    expect((await granted).value).toMatchObject({
+      grantId: id,
+      patientRef: refs[0],
+      researcher: researchers[0]!.address,
+      sensorMask: sensorMaskOf([HR, SPO2]),
+      revokedAtMs: 0n,
+    });
     expect(v.decide(researchers[0]!.address, refs[0]!, HR, T0)).toEqual({ ok: true, grantId: id });
 
     const revoked = next(v, 'revoked');
@@ -123,11 +171,13 @@ describe('ConsentView: events for the live transport', () => {
     expect(v.checkGrant(id, researchers[0]!.address, HR, T0)).toBe('REVOKED');
     const sinceSent = ev.at - sentAt;
     const sinceBlockTime = ev.at - block.timestamp * 1000; // block time has whole seconds: up to 1 s more
-    console.log(`revocation → 'revoked' event: ${sinceSent} ms after the revoke was sent (automine), ${sinceBlockTime} ms after the block's timestamp (whole seconds), poll 500 ms`);
+    console.log(
+      `revocation → 'revoked' event: ${sinceSent} ms after the revoke was sent (automine), ${sinceBlockTime} ms after the block's timestamp (whole seconds), poll 500 ms`,
+    );
     expect(sinceSent).toBeLessThan(2000);
   });
 
-  it("emits expired from a timer at the expiry instant, not from polling, and decide() turns EXPIRED as the contract does", async () => {
+  it('emits expired from a timer at the expiry instant, not from polling, and decide() turns EXPIRED as the contract does', async () => {
     const { registry, deployBlock, refs } = await deployBound();
     const v = view(registry, deployBlock, tempDir(), { follow: false });
     await v.ready();
@@ -267,7 +317,7 @@ describe('ConsentView: reorganisations', () => {
 });
 
 describe('ConsentView: pseudonyms', () => {
-  it('maps pseudonym ↔ patientRef through the device registry\'s directory, the patient-ref key, or the ref- fallback', async () => {
+  it("maps pseudonym ↔ patientRef through the device registry's directory, the patient-ref key, or the ref- fallback", async () => {
     const { registry, deployBlock, refs } = await deployBound();
     const dir = tempDir();
     const directory = new PseudonymDirectory(join(dir, 'directory.json'));
@@ -355,13 +405,26 @@ describe('ConsentView: the same answers as the contract', () => {
       // EXPIRED come before the sensor and time checks, so any sensor and time tell).
       const grantsOnChain = new Map<bigint, { g: Awaited<ReturnType<typeof registry.getGrant>>; ended?: 'REVOKED' | 'EXPIRED' }>();
       const allIds = Array.from({ length: Number(maxId) }, (_, i) => BigInt(i + 1));
-      const read = await Promise.all(allIds.map(async (id) => {
-        const g = await registry.getGrant(id, at);
-        return { id, g, st: grantStatusName(await registry.checkGrant(id, g.researcher, 0, 0, at)) };
-      }));
+      const read = await Promise.all(
+        allIds.map(async (id) => {
+          const g = await registry.getGrant(id, at);
+          return { id, g, st: grantStatusName(await registry.checkGrant(id, g.researcher, 0, 0, at)) };
+        }),
+      );
       for (const { id, g, st } of read) {
         grantsOnChain.set(id, { g, ...(st === 'REVOKED' || st === 'EXPIRED' ? { ended: st } : {}) });
-        expect(v.grant(id)).toMatchObject({ grantId: id, patientRef: g.patientRef, purposeRef: g.purposeRef, researcher: g.researcher, sensorMask: Number(g.sensorMask), dataFromMs: g.dataFromMs, dataToMs: g.dataToMs, expiresAtMs: g.expiresAtMs, grantedAtMs: g.grantedAtMs, revokedAtMs: g.revokedAtMs });
+        expect(v.grant(id)).toMatchObject({
+          grantId: id,
+          patientRef: g.patientRef,
+          purposeRef: g.purposeRef,
+          researcher: g.researcher,
+          sensorMask: Number(g.sensorMask),
+          dataFromMs: g.dataFromMs,
+          dataToMs: g.dataToMs,
+          expiresAtMs: g.expiresAtMs,
+          grantedAtMs: g.grantedAtMs,
+          revokedAtMs: g.revokedAtMs,
+        });
       }
       for (const [i, ref] of refs.entries()) {
         expect(v.grantsOf(ref).map((g) => g.grantId)).toEqual([...(await registry.grantIdsOf(ref, at))]);
@@ -386,12 +449,20 @@ describe('ConsentView: the same answers as the contract', () => {
       });
       const idsOf = new Map<string, bigint[]>();
       for (const ref of [...refs, patientRefOf('pt-never-bound', KEY)]) idsOf.set(ref, [...(await registry.grantIdsOf(ref, at))]);
-      const answers = await Promise.all(specs.map(async (q) => ({ permitted: (await registry.isPermitted(q.who, q.ref, q.sensor, q.t, at)) as unknown as [boolean, bigint], status: grantStatusName(await registry.checkGrant(q.id, q.cw, q.sensor, q.t, at)) })));
+      const answers = await Promise.all(
+        specs.map(async (q) => ({
+          permitted: (await registry.isPermitted(q.who, q.ref, q.sensor, q.t, at)) as unknown as [boolean, bigint],
+          status: grantStatusName(await registry.checkGrant(q.id, q.cw, q.sensor, q.t, at)),
+        })),
+      );
       for (const [i, q] of specs.entries()) {
         const { who, ref, sensor, t } = q;
         const [permitted, pid] = answers[i]!.permitted;
         const d = v.decide(who, ref, sensor, t, nowMs);
-        expect({ ok: d.ok, grantId: d.ok ? d.grantId : 0n }, `isPermitted(${who}, ${ref}, ${sensor}, ${t}) at ${nowMs}`).toEqual({ ok: permitted, grantId: pid });
+        expect({ ok: d.ok, grantId: d.ok ? d.grantId : 0n }, `isPermitted(${who}, ${ref}, ${sensor}, ${t}) at ${nowMs}`).toEqual({
+          ok: permitted,
+          grantId: pid,
+        });
         const code = d.ok ? 'OK' : d.code;
         decisions.set(code, (decisions.get(code) ?? 0) + 1);
         if (!d.ok) {
@@ -413,7 +484,15 @@ describe('ConsentView: the same answers as the contract', () => {
             }
           }
           const name = (e: { revoked: boolean }): DecisionCode => (e.revoked ? 'REVOKED' : 'EXPIRED');
-          const expected: DecisionCode = endedCovering ? name(endedCovering) : liveSensor ? 'OUTSIDE_DATA_WINDOW' : live ? 'SENSOR_NOT_GRANTED' : ended ? name(ended) : 'NO_GRANT';
+          const expected: DecisionCode = endedCovering
+            ? name(endedCovering)
+            : liveSensor
+              ? 'OUTSIDE_DATA_WINDOW'
+              : live
+                ? 'SENSOR_NOT_GRANTED'
+                : ended
+                  ? name(ended)
+                  : 'NO_GRANT';
           expect(d.code).toBe(expected);
         }
         const local = v.checkGrant(q.id, q.cw, sensor, t, nowMs);
@@ -424,9 +503,13 @@ describe('ConsentView: the same answers as the contract', () => {
       await chain.provider.send('evm_increaseTime', [300 + rng.int(3600)]);
       await chain.provider.send('evm_mine', []);
     }
-    console.log(`consent view vs contract: ${granted} grants, ${queries} queries; decide ${JSON.stringify(Object.fromEntries(decisions))}; checkGrant ${JSON.stringify(Object.fromEntries(statuses))}`);
+    console.log(
+      `consent view vs contract: ${granted} grants, ${queries} queries; decide ${JSON.stringify(Object.fromEntries(decisions))}; checkGrant ${JSON.stringify(Object.fromEntries(statuses))}`,
+    );
     // The cases covered every verdict.
-    for (const c of ['OK', 'NO_GRANT', 'REVOKED', 'EXPIRED', 'SENSOR_NOT_GRANTED', 'OUTSIDE_DATA_WINDOW']) expect(decisions.get(c) ?? 0, `decide ${c}`).toBeGreaterThan(0);
-    for (const c of ['OK', 'UNKNOWN_GRANT', 'NOT_GRANTEE', 'REVOKED', 'EXPIRED', 'SENSOR_NOT_GRANTED', 'OUTSIDE_DATA_WINDOW']) expect(statuses.get(c) ?? 0, `checkGrant ${c}`).toBeGreaterThan(0);
+    for (const c of ['OK', 'NO_GRANT', 'REVOKED', 'EXPIRED', 'SENSOR_NOT_GRANTED', 'OUTSIDE_DATA_WINDOW'])
+      expect(decisions.get(c) ?? 0, `decide ${c}`).toBeGreaterThan(0);
+    for (const c of ['OK', 'UNKNOWN_GRANT', 'NOT_GRANTEE', 'REVOKED', 'EXPIRED', 'SENSOR_NOT_GRANTED', 'OUTSIDE_DATA_WINDOW'])
+      expect(statuses.get(c) ?? 0, `checkGrant ${c}`).toBeGreaterThan(0);
   });
 });

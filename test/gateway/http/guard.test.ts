@@ -83,7 +83,10 @@ describe('sources and buckets', () => {
 });
 
 /** A listener with small limits on a free loopback port. */
-async function listen(tls: boolean, over: Partial<GatewayConfig['http']> = {}): Promise<{ server: Server; port: number; guard: HttpGuard; status: () => HttpStatus }> {
+async function listen(
+  tls: boolean,
+  over: Partial<GatewayConfig['http']> = {},
+): Promise<{ server: Server; port: number; guard: HttpGuard; status: () => HttpStatus }> {
   const cfg = http({
     maxConnections: 3,
     maxConnectionsPerSource: 2,
@@ -96,7 +99,12 @@ async function listen(tls: boolean, over: Partial<GatewayConfig['http']> = {}): 
   });
   const guard = new HttpGuard(cfg, httpTransport(cfg));
   const snapshot = (): StatusSnapshot => ({ gatewayId: 'gw-unit' }) as unknown as StatusSnapshot;
-  const { server, port } = await startHttpServer('127.0.0.1', 0, statusRoutes(snapshot, () => guard.status()), { guard, limits: cfg });
+  const { server, port } = await startHttpServer(
+    '127.0.0.1',
+    0,
+    statusRoutes(snapshot, () => guard.status()),
+    { guard, limits: cfg },
+  );
   return { server, port, guard, status: () => guard.status() };
 }
 
@@ -209,11 +217,16 @@ describe('request limits on a real listener', () => {
 
 describe('configuration', () => {
   it('reads http.tls.* and http.allowPlain from flags and environment; checks the limits', () => {
-    const c = loadConfig({ env: { VP_HTTP_ALLOW_PLAIN: 'true', VP_HTTP_TLS_CERT: 'c.pem' }, flags: { 'http.tls.key': 'k.pem', 'http.maxConnectionsPerSource': '8' } });
+    const c = loadConfig({
+      env: { VP_HTTP_ALLOW_PLAIN: 'true', VP_HTTP_TLS_CERT: 'c.pem' },
+      flags: { 'http.tls.key': 'k.pem', 'http.maxConnectionsPerSource': '8' },
+    });
     expect(c.http.allowPlain).toBe('true');
     expect(c.http.tls).toEqual({ cert: resolve('c.pem'), key: resolve('k.pem'), ca: '' });
     expect(c.http.maxConnectionsPerSource).toBe(8);
-    expect(() => loadConfig({ env: {}, flags: { 'http.headersTimeoutMs': '40000' } })).toThrow(/http.headersTimeoutMs \(40000\) must not exceed http.requestTimeoutMs \(30000\)/);
+    expect(() => loadConfig({ env: {}, flags: { 'http.headersTimeoutMs': '40000' } })).toThrow(
+      /http.headersTimeoutMs \(40000\) must not exceed http.requestTimeoutMs \(30000\)/,
+    );
     expect(() => loadConfig({ env: {}, flags: { 'http.maxConnections': '0' } })).toThrow(/http.maxConnections must be an integer >= 1/);
     expect(() => loadConfig({ env: {}, flags: { 'login.recoveriesPerS': '0' } })).toThrow(/login.recoveriesPerS must be a number > 0/);
   });

@@ -37,7 +37,13 @@ beforeAll(async () => {
   accessLog = await AccessLog.open(join(dir, 'access-log'));
   // Never contacted: no request below reads readings or proofs.
   const sink = new InfluxSink({ url: 'http://127.0.0.1:9', database: 'vitalproof', gatewayId: 'gw-routes' });
-  const proofs = new ProofService({ store: new BatchStore(join(dir, 'batches')), sink, keyOf: () => undefined, deviceRegistry: undefined, gatewayId: 'gw-routes' });
+  const proofs = new ProofService({
+    store: new BatchStore(join(dir, 'batches')),
+    sink,
+    keyOf: () => undefined,
+    deviceRegistry: undefined,
+    gatewayId: 'gw-routes',
+  });
   guard = new HttpGuard(DEFAULTS.http, httpTransport(DEFAULTS.http));
   const snapshot = (): StatusSnapshot =>
     ({ gatewayId: 'gw-routes', alarms: [], spool: { diskLow: false, alarm: false }, storage: { up: true } }) as unknown as StatusSnapshot;
@@ -84,7 +90,16 @@ describe('the route table', () => {
     for (const r of table) expect(ACCESS, String(r.path)).toContain(r.access);
     const paths = (access: string): string[] => table.filter((r) => r.access === access).map((r) => String(r.path));
     expect(paths('operator')).toEqual(['/status', '/metrics', String(/^\/proofs\/frame\/([0-9a-f]{16})\/(\d+)$/), '/proofs']);
-    expect(paths('public')).toEqual(['/healthz', '/auth/challenge', '/auth/login', '/auth/logout', '/research/grants', String(/^\/research\/grants\/([^/]+)\/readings$/), '/patient/grants', '/patient/disclosures']);
+    expect(paths('public')).toEqual([
+      '/healthz',
+      '/auth/challenge',
+      '/auth/login',
+      '/auth/logout',
+      '/research/grants',
+      String(/^\/research\/grants\/([^/]+)\/readings$/),
+      '/patient/grants',
+      '/patient/disclosures',
+    ]);
   });
 
   it('serves no route that does not say who may call it', () => {
@@ -121,7 +136,10 @@ describe('the listener enforces the marks', () => {
   it('refuses an operator route to a non-loopback client without a token, and answers its public routes', async () => {
     for (const path of ['/status', '/metrics', '/proofs', `/proofs/frame/${'ab'.repeat(8)}/1`]) {
       const r = await call(unix, 'GET', path);
-      expect([r.status, JSON.parse(r.body)], path).toEqual([403, { error: 'OPERATOR_ONLY', message: `${path} answers only on the gateway host (loopback); researchers use /research/…, patients /patient/…` }]);
+      expect([r.status, JSON.parse(r.body)], path).toEqual([
+        403,
+        { error: 'OPERATOR_ONLY', message: `${path} answers only on the gateway host (loopback); researchers use /research/…, patients /patient/…` },
+      ]);
     }
     const health = await call(unix, 'GET', '/healthz');
     expect([health.status, JSON.parse(health.body)]).toEqual([200, { ok: true, alarms: [], warnings: [], storageUp: true, spoolAlarm: false }]);

@@ -12,7 +12,20 @@ import { DeviceStates } from '../../../gateway/ingest/device-state.js';
 const keys = generateKeys(new Uint8Array(32).fill(3));
 const deviceId = deviceIdFromKey(keys.publicKey);
 const frame = (seq: number, sensor: number, timestampMs: number, count: number, intervalUs: number) =>
-  decodeFrame(signFrame({ deviceId, seq: BigInt(seq), timestampMs: BigInt(timestampMs), sensor, scale: 0, intervalUs, samples: new Int32Array(count * (sensor === 5 ? 3 : 1)).fill(1) }, keys.secretKey));
+  decodeFrame(
+    signFrame(
+      {
+        deviceId,
+        seq: BigInt(seq),
+        timestampMs: BigInt(timestampMs),
+        sensor,
+        scale: 0,
+        intervalUs,
+        samples: new Int32Array(count * (sensor === 5 ? 3 : 1)).fill(1),
+      },
+      keys.secretKey,
+    ),
+  );
 
 describe('DeviceStates and PROTOCOL.md §8.3', () => {
   it('keeps per sensor the largest end, rounding the last sample down to the ms', () => {
@@ -22,7 +35,12 @@ describe('DeviceStates and PROTOCOL.md §8.3', () => {
     expect(frameEndMs(ecg)).toBe(1_996n);
     const sub = frame(2, 1, 1_000, 3, 1_500); // samples at 1000, 1001.5, 1003 ms
     s.apply(sub, 'b');
-    expect(s.get(deviceId)!.lastEndMs).toEqual(new Map([[6, 1_996n], [1, 1_003n]]));
+    expect(s.get(deviceId)!.lastEndMs).toEqual(
+      new Map([
+        [6, 1_996n],
+        [1, 1_003n],
+      ]),
+    );
     s.apply(frame(3, 6, 500, 1, 0), 'c'); // an older frame re-applied (a re-drain) never moves time back
     expect(s.get(deviceId)!.lastEndMs.get(6)).toBe(1_996n);
   });
@@ -32,6 +50,11 @@ describe('DeviceStates and PROTOCOL.md §8.3', () => {
     s.apply(frame(1, 6, 1_000, 250, 4_000), 'a');
     s.apply(frame(2, 2, 7_000, 5, 1_000_000), 'b');
     const again = DeviceStates.fromCheckpoint(JSON.parse(JSON.stringify(s.toCheckpoint(2n))));
-    expect(again.get(deviceId)!.lastEndMs).toEqual(new Map([[6, 1_996n], [2, 11_000n]]));
+    expect(again.get(deviceId)!.lastEndMs).toEqual(
+      new Map([
+        [6, 1_996n],
+        [2, 11_000n],
+      ]),
+    );
   });
 });

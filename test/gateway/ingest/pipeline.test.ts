@@ -21,7 +21,13 @@ let quarantine: Quarantine;
 let alice: TestDevice;
 let bob: TestDevice;
 const NOW = 1_800_000_000_000;
-const ctx = (d: TestDevice, extra: Partial<IngestContext> = {}): IngestContext => ({ transport: 'mqtt', sender: d.id, channelDevice: d.id, retransmission: false, ...extra });
+const ctx = (d: TestDevice, extra: Partial<IngestContext> = {}): IngestContext => ({
+  transport: 'mqtt',
+  sender: d.id,
+  channelDevice: d.id,
+  retransmission: false,
+  ...extra,
+});
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'vp-pipe-'));
@@ -42,7 +48,10 @@ afterEach(async () => {
 
 function spooled(): { device: string; seq: bigint; patient: string }[] {
   const r = wal.reader();
-  const out = r.read(10_000).map((rec) => decodeSpoolRecord(rec.lsn, rec.payload)).map((f) => ({ device: f.frame.deviceId, seq: f.frame.seq, patient: f.patient }));
+  const out = r
+    .read(10_000)
+    .map((rec) => decodeSpoolRecord(rec.lsn, rec.payload))
+    .map((f) => ({ device: f.frame.deviceId, seq: f.frame.seq, patient: f.patient }));
   r.close();
   return out;
 }
@@ -103,7 +112,10 @@ describe('IngestPipeline', () => {
     expect(spooled()).toEqual([]);
     expect(metrics.rejectedBy[reason as 'BAD_SIGNATURE']).toBe(1);
     await quarantine.flush();
-    const q = readFileSync(join(dir, 'quarantine', 'quarantine.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string });
+    const q = readFileSync(join(dir, 'quarantine', 'quarantine.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { reason: string });
     expect(q.map((e) => e.reason)).toEqual([reason]);
   });
 

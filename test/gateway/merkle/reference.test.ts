@@ -30,7 +30,13 @@ function makeLeaves(n: number): Buffer[] {
   for (let i = 0; i < n; i++) {
     if (i % 13 === 12) leaves.push(leaves[0] as Buffer);
     else if (i % 32 === 21) leaves.push(leaves[i - 1] as Buffer);
-    else leaves.push(createHash('sha256').update(`leaf ${i}`).digest().subarray(0, (i * 7) % 41));
+    else
+      leaves.push(
+        createHash('sha256')
+          .update(`leaf ${i}`)
+          .digest()
+          .subarray(0, (i * 7) % 41),
+      );
   }
   return leaves;
 }
@@ -44,7 +50,6 @@ function tree(n: number): Rfc6962Tree {
   if (!t) throw new Error(`no tree of size ${n}`);
   return t;
 }
-
 
 /**
  * Every index for small trees; above, the first, last and middle leaf, the first leaf right
@@ -66,7 +71,12 @@ describe('Rfc6962Tree (merkletreejs) against the RFC 9162 reference, sizes 1..30
   // Loops collect failures and assert once: 45,150 expect() calls would cost seconds.
 
   it('the root equals the reference MTH for every size', () => {
-    const failures = SIZES.filter((n) => !tree(n).root().equals(referenceRoot(LEAVES.slice(0, n))));
+    const failures = SIZES.filter(
+      (n) =>
+        !tree(n)
+          .root()
+          .equals(referenceRoot(LEAVES.slice(0, n))),
+    );
     expect(failures).toEqual([]);
   });
 
@@ -144,7 +154,7 @@ describe('corrupted claims are rejected (sampled sizes and indexes)', () => {
     }
   });
 
-  it('a wrong tree size fails exactly when it changes the proof\'s length', () => {
+  it("a wrong tree size fails exactly when it changes the proof's length", () => {
     // The left/right sequence of a proof is fixed by the index bits and the proof length
     // (RFC 9162 §2.1.3.2: levels below the split of leafIndex and treeSize - 1 follow the
     // index bits, levels above are left siblings), so another size that keeps the length
@@ -171,10 +181,13 @@ describe('corrupted claims are rejected (sampled sizes and indexes)', () => {
       }
     }
     // Every branch above is exercised.
-    expect(Object.values(seen).every((c) => c > 0), JSON.stringify(seen)).toBe(true);
+    expect(
+      Object.values(seen).every((c) => c > 0),
+      JSON.stringify(seen),
+    ).toBe(true);
   });
 
-  it('WARNING: a tree size that keeps the proof\'s shape is not detected by the proof alone', () => {
+  it("WARNING: a tree size that keeps the proof's shape is not detected by the proof alone", () => {
     // Leaf 0 of 5 has three right-hand siblings, and so has leaf 0 of 6, 7 or 8 (RFC 9162
     // §2.1.3.2 step 4b takes the same branch each time), so the size-5 proof also
     // "verifies" as a proof in a tree of 6, 7 or 8 leaves against the size-5 root. An
@@ -213,14 +226,24 @@ describe('corrupted claims are rejected (sampled sizes and indexes)', () => {
       if (k > 0) {
         for (const proof of [base.proof.slice(0, -1), base.proof.slice(1)]) {
           expect(verifyInclusion({ ...base, proof }), `size ${n} index ${i}`).toMatchObject({
-            ok: false, code: 'PROOF_TOO_SHORT', expectedLength: k, actualLength: k - 1,
+            ok: false,
+            code: 'PROOF_TOO_SHORT',
+            expectedLength: k,
+            actualLength: k - 1,
           });
         }
       }
-      for (const proof of [[...base.proof, base.root], [base.leafHash, ...base.proof], [...base.proof, ...base.proof]]) {
+      for (const proof of [
+        [...base.proof, base.root],
+        [base.leafHash, ...base.proof],
+        [...base.proof, ...base.proof],
+      ]) {
         if (proof.length === k) continue;
         expect(verifyInclusion({ ...base, proof }), `size ${n} index ${i}`).toMatchObject({
-          ok: false, code: 'PROOF_TOO_LONG', expectedLength: k, actualLength: proof.length,
+          ok: false,
+          code: 'PROOF_TOO_LONG',
+          expectedLength: k,
+          actualLength: proof.length,
         });
       }
     }

@@ -97,8 +97,7 @@ describe('Rfc6962Tree', () => {
     expect(t.leafHash(0)).toEqual(t.leafHash(2));
     expect(t.inclusionProof(0)).not.toEqual(t.inclusionProof(2));
     for (const i of [0, 2]) {
-      expect(verifyInclusion({ leafIndex: i, treeSize: 3, leafHash: t.leafHash(i), proof: t.inclusionProof(i), root: t.root() }))
-        .toEqual({ ok: true });
+      expect(verifyInclusion({ leafIndex: i, treeSize: 3, leafHash: t.leafHash(i), proof: t.inclusionProof(i), root: t.root() })).toEqual({ ok: true });
     }
   });
 
@@ -174,8 +173,12 @@ describe('merkletreejs behaviours that tree.ts works around (tripwires for upgra
     expect(mt.verify(proof.slice(1), node01, mt.getRoot())).toBe(true);
     // The same claim for RFC 9162: node01 as leaf 0 (or 1) of the 4-leaf tree, proof [node(2,3)].
     for (const leafIndex of [0, 1]) {
-      expect(verifyInclusion({ leafIndex, treeSize: 4, leafHash: node01, proof: proof.slice(1).map((p) => p.data), root: mt.getRoot() }))
-        .toMatchObject({ ok: false, code: 'PROOF_TOO_SHORT', expectedLength: 2, actualLength: 1 });
+      expect(verifyInclusion({ leafIndex, treeSize: 4, leafHash: node01, proof: proof.slice(1).map((p) => p.data), root: mt.getRoot() })).toMatchObject({
+        ok: false,
+        code: 'PROOF_TOO_SHORT',
+        expectedLength: 2,
+        actualLength: 1,
+      });
     }
   });
 });

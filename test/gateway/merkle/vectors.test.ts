@@ -28,11 +28,13 @@ interface Vector {
 }
 
 function jsonFiles(dir: string): string[] {
-  return readdirSync(dir).sort().flatMap((f) => {
-    const p = join(dir, f);
-    if (statSync(p).isDirectory()) return jsonFiles(p);
-    return p.endsWith('.json') ? [p] : [];
-  });
+  return readdirSync(dir)
+    .sort()
+    .flatMap((f) => {
+      const p = join(dir, f);
+      if (statSync(p).isDirectory()) return jsonFiles(p);
+      return p.endsWith('.json') ? [p] : [];
+    });
 }
 
 function base64(v: unknown, what: string): Buffer {
@@ -62,8 +64,7 @@ function readVector(path: string): Vector {
 const vectors = jsonFiles(DIR).map(readVector);
 
 /** RFC 6962 test leaves (transparency-dev/merkle testonly.LeafInputs, certificate-transparency). */
-const RFC6962_LEAVES = ['', '00', '10', '2021', '3031', '40414243', '5051525354555657', '606162636465666768696a6b6c6d6e6f']
-  .map((h) => Buffer.from(h, 'hex'));
+const RFC6962_LEAVES = ['', '00', '10', '2021', '3031', '40414243', '5051525354555657', '606162636465666768696a6b6c6d6e6f'].map((h) => Buffer.from(h, 'hex'));
 
 /**
  * RFC 6962 roots of the trees over the first n test leaves, n = 0..8 (transparency-dev/merkle

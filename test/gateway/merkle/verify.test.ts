@@ -8,13 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { HASH_SIZE, hashLeaf } from '../../../gateway/merkle/rfc6962.js';
 import { Rfc6962Tree } from '../../../gateway/merkle/tree.js';
 import { referencePath } from '../../../gateway/merkle/reference.js';
-import {
-  INCLUSION_FAILURES,
-  inclusionProofLength,
-  rootFromInclusionProof,
-  verifyInclusion,
-  type InclusionArgs,
-} from '../../../gateway/merkle/verify.js';
+import { INCLUSION_FAILURES, inclusionProofLength, rootFromInclusionProof, verifyInclusion, type InclusionArgs } from '../../../gateway/merkle/verify.js';
 
 const LEAVES = Array.from({ length: 7 }, (_, i) => Buffer.from(`entry ${i}`));
 const TREE = Rfc6962Tree.fromLeafData(LEAVES);
@@ -40,7 +34,10 @@ describe('verifyInclusion verdicts', () => {
 
   it('INDEX_OUT_OF_RANGE carries the index and the size', () => {
     expect(verifyInclusion({ ...claim(3), leafIndex: 7 })).toMatchObject({
-      ok: false, code: 'INDEX_OUT_OF_RANGE', leafIndex: 7n, treeSize: 7n,
+      ok: false,
+      code: 'INDEX_OUT_OF_RANGE',
+      leafIndex: 7n,
+      treeSize: 7n,
     });
     expect(verifyInclusion({ ...claim(0), treeSize: 0, proof: [] })).toMatchObject({ ok: false, code: 'INDEX_OUT_OF_RANGE' });
   });
@@ -49,10 +46,16 @@ describe('verifyInclusion verdicts', () => {
     const c = claim(6); // leaf 6 of 7: proof [node(4,5), node(0..3)]
     expect(c.proof).toHaveLength(2);
     expect(verifyInclusion({ ...c, proof: [...c.proof, c.root] })).toMatchObject({
-      ok: false, code: 'PROOF_TOO_LONG', expectedLength: 2, actualLength: 3,
+      ok: false,
+      code: 'PROOF_TOO_LONG',
+      expectedLength: 2,
+      actualLength: 3,
     });
     expect(verifyInclusion({ ...c, proof: c.proof.slice(0, 1) })).toMatchObject({
-      ok: false, code: 'PROOF_TOO_SHORT', expectedLength: 2, actualLength: 1,
+      ok: false,
+      code: 'PROOF_TOO_SHORT',
+      expectedLength: 2,
+      actualLength: 1,
     });
   });
 
@@ -61,11 +64,18 @@ describe('verifyInclusion verdicts', () => {
     const short = Buffer.alloc(HASH_SIZE - 1);
     const long = Buffer.alloc(HASH_SIZE + 1);
     expect(verifyInclusion({ ...c, leafHash: short })).toMatchObject({
-      ok: false, code: 'BAD_HASH_LENGTH', field: 'leafHash', expectedLength: 32, actualLength: 31,
+      ok: false,
+      code: 'BAD_HASH_LENGTH',
+      field: 'leafHash',
+      expectedLength: 32,
+      actualLength: 31,
     });
     expect(verifyInclusion({ ...c, root: new Uint8Array(0) })).toMatchObject({ ok: false, code: 'BAD_HASH_LENGTH', field: 'root', actualLength: 0 });
     expect(verifyInclusion({ ...c, proof: [c.proof[0] as Buffer, long, c.proof[2] as Buffer] })).toMatchObject({
-      ok: false, code: 'BAD_HASH_LENGTH', field: 'proof[1]', actualLength: 33,
+      ok: false,
+      code: 'BAD_HASH_LENGTH',
+      field: 'proof[1]',
+      actualLength: 33,
     });
     // Leaf data passed where its hash belongs is caught the same way (unless it is 32 bytes).
     expect(verifyInclusion({ ...c, leafHash: LEAVES[2] as Buffer })).toMatchObject({ ok: false, code: 'BAD_HASH_LENGTH' });
@@ -141,10 +151,17 @@ describe('uint64 indexes and sizes', () => {
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(verifyInclusion({ leafIndex: MAX - 1n, treeSize: MAX, leafHash, proof, root: r.root })).toEqual({ ok: true });
-    expect(verifyInclusion({ leafIndex: MAX - 1n, treeSize: MAX, leafHash, proof: proof.slice(1), root: r.root }))
-      .toMatchObject({ ok: false, code: 'PROOF_TOO_SHORT', expectedLength: 63, actualLength: 62 });
-    expect(verifyInclusion({ leafIndex: MAX, treeSize: MAX, leafHash, proof, root: r.root }))
-      .toMatchObject({ ok: false, code: 'INDEX_OUT_OF_RANGE', leafIndex: MAX });
+    expect(verifyInclusion({ leafIndex: MAX - 1n, treeSize: MAX, leafHash, proof: proof.slice(1), root: r.root })).toMatchObject({
+      ok: false,
+      code: 'PROOF_TOO_SHORT',
+      expectedLength: 63,
+      actualLength: 62,
+    });
+    expect(verifyInclusion({ leafIndex: MAX, treeSize: MAX, leafHash, proof, root: r.root })).toMatchObject({
+      ok: false,
+      code: 'INDEX_OUT_OF_RANGE',
+      leafIndex: MAX,
+    });
   });
 
   it('inclusionProofLength matches the reference path length for every index of sizes 1..64', () => {

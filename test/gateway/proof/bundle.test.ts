@@ -113,7 +113,18 @@ describe('buildBundle', () => {
       treeSize: 5,
       auditPath: TREE.inclusionProof(0),
       root: TREE.root(),
-      anchor: { chainId: 31337, contract: ANCHORS, gateway: GATEWAY, stream: 0, batchSeq: 1n, firstFrameTimeMs: T0, lastFrameTimeMs: T0, txHash: TX, blockNumber: 7, blockHash: BLOCK },
+      anchor: {
+        chainId: 31337,
+        contract: ANCHORS,
+        gateway: GATEWAY,
+        stream: 0,
+        batchSeq: 1n,
+        firstFrameTimeMs: T0,
+        lastFrameTimeMs: T0,
+        txHash: TX,
+        blockNumber: 7,
+        blockHash: BLOCK,
+      },
       gatewayId: 'ward-1',
     });
     const cases: [string, (x: ReturnType<typeof base>) => unknown, string][] = [
@@ -147,7 +158,9 @@ describe('verifyBundle offline', () => {
       expect(statuses(v)).toEqual({ frame: 'pass', signature: 'pass', inclusion: 'pass', anchor: 'skip', device: 'skip' });
       expect(v.ok).toBe(true);
       expect(v.offline).toBe(true);
-      expect(check(v, 'anchor').message).toMatch(/^not checked \(offline verification asked for\): that batch 1 of gateway .* is anchored on chain 31337 with this root and a tree size of 5/);
+      expect(check(v, 'anchor').message).toMatch(
+        /^not checked \(offline verification asked for\): that batch 1 of gateway .* is anchored on chain 31337 with this root and a tree size of 5/,
+      );
       expect(check(v, 'device').message).toMatch(/^not checked \(offline verification asked for\): that device [0-9a-f]{16} is enrolled/);
       expect(v.subject).toMatchObject({ deviceId: FRAMES[i]!.device.id, batchSeq: '1', leafIndex: i, treeSize: 5 });
     }
@@ -161,13 +174,24 @@ describe('verifyBundle offline', () => {
   });
 
   it('a provider with offline: true is never used', async () => {
-    const untouchable = new Proxy({}, { get: () => { throw new Error('the provider was touched'); } });
+    const untouchable = new Proxy(
+      {},
+      {
+        get: () => {
+          throw new Error('the provider was touched');
+        },
+      },
+    );
     const v = await verifyBundle(bundleOf(0), { provider: untouchable as never, offline: true });
     expect(v.ok).toBe(true);
   });
 
   it('throws BundleFormatError for a bundle that does not parse: an argument, not a verdict', async () => {
-    await expect(verifyBundle({ ...bundleOf(0), version: 2 } as unknown as ProofBundle, { offline: true })).rejects.toMatchObject({ name: 'BundleFormatError', code: 'UNSUPPORTED_VERSION', field: 'version' });
+    await expect(verifyBundle({ ...bundleOf(0), version: 2 } as unknown as ProofBundle, { offline: true })).rejects.toMatchObject({
+      name: 'BundleFormatError',
+      code: 'UNSUPPORTED_VERSION',
+      field: 'version',
+    });
   });
 });
 
@@ -236,7 +260,14 @@ describe('verifyBundle: each corruption fails its check with its code', () => {
     },
     {
       name: 'another root',
-      bundle: () => edited(4, (b) => void (b.inclusion.root = `0x${Rfc6962Tree.fromLeafData(FRAMES.slice(0, 4).map((f) => f.raw)).root().toString('hex')}`)),
+      bundle: () =>
+        edited(
+          4,
+          (b) =>
+            void (b.inclusion.root = `0x${Rfc6962Tree.fromLeafData(FRAMES.slice(0, 4).map((f) => f.raw))
+              .root()
+              .toString('hex')}`),
+        ),
       expect: { frame: 'pass', signature: 'pass', inclusion: 'fail:ROOT_MISMATCH' },
     },
     {
@@ -263,16 +294,29 @@ describe('verifyBundle: each corruption fails its check with its code', () => {
   }
 
   it('FRAME_MALFORMED names the decoder reason; ROOT_MISMATCH says which root was expected and found', async () => {
-    const v = await verifyBundle(edited(0, (b) => void (b.frame.raw = flipped(b.frame.raw, 0, 0x03))), { offline: true });
+    const v = await verifyBundle(
+      edited(0, (b) => void (b.frame.raw = flipped(b.frame.raw, 0, 0x03))),
+      { offline: true },
+    );
     expect(check(v, 'frame').detail).toMatchObject({ reason: 'UNKNOWN_VERSION', expected: 1, got: 2 });
     const other = `0x${'11'.repeat(32)}`;
-    const w = await verifyBundle(edited(1, (b) => void (b.inclusion.root = other)), { offline: true });
-    expect(check(w, 'inclusion').detail).toMatchObject({ expected: other, calculated: `0x${TREE.root().toString('hex')}`, leafHash: `0x${hashLeaf(FRAMES[1]!.raw).toString('hex')}` });
+    const w = await verifyBundle(
+      edited(1, (b) => void (b.inclusion.root = other)),
+      { offline: true },
+    );
+    expect(check(w, 'inclusion').detail).toMatchObject({
+      expected: other,
+      calculated: `0x${TREE.root().toString('hex')}`,
+      leafHash: `0x${hashLeaf(FRAMES[1]!.raw).toString('hex')}`,
+    });
     expect(check(w, 'inclusion').message).toContain(other);
   });
 
   it('TIME_OUTSIDE_BATCH gives both the frame time and the window', async () => {
-    const v = await verifyBundle(edited(4, (b) => void (b.anchor.lastFrameTimeMs = T0 + 19_999)), { offline: true });
+    const v = await verifyBundle(
+      edited(4, (b) => void (b.anchor.lastFrameTimeMs = T0 + 19_999)),
+      { offline: true },
+    );
     expect(check(v, 'inclusion').detail).toEqual({ timestampMs: String(T0 + 20_000), firstFrameTimeMs: T0, lastFrameTimeMs: T0 + 19_999 });
     expect(check(v, 'inclusion').message).toContain(new Date(T0 + 20_000).toISOString());
   });
@@ -281,7 +325,10 @@ describe('verifyBundle: each corruption fails its check with its code', () => {
     // A larger tree size with the same proof length verifies offline against the same root:
     // an inclusion proof does not authenticate the size (which is why the anchor check takes
     // it from the chain; test/gateway/proof/verify.test.ts).
-    const v = await verifyBundle(edited(0, (b) => void (b.inclusion.treeSize = 6)), { offline: true });
+    const v = await verifyBundle(
+      edited(0, (b) => void (b.inclusion.treeSize = 6)),
+      { offline: true },
+    );
     expect(statuses(v)).toMatchObject({ signature: 'pass', inclusion: 'pass' });
   });
 
@@ -379,7 +426,9 @@ describe('parseBundle / parseBundles', () => {
 
   it('names the bundle inside a collection: bundles[1].anchor.txHash', () => {
     const bad = edited(1, (b) => void (b.anchor.txHash = '0x12'));
-    expect(() => parseBundles({ format: BUNDLES_FORMAT, version: 1, bundles: [bundleOf(0), bad] })).toThrow(expect.objectContaining({ code: 'BAD_VALUE', field: 'bundles[1].anchor.txHash' }));
+    expect(() => parseBundles({ format: BUNDLES_FORMAT, version: 1, bundles: [bundleOf(0), bad] })).toThrow(
+      expect.objectContaining({ code: 'BAD_VALUE', field: 'bundles[1].anchor.txHash' }),
+    );
     expect(() => parseBundles({ format: BUNDLES_FORMAT, version: 1, bundles: {} })).toThrow(expect.objectContaining({ code: 'WRONG_TYPE', field: 'bundles' }));
     expect(() => parseBundle(bundleCollection([bundleOf(0)]))).toThrow(expect.objectContaining({ code: 'UNKNOWN_FORMAT', field: 'format' }));
   });

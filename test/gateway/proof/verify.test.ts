@@ -159,10 +159,17 @@ describe('verifyBundle online: a good bundle', () => {
   });
 
   it('holds the bundle to a trusted deployment: same addresses pass, another one is UNTRUSTED_CONTRACT', async () => {
-    const trusted = { chainId: chain.handle.chainId, anchorRegistry: deployment.record.anchorRegistry.address, deviceRegistry: deployment.record.deviceRegistry.address.toLowerCase() };
+    const trusted = {
+      chainId: chain.handle.chainId,
+      anchorRegistry: deployment.record.anchorRegistry.address,
+      deviceRegistry: deployment.record.deviceRegistry.address.toLowerCase(),
+    };
     expect((await verifyBundle(bundles[0]!, { provider: chain.provider, trusted })).ok).toBe(true);
     const other = await deployContracts(chain.wallet(0));
-    const v = await verifyBundle(bundles[0]!, { provider: chain.provider, trusted: { anchorRegistry: other.record.anchorRegistry.address, deviceRegistry: other.record.deviceRegistry.address } });
+    const v = await verifyBundle(bundles[0]!, {
+      provider: chain.provider,
+      trusted: { anchorRegistry: other.record.anchorRegistry.address, deviceRegistry: other.record.deviceRegistry.address },
+    });
     expect(statuses(v)).toMatchObject({ anchor: 'fail:UNTRUSTED_CONTRACT', device: 'fail:UNTRUSTED_CONTRACT' });
     expect(check(v, 'anchor').detail).toEqual({ expected: other.record.anchorRegistry.address, found: deployment.record.anchorRegistry.address });
     const w = await verifyBundle(bundles[0]!, { provider: chain.provider, trusted: { chainId: 1 } });
@@ -194,7 +201,10 @@ describe('verifyBundle online: the anchor check', () => {
   });
 
   it('a time window other than the anchored one: ANCHOR_MISMATCH', async () => {
-    const v = await verifyBundle(edited(1, (b) => void (b.anchor.firstFrameTimeMs = T0 - 1)), { provider: chain.provider });
+    const v = await verifyBundle(
+      edited(1, (b) => void (b.anchor.firstFrameTimeMs = T0 - 1)),
+      { provider: chain.provider },
+    );
     expect(statuses(v)).toMatchObject({ inclusion: 'pass', anchor: 'fail:ANCHOR_MISMATCH' });
     expect(check(v, 'anchor').detail).toEqual({ mismatches: [{ field: 'firstFrameTimeMs', bundle: T0 - 1, chain: String(T0) }] });
   });
@@ -206,18 +216,27 @@ describe('verifyBundle online: the anchor check', () => {
   });
 
   it('another gateway account: NOT_ANCHORED (each gateway has its own sequence)', async () => {
-    const v = await verifyBundle(edited(0, (b) => void (b.anchor.gateway = chain.wallet(1).address)), { provider: chain.provider });
+    const v = await verifyBundle(
+      edited(0, (b) => void (b.anchor.gateway = chain.wallet(1).address)),
+      { provider: chain.provider },
+    );
     expect(check(v, 'anchor').code).toBe('NOT_ANCHORED');
   });
 
   it('the hash of another transaction (the enrolment): TX_NOT_ANCHORING', async () => {
-    const v = await verifyBundle(edited(0, (b) => void (b.anchor.txHash = enrolReceipt.hash)), { provider: chain.provider });
+    const v = await verifyBundle(
+      edited(0, (b) => void (b.anchor.txHash = enrolReceipt.hash)),
+      { provider: chain.provider },
+    );
     expect(statuses(v)).toEqual({ ...ALL_PASS, anchor: 'fail:TX_NOT_ANCHORING' });
     expect(check(v, 'anchor').message).toContain(enrolReceipt.hash);
   });
 
   it('a transaction hash the chain never saw: TX_NOT_FOUND', async () => {
-    const v = await verifyBundle(edited(0, (b) => void (b.anchor.txHash = `0x${'77'.repeat(32)}`)), { provider: chain.provider });
+    const v = await verifyBundle(
+      edited(0, (b) => void (b.anchor.txHash = `0x${'77'.repeat(32)}`)),
+      { provider: chain.provider },
+    );
     expect(check(v, 'anchor').code).toBe('TX_NOT_FOUND');
   });
 
@@ -227,17 +246,29 @@ describe('verifyBundle online: the anchor check', () => {
     const tx = await deployment.anchorRegistry.anchor(STREAM.FRAMES, 1n, hex(tree.root()), tree.size, T0, T0, { gasLimit: 200_000 });
     const receipt = await chain.provider.waitForTransaction(tx.hash);
     expect(receipt?.status).toBe(0);
-    const v = await verifyBundle(edited(0, (b) => void (b.anchor.txHash = tx.hash)), { provider: chain.provider });
+    const v = await verifyBundle(
+      edited(0, (b) => void (b.anchor.txHash = tx.hash)),
+      { provider: chain.provider },
+    );
     expect(check(v, 'anchor').code).toBe('TX_FAILED');
   });
 
   it('another block number or block hash: BLOCK_MISMATCH', async () => {
-    const hash = await verifyBundle(edited(0, (b) => void (b.anchor.blockHash = `0x${'42'.repeat(32)}`)), { provider: chain.provider });
+    const hash = await verifyBundle(
+      edited(0, (b) => void (b.anchor.blockHash = `0x${'42'.repeat(32)}`)),
+      { provider: chain.provider },
+    );
     expect(statuses(hash)).toEqual({ ...ALL_PASS, anchor: 'fail:BLOCK_MISMATCH' });
     expect(check(hash, 'anchor').message).toContain(anchorReceipt.blockHash);
-    const number = await verifyBundle(edited(0, (b) => void (b.anchor.blockNumber = anchorReceipt.blockNumber + 1)), { provider: chain.provider });
+    const number = await verifyBundle(
+      edited(0, (b) => void (b.anchor.blockNumber = anchorReceipt.blockNumber + 1)),
+      { provider: chain.provider },
+    );
     expect(check(number, 'anchor').code).toBe('BLOCK_MISMATCH');
-    expect(check(number, 'anchor').detail).toMatchObject({ anchorBlockNumber: String(anchorReceipt.blockNumber), receiptBlockNumber: anchorReceipt.blockNumber });
+    expect(check(number, 'anchor').detail).toMatchObject({
+      anchorBlockNumber: String(anchorReceipt.blockNumber),
+      receiptBlockNumber: anchorReceipt.blockNumber,
+    });
   });
 
   it('a bundle for another chain id: WRONG_CHAIN for the anchor and the device', async () => {
@@ -253,11 +284,20 @@ describe('verifyBundle online: the anchor check', () => {
   });
 
   it('an address without an AnchorRegistry: NO_CONTRACT (an account, or another contract)', async () => {
-    const account = await verifyBundle(edited(0, (b) => void (b.anchor.contract = chain.wallet(7).address)), { provider: chain.provider });
+    const account = await verifyBundle(
+      edited(0, (b) => void (b.anchor.contract = chain.wallet(7).address)),
+      { provider: chain.provider },
+    );
     expect(check(account, 'anchor').code).toBe('NO_CONTRACT');
-    const other = await verifyBundle(edited(0, (b) => void (b.anchor.contract = deployment.record.deviceRegistry.address)), { provider: chain.provider });
+    const other = await verifyBundle(
+      edited(0, (b) => void (b.anchor.contract = deployment.record.deviceRegistry.address)),
+      { provider: chain.provider },
+    );
     expect(check(other, 'anchor').code).toBe('NO_CONTRACT');
-    const device = await verifyBundle(edited(0, (b) => void (b.device.registry.address = chain.wallet(7).address)), { provider: chain.provider });
+    const device = await verifyBundle(
+      edited(0, (b) => void (b.device.registry.address = chain.wallet(7).address)),
+      { provider: chain.provider },
+    );
     expect(check(device, 'device').code).toBe('NO_CONTRACT');
   });
 });
@@ -321,7 +361,11 @@ describe('vitalproof verify (verifyCommand)', () => {
   async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
     const out: string[] = [];
     const err: string[] = [];
-    const code = await verifyCommand(argv, (l) => out.push(l), (l) => err.push(l));
+    const code = await verifyCommand(
+      argv,
+      (l) => out.push(l),
+      (l) => err.push(l),
+    );
     return { code, out: out.join('\n'), err: err.join('\n') };
   }
   const file = (name: string, content: unknown): string => {
@@ -336,7 +380,9 @@ describe('vitalproof verify (verifyCommand)', () => {
     const r = await run(good, single, '--rpc', chain.handle.url);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
-    expect(r.out).toContain(`[1/6] ${good} #0: device ${A.id} seq 1 (heart_rate) · batch 1 leaf 0 of 7 · gateway ${chain.wallet(0).address} on chain ${chain.handle.chainId}`);
+    expect(r.out).toContain(
+      `[1/6] ${good} #0: device ${A.id} seq 1 (heart_rate) · batch 1 leaf 0 of 7 · gateway ${chain.wallet(0).address} on chain ${chain.handle.chainId}`,
+    );
     expect(r.out).toContain(`[6/6] ${single}: device ${D.id}`);
     for (const name of ['frame', 'signature', 'inclusion', 'anchor', 'device']) expect(r.out.match(new RegExp(`^  ✓ ${name}`, 'gm'))).toHaveLength(6);
     expect(r.out).toContain('predates the on-chain enrolment');
@@ -361,7 +407,10 @@ describe('vitalproof verify (verifyCommand)', () => {
     expect(r.out.match(/^ {2}– device {4}not checked \(offline verification asked for\)/gm)).toHaveLength(2);
     expect(r.out).toContain('  => OK offline: anchor, device not checked');
     expect(r.out).toContain('2 bundles: 2 ok, 0 failed (offline: anchor and device checks skipped; run with --rpc URL to check them)');
-    const bad = file('offline-bad.json', edited(0, (b) => void (b.inclusion.root = `0x${'11'.repeat(32)}`)));
+    const bad = file(
+      'offline-bad.json',
+      edited(0, (b) => void (b.inclusion.root = `0x${'11'.repeat(32)}`)),
+    );
     expect((await run(bad, '--offline')).code).toBe(1);
   });
 
@@ -386,7 +435,10 @@ describe('vitalproof verify (verifyCommand)', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/1 bundle: 1 ok, 0 failed$/);
     const otherRecord = join(tmp, 'other-deployment.json');
-    writeDeploymentRecord(otherRecord, { ...deployment.record, anchorRegistry: { ...deployment.record.anchorRegistry, address: getAddress(chain.wallet(8).address) } });
+    writeDeploymentRecord(otherRecord, {
+      ...deployment.record,
+      anchorRegistry: { ...deployment.record.anchorRegistry, address: getAddress(chain.wallet(8).address) },
+    });
     const o = await run(good, '--rpc', chain.handle.url, '--deployment', otherRecord);
     expect(o.code).toBe(1);
     expect(o.out).toContain('✗ anchor    UNTRUSTED_CONTRACT');

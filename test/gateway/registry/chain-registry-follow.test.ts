@@ -17,7 +17,14 @@ import { deployContracts, type DeploymentRecord } from '../../../gateway/chain/d
 import { deviceRegistryAt } from '../../../gateway/chain/contracts.js';
 import { deviceIdToBytes8, patientRefOf, siteIdOf } from '../../../gateway/chain/ids.js';
 import { findFreePort } from '../../../gateway/util/net.js';
-import { CACHE_FILE, ChainRegistry, isChainRegistryError, type ChainRegistryErrorCode, type ChainRegistryOptions, type RegistryLog } from '../../../gateway/registry/chain-registry.js';
+import {
+  CACHE_FILE,
+  ChainRegistry,
+  isChainRegistryError,
+  type ChainRegistryErrorCode,
+  type ChainRegistryOptions,
+  type RegistryLog,
+} from '../../../gateway/registry/chain-registry.js';
 import { DIRECTORY_FILE, loadOrCreatePatientRefKey, PATIENT_REF_KEY_FILE, PseudonymDirectory } from '../../../gateway/registry/directory.js';
 import { PSEUDONYM } from '../../../gateway/registry/registry.js';
 import { localProvider, useAnvil } from '../../support/anvil.js';
@@ -90,7 +97,8 @@ async function chainBytes(from: number, to: number): Promise<{ txs: number; blob
       txs++;
       blobs.push(tx.data.toLowerCase().replace(/^0x/, ''));
       const receipt = await chain.provider.getTransactionReceipt(tx.hash);
-      for (const log of receipt?.logs ?? []) blobs.push(log.data.toLowerCase().replace(/^0x/, ''), ...log.topics.map((t) => t.toLowerCase().replace(/^0x/, '')));
+      for (const log of receipt?.logs ?? [])
+        blobs.push(log.data.toLowerCase().replace(/^0x/, ''), ...log.topics.map((t) => t.toLowerCase().replace(/^0x/, '')));
     }
   }
   return { txs, blobs };
@@ -308,7 +316,9 @@ describe('ChainRegistry: devices enrolled elsewhere', () => {
     const refA = patientRefOf('pt-elsewhere', otherSiteKey);
     const refB = patientRefOf('pt-elsewhere-2', otherSiteKey);
     // A stale local entry for the second device, naming another patientRef than the chain will.
-    new PseudonymDirectory(join(dir, DIRECTORY_FILE)).put(new Map([[mismatched.id, { patient: 'pt-stale', patientRef: `0x${'ab'.repeat(32)}`, sensors: ['heart_rate'] }]]));
+    new PseudonymDirectory(join(dir, DIRECTORY_FILE)).put(
+      new Map([[mismatched.id, { patient: 'pt-stale', patientRef: `0x${'ab'.repeat(32)}`, sensors: ['heart_rate'] }]]),
+    );
 
     await mined(contract.enrol(deviceIdToBytes8(elsewhere.id), hexlify(elsewhere.keys.publicKey), refA, siteIdOf('other-site')));
     await mined(contract.enrol(deviceIdToBytes8(mismatched.id), hexlify(mismatched.keys.publicKey), refB, siteIdOf('other-site')));
@@ -440,7 +450,11 @@ describe('ChainRegistry: cache and an unreachable chain', () => {
     await chain.handle.restart();
     await admin.enrol([y.enrolment]);
     await admin.revoke(x.id, admin.get(x.id)!.enrolledAtMs + 1);
-    await until(follower, () => follower.get(y.id) !== undefined && follower.get(x.id)?.revokedAtMs !== undefined, 'the follower to catch up after the restart');
+    await until(
+      follower,
+      () => follower.get(y.id) !== undefined && follower.get(x.id)?.revokedAtMs !== undefined,
+      'the follower to catch up after the restart',
+    );
     expect(follower.status()).toMatchObject({ following: true });
     expect(follower.get(y.id)?.patient).toBe(y.patient);
     // anvil reloads the same blocks: the follower went on from its last block, no rescan.

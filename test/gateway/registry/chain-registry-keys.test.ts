@@ -75,7 +75,15 @@ function captureLog(): { log: RegistryLog; lines: Record<string, unknown>[] } {
 }
 
 function registry(dataDir: string, opts: Partial<ChainRegistryOptions> = {}): ChainRegistry {
-  const r = new ChainRegistry({ provider: chain.provider, deviceRegistryAddress: record.deviceRegistry.address, deployBlock: record.deployBlock, dataDir, pollIntervalMs: 50, maxBackoffMs: 200, ...opts });
+  const r = new ChainRegistry({
+    provider: chain.provider,
+    deviceRegistryAddress: record.deviceRegistry.address,
+    deployBlock: record.deployBlock,
+    dataDir,
+    pollIntervalMs: 50,
+    maxBackoffMs: 200,
+    ...opts,
+  });
   open.push(r);
   return r;
 }
@@ -92,7 +100,11 @@ function forgedConnect(nowMs: number): { clientId: string; password: Uint8Array;
   const nonce = Buffer.alloc(16, 0x5a);
   const ts = Buffer.alloc(8);
   ts.writeBigUInt64BE(BigInt(nowMs));
-  return { clientId, password: Buffer.concat([ts, nonce, FORGED_SIGNATURE]), message: connectSigningMessage(IDENTITY.deviceId, clientId, BigInt(nowMs), nonce) };
+  return {
+    clientId,
+    password: Buffer.concat([ts, nonce, FORGED_SIGNATURE]),
+    message: connectSigningMessage(IDENTITY.deviceId, clientId, BigInt(nowMs), nonce),
+  };
 }
 
 let direct: DeploymentRecord['deployBlock'];
@@ -173,14 +185,19 @@ describe('ChainRegistry: keys enrolled on chain past the CLI', () => {
     await seen;
     expect(r.get(freshId)).toBeUndefined();
     expect(r.refusedKeys()).toHaveLength(before + 1);
-    expect(lines.filter((l) => l['event'] === 'registry_key_refused' && l['device'] === freshId)).toEqual([expect.objectContaining({ level: 'error', reason: 'MIXED_ORDER' })]);
+    expect(lines.filter((l) => l['event'] === 'registry_key_refused' && l['device'] === freshId)).toEqual([
+      expect.objectContaining({ level: 'error', reason: 'MIXED_ORDER' }),
+    ]);
   });
 
   it('re-checks the keys of its cache at load: a cached bad key is refused before the chain is reached', async () => {
     const dir = tempDir();
     const first = registry(dir);
     await first.ready();
-    const onChain = first.refusedKeys().map((x) => [x.deviceId, x.reason]).sort();
+    const onChain = first
+      .refusedKeys()
+      .map((x) => [x.deviceId, x.reason])
+      .sort();
     expect(onChain.length).toBeGreaterThanOrEqual(BAD_KEYS.length); // the vectors, and any key another test enrolled since
     await first.close();
     const cache = JSON.parse(readFileSync(join(dir, CACHE_FILE), 'utf8')) as { version: number; devices: { deviceId: string; publicKey: string }[] };
@@ -198,7 +215,12 @@ describe('ChainRegistry: keys enrolled on chain past the CLI', () => {
     try {
       expect(r.list().map((d) => d.deviceId)).toEqual([honest.id]);
       expect(r.get(IDENTITY.deviceId)).toBeUndefined();
-      expect(r.refusedKeys().map((x) => [x.deviceId, x.reason]).sort()).toEqual(onChain);
+      expect(
+        r
+          .refusedKeys()
+          .map((x) => [x.deviceId, x.reason])
+          .sort(),
+      ).toEqual(onChain);
       expect(r.status().refusedKeys).toBe(onChain.length);
       expect(lines.filter((l) => l['event'] === 'registry_key_refused')).toHaveLength(onChain.length);
     } finally {
@@ -222,7 +244,9 @@ describe('ChainRegistry: keys enrolled on chain past the CLI', () => {
     // gateway's did before this rule) is still refused by CONNECT's own check.
     const leaky: Pick<ChainRegistry, 'get'> = {
       get: (id: string): DeviceRecord | undefined =>
-        id === IDENTITY.deviceId ? { deviceId: id, publicKey: Buffer.from(IDENTITY.publicKey, 'hex'), patient: 'ref-x', sensors: [], enrolledAtMs: 0 } : undefined,
+        id === IDENTITY.deviceId
+          ? { deviceId: id, publicKey: Buffer.from(IDENTITY.publicKey, 'hex'), patient: 'ref-x', sensors: [], enrolledAtMs: 0 }
+          : undefined,
     };
     const strict = new ConnectAuthenticator(leaky, { windowMs: 30_000, startedAtMs: now - 1000, now: () => now });
     expect(strict.check(f.clientId, IDENTITY.deviceId, f.password)).toEqual({ ok: false, reason: 'CONNECT_UNKNOWN_DEVICE' });
@@ -237,7 +261,15 @@ describe('ChainRegistry: keys enrolled on chain past the CLI', () => {
     try {
       const metrics = new Metrics();
       const now = Date.now();
-      const pipeline = new IngestPipeline({ registry: r, verifier, wal, states: new DeviceStates(), quarantine: new Quarantine(join(dir, 'quarantine')), metrics, now: () => now });
+      const pipeline = new IngestPipeline({
+        registry: r,
+        verifier,
+        wal,
+        states: new DeviceStates(),
+        quarantine: new Quarantine(join(dir, 'quarantine')),
+        metrics,
+        now: () => now,
+      });
       const body = encodeBody({ deviceId: IDENTITY.deviceId, seq: 1n, ...heartRate(now - 5000, [72, 73, 74]) });
       const raw = concat(body, FORGED_SIGNATURE);
       expect(verifyEd25519(ed25519KeyObject(Buffer.from(IDENTITY.publicKey, 'hex')), frameSigningMessage(body), FORGED_SIGNATURE)).toBe(true);

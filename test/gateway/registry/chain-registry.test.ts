@@ -71,7 +71,12 @@ deviceRegistrySuite<Store>('ChainRegistry', {
   // Any HOSPITAL_ADMIN_ROLE account can call the contract directly, past the gateway's checks.
   plant: async (store, e) => {
     const ref = `0x${createHash('sha256').update(e.patient).digest('hex')}`;
-    const tx = await deviceRegistryAt(store.record.deviceRegistry.address, chain.wallet(0)).enrol(deviceIdToBytes8(e.deviceId), `0x${e.publicKey}`, ref, siteIdOf('default'));
+    const tx = await deviceRegistryAt(store.record.deviceRegistry.address, chain.wallet(0)).enrol(
+      deviceIdToBytes8(e.deviceId),
+      `0x${e.publicKey}`,
+      ref,
+      siteIdOf('default'),
+    );
     await tx.wait();
   },
 });
@@ -81,20 +86,40 @@ const CACHE_FIELDS = ['version', 'chainId', 'contract', 'deployBlock', 'lastBloc
 
 describe('ChainRegistry: caches written before it followed through LogFollower', () => {
   it('loads the fixture written by that code and serves it before the chain answers', async () => {
-    const cache = JSON.parse(readFileSync(join(FIXTURE, CACHE_FILE), 'utf8')) as { chainId: number; contract: string; deployBlock: number; lastBlock: number; devices: { deviceId: string; revokedAtMs?: number }[] };
+    const cache = JSON.parse(readFileSync(join(FIXTURE, CACHE_FILE), 'utf8')) as {
+      chainId: number;
+      contract: string;
+      deployBlock: number;
+      lastBlock: number;
+      devices: { deviceId: string; revokedAtMs?: number }[];
+    };
     expect(Object.keys(cache)).toEqual(CACHE_FIELDS);
     const dataDir = tempDir();
     for (const f of [CACHE_FILE, DIRECTORY_FILE]) copyFileSync(join(FIXTURE, f), join(dataDir, f));
     const dead = localProvider(`http://127.0.0.1:${await findFreePort()}`, cache.chainId);
     providers.push(dead);
     const { log, events } = captureLog();
-    const r = new ChainRegistry({ provider: dead, deviceRegistryAddress: cache.contract, deployBlock: cache.deployBlock, chainId: cache.chainId, dataDir, follow: false, rpcTimeoutMs: 2_000, log });
+    const r = new ChainRegistry({
+      provider: dead,
+      deviceRegistryAddress: cache.contract,
+      deployBlock: cache.deployBlock,
+      chainId: cache.chainId,
+      dataDir,
+      follow: false,
+      rpcTimeoutMs: 2_000,
+      log,
+    });
     try {
       const [kept, revoked, bad] = cache.devices;
       expect(r.get(kept!.deviceId)).toMatchObject({ patient: 'pt-kept', sensors: ['heart_rate'] });
       expect(r.get(kept!.deviceId)?.revokedAtMs).toBeUndefined();
       expect(r.get(revoked!.deviceId)).toMatchObject({ patient: 'pt-revoked', revokedAtMs: revoked!.revokedAtMs });
-      expect(r.list().map((d) => d.deviceId).sort()).toEqual([kept!.deviceId, revoked!.deviceId].sort());
+      expect(
+        r
+          .list()
+          .map((d) => d.deviceId)
+          .sort(),
+      ).toEqual([kept!.deviceId, revoked!.deviceId].sort());
       expect(r.get(bad!.deviceId)).toBeUndefined(); // the identity key: refused at load, from the cache
       expect(r.refusedKeys()).toEqual([expect.objectContaining({ deviceId: bad!.deviceId, reason: 'SMALL_ORDER' })]);
       expect(r.status()).toMatchObject({ lastBlock: cache.lastBlock, devices: 3, revoked: 1, refusedKeys: 1, chainId: cache.chainId });
@@ -120,8 +145,23 @@ describe('ChainRegistry: caches written before it followed through LogFollower',
     const written = JSON.parse(readFileSync(cachePath, 'utf8')) as Record<string, unknown> & { devices: Record<string, unknown>[]; lastBlock: number };
     expect(Object.keys(written)).toEqual(CACHE_FIELDS);
     const ghost = testDevice('v1-cache-ghost');
-    const ghostEntry = { deviceId: ghost.id, publicKey: ghost.enrolment.publicKey, patientRef: `0x${'ab'.repeat(32)}`, site: siteIdOf('default'), enrolledAtMs: 1_700_000_000_000, block: written.lastBlock };
-    const v1 = { version: 1, chainId: written['chainId'], contract: written['contract'], deployBlock: written['deployBlock'], lastBlock: written.lastBlock, lastBlockHash: written['lastBlockHash'], devices: [...written.devices, ghostEntry] };
+    const ghostEntry = {
+      deviceId: ghost.id,
+      publicKey: ghost.enrolment.publicKey,
+      patientRef: `0x${'ab'.repeat(32)}`,
+      site: siteIdOf('default'),
+      enrolledAtMs: 1_700_000_000_000,
+      block: written.lastBlock,
+    };
+    const v1 = {
+      version: 1,
+      chainId: written['chainId'],
+      contract: written['contract'],
+      deployBlock: written['deployBlock'],
+      lastBlock: written.lastBlock,
+      lastBlockHash: written['lastBlockHash'],
+      devices: [...written.devices, ghostEntry],
+    };
     writeFileSync(cachePath, `${JSON.stringify(v1, null, 2)}\n`);
 
     const other = registry({ ...store, dataDir: tempDir() }, { follow: false });

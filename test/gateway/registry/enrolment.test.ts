@@ -36,7 +36,8 @@ function schemaErrors(s: Schema, v: Json, path = '$'): string[] {
   if (t === 'object') {
     const o = v as Record<string, Json>;
     for (const r of (s.required as string[] | undefined) ?? []) if (!(r in o)) out.push(`${path}.${r}: required`);
-    for (const [k, sub] of Object.entries((s.properties as Record<string, Schema> | undefined) ?? {})) if (k in o) out.push(...schemaErrors(sub, o[k]!, `${path}.${k}`));
+    for (const [k, sub] of Object.entries((s.properties as Record<string, Schema> | undefined) ?? {}))
+      if (k in o) out.push(...schemaErrors(sub, o[k]!, `${path}.${k}`));
   }
   if (t === 'array' && s.items !== undefined) (v as Json[]).forEach((x, i) => out.push(...schemaErrors(s.items as Schema, x, `${path}[${i}]`)));
   return out;
@@ -143,7 +144,8 @@ describe('docs/enrolment.schema.json', () => {
   it.each(SHAPE_CASES)('%s: the schema refuses it and the gateway refuses it as %s', (_name, doc, code) => {
     expect(schemaErrors(schema, doc)).not.toEqual([]);
     const v = gatewayVerdict(JSON.stringify(doc));
-    if (code in ENROL_ERRORS && !['ENROL_NOT_AN_OBJECT', 'ENROL_MISSING_FIELD', 'ENROL_WRONG_TYPE', 'ENROL_UNKNOWN_SENSOR'].includes(code)) expect(v).toEqual({ file: code });
+    if (code in ENROL_ERRORS && !['ENROL_NOT_AN_OBJECT', 'ENROL_MISSING_FIELD', 'ENROL_WRONG_TYPE', 'ENROL_UNKNOWN_SENSOR'].includes(code))
+      expect(v).toEqual({ file: code });
     else expect(v).toEqual({ entries: [code, 'ok'] }); // the other entry is still acceptable
   });
 
@@ -159,18 +161,36 @@ describe('parseEnrolmentFile', () => {
   });
 
   it('names a refused entry by its deviceId, else by its index, and says what was expected and found', () => {
-    const doc = { version: 1, devices: [{ ...good, sensors: [1, 6] }, { publicKey: good.publicKey, patient: 'pt-x1' }] };
+    const doc = {
+      version: 1,
+      devices: [
+        { ...good, sensors: [1, 6] },
+        { publicKey: good.publicKey, patient: 'pt-x1' },
+      ],
+    };
     const { entries, refused } = parseEnrolmentFile(JSON.stringify(doc));
     expect(entries).toEqual([]);
     expect(refused.map((r) => [r.entry, r.deviceId, r.error.code, r.error.detail])).toEqual([
-      [0, good.deviceId, 'ENROL_UNKNOWN_SENSOR', { entry: 0, field: 'sensors[0]', expected: expect.stringContaining('heart_rate, spo2') as string, found: '1, the code of heart_rate: give its name' }],
+      [
+        0,
+        good.deviceId,
+        'ENROL_UNKNOWN_SENSOR',
+        { entry: 0, field: 'sensors[0]', expected: expect.stringContaining('heart_rate, spo2') as string, found: '1, the code of heart_rate: give its name' },
+      ],
       [1, 'devices[1]', 'ENROL_MISSING_FIELD', { entry: 1, field: 'deviceId', expected: 'a string', found: 'no such field' }],
     ]);
   });
 
   it('lowercases the key, ignores unknown members, and reads absent sensors as none', () => {
-    const doc = { version: 1, note: 'ward 4', devices: [{ deviceId: good.deviceId, publicKey: (good.publicKey as string).toUpperCase(), patient: good.patient, ward: 4 }] };
-    expect(parseEnrolmentFile(JSON.stringify(doc))).toEqual({ entries: [{ deviceId: good.deviceId, publicKey: good.publicKey, patient: good.patient, sensors: [] }], refused: [] });
+    const doc = {
+      version: 1,
+      note: 'ward 4',
+      devices: [{ deviceId: good.deviceId, publicKey: (good.publicKey as string).toUpperCase(), patient: good.patient, ward: 4 }],
+    };
+    expect(parseEnrolmentFile(JSON.stringify(doc))).toEqual({
+      entries: [{ deviceId: good.deviceId, publicKey: good.publicKey, patient: good.patient, sensors: [] }],
+      refused: [],
+    });
   });
 });
 
@@ -183,8 +203,16 @@ describe('enrolFile', () => {
 
   it('enrols the good entries of a file with bad ones, refuses each bad one with its code, and is idempotent', async () => {
     const fleet = fleetDevices('enrolment-test', 3);
-    const entry = (i: number): Record<string, Json> => ({ deviceId: fleet[i]!.deviceId, publicKey: Buffer.from(fleet[i]!.keys.publicKey).toString('hex'), patient: fleet[i]!.patient, sensors: ['heart_rate'] });
-    const doc = { version: 1, devices: [entry(0), { ...entry(1), sensors: [1] }, { ...entry(2), patient: 'Jane Doe' }, { ...entry(0), deviceId: fleet[2]!.deviceId.replace(/./, 'x') }] };
+    const entry = (i: number): Record<string, Json> => ({
+      deviceId: fleet[i]!.deviceId,
+      publicKey: Buffer.from(fleet[i]!.keys.publicKey).toString('hex'),
+      patient: fleet[i]!.patient,
+      sensors: ['heart_rate'],
+    });
+    const doc = {
+      version: 1,
+      devices: [entry(0), { ...entry(1), sensors: [1] }, { ...entry(2), patient: 'Jane Doe' }, { ...entry(0), deviceId: fleet[2]!.deviceId.replace(/./, 'x') }],
+    };
     const reg = new FileRegistry(join(dir, 'registry.json'));
     try {
       const res = await enrolFile(reg, parseEnrolmentFile(JSON.stringify(doc)));
@@ -194,7 +222,9 @@ describe('enrolFile', () => {
         [fleet[2]!.deviceId, 'BAD_PSEUDONYM'],
         [doc.devices[3]!.deviceId, 'BAD_DEVICE_ID'],
       ]);
-      expect(res.refused[0]!.detail).toBe(`devices[1].sensors[0]: expected a sensor name (${SENSORS.map((s) => s.name).join(', ')}), found 1, the code of heart_rate: give its name`);
+      expect(res.refused[0]!.detail).toBe(
+        `devices[1].sensors[0]: expected a sensor name (${SENSORS.map((s) => s.name).join(', ')}), found 1, the code of heart_rate: give its name`,
+      );
       expect(reg.list().map((d) => d.deviceId)).toEqual([fleet[0]!.deviceId]);
       const again = await enrolFile(reg, parseEnrolmentFile(JSON.stringify({ version: 1, devices: [entry(0), entry(1)] })));
       expect(again).toEqual({ enrolled: [fleet[1]!.deviceId], unchanged: [fleet[0]!.deviceId], refused: [] });
@@ -204,6 +234,8 @@ describe('enrolFile', () => {
   });
 
   it('refuses a file it cannot read with ENROL_UNREADABLE', () => {
-    expect(() => readEnrolmentFile(join(dir, 'missing.json'))).toThrow(expect.objectContaining({ code: 'ENROL_UNREADABLE', detail: { path: join(dir, 'missing.json'), found: 'ENOENT' } }) as Error);
+    expect(() => readEnrolmentFile(join(dir, 'missing.json'))).toThrow(
+      expect.objectContaining({ code: 'ENROL_UNREADABLE', detail: { path: join(dir, 'missing.json'), found: 'ENOENT' } }) as Error,
+    );
   });
 });

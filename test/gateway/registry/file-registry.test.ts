@@ -25,7 +25,9 @@ deviceRegistrySuite<string>('FileRegistry', {
   open: (dir, { follow }) => new FileRegistry(fileOf(dir), { watch: follow }),
   // The file edited by hand: an entry appended as the registry stores it.
   plant: async (dir, e) => {
-    const doc = existsSync(fileOf(dir)) ? (JSON.parse(readFileSync(fileOf(dir), 'utf8')) as { version: number; devices: unknown[] }) : { version: 1, devices: [] };
+    const doc = existsSync(fileOf(dir))
+      ? (JSON.parse(readFileSync(fileOf(dir), 'utf8')) as { version: number; devices: unknown[] })
+      : { version: 1, devices: [] };
     doc.devices.push({ deviceId: e.deviceId, publicKey: e.publicKey, patient: e.patient, sensors: e.sensors ?? [], enrolledAtMs: Date.now() });
     writeFileSync(fileOf(dir), `${JSON.stringify(doc, null, 2)}\n`);
   },

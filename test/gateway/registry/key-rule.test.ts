@@ -51,7 +51,10 @@ describe('the CLI enrolment check (checkEnrolment, used by `vitalproof enrol` on
 
   it('accepts every good key vector', () => {
     for (const v of VECTORS.filter((x) => x.wantProblem === null)) {
-      expect(checkEnrolment({ deviceId: deviceIdFromKey(Buffer.from(v.publicKey, 'hex')), publicKey: v.publicKey, patient: 'pt-keyrule' }), v.name).toBeUndefined();
+      expect(
+        checkEnrolment({ deviceId: deviceIdFromKey(Buffer.from(v.publicKey, 'hex')), publicKey: v.publicKey, patient: 'pt-keyrule' }),
+        v.name,
+      ).toBeUndefined();
     }
   });
 });
@@ -73,7 +76,13 @@ describe('FileRegistry: a hand-edited registry file with bad keys', () => {
     dirs.push(dir);
     const path = join(dir, 'registry.json');
     const good = testDevice('keyrule-good');
-    const stored = (publicKey: string, patient: string) => ({ deviceId: deviceIdFromKey(Buffer.from(publicKey, 'hex')), publicKey, patient, sensors: ['heart_rate'], enrolledAtMs: T0 });
+    const stored = (publicKey: string, patient: string) => ({
+      deviceId: deviceIdFromKey(Buffer.from(publicKey, 'hex')),
+      publicKey,
+      patient,
+      sensors: ['heart_rate'],
+      enrolledAtMs: T0,
+    });
     const devices = [stored(Buffer.from(good.keys.publicKey).toString('hex'), 'pt-good'), ...BAD.map((v, i) => stored(v.publicKey, `pt-bad-${i}`))];
     writeFileSync(path, JSON.stringify({ version: 1, devices }));
 
@@ -94,7 +103,12 @@ describe('FileRegistry: a hand-edited registry file with bad keys', () => {
       expect(after.devices.map((d) => d.deviceId).sort()).toEqual([...devices.map((d) => d.deviceId), other.id].sort());
       // A second registry on the same file (a restart) refuses them again.
       const again = new FileRegistry(path);
-      expect(again.list().map((d) => d.deviceId).sort()).toEqual([good.id, other.id].sort());
+      expect(
+        again
+          .list()
+          .map((d) => d.deviceId)
+          .sort(),
+      ).toEqual([good.id, other.id].sort());
       expect(again.refusedKeys()).toHaveLength(BAD.length);
       await again.close();
       expect(errors).toHaveLength(BAD.length); // not logged again by the first registry
@@ -109,13 +123,19 @@ describe('CONNECT against a registry file holding the identity key', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vp-keyrule-'));
     dirs.push(dir);
     const id = deviceIdFromKey(Buffer.from(IDENTITY, 'hex'));
-    writeFileSync(join(dir, 'registry.json'), JSON.stringify({ version: 1, devices: [{ deviceId: id, publicKey: IDENTITY, patient: 'pt-id', sensors: [], enrolledAtMs: T0 }] }));
+    writeFileSync(
+      join(dir, 'registry.json'),
+      JSON.stringify({ version: 1, devices: [{ deviceId: id, publicKey: IDENTITY, patient: 'pt-id', sensors: [], enrolledAtMs: T0 }] }),
+    );
     const reg = new FileRegistry(join(dir, 'registry.json'));
     const now = Date.now();
     const auth = new ConnectAuthenticator(reg, { windowMs: 30_000, startedAtMs: now - 1000, now: () => now });
     const ts = Buffer.alloc(8);
     ts.writeBigUInt64BE(BigInt(now));
-    expect(auth.check(deviceClientId(id), id, Buffer.concat([ts, Buffer.alloc(16, 1), FORGED_SIGNATURE]))).toEqual({ ok: false, reason: 'CONNECT_UNKNOWN_DEVICE' });
+    expect(auth.check(deviceClientId(id), id, Buffer.concat([ts, Buffer.alloc(16, 1), FORGED_SIGNATURE]))).toEqual({
+      ok: false,
+      reason: 'CONNECT_UNKNOWN_DEVICE',
+    });
   });
 });
 
@@ -133,7 +153,18 @@ describe('`vitalproof verify` (verifyBundle) refuses every bad key with BAD_PUBL
       treeSize: 1,
       auditPath: [],
       root: tree.root(),
-      anchor: { chainId: 31337, contract: '0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512', gateway: '0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266', stream: STREAM.FRAMES, batchSeq: 1n, firstFrameTimeMs: T0, lastFrameTimeMs: T0, txHash: `0x${'ab'.repeat(32)}`, blockNumber: 7, blockHash: `0x${'cd'.repeat(32)}` },
+      anchor: {
+        chainId: 31337,
+        contract: '0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512',
+        gateway: '0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266',
+        stream: STREAM.FRAMES,
+        batchSeq: 1n,
+        firstFrameTimeMs: T0,
+        lastFrameTimeMs: T0,
+        txHash: `0x${'ab'.repeat(32)}`,
+        blockNumber: 7,
+        blockHash: `0x${'cd'.repeat(32)}`,
+      },
       gatewayId: 'ward-keys',
       generatedAtMs: T0 + 1000,
     });

@@ -8,7 +8,7 @@ import { HTTP_STATUS } from '../../../gateway/http/errors.js';
 import { ApiError, apiRequest, NoSessionError } from '../../../gateway/research-client/index.js';
 
 describe('ApiError', () => {
-  it('is a coded error with the gateway\'s code, status and message', () => {
+  it("is a coded error with the gateway's code, status and message", () => {
     const e = new ApiError(401, 'AUTH_SESSION_EXPIRED', 'the session has expired', '/research/grants?limit=1');
     expect(e).toBeInstanceOf(CodedError);
     expect(isError(e, ApiError, 'AUTH_SESSION_EXPIRED')).toBe(true);
@@ -36,7 +36,9 @@ describe('NoSessionError', () => {
   it('says where it looked and what to do, under its code', () => {
     const none = new NoSessionError('CLIENT_NO_SESSION', { url: 'http://127.0.0.1:8080', sessionFile: '/home/r/.vitalproof/sessions.json' });
     expect(isError(none, NoSessionError, 'CLIENT_NO_SESSION')).toBe(true);
-    expect(none.message).toBe('no session with http://127.0.0.1:8080 in /home/r/.vitalproof/sessions.json (or it has ended): vitalproof research login --key-file F --url http://127.0.0.1:8080');
+    expect(none.message).toBe(
+      'no session with http://127.0.0.1:8080 in /home/r/.vitalproof/sessions.json (or it has ended): vitalproof research login --key-file F --url http://127.0.0.1:8080',
+    );
     const two = new NoSessionError('CLIENT_SESSION_AMBIGUOUS', { url: 'http://127.0.0.1:8080', sessionFile: 's.json' });
     expect(two.message).toBe('several accounts have sessions with http://127.0.0.1:8080 in s.json: name one with --key-file');
     expect(two.detail).toEqual({ url: 'http://127.0.0.1:8080', sessionFile: 's.json' });

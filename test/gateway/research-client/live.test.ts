@@ -50,7 +50,15 @@ beforeAll(async () => {
   });
   // As the gateway does: after the SUBACK, a notice saying why each refused subscription was refused.
   broker.on('subscribe', (subs) => {
-    for (const s of subs) if ((s.qos as number) === 128) publish(noticeTopic(researcher.address), { event: 'subscription_refused', topic: s.topic, code: refusing.get(s.topic)!, grantId: '7', atMs: 1 } satisfies Notice);
+    for (const s of subs)
+      if ((s.qos as number) === 128)
+        publish(noticeTopic(researcher.address), {
+          event: 'subscription_refused',
+          topic: s.topic,
+          code: refusing.get(s.topic)!,
+          grantId: '7',
+          atMs: 1,
+        } satisfies Notice);
   });
   broker.on('clientReady', (c) => connected.push(c));
   server = createServer(broker.handle);
@@ -77,7 +85,15 @@ describe('LiveSubscription', () => {
     expect(refused).toEqual([[SPO2, { event: 'subscription_refused', topic: SPO2, code: 'SENSOR_NOT_GRANTED', grantId: '7', atMs: 1 }]]);
     expect([...live.active]).toEqual([HR]);
 
-    const d: Delivery = { grantId: '7', patient: P, metric: 'heart_rate', deviceId: '00112233aabbccdd', seq: '3', frameSha256: 'ab'.repeat(32), readings: [{ timeMs: 1, values: { value: 70 } }] };
+    const d: Delivery = {
+      grantId: '7',
+      patient: P,
+      metric: 'heart_rate',
+      deviceId: '00112233aabbccdd',
+      seq: '3',
+      frameSha256: 'ab'.repeat(32),
+      readings: [{ timeMs: 1, values: { value: 70 } }],
+    };
     const got = nextEvent<[Delivery, string]>(live, 'delivery');
     publish(HR, d);
     expect(await got).toEqual([d, HR]);
@@ -135,7 +151,13 @@ describe('LiveSubscription', () => {
     await once(probe, 'listening');
     const port = (probe.address() as AddressInfo).port;
     await new Promise<void>((r) => probe.close(() => r()));
-    const nowhere = new LiveSubscription({ brokerUrl: `mqtt://127.0.0.1:${port}`, key: researcher, gatewayId: 'gw-live', pseudonym: P, metrics: ['heart_rate'] });
+    const nowhere = new LiveSubscription({
+      brokerUrl: `mqtt://127.0.0.1:${port}`,
+      key: researcher,
+      gatewayId: 'gw-live',
+      pseudonym: P,
+      metrics: ['heart_rate'],
+    });
     const [e] = await nextEvent<[Error]>(nowhere, 'connectFailed');
     expect(e.message).toMatch(/ECONNREFUSED/);
     await nowhere.close();

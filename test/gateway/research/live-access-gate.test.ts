@@ -39,7 +39,19 @@ class ModelView extends EventEmitter {
   now = NOW;
   decideCalls = 0;
   add(g: Partial<ConsentGrant> & { dataFromMs: bigint; dataToMs: bigint }): ConsentGrant {
-    const full: ConsentGrant = { grantId: BigInt(this.grants.length + 1), patientRef: REF, purposeRef: REF, researcher: RESEARCHER, sensorMask: 1 << ECG, expiresAtMs: BigInt(NOW + 3_600_000), grantedAtMs: 0n, revokedAtMs: 0n, block: 1, txHash: REF, ...g };
+    const full: ConsentGrant = {
+      grantId: BigInt(this.grants.length + 1),
+      patientRef: REF,
+      purposeRef: REF,
+      researcher: RESEARCHER,
+      sensorMask: 1 << ECG,
+      expiresAtMs: BigInt(NOW + 3_600_000),
+      grantedAtMs: 0n,
+      revokedAtMs: 0n,
+      block: 1,
+      txHash: REF,
+      ...g,
+    };
     this.grants.push(full);
     return full;
   }
@@ -178,7 +190,13 @@ const sub = (topic: string): Subscription => ({ topic, qos: 0 }) as Subscription
 /** An ECG frame of 250 samples at 4 ms from `startMs`, accepted (over BLE, as it happens). */
 function ecgFrame(startMs: number, seq = 1): Parameters<LiveResearchAccess['accepted']>[0] {
   const d = testDevice(`live-unit-${seq}`, PSEUDONYM);
-  const { raw } = d.core.record({ timestampMs: BigInt(startMs), sensor: ECG, scale: -3, intervalUs: 4000, samples: Int32Array.from({ length: 250 }, (_, i) => (i % 40) - 20) });
+  const { raw } = d.core.record({
+    timestampMs: BigInt(startMs),
+    sensor: ECG,
+    scale: -3,
+    intervalUs: 4000,
+    samples: Int32Array.from({ length: 250 }, (_, i) => (i % 40) - 20),
+  });
   return { lsn: BigInt(seq), receivedAtMs: NOW, transport: 'ble', patient: PSEUDONYM, sha256: sha256Hex(raw), frame: decodeFrame(raw) };
 }
 
@@ -191,7 +209,11 @@ describe('live researcher transport: CONNECT and admission', () => {
     expect(live.claims('', undefined)).toBe(false);
     expect(live.claims(RESEARCHER, Buffer.from('anything'))).toBe(true);
     expect(live.claims('', Buffer.from(`${Buffer.from('VitalProof researcher login\nx').toString('base64url')}.0x${'11'.repeat(65)}`))).toBe(true);
-    expect(live.authenticate({ id: `vp-dev-${d.id}` } as Client, RESEARCHER, Buffer.from('x'))).toEqual({ ok: false, reason: 'CLIENT_ID_RESERVED', returnCode: 2 });
+    expect(live.authenticate({ id: `vp-dev-${d.id}` } as Client, RESEARCHER, Buffer.from('x'))).toEqual({
+      ok: false,
+      reason: 'CLIENT_ID_RESERVED',
+      returnCode: 2,
+    });
   });
 
   it('admits keys without a live grant only within their pool, refusing the rest with NO_LIVE_GRANT before any signature work', async () => {
@@ -203,22 +225,38 @@ describe('live researcher transport: CONNECT and admission', () => {
     const b = w.connect('b', others[1]);
     expect(b.vpResearcher).toBeUndefined(); // the pool of 2: RESEARCHER (also without a grant) and a
     expect(w.verified.n).toBe(before); // refused on the claim alone
-    expect(w.live.authenticate({ id: 'c', closed: false } as unknown as Client, others[2], Buffer.from('x'))).toEqual({ ok: false, reason: 'NO_LIVE_GRANT', returnCode: 5 });
+    expect(w.live.authenticate({ id: 'c', closed: false } as unknown as Client, others[2], Buffer.from('x'))).toEqual({
+      ok: false,
+      reason: 'NO_LIVE_GRANT',
+      returnCode: 5,
+    });
     // A claim whose EIP-55 checksum is broken is one more key without a grant, not a fault.
     const mixed = getAddress(`0x${'ab'.repeat(20)}`);
     const badChecksum = `0x${mixed[2] === 'a' ? 'A' : 'a'}${mixed.slice(3)}`;
     expect(isAddress(badChecksum)).toBe(false);
-    expect(w.live.authenticate({ id: 'd', closed: false } as unknown as Client, badChecksum, Buffer.from('x'))).toEqual({ ok: false, reason: 'NO_LIVE_GRANT', returnCode: 5 });
+    expect(w.live.authenticate({ id: 'd', closed: false } as unknown as Client, badChecksum, Buffer.from('x'))).toEqual({
+      ok: false,
+      reason: 'NO_LIVE_GRANT',
+      returnCode: 5,
+    });
     // A grant in force whose data window has not ended makes a key live; one whose window is over does not.
     w.view.add({ researcher: getAddress(others[2]!), dataFromMs: BigInt(T0), dataToMs: BigInt(NOW - 1) });
-    expect(w.live.authenticate({ id: 'c', closed: false } as unknown as Client, others[2], Buffer.from('x'))).toMatchObject({ ok: false, reason: 'NO_LIVE_GRANT' });
+    expect(w.live.authenticate({ id: 'c', closed: false } as unknown as Client, others[2], Buffer.from('x'))).toMatchObject({
+      ok: false,
+      reason: 'NO_LIVE_GRANT',
+    });
     w.view.add({ researcher: getAddress(others[2]!), dataFromMs: BigInt(NOW + 60_000), dataToMs: BigInt(NOW + 120_000) }); // starts later: live
     expect(w.connect('c', others[2]).vpResearcher).toBe(getAddress(others[2]!));
     // A slot of the pool comes back when its holder's connection closes.
     drop(a);
     expect(w.connect('b2', others[1]).vpResearcher).toBe(getAddress(others[1]!));
     expect(w.live.status().loginRefusedBy).toEqual({ NO_LIVE_GRANT: 4 });
-    expect(w.lines.filter((l) => l['event'] === 'research_connect_refused').map((l) => l['reason'])).toEqual(['NO_LIVE_GRANT', 'NO_LIVE_GRANT', 'NO_LIVE_GRANT', 'NO_LIVE_GRANT']);
+    expect(w.lines.filter((l) => l['event'] === 'research_connect_refused').map((l) => l['reason'])).toEqual([
+      'NO_LIVE_GRANT',
+      'NO_LIVE_GRANT',
+      'NO_LIVE_GRANT',
+      'NO_LIVE_GRANT',
+    ]);
   });
 
   it('caps the connections of one key, counting a takeover of its own client id once', async () => {
@@ -241,7 +279,11 @@ describe('live researcher transport: CONNECT and admission', () => {
     const thief = '0x' + '44'.repeat(20);
     w.view.add({ researcher: getAddress(thief), dataFromMs: BigInt(T0), dataToMs: BigInt(NOW + 3_600_000) });
     const before = w.verified.n;
-    expect(w.live.authenticate({ id: 'researcher-1', closed: false } as unknown as Client, thief, Buffer.from('x'))).toEqual({ ok: false, reason: 'CLIENT_ID_IN_USE', returnCode: 2 });
+    expect(w.live.authenticate({ id: 'researcher-1', closed: false } as unknown as Client, thief, Buffer.from('x'))).toEqual({
+      ok: false,
+      reason: 'CLIENT_ID_IN_USE',
+      returnCode: 2,
+    });
     expect(w.verified.n).toBe(before);
     expect(w.live.status().researchersConnected).toBe(1);
     // The same id is free again once its holder has gone.
@@ -299,7 +341,12 @@ describe('live researcher transport: delivery, logged before it is sent', () => 
       const start = T0 + Math.floor(rng.float() * 1000);
       for (let k = 0; k < 1 + Math.floor(rng.float() * 4); k++) {
         const a = start - 200 + Math.floor(rng.float() * 1400);
-        view.add({ dataFromMs: BigInt(a), dataToMs: BigInt(a + Math.floor(rng.float() * 600)), ...(rng.float() < 0.2 ? { revokedAtMs: 1n } : {}), ...(rng.float() < 0.2 ? { sensorMask: 1 << 1 } : {}) });
+        view.add({
+          dataFromMs: BigInt(a),
+          dataToMs: BigInt(a + Math.floor(rng.float() * 600)),
+          ...(rng.float() < 0.2 ? { revokedAtMs: 1n } : {}),
+          ...(rng.float() < 0.2 ? { sensorMask: 1 << 1 } : {}),
+        });
       }
       view.add({ dataFromMs: BigInt(T0 + 3_600_000), dataToMs: BigInt(T0 + 7_200_000) }); // keeps the subscription acceptable
       expect(live.authorizeSubscribe(client as unknown as Client, sub(`vp/consented/${PSEUDONYM}/ecg`))).not.toBeNull();
@@ -321,12 +368,17 @@ describe('live researcher transport: delivery, logged before it is sent', () => 
         const m = JSON.parse(p.payload.toString()) as LiveMessage;
         expect(p.topic).toBe(`vp/consented/${PSEUDONYM}/ecg`);
         expect(m).toMatchObject({ patient: PSEUDONYM, metric: 'ecg', deviceId: a.frame.deviceId, frameSha256: a.sha256, seq: a.frame.seq.toString() });
-        got.set(m.grantId, m.readings.map((r) => r.timeMs));
+        got.set(
+          m.grantId,
+          m.readings.map((r) => r.timeMs),
+        );
       }
       expect(got).toEqual(want);
       // One entry per grant, each covering exactly what went out under it, written before the first delivery.
       const logged = entries();
-      expect(new Map(logged.map((e) => [e.grantId.toString(), [e.count, e.fromMs, e.toMs]]))).toEqual(new Map([...want].map(([g, ts]) => [g, [ts.length, Math.floor(ts[0]!), Math.floor(ts[ts.length - 1]!)]])));
+      expect(new Map(logged.map((e) => [e.grantId.toString(), [e.count, e.fromMs, e.toMs]]))).toEqual(
+        new Map([...want].map(([g, ts]) => [g, [ts.length, Math.floor(ts[0]!), Math.floor(ts[ts.length - 1]!)]])),
+      );
       if (want.size > 0) expect(events.slice(0, 2)).toEqual([`logged ${want.size}`, 'delivery']);
       expect(live.status()).toMatchObject({ deliveries: client.sent.length, entries: want.size, awaitingLog: 0 });
     }
@@ -366,7 +418,14 @@ describe('live researcher transport: delivery, logged before it is sent', () => 
     const made = client.sent[0]!;
     const other = { ...client, id: 'someone-else' };
     expect(live.forward(other as unknown as Client, made)).toBeNull(); // made for another client
-    const forged = { cmd: 'publish', topic: `vp/consented/${PSEUDONYM}/ecg`, payload: Buffer.from(made.payload), qos: 0, retain: false, dup: false } as unknown as AedesPublishPacket;
+    const forged = {
+      cmd: 'publish',
+      topic: `vp/consented/${PSEUDONYM}/ecg`,
+      payload: Buffer.from(made.payload),
+      qos: 0,
+      retain: false,
+      dup: false,
+    } as unknown as AedesPublishPacket;
     expect(live.forward(client as unknown as Client, forged)).toBeNull(); // same bytes, not made here
     expect(live.forward(client as unknown as Client, made)).toBe(made);
     expect(live.forward(client as unknown as Client, made)).toBeNull(); // once

@@ -9,7 +9,15 @@ import { describe, expect, it } from 'vitest';
 import { decodeFrame, sampleValue } from '../../../firmware-proto/frame.js';
 import { sha256Hex } from '../../../gateway/ingest/spool-record.js';
 import { sensorByName } from '../../../firmware-proto/catalogue.js';
-import { compareKeys, decodeCursor, encodeCursor, scanReadings, type CursorKey, type ReadingsDeps, type ServedFrame } from '../../../gateway/research/readings.js';
+import {
+  compareKeys,
+  decodeCursor,
+  encodeCursor,
+  scanReadings,
+  type CursorKey,
+  type ReadingsDeps,
+  type ServedFrame,
+} from '../../../gateway/research/readings.js';
 import type { StoredFrame } from '../../../gateway/storage/schema.js';
 import { heartRate, testDevice, type TestDevice } from '../../support/devices.js';
 
@@ -24,7 +32,21 @@ function world(): { devices: TestDevice[]; rows: StoredFrame[]; other: TestDevic
   const store = (d: TestDevice, patient: string, startMs: number): void => {
     const { raw } = d.core.record(heartRate(startMs, [60, 61, 62, 63, 64]));
     const f = decodeFrame(raw);
-    rows.push({ timeNs: BigInt(startMs) * 1_000_000n, device: d.id, patient, gateway: 'gw', sensor: 'heart_rate', seq: f.seq, sha256: sha256Hex(raw), raw, count: f.count, intervalUs: f.intervalUs, receivedAtMs: startMs, transport: 'mqtt', lsn: 0n });
+    rows.push({
+      timeNs: BigInt(startMs) * 1_000_000n,
+      device: d.id,
+      patient,
+      gateway: 'gw',
+      sensor: 'heart_rate',
+      seq: f.seq,
+      sha256: sha256Hex(raw),
+      raw,
+      count: f.count,
+      intervalUs: f.intervalUs,
+      receivedAtMs: startMs,
+      transport: 'mqtt',
+      lsn: 0n,
+    });
   };
   for (let i = 0; i < 12; i++) for (const d of devices) store(d, PATIENT, T0 + i * 5000);
   store(other, PATIENT, T0 + 7000); // tagged as our patient, but enrolled for another: never served
@@ -38,7 +60,12 @@ function fakeSink(rows: StoredFrame[], queries: { limit?: number }[] = []): Read
       queries.push({ ...(limit !== undefined ? { limit } : {}) });
       const out = rows
         .filter((r) => r.patient === patient && sensors.includes(r.sensor))
-        .filter((r) => (range.atNs === undefined || r.timeNs === range.atNs) && (range.fromNs === undefined || r.timeNs >= range.fromNs) && (range.toNs === undefined || r.timeNs <= range.toNs))
+        .filter(
+          (r) =>
+            (range.atNs === undefined || r.timeNs === range.atNs) &&
+            (range.fromNs === undefined || r.timeNs >= range.fromNs) &&
+            (range.toNs === undefined || r.timeNs <= range.toNs),
+        )
         .sort((a, b) => (a.timeNs !== b.timeNs ? (a.timeNs < b.timeNs ? -1 : 1) : a.device < b.device ? 1 : -1));
       return Promise.resolve(limit === undefined ? out : out.slice(0, limit));
     },
@@ -50,10 +77,26 @@ function deps(devices: TestDevice[], other: TestDevice, rows: StoredFrame[], war
   return { sink: fakeSink(rows), deviceOf: (id) => all.get(id), log: { warn: (o: object) => void warnings.push((o as { why: string }).why) } };
 }
 
-async function page(d: ReadingsDeps, after: CursorKey | undefined, limit: number, chunk: number, fromMs = T0, toMs = T0 + 60_000): Promise<{ frames: ServedFrame[]; next: CursorKey | undefined }> {
+async function page(
+  d: ReadingsDeps,
+  after: CursorKey | undefined,
+  limit: number,
+  chunk: number,
+  fromMs = T0,
+  toMs = T0 + 60_000,
+): Promise<{ frames: ServedFrame[]; next: CursorKey | undefined }> {
   const frames: ServedFrame[] = [];
-  for await (const f of scanReadings(d, { pseudonym: PATIENT, sensors: [sensorByName('heart_rate')], fromMs, toMs, allowed: () => true, ...(after ? { after } : {}), chunk })) {
-    if (frames.length === limit) return { frames, next: { timeNs: frames[limit - 1]!.timeNs, deviceId: frames[limit - 1]!.deviceId, seq: frames[limit - 1]!.seq } };
+  for await (const f of scanReadings(d, {
+    pseudonym: PATIENT,
+    sensors: [sensorByName('heart_rate')],
+    fromMs,
+    toMs,
+    allowed: () => true,
+    ...(after ? { after } : {}),
+    chunk,
+  })) {
+    if (frames.length === limit)
+      return { frames, next: { timeNs: frames[limit - 1]!.timeNs, deviceId: frames[limit - 1]!.deviceId, seq: frames[limit - 1]!.seq } };
     frames.push(f);
   }
   return { frames, next: undefined };
@@ -63,8 +106,19 @@ describe('readings export: paging', () => {
   it('serves every frame once, in (time, device, seq) order, for any page and chunk size, across runs of equal times', async () => {
     const { devices, rows, other } = world();
     const d = deps(devices, other, rows);
-    const expected = rows.filter((r) => r.device !== other.id).map((r) => `${r.timeNs}/${r.device}/${r.seq}`).sort();
-    for (const [limit, chunk] of [[1, 2], [2, 2], [4, 3], [5, 1], [7, 5], [36, 36], [100, 4]] as const) {
+    const expected = rows
+      .filter((r) => r.device !== other.id)
+      .map((r) => `${r.timeNs}/${r.device}/${r.seq}`)
+      .sort();
+    for (const [limit, chunk] of [
+      [1, 2],
+      [2, 2],
+      [4, 3],
+      [5, 1],
+      [7, 5],
+      [36, 36],
+      [100, 4],
+    ] as const) {
       const seen: ServedFrame[] = [];
       let after: CursorKey | undefined;
       let pages = 0;
@@ -74,7 +128,10 @@ describe('readings export: paging', () => {
         after = p.next;
         pages++;
       } while (after);
-      expect(seen.map((f) => `${f.timeNs}/${f.deviceId}/${f.seq}`), `limit ${limit} chunk ${chunk}`).toEqual(expected);
+      expect(
+        seen.map((f) => `${f.timeNs}/${f.deviceId}/${f.seq}`),
+        `limit ${limit} chunk ${chunk}`,
+      ).toEqual(expected);
       for (let i = 1; i < seen.length; i++) expect(compareKeys(seen[i - 1]!, seen[i]!)).toBe(-1);
       expect(pages).toBe(Math.max(1, Math.ceil(36 / limit)));
     }

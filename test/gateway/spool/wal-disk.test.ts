@@ -14,7 +14,14 @@ import { mountTmpfs, type Tmpfs } from '../../support/tmpfs.js';
 const rec = (i: number, size = 1000): Buffer => Buffer.alloc(size, i & 0xff);
 
 async function settle(appends: { lsn: bigint; durable: Promise<bigint> }[]): Promise<{ lsn: bigint; ok: boolean; err?: unknown }[]> {
-  return Promise.all(appends.map((a) => a.durable.then(() => ({ lsn: a.lsn, ok: true }), (err: unknown) => ({ lsn: a.lsn, ok: false, err }))));
+  return Promise.all(
+    appends.map((a) =>
+      a.durable.then(
+        () => ({ lsn: a.lsn, ok: true }),
+        (err: unknown) => ({ lsn: a.lsn, ok: false, err }),
+      ),
+    ),
+  );
 }
 
 function readAll(wal: Wal): { lsn: bigint; payload: Buffer }[] {
@@ -109,7 +116,10 @@ describe('spool recovery', () => {
     const wal = await Wal.open(dir);
     await Promise.all(Array.from({ length: 10 }, (_, i) => wal.append(rec(i, 100)).durable));
     await wal.close();
-    const seg = join(dir, readdirSync(dir).find((n) => n.endsWith('.wal'))!);
+    const seg = join(
+      dir,
+      readdirSync(dir).find((n) => n.endsWith('.wal'))!,
+    );
     const size = statSync(seg).size;
     // Half a record more: the header and part of a payload of a record that never synced.
     const torn = Buffer.alloc(60);
@@ -132,7 +142,10 @@ describe('spool recovery', () => {
     await wal.close();
     // The last four records vanish (a disk that lied about its sync), while storage's
     // checkpoint already says it stored up to LSN 10.
-    const seg = join(dir, readdirSync(dir).find((n) => n.endsWith('.wal'))!);
+    const seg = join(
+      dir,
+      readdirSync(dir).find((n) => n.endsWith('.wal'))!,
+    );
     truncateSync(seg, 6 * 116);
     const again = await Wal.open(dir, { minNextLsn: 11n });
     expect(again.recovered.lost).toEqual([{ from: 7n, to: 10n, why: 'TAIL_BELOW_CHECKPOINT' }]);
@@ -157,7 +170,10 @@ describe('spool recovery', () => {
     const wal = await Wal.open(dir);
     await Promise.all(Array.from({ length: 5 }, (_, i) => wal.append(rec(i, 100)).durable));
     const r = wal.reader();
-    const seg = join(dir, readdirSync(dir).find((n) => n.endsWith('.wal'))!);
+    const seg = join(
+      dir,
+      readdirSync(dir).find((n) => n.endsWith('.wal'))!,
+    );
     truncateSync(seg, 0);
     // The in-memory view says 5 durable records; the file (truncated behind its back) has none.
     (wal as unknown as { segments: { bytes: number }[] }).segments[0]!.bytes = 0;

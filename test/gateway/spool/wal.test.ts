@@ -63,7 +63,12 @@ describe('Wal', () => {
     wal = await Wal.open(dir);
     expect(wal.recovered.truncatedBytes).toBe(19);
     expect(wal.durableLsn).toBe(10n);
-    expect(wal.reader().read(100).map((r) => r.lsn)).toEqual(Array.from({ length: 10 }, (_, i) => BigInt(i + 1)));
+    expect(
+      wal
+        .reader()
+        .read(100)
+        .map((r) => r.lsn),
+    ).toEqual(Array.from({ length: 10 }, (_, i) => BigInt(i + 1)));
     await wal.append(payload(10)).durable;
     await wal.close();
     wal = await Wal.open(dir);
@@ -76,7 +81,10 @@ describe('Wal', () => {
     let wal = await Wal.open(dir);
     await Promise.all(Array.from({ length: 3 }, (_, i) => wal.append(payload(i)).durable));
     await wal.close();
-    const seg = join(dir, readdirSync(dir).find((n) => n.endsWith('.wal'))!);
+    const seg = join(
+      dir,
+      readdirSync(dir).find((n) => n.endsWith('.wal'))!,
+    );
     const { readFileSync, writeFileSync } = await import('node:fs');
     const data = readFileSync(seg);
     data[data.length - 1] = data[data.length - 1]! ^ 0xff; // corrupt the last record's payload

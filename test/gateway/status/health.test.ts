@@ -63,7 +63,8 @@ describe('Health: alarms', () => {
   });
 
   it('has the codes the issue names, each critical or warning', () => {
-    for (const c of ['CHAIN_DOWN', 'CHAIN_HUNG', 'ANCHORS_BEHIND', 'STORAGE_DOWN', 'SPOOL_NEAR_QUOTA', 'DISK_FULL', 'REGISTRY_BAD_KEY', 'PLAIN_LISTENER']) expect(ALL_ALARMS).toContain(c);
+    for (const c of ['CHAIN_DOWN', 'CHAIN_HUNG', 'ANCHORS_BEHIND', 'STORAGE_DOWN', 'SPOOL_NEAR_QUOTA', 'DISK_FULL', 'REGISTRY_BAD_KEY', 'PLAIN_LISTENER'])
+      expect(ALL_ALARMS).toContain(c);
     expect(ALARMS.PLAIN_LISTENER.severity).toBe('warning');
     expect(ALARMS.DISK_FULL.severity).toBe('critical');
   });
@@ -81,7 +82,13 @@ describe('Health: dependencies', () => {
     h.dependencyDown('chain', 'CHAIN_TIMEOUT: no answer', 'CHAIN_TIMEOUT');
     clock.t += 3000;
     h.dependencyDown('chain', 'CHAIN_TIMEOUT: still none', 'CHAIN_TIMEOUT');
-    expect(h.dependency('chain')).toEqual({ up: false, sinceMs: 1_002_000, lastOkMs: 1_001_000, lastError: 'CHAIN_TIMEOUT: still none', code: 'CHAIN_TIMEOUT' });
+    expect(h.dependency('chain')).toEqual({
+      up: false,
+      sinceMs: 1_002_000,
+      lastOkMs: 1_001_000,
+      lastError: 'CHAIN_TIMEOUT: still none',
+      code: 'CHAIN_TIMEOUT',
+    });
     clock.t += 1000;
     h.dependencyUp('chain');
     expect(h.dependencies()).toEqual({ chain: { up: true, sinceMs: 1_006_000, lastOkMs: 1_006_000 } });
@@ -129,7 +136,7 @@ describe('alarm rules', () => {
     expect(h.list()).toEqual([]);
   });
 
-  it('chain: an external chain\'s alarms leave the watchdog fed', () => {
+  it("chain: an external chain's alarms leave the watchdog fed", () => {
     const { h, clock } = setup();
     h.beat();
     h.dependencyDown('chain', 'CHAIN_TIMEOUT: …', 'CHAIN_TIMEOUT');
@@ -146,10 +153,13 @@ describe('alarm rules', () => {
     rule(h, clock.t + 60_000);
     expect(h.isRaised('CHAIN_HUNG')).toBe(false);
     rule(h, clock.t + 61_000);
-    expect(h.list()[0]).toMatchObject({ code: 'CHAIN_HUNG', detail: 'stream frames: anchor transaction 0xabc of batch 7 not mined for 61 s (chain.txTimeoutMs 60000): the chain answers but does not mine' });
+    expect(h.list()[0]).toMatchObject({
+      code: 'CHAIN_HUNG',
+      detail: 'stream frames: anchor transaction 0xabc of batch 7 not mined for 61 s (chain.txTimeoutMs 60000): the chain answers but does not mine',
+    });
   });
 
-  it('anchors: ANCHORS_BEHIND past the stream\'s limit, ANCHOR_HALTED while halted', () => {
+  it("anchors: ANCHORS_BEHIND past the stream's limit, ANCHOR_HALTED while halted", () => {
     const { h, clock } = setup();
     h.dependencyUp('chain');
     let st: Partial<AnchorerStatus> = { oldestPending: { batch: 3n, sealedAtMs: clock.t }, lastError: 'CHAIN_TIMEOUT: x' };
@@ -157,7 +167,10 @@ describe('alarm rules', () => {
     rule(h, clock.t + 30_000);
     expect(h.isRaised('ANCHORS_BEHIND')).toBe(false);
     rule(h, clock.t + 31_000);
-    expect(h.list()[0]).toMatchObject({ code: 'ANCHORS_BEHIND', detail: 'stream frames: batch 3 sealed 31 s ago, not anchored (limit 30 s): CHAIN_TIMEOUT: x' });
+    expect(h.list()[0]).toMatchObject({
+      code: 'ANCHORS_BEHIND',
+      detail: 'stream frames: batch 3 sealed 31 s ago, not anchored (limit 30 s): CHAIN_TIMEOUT: x',
+    });
     st = { halted: 'CHAIN_BEHIND' };
     rule(h, clock.t + 32_000);
     expect(h.list().map((a) => [a.code, a.detail])).toEqual([['ANCHOR_HALTED', 'stream frames: CHAIN_BEHIND']]);

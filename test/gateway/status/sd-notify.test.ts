@@ -65,7 +65,11 @@ afterAll(async () => {
 describe('sd_notify through systemd-notify', () => {
   it('sends READY=1, feeds the watchdog only while healthy, and says why not', async () => {
     let health: { ok: boolean; why?: string } = { ok: true };
-    const n = new SdNotifier({ env: { ...process.env, NOTIFY_SOCKET: join(dir, 'notify.sock'), WATCHDOG_USEC: '200000', WATCHDOG_PID: String(process.pid) }, healthy: () => health, status: () => 'running' });
+    const n = new SdNotifier({
+      env: { ...process.env, NOTIFY_SOCKET: join(dir, 'notify.sock'), WATCHDOG_USEC: '200000', WATCHDOG_PID: String(process.pid) },
+      healthy: () => health,
+      status: () => 'running',
+    });
     expect(n.enabled).toBe(true);
     expect(n.watchdogIntervalMs).toBe(100);
     try {
@@ -116,7 +120,9 @@ describe('sd_notify through systemd-notify', () => {
     await off.idle();
     expect(off.sent).toBe(0);
 
-    const other = new SdNotifier({ env: { ...process.env, NOTIFY_SOCKET: join(dir, 'notify.sock'), WATCHDOG_USEC: '200000', WATCHDOG_PID: String(process.pid + 1) } });
+    const other = new SdNotifier({
+      env: { ...process.env, NOTIFY_SOCKET: join(dir, 'notify.sock'), WATCHDOG_USEC: '200000', WATCHDOG_PID: String(process.pid + 1) },
+    });
     expect(other.enabled).toBe(true);
     expect(other.watchdogIntervalMs).toBeUndefined();
   });

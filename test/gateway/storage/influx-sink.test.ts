@@ -26,7 +26,14 @@ function sink(extra: Partial<InfluxSinkOptions> = {}): InfluxSink {
 /** A real signed frame, decoded as the gateway decodes it, wrapped as the spool hands it on. */
 function accepted(body: Omit<FrameBody, 'deviceId'> & { deviceId?: string }, lsn: bigint, patient = 'p-0001'): AcceptedFrame {
   const raw = signFrame({ deviceId: '00112233aabbccdd', ...body }, keys.secretKey);
-  return { lsn, receivedAtMs: Number(body.timestampMs) + 250, transport: lsn % 2n ? 'mqtt' : 'ble', patient, sha256: createHash('sha256').update(raw).digest('hex'), frame: decodeFrame(raw) };
+  return {
+    lsn,
+    receivedAtMs: Number(body.timestampMs) + 250,
+    transport: lsn % 2n ? 'mqtt' : 'ble',
+    patient,
+    sha256: createHash('sha256').update(raw).digest('hex'),
+    frame: decodeFrame(raw),
+  };
 }
 
 /** Deterministic raw samples spread over a sensor's whole range at the given scale. */
@@ -34,15 +41,27 @@ function samples(name: string, count: number, scale: number, salt: number): Int3
   const spec = sensorByName(name);
   const lo = Math.max(-(2 ** 31), Math.ceil(spec.min / 10 ** scale));
   const hi = Math.min(2 ** 31 - 1, Math.floor(spec.max / 10 ** scale));
-  return Int32Array.from({ length: count * spec.channels.length }, (_, i) => lo + Math.floor(((i * 7919 + salt * 104_729) % 1000) / 999 * (hi - lo)));
+  return Int32Array.from({ length: count * spec.channels.length }, (_, i) => lo + Math.floor((((i * 7919 + salt * 104_729) % 1000) / 999) * (hi - lo)));
 }
 
 /** One frame per catalogue sensor at its default scale, plus an ECG frame at scale −9 (nine decimals). */
 function batch(): AcceptedFrame[] {
   const frames = SENSORS.map((s, k) =>
-    accepted({ seq: BigInt(10 + k), timestampMs: T0 + BigInt(k), sensor: s.code, scale: s.defaultScale, intervalUs: s.defaultIntervalUs, samples: samples(s.name, Math.min(s.defaultSamplesPerFrame, 50), s.defaultScale, k) }, BigInt(k + 1)),
+    accepted(
+      {
+        seq: BigInt(10 + k),
+        timestampMs: T0 + BigInt(k),
+        sensor: s.code,
+        scale: s.defaultScale,
+        intervalUs: s.defaultIntervalUs,
+        samples: samples(s.name, Math.min(s.defaultSamplesPerFrame, 50), s.defaultScale, k),
+      },
+      BigInt(k + 1),
+    ),
   );
-  frames.push(accepted({ seq: 99n, timestampMs: T0 + 60_000n, sensor: sensorByName('ecg').code, scale: -9, intervalUs: 4000, samples: samples('ecg', 40, -9, 9) }, 100n));
+  frames.push(
+    accepted({ seq: 99n, timestampMs: T0 + 60_000n, sensor: sensorByName('ecg').code, scale: -9, intervalUs: 4000, samples: samples('ecg', 40, -9, 9) }, 100n),
+  );
   return frames;
 }
 
@@ -108,7 +127,16 @@ describe('InfluxSink against a real influxd', () => {
     };
     expect(await fieldTypes('accelerometer')).toEqual({ seq: 'integer', x: 'float', y: 'float', z: 'float' });
     expect(await fieldTypes('heart_rate')).toEqual({ seq: 'integer', value: 'float' });
-    expect(await fieldTypes('frames')).toEqual({ count: 'integer', interval_us: 'integer', lsn: 'integer', raw: 'string', received_at: 'integer', seq: 'integer', sha256: 'string', transport: 'string' });
+    expect(await fieldTypes('frames')).toEqual({
+      count: 'integer',
+      interval_us: 'integer',
+      lsn: 'integer',
+      raw: 'string',
+      received_at: 'integer',
+      seq: 'integer',
+      sha256: 'string',
+      transport: 'string',
+    });
   });
 
   it('is idempotent: writing the same batch twice leaves every count and value unchanged', async () => {
@@ -126,7 +154,12 @@ describe('InfluxSink against a real influxd', () => {
 
   it('splits a batch into writes of pointsPerWrite points and stores all of them', async () => {
     const s = sink({ pointsPerWrite: 7 });
-    const frames = Array.from({ length: 12 }, (_, k) => accepted({ seq: BigInt(k + 1), timestampMs: T0 + BigInt(k) * 1000n, sensor: 6, scale: -3, intervalUs: 4000, samples: samples('ecg', 5, -3, k) }, BigInt(k + 1)));
+    const frames = Array.from({ length: 12 }, (_, k) =>
+      accepted(
+        { seq: BigInt(k + 1), timestampMs: T0 + BigInt(k) * 1000n, sensor: 6, scale: -3, intervalUs: 4000, samples: samples('ecg', 5, -3, k) },
+        BigInt(k + 1),
+      ),
+    );
     await s.write(frames);
     expect((await s.queryPoints('ecg')).length).toBe(60);
     expect((await s.queryFrames()).length).toBe(12);
@@ -136,7 +169,13 @@ describe('InfluxSink against a real influxd', () => {
   it('keeps uint64 sequence numbers and awkward tag values exact', async () => {
     const s = sink({ gatewayId: 'ward 7,bed=3 "east"' });
     const seqs = [2n ** 53n + 1n, 2n ** 63n - 1n, 2n ** 63n, 2n ** 64n - 1n];
-    const frames = seqs.map((seq, k) => accepted({ seq, timestampMs: T0 + BigInt(k) * 1000n, sensor: 1, scale: 0, intervalUs: 1_000_000, samples: Int32Array.of(60 + k) }, BigInt(k + 1), `pa\\tient, x=1 "ü"`));
+    const frames = seqs.map((seq, k) =>
+      accepted(
+        { seq, timestampMs: T0 + BigInt(k) * 1000n, sensor: 1, scale: 0, intervalUs: 1_000_000, samples: Int32Array.of(60 + k) },
+        BigInt(k + 1),
+        `pa\\tient, x=1 "ü"`,
+      ),
+    );
     await s.write(frames);
     const stored = await s.queryFrames();
     expect(stored.map((f) => f.seq)).toEqual(seqs);
@@ -147,7 +186,8 @@ describe('InfluxSink against a real influxd', () => {
   it('refuses a batch with a tag line protocol cannot carry before writing any of it', async () => {
     const s = sink();
     await s.ensureDatabase();
-    const hr = (seq: bigint, patient: string): AcceptedFrame => accepted({ seq, timestampMs: T0 + seq * 1000n, sensor: 1, scale: 0, intervalUs: 1_000_000, samples: Int32Array.of(70) }, seq, patient);
+    const hr = (seq: bigint, patient: string): AcceptedFrame =>
+      accepted({ seq, timestampMs: T0 + seq * 1000n, sensor: 1, scale: 0, intervalUs: 1_000_000, samples: Int32Array.of(70) }, seq, patient);
     await expect(s.write([hr(1n, 'p-1'), hr(2n, 'p-2\\')])).rejects.toThrow(TypeError);
     await expect(s.write([hr(3n, 'p-3\nx')])).rejects.toThrow(TypeError);
     expect(await s.queryFrames()).toEqual([]);
@@ -157,7 +197,11 @@ describe('InfluxSink against a real influxd', () => {
 
   it('filters frames by device and by frame time', async () => {
     const s = sink();
-    const mk = (dev: string, k: number): AcceptedFrame => accepted({ deviceId: dev, seq: BigInt(k + 1), timestampMs: T0 + BigInt(k) * 1000n, sensor: 1, scale: 0, intervalUs: 1_000_000, samples: Int32Array.of(70) }, BigInt(k + 1));
+    const mk = (dev: string, k: number): AcceptedFrame =>
+      accepted(
+        { deviceId: dev, seq: BigInt(k + 1), timestampMs: T0 + BigInt(k) * 1000n, sensor: 1, scale: 0, intervalUs: 1_000_000, samples: Int32Array.of(70) },
+        BigInt(k + 1),
+      );
     await s.write([mk('aaaaaaaaaaaaaaaa', 0), mk('bbbbbbbbbbbbbbbb', 1), mk('aaaaaaaaaaaaaaaa', 2), mk('aaaaaaaaaaaaaaaa', 3)]);
     expect((await s.queryFrames('aaaaaaaaaaaaaaaa')).map((f) => f.seq)).toEqual([1n, 3n, 4n]);
     expect((await s.queryFrames('aaaaaaaaaaaaaaaa', Number(T0) + 1000, Number(T0) + 3000)).map((f) => f.seq)).toEqual([3n]);
@@ -185,7 +229,10 @@ describe('InfluxSink against a real influxd', () => {
 
     await influx.handle.kill();
     expect(await s.ping()).toBe(false);
-    const err = await s.write(frames).then(() => undefined, (e: unknown) => e);
+    const err = await s.write(frames).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(isStorageError(err, 'INFLUX_UNREACHABLE')).toBe(true);
 
     await influx.handle.restart();
@@ -202,7 +249,10 @@ describe('InfluxSink against a real influxd', () => {
     try {
       const s = new InfluxSink({ url: `http://127.0.0.1:${port}`, database: 'x', gatewayId: 'gw', timeoutMs: 300 });
       const started = Date.now();
-      const err = await s.write(batch()).then(() => undefined, (e: unknown) => e);
+      const err = await s.write(batch()).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(isStorageError(err, 'INFLUX_TIMEOUT')).toBe(true);
       expect(Date.now() - started).toBeLessThan(5000);
       expect(await s.ping()).toBe(false);

@@ -110,7 +110,10 @@ describe('startInfluxd', () => {
     const squatter = createServer((c) => void conns.push(c)); // accepts, never answers
     await new Promise<void>((res) => squatter.listen(port, '127.0.0.1', res));
     try {
-      const err = await startInfluxd({ dataDir: dir('fixed'), port }).then(() => undefined, (e: unknown) => e);
+      const err = await startInfluxd({ dataDir: dir('fixed'), port }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(isStorageError(err, 'INFLUXD_PORT_IN_USE')).toBe(true);
       expect((err as Error).message).toContain(`${port}`);
     } finally {
@@ -120,7 +123,10 @@ describe('startInfluxd', () => {
   });
 
   it('explains how to install influxd when the binary is missing', async () => {
-    const err = await startInfluxd({ dataDir: dir('missing'), binary: 'influxd-not-installed-here' }).then(() => undefined, (e: unknown) => e);
+    const err = await startInfluxd({ dataDir: dir('missing'), binary: 'influxd-not-installed-here' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(isStorageError(err, 'INFLUXD_NOT_FOUND')).toBe(true);
     expect((err as Error).message).toContain('apt-get install influxdb');
     expect(existsSync(join(dir('missing'), 'influxdb.conf'))).toBe(false);

@@ -56,7 +56,10 @@ describe('writeIsolating', () => {
   });
 
   it('every group refused: each is found, with 2n - 1 requests', async () => {
-    const s = scenario(16, Array.from({ length: 16 }, (_, i) => i));
+    const s = scenario(
+      16,
+      Array.from({ length: 16 }, (_, i) => i),
+    );
     const refused: number[] = [];
     await writeIsolating(s.groups, s.write, (g) => void refused.push(g.id));
     expect(refused).toEqual(Array.from({ length: 16 }, (_, i) => i));
@@ -78,10 +81,17 @@ describe('writeIsolating', () => {
   ])('%s is transient: thrown at once, nothing set aside', async (_n, err) => {
     const refused: number[] = [];
     let requests = 0;
-    const e = await writeIsolating([{ lines: ['a'] }, { lines: ['b'] }], async () => {
-      requests++;
-      throw err;
-    }, () => void refused.push(0)).then(() => undefined, (x: unknown) => x);
+    const e = await writeIsolating(
+      [{ lines: ['a'] }, { lines: ['b'] }],
+      async () => {
+        requests++;
+        throw err;
+      },
+      () => void refused.push(0),
+    ).then(
+      () => undefined,
+      (x: unknown) => x,
+    );
     expect(e).toBe(err);
     expect(requests).toBe(1);
     expect(refused).toEqual([]);
@@ -91,11 +101,18 @@ describe('writeIsolating', () => {
     const groups = Array.from({ length: 8 }, (_, i) => ({ id: i, lines: [`g${i}`] }));
     let calls = 0;
     const refused: number[] = [];
-    const e = await writeIsolating(groups, async (lines) => {
-      calls++;
-      if (calls >= 5) throw new StorageError('INFLUX_UNREACHABLE', { reason: 'ECONNREFUSED' });
-      if (lines.includes('g0')) throw new StorageError('INFLUX_REJECTED', { status: 400, error: 'field type conflict' });
-    }, (g) => void refused.push(g.id)).then(() => undefined, (x: unknown) => x);
+    const e = await writeIsolating(
+      groups,
+      async (lines) => {
+        calls++;
+        if (calls >= 5) throw new StorageError('INFLUX_UNREACHABLE', { reason: 'ECONNREFUSED' });
+        if (lines.includes('g0')) throw new StorageError('INFLUX_REJECTED', { status: 400, error: 'field type conflict' });
+      },
+      (g) => void refused.push(g.id),
+    ).then(
+      () => undefined,
+      (x: unknown) => x,
+    );
     expect(isStorageError(e, 'INFLUX_UNREACHABLE')).toBe(true);
     expect(refused).toEqual([0]);
   });
@@ -103,8 +120,18 @@ describe('writeIsolating', () => {
 
 describe('StorageQuarantine', () => {
   const entry = (lsn: number, extra: Partial<QuarantinedFrame> = {}): QuarantinedFrame => ({
-    version: 1, lsn: String(lsn), device: '0a1b2c3d4e5f6071', seq: String(100 + lsn), sensor: 'heart_rate', sha256: `${'ab'.repeat(31)}${lsn.toString(16).padStart(2, '0')}`,
-    database: 'vitalproof', lines: [`heart_rate,device=0a1b2c3d4e5f6071 value=${lsn} 1`], status: 400, error: 'field type conflict', quarantinedAtMs: 1, ...extra,
+    version: 1,
+    lsn: String(lsn),
+    device: '0a1b2c3d4e5f6071',
+    seq: String(100 + lsn),
+    sensor: 'heart_rate',
+    sha256: `${'ab'.repeat(31)}${lsn.toString(16).padStart(2, '0')}`,
+    database: 'vitalproof',
+    lines: [`heart_rate,device=0a1b2c3d4e5f6071 value=${lsn} 1`],
+    status: 400,
+    error: 'field type conflict',
+    quarantinedAtMs: 1,
+    ...extra,
   });
 
   function quarantine(maxBytes?: number): StorageQuarantine {
@@ -133,7 +160,10 @@ describe('StorageQuarantine', () => {
     const again = new StorageQuarantine(q.dir);
     expect(readdirSync(q.dir).some((n) => n.endsWith('.tmp'))).toBe(false);
     const listed = again.entries();
-    expect(listed.map((e) => [e.entry?.lsn, e.unreadable !== undefined])).toEqual([['1', false], [undefined, true]]);
+    expect(listed.map((e) => [e.entry?.lsn, e.unreadable !== undefined])).toEqual([
+      ['1', false],
+      [undefined, true],
+    ]);
   });
 
   it('sees files another process removed (a replay) at its next rescan', () => {

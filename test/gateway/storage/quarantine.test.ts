@@ -58,7 +58,15 @@ function accepted(sensor: string, seq: bigint, timestampMs: bigint, lsn: bigint,
     samples: Int32Array.from({ length: n * spec.channels.length }, (_, i) => Math.floor(((i + salt) % 7) + spec.min / 10 ** spec.defaultScale + 1)),
   };
   const raw = signFrame(body, keys.secretKey);
-  return { lsn, receivedAtMs: Number(timestampMs) + 100, transport: 'mqtt', patient: 'p-quarantine', sha256: createHash('sha256').update(raw).digest('hex'), frame: decodeFrame(raw), placement: { batch: 3n, leaf: Number(lsn) } };
+  return {
+    lsn,
+    receivedAtMs: Number(timestampMs) + 100,
+    transport: 'mqtt',
+    patient: 'p-quarantine',
+    sha256: createHash('sha256').update(raw).digest('hex'),
+    frame: decodeFrame(raw),
+    placement: { batch: 3n, leaf: Number(lsn) },
+  };
 }
 
 /**
@@ -93,7 +101,14 @@ async function setup(maxBytes?: number) {
   const dir = tempDir();
   const quarantine = new StorageQuarantine(join(dir, 'storage-quarantine'), maxBytes !== undefined ? { maxBytes } : {});
   const reported: QuarantinedFrame[] = [];
-  const sink = new InfluxSink({ url: influx.handle.url, database, gatewayId: 'gw-q', timeoutMs: 5000, quarantine, onQuarantined: (q) => void reported.push(q) });
+  const sink = new InfluxSink({
+    url: influx.handle.url,
+    database,
+    gatewayId: 'gw-q',
+    timeoutMs: 5000,
+    quarantine,
+    onQuarantined: (q) => void reported.push(q),
+  });
   await sink.ensureDatabase();
   const http = new InfluxHttp({ url: influx.handle.url });
   // Another writer stored heart_rate's `value` as a string in shard A.
@@ -106,7 +121,10 @@ describe('a field type conflict planted by another writer', () => {
     const { database } = await setup();
     // A sink without a quarantine: the refusal reaches the caller as it is.
     const plain = new InfluxSink({ url: influx.handle.url, database, gatewayId: 'gw-q', timeoutMs: 5000 });
-    const e = await plain.write([batch().refused]).then(() => undefined, (x: unknown) => x);
+    const e = await plain.write([batch().refused]).then(
+      () => undefined,
+      (x: unknown) => x,
+    );
     expect(isStorageError(e, 'INFLUX_REJECTED')).toBe(true);
     expect(isPermanentRefusal(e)).toBe(true);
     expect((e as { detail: Record<string, unknown> }).detail).toMatchObject({ status: 400, error: expect.stringContaining('field type conflict') as string });
@@ -120,7 +138,12 @@ describe('a field type conflict planted by another writer', () => {
 
     // Every other frame is stored, point for point; heart_rate holds only the shard B frame.
     for (const sensor of new Set(frames.map((f) => f.frame.spec.name))) {
-      expect(await sink.queryPoints(sensor, DEVICE), sensor).toEqual(expectedPoints(frames.filter((f) => f !== refused), sensor));
+      expect(await sink.queryPoints(sensor, DEVICE), sensor).toEqual(
+        expectedPoints(
+          frames.filter((f) => f !== refused),
+          sensor,
+        ),
+      );
     }
     const storedSeqs = (await sink.queryFrames(DEVICE)).map((f) => f.seq);
     for (const f of frames.filter((x) => x !== refused)) expect(storedSeqs).toContain(f.frame.seq);
@@ -129,7 +152,16 @@ describe('a field type conflict planted by another writer', () => {
     const files = readdirSync(quarantine.dir);
     expect(files).toEqual([StorageQuarantine.fileName(refused.lsn, refused.sha256)]);
     const entry = JSON.parse(readFileSync(join(quarantine.dir, files[0]!), 'utf8')) as QuarantinedFrame;
-    expect(entry).toMatchObject({ version: 1, lsn: '5', device: DEVICE, seq: '104', sensor: 'heart_rate', sha256: refused.sha256, status: 400, lines: frameToLines(refused, 'gw-q') });
+    expect(entry).toMatchObject({
+      version: 1,
+      lsn: '5',
+      device: DEVICE,
+      seq: '104',
+      sensor: 'heart_rate',
+      sha256: refused.sha256,
+      status: 400,
+      lines: frameToLines(refused, 'gw-q'),
+    });
     expect(entry.error).toContain('field type conflict: input field "value" on measurement "heart_rate" is type float, already exists as type string');
     expect(reported.map((r) => r.lsn)).toEqual(['5']);
     expect(quarantine.stats()).toMatchObject({ held: 1 });
@@ -162,7 +194,12 @@ describe('a field type conflict planted by another writer', () => {
     const kept = quarantine.entries();
     expect(kept).toHaveLength(1);
     expect(kept[0]!.entry!.lastReplay).toMatchObject({ atMs: 1234, status: 400 });
-    expect(await sink.queryPoints('heart_rate', DEVICE)).toEqual(expectedPoints(frames.filter((f) => f !== refused), 'heart_rate'));
+    expect(await sink.queryPoints('heart_rate', DEVICE)).toEqual(
+      expectedPoints(
+        frames.filter((f) => f !== refused),
+        'heart_rate',
+      ),
+    );
 
     // The operator's fix: drop shard A (the foreign string point; a type lives per shard and measurement).
     const shards = await http.query('SHOW SHARDS');
@@ -185,7 +222,10 @@ describe('a field type conflict planted by another writer', () => {
   it('at its size bound the quarantine refuses (QUARANTINE_FULL, nothing written): the write throws and is retried like an outage', async () => {
     const { quarantine, reported, sink } = await setup(100);
     const { frames, refused } = batch();
-    const e = await sink.write(frames).then(() => undefined, (x: unknown) => x);
+    const e = await sink.write(frames).then(
+      () => undefined,
+      (x: unknown) => x,
+    );
     expect(isStorageError(e, 'QUARANTINE_FULL')).toBe(true);
     expect(isPermanentRefusal(e)).toBe(false);
     expect(readdirSync(quarantine.dir)).toEqual([]);
@@ -201,7 +241,10 @@ describe('transient failures are not quarantined', () => {
     const quarantine = new StorageQuarantine(join(dir, 'q'));
     const port = await findFreePort();
     const sink = new InfluxSink({ url: `http://127.0.0.1:${port}`, database: 'vp_down', gatewayId: 'gw-q', timeoutMs: 2000, quarantine });
-    const e = await sink.write(batch().frames).then(() => undefined, (x: unknown) => x);
+    const e = await sink.write(batch().frames).then(
+      () => undefined,
+      (x: unknown) => x,
+    );
     expect(isStorageError(e, 'INFLUX_UNREACHABLE')).toBe(true);
     expect(isPermanentRefusal(e)).toBe(false);
     expect(quarantine.stats().held).toBe(0);
@@ -211,7 +254,8 @@ describe('transient failures are not quarantined', () => {
 describe('logSafeMessage', () => {
   it('cuts quoted line protocol (readings) out of InfluxDB messages and keeps the rest', () => {
     expect(logSafeMessage(`unable to parse 'heart_rate,device=a value=72 1700000000000000000': bad timestamp`)).toBe("unable to parse '…': bad timestamp");
-    const conflict = 'partial write: field type conflict: input field "value" on measurement "heart_rate" is type float, already exists as type string dropped=1';
+    const conflict =
+      'partial write: field type conflict: input field "value" on measurement "heart_rate" is type float, already exists as type string dropped=1';
     expect(logSafeMessage(conflict)).toBe(conflict);
   });
 });

@@ -144,7 +144,17 @@ type Attempt = { client: MqttClient; connected: true } | { client: MqttClient; c
 
 /** One CONNECT with MQTT.js (3.1.1, no automatic reconnect); resolves on CONNACK either way. */
 function attempt(port: number, clientId: string, username: string, password: Uint8Array): Promise<Attempt> {
-  const client = connect({ host: '127.0.0.1', port, protocolVersion: 4, clientId, username, password: Buffer.from(password), clean: true, reconnectPeriod: 0, connectTimeout: 10_000 });
+  const client = connect({
+    host: '127.0.0.1',
+    port,
+    protocolVersion: 4,
+    clientId,
+    username,
+    password: Buffer.from(password),
+    clean: true,
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+  });
   // Later errors (a takeover, the broker closing) are not what this attempt waits for.
   client.on('error', () => undefined);
   return new Promise((resolve, reject) => {
@@ -185,7 +195,14 @@ describe('CONNECT through the embedded broker', { timeout: 15_000 }, () => {
     expect(res.enrolled).toHaveLength(3);
     await registry.revoke(carol.id, Date.now() - 60_000);
     metrics = new Metrics();
-    const pipeline = new IngestPipeline({ registry, verifier: new VerifyPool(0), wal, states: new DeviceStates(), quarantine: new Quarantine(join(dir, 'quarantine')), metrics });
+    const pipeline = new IngestPipeline({
+      registry,
+      verifier: new VerifyPool(0),
+      wal,
+      states: new DeviceStates(),
+      quarantine: new Quarantine(join(dir, 'quarantine')),
+      metrics,
+    });
     transport = new MqttTransport({ host: '127.0.0.1', port: 0, pipeline, registry, metrics, log: pino({ level: 'silent' }) });
     await transport.start();
     expect(transport.port).toBeGreaterThan(0);

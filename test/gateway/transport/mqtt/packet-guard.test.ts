@@ -49,7 +49,7 @@ function feed(g: PacketGuard, pieces: Buffer[], admitLimit: number): { passed: B
 
 function splits(bytes: Buffer, rng: TestRng): Buffer[] {
   const out: Buffer[] = [];
-  for (let i = 0; i < bytes.length; ) {
+  for (let i = 0; i < bytes.length;) {
     const n = 1 + rng.int(40);
     out.push(bytes.subarray(i, i + n));
     i += n;
@@ -59,13 +59,28 @@ function splits(bytes: Buffer, rng: TestRng): Buffer[] {
 
 describe('PacketGuard', () => {
   const frame = Buffer.alloc(MAX_FRAME_BYTES, 1);
-  const stream = Buffer.concat([CONNECT, publishPacket(frameTopic(DEVICE), frame, 1), PINGREQ, publishPacket(frameTopic(DEVICE), Buffer.alloc(300, 2), 2), subscribePacket('vp/x', 3), DISCONNECT]);
+  const stream = Buffer.concat([
+    CONNECT,
+    publishPacket(frameTopic(DEVICE), frame, 1),
+    PINGREQ,
+    publishPacket(frameTopic(DEVICE), Buffer.alloc(300, 2), 2),
+    subscribePacket('vp/x', 3),
+    DISCONNECT,
+  ]);
 
   it('passes a valid stream whole in any split, holding what follows the CONNECT until admit()', () => {
     const rng = prng(10_001);
     const passedWhole = (r: ReturnType<typeof feed>): boolean => 'passed' in r && r.passed.equals(stream);
     for (let i = 0; i < 200; i++) expect(passedWhole(feed(new PacketGuard(4096), splits(stream, rng), MAX_FRAME_BYTES + 1024))).toBe(true);
-    expect(passedWhole(feed(new PacketGuard(4096), [...stream].map((b) => Buffer.from([b])), MAX_FRAME_BYTES + 1024))).toBe(true);
+    expect(
+      passedWhole(
+        feed(
+          new PacketGuard(4096),
+          [...stream].map((b) => Buffer.from([b])),
+          MAX_FRAME_BYTES + 1024,
+        ),
+      ),
+    ).toBe(true);
   });
 
   it('stops at the end of the CONNECT and passes nothing more until admitted', () => {
@@ -216,7 +231,13 @@ describe('RefusalLog', () => {
     for (let i = 0; i < 300; i++) rl.note('MQTT_TOO_MANY_FROM_SOURCE', '10.0.0.9', i === 0 ? 'abcdefabcdefabcd' : undefined);
     await lineCount(2);
     expect(lines).toHaveLength(2);
-    expect(lines[1]).toMatchObject({ event: 'mqtt_refused', total: 300, byReason: { MQTT_TOO_MANY_FROM_SOURCE: 300 }, topSources: [{ source: '10.0.0.9', n: 300 }], devices: ['abcdefabcdefabcd'] });
+    expect(lines[1]).toMatchObject({
+      event: 'mqtt_refused',
+      total: 300,
+      byReason: { MQTT_TOO_MANY_FROM_SOURCE: 300 },
+      topSources: [{ source: '10.0.0.9', n: 300 }],
+      devices: ['abcdefabcdefabcd'],
+    });
     expect(lines[1]!.sinceMs as number).toBeGreaterThanOrEqual(200);
     rl.flush();
     expect(lines).toHaveLength(2);
@@ -233,7 +254,9 @@ describe('MQTT configuration', () => {
 
   it('refuses plain MQTT on a non-loopback address unless mqtt.allowPlain is true', () => {
     expect(() => loadConfig({ env: {}, flags: flags({ 'mqtt.host': '0.0.0.0' }) })).toThrow(ConfigError);
-    expect(() => loadConfig({ env: {}, flags: flags({ 'mqtt.host': '0.0.0.0' }) })).toThrow(/mqtt\.host is "0\.0\.0\.0", not a loopback address.*mqtt\.allowPlain/);
+    expect(() => loadConfig({ env: {}, flags: flags({ 'mqtt.host': '0.0.0.0' }) })).toThrow(
+      /mqtt\.host is "0\.0\.0\.0", not a loopback address.*mqtt\.allowPlain/,
+    );
     expect(() => loadConfig({ env: { VP_MQTT_HOST: '10.1.1.1' }, flags: flags({}) })).toThrow(ConfigError);
     expect(loadConfig({ env: {}, flags: flags({ 'mqtt.host': '0.0.0.0', 'mqtt.allowPlain': 'true' }) }).mqtt.allowPlain).toBe('true');
     expect(loadConfig({ env: {}, flags: flags({}) }).mqtt.host).toBe('127.0.0.1');
@@ -243,15 +266,22 @@ describe('MQTT configuration', () => {
   it('checks the TLS settings go together', () => {
     expect(() => loadConfig({ env: {}, flags: flags({ 'mqtt.tls.cert': '/x/server.crt' }) })).toThrow(/mqtt\.tls\.cert and mqtt\.tls\.key go together/);
     expect(() => loadConfig({ env: {}, flags: flags({ 'mqtt.tls.ca': '/x/ca.crt' }) })).toThrow(/mqtt\.tls\.ca needs a TLS listener/);
-    expect(() => loadConfig({ env: {}, flags: flags({ 'mqtt.tls.cert': '/x/s.crt', 'mqtt.tls.key': '/x/s.key', 'mqtt.tls.requireClientCert': 'true' }) })).toThrow(/requireClientCert true needs mqtt\.tls\.ca/);
-    const c = loadConfig({ env: {}, flags: flags({ 'mqtt.tls.cert': 's.crt', 'mqtt.tls.key': 's.key', 'mqtt.tls.ca': 'ca.crt', 'mqtt.tls.requireClientCert': 'true' }) });
+    expect(() =>
+      loadConfig({ env: {}, flags: flags({ 'mqtt.tls.cert': '/x/s.crt', 'mqtt.tls.key': '/x/s.key', 'mqtt.tls.requireClientCert': 'true' }) }),
+    ).toThrow(/requireClientCert true needs mqtt\.tls\.ca/);
+    const c = loadConfig({
+      env: {},
+      flags: flags({ 'mqtt.tls.cert': 's.crt', 'mqtt.tls.key': 's.key', 'mqtt.tls.ca': 'ca.crt', 'mqtt.tls.requireClientCert': 'true' }),
+    });
     expect(c.mqtt.tls.cert.startsWith('/')).toBe(true);
     expect(c.mqtt.tls.port).toBe(8883);
   });
 
   it('refuses limits that would cut honest devices off, and the sizes default from the frame limit', () => {
     expect(DEFAULTS.mqtt.maxDevicePacketBytes).toBe(MAX_FRAME_BYTES + 1024);
-    expect(() => loadConfig({ env: {}, flags: flags({ 'mqtt.maxDevicePacketBytes': String(MAX_FRAME_BYTES) }) })).toThrow(/mqtt\.maxDevicePacketBytes must be an integer >= 16448/);
+    expect(() => loadConfig({ env: {}, flags: flags({ 'mqtt.maxDevicePacketBytes': String(MAX_FRAME_BYTES) }) })).toThrow(
+      /mqtt\.maxDevicePacketBytes must be an integer >= 16448/,
+    );
     expect(() => loadConfig({ env: {}, flags: flags({ 'mqtt.maxConnections': '0' }) })).toThrow(/mqtt\.maxConnections must be an integer >= 1/);
     expect(() => loadConfig({ env: {}, flags: flags({ 'mqtt.maxKeepaliveS': '70000' }) })).toThrow(/mqtt\.maxKeepaliveS must be <= 65535/);
   });
