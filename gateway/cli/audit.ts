@@ -26,7 +26,7 @@ import { BatchStore } from '../anchor/batch-store.js';
 import { chainDir, openChainForCli, type ChainRuntime } from '../chain/runtime.js';
 import { DEPLOYMENT_FILE } from '../chain/deploy.js';
 import { FileRegistry } from '../registry/file-registry.js';
-import { startInfluxd, type InfluxdHandle } from '../storage/influxd.js';
+import { influxForCommand, type CommandInflux } from './influx.js';
 import { FINDING_CODES, runAudit, type AuditReport, type Finding, type FindingCode } from '../audit/audit.js';
 
 export const AUDIT_USAGE = `usage: vitalproof audit [options]
@@ -70,22 +70,14 @@ export async function auditCommand(argv: string[], out: (line: string) => void =
   }
   const say = opts.json === '-' ? (line: string): void => void process.stderr.write(`${line}\n`) : out;
 
-  let influxd: InfluxdHandle | undefined;
+  let influx: CommandInflux | undefined;
   let chain: ChainRuntime | undefined;
   try {
     const batchesDir = join(cfg.dataDir, 'batches');
     if (!existsSync(batchesDir)) throw new ConfigError(`no batch store in ${batchesDir}: --dataDir must be the gateway's data dir`);
     const running = runningGateway(cfg.dataDir);
-    let influxUrl = cfg.influx.url || running?.influxUrl || '';
-    if (!influxUrl) {
-      const dir = join(cfg.dataDir, 'influxdb');
-      if (!existsSync(dir))
-        throw new ConfigError(
-          `no InfluxDB: set influx.url, run the audit while the gateway runs on ${cfg.dataDir}, or point --dataDir at a data dir with an embedded influxd`,
-        );
-      influxd = await startInfluxd({ dataDir: dir });
-      influxUrl = influxd.url;
-    }
+    influx = await influxForCommand(cfg, 'the audit');
+    const influxUrl = influx.url;
     const notes: string[] = [];
     if (cfg.chain.mode === 'off') notes.push('chain.mode is off: anchors are not checked (anchored frames are reported unverifiable)');
     else if (cfg.chain.mode === 'embedded' && !existsSync(join(chainDir(cfg.dataDir), DEPLOYMENT_FILE)))
@@ -141,7 +133,7 @@ export async function auditCommand(argv: string[], out: (line: string) => void =
     return 2;
   } finally {
     await chain?.stop().catch(() => undefined);
-    await influxd?.stop().catch(() => undefined);
+    await influx?.stop();
   }
 }
 

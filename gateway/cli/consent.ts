@@ -44,6 +44,7 @@ import { chainConfig, consentOf, revertMessage, send, withChain } from './chain-
 import { badUsage } from './errors.js';
 import { defaultIo, formatGrantTable, iso, metricNames, short, type CliIo, type GrantRow } from './output.js';
 import { isFallbackOf, resolvePatientRef } from './patient-ref.js';
+import type { AccessEntryJson } from '../consent/access-entry.js';
 
 export const CONSENT_USAGE = `usage: vitalproof consent <grant|revoke|list> [options]
   grant    --key-file F --pseudonym P --researcher 0x… --metrics a,b --from T --to T --expires T --purpose TEXT
@@ -314,19 +315,8 @@ interface VerifiedItem {
   verdict?: string;
 }
 
-type DisclosureEntryView = {
-  seq: string;
-  kind: string;
-  researcher: string;
-  grantId: string;
-  metrics: string[];
-  fromMs: number;
-  toMs: number;
-  count: number;
-  firstAtMs: number;
-  atMs: number;
-  batchSeq?: string;
-};
+/** An access-log entry as the report shows it: without what identifies the patient (pseudonym, patientRef, salt). */
+type DisclosureEntryView = Omit<AccessEntryJson, 'kind' | 'pseudonym' | 'patientRef' | 'salt'> & { kind: string; batchSeq?: string };
 
 async function verifyItems(items: readonly DisclosureItem[], chain: ChainRuntime): Promise<VerifiedItem[]> {
   const out: VerifiedItem[] = [];

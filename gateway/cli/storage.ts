@@ -17,9 +17,8 @@ import { join } from 'node:path';
 import { ConfigError, configFromFlags, type GatewayConfig } from '../config.js';
 import { parseArgs } from './args.js';
 import { usageErrorLines } from './errors.js';
-import { runningGateway } from '../running.js';
 import { InfluxSink } from '../storage/influx-sink.js';
-import { startInfluxd, type InfluxdHandle } from '../storage/influxd.js';
+import { influxForCommand, type CommandInflux } from './influx.js';
 import { logSafeMessage, STORAGE_QUARANTINE_DIR, StorageQuarantine } from '../storage/quarantine.js';
 import { replayQuarantine, type ReplayReport } from '../storage/replay.js';
 
@@ -65,20 +64,12 @@ export async function storageCommand(argv: string[], out: (line: string) => void
     return 0;
   }
   const quarantine = new StorageQuarantine(dir, { maxBytes: cfg.storage.quarantineMaxBytes });
-  let influxd: InfluxdHandle | undefined;
+  let influx: CommandInflux | undefined;
   try {
     let influxUrl = '';
     if (!dryRun) {
-      influxUrl = cfg.influx.url || runningGateway(cfg.dataDir)?.influxUrl || '';
-      if (!influxUrl) {
-        const embedded = join(cfg.dataDir, 'influxdb');
-        if (!existsSync(embedded))
-          throw new ConfigError(
-            `no InfluxDB: set influx.url, run the replay while the gateway runs on ${cfg.dataDir}, or point --dataDir at a data dir with an embedded influxd`,
-          );
-        influxd = await startInfluxd({ dataDir: embedded });
-        influxUrl = influxd.url;
-      }
+      influx = await influxForCommand(cfg, 'the replay');
+      influxUrl = influx.url;
     }
     const sinks = new Map<string, InfluxSink>();
     const report = await replayQuarantine(
@@ -111,7 +102,7 @@ export async function storageCommand(argv: string[], out: (line: string) => void
     out('frames replayed before the error are removed from the quarantine; the others are still held: run the replay again');
     return 2;
   } finally {
-    await influxd?.stop().catch(() => undefined);
+    await influx?.stop();
   }
 }
 
