@@ -33,9 +33,9 @@ import { clockTicksPerSecond, machineCpuSeconds } from './lib/proc.js';
 import { sig } from './lib/stats.js';
 import { startPrivateBus, type PrivateBus } from '../device-sim/bluez/bus-daemon.js';
 import { benchVerify, KINDS, splitFrames } from './lib/bench-frames.js';
-import { anchoringFigures, BLE_DEVICES, bleRun, loginFloodFleets, loginFloodRun, onlyLoginFlood } from './lib/bench-more.js';
+import { anchoringFigures, BLE_DEVICES, bleRun, loginFloodFleets, loginFloodRun } from './lib/bench-more.js';
 import { e2eRun, latencyRun, pollStatus, sleep } from './lib/bench-mqtt.js';
-import { fmt, print } from './lib/bench-print.js';
+import { fmt, print, printLoginFlood } from './lib/bench-print.js';
 
 async function main(argv: string[]): Promise<number> {
   const { values: v } = parseArgs({
@@ -207,6 +207,42 @@ async function main(argv: string[]): Promise<number> {
     await influxd?.stop();
     log(`influxd stopped in ${Math.round(performance.now() - t)} ms`);
     await bus?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** `--only login-flood`: influxd and the gateway, then (g) alone. */
+async function onlyLoginFlood(nDevices: number, floodRate: number, floodSources: number, outFile: string): Promise<number> {
+  const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
+  const dir = mkdtempSync(join(tmpdir(), 'vp-bench-flood-'));
+  let influxd: InfluxdHandle | undefined;
+  let gw: GatewayProcess | undefined;
+  try {
+    influxd = await startInfluxd({ dataDir: join(dir, 'influxdb') });
+    const fleets = loginFloodFleets(nDevices);
+    const gwDir = join(dir, 'gateway');
+    const enrolFile = join(dir, 'enrol.json');
+    writeEnrolmentFile(enrolFile, [...fleets.base, ...fleets.attack, ...fleets.warm]);
+    execFileSync(process.execPath, [GATEWAY_CLI, 'enrol', enrolFile, '--dataDir', gwDir], { stdio: 'pipe' });
+    gw = await GatewayProcess.start({ dataDir: gwDir, 'influx.url': influxd.url, 'mqtt.port': 0, 'http.port': 0, gatewayId: 'gw-bench' });
+    // A moderate ward load that leaves the gateway headroom (the full bench uses a quarter of (b)).
+    const rate = 100;
+    log(`(g) login flood: honest devices paced at ${rate} frames/s, without and then with ${floodRate} forged logins/s ...`);
+    const g = await loginFloodRun(gw, influxd, fleets, rate, floodRate, floodSources, 32);
+    const out: string[] = [
+      `VitalProof bench (g) only, ${new Date().toISOString()}, load average at start ${loadavg()
+        .map((x) => sig(x, 2))
+        .join(' ')}`,
+    ];
+    printLoginFlood(g, out);
+    console.log(out.join('\n'));
+    mkdirSync(dirname(outFile), { recursive: true });
+    writeFileSync(outFile, `${JSON.stringify({ version: 1, loginFlood: g, gatewayWarnings: gw.problems().slice(0, 20) }, null, 2)}\n`);
+    console.log(`\nwritten to ${outFile}`);
+    return g.baseline.errors === 0 && g.underFlood.errors === 0 ? 0 : 1;
+  } finally {
+    await gw?.stop();
+    await influxd?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -2,13 +2,10 @@
  * The bench's other runs: (g) a login flood beside honest devices, (f) BLE wearables over
  * the simulated BlueZ, (e) anchoring and proofs (docs/bench.md).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fleetDevices, writeEnrolmentFile, type SimDevice } from '../../device-sim/fleet.js';
-import { startInfluxd, type InfluxdHandle } from '../../gateway/storage/influxd.js';
-import { GATEWAY_CLI, GatewayProcess } from './gateway-process.js';
+import { join } from 'node:path';
+import { fleetDevices, type SimDevice } from '../../device-sim/fleet.js';
+import type { InfluxdHandle } from '../../gateway/storage/influxd.js';
+import type { GatewayProcess } from './gateway-process.js';
 import { cpuWindow, type CpuShare } from './proc.js';
 import { percentile, sig } from './stats.js';
 import { BatchStore } from '../../gateway/anchor/batch-store.js';
@@ -22,7 +19,6 @@ import { runFleet } from '../../device-sim/run.js';
 import { LoginFlood, type FloodFigure } from './login-flood.js';
 import { type LatencyFigure, latencyRun, pollStatus, roundShare } from './bench-mqtt.js';
 import { splitFrames } from './bench-frames.js';
-import { printLoginFlood } from './bench-print.js';
 
 // ---------------------------------------------------------------- (g) login flood
 
@@ -102,42 +98,6 @@ export async function loginFloodRun(
       (((underFlood.cpu.processes['gateway'] ?? 0) - (baseline.cpu.processes['gateway'] ?? 0)) * 1e6) / Math.max(1, floodFigure.requests),
     ),
   };
-}
-
-/** `--only login-flood`: influxd and the gateway, then (g) alone. */
-export async function onlyLoginFlood(nDevices: number, floodRate: number, floodSources: number, outFile: string): Promise<number> {
-  const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
-  const dir = mkdtempSync(join(tmpdir(), 'vp-bench-flood-'));
-  let influxd: InfluxdHandle | undefined;
-  let gw: GatewayProcess | undefined;
-  try {
-    influxd = await startInfluxd({ dataDir: join(dir, 'influxdb') });
-    const fleets = loginFloodFleets(nDevices);
-    const gwDir = join(dir, 'gateway');
-    const enrolFile = join(dir, 'enrol.json');
-    writeEnrolmentFile(enrolFile, [...fleets.base, ...fleets.attack, ...fleets.warm]);
-    execFileSync(process.execPath, [GATEWAY_CLI, 'enrol', enrolFile, '--dataDir', gwDir], { stdio: 'pipe' });
-    gw = await GatewayProcess.start({ dataDir: gwDir, 'influx.url': influxd.url, 'mqtt.port': 0, 'http.port': 0, gatewayId: 'gw-bench' });
-    // A moderate ward load that leaves the gateway headroom (the full bench uses a quarter of (b)).
-    const rate = 100;
-    log(`(g) login flood: honest devices paced at ${rate} frames/s, without and then with ${floodRate} forged logins/s ...`);
-    const g = await loginFloodRun(gw, influxd, fleets, rate, floodRate, floodSources, 32);
-    const out: string[] = [
-      `VitalProof bench (g) only, ${new Date().toISOString()}, load average at start ${loadavg()
-        .map((x) => sig(x, 2))
-        .join(' ')}`,
-    ];
-    printLoginFlood(g, out);
-    console.log(out.join('\n'));
-    mkdirSync(dirname(outFile), { recursive: true });
-    writeFileSync(outFile, `${JSON.stringify({ version: 1, loginFlood: g, gatewayWarnings: gw.problems().slice(0, 20) }, null, 2)}\n`);
-    console.log(`\nwritten to ${outFile}`);
-    return g.baseline.errors === 0 && g.underFlood.errors === 0 ? 0 : 1;
-  } finally {
-    await gw?.stop();
-    await influxd?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 /** BLE wearables in one run. */
