@@ -61,6 +61,9 @@ it('exits with status 1 when a batch cannot be sealed, with every shutdown step 
   // The batch store's directory becomes a file: the next seal (and the seal on the way down) fails.
   rmSync(join(dir, 'gw', 'batches'), { recursive: true, force: true });
   writeFileSync(join(dir, 'gw', 'batches'), 'not a directory\n');
+  // More frames, so that a seal is due; the fleet stops when the gateway has gone (it would
+  // otherwise reconnect to a dead port until its own end, however early the seal came).
+  const moreStop = new AbortController();
   const more = runFleet({
     brokerUrl: `mqtt://127.0.0.1:${gw.mqttPort}`,
     devices: 2,
@@ -69,8 +72,10 @@ it('exits with status 1 when a batch cannot be sealed, with every shutdown step 
     frames: 3,
     stateDir: join(dir, 'sim'),
     drainTimeoutMs: 2_000,
+    signal: moreStop.signal,
   });
   const code = await gw.exited;
+  moreStop.abort();
   expect(code).toBe(1);
   const fatal = gw.lines.find((l) => l.event === 'fatal');
   expect(fatal?.['what']).toBe('gateway fault');
