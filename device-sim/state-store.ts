@@ -12,9 +12,10 @@
  * safe because every frame sent before the crash ended before the real clock did. After a
  * crash the outbox is lost, as RAM would be; the gateway sees those numbers as a gap.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SeqStore } from '../firmware-proto/device.js';
+import { writeFileAtomic } from '../gateway/util/atomic-file.js';
 
 export interface DeviceState extends SeqStore {
   /** Start (ms) of the next frame of a sensor, when known from an earlier run. */
@@ -124,7 +125,7 @@ export class FileDeviceState extends MemoryDeviceState {
   override close(exactNextSeq: bigint, unacked: readonly StoredFrame[] = []): void {
     if (unacked.length) {
       const doc: StoredOutbox = { version: 1, frames: unacked.map((f) => ({ seq: f.seq.toString(), sent: f.sent, raw: Buffer.from(f.raw).toString('hex') })) };
-      writeAtomic(this.outboxPath, JSON.stringify(doc));
+      writeFileAtomic(this.outboxPath, `${JSON.stringify(doc)}\n`);
     }
     this.closing = true;
     super.close(exactNextSeq, unacked);
@@ -138,18 +139,6 @@ export class FileDeviceState extends MemoryDeviceState {
       nextStartMs: Object.fromEntries(this.starts),
       clean: this.closing,
     };
-    writeAtomic(this.path, JSON.stringify(doc));
+    writeFileAtomic(this.path, `${JSON.stringify(doc)}\n`);
   }
-}
-
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, `${text}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
 }

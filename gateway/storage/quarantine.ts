@@ -19,9 +19,10 @@
  *   if (!q.has(lsn, sha256)) q.add(entry);   // durable (written, fsynced, renamed) when it returns
  *   for (const { file, entry } of q.entries()) ...;
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { StorageError } from './errors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 
 export const STORAGE_QUARANTINE_DIR = 'storage-quarantine';
 /** Default bound of the quarantine on disk: beyond it, refused frames wait in the spool (QUARANTINE_FULL). */
@@ -165,27 +166,11 @@ export class StorageQuarantine {
     }
   }
 
-  /** Write a temporary file, fsync it, rename it into place, fsync the directory. */
+  /** Writes the file atomically and durably (util/atomic-file.ts), as a coded StorageError when it cannot. */
   private writeDurably(name: string, text: string): void {
-    const path = join(this.dir, name);
-    const tmp = `${path}.tmp`;
     try {
-      writeFileSync(tmp, text);
-      const fd = openSync(tmp, 'r');
-      try {
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, path);
-      const dfd = openSync(this.dir, 'r');
-      try {
-        fsyncSync(dfd);
-      } finally {
-        closeSync(dfd);
-      }
+      writeFileAtomic(join(this.dir, name), text);
     } catch (e) {
-      if (existsSync(tmp)) rmSync(tmp, { force: true });
       throw new StorageError(
         'QUARANTINE_WRITE_FAILED',
         { dir: this.dir, file: name, reason: (e as NodeJS.ErrnoException).code ?? (e as Error).message },
