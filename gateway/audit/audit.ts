@@ -26,8 +26,8 @@ import { STREAM, anchorRegistryAt, decodeRevert, deviceRegistryAt } from '../cha
 import { deviceIdToBytes8 } from '../chain/ids.js';
 import { hashLeaf } from '../merkle/rfc6962.js';
 import { Rfc6962Tree } from '../merkle/tree.js';
-import { InfluxHttp, type Series } from '../storage/influx-http.js';
-import { FRAMES_MEASUREMENT, fromStoredUint64, toStoredUint64 } from '../storage/schema.js';
+import { InfluxHttp, seriesRows } from '../storage/influx-http.js';
+import { FRAMES_MEASUREMENT, fromStoredUint64, storedTag, toStoredUint64 } from '../storage/schema.js';
 import { KeyCache, verifyEd25519 } from '../verify/ed25519.js';
 import { textOf } from '../util/text.js';
 
@@ -510,7 +510,7 @@ class Audit {
   private async select(measurement: string, where: string[], params: Record<string, string>): Promise<Record<string, unknown>[]> {
     this.queries++;
     const q = `SELECT * FROM ${this.from(measurement)} WHERE ${where.join(' AND ')}`;
-    return toRows(await this.http.query(q, { database: this.o.influx.database, params }));
+    return seriesRows(await this.http.query(q, { database: this.o.influx.database, params }));
   }
 
   private deviceWhere(device: string, timed: boolean): { where: string[]; params: Record<string, string> } {
@@ -534,7 +534,7 @@ class Audit {
       params['device'] = this.o.device;
     }
     this.queries++;
-    const rows = toRows(
+    const rows = seriesRows(
       await this.http.query(`SHOW SERIES${where.length ? ` WHERE ${where.join(' AND ')}` : ''}`, { database: this.o.influx.database, params }),
     );
     const known = new Set([FRAMES_MEASUREMENT, ...SENSORS.map((s) => s.name)]);
@@ -734,7 +734,7 @@ class Audit {
           add({ ...base, ...this.locate(owner, false), code: 'frame_tampered', reason: `${owner.reasons.join('; ')} (the point names this frame by seq)` });
         } else {
           const why = e
-            ? `a second point at this time (patient=${tagOf(r['patient'])}, gateway=${tagOf(r['gateway'])}) besides the one of frame ${device}/${e.fc.seq}`
+            ? `a second point at this time (patient=${storedTag(r['patient'])}, gateway=${storedTag(r['gateway'])}) besides the one of frame ${device}/${e.fc.seq}`
             : owner
               ? `frame ${device}/${owner.seq} (seq ${seqU}) has no sample at this time`
               : `no stored frame of ${device} carries a ${m} sample at this time${seqU !== undefined ? ` or has seq ${seqU}` : ''}`;
@@ -1047,14 +1047,6 @@ function ident(name: string): string {
   return `"${name.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
 
-function toRows(series: Series[]): Record<string, unknown>[] {
-  return series.flatMap((s) => s.values.map((v) => Object.fromEntries(s.columns.map((c, i) => [c, v[i]]))));
-}
-
-function tagOf(v: unknown): string {
-  return v === null || v === undefined ? '' : textOf(v);
-}
-
 /** An integer field as read back (a number, or a decimal string for 16+ digits); undefined when absent or not an integer. */
 function intOf(v: unknown): bigint | undefined {
   if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
@@ -1073,10 +1065,10 @@ function toFrameRow(r: Record<string, unknown>): FrameRow {
   for (const [k, v] of Object.entries(r)) if (!TAGS.has(k)) fields[k] = v;
   return {
     timeNs: intOf(r['time']) ?? 0n,
-    device: tagOf(r['device']),
-    patient: tagOf(r['patient']),
-    gateway: tagOf(r['gateway']),
-    sensor: tagOf(r['sensor']),
+    device: storedTag(r['device']),
+    patient: storedTag(r['patient']),
+    gateway: storedTag(r['gateway']),
+    sensor: storedTag(r['sensor']),
     fields,
   };
 }
@@ -1088,12 +1080,12 @@ function namedPlace(row: FrameRow): { batch: bigint; leaf: number } | undefined 
 }
 
 function sameSeries(r: Record<string, unknown>, row: FrameRow): boolean {
-  return tagOf(r['patient']) === row.patient && tagOf(r['gateway']) === row.gateway;
+  return storedTag(r['patient']) === row.patient && storedTag(r['gateway']) === row.gateway;
 }
 
 function tagDiffs(r: Record<string, unknown>, row: FrameRow): Diff[] {
   const out: Diff[] = [];
-  for (const t of ['patient', 'gateway'] as const) if (tagOf(r[t]) !== row[t]) out.push({ field: t, stored: tagOf(r[t]), expected: row[t] });
+  for (const t of ['patient', 'gateway'] as const) if (storedTag(r[t]) !== row[t]) out.push({ field: t, stored: storedTag(r[t]), expected: row[t] });
   return out;
 }
 

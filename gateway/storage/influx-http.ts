@@ -138,3 +138,8 @@ export function parseJsonExact(text: string): unknown {
     throw new StorageError('INFLUX_BAD_RESPONSE', { body: text.slice(0, 200) }, { cause: e });
   }
 }
+
+/** The rows of a query's series as objects keyed by column (tags and fields alike). */
+export function seriesRows(series: Series[]): Record<string, unknown>[] {
+  return series.flatMap((s) => s.values.map((v) => Object.fromEntries(s.columns.map((c, i) => [c, v[i]]))));
+}

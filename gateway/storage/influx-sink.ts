@@ -12,10 +12,10 @@
 import { sensorByName } from '../../firmware-proto/catalogue.js';
 import type { AcceptedFrame, FrameSink, SinkOutcome, Transport } from '../ingest/types.js';
 import { isStorageError, type StorageError } from './errors.js';
-import { InfluxHttp, type Series } from './influx-http.js';
+import { InfluxHttp, seriesRows, type Series } from './influx-http.js';
 import { writeIsolating } from './isolate.js';
 import { StorageQuarantine, type QuarantinedFrame } from './quarantine.js';
-import { FRAMES_MEASUREMENT, frameToLines, fromStoredUint64, toStoredUint64, type StoredFrame, type StoredPoint } from './schema.js';
+import { FRAMES_MEASUREMENT, frameToLines, fromStoredUint64, storedTag, toStoredUint64, type StoredFrame, type StoredPoint } from './schema.js';
 import { textOf } from '../util/text.js';
 
 /** Points per HTTP write: InfluxDB's documented sweet spot for 1.x. */
@@ -151,7 +151,7 @@ export class InfluxSink implements FrameSink {
     }
     if (fromMs !== undefined) where.push(`time >= ${msToNs(fromMs)}`);
     if (toMs !== undefined) where.push(`time < ${msToNs(toMs)}`);
-    return toRows(await this.select(FRAMES_MEASUREMENT, where, params, limit)).map(storedFrameOf);
+    return seriesRows(await this.select(FRAMES_MEASUREMENT, where, params, limit)).map(storedFrameOf);
   }
 
   /**
@@ -185,7 +185,7 @@ export class InfluxSink implements FrameSink {
     if (range.atNs !== undefined) where.push(`time = ${ns(range.atNs)}`);
     if (range.fromNs !== undefined) where.push(`time >= ${ns(range.fromNs)}`);
     if (range.toNs !== undefined) where.push(`time <= ${ns(range.toNs)}`);
-    return toRows(await this.select(FRAMES_MEASUREMENT, where, params, limit)).map(storedFrameOf);
+    return seriesRows(await this.select(FRAMES_MEASUREMENT, where, params, limit)).map(storedFrameOf);
   }
 
   /**
@@ -203,12 +203,12 @@ export class InfluxSink implements FrameSink {
     }
     if (fromMs !== undefined) where.push(`time >= ${msToNs(fromMs)}`);
     if (toMs !== undefined) where.push(`time < ${msToNs(toMs)}`);
-    const rows = toRows(await this.select(spec.name, where, params));
+    const rows = seriesRows(await this.select(spec.name, where, params));
     return rows.map((r) => ({
       timeNs: BigInt(r['time'] as string | number),
-      device: tag(r['device']),
-      patient: tag(r['patient']),
-      gateway: tag(r['gateway']),
+      device: storedTag(r['device']),
+      patient: storedTag(r['patient']),
+      gateway: storedTag(r['gateway']),
       seq: fromStoredUint64(BigInt(r['seq'] as string | number)),
       values: Object.fromEntries(spec.channels.map((ch) => [ch, Number(r[ch])])),
     }));
@@ -225,10 +225,10 @@ export class InfluxSink implements FrameSink {
 function storedFrameOf(r: Record<string, unknown>): StoredFrame {
   return {
     timeNs: BigInt(r['time'] as string | number),
-    device: tag(r['device']),
-    patient: tag(r['patient']),
-    gateway: tag(r['gateway']),
-    sensor: tag(r['sensor']),
+    device: storedTag(r['device']),
+    patient: storedTag(r['patient']),
+    gateway: storedTag(r['gateway']),
+    sensor: storedTag(r['sensor']),
     seq: fromStoredUint64(BigInt(r['seq'] as string | number)),
     sha256: String(r['sha256']),
     raw: new Uint8Array(Buffer.from(String(r['raw']), 'base64')),
@@ -249,13 +249,4 @@ function ident(name: string): string {
 function msToNs(ms: number): bigint {
   if (!Number.isSafeInteger(ms)) throw new TypeError(`time bound must be an integer number of ms, got ${ms}`);
   return BigInt(ms) * 1_000_000n;
-}
-
-/** An absent tag reads back as null; line protocol cannot store an empty one. */
-function tag(v: unknown): string {
-  return v === null || v === undefined ? '' : textOf(v);
-}
-
-function toRows(series: Series[]): Record<string, unknown>[] {
-  return series.flatMap((s) => s.values.map((v) => Object.fromEntries(s.columns.map((c, i) => [c, v[i]]))));
 }

@@ -14,6 +14,7 @@
 import { sampleTimeNs, sampleValue } from '../../firmware-proto/frame.js';
 import type { AcceptedFrame, Transport } from '../ingest/types.js';
 import { float, int, pointLine, seriesKey, str, toLine, type FieldValue } from './line-protocol.js';
+import { textOf } from '../util/text.js';
 
 export const FRAMES_MEASUREMENT = 'frames';
 
@@ -104,4 +105,9 @@ export interface StoredPoint {
   gateway: string;
   seq: bigint;
   values: Record<string, number>;
+}
+
+/** A tag as read back: an absent tag reads back as null (line protocol cannot store an empty one), here ''. */
+export function storedTag(v: unknown): string {
+  return v === null || v === undefined ? '' : textOf(v);
 }
