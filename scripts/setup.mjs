@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs before every `npm test`, `npm run demo` and `npm run bench`, ahead of the TypeScript
 // build: makes sure node_modules, the `influxd` binary (InfluxDB 1.x), `dbus-daemon` (the
-// private bus the BLE simulator and tests run on) and `openssl` (the DEV ONLY CA for TLS) are there.
+// private bus the BLE simulator and tests run on), `openssl` (the DEV ONLY CA for TLS) and Mosquitto 2
+// (the hospital broker the uplink tests and the fleet demo start) are there.
 // Silent when all already are. Plain JS on purpose: nothing is compiled yet.
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
@@ -29,7 +30,20 @@ const BINARIES = [
     what: 'the OpenSSL command line',
     instead: 'The demo and the tests make a DEV ONLY certificate authority with it for TLS; a hospital gives its own certificates (docs/operations.md).',
   },
+  {
+    cmd: 'mosquitto',
+    // In /usr/sbin, which a non-root PATH often lacks: looked for at its Debian path too.
+    file: '/usr/sbin/mosquitto',
+    packages: ['mosquitto'],
+    what: 'Mosquitto 2 (the broker, its dynamic-security plugin and mosquitto_ctrl)',
+    instead: "The uplink tests and the fleet demo start one as the hospital broker; a gateway uses the hospital's own (docs/uplink.md).",
+  },
 ];
+
+/** Whether a binary of BINARIES is installed: at its Debian path, or on PATH. */
+function present(b) {
+  return (b.file !== undefined && existsSync(b.file)) || onPath(b.cmd);
+}
 
 function onPath(cmd) {
   return (process.env.PATH ?? '')
@@ -82,8 +96,8 @@ function installDue() {
   return Object.entries(want).some(([path, p]) => path !== '' && !p.optional && have[path]?.version !== p.version);
 }
 
-// 2. influxd and dbus-daemon: the tests and the demo start their own (free loopback port, private bus).
-const missing = BINARIES.filter((b) => !onPath(b.cmd));
+// 2. influxd, dbus-daemon and mosquitto: the tests and the demo start their own (free loopback port, private bus).
+const missing = BINARIES.filter((b) => !present(b));
 if (missing.length > 0) {
   const packages = missing.flatMap((b) => b.packages);
   const isRoot = process.getuid?.() === 0;
@@ -91,7 +105,7 @@ if (missing.length > 0) {
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     run('apt-get', ['update'], env);
     run('apt-get', ['install', '-y', '--no-install-recommends', ...packages], env);
-    for (const b of missing) if (!onPath(b.cmd)) fail(`apt-get installed ${b.packages.join(' ')} but \`${b.cmd}\` is still not on PATH`);
+    for (const b of missing) if (!present(b)) fail(`apt-get installed ${b.packages.join(' ')} but \`${b.cmd}\` is still not on PATH`);
   } else {
     fail(
       [
