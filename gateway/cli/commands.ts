@@ -93,6 +93,13 @@ export const COMMANDS: readonly Command[] = [
     run: async (argv) => (await import('./consent.js')).consentCommand(argv),
   },
   {
+    name: 'broker',
+    synopsis: 'broker ...',
+    summary: "init, add-gateway ID, add-hub NAME, disable-gateway ID, list: the hospital Mosquitto's uplink accounts (dynamic security)",
+    ownHelp: true,
+    run: async (argv) => (await import('./broker.js')).brokerCommand(argv),
+  },
+  {
     name: 'research',
     synopsis: 'research ...',
     summary: "login, logout, grants, subscribe, export, verify: a researcher's access, with their key",

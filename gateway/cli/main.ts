@@ -15,6 +15,7 @@
  *   vitalproof admin   bind-patient|authorize-gateway|dev-key  bind a patient's address, authorise a gateway
  *   vitalproof consent grant|revoke|list                     the patient's grants, and who saw their data
  *   vitalproof research login|logout|grants|subscribe|export|verify  a researcher's access (docs/research-api.md)
+ *   vitalproof broker  init|add-gateway|add-hub|disable-gateway|list  the hospital broker's uplink accounts (docs/uplink.md)
  *
  * Any configuration key can be given as a flag (--mqtt.port 1884), an environment
  * variable (VP_MQTT_PORT=1884) or in the --config file; see docs/operations.md.

@@ -25,6 +25,7 @@ import { CHAIN_ERROR_REMEDIES, CHAIN_ERRORS } from '../../gateway/chain/errors.j
 import { FOLLOWER_ERROR_REMEDIES, FOLLOWER_ERRORS } from '../../gateway/chain/log-follower.js';
 import { CLI_ERROR_REMEDIES, CLI_ERRORS } from '../../gateway/cli/errors.js';
 import { CONFIG_ERRORS, CONFIG_ERROR_REMEDIES } from '../../gateway/config.js';
+import { DYNSEC_ERROR_REMEDIES, DYNSEC_ERRORS } from '../../gateway/fleet/dynsec.js';
 import { AUTH_ERROR_REMEDIES, AUTH_ERRORS } from '../../gateway/consent/auth.js';
 import { CONSENT_DECISION_REMEDIES, CONSENT_DECISIONS } from '../../gateway/consent/decisions.js';
 import { ACCESS_PROOF_ERRORS, ACCESS_PROOF_ERROR_REMEDIES } from '../../gateway/consent/disclosure.js';
@@ -271,6 +272,15 @@ export const ERROR_SECTIONS: readonly ErrorSection[] = [
     intro: 'The follower of contract logs (ConsentRegistry, DeviceRegistry): seen at shutdown only.',
     means: FOLLOWER_ERRORS,
     todo: FOLLOWER_ERROR_REMEDIES,
+  }),
+  section({
+    title: 'Broker provisioning',
+    name: 'DYNSEC_ERRORS',
+    file: 'gateway/fleet/dynsec.ts',
+    intro:
+      'Mosquitto\'s dynamic-security API, as `vitalproof broker …` uses it to create the uplink\'s accounts, roles and ACLs (docs/uplink.md, "Provisioning"): the command prints `refused: CODE …` and exits 1.',
+    means: DYNSEC_ERRORS,
+    todo: DYNSEC_ERROR_REMEDIES,
   }),
   section({
     title: 'Outbound HTTP requests',
