@@ -105,7 +105,15 @@ export interface GatewayConfig {
     /** Hold acknowledgements while the data dir's filesystem has less than this many bytes free (0: no check). */
     minFreeBytes: number;
   };
-  ingest: { maxFutureSkewMs: number; maxBacklogMs: number; verifyWorkers: number };
+  ingest: {
+    maxFutureSkewMs: number;
+    maxBacklogMs: number;
+    verifyWorkers: number;
+    /** store: learn a device that moved here from another gateway from the shared InfluxDB (docs/fleet.md); off: every decision is local. */
+    handoff: string;
+    /** Deadline of one such lookup (ms); past it the frame is decided on what this gateway knows. */
+    handoffTimeoutMs: number;
+  };
   storage: {
     batchFrames: number;
     retryMinMs: number;
@@ -240,7 +248,7 @@ export const DEFAULTS: GatewayConfig = {
   login: { recoveriesPerS: 10, selfIssuedPerS: 5, maxUnadmittedSessions: 256 },
   influx: { url: '', database: 'vitalproof', username: '', password: '', timeoutMs: 10_000 },
   spool: { quotaBytes: 1024 * 1024 * 1024, alarmRatio: 0.8, segmentBytes: 64 * 1024 * 1024, minFreeBytes: 64 * 1024 * 1024 },
-  ingest: { maxFutureSkewMs: 30_000, maxBacklogMs: 7 * 24 * 3600_000, verifyWorkers: 2 },
+  ingest: { maxFutureSkewMs: 30_000, maxBacklogMs: 7 * 24 * 3600_000, verifyWorkers: 2, handoff: 'store', handoffTimeoutMs: 1500 },
   storage: { batchFrames: 1000, retryMinMs: 200, retryMaxMs: 10_000, quarantineMaxBytes: 256 * 1024 * 1024 },
   batch: { intervalMs: 10_000, maxFrames: 50_000 },
   chain: {
@@ -355,6 +363,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
       'CONFIG_CONFLICT',
     );
   if (!['on', 'off'].includes(cfg.ble.mode)) throw new ConfigError(`ble.mode must be on or off, got "${cfg.ble.mode}"`);
+  if (!['store', 'off'].includes(cfg.ingest.handoff)) throw new ConfigError(`ingest.handoff must be store or off, got "${cfg.ingest.handoff}"`);
   if (!Number.isInteger(cfg.ble.maxConnections) || cfg.ble.maxConnections < 1)
     throw new ConfigError(`ble.maxConnections must be an integer >= 1, got ${cfg.ble.maxConnections}`);
   if (!Number.isInteger(cfg.chain.confirmations) || cfg.chain.confirmations < 1)
@@ -382,6 +391,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
     throw new ConfigError(`storage.quarantineMaxBytes must be an integer >= 1, got ${cfg.storage.quarantineMaxBytes}`);
   for (const [k, v] of [
     ['chain.rpcTimeoutMs', cfg.chain.rpcTimeoutMs],
+    ['ingest.handoffTimeoutMs', cfg.ingest.handoffTimeoutMs],
     ['health.intervalMs', cfg.health.intervalMs],
     ['health.probeTimeoutMs', cfg.health.probeTimeoutMs],
     ['health.anchorsBehindIntervals', cfg.health.anchorsBehindIntervals],

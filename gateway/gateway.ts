@@ -107,7 +107,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       placementOf: (lsn) => anchoring.batcher.placementOf(lsn),
       onReleased: () => watch.check(),
     });
-    const pipeline = ingestPipeline(ctx, { registry, verification, spool, research: research.live, checkSpool: watch.check });
+    const pipeline = ingestPipeline(ctx, { registry, verification, spool, research: research.live, checkSpool: watch.check, db });
     const transports = await startTransports(ctx, { pipeline, registry, states: spool.states, research: research.live, http: httpT });
     const monitor = startHealthMonitor(ctx, { chain, db, storage, wal: spool.wal, anchoring, consent });
     const snapshot = statusSnapshot(ctx, { monitor, transports, spool, watch, db, storage, anchoring, chain, consent, research });

@@ -58,6 +58,40 @@ export class DeviceStates {
     return gap;
   }
 
+  /**
+   * Raises what is known of a device with what the hospital's shared store knows of it
+   * (gateway/ingest/handoff.ts): highestSeq and each sensor's end only go up, and hashes are
+   * added, the newest DEDUP_WINDOW by seq kept (a hash already known for a seq stays). It never
+   * lowers anything, so merging knowledge that is stale, or already known, changes nothing.
+   * @returns whether anything was raised or added.
+   */
+  merge(deviceId: string, known: { highestSeq: bigint; lastEndMs: ReadonlyMap<number, bigint>; recent: ReadonlyMap<bigint, string> }): boolean {
+    let s = this.states.get(deviceId);
+    if (!s) {
+      s = { highestSeq: 0n, lastEndMs: new Map(), recent: new Map() };
+      this.states.set(deviceId, s);
+    }
+    let changed = false;
+    if (known.highestSeq > s.highestSeq) {
+      s.highestSeq = known.highestSeq;
+      changed = true;
+    }
+    for (const [sensor, end] of known.lastEndMs) {
+      if ((s.lastEndMs.get(sensor) ?? -1n) < end) {
+        s.lastEndMs.set(sensor, end);
+        changed = true;
+      }
+    }
+    const added = [...known.recent].filter(([seq]) => !s.recent.has(seq));
+    if (added.length) {
+      // Rebuilt in seq order: `apply` evicts the first entry, which must stay the oldest.
+      const all = [...s.recent, ...added].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).slice(-DEDUP_WINDOW);
+      s.recent = new Map(all);
+      changed = true;
+    }
+    return changed;
+  }
+
   toCheckpoint(lsn: bigint): Checkpoint {
     const devices: Checkpoint['devices'] = {};
     for (const [id, s] of this.states) {

@@ -10,6 +10,8 @@
  * Checks follow PROTOCOL.md §3.2 and §5.3, in this order: decode, device known, sender,
  * signature, revocation, sequence (duplicate / replay), clock skew, time overlap.
  * Frames of one device are decided in arrival order; different devices run in parallel.
+ * With handoff (./handoff.ts), a device that may have come from another gateway is looked up
+ * in the shared store inside its own decision chain, before the freshness checks.
  */
 import { decodeFrame, frameEndMs, peekDeviceId, type Frame } from '../../firmware-proto/frame.js';
 import { FRAME_TAG, concat } from '../../firmware-proto/signing.js';
@@ -21,6 +23,7 @@ import type { Wal } from '../spool/wal.js';
 import type { Metrics } from '../status/metrics.js';
 import type { Quarantine } from './quarantine.js';
 import type { DeviceStates } from './device-state.js';
+import type { Handoff } from './handoff.js';
 import { encodeSpoolRecord, sha256Hex } from './spool-record.js';
 import type { AcceptedFrame, Transport } from './types.js';
 
@@ -68,6 +71,11 @@ export interface PipelineDeps {
   metrics: Metrics;
   rules?: FreshnessRules;
   now?: () => number;
+  /**
+   * Learns a device's state from the hospital's shared store when it may have come from
+   * another gateway (./handoff.ts, docs/fleet.md); absent: every decision is local.
+   */
+  handoff?: Handoff;
   /** Called for each accepted frame once durable (e.g. to wake the storage writer). */
   onDurable?: () => void;
   /**
@@ -121,11 +129,17 @@ export class IngestPipeline {
       if (!ok) return { reason: 'BAD_SIGNATURE' as const, detail: { seq: frame.seq }, authentic: false };
       if (revokedAt(rec, Number(frame.timestampMs)))
         return { reason: 'DEVICE_REVOKED' as const, detail: { revokedAtMs: rec.revokedAtMs, timestampMs: frame.timestampMs }, authentic: true };
+      const sha = sha256Hex(raw);
+      // Before decide(): the store may know this device from another gateway (it moved here).
+      if (this.d.handoff && (await this.d.handoff.before(frame, sha, ctx.retransmission)) === 'duplicate-elsewhere') {
+        const elsewhere: Extract<Outcome, { status: 'duplicate' }> = { status: 'duplicate', deviceId: frame.deviceId, seq: frame.seq };
+        return elsewhere;
+      }
       if (this.d.wal.overQuota) {
         this.d.onSpoolFull?.();
         await this.d.wal.waitForSpace();
       }
-      return this.decide(frame, rec.patient, raw, ctx);
+      return this.decide(frame, rec.patient, raw, sha, ctx);
     });
     this.tails.set(frame.deviceId, decision);
     void decision.finally(() => {
@@ -179,13 +193,13 @@ export class IngestPipeline {
     frame: Frame,
     patient: string,
     raw: Uint8Array,
+    sha: string,
     ctx: IngestContext,
   ):
     | { status: 'accepted'; lsn: bigint; durable: Promise<bigint>; receivedAtMs: number; patient: string; sha256: string }
     | { status: 'duplicate'; deviceId: string; seq: bigint }
     | { reason: FrameReason; detail: Record<string, unknown>; authentic: true } {
     const state = this.d.states.get(frame.deviceId);
-    const sha = sha256Hex(raw);
     if (state && frame.seq <= state.highestSeq) {
       if (ctx.retransmission && state.recent.get(frame.seq) === sha) return { status: 'duplicate', deviceId: frame.deviceId, seq: frame.seq };
       return { reason: 'REPLAY', detail: { highestAccepted: state.highestSeq, got: frame.seq, retransmission: ctx.retransmission }, authentic: true };

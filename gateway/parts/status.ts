@@ -53,6 +53,7 @@ export function statusSnapshot(ctx: PartContext, p: StatusParts): () => StatusSn
         rejectedBy: nonzero(metrics.rejectedBy),
         seqGaps: metrics.seqGaps,
         byTransport: { mqtt: { ...metrics.byTransport.mqtt }, ble: { ...metrics.byTransport.ble } },
+        handoff: { mode: config.ingest.handoff === 'store' ? 'store' : 'off', ...metrics.handoff },
       },
       mqtt: {
         ...mqtt.status(),

@@ -65,6 +65,8 @@ export interface StatusSnapshot {
     rejectedBy: Record<string, number>;
     seqGaps: number;
     byTransport: Record<'mqtt' | 'ble', { received: number; accepted: number; rejected: number }>;
+    /** Lookups of devices that moved here in the shared InfluxDB (docs/fleet.md); mode off: none are made. */
+    handoff: { mode: 'store' | 'off'; lookups: number; learned: number; duplicatesElsewhere: number; failures: number; skipped: number };
   };
   /** The embedded broker: listeners, limits, open connections, CONNECT refusals (CONNECT_*) and transport refusals (MQTT_*, gateway/transport/mqtt/refusals.ts). */
   mqtt: MqttStatus & { devicesConnected: number; connectRefusedBy: Record<string, number>; refusedBy: Record<string, number> };
@@ -169,6 +171,11 @@ function prometheus(s: StatusSnapshot): string {
   g('frames_duplicate_total', s.frames.duplicates);
   for (const [r, n] of Object.entries(s.frames.rejectedBy)) g('frames_rejected_total', n, `reason="${r}"`);
   g('seq_gaps_total', s.frames.seqGaps);
+  g('handoff_lookups_total', s.frames.handoff.lookups);
+  g('handoff_learned_total', s.frames.handoff.learned);
+  g('handoff_duplicates_elsewhere_total', s.frames.handoff.duplicatesElsewhere);
+  g('handoff_lookup_failures_total', s.frames.handoff.failures);
+  g('handoff_lookups_skipped_total', s.frames.handoff.skipped);
   for (const [t, c] of Object.entries(s.frames.byTransport)) g('frames_accepted_by_transport_total', c.accepted, `transport="${t}"`);
   for (const [r, n] of Object.entries(s.mqtt.connectRefusedBy)) g('connect_refused_total', n, `transport="mqtt",reason="${r}"`);
   g('mqtt_devices_connected', s.mqtt.devicesConnected);

@@ -56,6 +56,12 @@ export class Metrics {
   storageErrors = 0;
   /** Frames set aside in the storage quarantine since start: InfluxDB refused them for good (docs/storage.md). */
   storageQuarantined = 0;
+  /**
+   * Lookups of a moving device's state in the shared InfluxDB (gateway/ingest/handoff.ts,
+   * docs/fleet.md): made, that raised what was known, that found a frame accepted by another
+   * gateway (a duplicate), that failed (decided locally), and not made (lookup cap, InfluxDB down).
+   */
+  readonly handoff = { lookups: 0, learned: 0, duplicatesElsewhere: 0, failures: 0, skipped: 0 };
   readonly rejectedBy = Object.fromEntries(ALL_FRAME_REASONS.map((r) => [r, 0])) as Record<FrameReason, number>;
   /** Refused MQTT CONNECTs; BLE devices refused at connection are in bleConnectRefusedBy, under the same codes. */
   readonly connectRefusedBy = Object.fromEntries(ALL_CONNECT_REASONS.map((r) => [r, 0])) as Record<ConnectReason, number>;

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeFrame, frameEndMs } from '../../../firmware-proto/frame.js';
 import { signFrame } from '../../../firmware-proto/device.js';
 import { generateKeys, deviceIdFromKey } from '../../../firmware-proto/signing.js';
-import { DeviceStates } from '../../../gateway/ingest/device-state.js';
+import { DEDUP_WINDOW, DeviceStates } from '../../../gateway/ingest/device-state.js';
 
 const keys = generateKeys(new Uint8Array(32).fill(3));
 const deviceId = deviceIdFromKey(keys.publicKey);
@@ -56,5 +56,29 @@ describe('DeviceStates and PROTOCOL.md §8.3', () => {
         [2, 11_000n],
       ]),
     );
+  });
+
+  it('merges what the shared store knows only upwards, keeping the newest hashes by seq (docs/fleet.md)', () => {
+    const s = new DeviceStates();
+    for (let i = 1; i <= 3; i++) s.apply(frame(i, 2, i * 10_000, 5, 1_000_000), `h${i}`);
+    const stale = { highestSeq: 2n, lastEndMs: new Map([[2, 5_000n]]), recent: new Map([[2n, 'h2']]) };
+    expect(s.merge(deviceId, stale)).toBe(false);
+    expect(s.get(deviceId)).toMatchObject({ highestSeq: 3n, lastEndMs: new Map([[2, 34_000n]]) });
+    const older = new Map(Array.from({ length: DEDUP_WINDOW }, (_, i) => [BigInt(100 + i), `x${100 + i}`] as [bigint, string]));
+    const newer = { highestSeq: BigInt(99 + DEDUP_WINDOW), lastEndMs: new Map([[1, 9_000n]]), recent: older };
+    expect(s.merge(deviceId, newer)).toBe(true);
+    const st = s.get(deviceId)!;
+    expect(st.highestSeq).toBe(BigInt(99 + DEDUP_WINDOW));
+    expect(st.lastEndMs).toEqual(
+      new Map([
+        [2, 34_000n],
+        [1, 9_000n],
+      ]),
+    );
+    // Bounded, and in seq order: the device's own 1–3 were the oldest, so they went.
+    expect([...st.recent.keys()]).toEqual([...older.keys()]);
+    s.apply(frame(100 + DEDUP_WINDOW, 2, 50_000, 1, 0), 'next');
+    expect(st.recent.has(100n)).toBe(false);
+    expect(st.recent.get(BigInt(100 + DEDUP_WINDOW))).toBe('next');
   });
 });
