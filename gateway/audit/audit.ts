@@ -27,7 +27,7 @@ import { deviceIdToBytes8 } from '../chain/ids.js';
 import { hashLeaf } from '../merkle/rfc6962.js';
 import { Rfc6962Tree } from '../merkle/tree.js';
 import { InfluxHttp, seriesRows } from '../storage/influx-http.js';
-import { FRAMES_MEASUREMENT, fromStoredUint64, storedTag, toStoredUint64 } from '../storage/schema.js';
+import { ACCEPTANCES_MEASUREMENT, FRAMES_MEASUREMENT, fromStoredUint64, storedTag, toStoredUint64 } from '../storage/schema.js';
 import { KeyCache, verifyEd25519 } from '../verify/ed25519.js';
 import { textOf } from '../util/text.js';
 
@@ -69,7 +69,11 @@ export interface AuditOptions {
   keysSource?: string;
   /** One device (16 hex digits); default every device. */
   device?: string;
-  /** Only points tagged with this gateway id (the batch store's gateway); default every point. */
+  /**
+   * The gateway whose batch store this is: only its acceptances are audited against the store
+   * (schema v2), and only v1 points tagged with it; frames that only other gateways of a shared
+   * InfluxDB accepted are left to their audits (named in otherGateways). Default: any acceptance.
+   */
   gatewayId?: string;
   /** [fromMs, toMs): point time (frame time for `frames` points, sample time for samples). */
   fromMs?: number;
@@ -156,7 +160,7 @@ export interface AuditReport {
   summary: { points: number; devices: number; counts: Counts };
   devices: DeviceAudit[];
   batches: BatchAudit[];
-  /** Gateway tags seen in InfluxDB whose points were not audited (gatewayId given). */
+  /** Gateways seen in InfluxDB (v1 gateway tags, v2 acceptances) whose frames were not audited (gatewayId given). */
   otherGateways: string[];
   queries: number;
   findings: Finding[];
@@ -175,19 +179,28 @@ const MAX_CACHED_BATCHES = 256;
 /** Seqs per InfluxQL statement when fetching frames by seq. */
 const SEQS_PER_QUERY = 100;
 const TAGS = new Set(['time', 'device', 'patient', 'gateway', 'sensor']);
+/** The fields of an `acceptances` point the audit checks against the batch store (v1 `frames` points carried them). */
+const ACCEPTANCE_FIELDS = ['lsn', 'received_at', 'transport', 'batch', 'leaf'] as const;
 
 export function emptyCounts(): Counts {
   return Object.fromEntries(Object.keys(FINDING_CODES).map((c) => [c, 0])) as Counts;
 }
 
-/** A `frames` point as stored, read leniently: anything in it may have been edited. */
+/**
+ * A `frames` point as stored, read leniently: anything in it may have been edited. A v2 point's
+ * acceptance by the audited gateway (lsn, batch, leaf, ...) is merged into `fields`, where a v1
+ * point kept them.
+ */
 interface FrameRow {
   timeNs: bigint;
   device: string;
   patient: string;
+  /** The point's own gateway tag: '' for v2 points. */
   gateway: string;
   sensor: string;
   fields: Record<string, unknown>;
+  /** v2: only these other gateways accepted the frame, not the audited one. */
+  foreign?: string[];
 }
 
 /** What the audit concluded about one stored frame. */
@@ -208,6 +221,8 @@ interface FrameCtx {
   edits: Diff[];
   /** Another stored frames point carries the same frame. */
   duplicateOf?: FrameCtx;
+  /** Accepted only by other gateways (FrameRow.foreign) and in no batch of this store: not audited here, but its seq is no gap. */
+  foreign?: boolean;
 }
 
 interface BatchVerdict {
@@ -267,6 +282,8 @@ class Audit {
   private readonly counts = emptyCounts();
   private queries = 0;
   private readonly trusted: Set<string>;
+  /** Gateways whose acceptances were seen but not audited. */
+  private readonly others = new Set<string>();
 
   constructor(private readonly o: AuditOptions) {
     this.http = new InfluxHttp({ url: o.influx.url, username: o.influx.username, password: o.influx.password, timeoutMs: o.influx.timeoutMs ?? 60_000 });
@@ -279,7 +296,7 @@ class Audit {
   async run(): Promise<AuditReport> {
     const { o } = this;
     this.scanBatches();
-    const { byDevice, otherGateways } = await this.series();
+    const { byDevice, otherGateways: tagged } = await this.series();
     const devices = new Set<string>([...byDevice.keys(), ...this.leavesByDevice.keys()]);
     if (o.device !== undefined) for (const d of [...devices]) if (d !== o.device) devices.delete(d);
     const perDevice: DeviceAudit[] = [];
@@ -309,7 +326,7 @@ class Audit {
       summary: { points, devices: perDevice.length, counts: { ...this.counts } },
       devices: perDevice,
       batches: batches.map((b) => b.audit).sort((a, b) => (BigInt(a.batch) < BigInt(b.batch) ? -1 : 1)),
-      otherGateways,
+      otherGateways: [...new Set([...tagged, ...this.others])].sort(),
       queries: this.queries,
       findings: this.findings,
       findingsOmitted: this.omitted,
@@ -513,11 +530,42 @@ class Audit {
     return seriesRows(await this.http.query(q, { database: this.o.influx.database, params }));
   }
 
+  /**
+   * `frames` rows of one device, each v2 row with its acceptance by the audited gateway merged
+   * in (one more query over the rows' time span). A v2 frame that only other gateways accepted
+   * is marked foreign.
+   */
+  private async frameRows(device: string, where: string[], params: Record<string, string>): Promise<FrameRow[]> {
+    const rows = (await this.select(FRAMES_MEASUREMENT, where, params)).map(toFrameRow);
+    const v2 = rows.filter((r) => r.fields['lsn'] === null || r.fields['lsn'] === undefined);
+    if (v2.length === 0) return rows;
+    let lo = v2[0]!.timeNs;
+    let hi = lo;
+    for (const r of v2) {
+      if (r.timeNs < lo) lo = r.timeNs;
+      if (r.timeNs > hi) hi = r.timeNs;
+    }
+    const byFrame = new Map<string, Record<string, unknown>[]>();
+    for (const a of await this.select(ACCEPTANCES_MEASUREMENT, ['"device" = $device', `time >= ${lo}`, `time <= ${hi}`], { device })) {
+      const k = `${storedTag(a['sensor'])}|${textOf(a['time'])}|${textOf(a['sha256'])}`;
+      byFrame.set(k, [...(byFrame.get(k) ?? []), a]);
+    }
+    for (const r of v2) {
+      const list = byFrame.get(`${r.sensor}|${r.timeNs}|${textOf(r.fields['sha256'])}`) ?? [];
+      const own = this.o.gatewayId === undefined ? list[0] : list.find((a) => storedTag(a['gateway']) === this.o.gatewayId);
+      if (own) {
+        for (const f of ACCEPTANCE_FIELDS) if (own[f] !== null && own[f] !== undefined) r.fields[f] = own[f];
+      } else if (list.length > 0) r.foreign = list.map((a) => storedTag(a['gateway']));
+    }
+    return rows;
+  }
+
   private deviceWhere(device: string, timed: boolean): { where: string[]; params: Record<string, string> } {
     const where = ['"device" = $device'];
     const params: Record<string, string> = { device };
     if (this.o.gatewayId !== undefined) {
-      where.push('"gateway" = $gateway');
+      // v1 points of this gateway, and every v2 point (no gateway tag reads as '').
+      where.push(`("gateway" = $gateway OR "gateway" = '')`);
       params['gateway'] = this.o.gatewayId;
     }
     if (timed && this.fromNs !== undefined) where.push(`time >= ${this.fromNs}`);
@@ -544,7 +592,7 @@ class Audit {
       const { measurement, tags } = parseSeriesKey(String(r['key']));
       const device = tags['device'];
       if (!known.has(measurement) || device === undefined) continue;
-      if (this.o.gatewayId !== undefined && tags['gateway'] !== this.o.gatewayId) {
+      if (this.o.gatewayId !== undefined && tags['gateway'] !== undefined && tags['gateway'] !== this.o.gatewayId) {
         other.add(tags['gateway'] ?? '');
         continue;
       }
@@ -606,13 +654,16 @@ class Audit {
     const frames: FrameCtx[] = [];
     if (measurements.has(FRAMES_MEASUREMENT)) {
       const { where, params } = this.deviceWhere(device, true);
-      for (const r of await this.select(FRAMES_MEASUREMENT, where, params)) frames.push(this.frameCtx(toFrameRow(r), true, key));
+      for (const row of await this.frameRows(device, where, params)) frames.push(this.frameCtx(row, true, key));
     }
     markCopies(frames);
+    // Every frame of the device in the range was accepted only by other gateways of a shared
+    // InfluxDB, and this batch store holds none: the device is theirs to audit, points and all.
+    if (frames.length > 0 && frames.every((f) => f.foreign) && !this.leavesByDevice.has(device)) return da;
     await this.settle(frames);
 
     this.auditFramePoints(device, frames, add);
-    da.frames = frames.filter((f) => f.inRange).length;
+    da.frames = frames.filter((f) => f.inRange && !f.foreign).length;
     da.points += da.frames;
     // Sample points against the samples their signed frames carry, matched by time; one
     // measurement at a time, so that only one measurement's points are held.
@@ -651,7 +702,7 @@ class Audit {
   /** Each `frames` point in the range gets one code. */
   private auditFramePoints(device: string, frames: FrameCtx[], add: AddFinding): void {
     for (const fc of frames) {
-      if (!fc.inRange) continue;
+      if (!fc.inRange || fc.foreign) continue;
       const loc = this.locate(fc);
       if (fc.duplicateOf) {
         add({
@@ -707,8 +758,14 @@ class Audit {
     });
     rows.sort((a, b) => (a.t < b.t ? -1 : a.t > b.t ? 1 : a.own !== b.own ? (a.own ? -1 : 1) : a.n - b.n));
     for (const { r } of rows) {
-      points++;
       const t = intOf(r['time']) ?? 0n;
+      const mine = expected.get(t);
+      // A sample of a frame only other gateways accepted: their audits count it.
+      if (mine?.fc.foreign && !mine.claimed && sameSeries(r, mine.fc.row)) {
+        mine.claimed = true;
+        continue;
+      }
+      points++;
       const storedSeq = intOf(r['seq']);
       const seqU = storedSeq === undefined ? undefined : fromStoredUint64(storedSeq);
       const e = expected.get(t);
@@ -761,7 +818,7 @@ class Audit {
     }
     // Samples of sound frames that have no point.
     for (const [t, e] of expected) {
-      if (e.claimed || e.fc.status === 'frame_tampered') continue;
+      if (e.claimed || e.fc.foreign || e.fc.status === 'frame_tampered') continue;
       const f = e.fc.frame!;
       const exp = spec.channels.map((_, c) => sampleValue(f, e.i, c));
       add({
@@ -838,6 +895,16 @@ class Audit {
       fc.reasons.push(why);
       return fc;
     };
+    // Accepted only by other gateways and in no batch of this store: their audits check it
+    // (by the point's seq and device: a frame edited past decoding is still theirs).
+    if (row.foreign && !(fc.seq !== undefined && this.leafByDeviceSeq.has(`${row.device}|${fc.seq}`))) {
+      fc.foreign = true;
+      for (const g of row.foreign) this.others.add(g);
+      // Decoded when it can be, so that its samples are recognised as theirs too.
+      const f = typeof row.fields['raw'] === 'string' ? safe(() => decodeFrame(new Uint8Array(Buffer.from(row.fields['raw'] as string, 'base64')))) : undefined;
+      if (f) Object.assign(fc, { frame: f, sensor: f.spec.name, seq: f.seq });
+      return fc;
+    }
     const rawText = row.fields['raw'];
     if (typeof rawText !== 'string') return tamper('the frames point has no raw frame bytes');
     const raw = new Uint8Array(Buffer.from(rawText, 'base64'));
@@ -947,8 +1014,8 @@ class Audit {
             .map((s) => `"seq" = ${toStoredUint64(s)}`)
             .join(' OR ')})`,
         );
-        for (const r of await this.select(FRAMES_MEASUREMENT, where, params)) {
-          const fc = this.frameCtx(toFrameRow(r), false, key);
+        for (const row of await this.frameRows(device, where, params)) {
+          const fc = this.frameCtx(row, false, key);
           if (fc.frame && fc.status !== 'frame_tampered' && fc.frame.deviceId === device) seen.add(fc.frame.seq);
         }
       }
@@ -992,7 +1059,7 @@ class Audit {
           .map((s) => `"seq" = ${toStoredUint64(s)}`)
           .join(' OR ')})`,
       );
-      for (const r of await this.select(FRAMES_MEASUREMENT, where, { ...params, sensor: m })) out.push(this.frameCtx(toFrameRow(r), false, key));
+      for (const row of await this.frameRows(device, where, { ...params, sensor: m })) out.push(this.frameCtx(row, false, key));
     }
     await this.settle(out);
     return out;

@@ -18,6 +18,7 @@ import { buildBundle, bundleCollection, type ProofBundle, type ProofBundles } fr
 export const PROOF_ERRORS = {
   FRAME_NOT_FOUND: 'no stored frame of this device with this sequence number',
   NOT_BATCHED: 'the stored frame carries no batch and leaf (stored before batching existed, or its point was rewritten without them)',
+  OTHER_GATEWAY: 'the frame is stored, but another gateway of the hospital accepted and anchored it, not this one',
   NOT_YET_ANCHORED: 'the frame is in a batch whose anchor is not confirmed yet: ask again after the next anchor (status shows batches.lastAnchored)',
   FRAME_TAMPERED: 'the stored frame is not the leaf its batch holds: InfluxDB was edited (run `vitalproof audit`)',
   DEVICE_UNKNOWN: 'the device is not in the registry, so its key cannot go in the bundle',
@@ -29,6 +30,7 @@ export type ProofErrorCode = keyof typeof PROOF_ERRORS;
 export const PROOF_ERROR_REMEDIES: Remedies<ProofErrorCode> = {
   FRAME_NOT_FOUND: 'Check the device id and seq (`vitalproof audit` shows gaps).',
   NOT_BATCHED: 'Run `vitalproof audit`.',
+  OTHER_GATEWAY: 'Ask the hub, or the gateway the error names (docs/fleet.md).',
   NOT_YET_ANCHORED: 'Ask again after the next anchor (`batches.lastAnchored` in /status).',
   FRAME_TAMPERED: 'Run `vitalproof audit` (docs/audit.md).',
   DEVICE_UNKNOWN: 'Check the enrolment.',
@@ -89,6 +91,9 @@ export class ProofService {
     const id = { device: f.device, seq: f.seq.toString(), timestampMs: Number(f.timeNs / 1_000_000n) };
     const fail = (code: ProofErrorCode, extra = ''): BundleResult => ({ ok: false, code, message: `${PROOF_ERRORS[code]}${extra}`, ...id });
     if (!this.d.deviceRegistry) return fail('CHAIN_OFF');
+    // Only this gateway's acceptance points into this batch store (reads flatten it first).
+    if (f.acceptances.length > 0 && f.gateway !== this.d.gatewayId)
+      return fail('OTHER_GATEWAY', ` (accepted by ${f.acceptances.map((a) => a.gateway).join(', ')})`);
     if (f.batch === undefined || f.leaf === undefined) return fail('NOT_BATCHED');
     const anchor = this.d.store.anchorOf(f.batch);
     if (!anchor) return fail('NOT_YET_ANCHORED', ` (batch ${f.batch})`);

@@ -10,12 +10,22 @@
  * message, and named in the outcome; the others are stored. Transient failures still throw.
  */
 import { sensorByName } from '../../firmware-proto/catalogue.js';
-import type { AcceptedFrame, FrameSink, SinkOutcome, Transport } from '../ingest/types.js';
+import type { AcceptedFrame, FrameSink, SinkOutcome } from '../ingest/types.js';
 import { isStorageError, type StorageError } from './errors.js';
 import { InfluxHttp, seriesRows, type Series } from './influx-http.js';
 import { writeIsolating } from './isolate.js';
 import { StorageQuarantine, type QuarantinedFrame } from './quarantine.js';
-import { FRAMES_MEASUREMENT, frameToLines, fromStoredUint64, storedTag, toStoredUint64, type StoredFrame, type StoredPoint } from './schema.js';
+import {
+  ACCEPTANCES_MEASUREMENT,
+  FRAMES_MEASUREMENT,
+  frameToLines,
+  fromStoredUint64,
+  storedFramesOf,
+  storedTag,
+  toStoredUint64,
+  type StoredFrame,
+  type StoredPoint,
+} from './schema.js';
 import { textOf } from '../util/text.js';
 
 /** Points per HTTP write: InfluxDB's documented sweet spot for 1.x. */
@@ -24,7 +34,7 @@ export const MAX_POINTS_PER_WRITE = 5000;
 export interface InfluxSinkOptions {
   url: string;
   database: string;
-  /** Tag on every point: which gateway accepted the frame. */
+  /** Which gateway accepted the frames: their `acceptances` points carry it, and reads flatten its acceptance first. */
   gatewayId: string;
   /** Default: the database's default policy. */
   retentionPolicy?: string;
@@ -151,7 +161,7 @@ export class InfluxSink implements FrameSink {
     }
     if (fromMs !== undefined) where.push(`time >= ${msToNs(fromMs)}`);
     if (toMs !== undefined) where.push(`time < ${msToNs(toMs)}`);
-    return seriesRows(await this.select(FRAMES_MEASUREMENT, where, params, limit)).map(storedFrameOf);
+    return this.withAcceptances(seriesRows(await this.select(FRAMES_MEASUREMENT, where, params, limit)));
   }
 
   /**
@@ -185,7 +195,7 @@ export class InfluxSink implements FrameSink {
     if (range.atNs !== undefined) where.push(`time = ${ns(range.atNs)}`);
     if (range.fromNs !== undefined) where.push(`time >= ${ns(range.fromNs)}`);
     if (range.toNs !== undefined) where.push(`time <= ${ns(range.toNs)}`);
-    return seriesRows(await this.select(FRAMES_MEASUREMENT, where, params, limit)).map(storedFrameOf);
+    return this.withAcceptances(seriesRows(await this.select(FRAMES_MEASUREMENT, where, params, limit)));
   }
 
   /**
@@ -214,31 +224,38 @@ export class InfluxSink implements FrameSink {
     }));
   }
 
+  /**
+   * The stored frames of `rows` (`frames` rows) with every gateway's acceptance of each: one
+   * more query, over the devices and the time span of the rows.
+   * @throws StorageError
+   */
+  private async withAcceptances(rows: Record<string, unknown>[]): Promise<StoredFrame[]> {
+    if (rows.length === 0) return [];
+    const devices = [...new Set(rows.map((r) => storedTag(r['device'])))];
+    let lo = BigInt(rows[0]!['time'] as string | number);
+    let hi = lo;
+    for (const r of rows) {
+      const t = BigInt(r['time'] as string | number);
+      if (t < lo) lo = t;
+      if (t > hi) hi = t;
+    }
+    const params: Record<string, string> = {};
+    const who = devices.map((d, i) => {
+      params[`d${i}`] = d;
+      return `"device" = $d${i}`;
+    });
+    // Many devices (a read across all of them): one scan of the time span instead of a long OR.
+    const where = [...(devices.length <= 64 ? [`(${who.join(' OR ')})`] : []), `time >= ${lo}`, `time <= ${hi}`];
+    const accepted = seriesRows(await this.select(ACCEPTANCES_MEASUREMENT, where, params));
+    return storedFramesOf(rows, accepted, this.opts.gatewayId);
+  }
+
   private select(measurement: string, where: string[], params: Record<string, string>, limit?: number): Promise<Series[]> {
     const from = this.opts.retentionPolicy ? `${ident(this.opts.retentionPolicy)}.${ident(measurement)}` : ident(measurement);
     if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new TypeError(`limit must be a positive integer, got ${limit}`);
     const q = `SELECT * FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY time ASC${limit !== undefined ? ` LIMIT ${limit}` : ''}`;
     return this.http.query(q, { database: this.opts.database, params });
   }
-}
-
-function storedFrameOf(r: Record<string, unknown>): StoredFrame {
-  return {
-    timeNs: BigInt(r['time'] as string | number),
-    device: storedTag(r['device']),
-    patient: storedTag(r['patient']),
-    gateway: storedTag(r['gateway']),
-    sensor: storedTag(r['sensor']),
-    seq: fromStoredUint64(BigInt(r['seq'] as string | number)),
-    sha256: String(r['sha256']),
-    raw: new Uint8Array(Buffer.from(String(r['raw']), 'base64')),
-    count: Number(r['count']),
-    intervalUs: Number(r['interval_us']),
-    receivedAtMs: Number(r['received_at']),
-    transport: String(r['transport']) as Transport,
-    lsn: fromStoredUint64(BigInt(r['lsn'] as string | number)),
-    ...(r['batch'] !== null && r['batch'] !== undefined ? { batch: BigInt(r['batch'] as string | number), leaf: Number(r['leaf']) } : {}),
-  };
 }
 
 /** InfluxQL double-quoted identifier. */

@@ -71,10 +71,17 @@ function influxql(q: string): void {
   });
 }
 
-/** Points InfluxDB holds for a gateway (every point has a seq field), counted by InfluxDB itself. */
+/**
+ * Sample and `frames` points InfluxDB holds for the devices a gateway accepted frames of (every
+ * point has a seq field), counted by InfluxDB itself. Schema v2: those points carry no gateway
+ * tag; the gateway's `acceptances` (which do) say which devices are its.
+ */
 async function countPoints(gatewayId: string, device?: string): Promise<number> {
   const http = new InfluxHttp({ url: influx.handle.url });
-  const where = [`"gateway" = '${gatewayId}'`, ...(device ? [`"device" = '${device}'`] : [])].join(' AND ');
+  const tagged = await http.query(`SHOW TAG VALUES FROM "acceptances" WITH KEY = "device" WHERE "gateway" = '${gatewayId}'`, { database: 'vitalproof' });
+  const devices = tagged.flatMap((x) => x.values.map((v) => String(v[1]))).filter((d) => device === undefined || d === device);
+  if (devices.length === 0) return 0;
+  const where = `"gateway" = '' AND (${devices.map((d) => `"device" = '${d}'`).join(' OR ')})`;
   const series = await http.query(`SELECT COUNT("seq") FROM /.*/ WHERE ${where}`, { database: 'vitalproof' });
   return series.reduce((n, s) => n + s.values.reduce((m, v) => m + Number(v[1]), 0), 0);
 }
@@ -169,7 +176,7 @@ describe('audit end to end', () => {
     expect(ranged.findings).toEqual([]);
     expect(ranged.ok).toBe(true);
     const inRange = await new InfluxHttp({ url: influx.handle.url }).query(
-      `SELECT COUNT("seq") FROM /.*/ WHERE "device" = '${d0}' AND time >= ${fromMs}ms AND time < ${toMs}ms`,
+      `SELECT COUNT("seq") FROM /.*/ WHERE "gateway" = '' AND "device" = '${d0}' AND time >= ${fromMs}ms AND time < ${toMs}ms`,
       { database: 'vitalproof' },
     );
     expect(ranged.summary.points).toBe(inRange.reduce((n, s) => n + Number(s.values[0]![1]), 0));
@@ -195,7 +202,7 @@ describe('audit end to end', () => {
     const hr0 = await sink.queryPoints('heart_rate', d0);
     const edited = hr0[2]!;
     const frames0 = await sink.queryFrames(d0);
-    influxql(`INSERT heart_rate,device=${d0},gateway=${GATEWAY},patient=${edited.patient} value=${edited.values['value']! + 7} ${edited.timeNs}`);
+    influxql(`INSERT heart_rate,device=${d0},patient=${edited.patient} value=${edited.values['value']! + 7} ${edited.timeNs}`);
 
     // 2. One SpO2 point of d1 deleted.
     const spo1 = await sink.queryPoints('spo2', d1);
@@ -207,7 +214,7 @@ describe('audit end to end', () => {
     const altered = frames2.find((f) => f.sensor === 'heart_rate' && f.count > 1)!;
     const raw = Buffer.from(altered.raw);
     raw[HEADER_BYTES + 3]! ^= 1;
-    influxql(`INSERT frames,device=${d2},gateway=${GATEWAY},patient=${altered.patient},sensor=heart_rate raw="${raw.toString('base64')}" ${altered.timeNs}`);
+    influxql(`INSERT frames,device=${d2},patient=${altered.patient},sensor=heart_rate raw="${raw.toString('base64')}" ${altered.timeNs}`);
     expect(Buffer.from((await sink.queryFrames(d2, undefined, undefined, altered.seq))[0]!.raw).equals(raw)).toBe(true);
     const alteredFrame = decodeFrame(altered.raw);
 
@@ -298,13 +305,13 @@ describe('audit end to end', () => {
     const edited = hr[2]!; // changed by the test above
     const p = hr[4]!;
     const insertedAt = p.timeNs + 500_000_000n; // between two samples of a 1 s interval
-    influxql(`INSERT heart_rate,device=${d0},gateway=${GATEWAY},patient=${p.patient} seq=${p.seq}i,value=80 ${insertedAt}`);
+    influxql(`INSERT heart_rate,device=${d0},patient=${p.patient} seq=${p.seq}i,value=80 ${insertedAt}`);
     const q = (await sink.queryPoints('spo2', d0))[3]!;
-    influxql(`INSERT spo2,device=${d0},gateway=${GATEWAY},patient=${q.patient} seq=${q.seq + 1000n}i ${q.timeNs}`);
+    influxql(`INSERT spo2,device=${d0},patient=${q.patient} seq=${q.seq + 1000n}i ${q.timeNs}`);
     const fs = (await sink.queryFrames(d0)).find((f) => f.sensor === 'skin_temperature')!;
-    influxql(`INSERT frames,device=${d0},gateway=${GATEWAY},patient=${fs.patient},sensor=skin_temperature batch=${fs.batch! + 1n}i ${fs.timeNs}`);
+    influxql(`INSERT acceptances,device=${d0},gateway=${GATEWAY},sensor=skin_temperature batch=${fs.batch! + 1n}i ${fs.timeNs}`);
     const spoFrame = (await sink.queryFrames(d2)).find((f) => f.sensor === 'spo2')!;
-    influxql(`INSERT frames,device=${d2},gateway=${GATEWAY},patient=${spoFrame.patient},sensor=spo2 raw="AAAA" ${spoFrame.timeNs}`);
+    influxql(`INSERT frames,device=${d2},patient=${spoFrame.patient},sensor=spo2 raw="AAAA" ${spoFrame.timeNs}`);
 
     const r0 = await audit({ device: d0 });
     expect(r0.findings.map(key).sort()).toEqual(
@@ -425,9 +432,12 @@ describe('audit end to end', () => {
     const toMs = fromMs + 20_000;
     const ranged = await audit({ device, fromMs, toMs });
     const http = new InfluxHttp({ url: influx.handle.url });
-    const inRange = await http.query(`SELECT COUNT("seq") FROM /.*/ WHERE "device" = '${device}' AND time >= ${fromMs}ms AND time < ${toMs}ms`, {
-      database: 'vitalproof',
-    });
+    const inRange = await http.query(
+      `SELECT COUNT("seq") FROM /.*/ WHERE "gateway" = '' AND "device" = '${device}' AND time >= ${fromMs}ms AND time < ${toMs}ms`,
+      {
+        database: 'vitalproof',
+      },
+    );
     const expectedPoints = inRange.reduce((n, s) => n + Number(s.values[0]![1]), 0);
     expect(ranged.summary.points).toBe(expectedPoints);
     expect(ranged.summary.counts.intact).toBe(expectedPoints);

@@ -65,7 +65,8 @@ function batch(): AcceptedFrame[] {
   return frames;
 }
 
-function expectedPoints(frames: AcceptedFrame[], sensor: string, gateway = 'gw-test'): StoredPoint[] {
+/** Schema v2: sample points carry no gateway tag (it read back as ''). */
+function expectedPoints(frames: AcceptedFrame[], sensor: string, gateway = ''): StoredPoint[] {
   return frames
     .filter((a) => a.frame.spec.name === sensor)
     .flatMap((a) =>
@@ -108,6 +109,7 @@ describe('InfluxSink against a real influxd', () => {
         receivedAtMs: a.receivedAtMs,
         transport: a.transport,
         lsn: a.lsn,
+        acceptances: [{ gateway: 'gw-test', receivedAtMs: a.receivedAtMs, transport: a.transport, lsn: a.lsn }],
       })),
     );
     // The stored bytes are the signed frame: they decode to the same samples again.
@@ -127,16 +129,9 @@ describe('InfluxSink against a real influxd', () => {
     };
     expect(await fieldTypes('accelerometer')).toEqual({ seq: 'integer', x: 'float', y: 'float', z: 'float' });
     expect(await fieldTypes('heart_rate')).toEqual({ seq: 'integer', value: 'float' });
-    expect(await fieldTypes('frames')).toEqual({
-      count: 'integer',
-      interval_us: 'integer',
-      lsn: 'integer',
-      raw: 'string',
-      received_at: 'integer',
-      seq: 'integer',
-      sha256: 'string',
-      transport: 'string',
-    });
+    // Schema v2: the frame point holds only what the device signed; the gateway's part is its acceptance.
+    expect(await fieldTypes('frames')).toEqual({ count: 'integer', interval_us: 'integer', raw: 'string', seq: 'integer', sha256: 'string' });
+    expect(await fieldTypes('acceptances')).toEqual({ lsn: 'integer', received_at: 'integer', seq: 'integer', sha256: 'string', transport: 'string' });
   });
 
   it('is idempotent: writing the same batch twice leaves every count and value unchanged', async () => {
@@ -147,9 +142,47 @@ describe('InfluxSink against a real influxd', () => {
     const ecgBefore = await s.queryPoints('ecg');
     await s.write(frames);
     await s.write(frames.slice(2, 5));
-    expect(before).toBe(frames.reduce((n, a) => n + a.frame.count + 1, 0));
+    expect(before).toBe(frames.reduce((n, a) => n + a.frame.count + 1, 0)); // countAll counts frames, not acceptances
     expect(await countAll(s)).toBe(before);
     expect(await s.queryPoints('ecg')).toEqual(ecgBefore);
+  });
+
+  it('stores a frame accepted by two gateways once, with one acceptance per gateway (schema v2)', async () => {
+    const database = `vp_test_${++dbCounter}`;
+    const a = sink({ database, gatewayId: 'gw-a' });
+    const b = sink({ database, gatewayId: 'gw-b' });
+    const frames = batch();
+    await a.write(frames.map((f) => ({ ...f, placement: { batch: 7n, leaf: Number(f.lsn) } })));
+    await b.write(frames.slice(1, 3).map((f) => ({ ...f, lsn: f.lsn + 100n, transport: 'ble' as const })));
+    const before = await countAll(a);
+    expect(before).toBe(frames.reduce((n, f) => n + f.frame.count + 1, 0));
+    for (const spec of SENSORS) expect(await a.queryPoints(spec.name)).toEqual(expectedPoints(frames, spec.name));
+    const seenByA = await a.queryFrames();
+    const seenByB = await b.queryFrames();
+    expect(seenByA.map((f) => f.acceptances.map((x) => x.gateway))).toEqual(frames.map((_, i) => (i === 1 || i === 2 ? ['gw-a', 'gw-b'] : ['gw-a'])));
+    // Each reader flattens its own acceptance first: gw-b sees its spool position and transport.
+    expect(seenByB[1]).toMatchObject({ gateway: 'gw-b', lsn: frames[1]!.lsn + 100n, transport: 'ble' });
+    expect(seenByB[1]!.batch).toBeUndefined();
+    expect(seenByA[1]).toMatchObject({ gateway: 'gw-a', lsn: frames[1]!.lsn, batch: 7n, leaf: Number(frames[1]!.lsn) });
+  });
+
+  it('reads schema v1 frames points (gateway tag, acceptance fields on the frame) as frames with one acceptance', async () => {
+    const s = sink();
+    const [f] = batch();
+    const http = new InfluxHttp({ url: influx.handle.url });
+    await s.ensureDatabase();
+    const t = f!.frame.timestampMs * 1_000_000n;
+    const raw = Buffer.from(f!.frame.raw).toString('base64');
+    await http.write(s['opts'].database, [
+      `frames,device=${f!.frame.deviceId},gateway=gw-old,patient=${f!.patient},sensor=${f!.frame.spec.name} seq=${f!.frame.seq}i,sha256="${f!.sha256}",raw="${raw}",count=${f!.frame.count}i,interval_us=${f!.frame.intervalUs}i,received_at=5i,transport="mqtt",lsn=42i,batch=3i,leaf=9i ${t}`,
+    ]);
+    const [old] = await s.queryFrames();
+    expect(old).toMatchObject({ gateway: 'gw-old', lsn: 42n, batch: 3n, leaf: 9, receivedAtMs: 5, seq: f!.frame.seq, sha256: f!.sha256 });
+    // Written again by an upgraded gateway: one frame, both acceptances, the reader's own first.
+    await s.write([f!]);
+    const both = await s.queryFrames();
+    expect(both).toHaveLength(1);
+    expect(both[0]!.acceptances.map((x) => x.gateway)).toEqual(['gw-test', 'gw-old']);
   });
 
   it('splits a batch into writes of pointsPerWrite points and stores all of them', async () => {

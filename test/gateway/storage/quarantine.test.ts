@@ -88,7 +88,7 @@ function expectedPoints(frames: AcceptedFrame[], sensor: string): StoredPoint[] 
         timeNs: sampleTimeNs(a.frame, i),
         device: a.frame.deviceId,
         patient: a.patient,
-        gateway: 'gw-q',
+        gateway: '',
         seq: a.frame.seq,
         values: Object.fromEntries(a.frame.spec.channels.map((ch, c) => [ch, sampleValue(a.frame, i, c)])),
       })),
