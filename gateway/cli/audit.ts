@@ -114,10 +114,10 @@ export async function auditCommand(argv: string[], out: (line: string) => void =
       maxFindings: opts.maxFindings,
     });
     if (fileKeys) notes.push(`keys not on chain come from ${regPath}`);
-    if (report.otherGateways.length) notes.push(`points of other gateways were not audited: ${report.otherGateways.join(', ')}`);
+    if (report.otherGateways.length) notes.push(`frames only other gateways accepted were left to their audits: ${report.otherGateways.join(', ')}`);
     if (report.summary.points === 0 && report.otherGateways.length > 0 && !running) {
       notes.push(
-        `InfluxDB holds no point tagged gateway=${gatewayId}; if this data dir's gateway runs with another gatewayId (${report.otherGateways.join(', ')}), pass --gatewayId`,
+        `InfluxDB holds no frame accepted by gateway ${gatewayId}; if this data dir's gateway runs with another gatewayId (${report.otherGateways.join(', ')}), pass --gatewayId`,
       );
     }
     for (const line of formatAudit(report, { limit: opts.limit, chainId: chain?.chainId, notes })) say(line);
