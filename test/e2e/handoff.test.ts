@@ -1,0 +1,168 @@
+/**
+ * Wearables that move between gateways (docs/fleet.md), with real processes: two gateways
+ * sharing one influxd and one device registry, and simulated wearables (device-sim) that send
+ * to gateway A, lose A's acknowledgements as they leave (a proxy in front of A stops passing
+ * A's answers), and go on at gateway B from their state dir: the unacknowledged frames first,
+ * flagged DUP (PROTOCOL.md §8.2), then new ones. Every acknowledged frame is stored exactly
+ * once, B refuses nothing (no false REPLAY or TIME_OVERLAP), counts what A stored as
+ * duplicates, and counts no gap.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fleetDevices, writeEnrolmentFile } from '../../device-sim/fleet.js';
+import { runFleet, type FleetOptions } from '../../device-sim/run.js';
+import { InfluxHttp, seriesRows } from '../../gateway/storage/influx-http.js';
+import { findFreePort } from '../../gateway/util/net.js';
+import { useInfluxd } from '../support/influxd.js';
+import { CLI, GatewayProcess } from '../support/gateway-process.js';
+import { drained } from '../support/stored.js';
+
+const influx = useInfluxd();
+const SEED = 'handoff';
+const DEVICES = 2;
+const devices = fleetDevices(SEED, DEVICES, 'accelerometer,ecg'); // 1-s frames: the second run waits little for the clock
+const offChain = { 'chain.mode': 'off', 'registry.source': 'file' } as const;
+let dir: string;
+let gwA: GatewayProcess;
+let gwB: GatewayProcess;
+
+function flags(id: string): Record<string, string | number> {
+  return {
+    dataDir: join(dir, id),
+    gatewayId: id,
+    'influx.url': influx.handle.url,
+    'mqtt.port': 0,
+    'http.port': 0,
+    'storage.retryMinMs': 50,
+    'batch.intervalMs': 300,
+    ...offChain,
+  };
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'vp-handoff-e2e-'));
+  writeEnrolmentFile(join(dir, 'fleet.json'), devices);
+  for (const id of ['gw-a', 'gw-b']) {
+    execFileSync(process.execPath, [
+      CLI,
+      'enrol',
+      join(dir, 'fleet.json'),
+      '--dataDir',
+      join(dir, id),
+      ...Object.entries(offChain).flatMap(([k, v]) => [`--${k}`, v]),
+    ]);
+  }
+  [gwA, gwB] = await Promise.all([GatewayProcess.start(flags('gw-a')), GatewayProcess.start(flags('gw-b'))]);
+});
+
+afterAll(async () => {
+  await Promise.all([gwA?.stop(), gwB?.stop()]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * A TCP relay to A's MQTT port that passes each connection's first `acks` PUBACKs and drops
+ * every later one (the wearable is leaving: A's answers no longer reach it). The device's
+ * frames all reach A. MQTT 3.1.1 §2.2: type in the high nibble, then the remaining length
+ * (1-4 bytes, 7 bits each).
+ */
+async function leavingRelay(port: number, acks: number): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets: Socket[] = [];
+  const server: Server = createServer((client) => {
+    const upstream = connect(port, '127.0.0.1');
+    sockets.push(client, upstream);
+    client.pipe(upstream);
+    let buf = Buffer.alloc(0);
+    let passed = 0;
+    upstream.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        let len = 0;
+        let i = 1;
+        for (let shift = 0; i < buf.length; i++, shift += 7) {
+          len += (buf[i]! & 0x7f) << shift;
+          if ((buf[i]! & 0x80) === 0) break;
+        }
+        if (i >= buf.length || buf.length < i + 1 + len) return;
+        const packet = buf.subarray(0, i + 1 + len);
+        buf = buf.subarray(i + 1 + len);
+        if (packet[0]! >> 4 !== 4 || passed++ < acks) client.write(packet);
+      }
+    });
+    for (const [a, b] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      a.on('close', () => b.destroy());
+      a.on('error', () => b.destroy());
+    }
+  });
+  const relayPort = await findFreePort();
+  await new Promise<void>((res) => server.listen(relayPort, '127.0.0.1', res));
+  return {
+    port: relayPort,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((res) => server.close(res));
+    },
+  };
+}
+
+/** seq of every `frames` point of a device, in time order (one point per stored frame, whatever the schema version). */
+async function storedSeqs(deviceId: string): Promise<bigint[]> {
+  const http = new InfluxHttp({ url: influx.handle.url });
+  const rows = seriesRows(await http.query('SELECT "seq" FROM "frames" WHERE "device" = $device', { database: 'vitalproof', params: { device: deviceId } }));
+  return rows.map((r) => BigInt(r['seq'] as string | number));
+}
+
+/** The frames a device left unacknowledged in its state dir (device-sim/state-store.ts). */
+function unacked(stateDir: string, deviceId: string): bigint[] {
+  const file = join(stateDir, `${deviceId}.outbox.json`);
+  if (!existsSync(file)) return [];
+  return (JSON.parse(readFileSync(file, 'utf8')) as { frames: { seq: string }[] }).frames.map((f) => BigInt(f.seq));
+}
+
+it('moves wearables from A to B with their unacknowledged frames: stored once, no refusal, no gap', async () => {
+  const stateDir = join(dir, 'wearables');
+  const base: FleetOptions = { devices: DEVICES, seed: SEED, sensors: 'accelerometer,ecg', stateDir, backoff: { initialMs: 50, maxMs: 500 } };
+  // At A: each wearable's first 3 frames are acknowledged, the rest reach A but their PUBACKs are lost.
+  const relay = await leavingRelay(gwA.mqttPort, 3);
+  const atA = await runFleet({ ...base, brokerUrl: `mqtt://127.0.0.1:${relay.port}`, frames: 12, drainTimeoutMs: 1500 });
+  await relay.close();
+  expect(atA.drained).toBe(false);
+  expect(atA.frames.acked).toBe(3 * DEVICES);
+  expect(atA.frames.unacked).toBe(9 * DEVICES);
+  const sA = await drained(gwA);
+  // What A stored (everything it accepted, acknowledged or not) and what each device still holds.
+  const left = new Map(devices.map((d) => [d.deviceId, unacked(stateDir, d.deviceId)]));
+  let acceptedAtA = 0;
+  for (const d of devices) {
+    const stored = new Set(await storedSeqs(d.deviceId));
+    acceptedAtA += left.get(d.deviceId)!.filter((s) => stored.has(s)).length;
+  }
+  expect(acceptedAtA).toBeGreaterThan(0);
+
+  // At B: the same wearables, from their state dirs.
+  const atB = await runFleet({ ...base, brokerUrl: `mqtt://127.0.0.1:${gwB.mqttPort}`, frames: 8, drainTimeoutMs: 20_000 });
+  expect(atB.drained).toBe(true);
+  expect(atB.frames.restored).toBe(atA.frames.unacked);
+  const sB = await drained(gwB);
+  expect(sB.frames.rejected).toBe(0);
+  expect(sB.frames.rejectedBy).toEqual({});
+  expect(sB.frames.duplicates).toBe(acceptedAtA);
+  expect(sB.frames.seqGaps).toBe(0);
+  expect(sB.frames.handoff).toMatchObject({ mode: 'store', learned: DEVICES, failures: 0 });
+  expect(sA.frames.rejected).toBe(0);
+
+  // Every acknowledged frame stored exactly once: one point per seq, 1 … last, for each device.
+  for (const r of atB.perDevice) {
+    const seqs = (await storedSeqs(r.deviceId)).sort((a, b) => (a < b ? -1 : 1));
+    const last = BigInt(r.nextSeq) - 1n;
+    expect(seqs, `frames of ${r.deviceId}`).toEqual(Array.from({ length: Number(last) }, (_, i) => BigInt(i + 1)));
+  }
+  expect(atA.frames.acked + atB.frames.acked).toBe(atA.frames.recorded + atB.frames.recorded);
+});
