@@ -18,9 +18,9 @@
  *       them keeps the seq-gap count hospital-wide.
  *
  * Bounds: (a) and (c) at most once per device per minIntervalMs; at most maxConcurrent
- * lookups in flight for all devices (beyond: decided locally, counted as skipped); each
- * request with the store's deadline (ingest.handoffTimeoutMs); none while InfluxDB is known
- * down. On any failure the frame is decided on what is known here, and so accepted: storage
+ * lookups in flight for all devices (beyond: decided locally, counted as skipped, and a
+ * device met for the first time is asked about again on its next frame); each request with
+ * the store's deadline (ingest.handoffTimeoutMs); none while InfluxDB is known down. On any failure the frame is decided on what is known here, and so accepted: storage
  * is idempotent across gateways, so the worst case is one frame anchored by two gateways,
  * which the design allows (docs/storage.md).
  *
@@ -62,11 +62,14 @@ export interface HandoffOptions {
 /** What the store said about a frame before decide(): a duplicate of a frame accepted elsewhere, or go on. */
 export type HandoffVerdict = 'duplicate-elsewhere' | 'decide';
 
-/** Devices whose last lookup time is kept at most; beyond, entries older than minIntervalMs are dropped. */
+/** Devices tracked at most (last lookup time, not yet learned); beyond, old lookup times are dropped and no more are marked. */
 const MAX_TRACKED = 100_000;
 
 export class Handoff {
+  /** When each device's last request was made (the interval of triggers a and c). */
   private readonly lastLookupMs = new Map<string, number>();
+  /** Devices met with no state whose state lookup was not made or failed: asked again on a later frame. */
+  private readonly unlearned = new Set<string>();
   private inFlight = 0;
   private readonly minIntervalMs: number;
   private readonly maxConcurrent: number;
@@ -87,47 +90,54 @@ export class Handoff {
     const { states } = this.o;
     const id = frame.deviceId;
     const state = states.get(id);
-    const wantsState = state === undefined || (state.highestSeq > 0n && frame.seq > state.highestSeq + 1n);
+    // (a), also for a device whose first lookup was not made or failed; (c)
+    const wantsState = state === undefined || this.unlearned.has(id) || (state.highestSeq > 0n && frame.seq > state.highestSeq + 1n);
     if (wantsState && this.due(id)) {
-      const known = await this.lookup(id, () => this.o.history.device(id));
-      if (known && states.merge(id, known)) this.o.metrics.handoff.learned++;
+      const got = await this.lookup(id, () => this.o.history.device(id));
+      if (got.answered) {
+        this.unlearned.delete(id);
+        if (got.value && states.merge(id, got.value)) this.o.metrics.handoff.learned++;
+      } else if (state === undefined && this.unlearned.size < MAX_TRACKED) this.unlearned.add(id);
     }
     const s = states.get(id);
     if (!retransmission || !s || frame.seq > s.highestSeq || s.recent.has(frame.seq)) return 'decide';
-    if (!(await this.lookup(id, () => this.o.history.holds(id, frame.seq, frame.timestampMs, sha256)))) return 'decide';
+    const held = await this.lookup(id, () => this.o.history.holds(id, frame.seq, frame.timestampMs, sha256));
+    if (!held.answered || !held.value) return 'decide';
     // Known from now on: a further resend of it is recognised here without asking again.
     states.merge(id, { highestSeq: 0n, lastEndMs: new Map(), recent: new Map([[frame.seq, sha256]]) });
     this.o.metrics.handoff.duplicatesElsewhere++;
     return 'duplicate-elsewhere';
   }
 
-  /** Whether a state lookup of this device is allowed now; if so, records it. */
+  /** Whether a state lookup of this device is allowed now: none made within minIntervalMs. */
   private due(id: string): boolean {
-    const now = this.now();
     const last = this.lastLookupMs.get(id);
-    if (last !== undefined && now - last < this.minIntervalMs) return false;
+    return last === undefined || this.now() - last >= this.minIntervalMs;
+  }
+
+  /**
+   * One bounded request. Not made (counted as skipped) at the cap or while the store is known
+   * down; a skip does not count against the device's interval, a request made does.
+   */
+  private async lookup<T>(id: string, ask: () => Promise<T>): Promise<{ answered: true; value: T } | { answered: false }> {
+    const h = this.o.metrics.handoff;
+    if (this.inFlight >= this.maxConcurrent || this.o.storeDown()) {
+      h.skipped++;
+      return { answered: false };
+    }
+    const now = this.now();
     if (this.lastLookupMs.size >= MAX_TRACKED) {
       for (const [k, t] of this.lastLookupMs) if (now - t >= this.minIntervalMs) this.lastLookupMs.delete(k);
     }
     this.lastLookupMs.set(id, now);
-    return true;
-  }
-
-  /** One bounded request; undefined when skipped or failed (both counted): decide on what is known. */
-  private async lookup<T>(id: string, ask: () => Promise<T>): Promise<T | undefined> {
-    const h = this.o.metrics.handoff;
-    if (this.inFlight >= this.maxConcurrent || this.o.storeDown()) {
-      h.skipped++;
-      return undefined;
-    }
     this.inFlight++;
     h.lookups++;
     try {
-      return await ask();
+      return { answered: true, value: await ask() };
     } catch (e) {
       h.failures++;
       this.o.onFailure?.(e as Error, id);
-      return undefined;
+      return { answered: false };
     } finally {
       this.inFlight--;
     }
