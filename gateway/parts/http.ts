@@ -6,7 +6,7 @@
 import type { Server } from 'node:http';
 import { startHttpServer, type Route } from '../http/routes.js';
 import { HttpGuard, type HttpTransport } from '../http/server.js';
-import type { ProofService } from '../proof/service.js';
+import type { Proofs } from '../proof/service.js';
 import { proofRoutes } from '../proof/http.js';
 import type { DeviceRegistry } from '../registry/registry.js';
 import { researchRoutes, type ResearchApiDeps } from '../research/http.js';
@@ -23,14 +23,14 @@ export interface HttpDeps {
   research: ResearchPart;
   registry: DeviceRegistry;
   sink: InfluxSink;
-  proofs: ProofService;
+  proofs: Proofs;
 }
 
 /**
  * The gateway's route table (gateway/http/routes.ts): every route the endpoint serves, each
  * marked operator or public by the domain that contributes it.
  */
-export function gatewayRoutes(d: { snapshot: () => StatusSnapshot; guard: HttpGuard; research: ResearchApiDeps; proofs: ProofService }): Route[] {
+export function gatewayRoutes(d: { snapshot: () => StatusSnapshot; guard: HttpGuard; research: ResearchApiDeps; proofs: Proofs }): Route[] {
   return [...statusRoutes(d.snapshot, () => d.guard.status()), ...researchRoutes(d.research), ...proofRoutes(d.proofs)];
 }
 

@@ -6,6 +6,7 @@ import type { ChainRuntime } from '../chain/runtime.js';
 import type { HealthMonitor } from '../status/health-monitor.js';
 import type { StatusSnapshot } from '../status/http.js';
 import type { AnchoringPart } from './anchoring.js';
+import { batchPointsStatus, type BatchPointsPart } from './batch-points.js';
 import type { ConsentPart } from './consent.js';
 import type { PartContext } from './lifecycle.js';
 import type { SpoolWatch } from './health.js';
@@ -25,6 +26,8 @@ export interface StatusParts {
   chain: ChainRuntime | undefined;
   consent: ConsentPart;
   research: ResearchPart;
+  /** The anchored batches' writers to InfluxDB (docs/proof-format.md, "Proofs across the hospital"); undefined with the chain off. */
+  batchPoints?: BatchPointsPart | undefined;
 }
 
 export function statusSnapshot(ctx: PartContext, p: StatusParts): () => StatusSnapshot {
@@ -104,6 +107,7 @@ export function statusSnapshot(ctx: PartContext, p: StatusParts): () => StatusSn
         pendingAnchors: batches.pendingAnchors,
         intervalMs: config.batch.intervalMs,
       },
+      ...(p.batchPoints ? { batchPoints: batchPointsStatus(p.batchPoints) } : {}),
       chain: chain
         ? (() => {
             const st = anchorer!.status();

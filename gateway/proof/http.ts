@@ -4,17 +4,18 @@
  *   GET /proofs/frame/<device>/<seq>                 one bundle (200), or an error (404, 409, 422)
  *   GET /proofs?device=<id>&from=<t>&to=<t>&limit=n  { export: <bundle collection>, skipped: [...], truncated }
  *
- * Times are Unix ms or ISO 8601. Errors are JSON { error: CODE, message }, with the status of
- * their code (gateway/http/errors.ts).
+ * The same routes serve a gateway's own frames (ProofService) and, on the hub, every gateway's
+ * (FleetProofService, ./fleet.ts). Times are Unix ms or ISO 8601. Errors are JSON
+ * { error: CODE, message }, with the status of their code (gateway/http/errors.ts).
  */
 import type { ServerResponse } from 'node:http';
 import { parseTimeMs } from '../util/time.js';
 import { errorBody, HTTP_STATUS } from '../http/errors.js';
 import type { Route } from '../http/routes.js';
-import type { ProofService } from './service.js';
+import type { Proofs } from './service.js';
 
 /** Operator routes (gateway/http/routes.ts): a bundle holds the raw signed frame, served without a login. */
-export function proofRoutes(service: ProofService): Route[] {
+export function proofRoutes(service: Proofs): Route[] {
   const json = (res: ServerResponse, status: number, body: unknown): void => {
     res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   };

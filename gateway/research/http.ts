@@ -33,7 +33,7 @@ import type { ConsentGrant, ConsentView } from '../consent/consent-view.js';
 import type { DisclosureService } from '../consent/disclosure.js';
 import type { Logger } from '../log.js';
 import type { ProofBundle } from '../proof/bundle.js';
-import type { ProofService } from '../proof/service.js';
+import type { Proofs } from '../proof/service.js';
 import { PSEUDONYM } from '../registry/registry.js';
 import { parseTimeMs } from '../util/time.js';
 import { CSV_HEADER, csvRows, decodeCursor, encodeCursor, frameJson, scanReadings, type ReadingsDeps, type ServedFrame } from './readings.js';
@@ -66,7 +66,7 @@ export interface ResearchApiDeps {
   disclosures: DisclosureService | undefined;
   accessLog: Pick<AccessLog, 'append'>;
   readings: ReadingsDeps;
-  proofs: Pick<ProofService, 'bundleOf'>;
+  proofs: Pick<Proofs, 'bundleOf'>;
   log: Logger;
   /**
    * The listener's guard: login rate per source, body size (http.maxBodyBytes), and where
@@ -406,7 +406,7 @@ export function researchRoutes(d: ResearchApiDeps): Route[] {
         res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
         for (const f of frames) {
           if (res.destroyed) return;
-          const proof = withProofs ? d.proofs.bundleOf(f.stored) : undefined;
+          const proof = withProofs ? await d.proofs.bundleOf(f.stored) : undefined;
           await write(res, `${JSON.stringify({ ...frameJson(f), ...(proof?.ok ? { proof: proof.bundle } : {}) })}\n`);
         }
         res.end(`${JSON.stringify({ nextCursor: next })}\n`);
@@ -433,7 +433,7 @@ export function researchRoutes(d: ResearchApiDeps): Route[] {
         const proofs: ProofBundle[] = [];
         const skipped: { deviceId: string; seq: string; code: string }[] = [];
         for (const f of frames) {
-          const r = d.proofs.bundleOf(f.stored);
+          const r = await d.proofs.bundleOf(f.stored);
           if (r.ok) proofs.push(r.bundle);
           else skipped.push({ deviceId: f.deviceId, seq: f.seq.toString(), code: r.code });
         }

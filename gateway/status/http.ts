@@ -8,6 +8,7 @@ import type { Route } from '../http/routes.js';
 import type { BleStatus } from '../transport/ble/central.js';
 import { ALARMS, ALL_ALARMS, type Alarm, type AlarmCode, type DependencyStatus } from './health.js';
 import type { MqttStatus } from '../transport/mqtt/broker.js';
+import type { BatchWriterStatus } from '../storage/batch-writer.js';
 
 /** The consent side (docs/consent.md): the local view of ConsentRegistry and the live researcher transport. */
 export interface ConsentStatus {
@@ -103,6 +104,8 @@ export interface StatusSnapshot {
     quarantineHeld: number;
   };
   batches: { open: { batch: string; frames: number; ageMs: number }; lastSealed: string; lastAnchored: string; pendingAnchors: number; intervalMs: number };
+  /** Anchored batches written to the shared InfluxDB's `batches` (docs/proof-format.md, "Proofs across the hospital"): last written, and the lag in batches. */
+  batchPoints?: { frames: BatchWriterStatus; access: BatchWriterStatus };
   chain: {
     mode: 'embedded' | 'external' | 'off';
     up: boolean;
@@ -201,6 +204,7 @@ function prometheus(s: StatusSnapshot): string {
   g('batches_sealed_total', Number(s.batches.lastSealed));
   g('batches_anchored_total', Number(s.batches.lastAnchored));
   g('batches_pending_anchor', s.batches.pendingAnchors);
+  for (const w of s.batchPoints ? [s.batchPoints.frames, s.batchPoints.access] : []) g('batch_points_lag', w.lag, `stream="${w.stream}"`);
   g('chain_up', s.chain.up ? 1 : 0);
   g('consent_following', s.consent.following ? 1 : 0);
   g('consent_grants', s.consent.grants);

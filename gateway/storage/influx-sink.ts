@@ -225,6 +225,15 @@ export class InfluxSink implements FrameSink {
   }
 
   /**
+   * Rows of another measurement of this database (the `batches` points, ./batch-points.ts),
+   * oldest first: `where` holds InfluxQL conditions with $name placeholders for `params`.
+   * @throws StorageError
+   */
+  async queryRows(measurement: string, where: string[], params: Record<string, string> = {}, limit?: number): Promise<Record<string, unknown>[]> {
+    return seriesRows(await this.select(measurement, where, params, limit));
+  }
+
+  /**
    * The stored frames of `rows` (`frames` rows) with every gateway's acceptance of each: one
    * more query, over the devices and the time span of the rows.
    * @throws StorageError

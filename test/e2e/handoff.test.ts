@@ -114,9 +114,13 @@ async function leavingRelay(port: number, acks: number): Promise<{ port: number;
 
 /** seq of every `frames` point of a device, in time order (one point per stored frame, whatever the schema version). */
 async function storedSeqs(deviceId: string): Promise<bigint[]> {
+  return (await rowsOf('frames', deviceId)).map((r) => BigInt(r['seq'] as string | number));
+}
+
+/** A device's rows of a measurement (tags and fields). */
+async function rowsOf(measurement: string, deviceId: string): Promise<Record<string, unknown>[]> {
   const http = new InfluxHttp({ url: influx.handle.url });
-  const rows = seriesRows(await http.query('SELECT "seq" FROM "frames" WHERE "device" = $device', { database: 'vitalproof', params: { device: deviceId } }));
-  return rows.map((r) => BigInt(r['seq'] as string | number));
+  return seriesRows(await http.query(`SELECT * FROM "${measurement}" WHERE "device" = $device`, { database: 'vitalproof', params: { device: deviceId } }));
 }
 
 /** The frames a device left unacknowledged in its state dir (device-sim/state-store.ts). */
@@ -139,11 +143,21 @@ it('moves wearables from A to B with their unacknowledged frames: stored once, n
   const sA = await drained(gwA);
   // What A stored (everything it accepted, acknowledged or not) and what each device still holds.
   const left = new Map(devices.map((d) => [d.deviceId, unacked(stateDir, d.deviceId)]));
-  let acceptedAtA = 0;
+  // The unacknowledged frames A accepted nonetheless: B must count them as duplicates.
+  const tookAtA = new Map<string, Set<string>>();
   for (const d of devices) {
     const stored = new Set(await storedSeqs(d.deviceId));
-    acceptedAtA += left.get(d.deviceId)!.filter((s) => stored.has(s)).length;
+    tookAtA.set(
+      d.deviceId,
+      new Set(
+        left
+          .get(d.deviceId)!
+          .filter((s) => stored.has(s))
+          .map(String),
+      ),
+    );
   }
+  const acceptedAtA = [...tookAtA.values()].reduce((n, x) => n + x.size, 0);
   expect(acceptedAtA).toBeGreaterThan(0);
 
   // At B: the same wearables, from their state dirs.
@@ -163,6 +177,10 @@ it('moves wearables from A to B with their unacknowledged frames: stored once, n
     const seqs = (await storedSeqs(r.deviceId)).sort((a, b) => (a < b ? -1 : 1));
     const last = BigInt(r.nextSeq) - 1n;
     expect(seqs, `frames of ${r.deviceId}`).toEqual(Array.from({ length: Number(last) }, (_, i) => BigInt(i + 1)));
+    // Each taken by one gateway (storage schema v2): what A accepted, B counted as a duplicate and did not take again.
+    const takenBy = (await rowsOf('acceptances', r.deviceId)).map((a) => `${String(a['seq'])}@${String(a['gateway'])}`).sort();
+    expect(takenBy.length, `acceptances of ${r.deviceId}`).toBe(seqs.length);
+    for (const t of takenBy) if (tookAtA.get(r.deviceId)!.has(t.split('@')[0]!)) expect(t).toMatch(/@gw-a$/);
   }
   expect(atA.frames.acked + atB.frames.acked).toBe(atA.frames.recorded + atB.frames.recorded);
 });

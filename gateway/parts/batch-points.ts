@@ -1,0 +1,64 @@
+/**
+ * Publishing the anchored batches (docs/proof-format.md, "Proofs across the hospital"): every
+ * anchored batch of both streams, frames (./anchoring.ts) and the access log (./consent.ts), goes
+ * into the shared InfluxDB's `batches` measurement, so that the hub can make proofs for frames
+ * any gateway took. Started once storage's sink exists; stopped before it.
+ *
+ * The writers poll their batch store's lastAnchored every second: the anchorers' onAnchored hook
+ * fires before storage's sink exists (the anchorers start first), and a property read a second
+ * costs nothing against a batch interval of seconds. wake() is there for a caller holding the hook.
+ */
+import { join } from 'node:path';
+import { STREAM, type StreamId } from '../chain/contracts.js';
+import type { BatchStore } from '../anchor/batch-store.js';
+import { BatchPointWriter, type BatchWriterStatus } from '../storage/batch-writer.js';
+import type { InfluxSink } from '../storage/influx-sink.js';
+import type { AnchoringPart } from './anchoring.js';
+import type { ConsentPart } from './consent.js';
+import type { PartContext } from './lifecycle.js';
+
+/** Where each stream's cursor (the last batch InfluxDB confirmed) lives in the data dir. */
+export const BATCH_POINTS_DIR = 'batch-points';
+
+export interface BatchPointsPart {
+  frames: BatchPointWriter;
+  access: BatchPointWriter;
+}
+
+/** /status `batchPoints`: each stream's last batch written to InfluxDB and how many anchored ones wait. */
+export function batchPointsStatus(p: BatchPointsPart): { frames: BatchWriterStatus; access: BatchWriterStatus } {
+  return { frames: p.frames.status(), access: p.access.status() };
+}
+
+/**
+ * The `batches` writers of both streams; undefined when the chain is off (nothing is anchored).
+ * @param sink storage's sink (its writeLines creates the database when it is missing).
+ */
+export function publishBatches(
+  ctx: PartContext,
+  sink: Pick<InfluxSink, 'writeLines'>,
+  anchoring: Pick<AnchoringPart, 'batches' | 'target'>,
+  consent: Pick<ConsentPart, 'accessBatches'>,
+): BatchPointsPart | undefined {
+  if (!anchoring.target) return undefined;
+  const { config, log, life } = ctx;
+  const writer = (stream: StreamId, store: BatchStore, name: string): BatchPointWriter => {
+    const w = new BatchPointWriter(store, sink, {
+      gatewayId: config.gatewayId,
+      stream,
+      cursorPath: join(config.dataDir, BATCH_POINTS_DIR, `${name}.json`),
+      retryMinMs: config.storage.retryMinMs,
+      retryMaxMs: config.storage.retryMaxMs,
+      pollMs: 1000,
+      onError: (e, attempt) => {
+        if (attempt === 1 || attempt % 10 === 0)
+          log.warn({ event: 'batch_points_down', stream: name, attempt, err: e.message }, 'writing anchored batches to InfluxDB failed; retrying');
+      },
+      onRecovered: (attempts) => log.info({ event: 'batch_points_recovered', stream: name, attempts }, 'anchored batches reach InfluxDB again'),
+    });
+    w.start();
+    life.onStop(() => w.stop());
+    return w;
+  };
+  return { frames: writer(STREAM.FRAMES, anchoring.batches, 'frames'), access: writer(STREAM.ACCESS_LOG, consent.accessBatches, 'access') };
+}
