@@ -20,9 +20,11 @@
  * Bounds: (a) and (c) at most once per device per minIntervalMs; at most maxConcurrent
  * lookups in flight for all devices (beyond: decided locally, counted as skipped, and a
  * device met for the first time is asked about again on its next frame); each request with
- * the store's deadline (ingest.handoffTimeoutMs); none while InfluxDB is known down. On any failure the frame is decided on what is known here, and so accepted: storage
- * is idempotent across gateways, so the worst case is one frame anchored by two gateways,
- * which the design allows (docs/storage.md).
+ * the store's deadline (ingest.handoffTimeoutMs); none while InfluxDB is known down.
+ *
+ * On any failure the frame is decided on what is known here, and so (usually) accepted:
+ * storage is idempotent across gateways, so the worst case is one frame stored once and
+ * anchored by two gateways, which the design allows (docs/storage.md). Failures are counted.
  *
  * What is learned goes into the live DeviceStates only. The checkpoint view is built from
  * the frames this gateway drained into storage (gateway/storage/writer.ts), and must stay
