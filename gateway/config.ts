@@ -198,6 +198,25 @@ export interface GatewayConfig {
     /** A refused device (not enrolled, revoked, wrong key, broken profile) is looked at again after this long. */
     refuseHoldMs: number;
   };
+  /** The uplink to the hospital broker (gateway/uplink/; docs/uplink.md): off while url is empty. */
+  uplink: {
+    /** mqtt:// or mqtts:// of the hospital broker; empty: no uplink (the spool has no 'uplink' position). */
+    url: string;
+    /** The gateway's broker account; empty: vp-gw-<gatewayId> (what `vitalproof broker add-gateway` creates). */
+    username: string;
+    /** A file whose first line is the account's password (never in the config itself, the log or /status). */
+    passwordFile: string;
+    /** mqtts://: PEM CA of the broker's certificate; a client certificate and key when the broker asks for one. */
+    tls: { ca: string; cert: string; key: string };
+    /** PUBLISHes awaiting their PUBACK at most. */
+    inflight: number;
+    /** Empty: vp-gw-<gatewayId>. */
+    clientId: string;
+    /** How often the retained status message is refreshed. */
+    statusIntervalMs: number;
+    retryMinMs: number;
+    retryMaxMs: number;
+  };
   log: {
     level: string;
     /** Empty: stdout (the service manager's journal bounds it). */
@@ -278,6 +297,17 @@ export const DEFAULTS: GatewayConfig = {
     reconnectMaxMs: 30_000,
     stallMs: 10_000,
     refuseHoldMs: 60_000,
+  },
+  uplink: {
+    url: '',
+    username: '',
+    passwordFile: '',
+    tls: { ca: '', cert: '', key: '' },
+    inflight: 100,
+    clientId: '',
+    statusIntervalMs: 5000,
+    retryMinMs: 200,
+    retryMaxMs: 10_000,
   },
   log: { level: 'info', file: '', maxBytes: 64 * 1024 * 1024, keepFiles: 4, limitBurst: 10, limitWindowMs: 60_000 },
 };
@@ -400,6 +430,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
     if (!Number.isInteger(v) || v < 1) throw new ConfigError(`${k} must be an integer >= 1, got ${v}`);
   }
   checkMqtt(cfg.mqtt);
+  checkUplink(cfg.uplink);
   for (const [k, v] of [
     ['http.maxHeaderBytes', cfg.http.maxHeaderBytes],
     ['http.maxBodyBytes', cfg.http.maxBodyBytes],
@@ -491,6 +522,25 @@ function checkMqtt(m: GatewayConfig['mqtt']): void {
       'CONFIG_PLAIN_NOT_LOOPBACK',
     );
   }
+}
+
+/** The uplink's settings (docs/uplink.md), when it is on; paths made absolute. @throws ConfigError. */
+function checkUplink(u: GatewayConfig['uplink']): void {
+  if (!u.url) return;
+  if (!/^mqtts?:\/\/[^/]/.test(u.url)) throw new ConfigError(`uplink.url must be an mqtt:// or mqtts:// URL, got "${u.url}"`);
+  if (/^mqtts?:\/\/[^/]*@/.test(u.url))
+    throw new ConfigError('uplink.url must not carry user info: give uplink.username and uplink.passwordFile', 'CONFIG_CONFLICT');
+  if (!u.passwordFile) throw new ConfigError("uplink.url needs uplink.passwordFile (the broker account's password, first line)", 'CONFIG_CONFLICT');
+  if (Boolean(u.tls.cert) !== Boolean(u.tls.key)) throw new ConfigError('uplink.tls.cert and uplink.tls.key go together', 'CONFIG_CONFLICT');
+  for (const [k, v, max] of [
+    ['uplink.inflight', u.inflight, 65_535],
+    ['uplink.statusIntervalMs', u.statusIntervalMs, Infinity],
+    ['uplink.retryMinMs', u.retryMinMs, u.retryMaxMs],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 1 || v > max) throw new ConfigError(`${k} must be an integer from 1 to ${max}, got ${v}`);
+  }
+  u.passwordFile = resolve(u.passwordFile);
+  for (const k of ['ca', 'cert', 'key'] as const) if (u.tls[k]) u.tls[k] = resolve(u.tls[k]);
 }
 
 /**

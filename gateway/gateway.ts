@@ -5,7 +5,7 @@
  * devices get to connect. Shutdown runs every part's steps in reverse (parts/lifecycle.ts).
  *
  *   database → chain → devices → spool (recover) → anchoring → consent → research
- *     → verification → spool watch → storage writer → pipeline → transports → health → HTTP
+ *     → verification → spool watch → storage writer → uplink → pipeline → transports → health → HTTP
  */
 import { mkdirSync } from 'node:fs';
 import { clearRunningGateway, writeRunningGateway, type RunningGateway } from './running.js';
@@ -38,6 +38,7 @@ import { startHealthMonitor, watchSpool } from './parts/health.js';
 import { startTransports } from './parts/transports.js';
 import { statusSnapshot } from './parts/status.js';
 import { startHttp } from './parts/http.js';
+import { startUplink, uplinkSpoolPosition } from './parts/uplink.js';
 
 export interface Gateway {
   config: GatewayConfig;
@@ -95,7 +96,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const chain = await connectChain(ctx);
     const registry = openDevices(ctx, chain);
     const batches = openFrameBatches(config);
-    const spool = await recoverSpool(ctx, batches.lastSealedLsn);
+    const spool = await recoverSpool(ctx, batches.lastSealedLsn, uplinkSpoolPosition(config));
     const anchoring = startAnchoring(ctx, chain, spool, batches);
     const consent = await startConsent(ctx, chain, anchoring);
     const research = startResearch(ctx, chain, consent);
@@ -107,10 +108,11 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       placementOf: (lsn) => anchoring.batcher.placementOf(lsn),
       onReleased: () => watch.check(),
     });
+    const uplink = startUplink(ctx, { spool, anchoring, onReleased: () => watch.check() });
     const pipeline = ingestPipeline(ctx, { registry, verification, spool, research: research.live, checkSpool: watch.check, db });
     const transports = await startTransports(ctx, { pipeline, registry, states: spool.states, research: research.live, http: httpT });
     const monitor = startHealthMonitor(ctx, { chain, db, storage, wal: spool.wal, anchoring, consent });
-    const snapshot = statusSnapshot(ctx, { monitor, transports, spool, watch, db, storage, anchoring, chain, consent, research });
+    const snapshot = statusSnapshot(ctx, { monitor, transports, spool, watch, db, storage, anchoring, chain, consent, research, uplink });
     const proofs = frameProofs(config, chain, batches, storage.sink, registry);
     const http = await startHttp(ctx, { transport: httpT, snapshot, consent, research, registry, sink: storage.sink, proofs });
 

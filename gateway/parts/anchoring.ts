@@ -35,11 +35,17 @@ export interface AnchoringPart {
 export function startAnchoring(ctx: PartContext, chain: ChainRuntime | undefined, spool: SpoolPart, batches: BatchStore): AnchoringPart {
   const { config, log, life } = ctx;
   // Merkle batches: the batcher reads the spool on its own; a sealed batch advances its spool
-  // position ('batches'), and storage's advances drop the placements it no longer needs.
+  // position ('batches'), and storage's and the uplink's advances drop the placements no longer needed.
   const { positions } = spool;
+  // Placements are kept until storage and the uplink (which publishes them) are both past them.
+  const placedThrough = (): bigint => {
+    const stored = positions.lsn('storage');
+    const uplinked = positions.has('uplink') ? positions.lsn('uplink') : stored;
+    return uplinked < stored ? uplinked : stored;
+  };
   let anchorer: Anchorer | undefined;
   const batcher = new Batcher(frameLeaves(spool.wal), batches, {
-    storedThroughLsn: positions.lsn('storage'),
+    storedThroughLsn: placedThrough(),
     intervalMs: config.batch.intervalMs,
     maxLeaves: config.batch.maxFrames,
     onSealed: (b) => {
@@ -62,7 +68,8 @@ export function startAnchoring(ctx: PartContext, chain: ChainRuntime | undefined
       life.fail(e);
     },
   });
-  positions.onAdvance('storage', (lsn) => batcher.stored(lsn));
+  positions.onAdvance('storage', () => batcher.stored(placedThrough()));
+  if (positions.has('uplink')) positions.onAdvance('uplink', () => batcher.stored(placedThrough()));
   batcher.start();
   life.onStop(() => batcher.stop());
   // Frames of the open batch were lost with the spool's tail: InfluxDB may already name their

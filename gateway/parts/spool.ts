@@ -18,24 +18,27 @@ export interface SpoolPart {
   checkpointPath: string;
   /** Device state as of the last durable record (checkpoint plus the spool's tail). */
   states: DeviceStates;
-  /** The consumers' read positions (the storage writer, the frame batcher): they decide what the spool releases. */
+  /** The consumers' read positions (the storage writer, the frame batcher, the uplink): they decide what the spool releases. */
   positions: SpoolPositions<SpoolConsumer>;
 }
 
-/** The spool's consumers, each with its position in gateway/spool/positions.ts. */
-export type SpoolConsumer = 'storage' | 'batches';
+/** The spool's consumers, each with its position in gateway/spool/positions.ts ('uplink' only with uplink.url). */
+export type SpoolConsumer = 'storage' | 'batches' | 'uplink';
 
 /**
  * Opens and recovers the spool.
  * @param batchesLsn the last spool position in a sealed Merkle batch (the batch store's record).
+ * @param uplink with an uplink: its cursor (docs/uplink.md), or null on its first start, where
+ *   it begins at what the other consumers have released.
  */
-export async function recoverSpool(ctx: PartContext, batchesLsn: bigint): Promise<SpoolPart> {
+export async function recoverSpool(ctx: PartContext, batchesLsn: bigint, uplink?: bigint | null): Promise<SpoolPart> {
   const { config, log, life } = ctx;
   const checkpointPath = join(config.dataDir, 'spool', 'checkpoint.json');
   const checkpoint = readCheckpoint(checkpointPath);
   const ckLsn = BigInt(checkpoint?.lsn ?? '0');
-  // The spool is released only up to what both storage and the sealed batches have consumed.
-  const positions = new SpoolPositions<SpoolConsumer>({ storage: ckLsn, batches: batchesLsn });
+  // The spool is released only up to what storage, the sealed batches and the uplink (when on) have consumed.
+  const uplinkLsn = uplink === undefined ? {} : { uplink: uplink ?? (ckLsn < batchesLsn ? ckLsn : batchesLsn) };
+  const positions = new SpoolPositions<SpoolConsumer>({ storage: ckLsn, batches: batchesLsn, ...uplinkLsn } as Record<SpoolConsumer, bigint>);
   // No spool position is ever handed out twice: numbering resumes above whatever storage
   // (the checkpoint) or the sealed batches have recorded, even when the spool lost its tail.
   const wal = await Wal.open(join(config.dataDir, 'spool'), {

@@ -14,6 +14,7 @@ import type { ResearchPart } from './research.js';
 import type { SpoolPart } from './spool.js';
 import type { Database, StoragePart } from './storage.js';
 import type { TransportsPart } from './transports.js';
+import type { Uplink } from '../uplink/publisher.js';
 
 export interface StatusParts {
   monitor: HealthMonitor;
@@ -26,6 +27,8 @@ export interface StatusParts {
   chain: ChainRuntime | undefined;
   consent: ConsentPart;
   research: ResearchPart;
+  /** The uplink to the hospital broker, when uplink.url is set. */
+  uplink?: Uplink | undefined;
   /** The anchored batches' writers to InfluxDB (docs/proof-format.md, "Proofs across the hospital"); undefined with the chain off. */
   batchPoints?: BatchPointsPart | undefined;
 }
@@ -167,6 +170,7 @@ export function statusSnapshot(ctx: PartContext, p: StatusParts): () => StatusSn
           ...live,
         };
       })(),
+      uplink: p.uplink ? p.uplink.status() : { enabled: false },
       accessLog: (() => {
         const err = consent.accessAnchorer?.status();
         return {

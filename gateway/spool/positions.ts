@@ -1,8 +1,9 @@
 /**
- * The spool's read positions: one per consumer (the storage writer, the frame batcher, later
- * the uplink), each the last LSN that consumer has made durable elsewhere (in storage with the
- * checkpoint that covers it; in a sealed Merkle batch). This is the one place that decides
- * what the spool may release and where its numbering resumes:
+ * The spool's read positions: one per consumer (the storage writer, the frame batcher, and the
+ * uplink to the hospital broker when configured), each the last LSN that consumer has made
+ * durable elsewhere (in storage with the checkpoint that covers it; in a sealed Merkle batch;
+ * acknowledged by the hospital broker). This is the one place that decides what the spool may
+ * release and where its numbering resumes:
  *
  *   released up to   min over the consumers       a record goes only when every consumer is done with it
  *   next LSN ≥       max over the consumers + 1   no position a consumer recorded is handed out twice
@@ -39,6 +40,11 @@ export class SpoolPositions<Name extends string> {
     const v = this.at.get(name);
     if (v === undefined) throw new RangeError(`no spool consumer named ${name}: the consumers are ${[...this.at.keys()].join(', ')}`);
     return v;
+  }
+
+  /** Whether `name` is a consumer of this spool (the uplink is one only when it is configured). */
+  has(name: Name): boolean {
+    return this.at.has(name);
   }
 
   /** One above the highest recorded position: the lowest LSN the spool may hand out next (WalOptions.minNextLsn). */

@@ -27,6 +27,7 @@ export function formatStatus(s: StatusSnapshot): string {
     `influxdb ${s.storage.up ? 'up' : `DOWN (${s.storage.lastError ?? 'unknown'})`}  lag ${(s.storage.lagMs / 1000).toFixed(1)}s  frames written ${s.storage.framesWritten}  points ${s.storage.pointsWritten}${s.storage.quarantineHeld ? `  QUARANTINED ${s.storage.quarantineHeld} frame(s): fix the database, then vitalproof storage replay` : ''}`,
     `batches  open #${s.batches.open.batch} (${s.batches.open.frames} frames, ${(s.batches.open.ageMs / 1000).toFixed(1)}s)  sealed ${s.batches.lastSealed}  anchored ${s.batches.lastAnchored}  waiting ${s.batches.pendingAnchors}`,
     chainLine(s.chain),
+    ...uplinkLines(s.uplink),
     ...httpLines(s.http),
     consentLine(s.consent),
     accessLogLine(s.accessLog),
@@ -44,6 +45,15 @@ function httpLines(h: StatusSnapshot['http']): string[] {
   return [
     ...(h.plainAllowed ? ['WARNING  http: plain HTTP on a non-loopback address (http.allowPlain): bearer tokens and readings in clear'] : []),
     `http     ${h.scheme}  connections ${h.connections}  refused ${list(h.refusedBy)} | sessions opened ${h.login.sessionsOpened}  logged out ${h.login.loggedOut}  logins refused ${list(h.login.refusedBy)}  signature checks ${h.login.recoveries ?? '?'}`,
+  ];
+}
+
+/** The uplink to the hospital broker (docs/uplink.md), when it is on. */
+function uplinkLines(u: StatusSnapshot['uplink']): string[] {
+  if (!u?.enabled) return [];
+  const state = u.connected ? 'connected' : `DOWN (${u.lastError ?? 'connecting'})`;
+  return [
+    `uplink   ${u.url} ${state}  published ${u.published.frames} frames, ${u.published.anchors} anchors  lag ${u.lag.records} (${(u.lag.ms / 1000).toFixed(1)}s)`,
   ];
 }
 

@@ -8,6 +8,7 @@ import type { Route } from '../http/routes.js';
 import type { BleStatus } from '../transport/ble/central.js';
 import { ALARMS, ALL_ALARMS, type Alarm, type AlarmCode, type DependencyStatus } from './health.js';
 import type { MqttStatus } from '../transport/mqtt/broker.js';
+import type { UplinkStatus } from '../uplink/publisher.js';
 import type { BatchWriterStatus } from '../storage/batch-writer.js';
 
 /** The consent side (docs/consent.md): the local view of ConsentRegistry and the live researcher transport. */
@@ -50,6 +51,8 @@ export interface AccessLogStatus {
 }
 
 export interface StatusSnapshot {
+  /** The uplink to the hospital broker (docs/uplink.md); absent in an older gateway's status. */
+  uplink?: UplinkStatus | { enabled: false };
   gatewayId: string;
   uptimeS: number;
   /** The raised alarms, oldest first (gateway/status/health.ts; docs/operations.md, "Alarms"). */
@@ -174,6 +177,14 @@ function prometheus(s: StatusSnapshot): string {
   g('frames_duplicate_total', s.frames.duplicates);
   for (const [r, n] of Object.entries(s.frames.rejectedBy)) g('frames_rejected_total', n, `reason="${r}"`);
   g('seq_gaps_total', s.frames.seqGaps);
+  if (s.uplink?.enabled) {
+    g('uplink_connected', s.uplink.connected ? 1 : 0);
+    g('uplink_published_frames_total', s.uplink.published.frames);
+    g('uplink_published_anchors_total', s.uplink.published.anchors);
+    g('uplink_lag_records', s.uplink.lag.records);
+    g('uplink_lag_ms', s.uplink.lag.ms);
+    g('uplink_outages_total', s.uplink.outages);
+  }
   g('handoff_lookups_total', s.frames.handoff.lookups);
   g('handoff_learned_total', s.frames.handoff.learned);
   g('handoff_duplicates_elsewhere_total', s.frames.handoff.duplicatesElsewhere);

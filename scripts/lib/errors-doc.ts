@@ -26,6 +26,7 @@ import { FOLLOWER_ERROR_REMEDIES, FOLLOWER_ERRORS } from '../../gateway/chain/lo
 import { CLI_ERROR_REMEDIES, CLI_ERRORS } from '../../gateway/cli/errors.js';
 import { CONFIG_ERRORS, CONFIG_ERROR_REMEDIES } from '../../gateway/config.js';
 import { DYNSEC_ERROR_REMEDIES, DYNSEC_ERRORS } from '../../gateway/fleet/dynsec.js';
+import { UPLINK_FORMAT_ERROR_REMEDIES, UPLINK_FORMAT_ERRORS } from '../../gateway/uplink/envelope.js';
 import { AUTH_ERROR_REMEDIES, AUTH_ERRORS } from '../../gateway/consent/auth.js';
 import { CONSENT_DECISION_REMEDIES, CONSENT_DECISIONS } from '../../gateway/consent/decisions.js';
 import { ACCESS_PROOF_ERRORS, ACCESS_PROOF_ERROR_REMEDIES } from '../../gateway/consent/disclosure.js';
@@ -281,6 +282,15 @@ export const ERROR_SECTIONS: readonly ErrorSection[] = [
       'Mosquitto\'s dynamic-security API, as `vitalproof broker …` uses it to create the uplink\'s accounts, roles and ACLs (docs/uplink.md, "Provisioning"): the command prints `refused: CODE …` and exits 1.',
     means: DYNSEC_ERRORS,
     todo: DYNSEC_ERROR_REMEDIES,
+  }),
+  section({
+    title: 'Uplink messages',
+    name: 'UPLINK_FORMAT_ERRORS',
+    file: 'gateway/uplink/envelope.ts',
+    intro:
+      'Why a receiver of the uplink (the hub) refuses a message published under vitalproof/uplink/ (docs/uplink.md, "Envelope"): decodeUplinkFrame, decodeUplinkAnchor, decodeUplinkStatus throw UplinkFormatError with one of these codes.',
+    means: UPLINK_FORMAT_ERRORS,
+    todo: UPLINK_FORMAT_ERROR_REMEDIES,
   }),
   section({
     title: 'Outbound HTTP requests',
