@@ -75,6 +75,8 @@ export function mosquittoConfig(dir: string, port: number): string {
     'allow_anonymous false',
     `listener ${port} 127.0.0.1`,
     'persistence true',
+    // QoS 1 messages kept for a subscriber that is away (a hub restarting): 1000 by default.
+    'max_queued_messages 100000',
     `persistence_location ${dir}/`,
     // Run as root (CI containers), Mosquitto would switch to the user `mosquitto`, which cannot write here.
     ...(process.getuid?.() === 0 ? ['user root'] : []),
