@@ -55,17 +55,24 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function gatewayB(opts: { storeDown?: () => boolean } = {}): Promise<GatewayB> {
+async function gatewayB(opts: { storeDown?: () => boolean; maxConcurrent?: number; others?: TestDevice[] } = {}): Promise<GatewayB> {
   const home = mkdtempSync(join(dir, 'gw-b-'));
   const wal = await Wal.open(join(home, 'spool'));
   opened.push(wal);
   const registry = new FileRegistry(join(home, 'registry.json'));
-  await registry.enrol([dev.enrolment]);
+  await registry.enrol([dev, ...(opts.others ?? [])].map((d) => d.enrolment));
   const metrics = new Metrics();
   const states = new DeviceStates();
   let clock = NOW;
   const history = new FrameHistory({ url: influx.handle.url, database, timeoutMs: 1500 });
-  const handoff = new Handoff({ history, states, metrics, storeDown: opts.storeDown ?? (() => false), now: () => clock });
+  const handoff = new Handoff({
+    history,
+    states,
+    metrics,
+    storeDown: opts.storeDown ?? (() => false),
+    now: () => clock,
+    ...(opts.maxConcurrent !== undefined ? { maxConcurrent: opts.maxConcurrent } : {}),
+  });
   const pipeline = new IngestPipeline({
     registry,
     verifier: new VerifyPool(0),
@@ -97,14 +104,14 @@ function next(k: number): Uint8Array {
 }
 
 /** Frames accepted by gateway A, written to the shared store as A's storage writer does. */
-async function storedByA(raws: Uint8Array[]): Promise<void> {
+async function storedByA(raws: Uint8Array[], patient = dev.patient): Promise<void> {
   const sink = new InfluxSink({ url: influx.handle.url, database, gatewayId: 'gw-a', timeoutMs: 3000 });
   await sink.write(
     raws.map((raw, i) => ({
       lsn: BigInt(i + 1),
       receivedAtMs: NOW,
       transport: 'mqtt' as const,
-      patient: dev.patient,
+      patient,
       sha256: sha256Hex(raw),
       frame: decodeFrame(raw),
     })),
@@ -183,6 +190,24 @@ describe('handoff between gateways', () => {
     expect(await b.pipeline.submit(next(12), ctx())).toMatchObject({ status: 'accepted', seq: 14n });
     expect(b.metrics.handoff.lookups).toBe(lookups);
     expect(b.metrics.seqGaps).toBe(3);
+  });
+
+  it('makes at most maxConcurrent lookups at once: a device over the cap is decided locally, and asked about on its next frame', async () => {
+    const other = testDevice(`handoff-other-${dbCounter}`);
+    const otherFrame = (k: number): Uint8Array => other.core.record(heartRate(NOW - 3_600_000 + k * 10_000, [70, 71, 72, 73, 74])).raw;
+    await storedByA([next(0), next(1)]);
+    await storedByA([otherFrame(0), otherFrame(1)], other.patient);
+    const b = await gatewayB({ maxConcurrent: 1, others: [other] });
+    const ctxOf = (d: TestDevice): IngestContext => ({ transport: 'mqtt', sender: d.id, channelDevice: d.id, retransmission: false });
+    // Both first appearances at once: the first device's lookup is in flight when the second one's comes.
+    const outs = await Promise.all([b.pipeline.submit(next(2), ctxOf(dev)), b.pipeline.submit(otherFrame(2), ctxOf(other))]);
+    expect(outs).toMatchObject([{ status: 'accepted' }, { status: 'accepted' }]);
+    expect(b.metrics.handoff).toMatchObject({ lookups: 1, skipped: 1, learned: 1 });
+    expect(b.metrics.seqGaps).toBe(0);
+    expect(b.states.get(other.id)!.recent.size).toBe(1);
+    expect(await b.pipeline.submit(otherFrame(3), ctxOf(other))).toMatchObject({ status: 'accepted', seq: 4n });
+    expect(b.metrics.handoff).toMatchObject({ lookups: 2, skipped: 1, learned: 2 });
+    expect(b.states.get(other.id)!.recent.size).toBe(4);
   });
 
   it('decides locally when the store is known down (no lookup) or fails (counted): frames are still accepted', async () => {
