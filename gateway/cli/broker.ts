@@ -15,13 +15,12 @@
  *
  * Exit codes: 0 done; 1 the broker refused or could not be reached; 2 usage error.
  */
-import { readFileSync } from 'node:fs';
-import { ConfigError } from '../config.js';
 import { addGateway, addHub, disableGateway, gatewayUsername, hubUsername, initBroker } from '../fleet/broker.js';
 import { DynsecClient, DynsecError } from '../fleet/dynsec.js';
 import { parseArgs } from './args.js';
 import { badUsage } from './errors.js';
 import { defaultIo, type CliIo } from './output.js';
+import { secretLine, settingFile } from '../util/secret-file.js';
 
 export const BROKER_USAGE = `usage: vitalproof broker <init|add-gateway|add-hub|disable-gateway|list> [options]
   init                              deny publish and subscribe by default; create the hub role (vp-hub)
@@ -63,7 +62,7 @@ export async function brokerCommand(argv: string[], io: CliIo = defaultIo, env: 
   const adminPassword = adminFile ? secretFile(adminFile, '--admin-password-file') : env['VP_BROKER_ADMIN_PASSWORD'];
   if (!adminPassword) throw badUsage('--admin-password-file (or VP_BROKER_ADMIN_PASSWORD_FILE / VP_BROKER_ADMIN_PASSWORD) is needed', BROKER_USAGE);
   const caFile = flags['ca'] ?? env['VP_BROKER_CA'];
-  const ca = caFile ? readText(caFile, '--ca') : undefined;
+  const ca = caFile ? settingFile(caFile, '--ca') : undefined;
   // An id that could carry a topic wildcard or a level separator is a usage error before anything is sent.
   if (name) {
     try {
@@ -104,18 +103,8 @@ export async function brokerCommand(argv: string[], io: CliIo = defaultIo, env: 
   }
 }
 
-/** A password from a file: its first line, which must not be empty. */
+/** A password from a file (its first line); a missing flag is a usage error. */
 function secretFile(path: string | undefined, flag: string): string {
   if (!path) throw badUsage(`${flag} F is needed (the password, on the file's first line)`, BROKER_USAGE);
-  const secret = readText(path, flag).split(/\r?\n/, 1)[0] ?? '';
-  if (secret.length === 0) throw new ConfigError(`${flag} ${path}: the first line is empty`, 'CONFIG_FILE_UNREADABLE');
-  return secret;
-}
-
-function readText(path: string, flag: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new ConfigError(`${flag} ${path}: ${(e as Error).message}`, 'CONFIG_FILE_UNREADABLE');
-  }
+  return secretLine(path, flag);
 }

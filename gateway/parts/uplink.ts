@@ -3,8 +3,8 @@
  * read before the spool opens (it is one of the spool's positions), the publisher starts once
  * anchoring and storage are up, and it stops before the spool closes.
  */
-import { readFileSync } from 'node:fs';
-import { ConfigError, type GatewayConfig } from '../config.js';
+import type { GatewayConfig } from '../config.js';
+import { secretLine as secret, settingFile as file } from '../util/secret-file.js';
 import { gatewayUsername } from '../fleet/broker.js';
 import { readUplinkCursor, uplinkCursorPath, writeUplinkCursor } from '../uplink/cursor.js';
 import { Uplink } from '../uplink/publisher.js';
@@ -87,17 +87,8 @@ function lastBatchThrough(a: AnchoringPart, lsn: bigint): bigint {
   return 0n;
 }
 
-export function file(path: string, key: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw new ConfigError(`${key} ${path}: ${(e as Error).message}`, 'CONFIG_FILE_UNREADABLE');
-  }
-}
-
-/** The first line of a password file; never logged. */
-export function secret(path: string, key: string): string {
-  const line = file(path, key).toString('utf8').split(/\r?\n/, 1)[0] ?? '';
-  if (!line) throw new ConfigError(`${key} ${path}: the first line (the password) is empty`, 'CONFIG_FILE_UNREADABLE');
-  return line;
-}
+export {
+  /** A file a setting names, and a password file's first line (the hub reads its own the same way). */
+  settingFile as file,
+  secretLine as secret,
+} from '../util/secret-file.js';
