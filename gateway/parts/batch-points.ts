@@ -11,6 +11,7 @@
 import { join } from 'node:path';
 import { STREAM, type StreamId } from '../chain/contracts.js';
 import type { BatchStore } from '../anchor/batch-store.js';
+import { STREAM_TAGS } from '../storage/batch-points.js';
 import { BatchPointWriter, type BatchWriterStatus } from '../storage/batch-writer.js';
 import type { InfluxSink } from '../storage/influx-sink.js';
 import type { AnchoringPart } from './anchoring.js';
@@ -41,24 +42,30 @@ export function publishBatches(
   consent: Pick<ConsentPart, 'accessBatches'>,
 ): BatchPointsPart | undefined {
   if (!anchoring.target) return undefined;
-  const { config, log, life } = ctx;
-  const writer = (stream: StreamId, store: BatchStore, name: string): BatchPointWriter => {
-    const w = new BatchPointWriter(store, sink, {
-      gatewayId: config.gatewayId,
-      stream,
-      cursorPath: join(config.dataDir, BATCH_POINTS_DIR, `${name}.json`),
-      retryMinMs: config.storage.retryMinMs,
-      retryMaxMs: config.storage.retryMaxMs,
-      pollMs: 1000,
-      onError: (e, attempt) => {
-        if (attempt === 1 || attempt % 10 === 0)
-          log.warn({ event: 'batch_points_down', stream: name, attempt, err: e.message }, 'writing anchored batches to InfluxDB failed; retrying');
-      },
-      onRecovered: (attempts) => log.info({ event: 'batch_points_recovered', stream: name, attempts }, 'anchored batches reach InfluxDB again'),
-    });
-    w.start();
-    life.onStop(() => w.stop());
-    return w;
+  return {
+    frames: publishBatchStream(ctx, sink, STREAM.FRAMES, anchoring.batches),
+    access: publishBatchStream(ctx, sink, STREAM.ACCESS_LOG, consent.accessBatches),
   };
-  return { frames: writer(STREAM.FRAMES, anchoring.batches, 'frames'), access: writer(STREAM.ACCESS_LOG, consent.accessBatches, 'access') };
+}
+
+/** The `batches` writer of one stream's batch store (a hub, which anchors only its access log, starts just that one). */
+export function publishBatchStream(ctx: PartContext, sink: Pick<InfluxSink, 'writeLines'>, stream: StreamId, store: BatchStore): BatchPointWriter {
+  const { config, log, life } = ctx;
+  const name = STREAM_TAGS[stream];
+  const w = new BatchPointWriter(store, sink, {
+    gatewayId: config.gatewayId,
+    stream,
+    cursorPath: join(config.dataDir, BATCH_POINTS_DIR, `${name}.json`),
+    retryMinMs: config.storage.retryMinMs,
+    retryMaxMs: config.storage.retryMaxMs,
+    pollMs: 1000,
+    onError: (e, attempt) => {
+      if (attempt === 1 || attempt % 10 === 0)
+        log.warn({ event: 'batch_points_down', stream: name, attempt, err: e.message }, 'writing anchored batches to InfluxDB failed; retrying');
+    },
+    onRecovered: (attempts) => log.info({ event: 'batch_points_recovered', stream: name, attempts }, 'anchored batches reach InfluxDB again'),
+  });
+  w.start();
+  life.onStop(() => w.stop());
+  return w;
 }

@@ -144,7 +144,7 @@ function ok(r: BundleResult) {
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'vp-fleet-proof-'));
-  deployment = await deployContracts(chain.wallet(0), { gateways: [chain.wallet(1).address, chain.wallet(2).address] });
+  deployment = await deployContracts(chain.wallet(0), { gateways: [1, 2, 3].map((i) => chain.wallet(i).address) });
   await mined(
     deployment.deviceRegistry.enrol(
       deviceIdToBytes8(DEV.id),
@@ -317,5 +317,49 @@ describe('BatchPointWriter', () => {
     const rows = await hub.queryRows(BATCHES_MEASUREMENT, []);
     expect(rows.filter((r) => r['gateway'] === 'gw-a')).toHaveLength(3);
     ok(await fleet().byFrame(DEV.id, 6n));
+  });
+
+  it("writes the access log's batches under their own stream tag, beside the frames'", async () => {
+    const signer = chain.wallet(3);
+    const store = new BatchStore(join(tmp, 'gw-a', 'access-batches'));
+    const anchorer = new Anchorer(
+      store,
+      {
+        provider: chain.provider,
+        signer,
+        anchorRegistry: anchorRegistryAt(deployment.record.anchorRegistry.address, signer),
+        chainId: chain.handle.chainId,
+        contract: deployment.record.anchorRegistry.address,
+        gateway: signer.address,
+        confirmations: 1,
+      },
+      { stream: STREAM.ACCESS_LOG },
+    );
+    const writer = new BatchPointWriter(store, hub, {
+      gatewayId: 'gw-a',
+      stream: STREAM.ACCESS_LOG,
+      cursorPath: join(tmp, 'gw-a', 'batch-points', 'access.json'),
+      pollMs: 100,
+    });
+    anchorer.start();
+    writer.start();
+    try {
+      const leaves = [0, 1, 2].map((i) => ({
+        lsn: BigInt(i + 1),
+        device: '',
+        seq: BigInt(i + 1),
+        timeMs: T0 + i,
+        leafHash: hashLeaf(Buffer.from(`entry ${i}`)),
+      }));
+      store.seal(sealedBatchOf(1n, leaves, Date.now(), Date.now()));
+      anchorer.wake();
+      await until(() => writer.written === 1n, 'the access batch written');
+      const [p] = await readBatchPoints(hub, 'gw-a', STREAM.ACCESS_LOG);
+      expect(p).toMatchObject({ stream: STREAM.ACCESS_LOG, seq: 1n, root: store.get(1n)!.root, leafCount: 3, address: signer.address });
+      expect((await readBatchPoints(hub, 'gw-a', STREAM.FRAMES, 1n))[0]?.root).toBe(gwA.store.get(1n)!.root);
+    } finally {
+      await writer.stop();
+      await anchorer.stop();
+    }
   });
 });
