@@ -222,10 +222,9 @@ describe('uplink to the hospital broker', () => {
     expect(gw.lines.filter((l) => l.event === 'uplink_recovered').length).toBe(1);
   });
 
-  it('resumes from its cursor after a SIGKILL of the gateway: nothing lost, copies identical', async () => {
+  it('resumes from its cursor after a SIGKILL mid-stream while the broker is away: nothing lost', async () => {
     const { acked, onAck } = ackCollector();
     const port = gw.mqttPort;
-    const statusBefore = received.status.length;
     let restarted: Promise<void> | undefined;
     const report = await fleet('sigkill', {
       frames: 80,
@@ -233,7 +232,9 @@ describe('uplink to the hospital broker', () => {
       progressIntervalMs: 20,
       onProgress: (p) => {
         if (!restarted && p.acked >= 100) {
+          // Frames the broker never acknowledged are in the spool only when the gateway dies.
           restarted = (async () => {
+            await broker.handle.stop();
             await gw.kill();
             gw = await GatewayProcess.start(gatewayFlags({ 'mqtt.port': port }));
           })();
@@ -243,10 +244,23 @@ describe('uplink to the hospital broker', () => {
     await restarted;
     expect(report.drained).toBe(true);
     expect(report.frames.acked).toBe(FLEETS.sigkill * 80);
-    // The broker published the last will of the killed gateway.
-    await hubHas(() => received.status.slice(statusBefore).some((s) => s.state === 'offline'));
+    await gw.until(
+      (x) => x.uplink?.enabled === true && !x.uplink.connected && x.uplink.lag.records > 0,
+      20_000,
+      'restarted gateway holding frames for the broker',
+    );
+    await broker.handle.restart();
     await expectDelivered('sigkill', acked);
-    expect(gw.lines.some((l) => l.event === 'uplink_connected')).toBe(true);
+    await gw.waitFor((l) => l.event === 'uplink_recovered');
+  });
+
+  it('has the broker announce a killed gateway offline, and says online again after its restart', async () => {
+    const before = received.status.length;
+    await gw.kill();
+    await hubHas(() => received.status.slice(before).some((s) => s.state === 'offline'));
+    const offlineAt = received.status.findIndex((s, i) => i >= before && s.state === 'offline');
+    gw = await GatewayProcess.start(gatewayFlags());
+    await hubHas(() => received.status.slice(offlineAt).some((s) => s.state === 'online'));
   });
 
   it('announces every anchored batch with its root, matching the batch store', async () => {
