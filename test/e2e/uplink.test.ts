@@ -195,7 +195,9 @@ describe('uplink to the hospital broker', () => {
     await hubHas(() => received.status.some((s) => s.state === 'online'));
     const s = await gw.until((x) => x.uplink?.enabled === true && x.uplink.lag.records === 0, 20_000, 'uplink caught up');
     expect(s.uplink).toMatchObject({ enabled: true, connected: true, url: broker.handle.url });
+    // The broker password is in neither /status nor the log.
     expect(JSON.stringify(s)).not.toContain('gateway-password');
+    expect(JSON.stringify(gw.lines)).not.toContain('gateway-password');
   });
 
   it('keeps accepting while the broker is down, and delivers everything in order when it returns', async () => {

@@ -24,6 +24,19 @@ async function spoolWith(records: number, positions: SpoolPositions<string>): Pr
 }
 
 describe('SpoolPositions', () => {
+  it('holds the spool for the uplink when it is a consumer, and only then', async () => {
+    const p = new SpoolPositions({ storage: 0n, batches: 0n, uplink: 0n });
+    const wal = await spoolWith(50, p);
+    expect(p.has('uplink')).toBe(true);
+    expect(new SpoolPositions({ storage: 0n, batches: 0n }).has('uplink')).toBe(false);
+    p.advance('storage', 50n);
+    p.advance('batches', 50n);
+    expect(wal.releasedLsn).toBe(0n); // the broker has acknowledged nothing yet
+    p.advance('uplink', 30n);
+    expect(wal.releasedLsn).toBe(30n);
+    await wal.close();
+  });
+
   it('releases only what every consumer has made durable', async () => {
     const p = new SpoolPositions({ storage: 0n, batches: 0n });
     const wal = await spoolWith(100, p);
