@@ -84,6 +84,8 @@ export interface UplinkStatus {
 const CURSOR_FLUSH_MS = 100;
 /** How often an idle stream looks for new anchors and a stopped gateway. */
 const IDLE_WAKE_MS = 250;
+/** How long a clean stop waits for the "offline" status and the DISCONNECT each. */
+const STOP_STEP_MS = 2000;
 
 interface InFlight {
   lsn: bigint;
@@ -323,8 +325,12 @@ export class Uplink {
       if (failure) throw failure;
       // A clean stop: what was acknowledged is recorded; the retained status says offline.
       this.flushCursor();
-      await new Promise<void>((res) => client.publish(this.topics.status, encodeUplink(this.statusMessage('offline')), { qos: 1, retain: true }, () => res()));
-      await client.endAsync();
+      // A broker that stops answering must not hold the gateway's shutdown: each step has a deadline.
+      const offline = new Promise<void>((res) =>
+        client.publish(this.topics.status, encodeUplink(this.statusMessage('offline')), { qos: 1, retain: true }, () => res()),
+      );
+      await within(STOP_STEP_MS, offline);
+      await within(STOP_STEP_MS, client.endAsync());
     } finally {
       clearInterval(flusher);
       clearInterval(statusTimer);
@@ -419,6 +425,13 @@ export class Uplink {
       this.o.onAdvanced?.();
     }
   }
+}
+
+/** Resolves when `p` settles or after `ms`, whichever is first. */
+async function within(ms: number, p: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise((res) => (timer = setTimeout(res, ms)))]);
+  clearTimeout(timer);
 }
 
 /** A PUBLISH the broker refused (an MQTT 5 PUBACK reason ≥ 0x80, e.g. 0x87 Not authorized: check the broker ACLs). */
