@@ -1,6 +1,6 @@
 /**
  * The uplink end to end (docs/uplink.md): simulated wearables → the real gateway process →
- * a real Mosquitto 2 with dynamic security → a subscriber on a hub account. Every frame the
+ * (MQTT over TLS) → a real Mosquitto 2 with dynamic security → a subscriber on a hub account. Every frame the
  * gateway acknowledged reaches the hub with its exact signed bytes, first copies in sequence
  * order per device; through a broker restart (the spool holds the frames) and a SIGKILL of the
  * gateway (the uplink resumes from its cursor: duplicates allowed, identical, nothing lost);
@@ -18,6 +18,7 @@ import { FRAME_TAG } from '../../firmware-proto/signing.js';
 import { fleetDevices, writeEnrolmentFile, type SimDevice } from '../../device-sim/fleet.js';
 import { runFleet, type FleetOptions, type FleetReport } from '../../device-sim/run.js';
 import { BatchStore } from '../../gateway/anchor/batch-store.js';
+import { ensureDevCa } from '../../gateway/tls/dev-ca.js';
 import { brokerCommand } from '../../gateway/cli/broker.js';
 import { decodeUplinkMessage, type UplinkAnchor, type UplinkFrame, type UplinkStatusMessage } from '../../gateway/uplink/envelope.js';
 import { useInfluxd } from '../support/influxd.js';
@@ -25,7 +26,10 @@ import { useMosquitto } from '../support/mosquitto.js';
 import { CLI, GatewayProcess } from '../support/gateway-process.js';
 
 const influx = useInfluxd();
-const broker = useMosquitto();
+// The gateways reach the broker over TLS (a DEV ONLY CA made here); the hub on its plain loopback listener.
+const caDir = mkdtempSync(join(tmpdir(), 'vp-uplink-ca-'));
+const ca = ensureDevCa(caDir);
+const broker = useMosquitto({ tls: { cert: ca.serverCert, key: ca.serverKey } });
 const GATEWAY = 'gw-up';
 const FLEETS = { path: 3, brokerDown: 3, sigkill: 3 } as const;
 let dir: string;
@@ -60,7 +64,8 @@ function gatewayFlags(extra: Record<string, string | number> = {}): Record<strin
     'mqtt.port': 0,
     'http.port': 0,
     'batch.intervalMs': 500,
-    'uplink.url': broker.handle.url,
+    'uplink.url': broker.handle.tlsUrl!,
+    'uplink.tls.ca': ca.caCert,
     'uplink.passwordFile': join(dir, 'gw.pw'),
     'uplink.retryMinMs': 50,
     'uplink.retryMaxMs': 400,
@@ -184,6 +189,7 @@ afterAll(async () => {
   await gw?.stop();
   await hub?.endAsync(true);
   rmSync(dir, { recursive: true, force: true });
+  rmSync(caDir, { recursive: true, force: true });
 });
 
 describe('uplink to the hospital broker', () => {
@@ -194,7 +200,7 @@ describe('uplink to the hospital broker', () => {
     expect(await expectDelivered('path', acked)).toBe(0);
     await hubHas(() => received.status.some((s) => s.state === 'online'));
     const s = await gw.until((x) => x.uplink?.enabled === true && x.uplink.lag.records === 0, 20_000, 'uplink caught up');
-    expect(s.uplink).toMatchObject({ enabled: true, connected: true, url: broker.handle.url });
+    expect(s.uplink).toMatchObject({ enabled: true, connected: true, url: broker.handle.tlsUrl });
     // The broker password is in neither /status nor the log.
     expect(JSON.stringify(s)).not.toContain('gateway-password');
     expect(JSON.stringify(gw.lines)).not.toContain('gateway-password');

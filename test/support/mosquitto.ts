@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { startMosquitto, type MosquittoHandle } from '../../scripts/lib/mosquitto.js';
+import { startMosquitto, type MosquittoHandle, type MosquittoOptions } from '../../scripts/lib/mosquitto.js';
 
 export { startMosquitto, mosquittoConfig, type MosquittoHandle, type MosquittoCredentials } from '../../scripts/lib/mosquitto.js';
 
@@ -19,12 +19,12 @@ export interface MosquittoFixture {
   readonly handle: MosquittoHandle;
 }
 
-export function useMosquitto(): MosquittoFixture {
+export function useMosquitto(opts: Omit<MosquittoOptions, 'dir'> = {}): MosquittoFixture {
   let handle: MosquittoHandle | undefined;
   let dir: string | undefined;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'vp-mosq-'));
-    handle = await startMosquitto({ dir });
+    handle = await startMosquitto({ ...opts, dir });
   });
   afterAll(async () => {
     await handle?.stop();

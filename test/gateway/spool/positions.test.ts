@@ -28,7 +28,7 @@ describe('SpoolPositions', () => {
     const p = new SpoolPositions({ storage: 0n, batches: 0n, uplink: 0n });
     const wal = await spoolWith(50, p);
     expect(p.has('uplink')).toBe(true);
-    expect(new SpoolPositions({ storage: 0n, batches: 0n }).has('uplink')).toBe(false);
+    expect(new SpoolPositions<string>({ storage: 0n, batches: 0n }).has('uplink')).toBe(false);
     p.advance('storage', 50n);
     p.advance('batches', 50n);
     expect(wal.releasedLsn).toBe(0n); // the broker has acknowledged nothing yet
