@@ -24,15 +24,22 @@ export function encodeSpoolRecord(receivedAtMs: number, transport: Transport, pa
 
 /** @throws Error when the record is not a frame record: the spool is corrupt. */
 export function decodeSpoolRecord(lsn: bigint, payload: Buffer): AcceptedFrame {
+  const r = readSpoolRecord(lsn, payload);
+  return { lsn, receivedAtMs: r.receivedAtMs, transport: r.transport, patient: r.patient, sha256: sha256Hex(r.raw), frame: decodeFrame(r.raw) };
+}
+
+/**
+ * What the gateway recorded with a frame, and the frame's exact bytes, without decoding the
+ * frame (the uplink republishes the bytes as they are: they were decoded once at acceptance).
+ * @throws Error when the record is not a frame record: the spool is corrupt.
+ */
+export function readSpoolRecord(lsn: bigint, payload: Buffer): { receivedAtMs: number; transport: Transport; patient: string; raw: Buffer } {
   const raw = spoolRecordFrameBytes(lsn, payload);
-  const n = payload.readUInt8(10);
   return {
-    lsn,
     receivedAtMs: Number(payload.readBigUInt64BE(1)),
     transport: TRANSPORTS[payload.readUInt8(9) - 1] ?? 'mqtt',
-    patient: payload.toString('utf8', 11, 11 + n),
-    sha256: sha256Hex(raw),
-    frame: decodeFrame(raw),
+    patient: payload.toString('utf8', 11, 11 + payload.readUInt8(10)),
+    raw,
   };
 }
 

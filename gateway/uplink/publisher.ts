@@ -23,7 +23,8 @@
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import type { BatchStore } from '../anchor/batch-store.js';
 import type { Placement } from '../anchor/batcher.js';
-import { decodeSpoolRecord } from '../ingest/spool-record.js';
+import { frameIdentity } from '../../firmware-proto/frame.js';
+import { readSpoolRecord, sha256Hex } from '../ingest/spool-record.js';
 import type { Logger } from '../log.js';
 import type { SpoolPosition } from '../spool/positions.js';
 import { WalReader, type Wal } from '../spool/wal.js';
@@ -151,7 +152,7 @@ export class Uplink {
     const r = new WalReader(this.o.wal, this.cursor.lsn + 1n);
     try {
       const [rec] = r.read(1);
-      return { records: Number(records), ms: rec ? Math.max(0, Date.now() - Number(rec.payload.readBigUInt64BE(1))) : 0 };
+      return { records: Number(records), ms: rec ? Math.max(0, Date.now() - readSpoolRecord(rec.lsn, rec.payload).receivedAtMs) : 0 };
     } catch {
       return { records: Number(records), ms: 0 };
     } finally {
@@ -356,20 +357,21 @@ export class Uplink {
   }
 
   private frameOf(lsn: bigint, payload: Buffer): UplinkFrame {
-    const f = decodeSpoolRecord(lsn, payload);
+    const r = readSpoolRecord(lsn, payload);
+    const id = frameIdentity(r.raw); // accepted: decoded and verified once already
     const p = this.o.placementOf(lsn);
     return {
       v: 1,
       kind: 'frame',
       gateway: this.o.gatewayId,
-      device: f.frame.deviceId,
-      seq: f.frame.seq,
-      sha256: f.sha256,
-      frame: Buffer.from(f.frame.raw),
-      transport: f.transport,
-      receivedAtMs: f.receivedAtMs,
+      device: id.deviceId,
+      seq: id.seq,
+      sha256: sha256Hex(r.raw),
+      frame: Buffer.from(r.raw),
+      transport: r.transport,
+      receivedAtMs: r.receivedAtMs,
       lsn,
-      patient: f.patient,
+      patient: r.patient,
       batch: p.batch,
       leaf: p.leaf,
     };
