@@ -304,11 +304,13 @@ export class Uplink {
             onAck();
           });
         }
-        // Anchors, one at a time, after the frames that were durable before them.
+        // Anchors, one at a time, each once every frame of its batch has been sent.
         const nextAnchor = this.cursor.anchors + 1n;
         if (!anchorInFlight && nextAnchor <= this.o.batches.lastAnchored) {
           const m = this.anchorOf(nextAnchor);
-          if (m) {
+          if (!m) {
+            this.cursor = { ...this.cursor, anchors: nextAnchor }; // no such anchor on disk: nothing to publish
+          } else if (m.lastLsn < reader.position) {
             anchorInFlight = true;
             client.publish(this.topics.anchors, encodeUplink(m), { qos: 1 }, (err) => {
               anchorInFlight = false;
@@ -317,7 +319,7 @@ export class Uplink {
               this.published.anchors++;
               this.kick?.();
             });
-          } else this.cursor = { ...this.cursor, anchors: nextAnchor }; // no such anchor on disk: nothing to publish
+          } // else its batch's last frames are still to be sent: the anchor follows them
         }
         if (recs.length > 0 && window.length < this.o.inflight) continue;
         // A full window waits for an acknowledgement only: new records cannot be sent anyway.

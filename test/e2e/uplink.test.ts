@@ -39,6 +39,11 @@ const fleets = new Map<string, SimDevice[]>();
 
 /** What the hub received, in arrival order. */
 const received = { frames: [] as UplinkFrame[], anchors: [] as UplinkAnchor[], status: [] as UplinkStatusMessage[], refused: [] as string[] };
+/** Arrival index of each frame's first copy and of each anchor, by batch: the latest frame, the first anchor. */
+const lastFrameOfBatch = new Map<bigint, number>();
+const firstAnchorOfBatch = new Map<bigint, number>();
+const firstCopies = new Set<string>();
+let arrivals = 0;
 let onMessage: (() => void) | undefined;
 
 /** Resolves once `pred` holds over what the hub received (checked on every message). */
@@ -98,9 +103,15 @@ async function startHub(): Promise<MqttClient> {
   c.on('message', (topic, payload) => {
     try {
       const m = decodeUplinkMessage(topic, payload);
-      if (m.kind === 'frame') received.frames.push(m);
-      else if (m.kind === 'anchor') received.anchors.push(m);
-      else received.status.push(m);
+      arrivals++;
+      if (m.kind === 'frame') {
+        received.frames.push(m);
+        if (!firstCopies.has(`${m.device}/${m.seq}`)) lastFrameOfBatch.set(m.batch, arrivals);
+        firstCopies.add(`${m.device}/${m.seq}`);
+      } else if (m.kind === 'anchor') {
+        received.anchors.push(m);
+        if (!firstAnchorOfBatch.has(m.batch)) firstAnchorOfBatch.set(m.batch, arrivals);
+      } else received.status.push(m);
     } catch (e) {
       received.refused.push(`${topic}: ${(e as Error).message}`);
     }
@@ -286,6 +297,8 @@ describe('uplink to the hospital broker', () => {
       expect(a, `anchor of batch ${b}`).toBeDefined();
       expect(a).toMatchObject({ gateway: GATEWAY, root: store.get(b)!.root, leafCount: store.get(b)!.leafCount, txHash: store.anchorOf(b)!.txHash });
     }
+    // An anchor comes after (the first copy of) every frame of its batch.
+    for (const [b, at] of firstAnchorOfBatch) expect(at, `anchor of batch ${b} after its frames`).toBeGreaterThan(lastFrameOfBatch.get(b) ?? 0);
     // Every frame names a batch that the hub learnt was anchored.
     const anchored = new Set(received.anchors.map((a) => a.batch));
     for (const f of received.frames) expect(anchored.has(f.batch), `batch ${f.batch} of ${f.device}/${f.seq} announced`).toBe(true);
