@@ -156,6 +156,17 @@ describe('broker accounts for the uplink', () => {
     expect([0x86, 0x87]).toContain(refused);
   });
 
+  it('says what is missing before connecting, and reports refused admin credentials with their code', async () => {
+    const io = { out: (): void => undefined, err: (l: string): number => errs.push(l) };
+    const errs: string[] = [];
+    await expect(brokerCommand(['init'], io, { VP_BROKER_URL: broker.handle.url, VP_BROKER_ADMIN_USER: 'vp-admin' })).rejects.toThrow(/admin-password-file/);
+    await expect(brokerCommand(['add-hub', 'h3'], io, { VP_BROKER_URL: broker.handle.url })).rejects.toThrow(/--password-file F is needed/);
+    const env = { VP_BROKER_URL: broker.handle.url, VP_BROKER_ADMIN_USER: broker.handle.admin.username, VP_BROKER_ADMIN_PASSWORD: 'not-the-password' };
+    expect(await brokerCommand(['list'], io, env)).toBe(1);
+    expect(errs.join('\n')).toMatch(/^refused: DYNSEC_CONNECT_FAILED/);
+    expect(errs.join('\n')).not.toContain('not-the-password');
+  });
+
   it('refuses a gateway id that could carry a wildcard before it reaches the broker, and says what the broker refused', async () => {
     await expect(cli('add-gateway', 'gw/+', '--password-file', passwordFile('x', 'pw-x-0123456789'))).rejects.toThrow(/gateway id must be 1-64/);
     await expect(cli('add-gateway', '#', '--password-file', passwordFile('y', 'pw-y-0123456789'))).rejects.toThrow(/gateway id must be 1-64/);
