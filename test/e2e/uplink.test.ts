@@ -212,6 +212,9 @@ describe('uplink to the hospital broker', () => {
     await hubHas(() => received.status.some((s) => s.state === 'online'));
     const s = await gw.until((x) => x.uplink?.enabled === true && x.uplink.lag.records === 0, 20_000, 'uplink caught up');
     expect(s.uplink).toMatchObject({ enabled: true, connected: true, url: broker.handle.tlsUrl });
+    const metrics = await (await fetch(`http://127.0.0.1:${gw.httpPort}/metrics`)).text();
+    expect(metrics).toContain('vitalproof_uplink_connected 1');
+    expect(metrics).toMatch(new RegExp(`^vitalproof_uplink_published_frames_total ${s.uplink?.enabled ? s.uplink.published.frames : -1}$`, 'm'));
     // The broker password is in neither /status nor the log.
     expect(JSON.stringify(s)).not.toContain('gateway-password');
     expect(JSON.stringify(gw.lines)).not.toContain('gateway-password');
