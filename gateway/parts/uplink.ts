@@ -86,9 +86,3 @@ function lastBatchThrough(a: AnchoringPart, lsn: bigint): bigint {
   }
   return 0n;
 }
-
-export {
-  /** A file a setting names, and a password file's first line (the hub reads its own the same way). */
-  settingFile as file,
-  secretLine as secret,
-} from '../util/secret-file.js';
