@@ -306,4 +306,15 @@ describe('uplink to the hospital broker', () => {
     const anchored = new Set(received.anchors.map((a) => a.batch));
     for (const f of received.frames) expect(anchored.has(f.batch), `batch ${f.batch} of ${f.device}/${f.seq} announced`).toBe(true);
   });
+
+  it('says offline, with its last figures, on a clean stop', async () => {
+    const before = received.status.length;
+    await gw.stop();
+    expect(await gw.exited).toBe(0);
+    await hubHas(() => received.status.slice(before).some((m) => m.state === 'offline'));
+    const last = received.status.slice(before).find((m) => m.state === 'offline')!;
+    // Not the last will (which carries no figures): the gateway published it itself.
+    expect(last).toMatchObject({ gateway: GATEWAY, uplinkLag: 0 });
+    expect(last.atMs).toBeGreaterThan(0);
+  });
 });
