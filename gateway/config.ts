@@ -217,6 +217,19 @@ export interface GatewayConfig {
     retryMinMs: number;
     retryMaxMs: number;
   };
+  /**
+   * The hub role (`vitalproof hub`, gateway/hub/; docs/fleet.md): researcher and patient access
+   * across every gateway. It reaches the hospital broker with the uplink.* settings (its own
+   * account there), reads the shared InfluxDB (influx.url) and an external chain.
+   */
+  hub: {
+    /** Names this instance among hubs that share gatewayId (the hub service's name): its broker client id and log lines. */
+    instance: string;
+    /** How long a frame waits for an earlier one of its device before it is delivered anyway (gateway/hub/sequencer.ts). */
+    holdMs: number;
+    /** How long the broker keeps this instance's uplink session (and the frames for it) while it is away, seconds. */
+    sessionExpiryS: number;
+  };
   log: {
     level: string;
     /** Empty: stdout (the service manager's journal bounds it). */
@@ -309,6 +322,7 @@ export const DEFAULTS: GatewayConfig = {
     retryMinMs: 200,
     retryMaxMs: 10_000,
   },
+  hub: { instance: 'hub-1', holdMs: 2000, sessionExpiryS: 3600 },
   log: { level: 'info', file: '', maxBytes: 64 * 1024 * 1024, keepFiles: 4, limitBurst: 10, limitWindowMs: 60_000 },
 };
 
@@ -431,6 +445,13 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   }
   checkMqtt(cfg.mqtt);
   checkUplink(cfg.uplink);
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(cfg.hub.instance)) throw new ConfigError(`hub.instance must be 1-64 characters [A-Za-z0-9._-], got "${cfg.hub.instance}"`);
+  for (const [k, v] of [
+    ['hub.holdMs', cfg.hub.holdMs],
+    ['hub.sessionExpiryS', cfg.hub.sessionExpiryS],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 0) throw new ConfigError(`${k} must be an integer >= 0, got ${v}`);
+  }
   for (const [k, v] of [
     ['http.maxHeaderBytes', cfg.http.maxHeaderBytes],
     ['http.maxBodyBytes', cfg.http.maxBodyBytes],

@@ -37,8 +37,9 @@ import { ingestPipeline, startVerification } from './parts/ingest.js';
 import { startHealthMonitor, watchSpool } from './parts/health.js';
 import { startTransports } from './parts/transports.js';
 import { statusSnapshot } from './parts/status.js';
-import { startHttp } from './parts/http.js';
+import { gatewayStatusRoutes, startHttp } from './parts/http.js';
 import { startUplink, uplinkSpoolPosition } from './parts/uplink.js';
+import { publishBatches } from './parts/batch-points.js';
 
 export interface Gateway {
   config: GatewayConfig;
@@ -109,12 +110,22 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       onReleased: () => watch.check(),
     });
     const uplink = startUplink(ctx, { spool, anchoring, onReleased: () => watch.check() });
+    // Anchored batches of both streams into the shared InfluxDB: a hub proves any gateway's frame from there (docs/proof-format.md).
+    const batchPoints = publishBatches(ctx, storage.sink, anchoring, consent);
     const pipeline = ingestPipeline(ctx, { registry, verification, spool, research: research.live, checkSpool: watch.check, db });
     const transports = await startTransports(ctx, { pipeline, registry, states: spool.states, research: research.live, http: httpT });
     const monitor = startHealthMonitor(ctx, { chain, db, storage, wal: spool.wal, anchoring, consent });
-    const snapshot = statusSnapshot(ctx, { monitor, transports, spool, watch, db, storage, anchoring, chain, consent, research, uplink });
+    const snapshot = statusSnapshot(ctx, { monitor, transports, spool, watch, db, storage, anchoring, chain, consent, research, uplink, batchPoints });
     const proofs = frameProofs(config, chain, batches, storage.sink, registry);
-    const http = await startHttp(ctx, { transport: httpT, snapshot, consent, research, registry, sink: storage.sink, proofs });
+    const http = await startHttp(ctx, {
+      transport: httpT,
+      statusRoutes: gatewayStatusRoutes(snapshot),
+      consent,
+      research,
+      registry,
+      sink: storage.sink,
+      proofs,
+    });
 
     const { mqtt } = transports;
     const runtime: RunningGateway = {

@@ -17,6 +17,8 @@ export interface RunningGateway {
   /** The MQTT over TLS listener's port, when it runs (mqtt.tls.cert). */
   mqttTlsPort?: number;
   chainUrl?: string;
+  /** 'hub' for `vitalproof hub` (gateway/hub/); absent for a gateway. */
+  role?: 'hub';
 }
 
 const RUNTIME_FILE = 'gateway.json';

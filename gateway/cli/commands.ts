@@ -106,6 +106,18 @@ export const COMMANDS: readonly Command[] = [
     ownHelp: true,
     run: async (argv) => (await import('./research.js')).researchCommand(argv),
   },
+  {
+    name: 'hub',
+    synopsis: 'hub',
+    summary: 'run a hub: researcher and patient access across every gateway, from the hospital broker, InfluxDB and chain (docs/fleet.md)',
+    run: async (argv) => (await import('./run.js')).hubCommand(argv),
+  },
+  {
+    name: 'fleet',
+    synopsis: 'fleet',
+    summary: "print a running hub's gateways and where each device is now; --url http://127.0.0.1:8080 (--ca FILE), --json",
+    run: async (argv) => (await import('./fleet.js')).fleetCommand(argv),
+  },
 ];
 
 /** The overview: every command of the table, and the options all share. */

@@ -1,25 +1,44 @@
 /**
- * `vitalproof run`: the gateway itself (gateway/gateway.ts), under systemd's notify protocol
- * (deploy/vitalproof.service). The only command that loads the gateway: the command table
- * (commands.ts) loads this module only when `run` is the command.
+ * `vitalproof run`: the gateway itself (gateway/gateway.ts), and `vitalproof hub`: the hub
+ * (gateway/hub/hub.ts), each under systemd's notify protocol (deploy/vitalproof.service). The
+ * only commands that load them: the command table (commands.ts) loads this module only when
+ * one of them is the command.
  */
-import { configFromFlags } from '../config.js';
+import { configFromFlags, type GatewayConfig } from '../config.js';
 import { startGateway } from '../gateway.js';
-import { createLogger } from '../log.js';
+import { startHub } from '../hub/hub.js';
+import { createLogger, type Logger } from '../log.js';
+import type { Health } from '../status/health.js';
 import { SdNotifier } from '../status/sd-notify.js';
 import { parseArgs } from './args.js';
 
 /** How long a stop may take before the process exits regardless (ms). */
 const STOP_DEADLINE_MS = 15_000;
 
+/** What `serve` runs: a started gateway or hub. */
+interface Served {
+  health: Health;
+  fatal: Promise<Error>;
+  stop(): Promise<void>;
+}
+
 /**
  * Runs the gateway with the configuration of `argv` (--config FILE, any config key as a flag).
  * @returns never: the process ends by process.exit, on a signal or a fatal fault.
  */
-export async function runCommand(argv: string[]): Promise<number> {
+export function runCommand(argv: string[]): Promise<number> {
+  return serve(argv, startGateway);
+}
+
+/** Runs a hub (docs/fleet.md) with the configuration of `argv`. @returns never, as runCommand. */
+export function hubCommand(argv: string[]): Promise<number> {
+  return serve(argv, startHub);
+}
+
+async function serve(argv: string[], start: (cfg: GatewayConfig, log: Logger) => Promise<Served>): Promise<number> {
   const cfg = configFromFlags(parseArgs(argv).flags, ['help']);
   const log = createLogger(cfg.log.level, cfg.log.file || undefined, { maxBytes: cfg.log.maxBytes, keepFiles: cfg.log.keepFiles });
-  const gw = await startGateway(cfg, log);
+  const gw = await start(cfg, log);
   // systemd (deploy/vitalproof.service): READY=1 now, WATCHDOG=1 only while healthy; a no-op without NOTIFY_SOCKET.
   const notifier = new SdNotifier({
     healthy: () => gw.health.watchdog(Math.max(5000, 3 * cfg.health.intervalMs)),

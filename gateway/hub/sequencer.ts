@@ -79,7 +79,8 @@ export class DeviceSequencer<T extends SequencedItem> {
       ['maxHeldPerDevice', this.maxHeld],
       ['maxDevices', this.maxDevices],
     ] as const) {
-      if (!(Number.isSafeInteger(v) && v >= (k === 'holdMs' ? 0 : 1))) throw new TypeError(`${k} must be a whole number${k === 'holdMs' ? ' ≥ 0' : ' ≥ 1'}, got ${v}`);
+      if (!(Number.isSafeInteger(v) && v >= (k === 'holdMs' ? 0 : 1)))
+        throw new TypeError(`${k} must be a whole number${k === 'holdMs' ? ' ≥ 0' : ' ≥ 1'}, got ${v}`);
     }
   }
 

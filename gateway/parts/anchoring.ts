@@ -81,13 +81,7 @@ export function startAnchoring(ctx: PartContext, chain: ChainRuntime | undefined
       'the open batch was sealed with the frames that survived the spool loss',
     );
   }
-  const target = chain ? anchorTargetOf(config, chain) : undefined;
-  const anchorOptions: AnchorerOptions = {
-    retryMinMs: config.chain.retryMinMs,
-    retryMaxMs: config.chain.retryMaxMs,
-    txTimeoutMs: config.chain.txTimeoutMs,
-    log,
-  };
+  const { target, anchorOptions } = anchorTarget(ctx, chain);
   if (target) {
     const a = new Anchorer(batches, target, anchorOptions);
     anchorer = a;
@@ -95,6 +89,18 @@ export function startAnchoring(ctx: PartContext, chain: ChainRuntime | undefined
     life.onStop(() => a.stop());
   }
   return { batches, batcher, anchorer, target, anchorOptions };
+}
+
+/**
+ * Where this process anchors (its chain account, one transaction lane for both streams) and how;
+ * no target when the chain is off. A hub, which anchors only its access log, takes it from here too.
+ */
+export function anchorTarget(ctx: PartContext, chain: ChainRuntime | undefined): Pick<AnchoringPart, 'target' | 'anchorOptions'> {
+  const { config, log } = ctx;
+  return {
+    target: chain ? anchorTargetOf(config, chain) : undefined,
+    anchorOptions: { retryMinMs: config.chain.retryMinMs, retryMaxMs: config.chain.retryMaxMs, txTimeoutMs: config.chain.txTimeoutMs, log },
+  };
 }
 
 function anchorTargetOf(config: GatewayConfig, c: ChainRuntime): AnchorTarget {

@@ -36,7 +36,11 @@ export interface ConsentPart {
   auth: ResearcherAuthenticator;
 }
 
-export async function startConsent(ctx: PartContext, chain: ChainRuntime | undefined, anchoring: AnchoringPart): Promise<ConsentPart> {
+export async function startConsent(
+  ctx: PartContext,
+  chain: ChainRuntime | undefined,
+  anchoring: Pick<AnchoringPart, 'target' | 'anchorOptions'>,
+): Promise<ConsentPart> {
   const { config, log, life } = ctx;
   const accessLog = await AccessLog.open(join(config.dataDir, 'access-log'));
   life.onStop(() => accessLog.close());

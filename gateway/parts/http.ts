@@ -18,7 +18,8 @@ import type { ResearchPart } from './research.js';
 
 export interface HttpDeps {
   transport: HttpTransport;
-  snapshot: () => StatusSnapshot;
+  /** The operator's routes (/status, /metrics, /healthz, ...): a gateway's or a hub's. */
+  statusRoutes: (guard: HttpGuard) => Route[];
   consent: ConsentPart;
   research: ResearchPart;
   registry: DeviceRegistry;
@@ -30,8 +31,13 @@ export interface HttpDeps {
  * The gateway's route table (gateway/http/routes.ts): every route the endpoint serves, each
  * marked operator or public by the domain that contributes it.
  */
-export function gatewayRoutes(d: { snapshot: () => StatusSnapshot; guard: HttpGuard; research: ResearchApiDeps; proofs: Proofs }): Route[] {
-  return [...statusRoutes(d.snapshot, () => d.guard.status()), ...researchRoutes(d.research), ...proofRoutes(d.proofs)];
+export function gatewayRoutes(d: { status: Route[]; research: ResearchApiDeps; proofs: Proofs }): Route[] {
+  return [...d.status, ...researchRoutes(d.research), ...proofRoutes(d.proofs)];
+}
+
+/** A gateway's operator routes: its StatusSnapshot as /status, /metrics and /healthz. */
+export function gatewayStatusRoutes(snapshot: () => StatusSnapshot): (guard: HttpGuard) => Route[] {
+  return (guard) => statusRoutes(snapshot, () => guard.status());
 }
 
 /** Listens on http.host:http.port; the last part to start, the first to stop. */
@@ -55,7 +61,7 @@ export async function startHttp(ctx: PartContext, d: HttpDeps): Promise<{ port: 
     proofs: d.proofs,
     log,
   };
-  const routes = gatewayRoutes({ snapshot: d.snapshot, guard, research, proofs: d.proofs });
+  const routes = gatewayRoutes({ status: d.statusRoutes(guard), research, proofs: d.proofs });
   const http = await startHttpServer(config.http.host, config.http.port, routes, { guard, limits: config.http });
   life.onStop(() => closeServer(http.server));
   return { port: http.port };

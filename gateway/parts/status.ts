@@ -4,7 +4,7 @@
  */
 import type { ChainRuntime } from '../chain/runtime.js';
 import type { HealthMonitor } from '../status/health-monitor.js';
-import type { StatusSnapshot } from '../status/http.js';
+import type { AccessLogStatus, ConsentStatus, StatusSnapshot } from '../status/http.js';
 import type { AnchoringPart } from './anchoring.js';
 import { batchPointsStatus, type BatchPointsPart } from './batch-points.js';
 import type { ConsentPart } from './consent.js';
@@ -27,10 +27,10 @@ export interface StatusParts {
   chain: ChainRuntime | undefined;
   consent: ConsentPart;
   research: ResearchPart;
-  /** The uplink to the hospital broker, when uplink.url is set. */
-  uplink?: Uplink | undefined;
   /** The anchored batches' writers to InfluxDB (docs/proof-format.md, "Proofs across the hospital"); undefined with the chain off. */
   batchPoints?: BatchPointsPart | undefined;
+  /** The uplink to the hospital broker, when uplink.url is set. */
+  uplink?: Uplink | undefined;
 }
 
 export function statusSnapshot(ctx: PartContext, p: StatusParts): () => StatusSnapshot {
@@ -40,7 +40,6 @@ export function statusSnapshot(ctx: PartContext, p: StatusParts): () => StatusSn
   const { wal } = spool;
   const { batcher, batches, anchorer } = anchoring;
   const writer = storage.writer;
-  const research = p.research.live;
   return (): StatusSnapshot => {
     monitor.evaluate(); // the alarms as of now, consistent with the figures beside them
     const nonzero = <T extends Record<string, number>>(o: T): Record<string, number> => Object.fromEntries(Object.entries(o).filter(([, n]) => n > 0));
@@ -146,43 +145,49 @@ export function statusSnapshot(ctx: PartContext, p: StatusParts): () => StatusSn
             };
           })()
         : { mode: 'off' as const, up: false },
-      consent: (() => {
-        const l = research?.status();
-        const live = {
-          researchersConnected: l?.researchersConnected ?? 0,
-          subscriptions: l?.subscriptions ?? 0,
-          deliveries: l?.deliveries ?? 0,
-          cut: l?.cut ?? 0,
-          loginRefusedBy: l?.loginRefusedBy ?? {},
-          subscribeRefusedBy: l?.subscribeRefusedBy ?? {},
-        };
-        if (!consent.view)
-          return { enabled: false, following: false, ...(consent.off ? { lastError: consent.off } : {}), grants: 0, inForce: 0, patients: 0, ...live };
-        const st = consent.view.status();
-        return {
-          enabled: true,
-          following: st.following,
-          ...(st.lastError ? { lastError: st.lastError } : {}),
-          lastBlock: st.lastBlock,
-          grants: st.grants,
-          inForce: st.inForce,
-          patients: st.patients,
-          ...live,
-        };
-      })(),
+      consent: consentStatus(consent, p.research),
       uplink: p.uplink ? p.uplink.status() : { enabled: false },
-      accessLog: (() => {
-        const err = consent.accessAnchorer?.status();
-        return {
-          entries: Number(consent.accessLog.lastSeq),
-          openEntries: Number(consent.accessLog.lastSeq - consent.accessBatches.lastSealedLsn),
-          liveAggregates: research?.status().awaitingLog ?? 0,
-          sealed: consent.accessBatches.lastSealed.toString(),
-          anchored: consent.accessBatches.lastAnchored.toString(),
-          pending: consent.accessBatches.pendingAnchors,
-          ...(err?.halted ? { lastError: err.halted } : err?.lastError ? { lastError: err.lastError } : {}),
-        };
-      })(),
+      accessLog: accessLogStatus(consent, p.research),
     };
+  };
+}
+
+/** The consent section of /status (a gateway's and a hub's): the view of ConsentRegistry and the live researcher transport. */
+export function consentStatus(consent: ConsentPart, researchPart: ResearchPart): ConsentStatus {
+  const l = researchPart.live?.status();
+  const live = {
+    researchersConnected: l?.researchersConnected ?? 0,
+    subscriptions: l?.subscriptions ?? 0,
+    deliveries: l?.deliveries ?? 0,
+    cut: l?.cut ?? 0,
+    loginRefusedBy: l?.loginRefusedBy ?? {},
+    subscribeRefusedBy: l?.subscribeRefusedBy ?? {},
+  };
+  if (!consent.view)
+    return { enabled: false, following: false, ...(consent.off ? { lastError: consent.off } : {}), grants: 0, inForce: 0, patients: 0, ...live };
+  const st = consent.view.status();
+  return {
+    enabled: true,
+    following: st.following,
+    ...(st.lastError ? { lastError: st.lastError } : {}),
+    lastBlock: st.lastBlock,
+    grants: st.grants,
+    inForce: st.inForce,
+    patients: st.patients,
+    ...live,
+  };
+}
+
+/** The access-log section of /status (a gateway's and a hub's). */
+export function accessLogStatus(consent: ConsentPart, researchPart: ResearchPart): AccessLogStatus {
+  const err = consent.accessAnchorer?.status();
+  return {
+    entries: Number(consent.accessLog.lastSeq),
+    openEntries: Number(consent.accessLog.lastSeq - consent.accessBatches.lastSealedLsn),
+    liveAggregates: researchPart.live?.status().awaitingLog ?? 0,
+    sealed: consent.accessBatches.lastSealed.toString(),
+    anchored: consent.accessBatches.lastAnchored.toString(),
+    pending: consent.accessBatches.pendingAnchors,
+    ...(err?.halted ? { lastError: err.halted } : err?.lastError ? { lastError: err.lastError } : {}),
   };
 }

@@ -21,9 +21,10 @@ export interface TransportsPart {
 }
 
 export interface TransportDeps {
-  pipeline: IngestPipeline;
+  /** Absent on a hub: the broker serves researchers only, and BLE is not started. */
+  pipeline?: IngestPipeline;
   registry: DeviceRegistry;
-  states: DeviceStates;
+  states?: DeviceStates;
   research: LiveResearchAccess | undefined;
   /** The HTTP listener's transport: its plain-on-a-network warning joins the broker's in one alarm. */
   http: HttpTransport;
@@ -35,7 +36,7 @@ export async function startTransports(ctx: PartContext, d: TransportDeps): Promi
   const mqtt = new MqttTransport({
     host: m.host,
     port: m.port,
-    pipeline: d.pipeline,
+    ...(d.pipeline ? { pipeline: d.pipeline } : {}),
     registry: d.registry,
     metrics,
     log,
@@ -67,7 +68,7 @@ export async function startTransports(ctx: PartContext, d: TransportDeps): Promi
   }
 
   let ble: BleCentral | undefined;
-  if (config.ble.mode === 'on') {
+  if (config.ble.mode === 'on' && d.pipeline && d.states) {
     const { mode: _mode, ...opts } = config.ble;
     const b = new BleCentral(opts, { pipeline: d.pipeline, registry: d.registry, states: d.states, metrics, log });
     ble = b;

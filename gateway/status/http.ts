@@ -8,8 +8,8 @@ import type { Route } from '../http/routes.js';
 import type { BleStatus } from '../transport/ble/central.js';
 import { ALARMS, ALL_ALARMS, type Alarm, type AlarmCode, type DependencyStatus } from './health.js';
 import type { MqttStatus } from '../transport/mqtt/broker.js';
-import type { UplinkStatus } from '../uplink/publisher.js';
 import type { BatchWriterStatus } from '../storage/batch-writer.js';
+import type { UplinkStatus } from '../uplink/publisher.js';
 
 /** The consent side (docs/consent.md): the local view of ConsentRegistry and the live researcher transport. */
 export interface ConsentStatus {

@@ -27,6 +27,7 @@ import { CLI_ERROR_REMEDIES, CLI_ERRORS } from '../../gateway/cli/errors.js';
 import { CONFIG_ERRORS, CONFIG_ERROR_REMEDIES } from '../../gateway/config.js';
 import { DYNSEC_ERROR_REMEDIES, DYNSEC_ERRORS } from '../../gateway/fleet/dynsec.js';
 import { UPLINK_FORMAT_ERROR_REMEDIES, UPLINK_FORMAT_ERRORS } from '../../gateway/uplink/envelope.js';
+import { FEED_REFUSAL_REMEDIES, FEED_REFUSALS } from '../../gateway/hub/uplink-feed.js';
 import { AUTH_ERROR_REMEDIES, AUTH_ERRORS } from '../../gateway/consent/auth.js';
 import { CONSENT_DECISION_REMEDIES, CONSENT_DECISIONS } from '../../gateway/consent/decisions.js';
 import { ACCESS_PROOF_ERRORS, ACCESS_PROOF_ERROR_REMEDIES } from '../../gateway/consent/disclosure.js';
@@ -291,6 +292,15 @@ export const ERROR_SECTIONS: readonly ErrorSection[] = [
       'Why a receiver of the uplink (the hub) refuses a message published under vitalproof/uplink/ (docs/uplink.md, "Envelope"): decodeUplinkFrame, decodeUplinkAnchor, decodeUplinkStatus throw UplinkFormatError with one of these codes.',
     means: UPLINK_FORMAT_ERRORS,
     todo: UPLINK_FORMAT_ERROR_REMEDIES,
+  }),
+  section({
+    title: 'Uplink messages the hub drops',
+    name: 'FEED_REFUSALS',
+    file: 'gateway/hub/uplink-feed.ts',
+    intro:
+      'Why a hub drops a well-formed uplink frame before live delivery (docs/fleet.md): the hub checks every frame against the device registry, since a gateway is semi-trusted. Counted in the hub\'s `/status` uplink.refusedBy and logged (`hub_uplink_refused`, rate-limited) with the UPLINK_* codes above.',
+    means: FEED_REFUSALS,
+    todo: FEED_REFUSAL_REMEDIES,
   }),
   section({
     title: 'Outbound HTTP requests',

@@ -64,9 +64,9 @@ export class GatewayProcess {
     return this.proc.pid;
   }
 
-  /** Spawns `cli/main.js run` with `--key value` flags and resolves once it logged `ready`. */
-  static async start(flags: Record<string, string | number>, env: NodeJS.ProcessEnv = {}): Promise<GatewayProcess> {
-    const args = [GATEWAY_CLI, 'run', ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, String(v)])];
+  /** Spawns `cli/main.js run` (or `hub`) with `--key value` flags and resolves once it logged `ready`. */
+  static async start(flags: Record<string, string | number>, env: NodeJS.ProcessEnv = {}, command: 'run' | 'hub' = 'run'): Promise<GatewayProcess> {
+    const args = [GATEWAY_CLI, command, ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, String(v)])];
     const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const gw = new GatewayProcess(proc);
     let timer: NodeJS.Timeout | undefined;
@@ -93,8 +93,13 @@ export class GatewayProcess {
   }
 
   async status(): Promise<StatusSnapshot> {
-    const res = await fetch(`http://127.0.0.1:${this.httpPort}/status`, { signal: AbortSignal.timeout(5000) });
-    return (await res.json()) as StatusSnapshot;
+    return this.get<StatusSnapshot>('/status');
+  }
+
+  /** GET a JSON route of the process's HTTP endpoint (a hub's /status and /fleet). */
+  async get<T>(path: string): Promise<T> {
+    const res = await fetch(`http://127.0.0.1:${this.httpPort}${path}`, { signal: AbortSignal.timeout(5000) });
+    return (await res.json()) as T;
   }
 
   /** Polls the status endpoint until `pred` holds: waiting for a state, with a deadline. */

@@ -46,7 +46,8 @@ import { deviceCertRefusal } from './tls.js';
 export interface MqttTransportOptions {
   host: string;
   port: number;
-  pipeline: IngestPipeline;
+  /** The ingest pipeline; absent on a hub (gateway/hub/), which serves researchers only: every device CONNECT is refused (MQTT_NO_DEVICES). */
+  pipeline?: IngestPipeline;
   registry: DeviceRegistry;
   metrics: Metrics;
   log: Logger;
@@ -193,6 +194,10 @@ export class MqttTransport {
           this.admit(client, 'researcher');
           return done(null, true);
         }
+        if (!this.o.pipeline) {
+          this.refused('MQTT_NO_DEVICES', sourceOf((client.conn as { remoteAddress?: string }).remoteAddress));
+          return done(Object.assign(new Error('MQTT_NO_DEVICES'), { returnCode: CONNACK_NOT_AUTHORIZED }), false);
+        }
         // Cheap before expensive: the certificate check before any signature work.
         const certRefusal = deviceCertRefusal(
           this.o.tls?.requireClientCert === true,
@@ -218,9 +223,10 @@ export class MqttTransport {
       },
       authorizePublish: (client, packet, cb) => {
         const c = client as DeviceClient | null;
-        if (!c?.vpDevice) return cb(new Error('only devices publish'));
+        const pipeline = this.o.pipeline;
+        if (!c?.vpDevice || !pipeline) return cb(new Error('only devices publish'));
         const sender = c.vpDevice;
-        this.o.pipeline
+        pipeline
           .submit(typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload, {
             transport: 'mqtt',
             sender,

@@ -21,6 +21,7 @@ export const MQTT_REFUSALS = {
   MQTT_TLS_HANDSHAKE_FAILED: 'the TLS handshake failed: a plain MQTT client on the TLS port, an untrusted or broken client',
   MQTT_CERT_REQUIRED: 'mqtt.tls.requireClientCert is true and the device presented no certificate the CA verifies',
   MQTT_CERT_MISMATCH: "the device's verified client certificate names another device (CN differs from the CONNECT's device id)",
+  MQTT_NO_DEVICES: 'a device CONNECT to a hub: the hub serves researchers only (docs/fleet.md)',
 } as const satisfies Catalogue;
 
 export type MqttRefusal = keyof typeof MQTT_REFUSALS;
@@ -38,6 +39,7 @@ export const MQTT_REFUSAL_REMEDIES: Remedies<MqttRefusal> = {
   MQTT_CERT_REQUIRED:
     'Issue the device a certificate from `mqtt.tls.ca` with CN = its device id, and connect it to the TLS listener (with mutual TLS required, the plain listener refuses every device).',
   MQTT_CERT_MISMATCH: 'A certificate moved to another device, or a wrong one installed: reissue.',
+  MQTT_NO_DEVICES: "Point the device at its bedside gateway's broker, not at the hub.",
 };
 
 export const ALL_MQTT_REFUSALS = Object.keys(MQTT_REFUSALS) as MqttRefusal[];

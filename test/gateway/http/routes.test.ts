@@ -20,7 +20,7 @@ import { ResearcherAuthenticator } from '../../../gateway/consent/auth.js';
 import { ACCESS, routeRequests, startHttpServer, type Route } from '../../../gateway/http/routes.js';
 import { createApiServer, HttpGuard, httpTransport } from '../../../gateway/http/server.js';
 import { createLogger } from '../../../gateway/log.js';
-import { gatewayRoutes } from '../../../gateway/parts/http.js';
+import { gatewayRoutes, gatewayStatusRoutes } from '../../../gateway/parts/http.js';
 import { ProofService } from '../../../gateway/proof/service.js';
 import type { StatusSnapshot } from '../../../gateway/status/http.js';
 import { InfluxSink } from '../../../gateway/storage/influx-sink.js';
@@ -48,8 +48,7 @@ beforeAll(async () => {
   const snapshot = (): StatusSnapshot =>
     ({ gatewayId: 'gw-routes', alarms: [], spool: { diskLow: false, alarm: false }, storage: { up: true } }) as unknown as StatusSnapshot;
   table = gatewayRoutes({
-    snapshot,
-    guard,
+    status: gatewayStatusRoutes(snapshot)(guard),
     proofs,
     research: {
       guard,

@@ -46,6 +46,7 @@ function world(): { devices: TestDevice[]; rows: StoredFrame[]; other: TestDevic
       receivedAtMs: startMs,
       transport: 'mqtt',
       lsn: 0n,
+      acceptances: [{ gateway: 'gw', receivedAtMs: startMs, transport: 'mqtt', lsn: 0n }],
     });
   };
   for (let i = 0; i < 12; i++) for (const d of devices) store(d, PATIENT, T0 + i * 5000);
