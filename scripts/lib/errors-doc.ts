@@ -298,7 +298,7 @@ export const ERROR_SECTIONS: readonly ErrorSection[] = [
     name: 'FEED_REFUSALS',
     file: 'gateway/hub/uplink-feed.ts',
     intro:
-      'Why a hub drops a well-formed uplink frame before live delivery (docs/fleet.md): the hub checks every frame against the device registry, since a gateway is semi-trusted. Counted in the hub\'s `/status` uplink.refusedBy and logged (`hub_uplink_refused`, rate-limited) with the UPLINK_* codes above.',
+      "Why a hub drops a well-formed uplink frame before live delivery (docs/fleet.md): the hub checks every frame against the device registry, since a gateway is semi-trusted. Counted in the hub's `/status` uplink.refusedBy and logged (`hub_uplink_refused`, rate-limited) with the UPLINK_* codes above.",
     means: FEED_REFUSALS,
     todo: FEED_REFUSAL_REMEDIES,
   }),
