@@ -8,19 +8,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as mqttConnect, type MqttClient } from 'mqtt';
 import type { Wallet } from 'ethers';
-import { fleetDevices, writeEnrolmentFile } from '../../device-sim/fleet.js';
+import { fleetDevices } from '../../device-sim/fleet.js';
 import { runFleet, type FleetOptions } from '../../device-sim/run.js';
 import { devWallet } from '../../gateway/chain/anvil.js';
 import { consentRegistryAt } from '../../gateway/chain/contracts.js';
-import { chainProvider, EMBEDDED_ACCOUNTS } from '../../gateway/chain/runtime.js';
-import type { DeploymentRecord } from '../../gateway/chain/deploy.js';
-import { DynsecClient } from '../../gateway/fleet/dynsec.js';
-import { addGateway, addHub, initBroker } from '../../gateway/fleet/broker.js';
 import type { FleetSnapshot } from '../../gateway/hub/fleet-view.js';
 import type { HubSnapshot } from '../../gateway/hub/status.js';
 import type { LiveMessage } from '../../gateway/research/live.js';
@@ -31,6 +27,7 @@ import { useMosquitto } from '../support/mosquitto.js';
 import { CLI, GatewayProcess } from '../support/gateway-process.js';
 import { bindPatient, grant, mined, researcherKey, researcherOptions, type ConsentWorld } from '../support/consent-world.js';
 import { drained } from '../support/stored.js';
+import { startHospital, type Hospital } from '../../scripts/lib/hospital.js';
 
 const influx = useInfluxd();
 const chain = useAnvil();
@@ -42,98 +39,36 @@ const wearable = devices[0]!;
 const GATEWAYS = ['gw-a', 'gw-b', 'gw-c'] as const;
 const HUBS = ['hub-1', 'hub-2'] as const;
 const HUB_ID = 'hub';
-const account = { 'gw-a': devWallet(3), 'gw-b': devWallet(4), 'gw-c': devWallet(5), 'hub-1': devWallet(6), 'hub-2': devWallet(7) } as const;
-const hospitalAdmin = devWallet(EMBEDDED_ACCOUNTS.hospitalAdmin);
 const patient = devWallet(8);
 
-let dir: string;
-let record: DeploymentRecord;
+let hospital: Hospital;
 let world: ConsentWorld;
 const gw = new Map<string, GatewayProcess>();
 const hub = new Map<string, GatewayProcess>();
 
-function chainFlags(name: string): Record<string, string> {
-  return {
-    'chain.mode': 'external',
-    'chain.rpcUrl': chain.handle.url,
-    'chain.deployment': join(dir, 'deployment.json'),
-    'chain.keyFile': join(dir, `${name}.key`),
-    'chain.confirmations': '1',
-  };
-}
-
-function common(name: string): Record<string, string | number> {
-  return {
-    dataDir: join(dir, name),
-    'influx.url': influx.handle.url,
-    'mqtt.port': 0,
-    'http.port': 0,
-    'uplink.url': broker.handle.url,
-    'uplink.passwordFile': join(dir, `${name}.broker`),
-    'accessLog.intervalMs': 300,
-    ...chainFlags(name),
-  };
-}
-
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'vp-fleet-'));
-  writeFileSync(join(dir, 'admin.key'), `${hospitalAdmin.privateKey}\n`, { mode: 0o600 });
-  writeFileSync(join(dir, 'deployer.key'), `${devWallet(0).privateKey}\n`, { mode: 0o600 });
-  for (const [name, w] of Object.entries(account)) writeFileSync(join(dir, `${name}.key`), `${w.privateKey}\n`, { mode: 0o600 });
-  // The contracts: every gateway and every hub may anchor (hubs anchor their access logs).
-  const run = (...args: string[]): string => execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
-  run(
-    'chain',
-    'deploy',
-    '--rpc',
-    chain.handle.url,
-    '--key-file',
-    join(dir, 'deployer.key'),
-    '--gateway',
-    Object.values(account)
-      .map((w) => w.address)
-      .join(','),
-    '--hospital-admin',
-    hospitalAdmin.address,
-    '--out',
-    join(dir, 'deployment.json'),
-  );
-  record = JSON.parse(readFileSync(join(dir, 'deployment.json'), 'utf8')) as DeploymentRecord;
-  // Enrolled once on chain; every gateway and hub gets the hospital's pseudonym directory and key.
-  writeEnrolmentFile(join(dir, 'fleet.json'), devices);
-  const asFlags = (o: Record<string, string>): string[] => Object.entries(o).flatMap(([k, v]) => [`--${k}`, v]);
-  run('enrol', join(dir, 'fleet.json'), '--dataDir', join(dir, 'gw-a'), '--admin-key-file', join(dir, 'admin.key'), ...asFlags(chainFlags('gw-a')));
-  for (const name of [...GATEWAYS.slice(1), ...HUBS]) {
-    mkdirSync(join(dir, name), { recursive: true });
-    cpSync(join(dir, 'gw-a', 'registry'), join(dir, name, 'registry'), { recursive: true });
-  }
-  // The hospital broker: one account per gateway (its own prefix only) and per hub.
-  const ds = await DynsecClient.connect({ url: broker.handle.url, ...broker.handle.admin });
-  try {
-    await initBroker(ds);
-    for (const name of [...GATEWAYS, ...HUBS]) {
-      const password = `pw-${name}-${Math.random().toString(36).slice(2)}`;
-      writeFileSync(join(dir, `${name}.broker`), `${password}\n`, { mode: 0o600 });
-      if (name.startsWith('gw-')) await addGateway(ds, name, password);
-      else await addHub(ds, name, password);
-    }
-  } finally {
-    await ds.close();
-  }
-  const started = await Promise.all([
-    ...GATEWAYS.map((name) => GatewayProcess.start({ ...common(name), gatewayId: name, 'batch.intervalMs': 300, 'storage.retryMinMs': 50 })),
-    ...HUBS.map((name) => GatewayProcess.start({ ...common(name), gatewayId: HUB_ID, 'hub.instance': name, 'hub.holdMs': 1500 }, {}, 'hub')),
-  ]);
-  GATEWAYS.forEach((name, i) => gw.set(name, started[i]!));
-  HUBS.forEach((name, i) => hub.set(name, started[GATEWAYS.length + i]!));
-  const provider = chainProvider(chain.handle.url, record.chainId, 100);
-  world = { dir, dataDir: join(dir, 'gw-a'), gw: gw.get('gw-a')!, record, provider, flags: {} };
+  // The recipe the demo's hospital uses too (scripts/lib/hospital.ts).
+  hospital = await startHospital({
+    dir: mkdtempSync(join(tmpdir(), 'vp-fleet-')),
+    chainUrl: chain.handle.url,
+    influxUrl: influx.handle.url,
+    broker: broker.handle,
+    devices,
+    gateways: GATEWAYS,
+    hubs: HUBS,
+    hubId: HUB_ID,
+    gatewayFlags: { 'batch.intervalMs': 300, 'storage.retryMinMs': 50, 'accessLog.intervalMs': 300 },
+    hubFlags: { 'hub.holdMs': 1500, 'accessLog.intervalMs': 300 },
+  });
+  for (const [name, p] of hospital.gateways) gw.set(name, p);
+  for (const [name, p] of hospital.hubs) hub.set(name, p);
+  const { dir, record, provider } = hospital;
+  world = { dir, dataDir: hospital.dataDir('gw-a'), gw: gw.get('gw-a')!, record, provider, flags: {} };
 });
 
 afterAll(async () => {
-  await Promise.all([...gw.values(), ...hub.values()].map((p) => p.stop()));
-  world?.provider.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await hospital?.stop();
+  if (hospital) rmSync(hospital.dir, { recursive: true, force: true });
 });
 
 /** A researcher's live connection to a hub, collecting deliveries. */
@@ -172,7 +107,7 @@ function fleet(port: number, frames: number): ReturnType<typeof runFleet> {
     devices: 1,
     seed: SEED,
     sensors: SENSORS,
-    stateDir: join(dir, 'wearable'),
+    stateDir: join(hospital.dir, 'wearable'),
     frames,
     backoff: { initialMs: 50, maxMs: 500 },
     drainTimeoutMs: 20_000,
@@ -237,7 +172,7 @@ describe('a hospital of three gateways and two hubs', () => {
     expect(lines).toMatch(/gw-c\s+online/);
 
     // Revocation cuts both hubs' streams.
-    const consent = consentRegistryAt(record.consentRegistry.address, patient.connect(world.provider));
+    const consent = consentRegistryAt(hospital.record.consentRegistry.address, patient.connect(world.provider));
     await mined(consent.revoke(g.id));
     for (const r of [r1, r2])
       await until(
