@@ -229,6 +229,12 @@ export interface GatewayConfig {
     holdMs: number;
     /** How long the broker keeps this instance's uplink session (and the frames for it) while it is away, seconds. */
     sessionExpiryS: number;
+    /**
+     * The secret the hub instances of one hospital share (32+ bytes, first line; created 0600 when
+     * missing): researcher sessions then work on every instance and across restarts
+     * (gateway/consent/shared-auth.ts). Empty: sessions are this instance's own, as on a gateway.
+     */
+    authSecretFile: string;
   };
   log: {
     level: string;
@@ -322,7 +328,7 @@ export const DEFAULTS: GatewayConfig = {
     retryMinMs: 200,
     retryMaxMs: 10_000,
   },
-  hub: { instance: 'hub-1', holdMs: 2000, sessionExpiryS: 3600 },
+  hub: { instance: 'hub-1', holdMs: 2000, sessionExpiryS: 3600, authSecretFile: '' },
   log: { level: 'info', file: '', maxBytes: 64 * 1024 * 1024, keepFiles: 4, limitBurst: 10, limitWindowMs: 60_000 },
 };
 
@@ -480,6 +486,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   for (const k of ['cert', 'key', 'ca'] as const) if (cfg.http.tls[k]) cfg.http.tls[k] = resolve(cfg.http.tls[k]);
   if (cfg.chain.deployment) cfg.chain.deployment = resolve(cfg.chain.deployment);
   if (cfg.chain.keyFile) cfg.chain.keyFile = resolve(cfg.chain.keyFile);
+  if (cfg.hub.authSecretFile) cfg.hub.authSecretFile = resolve(cfg.hub.authSecretFile);
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(cfg.gatewayId)) throw new ConfigError(`gatewayId "${cfg.gatewayId}" must be 1-64 characters [A-Za-z0-9._-]`);
   return cfg;
 }

@@ -47,7 +47,9 @@
  * memory. With a persisted secret, a challenge used just before a restart would verify again
  * after it and could be replayed until it expires; with a fresh secret every challenge issued
  * before the restart fails its MAC (AUTH_UNKNOWN_CHALLENGE), and a researcher asks for a new one.
- * Logins are rare (one an hour per researcher): that cost is small.
+ * Logins are rare (one an hour per researcher): that cost is small. Hub instances that share a
+ * secret file (hub.authSecretFile) share the used-nonce set too, through the hospital broker, so
+ * that the same argument holds across instances and restarts (./shared-auth.ts; docs/fleet.md).
  *
  * Single use without eviction. A nonce enters the used set only after its MAC (or dates) and
  * its signature verified, and is forgotten when its challenge expires. Nothing else ever enters,
@@ -70,6 +72,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { getAddress, isAddress, verifyMessage } from 'ethers';
 import type { Remedies } from '../../firmware-proto/coded-error.js';
 import { KeyedBuckets, TokenBucket } from '../util/token-bucket.js';
+import { openSession, signSession, type SharedAuthState, type SharedAuthStats } from './shared-auth.js';
 
 export const LOGIN_TITLE = 'VitalProof researcher login';
 export const LOGIN_NOTICE = "Signing this proves you hold this account's key to the gateway named below. It moves no funds.";
@@ -132,7 +135,7 @@ export interface Login {
 }
 
 export interface Session {
-  /** The bearer token: 43 base64url characters (32 random bytes). */
+  /** The bearer token: 43 base64url characters (32 random bytes); with shared sessions a signed token (./shared-auth.ts). */
   token: string;
   /** The researcher's address, EIP-55 checksummed. */
   researcher: string;
@@ -171,6 +174,12 @@ export interface AuthenticatorOptions {
   selfIssuedPerKeyPerS?: number;
   /** The MAC key of gateway-issued challenges (32 bytes). Default: random, drawn at construction. */
   secret?: Uint8Array;
+  /**
+   * Hub instances that share `secret` (hub.authSecretFile; ./shared-auth.ts): sessions become
+   * signed tokens any of them verifies, and used nonces and logouts are recorded in this state,
+   * which the hub shares through the hospital broker. Requires `secret`.
+   */
+  shared?: SharedAuthState;
   now?: () => number;
 }
 
@@ -320,6 +329,8 @@ export interface AuthStats {
   recoveries: number;
   /** Logins refused AUTH_BUSY since start, before any recovery. */
   busy: number;
+  /** With shared sessions (./shared-auth.ts): the shared state (`sessions` then counts none: tokens are not kept). */
+  shared?: SharedAuthStats;
 }
 
 interface SessionEntry extends Session {
@@ -342,6 +353,7 @@ export class ResearcherAuthenticator {
   private readonly maxUsed: number;
   private readonly admitted: (address: string) => boolean;
   private readonly secret: Uint8Array;
+  private readonly shared: SharedAuthState | undefined;
   private readonly now: () => number;
   private readonly issuedBudget: TokenBucket;
   private readonly selfIssuedBudget: TokenBucket;
@@ -367,7 +379,9 @@ export class ResearcherAuthenticator {
     this.maxUsed = positive('maxUsedNonces', opts.maxUsedNonces ?? 16_384);
     this.admitted = opts.admitted ?? (() => true);
     if (opts.secret !== undefined && opts.secret.length < 32) throw new TypeError(`secret must be at least 32 bytes, got ${opts.secret.length}`);
+    if (opts.shared && !opts.secret) throw new TypeError('shared sessions need the secret the instances share');
     this.secret = opts.secret ?? randomBytes(32);
+    this.shared = opts.shared;
     this.now = opts.now ?? Date.now;
     this.startedAtMs = this.now();
     const rate = (name: string, v: number): number => {
@@ -449,7 +463,8 @@ export class ResearcherAuthenticator {
       rememberUntil = Math.min(c.expiresAtMs, c.issuedAtMs + this.skewMs + 1);
     }
     this.pruneUsed(now);
-    if (this.used.has(c.nonce)) return failure('AUTH_REPLAYED', `challenge ${c.nonce} was used already`);
+    if (this.used.has(c.nonce) || this.shared?.nonceUsed(c.nonce)) return failure('AUTH_REPLAYED', `challenge ${c.nonce} was used already`);
+    if (this.shared && !this.shared.isReady()) return this.refuseBusy('the shared login state has not been read from the hospital broker yet');
     if (this.used.size >= this.maxUsed) return this.refuseBusy(`${this.used.size} used challenges are remembered until they expire (maxUsedNonces)`);
     if (issued) {
       if (!this.issuedBudget.take())
@@ -471,6 +486,7 @@ export class ResearcherAuthenticator {
     if (recovered !== c.account) return failure('AUTH_BAD_SIGNATURE', `the signature recovers ${recovered}, the challenge names ${c.account}`);
     this.used.set(c.nonce, rememberUntil);
     this.usedNextExpiry = Math.min(this.usedNextExpiry, rememberUntil);
+    this.shared?.record({ kind: 'nonce', nonce: c.nonce, untilMs: rememberUntil });
     return { ok: true, researcher: c.account, challenge: c };
   }
 
@@ -493,6 +509,11 @@ export class ResearcherAuthenticator {
     const r = this.verifyLogin(login, 'http');
     if (!r.ok) return r;
     const now = this.now();
+    if (this.shared) {
+      // A signed token costs no memory here: nothing to cap (the login budget bounds the rate).
+      const { token } = signSession(this.secret, this.gatewayId, r.researcher, now, now + this.sessionTtlMs);
+      return { ok: true, session: { token, researcher: r.researcher, issuedAtMs: now, expiresAtMs: now + this.sessionTtlMs } };
+    }
     this.pruneSessions(now);
     const admitted = this.admitted(r.researcher);
     const entry: SessionEntry = {
@@ -519,6 +540,7 @@ export class ResearcherAuthenticator {
 
   /** The session of a bearer token (`Authorization: Bearer <token>`). */
   session(token: string): SessionResult {
+    if (this.shared) return this.signedSession(token);
     const s = typeof token === 'string' ? this.sessions.get(token) : undefined;
     if (!s) return failure('AUTH_UNKNOWN_SESSION', 'no session has this token');
     if (this.now() >= s.expiresAtMs) {
@@ -530,11 +552,23 @@ export class ResearcherAuthenticator {
 
   /** Ends a session (logout); true when there was one. */
   logout(token: string): boolean {
+    if (this.shared) {
+      const r = this.signedSession(token);
+      if (!r.ok) return false;
+      this.shared.record({ kind: 'ended', id: openSession(this.secret, this.gatewayId, token)!.id, untilMs: r.session.expiresAtMs });
+      return true;
+    }
     return this.end(token);
   }
 
   /** Ends every session of a researcher (logout everywhere, a leaked token; or their last grant revoked); returns how many. */
   endSessionsOf(researcher: string): number {
+    if (this.shared) {
+      // Tokens are not kept, so they cannot be counted: every one issued until now ends (1 stands for them).
+      const now = this.now();
+      this.shared.record({ kind: 'ended-all', researcher: getAddress(researcher), beforeMs: now, untilMs: now + this.sessionTtlMs });
+      return 1;
+    }
     let n = 0;
     for (const [t, s] of this.sessions) {
       if (s.researcher.toLowerCase() === researcher.toLowerCase() && this.end(t)) n++;
@@ -547,7 +581,23 @@ export class ResearcherAuthenticator {
     const now = this.now();
     this.pruneUsed(now);
     this.pruneSessions(now);
-    return { usedNonces: this.used.size, sessions: this.sessions.size, unadmittedSessions: this.unadmittedCount, recoveries: this.recoveries, busy: this.busy };
+    return {
+      usedNonces: this.used.size,
+      sessions: this.sessions.size,
+      unadmittedSessions: this.unadmittedCount,
+      recoveries: this.recoveries,
+      busy: this.busy,
+      ...(this.shared ? { shared: this.shared.stats() } : {}),
+    };
+  }
+
+  /** A signed token's session: its MAC, its expiry, and whether it was logged out anywhere. */
+  private signedSession(token: string): SessionResult {
+    const c = openSession(this.secret, this.gatewayId, token);
+    if (!c) return failure('AUTH_UNKNOWN_SESSION', 'no session has this token');
+    if (this.now() >= c.expiresAtMs) return failure('AUTH_SESSION_EXPIRED', `the session expired at ${iso(c.expiresAtMs)}`);
+    if (this.shared!.sessionEnded(c)) return failure('AUTH_UNKNOWN_SESSION', 'the session was logged out');
+    return { ok: true, session: { token, researcher: c.researcher, issuedAtMs: c.issuedAtMs, expiresAtMs: c.expiresAtMs } };
   }
 
   private refuseBusy(detail: string): AuthFailure {

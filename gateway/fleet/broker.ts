@@ -4,7 +4,9 @@
  *
  *   default ACL access   publish: deny   receive: deny   subscribe: deny   unsubscribe: allow
  *   role vp-gateway-<id> publishClientSend vitalproof/uplink/<id>/#        (nothing else)
- *   role vp-hub          subscribePattern + publishClientReceive vitalproof/uplink/# ($share too)
+ *   role vp-hub          subscribePattern + publishClientReceive vitalproof/uplink/# ($share too);
+ *                        publish, subscribe and receive vitalproof/hub/# (the instances'
+ *                        shared login state: gateway/hub/auth-share.ts)
  *   client vp-gw-<id>    role vp-gateway-<id>
  *   client vp-hub-<name> role vp-hub
  *
@@ -18,6 +20,8 @@ import { UPLINK_ROOT, checkGatewayId, uplinkTopics } from '../uplink/topics.js';
 import { isAlreadyExists, type Acl, type DefaultAccess, type DynsecClient } from './dynsec.js';
 
 export const HUB_ROLE = 'vp-hub';
+/** What hub instances say to each other (gateway/hub/auth-share.ts): only hub accounts reach it. */
+export const HUB_ROOT = 'vitalproof/hub';
 
 /** Denied unless a role allows it; unsubscribing from what one may not have is harmless. */
 export const DEFAULT_ACCESS: Required<DefaultAccess> = { publishClientSend: false, publishClientReceive: false, subscribe: false, unsubscribe: true };
@@ -56,13 +60,17 @@ export function hubAcls(): Acl[] {
     { acltype: 'subscribePattern', topic: `${UPLINK_ROOT}/#`, allow: true },
     { acltype: 'subscribePattern', topic: `$share/+/${UPLINK_ROOT}/#`, allow: true },
     { acltype: 'publishClientReceive', topic: `${UPLINK_ROOT}/#`, allow: true },
+    // Logouts and used login nonces, shared between the instances (docs/fleet.md, "Researcher sessions across hubs").
+    { acltype: 'publishClientSend', topic: `${HUB_ROOT}/#`, allow: true },
+    { acltype: 'subscribePattern', topic: `${HUB_ROOT}/#`, allow: true },
+    { acltype: 'publishClientReceive', topic: `${HUB_ROOT}/#`, allow: true },
   ];
 }
 
 /** Sets the default ACL access and creates the hub role (or adds its ACLs to an existing one). */
 export async function initBroker(ds: DynsecClient): Promise<void> {
   await ds.setDefaultACLAccess(DEFAULT_ACCESS);
-  await ensureRole(ds, HUB_ROLE, hubAcls(), 'VitalProof hub: reads every gateway uplink');
+  await ensureRole(ds, HUB_ROLE, hubAcls(), 'VitalProof hub: reads every gateway uplink, shares login state with the other instances');
 }
 
 /**

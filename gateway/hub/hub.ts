@@ -40,6 +40,8 @@ import { clearRunningGateway, writeRunningGateway } from '../running.js';
 import type { ChainRuntime } from '../chain/runtime.js';
 import { FleetProofService } from '../proof/fleet.js';
 import { UplinkFeed } from './uplink-feed.js';
+import { AuthShare, hubAuthSecret } from './auth-share.js';
+import { SharedAuthState } from '../consent/shared-auth.js';
 import { FleetView } from './fleet-view.js';
 import { hubStatusRoutes, type HubSnapshot } from './status.js';
 import { consentStatus, accessLogStatus } from '../parts/status.js';
@@ -80,7 +82,9 @@ export async function startHub(config: GatewayConfig, log: Logger): Promise<Hub>
   try {
     const chain = (await connectChain(ctx))!;
     const registry = openDevices(ctx, chain);
-    const consent = await startConsent(ctx, chain, anchorTarget(ctx, chain));
+    // With a secret shared by the instances, sessions work on any of them and across restarts (./auth-share.ts).
+    const sharedAuth = config.hub.authSecretFile ? { secret: hubAuthSecret(config.hub.authSecretFile), state: new SharedAuthState() } : undefined;
+    const consent = await startConsent(ctx, chain, anchorTarget(ctx, chain), sharedAuth);
     const research = startResearch(ctx, chain, consent);
     const sink = new InfluxSink({
       url: config.influx.url,
@@ -92,15 +96,24 @@ export async function startHub(config: GatewayConfig, log: Logger): Promise<Hub>
     });
     const fleet = new FleetView();
     const u = config.uplink;
-    const feed = new UplinkFeed({
+    const brokerAccount = {
       url: u.url,
       username: u.username || hubUsername(config.hub.instance),
       password: secretLine(u.passwordFile, 'uplink.passwordFile'),
-      clientId: u.clientId || hubUsername(config.hub.instance),
       tls: {
         ...(u.tls.ca ? { ca: settingFile(u.tls.ca, 'uplink.tls.ca') } : {}),
         ...(u.tls.cert ? { cert: settingFile(u.tls.cert, 'uplink.tls.cert'), key: settingFile(u.tls.key, 'uplink.tls.key') } : {}),
       },
+    };
+    const feedClientId = u.clientId || hubUsername(config.hub.instance);
+    if (sharedAuth) {
+      const share = new AuthShare({ ...brokerAccount, clientId: `${feedClientId}-auth`, gatewayId: config.gatewayId, state: sharedAuth.state, log });
+      await share.start();
+      life.onStop(() => share.stop());
+    }
+    const feed = new UplinkFeed({
+      ...brokerAccount,
+      clientId: feedClientId,
       registry,
       fleet,
       log,

@@ -14,6 +14,7 @@ import type { ChainRuntime } from '../chain/runtime.js';
 import type { AccessEntry } from '../consent/access-entry.js';
 import { AccessLog, accessLogLeaves } from '../consent/access-log.js';
 import { ResearcherAuthenticator } from '../consent/auth.js';
+import type { SharedAuthState } from '../consent/shared-auth.js';
 import { ConsentView } from '../consent/consent-view.js';
 import { DIRECTORY_FILE, PATIENT_REF_KEY_FILE, PseudonymDirectory } from '../registry/directory.js';
 import type { AnchoringPart } from './anchoring.js';
@@ -40,6 +41,8 @@ export async function startConsent(
   ctx: PartContext,
   chain: ChainRuntime | undefined,
   anchoring: Pick<AnchoringPart, 'target' | 'anchorOptions'>,
+  /** Hub instances sharing sessions (hub.authSecretFile; gateway/consent/shared-auth.ts). */
+  sharedAuth?: { secret: Uint8Array; state: SharedAuthState },
 ): Promise<ConsentPart> {
   const { config, log, life } = ctx;
   const accessLog = await AccessLog.open(join(config.dataDir, 'access-log'));
@@ -137,6 +140,7 @@ export async function startConsent(
     recoveriesPerS: config.login.recoveriesPerS,
     selfIssuedPerS: config.login.selfIssuedPerS,
     maxUnadmittedSessions: config.login.maxUnadmittedSessions,
+    ...(sharedAuth ? { secret: sharedAuth.secret, shared: sharedAuth.state } : {}),
     // Known to the chain: a grantee (any grant, any state) or a bound patient.
     ...(view ? { admitted: (a: string) => view!.grantsFor(a).length > 0 || view!.patientRefOfAddress(a) !== undefined } : {}),
   });

@@ -117,6 +117,28 @@ describe('broker accounts for the uplink', () => {
     expect(sub).toBe(0x87);
   });
 
+  it('lets hub instances share their login state under vitalproof/hub/#, and no gateway touch it', async () => {
+    const h1 = await client('vp-hub-h1', 'pw-h1-0123456789');
+    const h2 = await client('vp-hub-h2', 'pw-h2-0123456789', { clientId: 'vp-hub-h2-auth-test' });
+    const box = inbox(h2);
+    expect((await h2.subscribeAsync('vitalproof/hub/+/auth/#', { qos: 1 }))[0]?.qos).toBe(1);
+    const a = await client('vp-gw-gw-a', 'pw-gw-a-0123456789');
+    const forged = await a.publishAsync('vitalproof/hub/hub/auth/ended/00', 'forged', { qos: 1 }).then(
+      () => undefined,
+      (e: Error & { code?: number }) => e.code,
+    );
+    expect(forged).toBe(0x87);
+    await h1.publishAsync('vitalproof/hub/hub/auth/ended/01', 'logout', { qos: 1, retain: true });
+    await box.count(1);
+    expect(box.got).toEqual([{ topic: 'vitalproof/hub/hub/auth/ended/01', payload: 'logout' }]);
+    const sub = await a.subscribeAsync('vitalproof/hub/#', { qos: 1 }).then(
+      (g) => g[0]?.qos,
+      (e: { packet?: { granted?: number[] } }) => e.packet?.granted?.[0],
+    );
+    expect(sub).toBe(0x87);
+    await h1.publishAsync('vitalproof/hub/hub/auth/ended/01', '', { qos: 1, retain: true });
+  });
+
   it('splits a shared subscription across hub instances: each message goes to one of them', async () => {
     const h1 = await client('vp-hub-h1', 'pw-h1-0123456789');
     const h2 = await client('vp-hub-h2', 'pw-h2-0123456789');

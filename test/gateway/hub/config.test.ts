@@ -9,14 +9,16 @@ import { createLogger } from '../../../gateway/log.js';
 
 describe('hub configuration', () => {
   it('has defaults, VP_HUB_* variables and flags over them', () => {
-    expect(loadConfig({ env: {} }).hub).toEqual({ instance: 'hub-1', holdMs: 2000, sessionExpiryS: 3600 });
-    expect([envName('hub.instance'), envName('hub.holdMs'), envName('hub.sessionExpiryS')]).toEqual([
+    expect(loadConfig({ env: {} }).hub).toEqual({ instance: 'hub-1', holdMs: 2000, sessionExpiryS: 3600, authSecretFile: '' });
+    expect([envName('hub.instance'), envName('hub.holdMs'), envName('hub.sessionExpiryS'), envName('hub.authSecretFile')]).toEqual([
       'VP_HUB_INSTANCE',
       'VP_HUB_HOLD_MS',
       'VP_HUB_SESSION_EXPIRY_S',
+      'VP_HUB_AUTH_SECRET_FILE',
     ]);
     const h = loadConfig({ env: { VP_HUB_INSTANCE: 'hub-7', VP_HUB_HOLD_MS: '500' }, flags: { 'hub.holdMs': '750' } }).hub;
-    expect(h).toEqual({ instance: 'hub-7', holdMs: 750, sessionExpiryS: 3600 });
+    expect(h).toEqual({ instance: 'hub-7', holdMs: 750, sessionExpiryS: 3600, authSecretFile: '' });
+    expect(loadConfig({ env: { VP_HUB_AUTH_SECRET_FILE: 'hub.secret' } }).hub.authSecretFile).toBe(join(process.cwd(), 'hub.secret'));
   });
 
   it.each([
