@@ -10,16 +10,15 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fleetDevices, writeEnrolmentFile } from '../../device-sim/fleet.js';
 import { runFleet, type FleetOptions } from '../../device-sim/run.js';
 import { InfluxHttp, seriesRows } from '../../gateway/storage/influx-http.js';
-import { findFreePort } from '../../gateway/util/net.js';
 import { useInfluxd } from '../support/influxd.js';
 import { CLI, GatewayProcess } from '../support/gateway-process.js';
 import { drained } from '../support/stored.js';
+import { leavingRelay } from '../../scripts/lib/leaving-relay.js';
 
 const influx = useInfluxd();
 const SEED = 'handoff';
@@ -63,54 +62,6 @@ afterAll(async () => {
   await Promise.all([gwA?.stop(), gwB?.stop()]);
   rmSync(dir, { recursive: true, force: true });
 });
-
-/**
- * A TCP relay to A's MQTT port that passes each connection's first `acks` PUBACKs and drops
- * every later one (the wearable is leaving: A's answers no longer reach it). The device's
- * frames all reach A. MQTT 3.1.1 §2.2: type in the high nibble, then the remaining length
- * (1-4 bytes, 7 bits each).
- */
-async function leavingRelay(port: number, acks: number): Promise<{ port: number; close: () => Promise<void> }> {
-  const sockets: Socket[] = [];
-  const server: Server = createServer((client) => {
-    const upstream = connect(port, '127.0.0.1');
-    sockets.push(client, upstream);
-    client.pipe(upstream);
-    let buf = Buffer.alloc(0);
-    let passed = 0;
-    upstream.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      for (;;) {
-        let len = 0;
-        let i = 1;
-        for (let shift = 0; i < buf.length; i++, shift += 7) {
-          len += (buf[i]! & 0x7f) << shift;
-          if ((buf[i]! & 0x80) === 0) break;
-        }
-        if (i >= buf.length || buf.length < i + 1 + len) return;
-        const packet = buf.subarray(0, i + 1 + len);
-        buf = buf.subarray(i + 1 + len);
-        if (packet[0]! >> 4 !== 4 || passed++ < acks) client.write(packet);
-      }
-    });
-    for (const [a, b] of [
-      [client, upstream],
-      [upstream, client],
-    ] as const) {
-      a.on('close', () => b.destroy());
-      a.on('error', () => b.destroy());
-    }
-  });
-  const relayPort = await findFreePort();
-  await new Promise<void>((res) => server.listen(relayPort, '127.0.0.1', res));
-  return {
-    port: relayPort,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise((res) => server.close(res));
-    },
-  };
-}
 
 /** seq of every `frames` point of a device, in time order (one point per stored frame, whatever the schema version). */
 async function storedSeqs(deviceId: string): Promise<bigint[]> {
