@@ -14,11 +14,15 @@
  *       rate, without and then with a concurrent flood of forged researcher logins (POST
  *       /auth/login, well-formed, random signatures, --flood-rate per second from 16 sources),
  *       in the same run, and the ratio of the two (scripts/lib/login-flood.ts).
+ *   (h) a hospital on one box (scripts/lib/bench-fleet.ts): frame accepted at one of three
+ *       gateways → delivered to a researcher through the hub (p50, p99); the uplink's gateway
+ *       CPU per frame as a ratio to the same gateway's without it (scripts/lib/bench-uplink.ts);
+ *       the hub's deliveries per CPU-second.
  *
  * Everything listens on 127.0.0.1 on free ports, in a temp dir removed at the end. Every
  * loop is bounded in count and in time.
  *
- *   npm run bench -- [--devices 50] [--frames 600] [--flood-rate 500] [--flood-sources 16] [--only login-flood] [--out ./data/bench-results.json]
+ *   npm run bench -- [--devices 50] [--frames 600] [--flood-rate 500] [--flood-sources 16] [--only login-flood|fleet] [--out ./data/bench-results.json]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,7 +39,8 @@ import { startPrivateBus, type PrivateBus } from '../device-sim/bluez/bus-daemon
 import { benchVerify, KINDS, splitFrames } from './lib/bench-frames.js';
 import { anchoringFigures, BLE_DEVICES, bleRun, loginFloodFleets, loginFloodRun } from './lib/bench-more.js';
 import { e2eRun, latencyRun, pollStatus, sleep } from './lib/bench-mqtt.js';
-import { fmt, print, printLoginFlood } from './lib/bench-print.js';
+import { fmt, print, printFleet, printLoginFlood } from './lib/bench-print.js';
+import { fleetFigures, type FleetFigures } from './lib/bench-fleet.js';
 
 async function main(argv: string[]): Promise<number> {
   const { values: v } = parseArgs({
@@ -52,7 +57,7 @@ async function main(argv: string[]): Promise<number> {
   });
   if (v.help) {
     console.log(
-      'usage: npm run bench -- [--devices 50] [--frames 600 (small frames per device; the mix sends a third)] [--flood-rate 500 (forged logins/s in (g))] [--flood-sources 16 (their loopback addresses)] [--only login-flood] [--out ./data/bench-results.json]',
+      'usage: npm run bench -- [--devices 50] [--frames 600 (small frames per device; the mix sends a third)] [--flood-rate 500 (forged logins/s in (g))] [--flood-sources 16 (their loopback addresses)] [--only login-flood|fleet (one part: (g), or (h) the hospital)] [--out ./data/bench-results.json]',
     );
     return 0;
   }
@@ -62,8 +67,9 @@ async function main(argv: string[]): Promise<number> {
   const floodRate = positiveInt('flood-rate', v['flood-rate']);
   const floodSources = positiveInt('flood-sources', v['flood-sources']);
   if (floodSources > 254) throw new Error(`--flood-sources is at most 254 (127.0.2.1 … 127.0.2.254), got ${floodSources}`);
-  if (v.only !== undefined && v.only !== 'login-flood') throw new Error(`--only takes login-flood, got "${v.only}"`);
+  if (v.only !== undefined && v.only !== 'login-flood' && v.only !== 'fleet') throw new Error(`--only takes login-flood or fleet, got "${v.only}"`);
   if (v.only === 'login-flood') return onlyLoginFlood(nDevices, floodRate, floodSources, outFile);
+  if (v.only === 'fleet') return onlyFleet(outFile);
   const WINDOW = 32;
   const benchStarted = Date.now();
   const cpuList = cpus();
@@ -165,6 +171,8 @@ async function main(argv: string[]): Promise<number> {
       `    PUBACK p50 ${fmt(loginFlood.baseline.p50Ms, 1)} → ${fmt(loginFlood.underFlood.p50Ms, 1)} ms (× ${fmt(loginFlood.ratioP50, 2)}), p95 ${fmt(loginFlood.baseline.p95Ms, 1)} → ${fmt(loginFlood.underFlood.p95Ms, 1)} ms (× ${fmt(loginFlood.ratioP95, 2)})`,
     );
     const problems = gw.problems();
+    log('(h) a hospital on one box: anvil, Mosquitto, 3 gateways and a hub on the same influxd ...');
+    const fleet = await fleetFigures(join(dir, 'fleet'), influxd, log);
 
     const results = {
       version: 1,
@@ -182,6 +190,7 @@ async function main(argv: string[]): Promise<number> {
       anchoring,
       ble,
       loginFlood,
+      fleet,
       gatewayWarnings: problems.slice(0, 20),
       finalStatus: settledS.s,
       benchSeconds: Math.round((Date.now() - benchStarted) / 1000),
@@ -191,7 +200,13 @@ async function main(argv: string[]): Promise<number> {
     print(results);
     console.log(`\nwritten to ${outFile}`);
     const ok =
-      e2eSmall.complete && e2eMix.complete && latency.errors === 0 && ble.complete && loginFlood.baseline.errors === 0 && loginFlood.underFlood.errors === 0;
+      e2eSmall.complete &&
+      e2eMix.complete &&
+      latency.errors === 0 &&
+      ble.complete &&
+      loginFlood.baseline.errors === 0 &&
+      loginFlood.underFlood.errors === 0 &&
+      fleetComplete(fleet);
     if (!ok) console.log('WARNING: a run did not complete (see "complete" and "errors" in the JSON)');
     const busy = [e2eSmall.cpu, e2eMix.cpu, latency.cpu].filter((c) => c.otherS > 0.1 * machine.cpus * c.wallS);
     if (busy.length)
@@ -242,6 +257,42 @@ async function onlyLoginFlood(nDevices: number, floodRate: number, floodSources:
     return g.baseline.errors === 0 && g.underFlood.errors === 0 ? 0 : 1;
   } finally {
     await gw?.stop();
+    await influxd?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Every (h) run delivered and stored everything it sent. */
+function fleetComplete(f: FleetFigures): boolean {
+  const d = f.hospital.delivery;
+  return d.missing === 0 && d.errors === 0 && f.uplinkCost.complete && f.hospital.hub.complete;
+}
+
+/** `--only fleet`: influxd, then (h) alone. */
+async function onlyFleet(outFile: string): Promise<number> {
+  const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
+  const dir = mkdtempSync(join(tmpdir(), 'vp-bench-fleet-'));
+  let influxd: InfluxdHandle | undefined;
+  try {
+    const m0 = machineCpuSeconds();
+    await sleep(1000);
+    const busy = sig(machineCpuSeconds().busy - m0.busy, 2);
+    if (busy > 0.2) log(`WARNING: the machine was already busy (${busy} CPU-s in the last second, before the bench started anything): figures will be low`);
+    influxd = await startInfluxd({ dataDir: join(dir, 'influxdb') });
+    const fleet = await fleetFigures(join(dir, 'fleet'), influxd, log);
+    const out: string[] = [
+      `VitalProof bench (h) only, ${new Date().toISOString()}, ${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? 'unknown'}), Node ${process.version}, load average at start ${loadavg()
+        .map((x) => sig(x, 2))
+        .join(' ')}, busy CPU-s in the second before ${busy}`,
+      '',
+    ];
+    printFleet(fleet, out);
+    console.log(out.join('\n'));
+    mkdirSync(dirname(outFile), { recursive: true });
+    writeFileSync(outFile, `${JSON.stringify({ version: 1, fleet }, null, 2)}\n`);
+    console.log(`\nwritten to ${outFile}`);
+    return fleetComplete(fleet) ? 0 : 1;
+  } finally {
     await influxd?.stop();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -119,6 +119,8 @@ export async function e2eRun(
   bareUsPerFrame: number,
   window: number,
   capMs: number,
+  /** Also wait for this before the clock stops (the uplink's broker acknowledgements, in (h2)). */
+  settled?: (s: StatusSnapshot, s0: StatusSnapshot, sent: number) => boolean,
 ): Promise<E2EFigure> {
   const total = frames.reduce((n, f) => n + f.length, 0);
   const clients = await connectAll(gw.mqttPort, devices);
@@ -165,7 +167,7 @@ export async function e2eRun(
     clearTimeout(cap);
     const tAck = performance.now();
     const sent = published.reduce((a, b) => a + b, 0);
-    const { s: s1, ok } = await pollStatus(gw, (s) => s.storage.framesWritten - s0.storage.framesWritten >= sent, 90_000);
+    const { s: s1, ok } = await pollStatus(gw, (s) => s.storage.framesWritten - s0.storage.framesWritten >= sent && (settled?.(s, s0, sent) ?? true), 90_000);
     const tStored = performance.now();
     const share = cpu();
     const gwCpu = share.processes['gateway']!;
@@ -223,6 +225,100 @@ export interface LatencyFigure {
   cpu: CpuShare;
 }
 
+/** What pacedPublish saw: per slot (publish order), when it was published and how long its PUBACK took. */
+export interface PacedResult {
+  /** performance.now() of each slot's publish() call. Slot s is frame ⌊s / clients⌋ of client s mod clients. */
+  publishedAt: Float64Array;
+  /** publish() to PUBACK callback, ms. */
+  latencies: Float64Array;
+  /** The first slot published after the warm-up. */
+  measuredFrom: number;
+  settled: number;
+  errors: number;
+  deferred: number;
+  /** The publishing clock: first due publish and the last one. */
+  t0: number;
+  lastPublish: number;
+}
+
+/**
+ * Publishes every client's frames at QoS 1 at a steady total rate, round-robin over the clients,
+ * scheduled every millisecond, each client keeping at most `window` publishes in flight (more wait
+ * their turn, counted as deferred). Resolves once every PUBACK came or `capMs` after the last
+ * publish (unsettled slots then count as errors). Every client must have the same number of frames.
+ */
+export async function pacedPublish(
+  clients: readonly MqttClient[],
+  topics: readonly string[],
+  frames: readonly (readonly Buffer[])[],
+  ratePerS: number,
+  warmupMs: number,
+  window: number,
+  capMs = 30_000,
+): Promise<PacedResult> {
+  const total = frames.reduce((n, f) => n + f.length, 0);
+  const latencies = new Float64Array(total);
+  const publishedAt = new Float64Array(total);
+  let measuredFrom = Number.POSITIVE_INFINITY;
+  let sent = 0;
+  let settled = 0;
+  let errors = 0;
+  let deferred = 0;
+  const inflight = new Array<number>(clients.length).fill(0);
+  const waiting: number[][] = clients.map(() => []);
+  const nextOf = new Array<number>(clients.length).fill(0);
+  let done!: () => void;
+  const finished = new Promise<void>((res) => (done = res));
+  const publish = (ci: number, slot: number): void => {
+    const payload = frames[ci]![nextOf[ci]!++]!;
+    inflight[ci]!++;
+    publishedAt[slot] = performance.now();
+    clients[ci]!.publish(topics[ci]!, payload, { qos: 1 }, (err) => {
+      latencies[slot] = performance.now() - publishedAt[slot]!;
+      inflight[ci]!--;
+      if (err) errors++;
+      settled++;
+      const w = waiting[ci]!.shift();
+      if (w !== undefined) publish(ci, w);
+      if (settled === total) done();
+    });
+  };
+  const t0 = performance.now();
+  let lastPublish = t0;
+  await new Promise<void>((res) => {
+    const tick = (): void => {
+      const due = Math.min(total, Math.floor((ratePerS * (performance.now() - t0)) / 1000));
+      while (sent < due) {
+        const slot = sent++;
+        const ci = slot % clients.length;
+        if (measuredFrom === Number.POSITIVE_INFINITY && performance.now() - t0 >= warmupMs) measuredFrom = slot;
+        if (inflight[ci]! < window) publish(ci, slot);
+        else {
+          deferred++;
+          waiting[ci]!.push(slot);
+        }
+      }
+      lastPublish = performance.now();
+      if (sent >= total) res();
+      else setTimeout(tick, 1);
+    };
+    tick();
+  });
+  let capTimer: NodeJS.Timeout | undefined;
+  const capped = await Promise.race([finished.then(() => false), new Promise<boolean>((res) => (capTimer = setTimeout(() => res(true), capMs)))]);
+  clearTimeout(capTimer);
+  return {
+    publishedAt,
+    latencies,
+    measuredFrom: Math.min(measuredFrom, total),
+    settled,
+    errors: errors + (capped ? total - settled : 0),
+    deferred,
+    t0,
+    lastPublish,
+  };
+}
+
 export async function latencyRun(
   gw: GatewayProcess,
   influxd: InfluxdHandle,
@@ -235,75 +331,26 @@ export async function latencyRun(
   const total = frames.reduce((n, f) => n + f.length, 0);
   const clients = await connectAll(gw.mqttPort, devices);
   try {
-    const latencies = new Float64Array(total);
-    const publishedAt = new Float64Array(total);
-    let measuredFrom = Number.POSITIVE_INFINITY;
-    let sent = 0;
-    let settled = 0;
-    let errors = 0;
-    let deferred = 0;
-    const inflight = new Array<number>(clients.length).fill(0);
-    const waiting: number[][] = clients.map(() => []);
-    const nextOf = new Array<number>(clients.length).fill(0);
-    let done!: () => void;
-    const finished = new Promise<void>((res) => (done = res));
-    const publish = (ci: number, slot: number): void => {
-      const payload = frames[ci]![nextOf[ci]!++]!;
-      inflight[ci]!++;
-      publishedAt[slot] = performance.now();
-      clients[ci]!.publish(frameTopic(devices[ci]!.deviceId), payload, { qos: 1 }, (err) => {
-        latencies[slot] = performance.now() - publishedAt[slot]!;
-        inflight[ci]!--;
-        if (err) errors++;
-        settled++;
-        const w = waiting[ci]!.shift();
-        if (w !== undefined) publish(ci, w);
-        if (settled === total) done();
-      });
-    };
     const cpu = cpuWindow({ gateway: gw.pid, influxd: influxd.pid });
-    const t0 = performance.now();
-    let lastPublish = t0;
-    await new Promise<void>((res) => {
-      const tick = (): void => {
-        const due = Math.min(total, Math.floor((ratePerS * (performance.now() - t0)) / 1000));
-        while (sent < due) {
-          const slot = sent++;
-          const ci = slot % clients.length;
-          if (measuredFrom === Number.POSITIVE_INFINITY && performance.now() - t0 >= warmupMs) measuredFrom = slot;
-          if (inflight[ci]! < window) publish(ci, slot);
-          else {
-            deferred++;
-            waiting[ci]!.push(slot);
-          }
-        }
-        lastPublish = performance.now();
-        if (sent >= total) res();
-        else setTimeout(tick, 1);
-      };
-      tick();
-    });
-    let capTimer: NodeJS.Timeout | undefined;
-    const capped = await Promise.race([finished.then(() => false), new Promise<boolean>((res) => (capTimer = setTimeout(() => res(true), 30_000)))]);
-    clearTimeout(capTimer);
+    const topics = devices.map((d) => frameTopic(d.deviceId));
+    const r = await pacedPublish(clients, topics, frames, ratePerS, warmupMs, window);
     const share = cpu();
-    const from = Math.min(measuredFrom, total);
-    const measured = Array.from(latencies.subarray(from, settled)).sort((a, b) => a - b);
+    const measured = Array.from(r.latencies.subarray(r.measuredFrom, r.settled)).sort((a, b) => a - b);
     return {
       targetPerSecond: Math.round(ratePerS),
-      achievedPerSecond: Math.round((total * 1000) / (lastPublish - t0)),
+      achievedPerSecond: Math.round((total * 1000) / (r.lastPublish - r.t0)),
       devices: devices.length,
-      publishedS: sig((lastPublish - t0) / 1000, 3),
+      publishedS: sig((r.lastPublish - r.t0) / 1000, 3),
       frames: total,
       measured: measured.length,
       warmupS: warmupMs / 1000,
-      deferred,
+      deferred: r.deferred,
       p50Ms: sig(percentile(measured, 50)),
       p90Ms: sig(percentile(measured, 90)),
       p95Ms: sig(percentile(measured, 95)),
       p99Ms: sig(percentile(measured, 99)),
       maxMs: sig(measured[measured.length - 1] ?? Number.NaN),
-      errors: errors + (capped ? total - settled : 0),
+      errors: r.errors,
       cpu: roundShare(share),
     };
   } finally {

@@ -3,6 +3,7 @@ import type { CpuShare } from './proc.js';
 import type { E2EFigure, LatencyFigure } from './bench-mqtt.js';
 import type { VerifyFigure } from './bench-frames.js';
 import type { AnchoringFigure, BleFigure, LoginFloodFigure } from './bench-more.js';
+import type { FleetFigures, Percentiles } from './bench-fleet.js';
 
 export interface Results {
   machine: { date: string; cpus: number; cpuModel: string; node: string; os: string; loadAverageAtStart: number[]; influxd: string };
@@ -12,6 +13,7 @@ export interface Results {
   anchoring: AnchoringFigure;
   ble: BleFigure;
   loginFlood: LoginFloodFigure;
+  fleet?: FleetFigures;
   benchSeconds: number;
 }
 
@@ -111,6 +113,10 @@ export function print(r: Results): void {
   out.push('');
   printLoginFlood(r.loginFlood, out);
   out.push('');
+  if (r.fleet) {
+    printFleet(r.fleet, out);
+    out.push('');
+  }
   out.push(`bench took ${r.benchSeconds} s`);
   console.log(out.join('\n'));
 }
@@ -148,4 +154,53 @@ export function printLoginFlood(g: LoginFloodFigure, out: string[]): void {
   out.push(`  gateway CPU per forged login: ${fmt(g.gatewayCpuUsPerForgedLogin, 0)} µs (flood run's gateway CPU − baseline's, ÷ logins sent)`);
   out.push(`  ${cpuLine('baseline run', g.baseline.cpu)}`);
   out.push(`  ${cpuLine('flood run', g.underFlood.cpu)}`);
+}
+
+/** Like cpuLine, with every watched process by name (the hospital's gateways, hub, broker). */
+function cpuLineAll(label: string, c: CpuShare): string {
+  const each = Object.entries(c.processes).map(([k, v]) => `${k} ${fmt(v, 1)}`);
+  return `${label}: ${fmt(c.wallS, 1)} s wall; ${each.join(', ')}, bench clients ${fmt(c.selfS, 1)}, OTHER processes ${fmt(c.otherS, 1)}, steal ${fmt(c.stealS, 1)}`;
+}
+
+function pct(p: Percentiles): string[] {
+  return [fmt(p.p50Ms, 1), fmt(p.p90Ms, 1), fmt(p.p99Ms, 1), fmt(p.maxMs, 1)];
+}
+
+/** (h): the hospital figures (scripts/lib/bench-fleet.ts, bench-uplink.ts). */
+export function printFleet(f: FleetFigures, out: string[]): void {
+  const d = f.hospital.delivery;
+  out.push(
+    `(h1) frame → researcher through the hub: ${d.gateways} gateways, ${d.devices} devices (one patient, one researcher each), paced at ${fmt(d.targetPerSecond)} frames/s (achieved ${fmt(d.achievedPerSecond)})${d.missing || d.errors ? ` (INCOMPLETE: ${d.missing} not delivered, ${d.errors} errors)` : ''}`,
+  );
+  let w = [40, 10, 10, 10, 10, 10];
+  out.push(row(['from', 'measured', 'p50 ms', 'p90 ms', 'P99 MS', 'max ms'], w));
+  out.push(row(["gateway's acceptance (receivedAtMs)", fmt(d.measured), ...pct(d.fromAcceptance)], w));
+  out.push(row(["device's send (bench publish())", fmt(d.measured), ...pct(d.fromSend)], w));
+  out.push(row(['(device send → PUBACK, for comparison)', fmt(d.measured), ...pct(d.puback)], w));
+  out.push(`  ${cpuLineAll('(h1) run', d.cpu)}`);
+  out.push('');
+  const u = f.uplinkCost;
+  out.push(
+    `(h2) the uplink's cost on a gateway: the same load (${u.devices} devices × ${fmt(u.framesPerRun / u.devices)} heart_rate frames per run) on two gateways alike but for uplink.url, in the order plain, uplink, uplink, plain${u.complete ? '' : ' (INCOMPLETE)'}`,
+  );
+  w = [12, 10, 12, 14, 12, 14];
+  out.push(row(['run', 'frames', 'gw CPU s', 'gw µs/frame', 'frames/s', 'OTHER CPU-s'], w));
+  for (const r of u.runs)
+    out.push(row([r.variant, fmt(r.frames), fmt(r.gatewayCpuS, 2), fmt(r.gatewayCpuUsPerFrame, 0), fmt(r.framesPerSecond), fmt(r.otherCpuS, 1)], w));
+  out.push(
+    `  gateway CPU per frame: ${fmt(u.uplinkUsPerFrame, 0)} µs with the uplink, ${fmt(u.plainUsPerFrame, 0)} µs without: RATIO ${fmt(u.ratio, 2)} (the uplink adds ${fmt(u.extraUsPerFrame, 0)} µs per frame)`,
+  );
+  out.push('');
+  const h = f.hospital.hub;
+  out.push(
+    `(h3) hub throughput: ${h.devices} devices over 3 gateways, ${fmt(h.frames)} frames as fast as their windows allow, one researcher per patient on one hub${h.complete ? '' : ' (INCOMPLETE)'}`,
+  );
+  out.push(
+    `  ${fmt(h.delivered)} deliveries in ${fmt(h.wallS, 2)} s: ${fmt(h.deliveriesPerSecond)} deliveries/s; hub ${fmt(h.hubCpuS, 2)} CPU-s: ${fmt(h.deliveriesPerHubCpuSecond)} DELIVERIES PER HUB CPU-SECOND (${fmt(h.hubCpuUsPerDelivery, 0)} µs each)`,
+  );
+  out.push(
+    `  uplink frames taken in by the hub ${fmt(h.uplinkFramesReceived)}; Mosquitto ${fmt(h.mosquittoCpuUsPerFrame, 0)} µs CPU per uplink frame (in from a gateway, out to the hub); gateways ${fmt(h.gatewayCpuUsPerFrame, 0)} µs per frame`,
+  );
+  out.push(`  ${cpuLineAll('(h3) run', h.cpu)}`);
+  out.push(`  hospital set-up ${fmt(f.hospital.setupS, 1)} s; (h) took ${f.seconds} s`);
 }

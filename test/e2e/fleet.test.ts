@@ -27,7 +27,7 @@ import { useMosquitto } from '../support/mosquitto.js';
 import { CLI, GatewayProcess } from '../support/gateway-process.js';
 import { bindPatient, grant, mined, researcherKey, researcherOptions, type ConsentWorld } from '../support/consent-world.js';
 import { drained } from '../support/stored.js';
-import { startHospital, type Hospital } from '../../scripts/lib/hospital.js';
+import { startHospital, until, type Hospital } from '../../scripts/lib/hospital.js';
 
 const influx = useInfluxd();
 const chain = useAnvil();
@@ -89,16 +89,6 @@ async function follow(hubName: string, who: Wallet, pseudonym: string): Promise<
   const granted = await client.subscribeAsync([`vp/consented/${pseudonym}/+`, `vp/researcher/${who.address.toLowerCase()}/notices`], { qos: 0 });
   expect(granted.map((g) => g.qos)).toEqual([0, 0]);
   return { client, got, notices };
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 function fleet(port: number, frames: number): ReturnType<typeof runFleet> {
