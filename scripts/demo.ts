@@ -5,6 +5,8 @@
  *   npm run demo -- --duration 60s            stop by itself after 60 s
  *   npm run demo -- --devices 5 --faults tamper=0.05,skew=0.02
  *   npm run demo -- --ble-devices 0           MQTT wearables only
+ *   npm run demo -- --gateways 3 --duration 20s   a hospital on one box: 3 gateway processes, hubs,
+ *                                             Mosquitto, a wearable that moves (scripts/lib/demo-hospital.ts)
  *
  * The gateway runs in this process on its embedded defaults (aedes broker, embedded
  * influxd, spool), with its data in ./data/demo (kept across runs). A fleet of simulated
@@ -49,6 +51,7 @@ import { ApiError } from '../gateway/research-client/index.js';
 import { ResearcherDemo } from './lib/demo-researcher.js';
 import { ensureDevCa, type DevCa } from '../gateway/tls/dev-ca.js';
 import { readTlsFiles } from '../device-sim/mqtt-link.js';
+import { DEFAULT_DEVICES_PER_GATEWAY, DEFAULT_HOSPITAL_DURATION_MS, hospitalDemo, MAX_GATEWAYS, type HospitalDemoOptions } from './lib/demo-hospital.js';
 
 const DATA_DIR = resolve('data', 'demo');
 const SEED = 'demo';
@@ -69,6 +72,7 @@ const STORAGE_DRAIN_MS = 15_000;
 const ANCHOR_DRAIN_MS = 15_000;
 
 const USAGE = `usage: npm run demo -- [--duration D] [--devices N] [--faults SPEC] [--ble-devices N] [--ble-faults SPEC]
+       npm run demo -- --gateways N [--duration D] [--devices N]
   --duration D       stop after D (e.g. 20s, 5m, 1h); default: run until Ctrl-C
   --devices N        simulated MQTT wearables (default 20, seed "${SEED}", sensors "${SENSORS}")
   --faults SPEC      kind=probability per frame, comma-separated, or "none"
@@ -77,6 +81,10 @@ const USAGE = `usage: npm run demo -- [--duration D] [--devices N] [--faults SPE
   --ble-devices N    simulated BLE wearables (default 6, seed "${BLE_SEED}"); 0: no BLE
   --ble-faults SPEC  their faults, or "none"; default: ${DEFAULT_BLE_FAULTS}
                      kinds: ${FAULT_KINDS.filter((k) => k !== 'unknown_device').join(' ')} ${RADIO_FAULT_KINDS.join(' ')}
+  --gateways N       a hospital on one box instead (2-${MAX_GATEWAYS}): N gateway processes, hubs, Mosquitto 2, influxd and anvil,
+                     the fleet (--devices, default ${DEFAULT_DEVICES_PER_GATEWAY} per gateway, no faults) split across them and one
+                     wearable that moves from gateway to gateway; runs --duration (default ${DEFAULT_HOSPITAL_DURATION_MS / 1000}s), checks
+                     everything, exit code 1 on any FAIL; data in ./data/demo-hospital, made afresh each run
 Everything listens on 127.0.0.1: MQTT over TLS on ${DEFAULT_MQTT_TLS_PORT} (the MQTT wearables and the researcher), plain MQTT on
 ${DEFAULT_MQTT_PORT} (loopback only, for local tools), HTTPS status and API on ${DEFAULT_HTTP_PORT}, or free ports when those
 are taken. TLS certificates come from a DEV ONLY CA made in ${rel(join(DATA_DIR, 'tls'))} (ca.crt: curl --cacert, --ca).
@@ -96,6 +104,8 @@ interface Options {
   faults: string;
   bleDevices: number;
   bleFaults: string;
+  /** --gateways: the hospital demo instead. */
+  hospital?: HospitalDemoOptions;
 }
 
 function options(argv: string[]): Options | undefined {
@@ -109,6 +119,7 @@ function options(argv: string[]): Options | undefined {
         faults: { type: 'string', default: DEFAULT_FAULTS },
         'ble-devices': { type: 'string', default: '6' },
         'ble-faults': { type: 'string', default: DEFAULT_BLE_FAULTS },
+        gateways: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -122,6 +133,8 @@ function options(argv: string[]): Options | undefined {
     const bleFaults = v['ble-faults'].trim() === 'none' ? '' : v['ble-faults'];
     parseFaultRates(bleFaults);
     const bleDevices = v['ble-devices'] === '0' ? 0 : positiveInt('ble-devices', v['ble-devices']);
+    if (v.gateways !== undefined)
+      return { durationMs: undefined, devices: 0, faults, bleDevices, bleFaults, hospital: hospitalOptions(argv, v.gateways, v.devices, v.duration) };
     return {
       durationMs: v.duration !== undefined ? parseDuration(v.duration) : undefined,
       devices: positiveInt('devices', v.devices),
@@ -132,6 +145,21 @@ function options(argv: string[]): Options | undefined {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
+}
+
+/** --gateways N: the hospital demo's options; the single-box demo's fault and BLE options do not apply to it. */
+function hospitalOptions(argv: string[], gateways: string, devices: string, duration: string | undefined): HospitalDemoOptions {
+  const n = positiveInt('gateways', gateways);
+  if (n < 2 || n > MAX_GATEWAYS) throw new RangeError(`--gateways must be 2 to ${MAX_GATEWAYS} (dev accounts for the gateways and hubs), got ${n}`);
+  const other = argv.find((a) => /^--(faults|ble-devices|ble-faults)(=|$)/.test(a));
+  if (other) throw new RangeError(`${other.split('=')[0]} does not apply with --gateways (the hospital demo runs MQTT wearables without faults)`);
+  const fleet = argv.some((a) => /^--devices(=|$)/.test(a)) ? positiveInt('devices', devices) : DEFAULT_DEVICES_PER_GATEWAY * n;
+  if (fleet < n) throw new RangeError(`--devices must be at least --gateways (one wearable at each gateway), got ${fleet}`);
+  return {
+    gateways: n,
+    devices: fleet,
+    durationMs: duration !== undefined ? parseDuration(duration) : DEFAULT_HOSPITAL_DURATION_MS,
+  };
 }
 
 /** True when nothing listens on host:port (checked by listening on it for a moment). */
@@ -238,6 +266,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  if (o.hospital) return hospitalDemo(o.hospital);
   // Every wearable waits on runFleet's internal abort signal (device-sim/clock.ts): raise the
   // default listener limit for signals created from here on, so that Node's leak warning
   // (more than 10 listeners) does not scribble over the live view.

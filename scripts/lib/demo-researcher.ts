@@ -85,7 +85,7 @@ function capture(): CliIo & { lines: string[]; errors: string[] } {
   return { lines, errors, out: (l) => lines.push(l), err: (l) => errors.push(l), progress: { isTTY: false, write: () => true } };
 }
 
-async function run(what: string, cmd: (argv: string[], io: CliIo) => Promise<number>, argv: string[]): Promise<string[]> {
+export async function runCommand(what: string, cmd: (argv: string[], io: CliIo) => Promise<number>, argv: string[]): Promise<string[]> {
   const io = capture();
   const code = await cmd(argv, io);
   if (code !== 0) throw new Error(`${what} failed (exit code ${code}): ${[...io.errors, ...io.lines].join(' / ')}`);
@@ -150,14 +150,14 @@ export class ResearcherDemo {
     if (o.caFile) trustCaFile(o.caFile);
     const ca = o.caFile && o.mqttUrl.startsWith('mqtts:') ? trustedCas() : undefined;
     const common = ['--dataDir', o.dataDir];
-    const bind = await run('admin bind-patient', adminCommand, ['bind-patient', o.pseudonym, this.patient.address, ...common]);
+    const bind = await runCommand('admin bind-patient', adminCommand, ['bind-patient', o.pseudonym, this.patient.address, ...common]);
     this.notes.push(
       bind.join(' ').includes('already')
         ? `patient ${o.pseudonym} is bound to ${this.patient.address} (dev account ${DEMO_PATIENT_ACCOUNT}) from an earlier run`
         : `bound patient ${o.pseudonym} to ${this.patient.address} (dev account ${DEMO_PATIENT_ACCOUNT})`,
     );
     const span = o.durationMs !== undefined ? o.durationMs + 10 * 60_000 : 24 * 3_600_000;
-    const granted = await run('consent grant', consentCommand, [
+    const granted = await runCommand('consent grant', consentCommand, [
       'grant',
       '--key-file',
       this.patientKeyFile,
@@ -264,7 +264,7 @@ export class ResearcherDemo {
     // Export with proofs, as `vitalproof research export` does, and verify what came out.
     const file = join(this.dir, `grant-${s.grantId}.json`);
     try {
-      const out = await run('research export', researchCommand, [
+      const out = await runCommand('research export', researchCommand, [
         'export',
         s.grantId,
         '--out',
@@ -316,7 +316,7 @@ export class ResearcherDemo {
           });
         });
     try {
-      await run('consent revoke', consentCommand, ['revoke', s.grantId, '--key-file', this.patientKeyFile, '--dataDir', o.dataDir]);
+      await runCommand('consent revoke', consentCommand, ['revoke', s.grantId, '--key-file', this.patientKeyFile, '--dataDir', o.dataDir]);
       const revokedAt = Date.now();
       const n = await ended;
       if (!n) fail(`no subscription_ended notice within ${ENDED_TIMEOUT_MS / 1000} s of the revocation`);
@@ -333,7 +333,7 @@ export class ResearcherDemo {
 
     // The patient's accounting of disclosures, each anchored access verified against the chain.
     try {
-      const out = await run('consent list --disclosures', consentCommand, [
+      const out = await runCommand('consent list --disclosures', consentCommand, [
         'list',
         '--pseudonym',
         o.pseudonym,

@@ -76,6 +76,8 @@ export interface Hospital {
   readonly adminKeyFile: string;
   /** The data dir of a gateway or hub. */
   dataDir(name: string): string;
+  /** The chain account a gateway or hub signs its anchors with. */
+  address(name: string): string;
   /** The `--chain.*` flags of a gateway or hub (its own key): what `vitalproof` commands need to reach the hospital's chain. */
   chainFlags(name: string): Record<string, string>;
   /** Stops every gateway and hub (SIGTERM, then SIGKILL after the grace) and the provider. */
@@ -185,10 +187,26 @@ export async function startHospital(o: HospitalOptions): Promise<Hospital> {
     hubs,
     adminKeyFile,
     dataDir,
+    address: (name) => accounts[members.indexOf(name)]!.address,
     chainFlags,
     stop: async () => {
       await Promise.all(processes.map((p) => p.stop()));
       provider.destroy();
     },
   };
+}
+
+/**
+ * Polls `probe` every 50 ms until it returns a value, and resolves with it: waiting for a state
+ * another process reaches (a hub hearing a grant, a delivery arriving), with a deadline.
+ * @throws Error "timed out waiting for <what>" after `timeoutMs`.
+ */
+export async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
