@@ -126,7 +126,7 @@ export async function hospitalReport(i: HospitalReportInput): Promise<{ text: st
       row(
         `${n}: duplicates (walker's frames, acks lost)`,
         `${s.frames.duplicates} duplicates`,
-        `${tookUnacked} (taken by ${before.gateway}, acks lost)`,
+        `${tookUnacked} (${before.gateway} took, ${before.lostAcks} acks lost)`,
         s.frames.duplicates === tookUnacked,
       );
       row(

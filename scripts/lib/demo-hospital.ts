@@ -29,7 +29,7 @@ import type { HubSnapshot } from '../../gateway/hub/status.js';
 import { LiveSubscription, type Delivery } from '../../gateway/research-client/index.js';
 import { startInfluxd, type InfluxdHandle } from '../../gateway/storage/influxd.js';
 import { fleetDevices, type SimDevice } from '../../device-sim/fleet.js';
-import { runFleet, type FleetReport } from '../../device-sim/run.js';
+import { runFleet } from '../../device-sim/run.js';
 import { runCommand } from './demo-researcher.js';
 import { hospitalReport, type WalkLeg } from './demo-hospital-report.js';
 import { startHospital, until, type Hospital } from './hospital.js';
@@ -68,16 +68,18 @@ export async function hospitalDemo(o: HospitalDemoOptions): Promise<number> {
   const names = Array.from({ length: o.gateways }, (_, i) => `gw-${i + 1}`);
   const hubNames = o.gateways <= 3 ? ['hub-1', 'hub-2'] : ['hub-1'];
   const stop = new AbortController();
-  let interrupted = '';
   let interrupts = 0;
+  let onInterrupt = (): void => undefined;
+  /** Resolves at the first Ctrl-C or SIGTERM: the run stops waiting for the fleet (its gateways are going) and cleans up. */
+  const interruptedNow = new Promise<'interrupted'>((res) => (onInterrupt = () => res('interrupted')));
   const onSignal = (sig: string): void => {
     if (++interrupts > 1) {
       process.stdout.write('\nsecond interrupt: quitting without waiting\n');
       process.exit(130);
     }
-    interrupted = sig;
     console.log(`\n${sig}: stopping everything ...`);
     stop.abort();
+    onInterrupt();
   };
   process.on('SIGINT', () => onSignal('Ctrl-C'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
@@ -171,54 +173,11 @@ export async function hospitalDemo(o: HospitalDemoOptions): Promise<number> {
         }),
       ),
     );
-    const legs: WalkLeg[] = [];
-    for (let k = 0; k < names.length && !stop.signal.aborted; k++) {
-      const last = k === names.length - 1;
-      walkerAt = names[k]!;
-      const gw = h.gateways.get(walkerAt)!;
-      // A wearable is in range of its next gateway once the last one's frames are in the shared store.
-      if (k > 0)
-        await h.gateways
-          .get(names[k - 1]!)!
-          .until((s) => s.storage.framesWritten >= s.frames.accepted, 10_000, 'storage caught up')
-          .catch(() => undefined);
-      const relay = last ? undefined : await leavingRelay(gw.mqttPort);
-      const leg = new AbortController();
-      const onStop = (): void => leg.abort();
-      stop.signal.addEventListener('abort', onStop);
-      const run = runFleet({
-        brokerUrl: `mqtt://127.0.0.1:${relay?.port ?? gw.mqttPort}`,
-        devices: 1,
-        seed: WALKER_SEED,
-        sensors: WALKER_SENSORS,
-        stateDir,
-        signal: leg.signal,
-        drainTimeoutMs: last ? FLEET_DRAIN_MS : LEAVING_DRAIN_MS,
-        backoff: BACKOFF,
-      });
-      if (relay) {
-        await new Promise<void>((res) => {
-          const t = setTimeout(res, legMs);
-          stop.signal.addEventListener('abort', () => (clearTimeout(t), res()), { once: true });
-        });
-        relay.leave();
-        if (!stop.signal.aborted) await relay.untilDropped(LOST_ACKS, LEAVE_TIMEOUT_MS);
-        leg.abort();
-      }
-      const report = await run;
-      stop.signal.removeEventListener('abort', onStop);
-      await relay?.close();
-      legs.push({ gateway: walkerAt, report: report, lostAcks: relay?.dropped ?? 0 });
-      const r = report.frames;
-      console.log(
-        `  walker at ${walkerAt}: ${r.recorded} frames recorded${r.restored ? `, ${r.restored} unacknowledged ones brought from ${names[k - 1]} and resent` : ''}, ${r.acked} acknowledged` +
-          (relay ? `; leaving: ${relay.dropped} acknowledgements lost on the way out, ${r.unacked} frames unacknowledged` : ''),
-      );
-    }
-    const fleetReports: FleetReport[] = await fleetRuns;
+    const outcome = await Promise.race([Promise.all([fleetRuns, walk(h, names, legMs, stateDir, stop.signal, (n) => (walkerAt = n))]), interruptedNow]);
     clearTimeout(timer);
     clearInterval(ticker);
-    if (interrupted) return 130;
+    if (outcome === 'interrupted') return 130;
+    const [fleetReports, legs] = outcome;
 
     const lines = await hospitalReport({
       hospital: h,
@@ -236,12 +195,66 @@ export async function hospitalDemo(o: HospitalDemoOptions): Promise<number> {
     console.log(`\nVitalProof hospital demo stopped after ${((Date.now() - started) / 1000).toFixed(0)} s`);
     for (const line of lines.text) console.log(line);
     console.log(`  data in ./data/demo-hospital (kept until the next run); gateway and hub logs were their stdout, not kept`);
-    return lines.ok && !interrupted ? 0 : interrupted ? 130 : 1;
+    return lines.ok ? 0 : 1;
   } finally {
     await live?.close();
     await hospital?.stop();
     await Promise.all([broker?.stop(), influx?.stop(), chain?.stop()]);
   }
+}
+
+/**
+ * The walker's rounds: `legMs` at each gateway, then out of range of its acknowledgements
+ * (leaving-relay.ts) until LOST_ACKS are lost, then on to the next with its state dir; at the last
+ * gateway until `stop`. Resolves with each leg's report.
+ */
+async function walk(h: Hospital, names: string[], legMs: number, stateDir: string, stop: AbortSignal, at: (gateway: string) => void): Promise<WalkLeg[]> {
+  const legs: WalkLeg[] = [];
+  for (let k = 0; k < names.length && !stop.aborted; k++) {
+    const last = k === names.length - 1;
+    const walkerAt = names[k]!;
+    at(walkerAt);
+    const gw = h.gateways.get(walkerAt)!;
+    // A wearable is in range of its next gateway once the last one's frames are in the shared store.
+    if (k > 0)
+      await h.gateways
+        .get(names[k - 1]!)!
+        .until((s) => s.storage.framesWritten >= s.frames.accepted, 10_000, 'storage caught up')
+        .catch(() => undefined);
+    const relay = last ? undefined : await leavingRelay(gw.mqttPort);
+    const leg = new AbortController();
+    const onStop = (): void => leg.abort();
+    stop.addEventListener('abort', onStop);
+    const run = runFleet({
+      brokerUrl: `mqtt://127.0.0.1:${relay?.port ?? gw.mqttPort}`,
+      devices: 1,
+      seed: WALKER_SEED,
+      sensors: WALKER_SENSORS,
+      stateDir,
+      signal: leg.signal,
+      drainTimeoutMs: last ? FLEET_DRAIN_MS : LEAVING_DRAIN_MS,
+      backoff: BACKOFF,
+    });
+    if (relay) {
+      await new Promise<void>((res) => {
+        const t = setTimeout(res, legMs);
+        stop.addEventListener('abort', () => (clearTimeout(t), res()), { once: true });
+      });
+      relay.leave();
+      if (!stop.aborted) await relay.untilDropped(LOST_ACKS, LEAVE_TIMEOUT_MS);
+      leg.abort();
+    }
+    const report = await run;
+    stop.removeEventListener('abort', onStop);
+    await relay?.close();
+    legs.push({ gateway: walkerAt, report: report, lostAcks: relay?.dropped ?? 0 });
+    const r = report.frames;
+    console.log(
+      `  walker at ${walkerAt}: ${r.recorded} frames recorded${r.restored ? `, ${r.restored} unacknowledged ones brought from ${names[k - 1]} and resent` : ''}, ${r.acked} acknowledged` +
+        (relay ? `; leaving: ${relay.dropped} acknowledgements lost on the way out, ${r.unacked} frames unacknowledged` : ''),
+    );
+  }
+  return legs;
 }
 
 /** Wearables of the fleet at gateway `k` of `n`: dealt in turn, so they differ by one at most. */
