@@ -49,8 +49,9 @@ export const FLEET_DEVICES = 12;
 export const DELIVERY_RATE = 200;
 export const DELIVERY_SECONDS = 6;
 const DELIVERY_WARMUP_MS = 1000;
-/** (h3): frames per device, published as fast as ≤ WINDOW in flight per device allows. */
+/** (h3): frames per device, published as fast as ≤ WINDOW in flight per device allows; then as many again with no researcher connected. */
 export const HUB_FRAMES_PER_DEVICE = 200;
+export const INTAKE_FRAMES_PER_DEVICE = 100;
 const WINDOW = 32;
 /** Every wait for deliveries, grants or storage is capped (the bench stops by itself). */
 const WAIT_CAP_MS = 30_000;
@@ -106,6 +107,8 @@ export interface HubFigure {
   gatewayCpuUsPerFrame: number;
   complete: boolean;
   cpu: CpuShare;
+  /** The same load with every researcher gone: what taking in the uplink alone costs the hub. */
+  intake: { frames: number; hubCpuS: number; hubCpuUsPerFrame: number; complete: boolean; cpu: CpuShare };
 }
 
 export interface HospitalFigures {
@@ -173,7 +176,7 @@ export async function hospitalFigures(
   const devices = fleetDevices('bench-fleet', FLEET_DEVICES, 'heart_rate');
   const latPer = Math.ceil((DELIVERY_RATE * DELIVERY_SECONDS) / devices.length);
   log(`(h) pre-signing ${devices.length} × ${latPer + HUB_FRAMES_PER_DEVICE} heart_rate frames; starting 3 gateways and a hub ...`);
-  const frames = devices.map((d) => presign(d, latPer + HUB_FRAMES_PER_DEVICE, ['heart_rate']));
+  const frames = devices.map((d) => presign(d, latPer + HUB_FRAMES_PER_DEVICE + INTAKE_FRAMES_PER_DEVICE, ['heart_rate']));
   mkdirSync(o.dir, { recursive: true });
   const h = await startHospital({
     dir: o.dir,
@@ -220,7 +223,12 @@ export async function hospitalFigures(
     log(`(h3) ${devices.length} × ${HUB_FRAMES_PER_DEVICE} frames as fast as ≤ ${WINDOW} in flight per device allow ...`);
     const hubFig = await hubRun(
       load,
-      frames.map((f) => f.slice(latPer)),
+      frames.map((f) => f.slice(latPer, latPer + HUB_FRAMES_PER_DEVICE)),
+      async () => {
+        await Promise.all(researchers.splice(0).map((r) => r.close()));
+        await until('the researchers gone from the hub', WAIT_CAP_MS, async () => (await hub.get<HubSnapshot>('/status')).mqtt.connections === 0);
+      },
+      frames.map((f) => f.slice(latPer + HUB_FRAMES_PER_DEVICE)),
     );
     log(`    ${hubFig.deliveriesPerSecond} deliveries/s; ${hubFig.deliveriesPerHubCpuSecond} deliveries per hub CPU-second`);
     return { setupS, delivery, hub: hubFig };
@@ -372,7 +380,13 @@ async function acceptanceTimes(influxUrl: string, devices: string[]): Promise<Ma
   return out;
 }
 
-async function hubRun({ h, clients, topics, arrivals, pids }: FleetLoad, frames: readonly Buffer[][]): Promise<HubFigure> {
+/** (h3): deliveries per hub CPU-second; then, after `dropResearchers`, the intake alone on `intakeFrames`. */
+async function hubRun(
+  { h, clients, topics, arrivals, pids }: FleetLoad,
+  frames: readonly Buffer[][],
+  dropResearchers: () => Promise<void>,
+  intakeFrames: readonly Buffer[][],
+): Promise<HubFigure> {
   const hub = h.hubs.get(FLEET_HUB)!;
   const total = frames.reduce((n, f) => n + f.length, 0);
   const before = arrivals.size;
@@ -390,6 +404,18 @@ async function hubRun({ h, clients, topics, arrivals, pids }: FleetLoad, frames:
   const gwCpuS = FLEET_GATEWAYS.reduce((n, g) => n + (share.processes[g] ?? 0), 0);
   const mosq = share.processes['mosquitto'];
   const received = s1.uplink.received.frames - s0.uplink.received.frames;
+  await dropResearchers();
+  const intakeTotal = intakeFrames.reduce((n, f) => n + f.length, 0);
+  const i0 = await hub.get<HubSnapshot>('/status');
+  const intakeCpu = cpuWindow(pids);
+  const ri = await pacedPublish(clients, topics, intakeFrames, 1e9, 0, WINDOW);
+  const taken = await until(
+    'the hub to take in every frame',
+    WAIT_CAP_MS,
+    async () => (await hub.get<HubSnapshot>('/status')).uplink.sequencer.released - i0.uplink.sequencer.released >= intakeTotal,
+  ).catch(() => false);
+  const intakeShare = intakeCpu();
+  const intakeHubS = intakeShare.processes['hub']!;
   return {
     devices: clients.length,
     frames: total,
@@ -404,5 +430,12 @@ async function hubRun({ h, clients, topics, arrivals, pids }: FleetLoad, frames:
     gatewayCpuUsPerFrame: sig((gwCpuS * 1e6) / total),
     complete: complete && r.errors === 0 && delivered === total,
     cpu: roundShare(share),
+    intake: {
+      frames: intakeTotal,
+      hubCpuS: sig(intakeHubS, 3),
+      hubCpuUsPerFrame: sig((intakeHubS * 1e6) / intakeTotal),
+      complete: taken && ri.errors === 0,
+      cpu: roundShare(intakeShare),
+    },
   };
 }
