@@ -57,10 +57,13 @@ export interface AuditChain {
   gateways: readonly string[];
 }
 
+/** What the audit reads of a gateway's batches: its batch store (dataDir/batches), or the hospital InfluxDB's `batches` points (./fleet.ts). */
+export type AuditBatches = Pick<BatchStore, 'dir' | 'lastSealed' | 'lastAnchored' | 'lastSealedLsn' | 'get' | 'anchorOf'>;
+
 export interface AuditOptions {
   influx: { url: string; database: string; username?: string; password?: string; retentionPolicy?: string; timeoutMs?: number };
-  /** The batch store of the gateway that wrote the points (dataDir/batches). */
-  batchStore: BatchStore;
+  /** The batches of the gateway that wrote the points. */
+  batchStore: AuditBatches;
   /** Undefined: anchors cannot be checked; anchored frames are then `unverifiable`, never intact. */
   chain?: AuditChain;
   /** Public keys of devices the chain's DeviceRegistry does not hold (e.g. dataDir/registry.json). */
@@ -75,6 +78,12 @@ export interface AuditOptions {
    * InfluxDB accepted are left to their audits (named in otherGateways). Default: any acceptance.
    */
   gatewayId?: string;
+  /**
+   * A hospital audit (./fleet.ts) runs one audit per gateway over the shared store: a frame two
+   * gateways accepted is audited by the one this names (the others leave it, as they leave frames
+   * they did not accept), so that each stored point is counted once.
+   */
+  auditedBy?: (gateways: readonly string[]) => string;
   /** [fromMs, toMs): point time (frame time for `frames` points, sample time for samples). */
   fromMs?: number;
   toMs?: number;
@@ -199,8 +208,10 @@ interface FrameRow {
   gateway: string;
   sensor: string;
   fields: Record<string, unknown>;
-  /** v2: only these other gateways accepted the frame, not the audited one. */
+  /** v2: only these other gateways accepted the frame, not the audited one; or (delegated) another of its gateways audits it. */
   foreign?: string[];
+  /** The audited gateway accepted it too, but auditedBy gave it to another (a hospital audit). */
+  delegated?: boolean;
 }
 
 /** What the audit concluded about one stored frame. */
@@ -265,7 +276,7 @@ export async function runAudit(opts: AuditOptions): Promise<AuditReport> {
 
 class Audit {
   private readonly http: InfluxHttp;
-  private readonly store: BatchStore;
+  private readonly store: AuditBatches;
   private readonly fromNs: bigint | undefined;
   private readonly toNs: bigint | undefined;
   private readonly keyCache = new KeyCache();
@@ -367,6 +378,8 @@ class Audit {
       if (!b) continue;
       if (b.lastFrameTimeMs < nearFrom || b.firstFrameTimeMs >= nearTo) continue;
       b.leaves.forEach((l, i) => {
+        // A leaf the source cannot name (a hospital audit's leaf whose acceptance is gone): nothing to index it by.
+        if (l.device === '') return;
         if (l.timeMs < nearFrom || l.timeMs >= nearTo) return;
         if (this.o.device !== undefined && l.device !== this.o.device) return;
         if (l.timeMs < fromMs || l.timeMs >= toMs) {
@@ -553,7 +566,11 @@ class Audit {
     for (const r of v2) {
       const list = byFrame.get(`${r.sensor}|${r.timeNs}|${textOf(r.fields['sha256'])}`) ?? [];
       const own = this.o.gatewayId === undefined ? list[0] : list.find((a) => storedTag(a['gateway']) === this.o.gatewayId);
-      if (own) {
+      const gateways = list.map((a) => storedTag(a['gateway']));
+      if (own && this.o.auditedBy && this.o.auditedBy(gateways) !== this.o.gatewayId) {
+        r.foreign = gateways.filter((g) => g !== this.o.gatewayId);
+        r.delegated = true;
+      } else if (own) {
         for (const f of ACCEPTANCE_FIELDS) if (own[f] !== null && own[f] !== undefined) r.fields[f] = own[f];
       } else if (list.length > 0) r.foreign = list.map((a) => storedTag(a['gateway']));
     }
@@ -897,7 +914,7 @@ class Audit {
     };
     // Accepted only by other gateways and in no batch of this store: their audits check it
     // (by the point's seq and device: a frame edited past decoding is still theirs).
-    if (row.foreign && !(fc.seq !== undefined && this.leafByDeviceSeq.has(`${row.device}|${fc.seq}`))) {
+    if (row.foreign && (row.delegated || !(fc.seq !== undefined && this.leafByDeviceSeq.has(`${row.device}|${fc.seq}`)))) {
       fc.foreign = true;
       for (const g of row.foreign) this.others.add(g);
       // Decoded when it can be, so that its samples are recognised as theirs too.

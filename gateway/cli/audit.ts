@@ -5,6 +5,7 @@
  *
  *   vitalproof audit [--device ID] [--from ISO|ms] [--to ISO|ms] [--json FILE|-] [--limit N]
  *                    [--gateway ADDR,…] [--config FILE] [--<config key> VALUE …]
+ *   vitalproof audit --hospital [--patient PSEUDONYM | --device ID] [...]   (a hub's config: every gateway, gateway/audit/fleet.ts)
  *
  * Where it looks: InfluxDB at influx.url, else the running gateway's (dataDir/gateway.json),
  * else the data dir's embedded influxd (started for the audit, then stopped); the chain of
@@ -38,11 +39,13 @@ export const AUDIT_USAGE = `usage: vitalproof audit [options]
   --limit N            findings printed (default 20)
   --max-findings N     findings listed in the JSON report (default 100000; the counts are always complete)
   --gateway ADDR,...   gateway accounts whose anchors count (default: this gateway's chain account)
+  --hospital           audit every gateway of the hospital store (a hub's config: influx.url, an external chain), no data dir
+  --patient P          with --hospital: one patient's devices (pseudonym)
   --config FILE, and any config key as --key value (--dataDir, --influx.url, --chain.mode, ...)
 exit code: 0 all intact, 1 findings, 2 usage/config error or the audit could not run`;
 
 const SEVERITY: FindingCode[] = ['frame_tampered', 'edited', 'unexpected', 'missing', 'seq_gap', 'not_anchored', 'unverifiable'];
-const OWN_FLAGS = ['device', 'from', 'to', 'json', 'limit', 'max-findings', 'gateway', 'config', 'help'] as const;
+const OWN_FLAGS = ['device', 'from', 'to', 'json', 'limit', 'max-findings', 'gateway', 'config', 'help', 'hospital', 'patient'] as const;
 
 /**
  * Runs the audit command. No side effects at import; `out` receives every line (the JSON
@@ -53,7 +56,7 @@ export async function auditCommand(argv: string[], out: (line: string) => void =
   let opts: ReturnType<typeof parseOptions>;
   let cfg: GatewayConfig;
   try {
-    const { positionals, flags } = parseArgs(argv, { values: OWN_FLAGS.filter((f) => f !== 'help') });
+    const { positionals, flags } = parseArgs(argv, { values: OWN_FLAGS.filter((f) => f !== 'help' && f !== 'hospital'), switches: ['hospital'] });
     if (flags['help'] !== undefined) {
       out(AUDIT_USAGE);
       return 0;
@@ -69,6 +72,7 @@ export async function auditCommand(argv: string[], out: (line: string) => void =
     return 2;
   }
   const say = opts.json === '-' ? (line: string): void => void process.stderr.write(`${line}\n`) : out;
+  if (opts.hospital) return (await import('./audit-hospital.js')).hospitalAudit(cfg, opts, out, say);
 
   let influx: CommandInflux | undefined;
   let chain: ChainRuntime | undefined;
@@ -137,8 +141,11 @@ export async function auditCommand(argv: string[], out: (line: string) => void =
   }
 }
 
-interface CliOptions {
+export interface CliOptions {
   device?: string;
+  /** --hospital: every gateway of the shared store (./audit-hospital.ts). */
+  hospital?: boolean;
+  patient?: string;
   fromMs?: number;
   toMs?: number;
   json?: string;
@@ -149,6 +156,11 @@ interface CliOptions {
 
 function parseOptions(flags: Record<string, string>): CliOptions {
   const o: CliOptions = { limit: 20, maxFindings: 100_000 };
+  if (flags['hospital'] !== undefined) o.hospital = true;
+  if (flags['patient'] !== undefined) {
+    if (!o.hospital) throw new ConfigError('--patient needs --hospital');
+    o.patient = flags['patient'];
+  }
   if (flags['device'] !== undefined) {
     if (!/^[0-9a-f]{16}$/.test(flags['device'])) throw new ConfigError(`--device must be 16 lowercase hex digits, got "${flags['device']}"`);
     o.device = flags['device'];

@@ -24,6 +24,7 @@ import { sha256Hex } from '../../../gateway/ingest/spool-record.js';
 import type { AcceptedFrame } from '../../../gateway/ingest/types.js';
 import { hashLeaf } from '../../../gateway/merkle/rfc6962.js';
 import { FleetProofService } from '../../../gateway/proof/fleet.js';
+import { runFleetAudit } from '../../../gateway/audit/fleet.js';
 import { ProofService, type BundleResult } from '../../../gateway/proof/service.js';
 import { verifyBundle } from '../../../gateway/proof/verify.js';
 import { BATCHES_MEASUREMENT, batchToLine, readBatchPoints } from '../../../gateway/storage/batch-points.js';
@@ -207,6 +208,33 @@ describe('FleetProofService: a frame taken by two gateways', () => {
     }
   });
 
+  it('is one reading in the hospital audit, audited once, with both gateways and batches named', async () => {
+    const r = await runFleetAudit({
+      influx: { url: influx.handle.url, database: DB },
+      chain: { provider: chain.provider, anchorRegistry: deployment.record.anchorRegistry.address, deviceRegistry: deployment.record.deviceRegistry.address },
+      device: DEV.id,
+    });
+    expect(r.findings).toEqual([]);
+    expect(r.ok).toBe(true);
+    // Frames 1, 2, 3 (2 samples each): 9 points, each audited by one gateway.
+    expect(r.summary).toMatchObject({ points: 9, devices: 1, readings: 3, acceptances: 4 });
+    expect(r.summary.counts).toMatchObject({ intact: 9, seq_gap: 0, missing: 0, unexpected: 0 });
+    expect(r.gateways.map((g) => [g.gateway, g.batches, g.trusted, g.counts.intact])).toEqual([
+      ['gw-a', 1, [gwA.account.toLowerCase()], 6],
+      ['gw-b', 1, [gwB.account.toLowerCase()], 3],
+    ]);
+    expect(r.shared).toEqual([
+      {
+        device: DEV.id,
+        seq: '2',
+        holders: [
+          { gateway: 'gw-a', batch: '1', leaf: 1 },
+          { gateway: 'gw-b', batch: '1', leaf: 0 },
+        ],
+      },
+    ]);
+  });
+
   it("makes the very bundle the gateway's own ProofService makes from its batch store", async () => {
     const own = new ProofService({
       store: gwA.store,
@@ -257,6 +285,18 @@ describe('FleetProofService: a frame taken by two gateways', () => {
     const edited = await storedFrame(3n);
     expect(Buffer.from(edited.raw).equals(Buffer.from(raws[2]!))).toBe(false);
     expect(await fleet().bundleOf(edited)).toMatchObject({ ok: false, code: 'FRAME_TAMPERED' });
+    // The hospital audit names it, under the gateway that accepted it: the signature fails.
+    const audit = await runFleetAudit({
+      influx: { url: influx.handle.url, database: DB },
+      chain: { provider: chain.provider, anchorRegistry: deployment.record.anchorRegistry.address, deviceRegistry: deployment.record.deviceRegistry.address },
+      device: DEV.id,
+    });
+    expect(audit.ok).toBe(false);
+    // (Frame 4 is the one the test above left unanchored.)
+    expect(audit.findings.filter((x) => x.measurement === 'frames').map((x) => [x.code, x.gateway, x.seq])).toEqual([
+      ['frame_tampered', 'gw-b', '3'],
+      ['not_anchored', 'gw-b', '4'],
+    ]);
     // The batch point edited too, so that its leaf is the forged frame's: the chain's root says no.
     const b1 = gwB.store.get(1n)!;
     const leaves = b1.leaves.map((l, i) => (i === 1 ? { ...l, leafHash: hashLeaf(edited.raw) } : l));
