@@ -93,3 +93,56 @@ export async function expectBatchesConsistent(
 export function embeddedChainUrl(dataDir: string): string {
   return (JSON.parse(readFileSync(join(dataDir, 'chain', 'endpoint.json'), 'utf8')) as { url: string }).url;
 }
+
+/**
+ * For one gateway of a fleet (storage schema v2, docs/storage.md): every batch 1..lastSealed in
+ * its data dir recomputes to its root and is anchored on chain under its account with that root
+ * and leaf count; each of its `acceptances` names a batch and leaf whose leaf hash is the stored
+ * frame's; and each accepted frame is a leaf exactly once. `frames` maps "device/seq" to the
+ * stored frame's raw signed bytes. Returns the number of leaves checked.
+ */
+export async function expectAcceptancesAnchored(
+  dataDir: string,
+  acceptances: { device: string; seq: bigint; batch: bigint; leaf: number }[],
+  frames: ReadonlyMap<string, Buffer>,
+  rpcUrl: string,
+  record: DeploymentRecord,
+): Promise<number> {
+  const store = new BatchStore(join(dataDir, 'batches'));
+  const provider = chainProvider(rpcUrl, record.chainId, 100);
+  try {
+    const reg = anchorRegistryAt(record.anchorRegistry.address, provider);
+    const leafAt = new Map<string, { device: string; seq: bigint }>();
+    for (let seq = 1n; seq <= store.lastSealed; seq++) {
+      const b = store.get(seq)!;
+      expect(b, `batch ${seq} on disk`).toBeDefined();
+      expect(
+        `0x${Rfc6962Tree.fromLeafHashes(b.leaves.map((l) => l.leafHash))
+          .root()
+          .toString('hex')}`,
+      ).toBe(b.root);
+      const a = store.anchorOf(seq);
+      expect(a, `anchor record of batch ${seq}`).toBeDefined();
+      const onChain = await reg.anchorOf(a!.gateway, STREAM.FRAMES, seq);
+      expect([onChain.root, Number(onChain.leafCount)]).toEqual([b.root, b.leafCount]);
+      b.leaves.forEach((l, i) => {
+        const raw = frames.get(`${l.device}/${l.seq}`);
+        expect(raw, `batch ${seq} leaf ${i} (${l.device}/${l.seq}) is stored`).toBeDefined();
+        expect(hashLeaf(raw!).equals(l.leafHash)).toBe(true);
+        leafAt.set(`${seq}:${i}`, { device: l.device, seq: l.seq });
+      });
+    }
+    const seen = new Set<string>();
+    for (const x of acceptances) {
+      const key = `${x.device}/${x.seq}`;
+      expect(seen.has(key), `${key} accepted twice by one gateway`).toBe(false);
+      seen.add(key);
+      expect(leafAt.get(`${x.batch}:${x.leaf}`), `${key} at batch ${x.batch} leaf ${x.leaf}`).toEqual({ device: x.device, seq: x.seq });
+    }
+    // Every leaf is an acceptance: nothing anchored twice, nothing anchored that was not accepted.
+    expect(leafAt.size).toBe(acceptances.length);
+    return leafAt.size;
+  } finally {
+    provider.destroy();
+  }
+}
