@@ -8,10 +8,20 @@ import { ConfigError, type GatewayConfig } from '../config.js';
 import { openChainForCli, type ChainRuntime } from '../chain/runtime.js';
 import { runFleetAudit, type FleetAuditReport } from '../audit/fleet.js';
 import type { FindingCode } from '../audit/audit.js';
-import type { CliOptions } from './audit.js';
+
+/** What `vitalproof audit` parsed that the hospital audit uses. */
+export interface HospitalAuditOptions {
+  device?: string;
+  patient?: string;
+  fromMs?: number;
+  toMs?: number;
+  json?: string;
+  limit: number;
+  maxFindings: number;
+}
 
 /** @returns the exit code: 0 all intact, 1 findings, 2 configuration error or the audit could not run. */
-export async function hospitalAudit(cfg: GatewayConfig, opts: CliOptions, out: (line: string) => void, say: (line: string) => void): Promise<number> {
+export async function hospitalAudit(cfg: GatewayConfig, opts: HospitalAuditOptions, out: (line: string) => void, say: (line: string) => void): Promise<number> {
   let chain: ChainRuntime | undefined;
   try {
     if (!cfg.influx.url) throw new ConfigError('--hospital audits the hospital InfluxDB: set influx.url (as the hub has it)');

@@ -141,7 +141,7 @@ export async function auditCommand(argv: string[], out: (line: string) => void =
   }
 }
 
-export interface CliOptions {
+interface CliOptions {
   device?: string;
   /** --hospital: every gateway of the shared store (./audit-hospital.ts). */
   hospital?: boolean;
