@@ -33,11 +33,11 @@ import { LiveSubscription, type Delivery } from '../../gateway/research-client/i
 import { InfluxHttp, seriesRows } from '../../gateway/storage/influx-http.js';
 import { devWallet, startAnvil } from '../../gateway/chain/anvil.js';
 import type { InfluxdHandle } from '../../gateway/storage/influxd.js';
-import { startHospital, type Hospital } from './hospital.js';
+import { startHospital, until as untilDefined, type Hospital } from './hospital.js';
 import { startMosquitto, type MosquittoHandle } from './mosquitto.js';
 import { startUplinkGateways, uplinkCostRun, UPLINK_DEVICES, UPLINK_FRAMES_PER_DEVICE, type UplinkCostFigure, type UplinkGateways } from './bench-uplink.js';
 import { presign } from './bench-frames.js';
-import { closeAll, connectAll, pacedPublish, pollStatus, roundShare, sleep } from './bench-mqtt.js';
+import { closeAll, connectAll, pacedPublish, pollStatus, roundShare } from './bench-mqtt.js';
 import { cpuWindow, type CpuShare } from './proc.js';
 import { percentile, sig } from './stats.js';
 
@@ -55,6 +55,10 @@ export const INTAKE_FRAMES_PER_DEVICE = 100;
 const WINDOW = 32;
 /** Every wait for deliveries, grants or storage is capped (the bench stops by itself). */
 const WAIT_CAP_MS = 30_000;
+
+/** Waits (capped) for `probe` to hold; throws "timed out waiting for <what>" after the cap (hospital.ts `until`). */
+const until = async (what: string, probe: () => Promise<boolean> | boolean): Promise<boolean> =>
+  untilDefined(what, async () => ((await probe()) ? true : undefined), WAIT_CAP_MS);
 /** Self-issued researcher logins per second at the hub: the default (5, burst 10) would refuse most of 12 at once (docs/consent.md). */
 const HUB_LOGINS_PER_S = 100;
 /** DEV ONLY account that funds the patients' fresh accounts (hospital.ts leaves 8 and 9 for patients). */
@@ -135,29 +139,23 @@ export interface FleetFigures {
 
 /**
  * (h): an anvil and a Mosquitto of its own in `dir`, the caller's influxd; (h1) and (h3) on the
- * hospital, then (h2) on two gateways of its own (started while the hospital starts).
+ * hospital, then, the hospital stopped, (h2) on two gateways of its own.
  */
 export async function fleetFigures(dir: string, influxd: InfluxdHandle, log: (s: string) => void): Promise<FleetFigures> {
   const t0 = performance.now();
   const anvil = await startAnvil({ dataDir: join(dir, 'anvil') });
   let broker: MosquittoHandle | undefined;
   let pair: UplinkGateways | undefined;
-  let starting: Promise<unknown> | undefined;
   try {
     broker = await startMosquitto({ dir: join(dir, 'mosquitto') });
-    starting = startUplinkGateways(join(dir, 'uplink'), influxd.url, broker).then((g) => (pair = g));
-    starting.catch(() => undefined); // awaited below; a failure is reported there
-    const hospital = await hospitalFigures(
-      { dir: join(dir, 'hospital'), chainUrl: anvil.url, influxUrl: influxd.url, influxPid: influxd.pid, broker, alsoReady: starting },
-      log,
-    );
-    await starting;
+    const hospital = await hospitalFigures({ dir: join(dir, 'hospital'), chainUrl: anvil.url, influxUrl: influxd.url, influxPid: influxd.pid, broker }, log);
+    // Only now: two idle gateways with their embedded chains cost ~15 % of a CPU each while they start, which (h1) and (h3) would count as OTHER load.
+    pair = await startUplinkGateways(join(dir, 'uplink'), influxd.url, broker);
     log(`(h2) uplink cost: ${UPLINK_DEVICES} devices × ${UPLINK_FRAMES_PER_DEVICE} frames, plain / uplink / uplink / plain ...`);
     const uplinkCost = await uplinkCostRun(pair!, influxd, WINDOW, log);
     log(`    gateway CPU per frame with the uplink ÷ without: ${uplinkCost.ratio} (${uplinkCost.uplinkUsPerFrame} / ${uplinkCost.plainUsPerFrame} µs)`);
     return { hospital, uplinkCost, seconds: Math.round((performance.now() - t0) / 1000) };
   } finally {
-    await starting?.catch(() => undefined);
     await pair?.stop();
     await broker?.stop();
     await anvil.stop();
@@ -169,14 +167,15 @@ export async function fleetFigures(dir: string, influxd: InfluxdHandle, log: (s:
  * `log` gets progress lines.
  */
 export async function hospitalFigures(
-  o: { dir: string; chainUrl: string; influxUrl: string; influxPid: number | undefined; broker: MosquittoHandle; alsoReady?: Promise<unknown> },
+  o: { dir: string; chainUrl: string; influxUrl: string; influxPid: number | undefined; broker: MosquittoHandle },
   log: (s: string) => void,
 ): Promise<HospitalFigures> {
   const t0 = performance.now();
   const devices = fleetDevices('bench-fleet', FLEET_DEVICES, 'heart_rate');
   const latPer = Math.ceil((DELIVERY_RATE * DELIVERY_SECONDS) / devices.length);
-  log(`(h) pre-signing ${devices.length} × ${latPer + HUB_FRAMES_PER_DEVICE} heart_rate frames; starting 3 gateways and a hub ...`);
-  const frames = devices.map((d) => presign(d, latPer + HUB_FRAMES_PER_DEVICE + INTAKE_FRAMES_PER_DEVICE, ['heart_rate']));
+  const perDevice = latPer + HUB_FRAMES_PER_DEVICE + INTAKE_FRAMES_PER_DEVICE;
+  log(`(h) pre-signing ${devices.length} × ${perDevice} heart_rate frames; starting 3 gateways and a hub ...`);
+  const frames = devices.map((d) => presign(d, perDevice, ['heart_rate']));
   mkdirSync(o.dir, { recursive: true });
   const h = await startHospital({
     dir: o.dir,
@@ -193,14 +192,12 @@ export async function hospitalFigures(
   try {
     await grantEach(h, devices);
     const hub = h.hubs.get(FLEET_HUB)!;
-    await until('the hub to see every grant', WAIT_CAP_MS, async () => (await hub.get<HubSnapshot>('/status')).consent.inForce >= devices.length);
+    await until('the hub to see every grant', async () => (await hub.get<HubSnapshot>('/status')).consent.inForce >= devices.length);
     const arrivals = new Map<string, number>();
     for (const [i, d] of devices.entries()) researchers.push(await subscribe(h, d, i, (x) => arrivals.set(frameKey(x.deviceId, x.seq), epochMs())));
     const gwOf = (i: number): string => FLEET_GATEWAYS[i % FLEET_GATEWAYS.length]!;
     for (const [i, d] of devices.entries()) clients.push(...(await connectAll(h.gateways.get(gwOf(i))!.mqttPort, [d])));
     const topics = devices.map((d) => frameTopic(d.deviceId));
-    // Whatever else the caller starts meanwhile is up before anything is measured.
-    await o.alsoReady;
     const setupS = sig((performance.now() - t0) / 1000, 3);
     log(`    hospital up, grants seen, researchers subscribed in ${setupS} s`);
     const pids = {
@@ -226,7 +223,7 @@ export async function hospitalFigures(
       frames.map((f) => f.slice(latPer, latPer + HUB_FRAMES_PER_DEVICE)),
       async () => {
         await Promise.all(researchers.splice(0).map((r) => r.close()));
-        await until('the researchers gone from the hub', WAIT_CAP_MS, async () => (await hub.get<HubSnapshot>('/status')).mqtt.connections === 0);
+        await until('the researchers gone from the hub', async () => (await hub.get<HubSnapshot>('/status')).mqtt.connections === 0);
       },
       frames.map((f) => f.slice(latPer + HUB_FRAMES_PER_DEVICE)),
     );
@@ -305,15 +302,6 @@ async function subscribe(h: Hospital, d: SimDevice, i: number, onDelivery: (d: D
   return live;
 }
 
-async function until(what: string, capMs: number, probe: () => Promise<boolean> | boolean): Promise<boolean> {
-  const deadline = Date.now() + capMs;
-  for (;;) {
-    if (await probe()) return true;
-    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 /** What both runs drive: the hospital, one device client per device on its gateway, and the researchers' arrivals. */
 interface FleetLoad {
   h: Hospital;
@@ -331,7 +319,7 @@ async function deliveryRun({ h, clients, topics, arrivals, pids }: FleetLoad, fr
   const cpu = cpuWindow(pids);
   const r = await pacedPublish(clients, topics, frames, DELIVERY_RATE, DELIVERY_WARMUP_MS, WINDOW);
   const want = keys.flat().map((k) => frameKey(k.deviceId, k.seq));
-  await until('every frame delivered', WAIT_CAP_MS, () => want.every((k) => arrivals.has(k))).catch(() => false);
+  await until('every frame delivered', () => want.every((k) => arrivals.has(k))).catch(() => false);
   const share = cpu();
   // The gateways' acceptance times, from the shared store once each gateway has written what it took.
   for (const g of h.gateways.values()) await pollStatus(g, (s) => s.spool.backlogFrames === 0 && s.storage.framesWritten >= s.frames.accepted, WAIT_CAP_MS, 50);
@@ -395,7 +383,7 @@ async function hubRun(
   const t0 = performance.now();
   // As fast as the windows allow: a rate no box reaches, so pacing never holds a publish back.
   const r = await pacedPublish(clients, topics, frames, 1e9, 0, WINDOW);
-  const complete = await until('every frame delivered', WAIT_CAP_MS, () => arrivals.size - before >= total).catch(() => false);
+  const complete = await until('every frame delivered', () => arrivals.size - before >= total).catch(() => false);
   const wallS = (performance.now() - t0) / 1000;
   const share = cpu();
   const s1 = await hub.get<HubSnapshot>('/status');
@@ -411,7 +399,6 @@ async function hubRun(
   const ri = await pacedPublish(clients, topics, intakeFrames, 1e9, 0, WINDOW);
   const taken = await until(
     'the hub to take in every frame',
-    WAIT_CAP_MS,
     async () => (await hub.get<HubSnapshot>('/status')).uplink.sequencer.released - i0.uplink.sequencer.released >= intakeTotal,
   ).catch(() => false);
   const intakeShare = intakeCpu();
