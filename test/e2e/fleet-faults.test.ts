@@ -13,13 +13,12 @@ import { fleetDevices } from '../../device-sim/fleet.js';
 import { runFleet, type FleetOptions, type FleetReport } from '../../device-sim/run.js';
 import { devWallet } from '../../gateway/chain/anvil.js';
 import type { FleetSnapshot } from '../../gateway/hub/fleet-view.js';
-import type { HubSnapshot } from '../../gateway/hub/status.js';
 import type { LiveMessage } from '../../gateway/research/live.js';
 import { InfluxHttp, seriesRows } from '../../gateway/storage/influx-http.js';
 import type { GatewayProcess } from '../support/gateway-process.js';
 import { anchoredAll, expectAcceptancesAnchored } from '../support/anchored.js';
-import { bindPatient, grant, researcherKey } from '../support/consent-world.js';
-import { follow, respawn, until, useHospital } from '../support/hospital.js';
+import { researcherKey } from '../support/consent-world.js';
+import { follow, grantAtHubs, respawn, until, useHospital } from '../support/hospital.js';
 
 const SENSORS = 'accelerometer,ecg'; // 1-s frames
 const devices = fleetDevices('fleet-faults', 1, SENSORS);
@@ -55,22 +54,8 @@ const accepted = async (gw: GatewayProcess): Promise<number> => (await gw.status
 describe('faults while a patient is followed across the hospital', () => {
   it('loses, repeats and mis-delivers nothing through a hub SIGKILL, a gateway SIGKILL and a Mosquitto restart', async () => {
     const { h } = hospital;
-    const w = hospital.world;
-    await bindPatient(w, wearable.patient, patient);
-    const now = Date.now();
-    const g = await grant(
-      w,
-      patient.connect(w.provider),
-      wearable.patient,
-      researcher.address,
-      ['accelerometer'],
-      now - 3600_000,
-      now + 3600_000,
-      now + 3600_000,
-    );
+    const g = await grantAtHubs(hospital, patient, wearable.patient, researcher.address, ['accelerometer']);
     const [hub1, hub2] = [h.hubs.get('hub-1')!, h.hubs.get('hub-2')!];
-    for (const p of [hub1, hub2])
-      await until('the grant at the hub', async () => ((await p.get<HubSnapshot>('/status')).consent.inForce > 0 ? true : undefined));
     const r1 = await follow(hub1, h.hubId, researcher, wearable.patient, 'r-hub-1');
     const r2 = await follow(hub2, h.hubId, researcher, wearable.patient, 'r-hub-2');
 

@@ -14,15 +14,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { connect as mqttConnect, type MqttClient } from 'mqtt';
-import type { Wallet } from 'ethers';
+import type { HDNodeWallet, Wallet } from 'ethers';
+import type { HubSnapshot } from '../../gateway/hub/status.js';
 import type { SimDevice } from '../../device-sim/fleet.js';
 import type { LiveMessage } from '../../gateway/research/live.js';
-import { startHospital, type Hospital } from '../../scripts/lib/hospital.js';
+import { startHospital, until, type Hospital } from '../../scripts/lib/hospital.js';
 import { GatewayProcess } from '../../scripts/lib/gateway-process.js';
 import { useInfluxd, type InfluxdFixture } from './influxd.js';
 import { useAnvil } from './anvil.js';
 import { useMosquitto, type MosquittoFixture } from './mosquitto.js';
-import { researcherOptions, type ConsentWorld } from './consent-world.js';
+import { bindPatient, grant, researcherOptions, type ConsentWorld } from './consent-world.js';
+
+export { until };
 
 export interface HospitalFixture {
   /** Valid inside tests (after beforeAll). */
@@ -104,17 +107,6 @@ export async function respawn(f: HospitalFixture, p: GatewayProcess, overrides: 
   return again;
 }
 
-/** Polls `probe` until it returns a value: waiting for a state, with a deadline. */
-export async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** A researcher's live connection to a hub, collecting deliveries (vp/consented/…) and notices apart. */
 export async function follow(
   hub: GatewayProcess,
@@ -138,4 +130,24 @@ export async function follow(
   const granted = await client.subscribeAsync([`vp/consented/${pseudonym}/+`, `vp/researcher/${who.address.toLowerCase()}/notices`], { qos: 0 });
   expect(granted.map((g) => g.qos)).toEqual([0, 0]);
   return { client, got, notices };
+}
+
+/**
+ * The hospital binds the patient of `pseudonym` to `patient`, who grants `researcher` the
+ * `metrics` (data window and expiry an hour either side of now); resolves once every hub has it.
+ */
+export async function grantAtHubs(
+  f: HospitalFixture,
+  patient: HDNodeWallet,
+  pseudonym: string,
+  researcher: string,
+  metrics: string[],
+): Promise<{ id: bigint; block: number }> {
+  const w = f.world;
+  await bindPatient(w, pseudonym, patient);
+  const now = Date.now();
+  const g = await grant(w, patient.connect(w.provider), pseudonym, researcher, metrics, now - 3600_000, now + 3600_000, now + 3600_000);
+  for (const p of f.h.hubs.values())
+    await until('the grant at the hub', async () => ((await p.get<HubSnapshot>('/status')).consent.inForce > 0 ? true : undefined));
+  return g;
 }
