@@ -40,6 +40,8 @@ import { clearRunningGateway, writeRunningGateway } from '../running.js';
 import type { ChainRuntime } from '../chain/runtime.js';
 import { FleetProofService } from '../proof/fleet.js';
 import { UplinkFeed } from './uplink-feed.js';
+import { FleetDisclosures } from './disclosures.js';
+import { publishAccessBatches } from '../parts/batch-points.js';
 import { AuthShare, hubAuthSecret } from './auth-share.js';
 import { SharedAuthState } from '../consent/shared-auth.js';
 import { FleetView } from './fleet-view.js';
@@ -147,6 +149,20 @@ export async function startHub(config: GatewayConfig, log: Logger): Promise<Hub>
       accessLog: accessLogStatus(consent, research),
       mqtt: transports.mqtt.status(),
     });
+    // Its access log's anchored batches, with their entries, into the store (its own logger name:
+    // hub instances share gatewayId), and the disclosure reports across the hospital from there.
+    const logger = `${config.gatewayId}.${config.hub.instance}`;
+    publishAccessBatches(ctx, sink, consent, logger);
+    const disclosures = research.disclosures
+      ? new FleetDisclosures({
+          local: research.disclosures,
+          ownLogger: logger,
+          sink,
+          provider: chain.provider,
+          anchorRegistry: chain.record.anchorRegistry.address,
+          consentRegistry: { chainId: chain.chainId, address: chain.record.consentRegistry!.address },
+        })
+      : undefined;
     const http = await startHttp(ctx, {
       transport: httpT,
       statusRoutes: hubStatusRoutes(snapshot, (limit) => fleet.snapshot(limit)),
@@ -155,6 +171,7 @@ export async function startHub(config: GatewayConfig, log: Logger): Promise<Hub>
       registry,
       sink,
       proofs,
+      ...(disclosures ? { disclosures } : {}),
     });
     const { mqtt } = transports;
     writeRunningGateway(config.dataDir, {

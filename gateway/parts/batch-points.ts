@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { STREAM, type StreamId } from '../chain/contracts.js';
 import type { BatchStore } from '../anchor/batch-store.js';
 import { STREAM_TAGS } from '../storage/batch-points.js';
-import { BatchPointWriter, type BatchWriterStatus } from '../storage/batch-writer.js';
+import { BatchPointWriter, type BatchWriterOptions, type BatchWriterStatus } from '../storage/batch-writer.js';
 import type { InfluxSink } from '../storage/influx-sink.js';
 import type { AnchoringPart } from './anchoring.js';
 import type { ConsentPart } from './consent.js';
@@ -39,21 +39,45 @@ export function publishBatches(
   ctx: PartContext,
   sink: Pick<InfluxSink, 'writeLines'>,
   anchoring: Pick<AnchoringPart, 'batches' | 'target'>,
-  consent: Pick<ConsentPart, 'accessBatches'>,
+  consent: Pick<ConsentPart, 'accessBatches' | 'accessLog'>,
 ): BatchPointsPart | undefined {
   if (!anchoring.target) return undefined;
   return {
     frames: publishBatchStream(ctx, sink, STREAM.FRAMES, anchoring.batches),
-    access: publishBatchStream(ctx, sink, STREAM.ACCESS_LOG, consent.accessBatches),
+    access: publishAccessBatches(ctx, sink, consent, ctx.config.gatewayId),
   };
 }
 
+/**
+ * The access log's anchored batches, with their entries, under `logger` (a gateway's id; a hub
+ * instance's `<gatewayId>.<instance>`, since hub instances share one gatewayId but each keeps
+ * its own log): what a hub answers hospital-wide disclosure reports from.
+ */
+export function publishAccessBatches(
+  ctx: PartContext,
+  sink: Pick<InfluxSink, 'writeLines'>,
+  consent: Pick<ConsentPart, 'accessBatches' | 'accessLog'>,
+  logger: string,
+): BatchPointWriter {
+  return publishBatchStream(ctx, sink, STREAM.ACCESS_LOG, consent.accessBatches, {
+    gatewayId: logger,
+    entriesOf: (b) => consent.accessLog.read(b.firstLsn, b.leafCount).filter((e) => e.seq <= b.lastLsn),
+  });
+}
+
 /** The `batches` writer of one stream's batch store (a hub, which anchors only its access log, starts just that one). */
-export function publishBatchStream(ctx: PartContext, sink: Pick<InfluxSink, 'writeLines'>, stream: StreamId, store: BatchStore): BatchPointWriter {
+export function publishBatchStream(
+  ctx: PartContext,
+  sink: Pick<InfluxSink, 'writeLines'>,
+  stream: StreamId,
+  store: BatchStore,
+  extra: Partial<Pick<BatchWriterOptions, 'gatewayId' | 'entriesOf'>> = {},
+): BatchPointWriter {
   const { config, log, life } = ctx;
   const name = STREAM_TAGS[stream];
   const w = new BatchPointWriter(store, sink, {
-    gatewayId: config.gatewayId,
+    ...extra,
+    gatewayId: extra.gatewayId ?? config.gatewayId,
     stream,
     cursorPath: join(config.dataDir, BATCH_POINTS_DIR, `${name}.json`),
     retryMinMs: config.storage.retryMinMs,

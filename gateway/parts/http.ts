@@ -24,6 +24,8 @@ export interface HttpDeps {
   research: ResearchPart;
   registry: DeviceRegistry;
   sink: InfluxSink;
+  /** Disclosure reports other than the research part's own log's (a hub's, across the hospital: gateway/hub/disclosures.ts). */
+  disclosures?: ResearchApiDeps['disclosures'];
   proofs: Proofs;
 }
 
@@ -48,7 +50,7 @@ export async function startHttp(ctx: PartContext, d: HttpDeps): Promise<{ port: 
     guard,
     auth: d.consent.auth,
     view: d.consent.view,
-    disclosures: d.research.disclosures,
+    disclosures: d.disclosures ?? d.research.disclosures,
     accessLog: d.consent.accessLog,
     readings: {
       sink: d.sink,

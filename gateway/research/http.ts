@@ -30,7 +30,7 @@ import { HttpGuard } from '../http/server.js';
 import type { Route } from '../http/routes.js';
 import { errorBody, HTTP_STATUS, HttpError } from '../http/errors.js';
 import type { ConsentGrant, ConsentView } from '../consent/consent-view.js';
-import type { DisclosureService } from '../consent/disclosure.js';
+import type { DisclosureReport, DisclosureService } from '../consent/disclosure.js';
 import type { Logger } from '../log.js';
 import type { ProofBundle } from '../proof/bundle.js';
 import type { Proofs } from '../proof/service.js';
@@ -63,7 +63,11 @@ export interface ResearchApiDeps {
   auth: ResearcherAuthenticator;
   /** Undefined without a ConsentRegistry: every consent route answers 503 UNAVAILABLE. */
   view: ConsentView | undefined;
-  disclosures: DisclosureService | undefined;
+  /** A gateway's own (DisclosureService), or a hub's across the hospital (gateway/hub/disclosures.ts). */
+  disclosures:
+    | Pick<DisclosureService, 'disclosureReport'>
+    | { disclosureReport(...a: Parameters<DisclosureService['disclosureReport']>): Promise<DisclosureReport> }
+    | undefined;
   accessLog: Pick<AccessLog, 'append'>;
   readings: ReadingsDeps;
   proofs: Pick<Proofs, 'bundleOf'>;
@@ -262,7 +266,10 @@ export function researchRoutes(d: ResearchApiDeps): Route[] {
         const toMs = timeParam(url, 'to');
         if (fromMs !== undefined && toMs !== undefined && fromMs > toMs) throw new HttpError('BAD_REQUEST', 'from is after to');
         if (!d.disclosures) throw new HttpError('UNAVAILABLE', 'no disclosure service: this gateway has no ConsentRegistry');
-        const report = d.disclosures.disclosureReport(p.pseudonym, { ...(fromMs !== undefined ? { fromMs } : {}), ...(toMs !== undefined ? { toMs } : {}) });
+        const report = await d.disclosures.disclosureReport(p.pseudonym, {
+          ...(fromMs !== undefined ? { fromMs } : {}),
+          ...(toMs !== undefined ? { toMs } : {}),
+        });
         d.log.info({ event: 'patient_disclosure_report', pseudonym: p.pseudonym, entries: report.summary.entries }, 'disclosure report served');
         return json(res, 200, report);
       },

@@ -14,6 +14,7 @@
  * InfluxDB is untrusted: what is read here is a claim. The proof service checks each frame's leaf
  * against these leaves and these against the chain's anchor (gateway/proof/fleet.ts).
  */
+import { accessEntryFromJson, accessEntryToJson, type AccessEntry, type AccessEntryJson } from '../consent/access-entry.js';
 import { STREAM, type StreamId } from '../chain/contracts.js';
 import type { AnchorRecord, SealedBatch } from '../anchor/batch-store.js';
 import type { InfluxSink } from './influx-sink.js';
@@ -42,10 +43,13 @@ export function batchPointTimeNs(b: Pick<SealedBatch, 'seq' | 'sealedAtMs'>): bi
 }
 
 /**
- * The line of one anchored batch of `gatewayId`.
+ * The line of one anchored batch of `gatewayId`. An access-log batch carries its entries too
+ * (`entries`: their JSON, docs/consent.md "Leaf encoding", salts included), so that any hub can
+ * answer a patient's disclosure report for accesses logged anywhere in the hospital
+ * (gateway/consent/fleet-disclosures.ts).
  * @throws RangeError when the anchor is of another batch or stream; TypeError as toLine.
  */
-export function batchToLine(gatewayId: string, b: SealedBatch, a: AnchorRecord): string {
+export function batchToLine(gatewayId: string, b: SealedBatch, a: AnchorRecord, entries?: readonly AccessEntry[]): string {
   if (a.seq !== b.seq) throw new RangeError(`anchor of batch ${a.seq} given with batch ${b.seq}`);
   const stream = STREAM_TAGS[a.stream as StreamId];
   if (stream === undefined) throw new RangeError(`batch ${b.seq} is anchored in stream ${a.stream}, which has no tag`);
@@ -65,6 +69,7 @@ export function batchToLine(gatewayId: string, b: SealedBatch, a: AnchorRecord):
       tx_hash: str(a.txHash),
       block: int(a.blockNumber),
       block_hash: str(a.blockHash),
+      ...(entries ? { entries: str(JSON.stringify(entries.map(accessEntryToJson))) } : {}),
     },
     timeNs: batchPointTimeNs(b),
   });
@@ -91,6 +96,8 @@ export interface StoredBatch {
   txHash: string;
   blockNumber: number;
   blockHash: string;
+  /** An access-log batch's entries, when its point carries them (leaf order); undefined when absent or unreadable. */
+  entries?: AccessEntry[];
 }
 
 /** A `batches` row as a StoredBatch; leaves that do not split into 32-byte hashes are cut at the last whole one. */
@@ -115,7 +122,18 @@ function storedBatchOf(r: Record<string, unknown>): StoredBatch {
     txHash: textOf(r['tx_hash'] ?? ''),
     blockNumber: Number(r['block']),
     blockHash: textOf(r['block_hash'] ?? ''),
+    ...entriesOf(r['entries']),
   };
+}
+
+/** The entries field as AccessEntries; nothing when absent or not readable (the point was edited: the leaf check refuses it anyway). */
+function entriesOf(v: unknown): { entries?: AccessEntry[] } {
+  if (typeof v !== 'string') return {};
+  try {
+    return { entries: (JSON.parse(v) as AccessEntryJson[]).map(accessEntryFromJson) };
+  } catch {
+    return {};
+  }
 }
 
 /**
@@ -127,6 +145,11 @@ function storedBatchOf(r: Record<string, unknown>): StoredBatch {
 export async function readBatchPoints(sink: Pick<InfluxSink, 'queryRows'>, gateway: string, stream: StreamId, seq?: bigint): Promise<StoredBatch[]> {
   const where = ['"gateway" = $gateway', '"stream" = $stream', ...(seq !== undefined ? [`"seq" = ${BigInt.asIntN(64, seq)}`] : [])];
   const rows = await sink.queryRows(BATCHES_MEASUREMENT, where, { gateway, stream: STREAM_TAGS[stream] });
+  return readStoredBatches(rows);
+}
+
+/** `batches` rows (from a query of one's own) as StoredBatches. */
+export function readStoredBatches(rows: Record<string, unknown>[]): StoredBatch[] {
   return rows.map(storedBatchOf);
 }
 

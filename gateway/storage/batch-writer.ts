@@ -18,7 +18,8 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { StreamId } from '../chain/contracts.js';
-import type { BatchStore } from '../anchor/batch-store.js';
+import type { BatchStore, SealedBatch } from '../anchor/batch-store.js';
+import type { AccessEntry } from '../consent/access-entry.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { batchToLine, STREAM_TAGS } from './batch-points.js';
 import type { InfluxSink } from './influx-sink.js';
@@ -37,6 +38,8 @@ export interface BatchWriterOptions {
   leavesPerWrite?: number;
   onError?: (e: Error, attempt: number) => void;
   onRecovered?: (afterAttempts: number) => void;
+  /** The access log's entries of a batch (its stream): they go into the point too (./batch-points.ts). */
+  entriesOf?: (b: SealedBatch) => AccessEntry[];
 }
 
 export interface BatchWriterStatus {
@@ -146,7 +149,7 @@ export class BatchPointWriter {
       const a = this.store.anchorOf(next);
       if (!b || !a) throw new Error(`anchored batch ${next} of stream ${STREAM_TAGS[this.opts.stream]} is missing from the batch store (${this.store.dir})`);
       if (lines.length > 0 && leaves + b.leafCount > maxLeaves) break;
-      lines.push(batchToLine(this.opts.gatewayId, b, a));
+      lines.push(batchToLine(this.opts.gatewayId, b, a, this.opts.entriesOf?.(b)));
       leaves += b.leafCount;
       seq = next;
     }

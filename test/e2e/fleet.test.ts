@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as mqttConnect, type MqttClient } from 'mqtt';
@@ -27,6 +27,9 @@ import { useMosquitto } from '../support/mosquitto.js';
 import { CLI, GatewayProcess } from '../support/gateway-process.js';
 import { bindPatient, grant, mined, researcherKey, researcherOptions, type ConsentWorld } from '../support/consent-world.js';
 import { drained } from '../support/stored.js';
+import type { DisclosureReport } from '../../gateway/consent/disclosure.js';
+import { verifyAccessBundle } from '../../gateway/proof/access-verify.js';
+import { VerifyCache } from '../../gateway/proof/verify.js';
 import { startHospital, until, type Hospital } from '../../scripts/lib/hospital.js';
 
 const influx = useInfluxd();
@@ -160,6 +163,10 @@ describe('a hospital of three gateways and two hubs', () => {
     const lines = execFileSync(process.execPath, [CLI, 'fleet', '--url', `http://127.0.0.1:${hub.get('hub-1')!.httpPort}`], { encoding: 'utf8' });
     expect(lines).toMatch(new RegExp(`${wearable.deviceId} on gw-b`));
     expect(lines).toMatch(/gw-c\s+online/);
+    const status = execFileSync(process.execPath, [CLI, 'status', '--url', `http://127.0.0.1:${hub.get('hub-2')!.httpPort}`], { encoding: 'utf8' });
+    expect(status).toMatch(/^hub hub \(instance hub-2\)/);
+    expect(status).toMatch(/uplink {2}connected/);
+    expect(status).toMatch(new RegExp(`order {3}${total} released`));
 
     // Revocation cuts both hubs' streams.
     const consent = consentRegistryAt(hospital.record.consentRegistry.address, patient.connect(world.provider));
@@ -179,6 +186,71 @@ describe('a hospital of three gateways and two hubs', () => {
       await until('gw-c frames at the hub', async () => ((await h.get<FleetSnapshot>('/fleet')).devices[0]?.gateway === 'gw-c' ? true : undefined));
     expect([r1.got.length, r2.got.length]).toEqual(before);
     for (const r of [r1, r2]) await r.client.endAsync();
+  });
+
+  it("answers the patient's disclosure report at one hub with the accesses logged at both, each proof verified on chain", async () => {
+    // Both hubs delivered the stream above: each logged those live disclosures in its own access log.
+    const base = `http://127.0.0.1:${hub.get('hub-1')!.httpPort}`;
+    const post = async (path: string, body: unknown): Promise<Record<string, unknown>> =>
+      (await (await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json()) as Record<
+        string,
+        unknown
+      >;
+    const ch = await post('/auth/challenge', { address: patient.address, purpose: 'http' });
+    const text = ch['challenge'] as string;
+    const token = (await post('/auth/login', { challenge: text, signature: await patient.signMessage(text) }))['token'] as string;
+    const report = async (): Promise<DisclosureReport> =>
+      (await (
+        await fetch(`${base}/patient/disclosures?pseudonym=${wearable.patient}`, { headers: { authorization: `Bearer ${token}` } })
+      ).json()) as DisclosureReport;
+    // hub-2's entries appear once its access batches are anchored and written to the store.
+    const r = await until('entries of both hubs, all anchored', async () => {
+      const x = await report();
+      const by = new Set(x.items.map((i) => (i.status === 'anchored' ? i.proof.gatewayId : '')));
+      return x.summary.pending === 0 && by.has(HUB_ID) && by.has(`${HUB_ID}.hub-2`) ? x : undefined;
+    });
+    expect(r.summary.errors).toBe(0);
+    const cache = new VerifyCache();
+    for (const item of r.items) {
+      if (item.status !== 'anchored') throw new Error(`not anchored: ${JSON.stringify(item)}`);
+      expect(item.proof.entry.pseudonym).toBe(wearable.patient);
+      const v = await verifyAccessBundle(item.proof, {
+        provider: world.provider,
+        cache,
+        trusted: { chainId: world.record.chainId, anchorRegistry: world.record.anchorRegistry.address, consentRegistry: world.record.consentRegistry.address },
+      });
+      expect(v.ok, JSON.stringify(v.checks)).toBe(true);
+    }
+    // Every reading either hub delivered is accounted for: the two hubs' entries together.
+    const count = (g: string): number => r.items.reduce((n, i) => n + (i.status === 'anchored' && i.proof.gatewayId === g ? i.proof.entry.count : 0), 0);
+    expect(count(HUB_ID)).toBeGreaterThan(0);
+    expect(count(`${HUB_ID}.hub-2`)).toBe(count(HUB_ID));
+  });
+
+  it("audits the patient across every gateway with a hub's configuration: every point intact, each frame once", async () => {
+    const flags = Object.entries({ dataDir: hospital.dataDir('hub-1'), 'influx.url': influx.handle.url, ...hospital.chainFlags('hub-1') }).flatMap(([k, v]) => [
+      `--${k}`,
+      v,
+    ]);
+    const json = join(hospital.dir, 'hospital-audit.json');
+    // The last frames' batches are sealed, anchored and written to the store within seconds: audit until they are.
+    const r = await until('a clean hospital audit', () => {
+      try {
+        execFileSync(process.execPath, [CLI, 'audit', '--hospital', '--patient', wearable.patient, '--json', json, ...flags], { encoding: 'utf8' });
+      } catch {
+        return undefined;
+      }
+      return JSON.parse(readFileSync(json, 'utf8')) as {
+        ok: boolean;
+        summary: { readings: number; acceptances: number; counts: Record<string, number> };
+        gateways: { gateway: string }[];
+      };
+    });
+    expect(r.ok).toBe(true);
+    expect(r.gateways.map((g) => g.gateway)).toEqual(['gw-a', 'gw-b', 'gw-c']);
+    expect(r.summary.readings).toBe(19); // 8 at gw-a, 8 at gw-b, 3 at gw-c
+    expect(r.summary.acceptances).toBe(19);
+    expect(r.summary.counts['seq_gap']).toBe(0);
   });
 
   it('refuses a device CONNECT at a hub', async () => {
