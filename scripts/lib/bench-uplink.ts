@@ -23,7 +23,7 @@ import { splitFrames } from './bench-frames.js';
 import { e2eRun, type E2EFigure } from './bench-mqtt.js';
 import { sig } from './stats.js';
 
-export const UPLINK_DEVICES = 20;
+export const UPLINK_DEVICES = 15;
 export const UPLINK_FRAMES_PER_DEVICE = 200;
 const ORDER = ['plain', 'uplink', 'uplink', 'plain'] as const;
 
