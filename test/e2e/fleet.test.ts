@@ -11,8 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as mqttConnect, type MqttClient } from 'mqtt';
-import type { Wallet } from 'ethers';
+import { connect as mqttConnect } from 'mqtt';
 import { fleetDevices } from '../../device-sim/fleet.js';
 import { runFleet, type FleetOptions } from '../../device-sim/run.js';
 import { devWallet } from '../../gateway/chain/anvil.js';
@@ -25,12 +24,13 @@ import { useInfluxd } from '../support/influxd.js';
 import { useAnvil } from '../support/anvil.js';
 import { useMosquitto } from '../support/mosquitto.js';
 import { CLI, GatewayProcess } from '../support/gateway-process.js';
-import { bindPatient, grant, mined, researcherKey, researcherOptions, type ConsentWorld } from '../support/consent-world.js';
+import { bindPatient, grant, mined, researcherKey, type ConsentWorld } from '../support/consent-world.js';
 import { drained } from '../support/stored.js';
 import type { DisclosureReport } from '../../gateway/consent/disclosure.js';
 import { verifyAccessBundle } from '../../gateway/proof/access-verify.js';
 import { VerifyCache } from '../../gateway/proof/verify.js';
 import { startHospital, until, type Hospital } from '../../scripts/lib/hospital.js';
+import { follow } from '../support/hospital.js';
 
 const influx = useInfluxd();
 const chain = useAnvil();
@@ -74,26 +74,6 @@ afterAll(async () => {
   if (hospital) rmSync(hospital.dir, { recursive: true, force: true });
 });
 
-/** A researcher's live connection to a hub, collecting deliveries. */
-async function follow(hubName: string, who: Wallet, pseudonym: string): Promise<{ client: MqttClient; got: LiveMessage[]; notices: unknown[] }> {
-  const h = hub.get(hubName)!;
-  const client = mqttConnect(`mqtt://127.0.0.1:${h.mqttPort}`, await researcherOptions(who, HUB_ID, `r-${hubName}`));
-  await new Promise<void>((res, rej) => {
-    client.once('connect', () => res());
-    client.once('error', rej);
-  });
-  const got: LiveMessage[] = [];
-  const notices: unknown[] = [];
-  client.on('message', (topic, payload) => {
-    const m = JSON.parse(payload.toString()) as LiveMessage;
-    if (topic.startsWith('vp/consented/')) got.push(m);
-    else notices.push(m);
-  });
-  const granted = await client.subscribeAsync([`vp/consented/${pseudonym}/+`, `vp/researcher/${who.address.toLowerCase()}/notices`], { qos: 0 });
-  expect(granted.map((g) => g.qos)).toEqual([0, 0]);
-  return { client, got, notices };
-}
-
 function fleet(port: number, frames: number): ReturnType<typeof runFleet> {
   const o: FleetOptions = {
     brokerUrl: `mqtt://127.0.0.1:${port}`,
@@ -126,8 +106,8 @@ describe('a hospital of three gateways and two hubs', () => {
     // Both hubs see the grant before the researchers subscribe.
     for (const h of hub.values())
       await until('the grant on the hub', async () => ((await h.get<HubSnapshot>('/status')).consent.inForce > 0 ? true : undefined));
-    const r1 = await follow('hub-1', researcher, wearable.patient);
-    const r2 = await follow('hub-2', researcher, wearable.patient);
+    const r1 = await follow(hub.get('hub-1')!, HUB_ID, researcher, wearable.patient, 'r-hub-1');
+    const r2 = await follow(hub.get('hub-2')!, HUB_ID, researcher, wearable.patient, 'r-hub-2');
 
     const atA = await fleet(gw.get('gw-a')!.mqttPort, 8);
     expect(atA.drained).toBe(true);
