@@ -11,7 +11,9 @@
  *        envelope carries) and with the bench's publish() call. p50 / p99 of both.
  *   (h3) hub throughput: the same devices publish as fast as their in-flight windows allow;
  *        deliveries counted at the researchers against the hub process's CPU seconds (/proc),
- *        from the first publish to the last delivery.
+ *        from the first publish to the last delivery; then, every researcher gone, the hub's
+ *        CPU per frame taken in (what every hub instance pays for every frame of the hospital).
+ *   (h2), the uplink's cost on a gateway, is ./bench-uplink.ts; fleetFigures runs all three.
  *
  * One subscriber per patient: each device is one patient, who grants heart_rate to a researcher
  * of their own (distinct accounts: one login each). Bounded: a fixed number of frames, and a
