@@ -23,10 +23,11 @@
  *
  * Only hub accounts may publish or subscribe here (gateway/fleet/broker.ts, hubAcls).
  */
+import { brokerClientOptions } from '../uplink/broker-client.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { connect, type MqttClient } from 'mqtt';
 import { ConfigError } from '../config.js';
 import type { AuthEvent, SharedAuthState } from '../consent/shared-auth.js';
 import { HUB_ROOT } from '../fleet/broker.js';
@@ -88,18 +89,10 @@ export class AuthShare {
 
   /** Connects (and keeps reconnecting); resolves once the shared state is read, or after startTimeoutMs. */
   async start(): Promise<void> {
-    const opts: IClientOptions = {
-      clientId: this.o.clientId,
-      username: this.o.username,
-      password: this.o.password,
-      protocolVersion: 5,
+    const opts = brokerClientOptions(this.o, {
       clean: true,
       reconnectPeriod: 1000,
-      connectTimeout: 10_000,
-      keepalive: 15,
-      ...(this.o.tls?.ca ? { ca: this.o.tls.ca } : {}),
-      ...(this.o.tls?.cert ? { cert: this.o.tls.cert, key: this.o.tls.key } : {}),
-    };
+    });
     const client = connect(this.o.url, opts);
     this.client = client;
     let synced!: () => void;

@@ -22,7 +22,8 @@
  *
  * Refused messages are counted by code and logged through a LogLimiter; never the readings.
  */
-import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { brokerClientOptions } from '../uplink/broker-client.js';
+import { connect, type MqttClient } from 'mqtt';
 import type { Remedies } from '../../firmware-proto/coded-error.js';
 import { decodeFrame } from '../../firmware-proto/frame.js';
 import { FRAME_TAG, concat } from '../../firmware-proto/signing.js';
@@ -95,20 +96,12 @@ export class UplinkFeed {
 
   /** Connects (and keeps reconnecting) and subscribes; resolves once the first CONNACK came or the first attempt failed. */
   async start(): Promise<void> {
-    const opts: IClientOptions = {
-      clientId: this.o.clientId,
-      username: this.o.username,
-      password: this.o.password,
-      protocolVersion: 5,
+    const opts = brokerClientOptions(this.o, {
       clean: false,
       properties: { sessionExpiryInterval: this.o.sessionExpiryS ?? 3600 },
       reconnectPeriod: 1000,
-      connectTimeout: 10_000,
-      keepalive: 15,
       resubscribe: true,
-      ...(this.o.tls?.ca ? { ca: this.o.tls.ca } : {}),
-      ...(this.o.tls?.cert ? { cert: this.o.tls.cert, key: this.o.tls.key } : {}),
-    };
+    });
     const client = connect(this.o.url, opts);
     this.client = client;
     client.on('message', (topic, payload) => this.message(topic, payload));

@@ -20,7 +20,8 @@
  *
  * The password is handed in, never logged, never in status(): errors are mqtt.js messages.
  */
-import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { brokerClientOptions } from './broker-client.js';
+import { connect, type MqttClient } from 'mqtt';
 import type { BatchStore } from '../anchor/batch-store.js';
 import type { Placement } from '../anchor/batcher.js';
 import { frameIdentity } from '../../firmware-proto/frame.js';
@@ -187,19 +188,11 @@ export class Uplink {
   private async connect(): Promise<MqttClient> {
     this.attempts++;
     const will: UplinkStatusMessage = { v: 1, kind: 'status', gateway: this.o.gatewayId, state: 'offline' };
-    const opts: IClientOptions = {
-      clientId: this.o.clientId,
-      username: this.o.username,
-      password: this.o.password,
-      protocolVersion: 5,
+    const opts = brokerClientOptions(this.o, {
       clean: true,
       reconnectPeriod: 0,
-      connectTimeout: 10_000,
-      keepalive: 15,
       will: { topic: this.topics.status, payload: encodeUplink(will), qos: 1, retain: true },
-      ...(this.o.tls?.ca ? { ca: this.o.tls.ca } : {}),
-      ...(this.o.tls?.cert ? { cert: this.o.tls.cert, key: this.o.tls.key } : {}),
-    };
+    });
     const client = connect(this.o.url, opts);
     this.client = client;
     let onError: ((e: Error) => void) | undefined;
