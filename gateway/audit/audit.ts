@@ -191,6 +191,15 @@ const TAGS = new Set(['time', 'device', 'patient', 'gateway', 'sensor']);
 /** The fields of an `acceptances` point the audit checks against the batch store (v1 `frames` points carried them). */
 const ACCEPTANCE_FIELDS = ['lsn', 'received_at', 'transport', 'batch', 'leaf'] as const;
 
+/** The `range` of a report: the time range asked for (ms and ISO) and the device. */
+export function auditRange(o: Pick<AuditOptions, 'fromMs' | 'toMs' | 'device'>): AuditReport['range'] {
+  return {
+    ...(o.fromMs !== undefined ? { fromMs: o.fromMs, from: new Date(o.fromMs).toISOString() } : {}),
+    ...(o.toMs !== undefined ? { toMs: o.toMs, to: new Date(o.toMs).toISOString() } : {}),
+    ...(o.device !== undefined ? { device: o.device } : {}),
+  };
+}
+
 export function emptyCounts(): Counts {
   return Object.fromEntries(Object.keys(FINDING_CODES).map((c) => [c, 0])) as Counts;
 }
@@ -324,12 +333,7 @@ class Audit {
       version: 1,
       ok: bad === 0,
       generatedAt: new Date().toISOString(),
-      range: {
-        ...(o.fromMs !== undefined ? { fromMs: o.fromMs, from: new Date(o.fromMs).toISOString() } : {}),
-        ...(o.toMs !== undefined ? { toMs: o.toMs, to: new Date(o.toMs).toISOString() } : {}),
-        ...(o.device !== undefined ? { device: o.device } : {}),
-        ...(o.gatewayId !== undefined ? { gatewayId: o.gatewayId } : {}),
-      },
+      range: { ...auditRange(o), ...(o.gatewayId !== undefined ? { gatewayId: o.gatewayId } : {}) },
       influx: { url: o.influx.url, database: o.influx.database },
       chain: o.chain ? { anchorRegistry: o.chain.anchorRegistry, deviceRegistry: o.chain.deviceRegistry, gateways: [...o.chain.gateways] } : null,
       batchStore: { dir: this.store.dir, lastSealed: this.store.lastSealed.toString(), lastAnchored: this.store.lastAnchored.toString() },

@@ -23,7 +23,17 @@ import { InfluxSink } from '../storage/influx-sink.js';
 import { readBatchPoints, type StoredBatch } from '../storage/batch-points.js';
 import { ACCEPTANCES_MEASUREMENT, FRAMES_MEASUREMENT, fromStoredUint64, storedTag } from '../storage/schema.js';
 import { textOf } from '../util/text.js';
-import { emptyCounts, runAudit, type AuditBatches, type AuditOptions, type AuditReport, type Counts, type Finding, type FindingCode } from './audit.js';
+import {
+  auditRange,
+  emptyCounts,
+  runAudit,
+  type AuditBatches,
+  type AuditOptions,
+  type AuditReport,
+  type Counts,
+  type Finding,
+  type FindingCode,
+} from './audit.js';
 
 export interface FleetAuditOptions extends Omit<AuditOptions, 'batchStore' | 'gatewayId' | 'chain' | 'auditedBy'> {
   chain: { provider: Provider; anchorRegistry: string; deviceRegistry: string };
@@ -138,12 +148,7 @@ export async function runFleetAudit(o: FleetAuditOptions): Promise<FleetAuditRep
     kind: 'hospital',
     ok: bad === 0,
     generatedAt: new Date().toISOString(),
-    range: {
-      ...(o.fromMs !== undefined ? { fromMs: o.fromMs, from: new Date(o.fromMs).toISOString() } : {}),
-      ...(o.toMs !== undefined ? { toMs: o.toMs, to: new Date(o.toMs).toISOString() } : {}),
-      ...(o.device !== undefined ? { device: o.device } : {}),
-      ...(o.patient !== undefined ? { patient: o.patient } : {}),
-    },
+    range: { ...auditRange(o), ...(o.patient !== undefined ? { patient: o.patient } : {}) },
     influx: { url: o.influx.url, database: o.influx.database },
     gateways,
     summary: { points, devices: auditedDevices.size, counts, readings, acceptances: acceptances.filter((a) => inRange(a, o.fromMs, o.toMs)).length },

@@ -3,7 +3,7 @@
  * hospital audit") with a hub's configuration: the hospital InfluxDB (influx.url) and the
  * external chain; no gateway data dir is needed.
  */
-import { writeFileSync } from 'node:fs';
+import { auditFailed, finishReport } from './output.js';
 import { ConfigError, type GatewayConfig } from '../config.js';
 import { openChainForCli, type ChainRuntime } from '../chain/runtime.js';
 import { runFleetAudit, type FleetAuditReport } from '../audit/fleet.js';
@@ -43,16 +43,9 @@ export async function hospitalAudit(cfg: GatewayConfig, opts: HospitalAuditOptio
       maxFindings: opts.maxFindings,
     });
     for (const line of formatHospitalAudit(r, opts.limit)) say(line);
-    if (opts.json === '-') out(JSON.stringify(r, null, 2));
-    else if (opts.json) {
-      writeFileSync(opts.json, `${JSON.stringify(r, null, 2)}\n`);
-      say(`report written to ${opts.json}`);
-    }
-    return r.ok ? 0 : 1;
+    return finishReport(r, opts.json, out, say);
   } catch (e) {
-    const err = e as Error;
-    say(`error: ${e instanceof ConfigError ? err.message : `the audit could not run: ${err.message}`}`);
-    return 2;
+    return auditFailed(e, say);
   } finally {
     await chain?.stop().catch(() => undefined);
   }

@@ -15,7 +15,8 @@
  * Exit code: 0 every point intact and nothing missing; 1 anything found; 2 usage or
  * configuration error, or the audit could not run (InfluxDB or the chain unreachable).
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { auditFailed, finishReport } from './output.js';
 import { join } from 'node:path';
 import { ConfigError, configFromFlags, type GatewayConfig } from '../config.js';
 import { parseArgs } from './args.js';
@@ -125,16 +126,9 @@ export async function auditCommand(argv: string[], out: (line: string) => void =
       );
     }
     for (const line of formatAudit(report, { limit: opts.limit, chainId: chain?.chainId, notes })) say(line);
-    if (opts.json === '-') out(JSON.stringify(report, null, 2));
-    else if (opts.json) {
-      writeFileSync(opts.json, `${JSON.stringify(report, null, 2)}\n`);
-      say(`report written to ${opts.json}`);
-    }
-    return report.ok ? 0 : 1;
+    return finishReport(report, opts.json, out, say);
   } catch (e) {
-    const err = e as Error;
-    say(`error: ${e instanceof ConfigError ? err.message : `the audit could not run: ${err.message}`}`);
-    return 2;
+    return auditFailed(e, say);
   } finally {
     await chain?.stop().catch(() => undefined);
     await influx?.stop();

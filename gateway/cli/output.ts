@@ -2,7 +2,9 @@
  * What the commands print, shared: the output sinks, times, the grant table, byte and count
  * formats, the progress line.
  */
+import { writeFileSync } from 'node:fs';
 import { sensorByCode } from '../../firmware-proto/catalogue.js';
+import { ConfigError } from '../config.js';
 import { sensorCodesOf } from '../chain/contracts.js';
 import type { GrantJson } from '../research/http.js';
 
@@ -97,4 +99,24 @@ export class ProgressLine {
     if (this.stream.isTTY && this.drawn) this.stream.write('\n');
     this.drawn = false;
   }
+}
+
+/**
+ * An audit's end (`vitalproof audit`, with or without --hospital): the JSON report to stdout
+ * (`-`, the summary having gone to stderr) or to a file, and the exit code: 0 ok, 1 findings.
+ */
+export function finishReport(report: { ok: boolean }, json: string | undefined, out: (line: string) => void, say: (line: string) => void): number {
+  if (json === '-') out(JSON.stringify(report, null, 2));
+  else if (json) {
+    writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
+    say(`report written to ${json}`);
+  }
+  return report.ok ? 0 : 1;
+}
+
+/** An audit that could not run: the error line, exit code 2. */
+export function auditFailed(e: unknown, say: (line: string) => void): number {
+  const err = e as Error;
+  say(`error: ${e instanceof ConfigError ? err.message : `the audit could not run: ${err.message}`}`);
+  return 2;
 }

@@ -56,6 +56,18 @@ export interface DisclosureReport {
   items: DisclosureItem[];
 }
 
+/** A report's summary of its items (a hub's report across the hospital sums the same way: gateway/hub/disclosures.ts). */
+export function reportSummary(items: readonly DisclosureItem[], readings: number, researchers: Iterable<string>): DisclosureReport['summary'] {
+  return {
+    entries: items.length,
+    anchored: items.filter((i) => i.status === 'anchored').length,
+    pending: items.filter((i) => i.status === 'pending').length,
+    errors: items.filter((i) => i.status === 'error').length,
+    readings,
+    researchers: [...new Set(researchers)].sort(),
+  };
+}
+
 export interface DisclosureServiceDeps {
   log: AccessLog;
   /** The access log's batch store (stream 1). */
@@ -122,14 +134,7 @@ export class DisclosureService {
       fromMs,
       toMs,
       generatedAtMs: this.now(),
-      summary: {
-        entries: items.length,
-        anchored: items.filter((i) => i.status === 'anchored').length,
-        pending: items.filter((i) => i.status === 'pending').length,
-        errors: items.filter((i) => i.status === 'error').length,
-        readings,
-        researchers: [...researchers].sort(),
-      },
+      summary: reportSummary(items, readings, researchers),
       items,
     };
   }

@@ -18,7 +18,7 @@ import { buildAccessBundle } from '../proof/access-bundle.js';
 import { BATCHES_MEASUREMENT, STREAM_TAGS, readStoredBatches, type StoredBatch } from '../storage/batch-points.js';
 import type { InfluxSink } from '../storage/influx-sink.js';
 import { accessEntryToJson, accessLeafHash } from '../consent/access-entry.js';
-import type { DisclosureItem, DisclosureReport, DisclosureService } from '../consent/disclosure.js';
+import { reportSummary, type DisclosureItem, type DisclosureReport, type DisclosureService } from '../consent/disclosure.js';
 
 export interface FleetDisclosuresDeps {
   /** This instance's own log and batches. */
@@ -99,14 +99,7 @@ export class FleetDisclosures {
     items.sort((a, b) => atOf(a) - atOf(b));
     return {
       ...report,
-      summary: {
-        entries: items.length,
-        anchored: items.filter((i) => i.status === 'anchored').length,
-        pending: items.filter((i) => i.status === 'pending').length,
-        errors: items.filter((i) => i.status === 'error').length,
-        readings,
-        researchers: [...researchers].sort(),
-      },
+      summary: reportSummary(items, readings, researchers),
       items,
     };
   }
