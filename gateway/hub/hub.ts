@@ -123,6 +123,7 @@ export async function startHub(config: GatewayConfig, log: Logger): Promise<Hub>
       sessionExpiryS: config.hub.sessionExpiryS,
       refusalLog: { burst: config.log.limitBurst, windowMs: config.log.limitWindowMs },
       onFrame: (a) => research.live?.accepted(a),
+      wants: (patient) => research.live?.wants(patient) ?? false,
     });
     await feed.start();
     life.onStop(() => feed.stop());

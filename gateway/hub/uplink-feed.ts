@@ -4,11 +4,15 @@
  * delivers (gateway/research/live.ts, the same code a bedside gateway delivers with).
  *
  *   vitalproof/uplink/+/frames/+   decoded strictly (gateway/uplink/envelope.ts), the device
- *                                  signature verified against the registry with the gateway's
- *                                  rule (a gateway is semi-trusted: it cannot put a reading
- *                                  into a researcher's stream that its device did not sign),
- *                                  the patient taken from the registry, then ordered and
- *                                  de-duplicated per device (./sequencer.ts) and handed on
+ *                                  and its patient taken from the registry, the device's place
+ *                                  noted (./fleet-view.ts); then, only when a researcher here
+ *                                  follows that patient: the device signature verified against
+ *                                  the registry with the gateway's rule (a gateway is
+ *                                  semi-trusted: it cannot put a reading into a researcher's
+ *                                  stream that its device did not sign), ordered and
+ *                                  de-duplicated per device (./sequencer.ts) and handed on.
+ *                                  Every hub instance hears the whole hospital; most of it is
+ *                                  followed by nobody there, and costs only the decoding.
  *   vitalproof/uplink/+/status     retained: each gateway's health (./fleet-view.ts)
  *   vitalproof/uplink/+/anchors    each gateway's last anchored batch
  *
@@ -25,13 +29,13 @@
 import { brokerClientOptions } from '../uplink/broker-client.js';
 import { connect, type MqttClient } from 'mqtt';
 import type { Remedies } from '../../firmware-proto/coded-error.js';
-import { decodeFrame } from '../../firmware-proto/frame.js';
+import type { Frame } from '../../firmware-proto/frame.js';
 import { FRAME_TAG, concat } from '../../firmware-proto/signing.js';
 import type { AcceptedFrame } from '../ingest/types.js';
 import { LogLimiter, type Logger } from '../log.js';
 import type { DeviceRegistry } from '../registry/registry.js';
 import { revokedAt } from '../registry/registry.js';
-import { decodeUplinkAnchor, decodeUplinkFrame, decodeUplinkStatus, UplinkFormatError, type UplinkFrame } from '../uplink/envelope.js';
+import { decodeUplinkAnchor, decodeUplinkFrameAndBytes, decodeUplinkStatus, UplinkFormatError, type UplinkFrame } from '../uplink/envelope.js';
 import { parseUplinkTopic, UPLINK_ROOT } from '../uplink/topics.js';
 import { safeUrl } from '../uplink/publisher.js';
 import { KeyCache, verifyEd25519 } from '../verify/ed25519.js';
@@ -59,8 +63,10 @@ export interface UplinkFeedOptions {
   clientId: string;
   tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
   registry: DeviceRegistry;
-  /** Each frame, once per (device, seq), in seq order per device. Must not throw. */
+  /** Each frame of a wanted patient, once per (device, seq), in seq order per device. Must not throw. */
   onFrame: (a: AcceptedFrame, from: UplinkFrame) => void;
+  /** Whether a researcher follows this patient (pseudonym) here now: the others' frames are only counted (gateway/research/live.ts wants). */
+  wants: (patient: string) => boolean;
   fleet: FleetView;
   log: Logger;
   /** How long a frame waits for an earlier one of its device (./sequencer.ts). */
@@ -75,6 +81,8 @@ export interface UplinkFeedStatus {
   clientId: string;
   connected: boolean;
   received: { frames: number; anchors: number; status: number };
+  /** Frames of patients no researcher followed here: counted, not verified, not ordered, not delivered. */
+  unwanted: number;
   refusedBy: Record<string, number>;
   sequencer: SequencerStats;
 }
@@ -88,6 +96,7 @@ export class UplinkFeed {
   private readonly refusals: LogLimiter;
   private timer: NodeJS.Timeout | undefined;
   private connected = false;
+  private unwanted = 0;
 
   constructor(private readonly o: UplinkFeedOptions) {
     this.sequencer = new DeviceSequencer({ holdMs: o.holdMs, release: (x) => this.release(x.accepted, x.from) });
@@ -150,6 +159,7 @@ export class UplinkFeed {
       clientId: this.o.clientId,
       connected: this.connected,
       received: { ...this.received },
+      unwanted: this.unwanted,
       refusedBy: { ...this.refusedBy },
       sequencer: this.sequencer.stats(),
     };
@@ -172,18 +182,25 @@ export class UplinkFeed {
         return;
       }
       this.received.frames++;
-      this.frame(decodeUplinkFrame(payload, topic));
+      const { message, frame } = decodeUplinkFrameAndBytes(payload, topic);
+      this.frame(message, frame);
     } catch (e) {
       if (!(e instanceof UplinkFormatError)) throw e;
       this.refuse(e.code, { topic, ...e.detail });
     }
   }
 
-  private frame(u: UplinkFrame): void {
+  private frame(u: UplinkFrame, frame: Frame): void {
     const rec = this.o.registry.get(u.device);
     if (!rec) return this.refuse('FEED_UNKNOWN_DEVICE', { gateway: u.gateway, device: u.device, seq: u.seq.toString() });
-    // decodeUplinkFrame checked that it decodes; the signature is checked here, against the registry.
-    const frame = decodeFrame(u.frame);
+    this.o.fleet.deviceSeen(u.device, u.gateway, u.seq, u.receivedAtMs);
+    // A frame of a patient no researcher follows here goes no further: nothing is delivered, so
+    // nothing needs verifying or ordering (most of the uplink, most of the time; docs/fleet-scale.md).
+    if (!this.o.wants(rec.patient)) {
+      this.unwanted++;
+      return;
+    }
+    // The signature is checked against the registry before the frame can move its device's order.
     if (!verifyEd25519(this.keys.get(rec.publicKey), concat(FRAME_TAG, frame.body), frame.signature))
       return this.refuse('FEED_BAD_SIGNATURE', { gateway: u.gateway, device: u.device, seq: u.seq.toString() });
     if (revokedAt(rec, Number(frame.timestampMs))) return this.refuse('FEED_DEVICE_REVOKED', { gateway: u.gateway, device: u.device, seq: u.seq.toString() });
@@ -196,7 +213,6 @@ export class UplinkFeed {
       frame,
       placement: { batch: u.batch, leaf: u.leaf },
     };
-    this.o.fleet.deviceSeen(u.device, u.gateway, u.seq, u.receivedAtMs);
     this.sequencer.offer({ device: u.device, seq: u.seq, accepted, from: u });
   }
 

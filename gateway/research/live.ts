@@ -504,6 +504,11 @@ export class LiveResearchAccess {
 
   // ---- DELIVERY --------------------------------------------------------------------------
 
+  /** Whether any researcher holds a subscription for this patient now: a hub verifies and delivers only such frames (gateway/hub/uplink-feed.ts). */
+  wants(pseudonym: string): boolean {
+    return !this.closed && (this.byPseudonym.get(pseudonym)?.size ?? 0) > 0;
+  }
+
   /** A frame the pipeline accepted and made durable (every transport): its messages wait for their log entry. Never throws. */
   accepted(a: AcceptedFrame): void {
     if (this.byPseudonym.size === 0 || this.closed) return;

@@ -16,7 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { CodedError, type ErrorDetail, type Remedies } from '../../firmware-proto/coded-error.js';
-import { decodeFrame, isDeviceId } from '../../firmware-proto/frame.js';
+import { decodeFrame, isDeviceId, type Frame } from '../../firmware-proto/frame.js';
 import { GATEWAY_ID, parseUplinkTopic } from './topics.js';
 
 export const UPLINK_VERSION = 1;
@@ -132,11 +132,16 @@ export function encodeUplink(m: UplinkMessage): Buffer {
  *   client.on('message', (topic, payload) => { const f = decodeUplinkFrame(payload, topic); … f.frame … });
  */
 export function decodeUplinkFrame(payload: Uint8Array, topic?: string): UplinkFrame {
+  return decodeUplinkFrameAndBytes(payload, topic).message;
+}
+
+/** decodeUplinkFrame, with the frame it decoded on the way (a receiver need not decode it again). @throws UplinkFormatError. */
+export function decodeUplinkFrameAndBytes(payload: Uint8Array, topic?: string): { message: UplinkFrame; frame: Frame } {
   const o = object(payload, 'frame', ['device', 'seq', 'sha256', 'frame', 'transport', 'receivedAtMs', 'lsn', 'patient', 'batch', 'leaf']);
   const frameB64 = str(o, 'frame', BASE64);
   const frame = Buffer.from(frameB64, 'base64');
   if (frame.toString('base64') !== frameB64) throw new UplinkFormatError('UPLINK_BAD_FIELD', { field: 'frame', expected: 'canonical base64' });
-  let decoded;
+  let decoded: Frame;
   try {
     decoded = decodeFrame(frame);
   } catch (e) {
@@ -172,7 +177,7 @@ export function decodeUplinkFrame(payload: Uint8Array, topic?: string): UplinkFr
     leaf: int(o, 'leaf'),
   };
   checkTopic(topic, 'frames', m.gateway, device);
-  return m;
+  return { message: m, frame: decoded };
 }
 
 /** An anchor message, checked as decodeUplinkFrame checks a frame. @throws UplinkFormatError. */
