@@ -43,7 +43,7 @@ export function formatFleet(f: FleetSnapshot, nowMs: number): string[] {
     );
   }
   lines.push(`devices (${f.devices.length + f.devicesOmitted})`);
-  for (const d of f.devices) lines.push(`  ${d.device} on ${d.gateway} (seq ${d.seq}, ${ago(d.receivedAtMs)})`);
+  for (const d of f.devices) lines.push(`  ${d.device} on ${d.gateway} (${d.seq !== '0' ? `seq ${d.seq}, ` : ''}${ago(d.receivedAtMs)})`);
   if (f.devicesOmitted > 0) lines.push(`  … ${f.devicesOmitted} more (--limit)`);
   return lines;
 }

@@ -29,6 +29,7 @@ export interface FleetDevice {
   device: string;
   /** The gateway of its newest frame (highest seq) the hub heard. */
   gateway: string;
+  /** Its newest frame's seq, when the hub read it ('0' when only heard: frames of a patient nobody follows on this hub are not parsed). */
   seq: string;
   /** That gateway's clock when it received the frame. */
   receivedAtMs: number;
@@ -74,6 +75,19 @@ export class FleetView {
     if (d && d.seq >= seq) return; // an older frame (a resend, a late uplink) does not move the device back
     this.devices.delete(device);
     this.devices.set(device, { gateway, seq, receivedAtMs });
+    if (this.devices.size > this.maxDevices) this.devices.delete(this.devices.keys().next().value as string);
+  }
+
+  /**
+   * A frame of a device heard on `gateway`'s uplink and not parsed (nobody follows its patient
+   * here): the device is placed there as of `atMs`, its seq left as last known. A late frame of a
+   * lagging gateway can place it back there for a moment; the next frame puts it right.
+   */
+  deviceHeard(device: string, gateway: string, atMs: number): void {
+    this.gateway(gateway).frames++;
+    const d = this.devices.get(device);
+    this.devices.delete(device);
+    this.devices.set(device, { gateway, seq: d?.seq ?? 0n, receivedAtMs: atMs });
     if (this.devices.size > this.maxDevices) this.devices.delete(this.devices.keys().next().value as string);
   }
 

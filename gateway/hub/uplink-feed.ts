@@ -182,6 +182,15 @@ export class UplinkFeed {
         return;
       }
       this.received.frames++;
+      // The topic names the device: a frame of a patient nobody here follows is not even parsed
+      // (most of the uplink, most of the time; docs/fleet-scale.md). Its device is placed on the
+      // gateway the topic names, as heard now.
+      const rec = t.deviceId !== undefined ? this.o.registry.get(t.deviceId) : undefined;
+      if (rec && !this.o.wants(rec.patient)) {
+        this.unwanted++;
+        this.o.fleet.deviceHeard(t.deviceId!, t.gatewayId, Date.now());
+        return;
+      }
       const { message, frame } = decodeUplinkFrameAndBytes(payload, topic);
       this.frame(message, frame);
     } catch (e) {
@@ -194,12 +203,6 @@ export class UplinkFeed {
     const rec = this.o.registry.get(u.device);
     if (!rec) return this.refuse('FEED_UNKNOWN_DEVICE', { gateway: u.gateway, device: u.device, seq: u.seq.toString() });
     this.o.fleet.deviceSeen(u.device, u.gateway, u.seq, u.receivedAtMs);
-    // A frame of a patient no researcher follows here goes no further: nothing is delivered, so
-    // nothing needs verifying or ordering (most of the uplink, most of the time; docs/fleet-scale.md).
-    if (!this.o.wants(rec.patient)) {
-      this.unwanted++;
-      return;
-    }
     // The signature is checked against the registry before the frame can move its device's order.
     if (!verifyEd25519(this.keys.get(rec.publicKey), concat(FRAME_TAG, frame.body), frame.signature))
       return this.refuse('FEED_BAD_SIGNATURE', { gateway: u.gateway, device: u.device, seq: u.seq.toString() });

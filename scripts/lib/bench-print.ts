@@ -204,7 +204,7 @@ export function printFleet(f: FleetFigures, out: string[]): void {
   out.push(`  ${cpuLineAll('(h3) run', h.cpu)}`);
   const i = h.intake;
   out.push(
-    `  the same load with no researcher connected (${fmt(i.frames)} frames${i.complete ? '' : ', INCOMPLETE'}): hub ${fmt(i.hubCpuUsPerFrame, 0)} µs CPU per uplink frame taken in (decode, signature, order), so ${fmt(h.hubCpuUsPerDelivery - i.hubCpuUsPerFrame, 0)} µs per delivery on top`,
+    `  the same load with no researcher connected (${fmt(i.frames)} frames${i.complete ? '' : ', INCOMPLETE'}): hub ${fmt(i.hubCpuUsPerFrame, 0)} µs CPU per uplink frame taken in (decoded and placed; a frame nobody follows is not verified or ordered), so ${fmt(h.hubCpuUsPerDelivery - i.hubCpuUsPerFrame, 0)} µs per delivery on top`,
   );
   out.push(`  ${cpuLineAll('(h3) intake-only run', i.cpu)}`);
   out.push(`  hospital set-up ${fmt(f.hospital.setupS, 1)} s; (h) took ${f.seconds} s`);
