@@ -186,7 +186,10 @@ export async function hospitalReport(i: HospitalReportInput): Promise<{ text: st
   i.fleets.forEach((ds, k) => ds.forEach((d) => where.set(d.deviceId, i.names[k]!)));
   if (lastLeg) where.set(i.walker.deviceId, lastLeg.gateway);
   const hub1 = h.hubs.get(i.hubNames[0]!)!;
-  const placed = (f: FleetSnapshot): number => f.devices.filter((d) => where.get(d.device) === d.gateway && Number(d.seq) === lastOf.get(d.device)).length;
+  // The walker is followed at the hub, so its frames are read there: its seq is known. The other
+  // wearables' frames are placed from their topics only (nobody follows them: gateway/hub/uplink-feed.ts).
+  const placed = (f: FleetSnapshot): number =>
+    f.devices.filter((d) => where.get(d.device) === d.gateway && (d.device !== i.walker.deviceId || Number(d.seq) === lastOf.get(d.device))).length;
   const fleet = await until(
     "the hub's /fleet",
     async () => {
