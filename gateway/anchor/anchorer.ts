@@ -31,6 +31,7 @@
  * transaction is confirmed (across a replacement when it is stuck), so that only one
  * transaction of the account is ever in flight and no two race for a nonce.
  */
+import { retryDelayMs } from '../util/backoff.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { id, zeroPadValue, toBeHex, type Provider, type Signer, type TransactionReceipt } from 'ethers';
 import { CodedError, type ErrorDetail, type Remedies } from '../../firmware-proto/coded-error.js';
@@ -245,10 +246,7 @@ export class Anchorer {
             );
           this.setUp(false);
         }
-        const min = this.opts.retryMinMs ?? 500;
-        const max = this.opts.retryMaxMs ?? 15_000;
-        const delay = Math.min(max, min * 2 ** Math.min(attempt - 1, 16));
-        await sleep(delay * (0.75 + Math.random() * 0.5), undefined, { signal }).catch(() => undefined);
+        await sleep(retryDelayMs(attempt, this.opts.retryMinMs ?? 500, this.opts.retryMaxMs ?? 15_000), undefined, { signal }).catch(() => undefined);
       }
     }
     this.leaveLane();

@@ -14,6 +14,7 @@
  * Woken by the anchorer's onAnchored hook (gateway/parts/anchoring.ts); it also looks every
  * `pollMs`, so a missed wake costs at most that long.
  */
+import { retryDelayMs } from '../util/backoff.js';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -129,10 +130,7 @@ export class BatchPointWriter {
         this.up = false;
         this.lastError = (e as Error).message.slice(0, 500);
         this.opts.onError?.(e as Error, attempt);
-        const min = this.opts.retryMinMs ?? 200;
-        const max = this.opts.retryMaxMs ?? 10_000;
-        const delay = Math.min(max, min * 2 ** Math.min(attempt - 1, 16));
-        await sleep(delay * (0.75 + Math.random() * 0.5), undefined, { signal }).catch(() => undefined);
+        await sleep(retryDelayMs(attempt, this.opts.retryMinMs ?? 200, this.opts.retryMaxMs ?? 10_000), undefined, { signal }).catch(() => undefined);
       }
     }
   }

@@ -7,6 +7,7 @@
  * batches after the checkpoint; storage writes are idempotent (same series, same time, same
  * values), so nothing is stored twice.
  */
+import { retryDelayMs } from '../util/backoff.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SpoolPosition } from '../spool/positions.js';
@@ -113,8 +114,7 @@ export class StorageWriter {
             this.lastError = (e as Error).message;
             this.metrics.storageErrors++;
             this.opts.onError?.(e as Error, attempt);
-            const delay = Math.min(this.retryMaxMs, this.retryMinMs * 2 ** Math.min(attempt - 1, 16));
-            await sleep(delay * (0.75 + Math.random() * 0.5), undefined, { signal });
+            await sleep(retryDelayMs(attempt, this.retryMinMs, this.retryMaxMs), undefined, { signal });
           }
         }
         if (!this.storageUp) this.opts.onRecovered?.(attempt);
