@@ -17,6 +17,7 @@
  */
 import { existsSync } from 'node:fs';
 import { auditFailed, finishReport } from './output.js';
+import type { HospitalAuditOptions } from './audit-hospital.js';
 import { join } from 'node:path';
 import { ConfigError, configFromFlags, type GatewayConfig } from '../config.js';
 import { parseArgs } from './args.js';
@@ -135,16 +136,9 @@ export async function auditCommand(argv: string[], out: (line: string) => void =
   }
 }
 
-interface CliOptions {
-  device?: string;
+interface CliOptions extends HospitalAuditOptions {
   /** --hospital: every gateway of the shared store (./audit-hospital.ts). */
   hospital?: boolean;
-  patient?: string;
-  fromMs?: number;
-  toMs?: number;
-  json?: string;
-  limit: number;
-  maxFindings: number;
   gateways?: string[];
 }
 
