@@ -5,7 +5,7 @@
  */
 import type { Route } from '../http/routes.js';
 import type { HttpGuard, HttpStatus } from '../http/server.js';
-import type { AccessLogStatus, ConsentStatus } from '../status/http.js';
+import { snapshotRoutes, type AccessLogStatus, type ConsentStatus } from '../status/http.js';
 import type { MqttStatus } from '../transport/mqtt/broker.js';
 import type { FleetSnapshot } from './fleet-view.js';
 import type { UplinkFeedStatus } from './uplink-feed.js';
@@ -35,7 +35,7 @@ export function hubStatusRoutes(snapshot: () => HubSnapshot, fleet: (limit: numb
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body, null, 2));
     };
     return [
-      { path: '/status', access: 'operator', methods: ['GET'], handle: (_req, _url, res) => json(res, 200, full()) },
+      ...snapshotRoutes(full, prometheus),
       {
         path: '/fleet',
         access: 'operator',
@@ -45,12 +45,6 @@ export function hubStatusRoutes(snapshot: () => HubSnapshot, fleet: (limit: numb
           const limit = Number.isSafeInteger(asked) && asked >= 0 ? Math.min(asked, MAX_FLEET_DEVICES) : 1000;
           json(res, 200, fleet(limit));
         },
-      },
-      {
-        path: '/metrics',
-        access: 'operator',
-        methods: ['GET'],
-        handle: (_req, _url, res) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(prometheus(full())),
       },
       {
         path: '/healthz',

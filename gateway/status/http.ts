@@ -129,12 +129,8 @@ export interface StatusSnapshot {
   http?: HttpStatus;
 }
 
-/**
- * /status and /metrics (operator: loopback only) serve `snapshot` with the listener's own
- * figures; /healthz (public) answers 503 while any critical alarm is raised, with codes only.
- */
-export function statusRoutes(snapshot: () => StatusSnapshot, listener: () => HttpStatus): Route[] {
-  const full = (): StatusSnapshot => ({ ...snapshot(), http: listener() });
+/** GET /status (the snapshot as JSON) and GET /metrics (Prometheus text), operator only: a gateway's and a hub's (gateway/hub/status.ts). */
+export function snapshotRoutes<T>(full: () => T, metrics: (s: T) => string): Route[] {
   return [
     {
       path: '/status',
@@ -146,8 +142,18 @@ export function statusRoutes(snapshot: () => StatusSnapshot, listener: () => Htt
       path: '/metrics',
       access: 'operator',
       methods: ['GET'],
-      handle: (_req, _url, res) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(prometheus(full())),
+      handle: (_req, _url, res) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics(full())),
     },
+  ];
+}
+
+/**
+ * /status and /metrics (operator: loopback only) serve `snapshot` with the listener's own
+ * figures; /healthz (public) answers 503 while any critical alarm is raised, with codes only.
+ */
+export function statusRoutes(snapshot: () => StatusSnapshot, listener: () => HttpStatus): Route[] {
+  return [
+    ...snapshotRoutes(() => ({ ...snapshot(), http: listener() }), prometheus),
     {
       path: '/healthz',
       access: 'public',
